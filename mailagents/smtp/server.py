@@ -1,0 +1,877 @@
+"""The server side of SMTP and LMTP as a sans-I/O connection object (RFC 5321, RFC 2033).
+
+Feed the bytes that arrived with :meth:`ServerConnection.receive_data`, take events with
+:meth:`ServerConnection.next_event` until it returns :data:`NEED_DATA` (or :data:`PAUSED`),
+answer decision events with :meth:`ServerConnection.send`, and write what
+:meth:`ServerConnection.data_to_send` returns. The core owns every protocol rule; the
+application only decides policy.
+"""
+
+from __future__ import annotations
+
+import binascii
+from base64 import b64decode, b64encode
+from collections import deque
+from typing import TypeAlias
+
+from mailagents import sasl
+from mailagents._protocol import LocalProtocolError, RemoteProtocolError
+from mailagents.smtp._address import (
+    AddressError,
+    parse_forward_path,
+    parse_reverse_path,
+    split_path_and_parameters,
+)
+from mailagents.smtp._config import ServerConfig
+from mailagents.smtp._data import BareLineEndPolicy, DataError, DataReader
+from mailagents.smtp._events import (
+    NEED_DATA,
+    PAUSED,
+    Accept,
+    Authenticated,
+    AuthenticationFailed,
+    CommandRejected,
+    ConnectionClosed,
+    DataChunk,
+    Envelope,
+    Hello,
+    LMTPReplies,
+    MailFrom,
+    MessageComplete,
+    MessageRejected,
+    Quit,
+    RcptTo,
+    Recipient,
+    Reject,
+    Reset,
+    Sentinel,
+    StartTLS,
+)
+from mailagents.smtp._params import (
+    ParameterError,
+    parse_mail_parameters,
+    parse_rcpt_parameters,
+)
+from mailagents.smtp._reply import Reply
+from mailagents.smtp._state import COMMANDS, State, in_sequence
+
+__all__ = ["Decision", "ServerConnection", "ServerEvent"]
+
+ServerEvent: TypeAlias = (
+    Hello
+    | MailFrom
+    | RcptTo
+    | DataChunk
+    | MessageComplete
+    | MessageRejected
+    | Reset
+    | StartTLS
+    | sasl.NeedCredentials
+    | Authenticated
+    | AuthenticationFailed
+    | CommandRejected
+    | Quit
+    | ConnectionClosed
+)
+"""Everything :meth:`ServerConnection.next_event` can return besides the sentinels."""
+
+Decision: TypeAlias = (
+    Accept | Reject | LMTPReplies | sasl.PasswordVerdict | sasl.ScramSecrets | sasl.NoSuchUser
+)
+"""What :meth:`ServerConnection.send` takes."""
+
+_DECISION_EVENTS = (Hello, MailFrom, RcptTo, MessageComplete, sasl.NeedCredentials)
+_BDAT_SIZE_DIGITS = 20  # a size that does not fit in 20 digits cannot be meant
+
+
+def _r(code: int, enhanced: str | None, *lines: str) -> Reply:
+    return Reply(code=code, enhanced=enhanced, lines=lines or ("",))
+
+
+class ServerConnection:
+    """One SMTP (or LMTP) session, server side, with no I/O.
+
+    ``greeting`` overrides the 220 greeting. A 554 greeting refuses the session as
+    RFC 5321 §3.1 describes: every command but QUIT then gets 503.
+    """
+
+    def __init__(self, config: ServerConfig | None = None, *, greeting: Reply | None = None):
+        self.config = config if config is not None else ServerConfig()
+        cfg = self.config
+        self._enhanced = cfg.enhanced_status_codes or cfg.lmtp
+        self._in = bytearray()
+        self._out = bytearray()
+        self._events: deque[ServerEvent] = deque()
+        self._pending: ServerEvent | None = None
+        self._eof = False
+        self._closed_reported = False
+        self._discarding_line = False
+        self._bad_commands = 0
+        self._tls = cfg.tls_active
+        self._helo: str | None = None
+        self._extensions: frozenset[str] = frozenset()
+        self._identity: str | None = None
+        self._mech: sasl.ServerMechanism | None = None
+        self._auth_final = False
+        self._mail_from: MailFrom | None = None
+        self._recipients: list[Recipient] = []
+        self._reader: DataReader | None = None
+        self._bdat_remaining = 0
+        self._bdat_last = False
+        self._bdat_size = 0
+        self._bdat_error: Reply | None = None
+        self._bdat_rejected: Reply | None = None
+        self._state_before_chunk = State.READY
+        self._auth_result: sasl.Success | None = None
+        if greeting is None:
+            greeting = _r(220, None, f"{cfg.hostname} {cfg.greeting_text}".rstrip())
+        elif greeting.code not in (220, 421, 554):
+            raise LocalProtocolError("a greeting is 220, 421 or 554 (RFC 5321 §4.2)")
+        # RFC 2034 §4: no enhanced code in the greeting.
+        self._queue(greeting.without_enhanced())
+        if greeting.code == 220:
+            self._state = State.CONNECTED
+        elif greeting.code == 554:
+            self._state = State.REFUSED
+        else:
+            self._state = State.CLOSED
+
+    # --- public API ------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """Where the session stands in RFC 5321's command sequence."""
+        return self._state
+
+    @property
+    def paused(self) -> bool:
+        """An event awaits the application's decision."""
+        return self._pending is not None
+
+    @property
+    def tls_active(self) -> bool:
+        """The session runs over TLS (implicit, or after STARTTLS)."""
+        return self._tls
+
+    @property
+    def identity(self) -> str | None:
+        """The authorised identity after a successful AUTH, else ``None``."""
+        return self._identity
+
+    @property
+    def helo_domain(self) -> str | None:
+        """The domain the client gave with its accepted EHLO/HELO/LHLO."""
+        return self._helo
+
+    @property
+    def extensions(self) -> frozenset[str]:
+        """The extension keywords offered to this client in the last EHLO/LHLO reply."""
+        return self._extensions
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes received from the client; ``b""`` means the client closed."""
+        if self._state is State.TLS_PENDING and data:
+            raise LocalProtocolError("receive_data before tls_started(): start TLS first")
+        if not data:
+            self._eof = True
+            return
+        if self._state is State.CLOSED:
+            return  # whatever follows QUIT or 421 is ignored
+        self._in += data
+        if self._pending is not None and len(self._in) > self.config.max_buffer:
+            self._in.clear()
+            self._fatal(_r(421, "4.7.0", f"{self.config.hostname} Too much pipelined input"))
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the client now (replies in command order)."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def next_event(self) -> ServerEvent | Sentinel:
+        """The next event, or :data:`NEED_DATA` / :data:`PAUSED`.
+
+        Raises :class:`RemoteProtocolError` when the session cannot go on (its final reply
+        is queued: send it and close)."""
+        while True:
+            if self._events:
+                return self._events.popleft()
+            if self._pending is not None:
+                return PAUSED
+            state = self._state
+            if state is State.CLOSED or state is State.TLS_PENDING:
+                return self._need_data()
+            before = len(self._in)
+            if state is State.DATA:
+                self._process_data()
+            elif state is State.BDAT_CHUNK:
+                self._process_bdat()
+            else:
+                line = self._take_line()
+                if line is not None:
+                    if state is State.AUTH:
+                        self._auth_line(line)
+                    else:
+                        self._command(line)
+            if not self._events and len(self._in) == before and self._state is state:
+                return self._need_data()
+
+    def send(self, decision: Decision) -> None:
+        """Answer the event that awaits a decision."""
+        event = self._pending
+        if event is None:
+            raise LocalProtocolError("no event awaits a decision")
+        if isinstance(event, sasl.NeedCredentials):
+            self._answer_credentials(decision)
+            return
+        if isinstance(decision, sasl.PasswordVerdict | sasl.ScramSecrets | sasl.NoSuchUser):
+            raise LocalProtocolError("a credentials answer only answers NeedCredentials")
+        if isinstance(decision, LMTPReplies) and not isinstance(event, MessageComplete):
+            raise LocalProtocolError("LMTPReplies only answers MessageComplete")
+        if isinstance(decision, Accept) and decision.reply is not None:
+            if isinstance(event, Hello):
+                raise LocalProtocolError("the core builds the EHLO/HELO reply itself")
+            if decision.reply.code >= 300:
+                raise LocalProtocolError("Accept needs a 2xx reply")
+        self._pending = None
+        if isinstance(event, Hello):
+            self._decide_hello(event, decision)
+        elif isinstance(event, MailFrom):
+            self._decide_mail(event, decision)
+        elif isinstance(event, RcptTo):
+            self._decide_rcpt(event, decision)
+        elif isinstance(event, MessageComplete):
+            self._decide_message(event, decision)
+        else:  # pragma: no cover - _pending only ever holds decision events
+            raise LocalProtocolError(f"unexpected pending event {event!r}")
+
+    def tls_started(self) -> None:
+        """Tell the core the TLS handshake after STARTTLS completed.
+
+        The session starts afresh (RFC 3207 §4.2): the client must send EHLO again and
+        nothing learned before TLS is kept."""
+        if self._state is not State.TLS_PENDING:
+            raise LocalProtocolError("tls_started() without an accepted STARTTLS")
+        self._tls = True
+        self._in.clear()
+        self._helo = None
+        self._extensions = frozenset()
+        self._identity = None
+        self._state = State.CONNECTED
+
+    # --- output helpers --------------------------------------------------------------
+
+    def _queue(self, reply: Reply) -> None:
+        if not self._enhanced and reply.enhanced is not None:
+            reply = reply.without_enhanced()
+        self._out += reply.to_bytes()
+
+    def _emit(self, event: ServerEvent) -> None:
+        self._events.append(event)
+        if isinstance(event, _DECISION_EVENTS):
+            self._pending = event
+
+    def _reject(self, command: str, reply: Reply, *, bad: bool = True) -> None:
+        """Answer a command with an error the core decided on."""
+        self._queue(reply)
+        self._emit(CommandRejected(command=command, reply=reply))
+        if bad:
+            self._bad_commands += 1
+            if self._bad_commands >= self.config.max_bad_commands:
+                self._fatal(_r(421, "4.7.0", f"{self.config.hostname} Too many errors"))
+
+    def _fatal(self, reply: Reply) -> None:
+        self._queue(reply)
+        self._state = State.CLOSED
+        self._pending = None
+        raise RemoteProtocolError(reply.text)
+
+    def _need_data(self) -> ServerEvent | Sentinel:
+        if self._eof and not self._closed_reported:
+            self._closed_reported = True
+            self._state = State.CLOSED
+            self._clear_transaction()
+            return ConnectionClosed()
+        return NEED_DATA
+
+    # --- line handling ---------------------------------------------------------------
+
+    def _line_limit(self) -> int:
+        if self._state is State.AUTH or self._in[:5].upper() in (b"AUTH ", b"AUTH\r"):
+            return self.config.max_auth_line
+        return self.config.command_line_limit
+
+    def _take_line(self) -> bytes | None:
+        buf = self._in
+        limit = self._line_limit()
+        end = buf.find(b"\n")
+        if end < 0:
+            if len(buf) > limit:
+                # Too long to be a command: drop it up to its end (bounded buffer).
+                self._discarding_line = True
+                del buf[: len(buf) - 1]
+            return None
+        line = bytes(buf[:end])
+        del buf[: end + 1]
+        if self._discarding_line:
+            self._discarding_line = False
+            self._reject("", _r(500, "5.5.2", "Line too long"))
+            return None
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        elif self.config.bare_line_ends is BareLineEndPolicy.REJECT:
+            # RFC 5321 §2.3.8: lines end with CRLF; a bare LF is refused.
+            self._reject("", _r(500, "5.5.2", "Command line must end with CRLF"))
+            return None
+        if len(line) + 2 > limit:
+            self._reject("", _r(500, "5.5.2", "Line too long"))
+            return None
+        return line
+
+    def _command(self, raw: bytes) -> None:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._reject("", _r(500, "5.5.2", "Invalid UTF-8 in command"))
+            return
+        if any(c < " " and c != "\t" for c in line) or "\x7f" in line:
+            self._reject("", _r(500, "5.5.2", "Control characters in command"))
+            return
+        verb, _, arg = line.partition(" ")
+        verb = verb.upper()
+        if verb not in COMMANDS or not verb.isascii():
+            self._reject(verb[:16], _r(500, "5.5.1", "Command unrecognized"))
+            return
+        cfg = self.config
+        if (verb == "LHLO") != cfg.lmtp and verb in ("EHLO", "HELO", "LHLO"):
+            # RFC 2033 §4.1: an LMTP server answers HELO and EHLO with 500.
+            self._reject(verb, _r(500, "5.5.1", f"{verb} is not {'LMTP' if cfg.lmtp else 'SMTP'}"))
+            return
+        if verb == "BDAT":
+            self._bdat(arg)
+            return
+        if not in_sequence(self._state, verb):
+            self._reject(verb, self._sequence_error(verb))
+            return
+        if (
+            cfg.require_tls
+            and not self._tls
+            and verb not in ("EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "RSET", "QUIT")
+        ):
+            self._reject(verb, _r(530, "5.7.0", "Must issue a STARTTLS command first"))
+            return
+        getattr(self, "_cmd_" + verb.lower())(arg)
+
+    def _sequence_error(self, verb: str) -> Reply:
+        state = self._state
+        if state is State.REFUSED:
+            return _r(503, "5.5.1", "No SMTP service here; only QUIT")
+        if state is State.CONNECTED:
+            return _r(503, "5.5.1", f"Send {'LHLO' if self.config.lmtp else 'EHLO/HELO'} first")
+        if verb == "MAIL":
+            return _r(503, "5.5.1", "Nested MAIL command")
+        if verb == "RCPT":
+            if state is State.BDAT:
+                return _r(503, "5.5.1", "RCPT after BDAT")
+            return _r(503, "5.5.1", "Need MAIL before RCPT")
+        if verb in ("DATA", "BDAT"):
+            if state is State.MAIL:
+                # RFC 5321 §3.3: 554 "no valid recipients" or 503.
+                return _r(554, "5.5.1", "No valid recipients")
+            if state is State.BDAT:
+                return _r(503, "5.5.1", "DATA inside a BDAT transaction")
+            return _r(503, "5.5.1", "Need MAIL and RCPT first")
+        return _r(503, "5.5.1", "Bad sequence of commands")
+
+    # --- commands --------------------------------------------------------------------
+
+    def _cmd_ehlo(self, arg: str) -> None:
+        self._hello("EHLO", arg)
+
+    def _cmd_helo(self, arg: str) -> None:
+        self._hello("HELO", arg)
+
+    def _cmd_lhlo(self, arg: str) -> None:
+        self._hello("LHLO", arg)
+
+    def _hello(self, verb: str, arg: str) -> None:
+        domain = arg.strip(" ")
+        if not domain or " " in domain or "\t" in domain or not domain.isascii():
+            self._reject(verb, _r(501, "5.5.4", f"Syntax: {verb} domain"))
+            return
+        self._abandon_transaction()
+        self._emit(Hello(command=verb, domain=domain))
+
+    def _decide_hello(self, event: Hello, decision: Decision) -> None:
+        if isinstance(decision, Reject):
+            self._queue(decision.reply.without_enhanced())
+            self._state = State.CONNECTED
+            self._helo = None
+            self._extensions = frozenset()
+            return
+        cfg = self.config
+        self._helo = event.domain
+        self._state = State.READY
+        if event.command == "HELO":
+            self._extensions = frozenset()
+            self._queue(_r(250, None, cfg.hostname))
+            return
+        ext: list[str] = []
+        size = cfg.max_message_size
+        ext.append(f"SIZE {size}" if size is not None else "SIZE")
+        if cfg.pipelining or cfg.lmtp:
+            ext.append("PIPELINING")
+        if cfg.eightbitmime:
+            ext.append("8BITMIME")
+            if cfg.smtputf8:
+                ext.append("SMTPUTF8")  # RFC 6531 §3.1: only together with 8BITMIME
+        if self._enhanced:
+            ext.append("ENHANCEDSTATUSCODES")
+        if cfg.starttls and not self._tls:
+            ext.append("STARTTLS")
+        if self._auth_offered():
+            ext.append("AUTH " + " ".join(m.upper() for m in cfg.auth_mechanisms))
+        if cfg.chunking:
+            ext.append("CHUNKING")
+            if cfg.binarymime:
+                ext.append("BINARYMIME")
+        if cfg.dsn:
+            ext.append("DSN")
+        if cfg.requiretls and self._tls:
+            ext.append("REQUIRETLS")  # RFC 8689 §2: offered only over TLS
+        self._extensions = frozenset(e.split(" ", 1)[0] for e in ext)
+        greeting = f"{cfg.hostname} Hello {event.domain}"
+        # RFC 2034 §4: no enhanced code in the EHLO/LHLO reply.
+        self._queue(_r(250, None, greeting, *ext))
+
+    def _auth_offered(self) -> bool:
+        cfg = self.config
+        return bool(cfg.auth_mechanisms) and (self._tls or cfg.auth_without_tls)
+
+    def _cmd_mail(self, arg: str) -> None:
+        if arg[:5].upper() != "FROM:":
+            self._reject("MAIL", _r(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
+            return
+        if self.config.require_auth and self._identity is None:
+            self._reject("MAIL", _r(530, "5.7.0", "Authentication required"))
+            return
+        try:
+            path_text, param_text = split_path_and_parameters(arg[5:].lstrip(" "))
+        except AddressError as exc:
+            self._reject("MAIL", _r(501, "5.1.7", f"Bad sender address syntax: {exc}"))
+            return
+        try:
+            params = parse_mail_parameters(
+                param_text, extensions=self._extensions, max_size=self.config.max_message_size
+            )
+        except ParameterError as exc:
+            self._reject("MAIL", _r(exc.code, exc.enhanced, exc.text), bad=exc.code != 552)
+            return
+        try:
+            path = parse_reverse_path(path_text, utf8=params.smtputf8)
+        except AddressError as exc:
+            self._reject("MAIL", self._address_error(path_text, params.smtputf8, "5.1.7", exc))
+            return
+        self._emit(MailFrom(path=path, parameters=params))
+
+    def _address_error(self, text: str, utf8: bool, enhanced: str, exc: AddressError) -> Reply:
+        if not utf8 and not text.isascii():
+            # RFC 6531 §3.7.4.1: a non-ASCII address without SMTPUTF8.
+            return _r(553, "5.6.7", "Non-ASCII address needs SMTPUTF8")
+        what = "sender" if enhanced == "5.1.7" else "recipient"
+        return _r(501, enhanced, f"Bad {what} address syntax: {exc}")
+
+    def _decide_mail(self, event: MailFrom, decision: Decision) -> None:
+        if isinstance(decision, Reject):
+            self._queue(decision.reply)
+            return
+        assert isinstance(decision, Accept)
+        self._mail_from = event
+        self._recipients = []
+        self._state = State.MAIL
+        self._queue(decision.reply or _r(250, "2.1.0", "Sender OK"))
+
+    def _cmd_rcpt(self, arg: str) -> None:
+        if arg[:3].upper() != "TO:":
+            self._reject("RCPT", _r(501, "5.5.4", "Syntax: RCPT TO:<address>"))
+            return
+        if len(self._recipients) >= self.config.max_recipients:
+            # RFC 5321 §4.5.3.1.10: 452 for too many recipients.
+            self._reject("RCPT", _r(452, "4.5.3", "Too many recipients"), bad=False)
+            return
+        assert self._mail_from is not None
+        utf8 = self._mail_from.parameters.smtputf8
+        try:
+            path_text, param_text = split_path_and_parameters(arg[3:].lstrip(" "))
+        except AddressError as exc:
+            self._reject("RCPT", _r(501, "5.1.3", f"Bad recipient address syntax: {exc}"))
+            return
+        try:
+            params = parse_rcpt_parameters(param_text, extensions=self._extensions)
+        except ParameterError as exc:
+            self._reject("RCPT", _r(exc.code, exc.enhanced, exc.text))
+            return
+        try:
+            path = parse_forward_path(path_text, utf8=utf8)
+        except AddressError as exc:
+            self._reject("RCPT", self._address_error(path_text, utf8, "5.1.3", exc))
+            return
+        self._emit(RcptTo(path=path, parameters=params))
+
+    def _decide_rcpt(self, event: RcptTo, decision: Decision) -> None:
+        if isinstance(decision, Reject):
+            self._queue(decision.reply)
+            return
+        assert isinstance(decision, Accept)
+        self._recipients.append(Recipient(path=event.path, parameters=event.parameters))
+        self._state = State.RCPT
+        self._queue(decision.reply or _r(250, "2.1.5", "Recipient OK"))
+
+    def _cmd_data(self, arg: str) -> None:
+        if arg.strip(" "):
+            self._reject("DATA", _r(501, "5.5.4", "DATA takes no parameters"))
+            return
+        assert self._mail_from is not None
+        if self._mail_from.parameters.body == "BINARYMIME":
+            # RFC 3030 §3: BINARYMIME content can only be sent with BDAT.
+            self._reject("DATA", _r(503, "5.5.1", "BODY=BINARYMIME requires BDAT"))
+            return
+        cfg = self.config
+        self._reader = DataReader(
+            bare_line_ends=cfg.bare_line_ends,
+            max_line_length=cfg.max_text_line,
+            max_size=cfg.max_message_size,
+        )
+        self._state = State.DATA
+        self._queue(_r(354, None, "End data with <CR><LF>.<CR><LF>"))
+
+    def _process_data(self) -> None:
+        reader = self._reader
+        assert reader is not None
+        buf = self._in
+        if not buf:
+            return
+        with memoryview(buf) as view:
+            consumed, chunks = reader.feed(view)
+        del buf[:consumed]
+        for chunk in chunks:
+            self._events.append(DataChunk(data=chunk))
+        if reader.done:
+            self._reader = None
+            error = reader.error
+            if error is None:
+                self._complete(reader.size, chunked=False)
+            else:
+                self._message_failed(self._data_error_reply(error))
+
+    def _data_error_reply(self, error: DataError) -> Reply:
+        if error is DataError.TOO_BIG:
+            # RFC 1870 §6.4 / RFC 5321 §4.5.3.1.10.
+            return _r(552, "5.3.4", "Message size exceeds fixed maximum message size")
+        if error is DataError.LINE_TOO_LONG:
+            return _r(500, "5.5.2", "Line too long")  # RFC 5321 §4.5.3.1.6
+        return _r(550, "5.6.0", "Bare CR or LF in message content not allowed")
+
+    def _message_failed(self, reply: Reply) -> None:
+        count = len(self._recipients) if self.config.lmtp else 1
+        for _ in range(max(count, 1)):
+            self._queue(reply)
+        self._clear_transaction()
+        self._state = State.READY
+        self._emit(MessageRejected(reply=reply))
+
+    def _complete(self, size: int, *, chunked: bool) -> None:
+        assert self._mail_from is not None
+        envelope = Envelope(
+            mail_from=self._mail_from.path,
+            mail_parameters=self._mail_from.parameters,
+            recipients=tuple(self._recipients),
+            size=size,
+            chunked=chunked,
+        )
+        self._state = State.READY
+        self._emit(MessageComplete(envelope=envelope))
+
+    def _decide_message(self, event: MessageComplete, decision: Decision) -> None:
+        recipients = event.envelope.recipients
+        self._clear_transaction()
+        if isinstance(decision, LMTPReplies):
+            if not self.config.lmtp:
+                raise LocalProtocolError("LMTPReplies in an SMTP session")
+            if len(decision.replies) != len(recipients):
+                raise LocalProtocolError(
+                    f"LMTP needs one reply per recipient: {len(recipients)} expected"
+                )
+            for reply in decision.replies:
+                self._queue(reply)
+            return
+        if isinstance(decision, Reject):
+            reply = decision.reply
+        else:
+            assert isinstance(decision, Accept)
+            reply = decision.reply or _r(250, "2.0.0", "OK: message accepted")
+        # RFC 2033 §4.2: in LMTP one reply per accepted recipient, in RCPT order.
+        for _ in range(len(recipients) if self.config.lmtp else 1):
+            self._queue(reply)
+
+    def _bdat(self, arg: str) -> None:
+        offered = self.config.chunking and "CHUNKING" in self._extensions
+        parts = arg.split(" ")
+        last = len(parts) == 2 and parts[1].upper() == "LAST"
+        if not (
+            parts[0].isascii()
+            and parts[0].isdigit()
+            and len(parts[0]) <= _BDAT_SIZE_DIGITS
+            and (len(parts) == 1 or last)
+        ):
+            if not offered:
+                self._reject("BDAT", _r(502, "5.5.1", "BDAT not available"))
+                return
+            # The octet count cannot be read, so neither can the rest of the stream
+            # (RFC 3030 §3 syntax): answer 501 and end the session.
+            reply = _r(501, "5.5.4", "Syntax: BDAT size [LAST]")
+            self._queue(reply)
+            self._emit(CommandRejected(command="BDAT", reply=reply))
+            self._fatal(_r(421, "4.5.4", f"{self.config.hostname} BDAT syntax error, closing"))
+        size = int(parts[0])
+        rejection: Reply | None = None
+        if not offered:
+            rejection = _r(502, "5.5.1", "BDAT not available")
+        elif not in_sequence(self._state, "BDAT"):
+            rejection = self._sequence_error("BDAT")
+        elif self.config.require_tls and not self._tls:
+            rejection = _r(530, "5.7.0", "Must issue a STARTTLS command first")
+        else:
+            assert self._mail_from is not None
+        # A refused BDAT still has its octets consumed (RFC 3030 §2), then it is answered.
+        self._bdat_remaining = size
+        self._bdat_last = last
+        self._bdat_rejected = rejection
+        self._state_before_chunk = self._state
+        if rejection is None and self._state is State.RCPT:
+            self._bdat_size = 0
+            self._bdat_error = None
+        self._state = State.BDAT_CHUNK
+        if size == 0:
+            self._finish_chunk()
+
+    def _process_bdat(self) -> None:
+        buf = self._in
+        take = min(len(buf), self._bdat_remaining)
+        if take == 0:
+            return
+        if self._bdat_rejected is None and self._bdat_error is None:
+            limit = self.config.max_message_size
+            if limit is not None and self._bdat_size + take > limit:
+                self._bdat_error = _r(552, "5.3.4", "Message size exceeds fixed maximum message size")
+            else:
+                self._events.append(DataChunk(data=bytes(buf[:take])))
+        self._bdat_size += take
+        del buf[:take]
+        self._bdat_remaining -= take
+        if self._bdat_remaining == 0:
+            self._finish_chunk()
+
+    def _finish_chunk(self) -> None:
+        rejection = self._bdat_rejected
+        if rejection is not None:
+            # The octets of a refused BDAT are consumed, then it is answered (RFC 3030 §2).
+            self._bdat_rejected = None
+            self._state = self._state_before_chunk
+            if self._state is State.BDAT:
+                self._abandon_transaction()
+                self._state = State.READY
+            self._reject("BDAT", rejection)
+            return
+        if self._bdat_error is not None:
+            self._message_failed(self._bdat_error)
+            self._bdat_error = None
+            return
+        if self._bdat_last:
+            self._complete(self._bdat_size, chunked=True)
+        else:
+            self._state = State.BDAT
+            self._queue(_r(250, "2.0.0", f"{self._bdat_size} octets received"))
+
+    def _cmd_rset(self, arg: str) -> None:
+        if arg.strip(" "):
+            self._reject("RSET", _r(501, "5.5.4", "RSET takes no parameters"))
+            return
+        self._abandon_transaction()
+        self._queue(_r(250, "2.0.0", "OK"))
+
+    def _cmd_noop(self, arg: str) -> None:
+        self._queue(_r(250, "2.0.0", "OK"))
+
+    def _cmd_quit(self, arg: str) -> None:
+        if arg.strip(" "):
+            self._reject("QUIT", _r(501, "5.5.4", "QUIT takes no parameters"))
+            return
+        self._clear_transaction()
+        self._queue(_r(221, "2.0.0", f"{self.config.hostname} closing connection"))
+        self._state = State.CLOSED
+        self._in.clear()
+        self._emit(Quit())
+
+    def _cmd_vrfy(self, arg: str) -> None:
+        if not arg.strip(" "):
+            self._reject("VRFY", _r(501, "5.5.4", "Syntax: VRFY address"))
+            return
+        # RFC 5321 §3.5.3: 252 when the server will not verify but will try to deliver.
+        self._queue(_r(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"))
+
+    def _cmd_expn(self, arg: str) -> None:
+        self._reject("EXPN", _r(502, "5.5.1", "EXPN not available"), bad=False)
+
+    def _cmd_help(self, arg: str) -> None:
+        self._queue(_r(214, "2.0.0", *self.config.help_text))
+
+    def _cmd_starttls(self, arg: str) -> None:
+        if self._tls:
+            self._reject("STARTTLS", _r(503, "5.5.1", "TLS already active"))
+            return
+        if not self.config.starttls or "STARTTLS" not in self._extensions:
+            self._reject("STARTTLS", _r(502, "5.5.1", "STARTTLS not available"))
+            return
+        if arg.strip(" "):
+            self._reject("STARTTLS", _r(501, "5.5.4", "STARTTLS takes no parameters"))
+            return
+        self._queue(_r(220, "2.0.0", "Ready to start TLS"))
+        # RFC 3207 §4 and CVE-2011-0411: nothing sent after the STARTTLS line in the clear
+        # may be acted on; it is discarded before the handshake.
+        self._in.clear()
+        self._state = State.TLS_PENDING
+        self._emit(StartTLS())
+
+    # --- AUTH (RFC 4954) -------------------------------------------------------------
+
+    def _cmd_auth(self, arg: str) -> None:
+        cfg = self.config
+        if not cfg.auth_mechanisms or "AUTH" not in self._extensions:
+            if cfg.auth_mechanisms and not self._tls:
+                # RFC 4954 §6: 538 when the mechanism needs an encrypted session.
+                reply = _r(538, "5.7.11", "Encryption required for requested authentication mechanism")
+            else:
+                reply = _r(502, "5.5.1", "AUTH not available")
+            self._reject("AUTH", reply)
+            return
+        if self._identity is not None:
+            self._reject("AUTH", _r(503, "5.5.1", "Already authenticated"))
+            return
+        name, _, initial_text = arg.strip(" ").partition(" ")
+        name = name.upper()
+        if name not in (m.upper() for m in cfg.auth_mechanisms):
+            self._reject("AUTH", _r(504, "5.5.4", "Unrecognized authentication type"))
+            return
+        initial: bytes | None = None
+        if initial_text:
+            decoded = self._b64(initial_text)
+            if decoded is None:
+                self._reject("AUTH", _r(501, "5.5.2", "Invalid base64 in initial response"))
+                return
+            initial = decoded
+        try:
+            mech = sasl.server_mechanism(name)
+        except KeyError:
+            self._reject("AUTH", _r(504, "5.5.4", "Unrecognized authentication type"))
+            return
+        self._mech = mech
+        self._auth_final = False
+        self._state = State.AUTH
+        self._auth_step(mech.start(initial))
+
+    @staticmethod
+    def _b64(text: str) -> bytes | None:
+        # RFC 4954 §4: "=" is an empty initial response.
+        if text == "=":
+            return b""
+        try:
+            return b64decode(text.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            return None
+
+    def _auth_line(self, raw: bytes) -> None:
+        mech = self._mech
+        assert mech is not None
+        text = raw.decode("ascii", "replace").strip(" ")
+        if text == "*":
+            # RFC 4954 §4: the client cancelled the exchange.
+            self._auth_end(_r(501, "5.0.0", "Authentication cancelled"))
+            return
+        if self._auth_final:
+            if text:
+                self._auth_end(_r(535, "5.7.8", "Authentication credentials invalid"))
+            else:
+                self._auth_success()
+            return
+        data = b"" if text == "" else self._b64(text)
+        if data is None:
+            self._auth_end(_r(501, "5.5.2", "Invalid base64 in response"))
+            return
+        self._auth_step(mech.receive(data))
+
+    def _auth_step(self, step: sasl.ServerStep) -> None:
+        if isinstance(step, sasl.Challenge):
+            self._queue(_r(334, None, b64encode(step.data).decode("ascii")))
+        elif isinstance(step, sasl.NeedCredentials):
+            self._emit(step)
+        elif isinstance(step, sasl.Success):
+            self._auth_result = step
+            if step.final_data:
+                # RFC 4954 §4: additional data with success is sent as a challenge.
+                self._auth_final = True
+                self._queue(_r(334, None, b64encode(step.final_data).decode("ascii")))
+            else:
+                self._auth_success()
+        else:
+            if step.temporary:
+                self._auth_end(_r(454, "4.7.0", "Temporary authentication failure"))
+            else:
+                self._auth_end(_r(535, "5.7.8", "Authentication credentials invalid"))
+
+    def _auth_success(self) -> None:
+        step = self._auth_result
+        mech = self._mech
+        assert mech is not None and step is not None
+        self._identity = step.identity
+        self._mech = None
+        self._state = State.READY
+        self._queue(_r(235, "2.7.0", "Authentication successful"))
+        self._emit(Authenticated(mechanism=mech.name, identity=step.identity, authcid=step.authcid))
+
+    def _auth_end(self, reply: Reply) -> None:
+        mech = self._mech
+        name = mech.name if mech is not None else ""
+        self._mech = None
+        self._state = State.READY
+        self._queue(reply)
+        self._emit(AuthenticationFailed(mechanism=name, reply=reply))
+
+    def _answer_credentials(self, decision: Decision) -> None:
+        mech = self._mech
+        assert mech is not None
+        self._pending = None
+        if isinstance(decision, Reject):
+            self._auth_end(decision.reply)
+            return
+        if not isinstance(decision, sasl.PasswordVerdict | sasl.ScramSecrets | sasl.NoSuchUser):
+            raise LocalProtocolError("answer NeedCredentials with a sasl credentials answer")
+        self._auth_step(mech.provide(decision))
+
+    # --- transactions ----------------------------------------------------------------
+
+    def _clear_transaction(self) -> None:
+        self._mail_from = None
+        self._recipients = []
+        self._reader = None
+        self._bdat_size = 0
+        self._bdat_error = None
+
+    def _abandon_transaction(self) -> None:
+        """RSET, EHLO, STARTTLS: drop the transaction and tell the application."""
+        if self._mail_from is not None:
+            self._clear_transaction()
+            self._events.append(Reset())
+        if self._state in (State.MAIL, State.RCPT, State.BDAT):
+            self._state = State.READY
+
