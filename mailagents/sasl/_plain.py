@@ -48,7 +48,9 @@ class PlainServer(ServerMechanism):
     message is parsed it asks for credentials with ``password`` set; the caller answers
     with a :class:`PasswordVerdict` after checking the password against its store, or
     with the user's :class:`ScramSecrets`, against which the mechanism checks the
-    SASLprep-ared password itself.
+    SASLprep-ared password itself. The authcid, authzid and password are passed on as
+    the client sent them; RFC 4616 §2 leaves their comparison to the user store
+    (SASLprep, :func:`saslprep`, is the usual preparation).
     """
 
     name: ClassVar[str] = "PLAIN"

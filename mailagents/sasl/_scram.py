@@ -102,9 +102,14 @@ def scram_unescape(saslname: str) -> str:
 
 def _b64decode(value: str) -> bytes:
     try:
-        return base64.b64decode(value.encode("ascii"), validate=True)
+        raw = value.encode("ascii")
+        decoded = base64.b64decode(raw, validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise _Malformed("invalid base64") from exc
+    # Only the canonical encoding: no stray bits in the last character (RFC 4648 §3.5).
+    if base64.b64encode(decoded) != raw:
+        raise _Malformed("non-canonical base64")
+    return decoded
 
 
 def _b64encode(data: bytes) -> str:
@@ -231,7 +236,11 @@ class ScramSha256Server(ServerMechanism):
     client cannot tell unknown users from known ones by their salt (RFC 5802 §5.1, the
     note on ``e=unknown-user``): pass the same secret key to every instance; the
     default, a random key per instance, hides whether the user exists from a single
-    attempt only.
+    attempt only. Unknown users get 4096 iterations: store real users with the same
+    count so that the two look alike.
+
+    The authcid in :class:`NeedCredentials` is the ``n=`` user name unescaped and
+    prepared with SASLprep (RFC 5802 §5.1); the store should key users the same way.
     """
 
     name: ClassVar[str] = "SCRAM-SHA-256"
@@ -277,9 +286,8 @@ class ScramSha256Server(ServerMechanism):
         if self._state is not _SS.AWAIT_CREDENTIALS:
             raise LocalProtocolError("SCRAM: provide() without a pending NeedCredentials")
         if isinstance(answer, ScramSecrets):
-            if len(answer.stored_key) != self._hash.size or len(answer.server_key) != (
-                self._hash.size
-            ):
+            sizes = {len(answer.stored_key), len(answer.server_key)}
+            if sizes != {self._hash.size}:
                 raise LocalProtocolError(f"SCRAM: secrets are not {self.name} secrets")
             self._secrets = answer
             salt, iterations = answer.salt, answer.iterations

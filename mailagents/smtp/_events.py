@@ -9,7 +9,7 @@ LMTP, :class:`LMTPReplies`; for authentication, one of the :mod:`mailagents.sasl
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailagents.smtp._address import Path
 from mailagents.smtp._params import MailParameters, RcptParameters
@@ -58,7 +58,7 @@ class Recipient:
     """An accepted recipient: its forward-path and its RCPT parameters (DSN)."""
 
     path: Path
-    parameters: RcptParameters = RcptParameters()
+    parameters: RcptParameters = field(default_factory=RcptParameters)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -226,8 +226,13 @@ class ServerConnection:
             return
         if isinstance(decision, sasl.PasswordVerdict | sasl.ScramSecrets | sasl.NoSuchUser):
             raise LocalProtocolError("a credentials answer only answers NeedCredentials")
-        if isinstance(decision, LMTPReplies) and not isinstance(event, MessageComplete):
-            raise LocalProtocolError("LMTPReplies only answers MessageComplete")
+        if isinstance(decision, LMTPReplies):
+            if not isinstance(event, MessageComplete) or not self.config.lmtp:
+                raise LocalProtocolError("LMTPReplies only answers MessageComplete in LMTP")
+            if len(decision.replies) != len(event.envelope.recipients):
+                raise LocalProtocolError(
+                    f"LMTP needs one reply per recipient: {len(event.envelope.recipients)}"
+                )
         if isinstance(decision, Accept) and decision.reply is not None:
             if isinstance(event, Hello):
                 raise LocalProtocolError("the core builds the EHLO/HELO reply itself")
@@ -297,7 +302,7 @@ class ServerConnection:
     # --- line handling ---------------------------------------------------------------
 
     def _line_limit(self) -> int:
-        if self._state is State.AUTH or self._in[:5].upper() in (b"AUTH ", b"AUTH\r"):
+        if self._state is State.AUTH or bytes(self._in[:5]).upper() in (b"AUTH ", b"AUTH\r"):
             return self.config.max_auth_line
         return self.config.command_line_limit
 
@@ -596,12 +601,6 @@ class ServerConnection:
         recipients = event.envelope.recipients
         self._clear_transaction()
         if isinstance(decision, LMTPReplies):
-            if not self.config.lmtp:
-                raise LocalProtocolError("LMTPReplies in an SMTP session")
-            if len(decision.replies) != len(recipients):
-                raise LocalProtocolError(
-                    f"LMTP needs one reply per recipient: {len(recipients)} expected"
-                )
             for reply in decision.replies:
                 self._queue(reply)
             return
@@ -663,7 +662,9 @@ class ServerConnection:
         if self._bdat_rejected is None and self._bdat_error is None:
             limit = self.config.max_message_size
             if limit is not None and self._bdat_size + take > limit:
-                self._bdat_error = _r(552, "5.3.4", "Message size exceeds fixed maximum message size")
+                self._bdat_error = _r(
+                    552, "5.3.4", "Message size exceeds fixed maximum message size"
+                )
             else:
                 self._events.append(DataChunk(data=bytes(buf[:take])))
         self._bdat_size += take
@@ -718,7 +719,9 @@ class ServerConnection:
             self._reject("VRFY", _r(501, "5.5.4", "Syntax: VRFY address"))
             return
         # RFC 5321 §3.5.3: 252 when the server will not verify but will try to deliver.
-        self._queue(_r(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"))
+        self._queue(
+            _r(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+        )
 
     def _cmd_expn(self, arg: str) -> None:
         self._reject("EXPN", _r(502, "5.5.1", "EXPN not available"), bad=False)
@@ -750,7 +753,9 @@ class ServerConnection:
         if not cfg.auth_mechanisms or "AUTH" not in self._extensions:
             if cfg.auth_mechanisms and not self._tls:
                 # RFC 4954 §6: 538 when the mechanism needs an encrypted session.
-                reply = _r(538, "5.7.11", "Encryption required for requested authentication mechanism")
+                reply = _r(
+                    538, "5.7.11", "Encryption required for requested authentication mechanism"
+                )
             else:
                 reply = _r(502, "5.5.1", "AUTH not available")
             self._reject("AUTH", reply)
@@ -850,12 +855,13 @@ class ServerConnection:
     def _answer_credentials(self, decision: Decision) -> None:
         mech = self._mech
         assert mech is not None
-        self._pending = None
         if isinstance(decision, Reject):
+            self._pending = None
             self._auth_end(decision.reply)
             return
         if not isinstance(decision, sasl.PasswordVerdict | sasl.ScramSecrets | sasl.NoSuchUser):
             raise LocalProtocolError("answer NeedCredentials with a sasl credentials answer")
+        self._pending = None
         self._auth_step(mech.provide(decision))
 
     # --- transactions ----------------------------------------------------------------

@@ -40,7 +40,7 @@ def pump(server: ServerConnection, policy: Policy = accept_all) -> list[ServerEv
         if event is PAUSED:
             return events
         events.append(event)
-        if server.paused:
+        if isinstance(event, Hello | MailFrom | RcptTo | MessageComplete | sasl.NeedCredentials):
             decision = policy(event)
             if decision is None:
                 return events
@@ -73,7 +73,7 @@ def codes(output: bytes) -> list[int]:
     """The reply codes of the last line of every reply in ``output``."""
     result = []
     for line in output.split(b"\r\n"):
-        if len(line) >= 4 and line[3:4] == b" " or len(line) == 3:
+        if (len(line) >= 4 and line[3:4] == b" ") or len(line) == 3:
             result.append(int(line[:3]))
     return result
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -331,7 +333,7 @@ ipv6 = st.ip_addresses(v=6).map(lambda a: f"[IPv6:{a}]")
 any_domain = st.one_of(domains, ipv4, ipv6)
 utf8_local = st.text(
     alphabet=st.characters(
-        min_codepoint=32, blacklist_categories=("Cs", "Cc"), blacklist_characters="\\\""
+        min_codepoint=32, blacklist_categories=("Cs", "Cc"), blacklist_characters='\\"'
     ),
     max_size=15,
 ).filter(lambda s: len(s.encode()) <= 62)
@@ -361,19 +363,13 @@ def test_mailbox_round_trip_utf8(local: str, domain: str) -> None:
 def test_arbitrary_text_raises_only_address_error(text: str) -> None:
     for utf8 in (False, True):
         for func in (parse_mailbox, parse_path, parse_reverse_path, parse_forward_path):
-            try:
+            with contextlib.suppress(AddressError):
                 func(text, utf8=utf8)
-            except AddressError:
-                pass
         for candidate in (f"<{text}>", f"<{text}@example.com>", f"<a@{text}>"):
-            try:
+            with contextlib.suppress(AddressError):
                 parse_path(candidate, utf8=utf8)
-            except AddressError:
-                pass
-    try:
+    with contextlib.suppress(AddressError):
         split_path_and_parameters(text)
-    except AddressError:
-        pass
 
 
 @given(st.from_regex(r"<[\x20-\x7e]{0,40}>", fullmatch=True))

@@ -220,7 +220,9 @@ def test_mail_size_limit() -> None:
 
 
 def test_mail_extensions_case_insensitive_and_accept_unknown() -> None:
-    p = parse_mail_parameters("size=5 X-Foo=bar X-FLAG", extensions=["size"], accept_unknown=["x-foo", "X-FLAG"])
+    p = parse_mail_parameters(
+        "size=5 X-Foo=bar X-FLAG", extensions=["size"], accept_unknown=["x-foo", "X-FLAG"]
+    )
     assert p == MailParameters(size=5, extra=(("X-FOO", "bar"), ("X-FLAG", None)))
 
 
@@ -298,9 +300,10 @@ def test_rcpt_utf8() -> None:
     assert p.orcpt == ("utf-8", "jé@example.com")
     p = parse_rcpt_parameters("X=é", extensions=ALL, utf8=True, accept_unknown=["X"])
     assert p.extra == (("X", "é"),)
-    assert parse_rcpt_parameters(
-        "ORCPT=rfc822;a@b", extensions=ALL, utf8=True
-    ).orcpt == ("rfc822", "a@b")
+    assert parse_rcpt_parameters("ORCPT=rfc822;a@b", extensions=ALL, utf8=True).orcpt == (
+        "rfc822",
+        "a@b",
+    )
 
 
 def test_orcpt_max_length() -> None:
@@ -330,7 +333,9 @@ def test_orcpt_max_length() -> None:
 def test_format_mail_parameters(params: MailParameters, text: str) -> None:
     assert format_mail_parameters(params) == text
     extensions = ALL | {"X-FOO", "X-FLAG", "X"}
-    parsed = parse_mail_parameters(text, extensions=extensions, accept_unknown=["X-FOO", "X-FLAG", "X"])
+    parsed = parse_mail_parameters(
+        text, extensions=extensions, accept_unknown=["X-FOO", "X-FLAG", "X"]
+    )
     assert format_mail_parameters(parsed) == text
 
 
@@ -373,7 +378,10 @@ def test_format_mail_parameters_invalid(params: MailParameters) -> None:
             "NOTIFY=SUCCESS,FAILURE,DELAY",
         ),
         (RcptParameters(orcpt=("rfc822", "a+b@example.com")), "ORCPT=rfc822;a+2Bb@example.com"),
-        (RcptParameters(orcpt=("utf-8", "jé+x@example.com")), "ORCPT=utf-8;j\\x{E9}\\x{2B}x@example.com"),
+        (
+            RcptParameters(orcpt=("utf-8", "jé+x@example.com")),
+            "ORCPT=utf-8;j\\x{E9}\\x{2B}x@example.com",
+        ),
         (RcptParameters(extra=(("X", "1"),)), "X=1"),
     ],
 )
