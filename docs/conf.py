@@ -26,7 +26,6 @@ version = ".".join(release.split(".")[:2])
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
 ]
 
@@ -40,8 +39,6 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"show-inheritance": True}
-napoleon_google_docstring = True
-napoleon_numpy_docstring = False
 
 # Nitpicky mode (-n) flags every unresolved reference. Without intersphinx the
 # standard library cannot be resolved (builtins and typing are handled by Sphinx

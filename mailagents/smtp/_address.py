@@ -242,7 +242,7 @@ class Mailbox:
 @dataclass(frozen=True, slots=True)
 class Path:
     """An RFC 5321 reverse-path or forward-path: a mailbox in angle brackets, or the
-    null reverse-path ``<>`` when :attr:`mailbox` is ``None``.
+    null reverse-path ``<>`` when ``mailbox`` is ``None``.
 
     A source route given by the peer is not kept (RFC 5321 §3.6.1, Appendix C).
     """

@@ -265,21 +265,25 @@ class DataReader:
 
         The spans lie between deleted periods, which only ever follow a CRLF, and end
         before a period that follows a CRLF or at the end of the scan less a trailing
-        CR kept for later. So no CRLF is split, and the CR and LF octets of the raw
-        range from the first span to the last are those of the content: the bare line
-        end test runs once over that range.
+        CR kept for later: no CRLF is split, so a bare CR or LF seen in a chunk is bare.
+
+        The first error is the one at the earliest octet of content (ties broken in
+        the order bare line end, too big, line too long), so that the outcome never
+        depends on how the input was cut into feeds.
         """
         if not spans:
             return []
-        size = 0
-        for lo, hi in spans:
-            size += hi - lo
         first, last = spans[0][0], spans[-1][1]
-        bare = self._check_bare and self._error is None and _has_bare_line_end(buf, first, last)
-        if bare and self._policy is BareLineEndPolicy.REJECT:
-            self._error = DataError.BARE_LINE_END
         if self._error is not None:
-            self._size += size
+            for lo, hi in spans:
+                self._size += hi - lo
+            if self._policy is BareLineEndPolicy.NORMALIZE:
+                # Count what normalisation would add: one octet per bare CR or LF.
+                # (The deleted periods between the spans are neither CR nor LF.)
+                crlf = buf.count(b"\r\n", first, last)
+                self._size += (
+                    buf.count(b"\r", first, last) + buf.count(b"\n", first, last) - 2 * crlf
+                )
             return []
         if len(spans) == 1 and isinstance(buf, bytes):
             chunk = buf[first:last]  # no copy when the span is all of buf
@@ -288,47 +292,59 @@ class DataReader:
                 pieces = [view[lo:hi] for lo, hi in spans]
                 chunk = b"".join(pieces)
                 del pieces  # release the exports before the view
-        if bare:  # NORMALIZE
-            chunk = normalize_line_ends(chunk)
-        self._size += len(chunk)
+        size = self._size
+        errors: list[tuple[int, int, DataError]] = []
+        if self._check_bare:
+            at = _first_bare_line_end(chunk)
+            if at >= 0:
+                if self._policy is BareLineEndPolicy.REJECT:
+                    errors.append((at, 0, DataError.BARE_LINE_END))
+                else:
+                    chunk = normalize_line_ends(chunk)
+        self._size = size + len(chunk)
         if self._max_size is not None and self._size > self._max_size:
-            self._error = DataError.TOO_BIG
-            return []
-        if self._max_line is not None and not self._line_ok(chunk):
-            self._error = DataError.LINE_TOO_LONG
+            errors.append((self._max_size - size, 1, DataError.TOO_BIG))
+        if self._max_line is not None:
+            at = self._first_long_line(chunk)
+            if at >= 0:
+                errors.append((at, 2, DataError.LINE_TOO_LONG))
+        if errors:
+            self._error = min(errors)[2]
             return []
         return [chunk]
 
-    def _line_ok(self, seg: bytes) -> bool:
-        """Whether no line in ``seg`` (continuing the current line) exceeds the limit.
+    def _first_long_line(self, chunk: bytes) -> int:
+        """The index in ``chunk`` of the octet that makes a line (continuing the
+        current one) longer than ``max_line_length``, or -1.
 
         Each step jumps to the last LF within the limit's reach, so a run of short
         lines costs one ``rfind`` per ``max_line_length`` octets, not one per line.
         """
         limit = self._max_line
         assert limit is not None
-        n = len(seg)
-        p = -self._line_len  # virtual start of the current line
+        n = len(chunk)
+        p = -self._line_len  # the start of the current line (before the chunk at first)
         while True:
             reach = p + limit  # the LF ending this line must be at an index < reach
-            lf = seg.rfind(b"\n", max(p, 0), min(reach, n))
+            lf = chunk.rfind(b"\n", max(p, 0), min(reach, n))
             if lf < 0:
                 if reach <= n:
-                    return False
+                    return reach - 1
                 self._line_len = n - p
-                return True
+                return -1
             p = lf + 1
 
 
-def _has_bare_line_end(buf: bytes | bytearray, start: int, end: int) -> bool:
-    """Whether ``buf[start:end]`` holds a CR not followed by LF or an LF not preceded
-    by CR (``end`` must not fall between the CR and LF of a CRLF; the octet before
-    ``start``, if any, is seen by the look-behind, which is right for a real CRLF).
+def _first_bare_line_end(chunk: bytes) -> int:
+    """The index of the first CR not followed by LF or LF not preceded by CR, or -1.
+
+    ``chunk`` must not end with a CR whose LF is still to come.
     """
-    return (
-        _BARE_CR.search(buf, start, end) is not None
-        or _BARE_LF.search(buf, start, end) is not None
-    )
+    cr = _BARE_CR.search(chunk)
+    lf = _BARE_LF.search(chunk, 0, cr.start() if cr is not None else len(chunk))
+    if lf is not None:
+        return lf.start()
+    return cr.start() if cr is not None else -1
 
 
 def normalize_line_ends(body: bytes | bytearray | memoryview) -> bytes:

@@ -1,7 +1,7 @@
 """The server side of SMTP and LMTP as a sans-I/O connection object (RFC 5321, RFC 2033).
 
 Feed the bytes that arrived with :meth:`ServerConnection.receive_data`, take events with
-:meth:`ServerConnection.next_event` until it returns :data:`NEED_DATA` (or :data:`PAUSED`),
+:meth:`ServerConnection.next_event` until it returns ``NEED_DATA`` (or ``PAUSED``),
 answer decision events with :meth:`ServerConnection.send`, and write what
 :meth:`ServerConnection.data_to_send` returns. The core owns every protocol rule; the
 application only decides policy.
@@ -189,7 +189,7 @@ class ServerConnection:
         return out
 
     def next_event(self) -> ServerEvent | Sentinel:
-        """The next event, or :data:`NEED_DATA` / :data:`PAUSED`.
+        """The next event, or ``NEED_DATA`` / ``PAUSED``.
 
         Raises :class:`RemoteProtocolError` when the session cannot go on (its final reply
         is queued: send it and close)."""
@@ -634,7 +634,9 @@ class ServerConnection:
             self._fatal(_r(421, "4.5.4", f"{self.config.hostname} BDAT syntax error, closing"))
         size = int(parts[0])
         rejection: Reply | None = None
-        if not offered:
+        if self._state in (State.CONNECTED, State.REFUSED):
+            rejection = self._sequence_error("BDAT")
+        elif not offered:
             rejection = _r(502, "5.5.1", "BDAT not available")
         elif not in_sequence(self._state, "BDAT"):
             rejection = self._sequence_error("BDAT")
