@@ -37,12 +37,16 @@ __all__ = [
     "normalize_line_ends",
 ]
 
+# Lines starting with a period handled one by one in a feed before the rest of it is
+# unstuffed in bulk (a search for the end and one bytes.replace).
+_STEPS = 16
 _CR = 0x0D
 _LF = 0x0A
 _DOT = 0x2E
 # The regular-expression engine finds a literal with memchr on its first octet, which
 # is about twice as fast as bytes.find for these short patterns on mail text.
 _END = re.compile(rb"\r\n\.")
+_EOD = re.compile(rb"\r\n\.\r\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 # Written with the LF first so that the engine can still memchr for it; the
 # look-behind then checks the octet before it.
@@ -220,16 +224,33 @@ class DataReader:
         n = len(buf)
         # Spans of content: the octets between the periods deleted by unstuffing.
         spans: list[tuple[int, int]] = []
+        bulk = b""
         start = 0  # first octet of content not yet in a span
         pos = 0  # where the next search for CRLF "." starts
         search = _END.search
+        budget = _STEPS
+        consumed = n - base
         # Index of a period at the start of a line, or -1.
         dot = 0 if self._line_start and buf[0] == _DOT else -1
         self._line_start = False
         while True:
             if dot < 0:
+                if not budget:
+                    # Many lines start with a period: unstuff the rest in one pass.
+                    stop, bulk = self._bulk(buf, pos)
+                    if self._done:
+                        consumed = stop - base
+                    break
                 hit = search(buf, pos)
                 if hit is None:
+                    if buf[n - 1] == _CR:
+                        # The LF that would make this CR a line end may come next.
+                        self._tail = b"\r"
+                        n -= 1
+                    elif n >= 2 and buf[n - 2] == _CR and buf[n - 1] == _LF:
+                        self._line_start = True
+                    if start < n:
+                        spans.append((start, n))
                     break
                 dot = hit.end() - 1
             # buf[dot] is a period that starts a line (RFC 5321 §4.5.2).
@@ -239,59 +260,69 @@ class DataReader:
                 # Cannot tell yet whether this is the end of data: keep "." or ".\r".
                 self._tail = bytes(buf[dot:])
                 self._line_start = True
-                return n - base, self._content(buf, spans)
+                break
             if buf[dot + 1] == _CR and buf[dot + 2] == _LF:
                 # <CRLF>.<CRLF>: the end of data (RFC 5321 §4.1.1.4).
                 self._done = True
-                return dot + 3 - base, self._content(buf, spans)
+                consumed = dot + 3 - base
+                break
             # A line starting with a period and other characters: delete the period.
             # A bare CR or LF right after it is content (and judged as such).
             start = pos = dot + 1
             dot = -1
-        end = n
-        if buf[n - 1] == _CR:
-            # The LF that would make this CR a line end may come in the next feed.
-            end = n - 1
-            self._tail = b"\r"
-        elif n >= 2 and buf[n - 2] == _CR and buf[n - 1] == _LF:
-            self._line_start = True
-        if start < end:
-            spans.append((start, end))
-        return n - base, self._content(buf, spans)
+            budget -= 1
+        chunk = _join(buf, spans)
+        if bulk:
+            chunk = chunk + bulk if chunk else bulk
+        return consumed, self._content(chunk)
 
-    def _content(self, buf: bytes | bytearray, spans: list[tuple[int, int]]) -> list[bytes]:
-        """Account for the spans of ``buf`` as content; return them as one chunk,
-        unless the message is (or now becomes) in error.
+    def _bulk(self, buf: bytes | bytearray, pos: int) -> tuple[int, bytes]:
+        """Unstuff ``buf[pos:]``, where ``buf[pos - 1]`` is a deleted period, with one
+        search for the end and one ``replace``; return the index just past the octets
+        used (past the final ``.<CRLF>`` if seen) and the content.
 
-        The spans lie between deleted periods, which only ever follow a CRLF, and end
-        before a period that follows a CRLF or at the end of the scan less a trailing
-        CR kept for later: no CRLF is split, so a bare CR or LF seen in a chunk is bare.
+        Before the end of data, every CRLF "." is a period to delete: a line that is
+        only a period would be the end.
+        """
+        end = _EOD.search(buf, pos)
+        if end is not None:
+            self._done = True
+            stop = end.start() + 2
+            used = end.end()
+        else:
+            # Keep what cannot be decided yet, as in feed().
+            used = stop = len(buf)
+            if buf.endswith(b"\r\n.", pos):
+                stop -= 1
+            elif buf.endswith(b"\r\n.\r", pos):
+                stop -= 2
+            elif buf.endswith(b"\r", pos):
+                stop -= 1
+            if stop < used:
+                self._tail = bytes(buf[stop:])
+            self._line_start = self._tail[:1] == b"." or buf.endswith(b"\r\n", pos)
+        return used, _join(buf, [(pos, stop)]).replace(b"\r\n.", b"\r\n")
+
+    def _content(self, chunk: bytes) -> list[bytes]:
+        """Account for ``chunk`` as content; return it, unless the message is (or now
+        becomes) in error.
+
+        A chunk holds the content between two cuts that never split a CRLF: a cut is at
+        a period deleted by unstuffing (which follows a CRLF), before the final period,
+        or before a trailing CR kept for later. So a bare CR or LF seen in a chunk is
+        bare.
 
         The first error is the one at the earliest octet of content (ties broken in
         the order bare line end, too big, line too long), so that the outcome never
         depends on how the input was cut into feeds.
         """
-        if not spans:
+        if not chunk:
             return []
-        first, last = spans[0][0], spans[-1][1]
         if self._error is not None:
-            for lo, hi in spans:
-                self._size += hi - lo
             if self._policy is BareLineEndPolicy.NORMALIZE:
-                # Count what normalisation would add: one octet per bare CR or LF.
-                # (The deleted periods between the spans are neither CR nor LF.)
-                crlf = buf.count(b"\r\n", first, last)
-                self._size += (
-                    buf.count(b"\r", first, last) + buf.count(b"\n", first, last) - 2 * crlf
-                )
+                chunk = normalize_line_ends(chunk)
+            self._size += len(chunk)
             return []
-        if len(spans) == 1 and isinstance(buf, bytes):
-            chunk = buf[first:last]  # no copy when the span is all of buf
-        else:
-            with memoryview(buf) as view:
-                pieces = [view[lo:hi] for lo, hi in spans]
-                chunk = b"".join(pieces)
-                del pieces  # release the exports before the view
         size = self._size
         errors: list[tuple[int, int, DataError]] = []
         if self._check_bare:
@@ -333,6 +364,20 @@ class DataReader:
                 self._line_len = n - p
                 return -1
             p = lf + 1
+
+
+def _join(buf: bytes | bytearray, spans: list[tuple[int, int]]) -> bytes:
+    """The octets of ``buf`` in ``spans``, as one ``bytes``, copied once."""
+    if not spans:
+        return b""
+    if len(spans) == 1 and isinstance(buf, bytes):
+        lo, hi = spans[0]
+        return buf[lo:hi]  # no copy when the span is all of buf
+    with memoryview(buf) as view:
+        pieces = [view[lo:hi] for lo, hi in spans]
+        joined = b"".join(pieces)
+        del pieces  # release the exports before the view
+    return joined
 
 
 def _first_bare_line_end(chunk: bytes) -> int:
