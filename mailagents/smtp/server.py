@@ -128,7 +128,7 @@ class ServerConnection:
         elif greeting.code not in (220, 421, 554):
             raise LocalProtocolError("a greeting is 220, 421 or 554 (RFC 5321 §4.2)")
         # RFC 2034 §4: no enhanced code in the greeting.
-        self._queue(greeting.without_enhanced())
+        self._queue(greeting, plain=True)
         if greeting.code == 220:
             self._state = State.CONNECTED
         elif greeting.code == 554:
@@ -264,11 +264,30 @@ class ServerConnection:
         self._identity = None
         self._state = State.CONNECTED
 
+    def shutdown(self, text: str = "Service shutting down") -> None:
+        """End the session from the server side: queue ``421 4.3.2`` (RFC 5321 §3.8)
+        and refuse everything that follows. Write :meth:`data_to_send`, then close."""
+        if self._state is State.CLOSED:
+            return
+        self._queue(_r(421, "4.3.2", f"{self.config.hostname} {text}"))
+        self._state = State.CLOSED
+        self._pending = None
+        self._events.clear()
+        self._in.clear()
+        self._clear_transaction()
+
     # --- output helpers --------------------------------------------------------------
 
-    def _queue(self, reply: Reply) -> None:
-        if not self._enhanced and reply.enhanced is not None:
-            reply = reply.without_enhanced()
+    def _queue(self, reply: Reply, *, plain: bool = False) -> None:
+        """Queue a reply. ``plain`` replies (greeting, EHLO/HELO/LHLO) never carry an
+        enhanced code (RFC 2034 §4); with ENHANCEDSTATUSCODES every other 2xx, 4xx and
+        5xx reply does (RFC 2034 §3), so an application reply without one gets the
+        class's generic code (RFC 3463 §3.1: X.0.0)."""
+        if plain or not self._enhanced:
+            if reply.enhanced is not None:
+                reply = reply.without_enhanced()
+        elif reply.enhanced is None and reply.code // 100 in (2, 4, 5):
+            reply = Reply(code=reply.code, enhanced=f"{reply.code // 100}.0.0", lines=reply.lines)
         self._out += reply.to_bytes()
 
     def _emit(self, event: ServerEvent) -> None:
@@ -409,7 +428,7 @@ class ServerConnection:
 
     def _decide_hello(self, event: Hello, decision: Decision) -> None:
         if isinstance(decision, Reject):
-            self._queue(decision.reply.without_enhanced())
+            self._queue(decision.reply, plain=True)
             self._state = State.CONNECTED
             self._helo = None
             self._extensions = frozenset()
@@ -419,7 +438,7 @@ class ServerConnection:
         self._state = State.READY
         if event.command == "HELO":
             self._extensions = frozenset()
-            self._queue(_r(250, None, cfg.hostname))
+            self._queue(_r(250, None, cfg.hostname), plain=True)
             return
         ext: list[str] = []
         size = cfg.max_message_size
@@ -447,7 +466,7 @@ class ServerConnection:
         self._extensions = frozenset(e.split(" ", 1)[0] for e in ext)
         greeting = f"{cfg.hostname} Hello {event.domain}"
         # RFC 2034 §4: no enhanced code in the EHLO/LHLO reply.
-        self._queue(_r(250, None, greeting, *ext))
+        self._queue(_r(250, None, greeting, *ext), plain=True)
 
     def _auth_offered(self) -> bool:
         cfg = self.config

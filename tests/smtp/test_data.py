@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailagents.smtp import _data
 from mailagents.smtp._data import (
     BareLineEndPolicy,
     DataError,
@@ -20,6 +22,17 @@ ACCEPT = BareLineEndPolicy.ACCEPT
 REJECT = BareLineEndPolicy.REJECT
 NORMALIZE = BareLineEndPolicy.NORMALIZE
 POLICIES = list(BareLineEndPolicy)
+
+
+@contextmanager
+def steps(n: int) -> Iterator[None]:
+    """Switch to bulk unstuffing after ``n`` lines starting with a period in a feed."""
+    saved = _data._STEPS
+    _data._STEPS = n
+    try:
+        yield
+    finally:
+        _data._STEPS = saved
 
 
 class Run:
@@ -158,6 +171,23 @@ def test_buffer_types(kind: type) -> None:
     if isinstance(buf, bytearray):
         del buf[:consumed]  # no export of the caller's buffer is left behind
         assert buf == b"NEXT"
+
+
+@pytest.mark.parametrize("step", [0, 1, 3, 16])
+@pytest.mark.parametrize("policy", POLICIES)
+def test_many_lines_starting_with_a_period(step: int, policy: BareLineEndPolicy) -> None:
+    body = b"".join(b"." * (i % 4) + b"%d\r\n" % i for i in range(40)) + b".\r\n..\r\n"
+    wire = dot_stuff(body) + b".\r\nNEXT"
+    with steps(step):
+        for pieces in ("whole", "octets"):
+            r = run(wire, pieces, bare_line_ends=policy)
+            assert r.outcome() == (body, len(wire) - 4, b"NEXT", True, None, len(body))
+        for split in all_splits(wire, bare_line_ends=policy):
+            assert split.outcome() == (body, len(wire) - 4, b"NEXT", True, None, len(body))
+        # Bare line ends after many stuffed lines are still judged.
+        r = run(wire.replace(b"39\r\n", b"39\n"), bare_line_ends=policy)
+        assert r.done and r.rest == b"NEXT"
+        assert r.error is (DataError.BARE_LINE_END if policy is REJECT else None)
 
 
 def test_one_chunk_per_feed() -> None:
@@ -411,11 +441,17 @@ def expected_content(body: bytes) -> bytes:
     return normal
 
 
-@given(mail_octets, st.sampled_from([REJECT, ACCEPT]), st.binary(max_size=20))
-def test_round_trip(body: bytes, policy: BareLineEndPolicy, after: bytes) -> None:
+@given(
+    mail_octets,
+    st.sampled_from([REJECT, ACCEPT]),
+    st.binary(max_size=20),
+    st.sampled_from([0, 1, 16]),
+)
+def test_round_trip(body: bytes, policy: BareLineEndPolicy, after: bytes, step: int) -> None:
     wire = dot_stuff(body) + b".\r\n"
-    assert b"\n" not in wire.replace(b"\r\n", b"") and b"\r" not in wire.replace(b"\r\n", b"")
-    r = run(wire + after, bare_line_ends=policy)
+    assert not has_bare(wire)
+    with steps(step):
+        r = run(wire + after, bare_line_ends=policy)
     assert r.content == expected_content(body)
     assert (r.consumed, r.rest, r.done, r.error) == (len(wire), after, True, None)
     assert r.size == len(r.content)
@@ -428,6 +464,7 @@ def test_round_trip(body: bytes, policy: BareLineEndPolicy, after: bytes) -> Non
     st.one_of(st.none(), st.integers(min_value=3, max_value=12)),
     st.one_of(st.none(), st.integers(min_value=0, max_value=80)),
     st.booleans(),
+    st.sampled_from([0, 1, 16]),
 )
 def test_any_split_gives_the_same_result(
     data: bytes,
@@ -436,6 +473,7 @@ def test_any_split_gives_the_same_result(
     max_line: int | None,
     max_size: int | None,
     terminate: bool,
+    step: int,
 ) -> None:
     if terminate:
         data += b"\r\n.\r\nNEXT"
@@ -447,8 +485,10 @@ def test_any_split_gives_the_same_result(
     whole = run(data, **kwargs)
     offsets = sorted({min(c, len(data)) for c in cuts})
     pieces = [data[a:b] for a, b in zip([0, *offsets], [*offsets, len(data)], strict=True)]
-    split = Run(DataReader(**kwargs), pieces)  # type: ignore[arg-type]
-    octets = run(data, "octets", **kwargs)
+    with steps(step):
+        split = Run(DataReader(**kwargs), pieces)  # type: ignore[arg-type]
+        octets = run(data, "octets", **kwargs)
+        assert run(data, **kwargs).outcome() == whole.outcome()
     for other in (split, octets):
         # The content given out before an error depends on where the input was cut
         # (it streams); all the rest does not.
@@ -466,10 +506,11 @@ def test_any_split_gives_the_same_result(
         assert max_size is None or whole.size <= max_size
 
 
-@given(st.binary(max_size=500), st.sampled_from(POLICIES))
-def test_arbitrary_octets_never_raise(data: bytes, policy: BareLineEndPolicy) -> None:
+@given(st.binary(max_size=500), st.sampled_from(POLICIES), st.sampled_from([0, 16]))
+def test_arbitrary_octets_never_raise(data: bytes, policy: BareLineEndPolicy, step: int) -> None:
     reader = DataReader(bare_line_ends=policy, max_line_length=50, max_size=100)
-    consumed, chunks = reader.feed(data)
+    with steps(step):
+        consumed, chunks = reader.feed(data)
     assert 0 <= consumed <= len(data)
     assert reader.done or consumed == len(data)
     if reader.done:

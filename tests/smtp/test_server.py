@@ -694,3 +694,25 @@ def test_fragmentation_never_changes_the_outcome(sizes: list[int]) -> None:
     assert [type(e) for e in events if not isinstance(e, DataChunk)] == [
         type(e) for e in whole_events if not isinstance(e, DataChunk)
     ]
+
+
+def test_application_replies_get_a_generic_enhanced_code() -> None:
+    def policy(event: object) -> Accept | Reject | None:
+        if isinstance(event, MailFrom):
+            return Reject(reply=Reply(code=451, lines=("greylisted",)))
+        return accept_all(event)  # type: ignore[arg-type]
+
+    _, out, _ = run(EHLO + b"MAIL FROM:<a@b.test>\r\n", policy=policy)
+    assert out.endswith(b"451 4.0.0 greylisted\r\n")
+
+
+def test_shutdown_sends_421_and_ends_the_session() -> None:
+    server = ServerConnection()
+    run(EHLO + b"MAIL FROM:<a@b.test>\r\n", server)
+    server.shutdown()
+    assert server.data_to_send() == b"421 4.3.2 localhost Service shutting down\r\n"
+    assert server.state is State.CLOSED
+    server.receive_data(b"RCPT TO:<x@y.test>\r\n")
+    assert server.next_event() is NEED_DATA
+    server.shutdown()
+    assert server.data_to_send() == b""
