@@ -18,8 +18,10 @@ past a relay (CVE-2023-51764 in Postfix, CVE-2024-27305 in aiosmtpd). Here only 
 RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including its ``<CRLF>`` (not
 counting a leading period doubled for transparency).
 
-The reader scans in bulk with ``bytes.find``/``bytes.count`` (C loops); Python code runs
-once per line that starts with a period and once per ``feed``, never once per line.
+The reader scans in bulk with compiled regular expressions and ``bytes`` methods (C
+loops that find the next CR or LF with memchr): Python code runs once per ``feed`` and
+once per line that starts with a period (up to a few per feed; past those, the rest of
+the feed is unstuffed with one ``bytes.replace``), never once per line.
 """
 
 from __future__ import annotations
@@ -122,11 +124,15 @@ class DataReader:
 
     ``bare_line_ends`` chooses what happens to bare CR and LF (see
     :class:`BareLineEndPolicy`). ``max_line_length`` (``None``: unlimited; RFC 5321
-    §4.5.3.1.6 says 1000) flags :attr:`DataError.LINE_TOO_LONG` when a line, counted
-    up to and including the LF that ends it and without a period removed by
-    unstuffing, is longer than that many octets; a bare LF ends a line for this count,
-    a bare CR does not. ``max_size`` (``None``: unlimited) flags
-    :attr:`DataError.TOO_BIG` when the content exceeds that many octets.
+    §4.5.3.1.6 says 1000) flags :attr:`DataError.LINE_TOO_LONG` when a line of the
+    content (after unstuffing and normalisation), counted up to and including the LF
+    that ends it, is longer than that many octets; under ``ACCEPT`` a bare LF ends a
+    line for this count and a bare CR does not. ``max_size`` (``None``: unlimited)
+    flags :attr:`DataError.TOO_BIG` when the content exceeds that many octets.
+
+    When several limits are broken, :attr:`error` is the one broken at the earliest
+    octet of content, so that the outcome never depends on how the input was cut into
+    feeds.
 
     Once an error is flagged, no more content is returned (the message will be
     rejected), but the reader goes on to the real end of data, and keeps counting

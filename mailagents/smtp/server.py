@@ -659,10 +659,6 @@ class ServerConnection:
             rejection = _r(502, "5.5.1", "BDAT not available")
         elif not in_sequence(self._state, "BDAT"):
             rejection = self._sequence_error("BDAT")
-        elif self.config.require_tls and not self._tls:
-            rejection = _r(530, "5.7.0", "Must issue a STARTTLS command first")
-        else:
-            assert self._mail_from is not None
         # A refused BDAT still has its octets consumed (RFC 3030 §2), then it is answered.
         self._bdat_remaining = size
         self._bdat_last = last
@@ -700,9 +696,6 @@ class ServerConnection:
             # The octets of a refused BDAT are consumed, then it is answered (RFC 3030 §2).
             self._bdat_rejected = None
             self._state = self._state_before_chunk
-            if self._state is State.BDAT:
-                self._abandon_transaction()
-                self._state = State.READY
             self._reject("BDAT", rejection)
             return
         if self._bdat_error is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -66,19 +67,16 @@ class Run:
         return self.content, self.consumed, self.rest, self.done, self.error, self.size
 
 
-def run(data: bytes, pieces: str = "whole", **kwargs: object) -> Run:
+def run(data: bytes, pieces: str = "whole", **kwargs: Any) -> Run:
     """Feed ``data`` whole, one octet at a time, or in two pieces at every offset."""
     if pieces == "whole":
-        return Run(DataReader(**kwargs), [data])  # type: ignore[arg-type]
+        return Run(DataReader(**kwargs), [data])
     assert pieces == "octets"
-    return Run(DataReader(**kwargs), [data[i : i + 1] for i in range(len(data))])  # type: ignore[arg-type]
+    return Run(DataReader(**kwargs), [data[i : i + 1] for i in range(len(data))])
 
 
-def all_splits(data: bytes, **kwargs: object) -> list[Run]:
-    return [
-        Run(DataReader(**kwargs), [data[:i], data[i:]])  # type: ignore[arg-type]
-        for i in range(len(data) + 1)
-    ]
+def all_splits(data: bytes, **kwargs: Any) -> list[Run]:
+    return [Run(DataReader(**kwargs), [data[:i], data[i:]]) for i in range(len(data) + 1)]
 
 
 # ---------------------------------------------------------------------------
@@ -314,6 +312,14 @@ def test_max_size_counts_unstuffed_octets() -> None:
     assert run(data, max_size=29).error is DataError.TOO_BIG
 
 
+def test_size_after_error_counts_normalised_octets() -> None:
+    reader = DataReader(bare_line_ends=NORMALIZE, max_size=1)
+    assert reader.feed(b"ab\r\n") == (4, [])
+    assert reader.error is DataError.TOO_BIG
+    assert reader.feed(b"c\nd\r\n.\r\nNOOP") == (8, [])
+    assert reader.size == len(b"ab\r\nc\r\nd\r\n")
+
+
 def test_max_size_zero() -> None:
     assert run(b".\r\n", max_size=0).error is None
     assert run(b"\r\n.\r\n", max_size=0).error is DataError.TOO_BIG
@@ -361,9 +367,9 @@ def test_first_error_wins() -> None:
 @pytest.mark.parametrize(
     "kwargs", [{"max_line_length": 2}, {"max_size": -1}, {"bare_line_ends": "nonsense"}]
 )
-def test_bad_configuration(kwargs: dict[str, object]) -> None:
+def test_bad_configuration(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        DataReader(**kwargs)  # type: ignore[arg-type]
+        DataReader(**kwargs)
 
 
 def test_policy_by_value() -> None:
@@ -477,7 +483,7 @@ def test_any_split_gives_the_same_result(
 ) -> None:
     if terminate:
         data += b"\r\n.\r\nNEXT"
-    kwargs: dict[str, object] = {
+    kwargs: dict[str, Any] = {
         "bare_line_ends": policy,
         "max_line_length": max_line,
         "max_size": max_size,
@@ -486,7 +492,7 @@ def test_any_split_gives_the_same_result(
     offsets = sorted({min(c, len(data)) for c in cuts})
     pieces = [data[a:b] for a, b in zip([0, *offsets], [*offsets, len(data)], strict=True)]
     with steps(step):
-        split = Run(DataReader(**kwargs), pieces)  # type: ignore[arg-type]
+        split = Run(DataReader(**kwargs), pieces)
         octets = run(data, "octets", **kwargs)
         assert run(data, **kwargs).outcome() == whole.outcome()
     for other in (split, octets):

@@ -716,3 +716,86 @@ def test_shutdown_sends_421_and_ends_the_session() -> None:
     assert server.next_event() is NEED_DATA
     server.shutdown()
     assert server.data_to_send() == b""
+
+
+# --- odd corners -------------------------------------------------------------------------
+
+
+def test_421_greeting_closes_and_properties() -> None:
+    server = ServerConnection(greeting=Reply(code=421, enhanced="4.3.2", lines=("busy",)))
+    assert server.data_to_send() == b"421 busy\r\n"
+    assert server.state is State.CLOSED
+    server = ServerConnection()
+    run(EHLO, server)
+    assert server.helo_domain == "client.test"
+    assert "PIPELINING" in server.extensions and "AUTH" not in server.extensions
+    assert server.identity is None and not server.tls_active
+
+
+def test_bare_lf_commands_accepted_when_policy_allows() -> None:
+    server = ServerConnection(ServerConfig(bare_line_ends=BareLineEndPolicy.ACCEPT))
+    _, out, _ = run(b"EHLO c.test\nNOOP\n", server)
+    assert codes(out)[-1] == 250
+
+
+def test_rcpt_syntax_errors() -> None:
+    _, out, _ = run(EHLO + b"MAIL FROM:<>\r\nRCPT FROM:<a@b.test>\r\nRCPT TO:a@b.test\r\n")
+    assert codes(out)[-2:] == [501, 501]
+    assert b"501 5.1.3" in out
+
+
+def test_message_rejected_by_application() -> None:
+    def policy(event: object) -> Accept | Reject | None:
+        if isinstance(event, MessageComplete):
+            return Reject(reply=Reply(code=554, enhanced="5.7.1", lines=("spam",)))
+        return accept_all(event)  # type: ignore[arg-type]
+
+    _, out, _ = run(EHLO + TXN + b"x\r\n.\r\n", policy=policy)
+    assert out.endswith(b"554 5.7.1 spam\r\n")
+
+
+def test_bdat_when_chunking_is_off_or_tls_is_missing() -> None:
+    server = ServerConnection(ServerConfig(chunking=False))
+    data = b"MAIL FROM:<>\r\nRCPT TO:<a@b.test>\r\nBDAT x\r\nBDAT 1\r\nzNOOP\r\n"
+    _, out, fatal = run(EHLO + data, server)
+    assert not fatal
+    assert codes(out)[-3:] == [502, 502, 250]
+    server = ServerConnection(ServerConfig(starttls=True, require_tls=True))
+    _, out, _ = run(EHLO + b"MAIL FROM:<>\r\nBDAT 1\r\nzNOOP\r\n", server)
+    assert codes(out)[-3:] == [530, 503, 250]  # no transaction can start without TLS
+
+
+def test_starttls_with_parameters_and_lmtp_reply_count() -> None:
+    server = ServerConnection(ServerConfig(starttls=True))
+    _, out, _ = run(EHLO + b"STARTTLS now\r\n", server)
+    assert codes(out)[-1] == 501
+    server = lmtp_server()
+    server.receive_data(b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.test>\r\nDATA\r\nx\r\n.\r\n")
+    pump(server, lambda e: None if isinstance(e, MessageComplete) else accept_all(e))
+    with pytest.raises(LocalProtocolError):
+        server.send(LMTPReplies(replies=(Reply(code=250), Reply(code=250))))
+    with pytest.raises(LocalProtocolError):
+        server.send(sasl.NoSuchUser())
+    server.send(LMTPReplies(replies=(Reply(code=250, enhanced="2.0.0", lines=("ok",)),)))
+    assert server.data_to_send().endswith(b"250 2.0.0 ok\r\n")
+
+
+def test_auth_mechanism_without_implementation_and_bad_responses() -> None:
+    server = ServerConnection(ServerConfig(auth_mechanisms=("GSSAPI",), tls_active=True))
+    _, out, _ = run(EHLO + b"AUTH GSSAPI\r\n", server)
+    assert codes(out)[-1] == 504
+    _, out, _ = run(EHLO + b"AUTH PLAIN\r\n%%%\r\n", auth_server())
+    assert codes(out)[-2:] == [334, 501]
+    # SCRAM: the client's answer to the server's final data must be empty.
+    server = auth_server()
+    policy = credentials_policy(USERS)
+    client = sasl.ScramSha256Client("alice", "wonderland")
+    first = client.initial_response()
+    assert first is not None
+    server.receive_data(EHLO + b"AUTH SCRAM-SHA-256 " + b64(first) + b"\r\n")
+    pump(server, policy)
+    challenge = base64.b64decode(server.data_to_send().rstrip(b"\r\n").rsplit(b"334 ", 1)[1])
+    server.receive_data(b64(client.respond(challenge)) + b"\r\nbm9pc2U=\r\n")
+    events = pump(server, policy)
+    assert isinstance(events[-1], AuthenticationFailed)
+    assert codes(server.data_to_send())[-1] == 535
