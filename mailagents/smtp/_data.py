@@ -212,18 +212,19 @@ class DataReader:
         one removed, the final ``.<CRLF>`` left out (the CRLF before it belongs to the
         content). After the end of data, ``feed`` consumes nothing.
 
-        ``bytes`` and ``bytearray`` are scanned in place; a ``memoryview`` is copied
-        first. No reference to ``data`` is kept, so the caller may resize its buffer
-        as soon as the call returns.
+        ``data`` is scanned in place (a ``memoryview`` of other than one-dimensional
+        unsigned octets is copied first); no reference to it or export of its buffer
+        is kept, so the caller may release a view or resize its buffer as soon as the
+        call returns.
         """
         if self._done or not data:
             return 0, []
         base = len(self._tail)
-        buf: bytes | bytearray
+        buf: bytes | bytearray | memoryview
         if base:
             buf = self._tail + data
             self._tail = b""
-        elif isinstance(data, bytes | bytearray):
+        elif isinstance(data, bytes | bytearray) or (data.format == "B" and data.ndim == 1):
             buf = data
         else:
             buf = bytes(data)
@@ -282,7 +283,7 @@ class DataReader:
             chunk = chunk + bulk if chunk else bulk
         return consumed, self._content(chunk)
 
-    def _bulk(self, buf: bytes | bytearray, pos: int) -> tuple[int, bytes]:
+    def _bulk(self, buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, bytes]:
         """Unstuff ``buf[pos:]``, where ``buf[pos - 1]`` is a deleted period, with one
         search for the end and one ``replace``; return the index just past the octets
         used (past the final ``.<CRLF>`` if seen) and the content.
@@ -298,15 +299,15 @@ class DataReader:
         else:
             # Keep what cannot be decided yet, as in feed().
             used = stop = len(buf)
-            if buf.endswith(b"\r\n.", pos):
+            if _ends(buf, pos, b"\r\n."):
                 stop -= 1
-            elif buf.endswith(b"\r\n.\r", pos):
+            elif _ends(buf, pos, b"\r\n.\r"):
                 stop -= 2
-            elif buf.endswith(b"\r", pos):
+            elif _ends(buf, pos, b"\r"):
                 stop -= 1
             if stop < used:
                 self._tail = bytes(buf[stop:])
-            self._line_start = self._tail[:1] == b"." or buf.endswith(b"\r\n", pos)
+            self._line_start = self._tail[:1] == b"." or _ends(buf, pos, b"\r\n")
         return used, _join(buf, [(pos, stop)]).replace(b"\r\n.", b"\r\n")
 
     def _content(self, chunk: bytes) -> list[bytes]:
@@ -372,7 +373,13 @@ class DataReader:
             p = lf + 1
 
 
-def _join(buf: bytes | bytearray, spans: list[tuple[int, int]]) -> bytes:
+def _ends(buf: bytes | bytearray | memoryview, pos: int, suffix: bytes) -> bool:
+    """Whether ``buf[pos:]`` ends with ``suffix`` (memoryview has no endswith)."""
+    start = len(buf) - len(suffix)
+    return start >= pos and buf[start:] == suffix
+
+
+def _join(buf: bytes | bytearray | memoryview, spans: list[tuple[int, int]]) -> bytes:
     """The octets of ``buf`` in ``spans``, as one ``bytes``, copied once."""
     if not spans:
         return b""

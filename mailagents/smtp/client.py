@@ -295,7 +295,7 @@ class _Auth(_Op):
         self.expect.append(None)
 
     def on_reply(self, conn: ClientConnection, tag: object, reply: Reply) -> None:
-        if reply.code == 334 and not self.done:
+        if reply.code == 334:
             if self.error is not None:
                 self._cancel(conn, self.error)
                 return
@@ -479,7 +479,7 @@ class _Transaction(_Op):
         if tag is _Tag.MAIL:
             self.mail_reply = reply
         elif isinstance(tag, tuple):
-            self.rcpt_replies.append((self.recipients[tag[1]][0], reply))  # type: ignore[index]
+            self.rcpt_replies.append((self.recipients[tag[1]][0], reply))
         elif tag is not _Tag.RSET:
             if tag is _Tag.FINAL and not self.failed:
                 self.final = True
@@ -634,18 +634,18 @@ class ClientConnection:
                 return self._events.popleft()
             phase = self._phase
             if phase is _Phase.CLOSED or phase is _Phase.TLS_PENDING:
-                return NEED_DATA
+                return Sentinel.NEED_DATA
             if phase is _Phase.CLOSING:
                 self._reader.clear()
                 if self._eof:
                     self._close()
                     continue
-                return NEED_DATA
+                return Sentinel.NEED_DATA
             try:
                 reply = self._reader.next_reply()
                 if reply is None:
                     if not self._eof:
-                        return NEED_DATA
+                        return Sentinel.NEED_DATA
                     self._close()
                     continue
                 self._dispatch(reply)
@@ -659,7 +659,7 @@ class ClientConnection:
         """Iterate over :meth:`next_event` until it returns :data:`NEED_DATA`."""
         while True:
             event = self.next_event()
-            if event is NEED_DATA:
+            if isinstance(event, Sentinel):
                 return
             yield event
 
@@ -990,7 +990,7 @@ class ClientConnection:
                 self._phase = _Phase.CLOSING
             return
         op.on_reply(self, tag, reply)
-        if op.done:
+        if op.done and self._ops and self._ops[0] is op:
             self._ops.popleft()
-            if self._ops and self._phase is _Phase.READY:
+            if self._ops and self._phase in (_Phase.READY, _Phase.REFUSED):
                 self._ops[0].start(self)

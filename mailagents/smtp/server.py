@@ -23,7 +23,7 @@ from mailagents.smtp._address import (
     split_path_and_parameters,
 )
 from mailagents.smtp._config import ServerConfig
-from mailagents.smtp._data import BareLineEndPolicy, DataError, DataReader
+from mailagents.smtp._data import BareLineEndPolicy, DataReader
 from mailagents.smtp._events import (
     NEED_DATA,
     PAUSED,
@@ -586,15 +586,7 @@ class ServerConnection:
             if error is None:
                 self._complete(reader.size, chunked=False)
             else:
-                self._message_failed(self._data_error_reply(error))
-
-    def _data_error_reply(self, error: DataError) -> Reply:
-        if error is DataError.TOO_BIG:
-            # RFC 1870 §6.4 / RFC 5321 §4.5.3.1.10.
-            return _r(552, "5.3.4", "Message size exceeds fixed maximum message size")
-        if error is DataError.LINE_TOO_LONG:
-            return _r(500, "5.5.2", "Line too long")  # RFC 5321 §4.5.3.1.6
-        return _r(550, "5.6.0", "Bare CR or LF in message content not allowed")
+                self._message_failed(error.reply)
 
     def _message_failed(self, reply: Reply) -> None:
         count = len(self._recipients) if self.config.lmtp else 1

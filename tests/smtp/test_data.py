@@ -171,6 +171,34 @@ def test_buffer_types(kind: type) -> None:
         assert buf == b"NEXT"
 
 
+@pytest.mark.parametrize("step", [0, 16])
+def test_view_of_a_growing_buffer(step: int) -> None:
+    """The way a core feeds it: a memoryview of its bytearray, released at once."""
+    wire = dot_stuff(b"".join(b".%d\r\n" % i for i in range(50))) + b".\r\nNEXT"
+    reader = DataReader(max_line_length=1000)
+    buf = bytearray()
+    content = b""
+    with steps(step):
+        for i in range(0, len(wire), 7):
+            buf += wire[i : i + 7]
+            if reader.done:
+                continue
+            with memoryview(buf) as view:
+                consumed, chunks = reader.feed(view)
+            del buf[:consumed]
+            content += b"".join(chunks)
+    assert reader.done and reader.error is None
+    assert buf == b"NEXT"
+    assert content == b"".join(b".%d\r\n" % i for i in range(50))
+
+
+def test_memoryview_of_other_formats() -> None:
+    import array
+
+    words = array.array("H", b"a\r\n.\r\n")
+    assert DataReader().feed(memoryview(words)) == (6, [b"a\r\n"])
+
+
 @pytest.mark.parametrize("step", [0, 1, 3, 16])
 @pytest.mark.parametrize("policy", POLICIES)
 def test_many_lines_starting_with_a_period(step: int, policy: BareLineEndPolicy) -> None:
