@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -39,9 +40,11 @@ from mailagents.smtp import (
     AuthenticationFailed,
     ConnectionClosed,
     DataChunk,
+    Decision,
     Envelope,
     Hello,
     LMTPReplies,
+    LocalProtocolError,
     MailFrom,
     MessageComplete,
     MessageRejected,
@@ -67,8 +70,8 @@ _HIGH_WATER = 256 * 1024
 
 _LOCAL_ERROR = Reply(code=451, enhanced="4.3.0", lines=("Local error in processing",))
 _REJECT_LOCAL = Reject(reply=_LOCAL_ERROR)
-_LOCAL_ERROR_CLOSE = Reply(code=421, enhanced="4.3.0", lines=("Local error, closing connection",))
 _AUTH_ERROR = Reply(code=454, enhanced="4.7.0", lines=("Temporary authentication failure",))
+_REJECT_AUTH = Reject(reply=_AUTH_ERROR)
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -167,7 +170,7 @@ class _Connection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._waiter: asyncio.Future[None] | None = None
-        self._stop: Reply | None = None
+        self._stop: str | None = None  # "timeout" or "shutdown" once the session must end
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._chunk_failed = False
@@ -254,20 +257,15 @@ class _Connection(asyncio.Protocol):
             self._timer = self._loop.call_at(now + timeout, self._check_deadline)
         elif now >= self._deadline:
             self._timer = None
-            self.stop(
-                Reply(
-                    code=421,
-                    enhanced="4.4.2",
-                    lines=(f"{self._hostname()} Timeout waiting for command, closing",),
-                )
-            )
+            self.stop("timeout")
         else:
             self._timer = self._loop.call_at(self._deadline, self._check_deadline)
 
-    def stop(self, reply: Reply) -> None:
-        """End the session with ``reply`` as soon as it next waits for the client."""
+    def stop(self, why: str = "shutdown") -> None:
+        """End the session as soon as it next waits for the client: ``"timeout"`` sends
+        421 4.4.2, ``"shutdown"`` 421 4.3.2 (the core builds both replies)."""
         if self._stop is None:
-            self._stop = reply
+            self._stop = why
             self._wake()
 
     def _hostname(self) -> str:
@@ -313,13 +311,19 @@ class _Connection(asyncio.Protocol):
             await self._serve()
         except Exception:
             log.exception("SMTP session with %s failed", self.session.peer)
-            self._write(self._stop_bytes(_LOCAL_ERROR_CLOSE))
+            if self._core is not None:
+                self._core.shutdown("Local error, closing connection", enhanced="4.3.0")
+                self._write(self._core.data_to_send())
         finally:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if self._transport is not None and not self._transport.is_closing():
-                self._transport.close()
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                if self._writing_paused:
+                    transport.abort()  # the client reads nothing: do not wait for it
+                else:
+                    transport.close()
             self.session.message.clear()
             self._buffer.clear()
             self._server._connections.discard(self)
@@ -329,7 +333,7 @@ class _Connection(asyncio.Protocol):
         try:
             return await call
         except Exception:
-            log.exception("SMTP handler failed")
+            log.exception("SMTP handler %s failed", getattr(call, "__qualname__", call))
             return fallback
 
     async def _serve(self) -> None:
@@ -357,8 +361,11 @@ class _Connection(asyncio.Protocol):
                     self._deadline = loop.time() + timeout
                 data = await self._read()
                 if data is None:
-                    if self._stop is not None:
-                        self._write(self._stop_bytes(self._stop))
+                    if self._stop == "timeout":
+                        core.timed_out()
+                    elif self._stop is not None:
+                        core.shutdown("Service shutting down, closing connection")
+                    self._write(core.data_to_send())
                     return
                 core.receive_data(data)
                 continue
@@ -373,9 +380,9 @@ class _Connection(asyncio.Protocol):
                         log.exception("SMTP handler on_data_chunk failed")
                         self._chunk_failed = True
             elif isinstance(event, RcptTo):
-                core.send(await self._ask(handler.on_rcpt(session, event), _REJECT_LOCAL))
+                self._decide(await self._ask(handler.on_rcpt(session, event), _REJECT_LOCAL))
             elif isinstance(event, MailFrom):
-                core.send(await self._ask(handler.on_mail(session, event), _REJECT_LOCAL))
+                self._decide(await self._ask(handler.on_mail(session, event), _REJECT_LOCAL))
             elif isinstance(event, MessageComplete):
                 message = bytes(session.message)
                 session.message.clear()
@@ -383,13 +390,13 @@ class _Connection(asyncio.Protocol):
                     self._chunk_failed = False
                     core.send(_REJECT_LOCAL)
                 else:
-                    core.send(
+                    self._decide(
                         await self._ask(
                             handler.on_message(session, event.envelope, message), _REJECT_LOCAL
                         )
                     )
             elif isinstance(event, Hello):
-                core.send(await self._ask(handler.on_hello(session, event), _REJECT_LOCAL))
+                self._decide(await self._ask(handler.on_hello(session, event), _REJECT_LOCAL))
                 session.helo = core.helo_domain
             elif isinstance(event, Reset | MessageRejected):
                 session.message.clear()
@@ -397,9 +404,9 @@ class _Connection(asyncio.Protocol):
                 await self._ask(handler.on_reset(session), None)
             elif isinstance(event, sasl.NeedCredentials):
                 answer: sasl.CredentialsAnswer | Reject = await self._ask(
-                    handler.on_credentials(session, event), Reject(reply=_AUTH_ERROR)
+                    handler.on_credentials(session, event), _REJECT_AUTH
                 )
-                core.send(answer)
+                self._decide(answer, _REJECT_AUTH)
             elif isinstance(event, Authenticated):
                 session.identity = event.identity
                 log.info("%s authenticated as %s (%s)", session.peer, event.identity,
@@ -417,11 +424,17 @@ class _Connection(asyncio.Protocol):
                 return
             # CommandRejected: the core has queued its reply; nothing to decide.
 
-    def _stop_bytes(self, reply: Reply) -> bytes:
-        config = self._server.config
-        if not (config.enhanced_status_codes or config.lmtp):
-            reply = reply.without_enhanced()
-        return reply.to_bytes()
+    def _decide(self, decision: Decision, fallback: Reject = _REJECT_LOCAL) -> None:
+        """Hand the handler's answer to the core; an answer the core refuses (a
+        :class:`~mailagents.smtp.LocalProtocolError`: wrong type, a 5xx in Accept) is
+        logged and replaced with a temporary failure."""
+        core = self._core
+        assert core is not None
+        try:
+            core.send(decision)
+        except LocalProtocolError:
+            log.exception("SMTP handler gave an invalid answer: %r", decision)
+            core.send(fallback)
 
     async def _start_tls(self) -> bool:
         """Send the 220, upgrade the transport, tell the core. False if it failed."""
@@ -492,6 +505,8 @@ class SMTPServer:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         config = config if config is not None else ServerConfig()
+        if ssl_context is None and (config.starttls or config.tls_active):
+            raise ValueError("config offers TLS: pass an ssl_context")
         if ssl_context is not None:
             if implicit_tls:
                 config = dataclasses.replace(config, tls_active=True, starttls=False)
@@ -532,7 +547,7 @@ class SMTPServer:
             log.info("SMTP server listening on %s", sock.getsockname())
 
     @property
-    def sockets(self) -> tuple[Any, ...]:
+    def sockets(self) -> tuple[socket.socket, ...]:
         """The listening sockets (empty before :meth:`start` and after :meth:`close`)."""
         if self._server is None:
             return ()
@@ -560,14 +575,9 @@ class SMTPServer:
             return
         self._server = None
         server.close()
-        reply = Reply(
-            code=421,
-            enhanced="4.3.2",
-            lines=(f"{self.config.hostname} Service shutting down, closing connection",),
-        )
         tasks = []
         for connection in list(self._connections):
-            connection.stop(reply)
+            connection.stop("shutdown")
             if connection.task is not None:
                 tasks.append(connection.task)
         if tasks:

@@ -49,6 +49,14 @@ from mailagents.smtp._params import (
 )
 from mailagents.smtp._reply import Reply
 from mailagents.smtp._state import State
+from mailagents.smtp.client import (
+    AuthResult,
+    ClientConnection,
+    ClientEvent,
+    Greeting,
+    Response,
+    TransactionResult,
+)
 from mailagents.smtp.server import Decision, ServerConnection, ServerEvent
 
 __all__ = [
@@ -56,9 +64,12 @@ __all__ = [
     "PAUSED",
     "Accept",
     "AddressError",
+    "AuthResult",
     "Authenticated",
     "AuthenticationFailed",
     "BareLineEndPolicy",
+    "ClientConnection",
+    "ClientEvent",
     "CommandRejected",
     "ConnectionClosed",
     "DataChunk",
@@ -66,6 +77,7 @@ __all__ = [
     "DataReader",
     "Decision",
     "Envelope",
+    "Greeting",
     "Hello",
     "LMTPReplies",
     "LocalProtocolError",
@@ -85,12 +97,14 @@ __all__ = [
     "RemoteProtocolError",
     "Reply",
     "Reset",
+    "Response",
     "Sentinel",
     "ServerConfig",
     "ServerConnection",
     "ServerEvent",
     "StartTLS",
     "State",
+    "TransactionResult",
     "dot_stuff",
     "parse_forward_path",
     "parse_mailbox",

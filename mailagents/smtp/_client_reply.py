@@ -78,9 +78,7 @@ class ReplyReader:
             end = buf.find(b"\n")
             if end < 0:
                 if len(buf) > self._max_line:
-                    raise RemoteProtocolError(
-                        f"reply line longer than {self._max_line} octets"
-                    )
+                    raise RemoteProtocolError(f"reply line longer than {self._max_line} octets")
                 return None
             if end + 1 > self._max_line:
                 raise RemoteProtocolError(f"reply line longer than {self._max_line} octets")

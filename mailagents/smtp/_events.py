@@ -2,7 +2,7 @@
 decisions the application sends back.
 
 Events marked *decision* pause the connection: :meth:`ServerConnection.next_event` returns
-:data:`PAUSED` until the application answers with :class:`Accept`, :class:`Reject` (or, in
+``PAUSED`` until the application answers with :class:`Accept`, :class:`Reject` (or, in
 LMTP, :class:`LMTPReplies`; for authentication, one of the :mod:`mailagents.sasl` answers).
 """
 

@@ -2,7 +2,7 @@
 
 Feed the bytes that arrived with :meth:`ClientConnection.receive_data` (``b""`` when the
 server closed), take events with :meth:`ClientConnection.next_event` until it returns
-:data:`NEED_DATA`, and write what :meth:`ClientConnection.data_to_send` returns. Commands
+``NEED_DATA``, and write what :meth:`ClientConnection.data_to_send` returns. Commands
 are queued with methods (:meth:`~ClientConnection.ehlo`,
 :meth:`~ClientConnection.send_mail`, ...); they run one after the other, each ending in
 one event, and the core owns the protocol rules: pipelining (RFC 2920), dot-stuffing,
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import binascii
 import enum
-import logging
 import re
 from base64 import b64decode, b64encode
 from collections import deque
@@ -61,8 +60,6 @@ __all__ = [
     "Response",
     "TransactionResult",
 ]
-
-_log = logging.getLogger(__name__)
 
 # RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF; RFC 4954 §4
 # says an initial response that would exceed it is sent after an empty 334 instead.
@@ -137,13 +134,13 @@ class TransactionResult:
 
     @property
     def refused(self) -> tuple[Path, ...]:
-        """The recipients not in :attr:`accepted`, in RCPT order."""
+        """The recipients not in ``accepted``, in RCPT order."""
         taken = set(self.accepted)
         return tuple(path for path, _ in self.recipient_replies if path not in taken)
 
 
 ClientEvent: TypeAlias = Greeting | Response | AuthResult | TransactionResult | ConnectionClosed
-"""Everything :meth:`ClientConnection.next_event` can return besides :data:`NEED_DATA`."""
+"""Everything :meth:`ClientConnection.next_event` can return besides ``NEED_DATA``."""
 
 
 # --- checks on caller values ----------------------------------------------------------
@@ -175,7 +172,7 @@ def _to_path(value: object, *, sender: bool) -> Path:
             if value.startswith("<"):
                 path = parse_path(value, utf8=True, allow_postmaster=not sender)
             elif not sender and value.lower() == "postmaster":
-                path = Path(Mailbox("postmaster", ""))
+                path = Path(Mailbox(value, ""))
             else:
                 path = Path(parse_mailbox(value, utf8=True))
         except AddressError as exc:
@@ -262,11 +259,9 @@ class _Simple(_Op):
         conn._emit(Response(command=command, reply=reply))
         if command == "STARTTLS" and reply.code == 220:
             conn._phase = _Phase.TLS_PENDING
-            dropped = conn._reader.clear()
-            if dropped:
-                # RFC 3207 §5 / CVE-2011-0411 turned around: plaintext that followed the
-                # go-ahead must never be read as if it came over TLS.
-                _log.warning("dropped %d octets that followed the STARTTLS reply", dropped)
+            # RFC 3207 §5 / CVE-2011-0411 turned around: plaintext that followed the
+            # go-ahead must never be read as if it came over TLS. It is dropped.
+            conn._reader.clear()
         elif command == "QUIT":
             conn._phase = _Phase.CLOSING
             if reply.code == 221:
@@ -619,10 +614,10 @@ class ClientConnection:
         return out
 
     def next_event(self) -> ClientEvent | Literal[Sentinel.NEED_DATA]:
-        """The next event, or :data:`NEED_DATA` when more server input is needed.
+        """The next event, or ``NEED_DATA`` when more server input is needed.
 
         Handling a reply may queue the next commands of a request: write
-        :meth:`data_to_send` whenever this returns :data:`NEED_DATA`. Raises
+        :meth:`data_to_send` whenever this returns ``NEED_DATA``. Raises
         :class:`RemoteProtocolError` when the server broke the protocol (a malformed
         reply, one beyond the bounds, or a reply nothing asked for); the session cannot
         go on, and later calls raise it again.
@@ -656,7 +651,7 @@ class ClientConnection:
                 raise
 
     def events(self) -> Iterator[ClientEvent]:
-        """Iterate over :meth:`next_event` until it returns :data:`NEED_DATA`."""
+        """Iterate over :meth:`next_event` until it returns ``NEED_DATA``."""
         while True:
             event = self.next_event()
             if isinstance(event, Sentinel):

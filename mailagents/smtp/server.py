@@ -264,17 +264,22 @@ class ServerConnection:
         self._identity = None
         self._state = State.CONNECTED
 
-    def shutdown(self, text: str = "Service shutting down") -> None:
-        """End the session from the server side: queue ``421 4.3.2`` (RFC 5321 §3.8)
-        and refuse everything that follows. Write :meth:`data_to_send`, then close."""
+    def shutdown(self, text: str = "Service shutting down", *, enhanced: str = "4.3.2") -> None:
+        """End the session from the server side: queue a 421 reply (RFC 5321 §3.8) and
+        refuse everything that follows. Write :meth:`data_to_send`, then close."""
         if self._state is State.CLOSED:
             return
-        self._queue(_r(421, "4.3.2", f"{self.config.hostname} {text}"))
+        self._queue(_r(421, enhanced, f"{self.config.hostname} {text}"))
         self._state = State.CLOSED
         self._pending = None
         self._events.clear()
         self._in.clear()
         self._clear_transaction()
+
+    def timed_out(self) -> None:
+        """End the session because the client was too slow: ``421 4.4.2`` (RFC 5321
+        §4.5.3.2; the adapter owns the clock and calls this)."""
+        self.shutdown("Timeout waiting for command, closing", enhanced="4.4.2")
 
     # --- output helpers --------------------------------------------------------------
 
@@ -588,8 +593,10 @@ class ServerConnection:
             else:
                 self._message_failed(error.reply)
 
-    def _message_failed(self, reply: Reply) -> None:
-        count = len(self._recipients) if self.config.lmtp else 1
+    def _message_failed(self, reply: Reply, *, final: bool = True) -> None:
+        # RFC 2033 §4.2: after the end of the message (DATA's dot, BDAT LAST) LMTP gives
+        # one reply per recipient; any other BDAT chunk gets exactly one.
+        count = len(self._recipients) if self.config.lmtp and final else 1
         for _ in range(max(count, 1)):
             self._queue(reply)
         self._clear_transaction()
@@ -691,7 +698,7 @@ class ServerConnection:
             self._reject("BDAT", rejection)
             return
         if self._bdat_error is not None:
-            self._message_failed(self._bdat_error)
+            self._message_failed(self._bdat_error, final=self._bdat_last)
             self._bdat_error = None
             return
         if self._bdat_last:

@@ -118,7 +118,7 @@ def cert_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -376,6 +376,43 @@ def test_handler_exception_is_a_temporary_failure(caplog: pytest.LogCaptureFixtu
 
     run(main())
     assert "policy database down" in caplog.text
+
+
+class Confused(Recorder):
+    """Answers the core refuses: an Accept with a 5xx reply, a chunk handler that fails."""
+
+    async def on_rcpt(self, session: Session, event: RcptTo) -> Accept | Reject:
+        if event.path.mailbox is not None and event.path.mailbox.local_part == "odd":
+            return Accept(reply=Reply(code=550, lines=("not how it works",)))
+        return Accept()
+
+    async def on_data_chunk(self, session: Session, data: bytes) -> None:
+        if b"boom" in data:
+            raise OSError("disk full")
+        session.message += data
+
+
+def test_invalid_answers_and_failing_chunk_handler(caplog: pytest.LogCaptureFixture) -> None:
+    handler = Confused()
+
+    async def main() -> None:
+        async with await serve_smtp(handler) as server:
+
+            def client() -> None:
+                with smtplib.SMTP("127.0.0.1", server.port, timeout=5) as smtp:
+                    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                        smtp.sendmail("a@example.test", ["odd@example.test"], MESSAGE)
+                    assert refused.value.recipients["odd@example.test"][0] == 451
+                    with pytest.raises(smtplib.SMTPDataError) as data_error:
+                        smtp.sendmail("a@example.test", ["b@example.test"], MESSAGE + b"boom\r\n")
+                    assert data_error.value.smtp_code == 451
+                    assert smtp.sendmail("a@example.test", ["b@example.test"], MESSAGE) == {}
+
+            await thread(client)
+
+    run(main())
+    assert [m for _, m, _ in handler.messages] == [MESSAGE]
+    assert "invalid answer" in caplog.text and "disk full" in caplog.text
 
 
 class Streaming(Recorder):
@@ -722,6 +759,8 @@ def test_constructor_checks() -> None:
         SMTPServer(SMTPHandler(), command_timeout=0)
     with pytest.raises(ValueError):
         SMTPServer(SMTPHandler(), max_connections=0)
+    with pytest.raises(ValueError):
+        SMTPServer(SMTPHandler(), ServerConfig(starttls=True))
 
 
 def test_default_handler_answers() -> None:

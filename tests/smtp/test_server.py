@@ -799,3 +799,20 @@ def test_auth_mechanism_without_implementation_and_bad_responses() -> None:
     events = pump(server, policy)
     assert isinstance(events[-1], AuthenticationFailed)
     assert codes(server.data_to_send())[-1] == 535
+
+
+def test_lmtp_failed_bdat_chunk_gets_one_reply_and_last_gets_one_per_recipient() -> None:
+    head = b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.test>\r\nRCPT TO:<c@b.test>\r\n"
+    _, out, _ = run(head + b"BDAT 20\r\n" + b"z" * 20 + b"NOOP\r\n",
+                    lmtp_server(chunking=True, max_message_size=10))
+    assert codes(out)[-2:] == [552, 250] and codes(out).count(552) == 1
+    _, out, _ = run(head + b"BDAT 20 LAST\r\n" + b"z" * 20,
+                    lmtp_server(chunking=True, max_message_size=10))
+    assert codes(out)[-2:] == [552, 552]
+
+
+def test_timed_out_sends_421_442() -> None:
+    server = ServerConnection()
+    server.data_to_send()
+    server.timed_out()
+    assert server.data_to_send() == b"421 4.4.2 localhost Timeout waiting for command, closing\r\n"

@@ -1,0 +1,18 @@
+"""Every script in examples/ runs and does what its docstring says."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_smtp_in_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    runpy.run_path(str(EXAMPLES / "smtp_in_memory.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "accepted: ['<b@example.test>']" in out
+    assert "refused:  ['<c@elsewhere.example>']" in out
+    assert r"Hello.\r\n.dot line\r\n" in out
