@@ -10,6 +10,8 @@ application only decides policy.
 from __future__ import annotations
 
 import binascii
+import functools
+import re
 from base64 import b64decode, b64encode
 from collections import deque
 from typing import TypeAlias
@@ -82,6 +84,20 @@ Decision: TypeAlias = (
 
 _DECISION_EVENTS = (Hello, MailFrom, RcptTo, MessageComplete, sasl.NeedCredentials)
 _BDAT_SIZE_DIGITS = 20  # a size that does not fit in 20 digits cannot be meant
+# Controls other than TAB have no place in a command line (RFC 5321 §4.1.2 grammar).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+@functools.lru_cache(maxsize=512)
+def _wire(reply: Reply, mode: int) -> bytes:
+    """A reply's bytes; ``mode`` 0 strips the enhanced code, 1 keeps it and gives a
+    2xx/4xx/5xx reply without one the class's generic code (RFC 3463 §3.1: X.0.0)."""
+    if mode == 0:
+        if reply.enhanced is not None:
+            reply = reply.without_enhanced()
+    elif reply.enhanced is None and reply.code // 100 in (2, 4, 5):
+        reply = Reply(code=reply.code, enhanced=f"{reply.code // 100}.0.0", lines=reply.lines)
+    return reply.to_bytes()
 
 
 def _r(code: int, enhanced: str | None, *lines: str) -> Reply:
@@ -288,12 +304,7 @@ class ServerConnection:
         enhanced code (RFC 2034 §4); with ENHANCEDSTATUSCODES every other 2xx, 4xx and
         5xx reply does (RFC 2034 §3), so an application reply without one gets the
         class's generic code (RFC 3463 §3.1: X.0.0)."""
-        if plain or not self._enhanced:
-            if reply.enhanced is not None:
-                reply = reply.without_enhanced()
-        elif reply.enhanced is None and reply.code // 100 in (2, 4, 5):
-            reply = Reply(code=reply.code, enhanced=f"{reply.code // 100}.0.0", lines=reply.lines)
-        self._out += reply.to_bytes()
+        self._out += _wire(reply, 0 if plain or not self._enhanced else 1)
 
     def _emit(self, event: ServerEvent) -> None:
         self._events.append(event)
@@ -326,7 +337,10 @@ class ServerConnection:
     # --- line handling ---------------------------------------------------------------
 
     def _line_limit(self) -> int:
-        if self._state is State.AUTH or bytes(self._in[:5]).upper() in (b"AUTH ", b"AUTH\r"):
+        buf = self._in
+        if self._state is State.AUTH or (
+            buf[:1] in (b"A", b"a") and bytes(buf[:5]).upper() in (b"AUTH ", b"AUTH\r")
+        ):
             return self.config.max_auth_line
         return self.config.command_line_limit
 
@@ -363,7 +377,7 @@ class ServerConnection:
         except UnicodeDecodeError:
             self._reject("", _r(500, "5.5.2", "Invalid UTF-8 in command"))
             return
-        if any(c < " " and c != "\t" for c in line) or "\x7f" in line:
+        if _CONTROL.search(line):
             self._reject("", _r(500, "5.5.2", "Control characters in command"))
             return
         verb, _, arg = line.partition(" ")
