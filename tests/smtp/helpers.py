@@ -92,3 +92,55 @@ def credentials_policy(users: dict[str, str]) -> Policy:
         return accept_all(event)
 
     return policy
+
+
+class ConnectionPair:
+    """A ClientConnection and a ServerConnection wired together in memory.
+
+    ``step`` moves the bytes each way once (optionally one octet at a time) and
+    returns the client events that arrived; ``server_events`` keeps what the server's
+    application saw."""
+
+    def __init__(
+        self,
+        server: ServerConnection | None = None,
+        client: object | None = None,
+        policy: Policy = accept_all,
+        *,
+        bytewise: bool = False,
+    ) -> None:
+        from mailagents.smtp import ClientConnection
+
+        self.server = server if server is not None else ServerConnection()
+        self.client = client if client is not None else ClientConnection()
+        assert isinstance(self.client, ClientConnection)
+        self.policy = policy
+        self.bytewise = bytewise
+        self.server_events: list[ServerEvent] = []
+
+    def _pieces(self, data: bytes) -> list[bytes]:
+        if not self.bytewise:
+            return [data] if data else []
+        return [data[i : i + 1] for i in range(len(data))]
+
+    def step(self) -> list[object]:
+        from mailagents.smtp import ClientConnection
+
+        client = self.client
+        assert isinstance(client, ClientConnection)
+        events: list[object] = []
+        for piece in self._pieces(self.server.data_to_send()):
+            client.receive_data(piece)
+            events += list(client.events())
+        for piece in self._pieces(client.data_to_send()):
+            self.server.receive_data(piece)
+            self.server_events += pump(self.server, self.policy)
+        return events
+
+    def until(self, kind: type, rounds: int = 50) -> object:
+        """Step until the client emits an event of ``kind``; return it."""
+        for _ in range(rounds):
+            for event in self.step():
+                if isinstance(event, kind):
+                    return event
+        raise AssertionError(f"no {kind.__name__} after {rounds} rounds")
