@@ -660,10 +660,7 @@ class ServerConnection:
                 return
             # The octet count cannot be read, so neither can the rest of the stream
             # (RFC 3030 §3 syntax): answer 501 and end the session.
-            reply = _r(501, "5.5.4", "Syntax: BDAT size [LAST]")
-            self._queue(reply)
-            self._emit(CommandRejected(command="BDAT", reply=reply))
-            self._fatal(_r(421, "4.5.4", f"{self.config.hostname} BDAT syntax error, closing"))
+            self._fatal(_r(501, "5.5.4", "Syntax: BDAT size [LAST]; closing connection"))
         size = int(parts[0])
         rejection: Reply | None = None
         if self._state in (State.CONNECTED, State.REFUSED):
