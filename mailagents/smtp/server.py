@@ -339,7 +339,7 @@ class ServerConnection:
     def _line_limit(self) -> int:
         buf = self._in
         if self._state is State.AUTH or (
-            buf[:1] in (b"A", b"a") and bytes(buf[:5]).upper() in (b"AUTH ", b"AUTH\r")
+            buf and buf[0] in (65, 97) and bytes(buf[:5]).upper() in (b"AUTH ", b"AUTH\r")
         ):
             return self.config.max_auth_line
         return self.config.command_line_limit

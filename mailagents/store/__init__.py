@@ -1,0 +1,55 @@
+"""Mail stores: Maildir and mbox behind one mailbox model (see :doc:`/stores`).
+
+This layer touches the disk; its methods block. Async code calls them through the
+store's own executor (:meth:`Store.run`).
+"""
+
+from mailagents.store._model import (
+    ANSWERED,
+    DELETED,
+    DRAFT,
+    FLAGGED,
+    SEEN,
+    SPECIAL_USE,
+    SYSTEM_FLAGS,
+    AppendResult,
+    AppendWriter,
+    Changes,
+    FlagMode,
+    Folder,
+    FolderExistsError,
+    FolderInfo,
+    FolderNotFoundError,
+    FolderStatus,
+    InvalidFolderNameError,
+    MessageInfo,
+    MessageNotFoundError,
+    Store,
+    StoreError,
+    check_keyword,
+)
+
+__all__ = [
+    "ANSWERED",
+    "DELETED",
+    "DRAFT",
+    "FLAGGED",
+    "SEEN",
+    "SPECIAL_USE",
+    "SYSTEM_FLAGS",
+    "AppendResult",
+    "AppendWriter",
+    "Changes",
+    "FlagMode",
+    "Folder",
+    "FolderExistsError",
+    "FolderInfo",
+    "FolderNotFoundError",
+    "FolderStatus",
+    "InvalidFolderNameError",
+    "MessageInfo",
+    "MessageNotFoundError",
+    "Store",
+    "StoreError",
+    "check_keyword",
+]

@@ -1,0 +1,392 @@
+"""The mailbox model shared by every store format: what an MDA writes and what an MAA
+(IMAP, POP3) reads.
+
+A :class:`Store` holds one user's folders; a :class:`Folder` holds messages, each with a
+UID that is strictly ascending and never reused within one UIDVALIDITY (RFC 9051 §2.3.1.1),
+flags and keywords, an INTERNALDATE, a size, and a MODSEQ (RFC 7162). Message bytes are
+kept on disk with LF line ends, as Maildir and mbox tools expect; the API hands out CRLF
+bytes and CRLF sizes, which is what SMTP, POP3 octet counts and IMAP RFC822.SIZE need.
+
+Every method here blocks (it touches the disk). Async code runs it in the store's own
+executor: ``await store.run(folder.messages)``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import datetime
+import functools
+import re
+import threading
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import BinaryIO, Literal, ParamSpec, TypeVar
+
+__all__ = [
+    "FlagMode",
+    "SEEN",
+    "ANSWERED",
+    "FLAGGED",
+    "DELETED",
+    "DRAFT",
+    "SYSTEM_FLAGS",
+    "SPECIAL_USE",
+    "AppendResult",
+    "AppendWriter",
+    "Changes",
+    "Folder",
+    "FolderExistsError",
+    "FolderInfo",
+    "FolderNotFoundError",
+    "FolderStatus",
+    "InvalidFolderNameError",
+    "MessageInfo",
+    "MessageNotFoundError",
+    "Store",
+    "StoreError",
+    "check_keyword",
+]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+SEEN = "\\Seen"
+ANSWERED = "\\Answered"
+FLAGGED = "\\Flagged"
+DELETED = "\\Deleted"
+DRAFT = "\\Draft"
+SYSTEM_FLAGS = frozenset({SEEN, ANSWERED, FLAGGED, DELETED, DRAFT})
+"""The IMAP system flags a store keeps (RFC 9051 §2.3.2; \\Recent is session state)."""
+
+SPECIAL_USE = frozenset({"\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All",
+                         "\\Flagged"})
+"""Special-use folder attributes (RFC 6154 §2)."""
+
+# RFC 9051 §9: flag-keyword = "$MDNSent" / "$Forwarded" / ... / atom; atom excludes
+# atom-specials: ( ) { SP CTL % * " \ ]
+_ATOM = re.compile(r"[^\x00-\x20\x7f(){%*\"\\\]]+")
+
+
+def check_keyword(flag: str) -> str:
+    """Return ``flag`` if it is a system flag or a valid keyword atom, else raise
+    :class:`ValueError`. Keywords keep their case; system flags are canonicalised."""
+    for system in SYSTEM_FLAGS:
+        if flag.lower() == system.lower():
+            return system
+    if not _ATOM.fullmatch(flag) or len(flag) > 255:
+        raise ValueError(f"not a valid keyword: {flag!r}")
+    return flag
+
+
+class StoreError(Exception):
+    """Base class of store errors. Disk-full and permission problems surface as
+    :class:`OSError` subclasses, leaving the store consistent."""
+
+
+class FolderNotFoundError(StoreError, KeyError):
+    """No folder of that name."""
+
+
+class FolderExistsError(StoreError):
+    """A folder of that name exists already."""
+
+
+class InvalidFolderNameError(StoreError, ValueError):
+    """A folder name that is empty, holds NUL or control characters, has an empty
+    level, or would leave the store's root (``..``, absolute paths)."""
+
+
+class MessageNotFoundError(StoreError, KeyError):
+    """No message with that UID (it may have been expunged)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageInfo:
+    """What a folder knows of one message without reading its body."""
+
+    uid: int
+    flags: frozenset[str]
+    """System flags (``\\Seen``...) and keywords."""
+    internaldate: datetime.datetime
+    """When the message arrived (timezone-aware)."""
+    size: int
+    """Octets with CRLF line ends: RFC822.SIZE, POP3 octet counts."""
+    modseq: int
+    """The MODSEQ of the last change to this message (RFC 7162 §3.1.1)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FolderStatus:
+    """The numbers IMAP STATUS and SELECT report."""
+
+    messages: int
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    unseen: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FolderInfo:
+    """One folder in a listing."""
+
+    name: str
+    """The full name, levels joined by the store's separator; ``INBOX`` for the inbox."""
+    attributes: frozenset[str] = frozenset()
+    """``\\HasChildren`` / ``\\HasNoChildren``, ``\\Noselect`` for a level that exists
+    only as a parent, and the special-use attributes (RFC 6154)."""
+    subscribed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Changes:
+    """What changed in a folder since a point (a MODSEQ, or the last refresh)."""
+
+    uidvalidity: int
+    highestmodseq: int
+    added: tuple[MessageInfo, ...] = ()
+    """New messages, by ascending UID."""
+    changed: tuple[MessageInfo, ...] = ()
+    """Messages whose flags changed (not new ones)."""
+    expunged: tuple[int, ...] = ()
+    """UIDs that are gone."""
+
+    @property
+    def empty(self) -> bool:
+        """Nothing changed."""
+        return not (self.added or self.changed or self.expunged)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendResult:
+    """The outcome of a committed append (what IMAP UIDPLUS's APPENDUID needs)."""
+
+    uidvalidity: int
+    uid: int | None
+    """``None`` when the append did not assign a UID (the fast MDA path: the UID is
+    assigned the next time the folder is read)."""
+    size: int
+    """CRLF size of the stored message."""
+
+
+class AppendWriter(abc.ABC):
+    """A message being appended, streamed: ``write(chunk)`` as the bytes arrive,
+    then ``commit()``, which returns only after the message is durable (file and
+    directory fsynced); ``abort()`` leaves nothing behind. As a context manager it
+    commits on success and aborts on an exception.
+
+    Chunks are the message with CRLF (or LF) line ends; the store keeps LF on disk and
+    counts the CRLF size. ``result`` is set by a successful :meth:`commit`; a second
+    ``commit()`` returns it again, and ``abort()`` after a commit does nothing.
+    """
+
+    result: AppendResult | None = None
+
+    @abc.abstractmethod
+    def write(self, chunk: bytes) -> None:
+        """Add the next piece of the message."""
+
+    @abc.abstractmethod
+    def commit(self) -> AppendResult:
+        """Make the message durable and visible; return its UID (when assigned)."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Throw the partial message away. Safe to call twice or after a failure."""
+
+    def __enter__(self) -> AppendWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        elif self.result is None:
+            self.abort()
+
+
+FlagMode = Literal["set", "add", "remove"]
+
+
+class Folder(abc.ABC):
+    """An open folder. A handle sees a snapshot that :meth:`refresh` brings up to date;
+    changes made through other handles, other processes or other programs (mutt,
+    Dovecot) appear at the next refresh."""
+
+    name: str
+
+    @abc.abstractmethod
+    def status(self) -> FolderStatus:
+        """Counts, UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ of this handle's snapshot."""
+
+    @abc.abstractmethod
+    def messages(self) -> list[MessageInfo]:
+        """Every message of the snapshot, by ascending UID (reads no message body)."""
+
+    @abc.abstractmethod
+    def info(self, uid: int) -> MessageInfo:
+        """One message's metadata; :class:`MessageNotFoundError` if there is none."""
+
+    @abc.abstractmethod
+    def open_message(self, uid: int) -> BinaryIO:
+        """A binary stream of the message with CRLF line ends (never loaded whole)."""
+
+    def read_message(self, uid: int) -> bytes:
+        """The whole message with CRLF line ends."""
+        with self.open_message(uid) as stream:
+            return stream.read()
+
+    @abc.abstractmethod
+    def append(
+        self,
+        *,
+        flags: Collection[str] = (),
+        internaldate: datetime.datetime | None = None,
+        assign_uid: bool = True,
+    ) -> AppendWriter:
+        """Start appending a message (see :class:`AppendWriter`)."""
+
+    def append_bytes(
+        self,
+        data: bytes,
+        *,
+        flags: Collection[str] = (),
+        internaldate: datetime.datetime | None = None,
+        assign_uid: bool = True,
+    ) -> AppendResult:
+        """Append a whole message in one call."""
+        writer = self.append(flags=flags, internaldate=internaldate, assign_uid=assign_uid)
+        try:
+            writer.write(data)
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    @abc.abstractmethod
+    def set_flags(
+        self,
+        uids: Collection[int],
+        flags: Collection[str],
+        mode: FlagMode = "set",
+        *,
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageInfo], list[int]]:
+        """Change flags (IMAP STORE). Returns the messages as changed, and the UIDs not
+        changed because their MODSEQ is above ``unchanged_since`` (RFC 7162 §3.1.3).
+        UIDs that do not exist are ignored. Each changed message gets a new MODSEQ."""
+
+    @abc.abstractmethod
+    def copy(self, uids: Collection[int], target: Folder) -> dict[int, int]:
+        """Copy messages into ``target`` keeping flags and INTERNALDATE; returns
+        source UID → new UID (for UIDPLUS COPYUID)."""
+
+    @abc.abstractmethod
+    def move(self, uids: Collection[int], target: Folder) -> dict[int, int]:
+        """Copy, then expunge the originals (RFC 6851); returns source → new UID."""
+
+    @abc.abstractmethod
+    def expunge(self, uids: Collection[int] | None = None) -> list[int]:
+        """Remove the messages flagged ``\\Deleted`` (only those in ``uids`` if given,
+        as UID EXPUNGE does); returns the UIDs removed."""
+
+    @abc.abstractmethod
+    def refresh(self) -> Changes:
+        """Bring the snapshot up to date and say what changed since the last refresh
+        (or the opening) of this handle."""
+
+    @abc.abstractmethod
+    def changes_since(self, modseq: int) -> Changes:
+        """What changed after ``modseq`` (CONDSTORE/QRESYNC): messages added or changed
+        with a higher MODSEQ, and UIDs expunged since, as far as the store remembers."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the handle."""
+
+    def __enter__(self) -> Folder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Store(abc.ABC):
+    """One user's folders. ``INBOX`` always exists (case-insensitive, RFC 9051 §5.1)."""
+
+    separator: str = "/"
+    """The hierarchy separator in folder names."""
+
+    def __init__(self, *, max_workers: int = 16) -> None:
+        self._max_workers = max_workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The store's own thread pool for blocking work, created on first use (about
+        16 threads, so that the fsyncs of concurrent deliveries overlap)."""
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._max_workers, thread_name_prefix="mailagents-store"
+                )
+            return self._executor
+
+    async def run(self, func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run blocking store work in :attr:`executor` from async code."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(func, *args, **kwargs))
+
+    @abc.abstractmethod
+    def folders(self) -> list[FolderInfo]:
+        """Every folder, INBOX first, then by name."""
+
+    @abc.abstractmethod
+    def folder(self, name: str) -> Folder:
+        """Open a folder; :class:`FolderNotFoundError` if it does not exist."""
+
+    @abc.abstractmethod
+    def create_folder(self, name: str, *, special_use: str | None = None) -> None:
+        """Create a folder (and missing parents)."""
+
+    @abc.abstractmethod
+    def rename_folder(self, old: str, new: str) -> None:
+        """Rename a folder and its children (RFC 9051 §6.3.6; renaming INBOX moves its
+        messages into the new folder and leaves INBOX empty)."""
+
+    @abc.abstractmethod
+    def delete_folder(self, name: str) -> None:
+        """Delete a folder (not INBOX; a folder with children becomes ``\\Noselect``)."""
+
+    @abc.abstractmethod
+    def subscribe(self, name: str) -> None:
+        """Add to the subscriptions."""
+
+    @abc.abstractmethod
+    def unsubscribe(self, name: str) -> None:
+        """Remove from the subscriptions."""
+
+    @abc.abstractmethod
+    def subscriptions(self) -> list[str]:
+        """Subscribed folder names."""
+
+    def close(self) -> None:
+        """Stop the executor (waiting for running work)."""
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
