@@ -153,8 +153,9 @@ def _pid_alive(pid: int) -> bool:
 class DotLock:
     """``NAME.lock`` created with ``O_EXCL`` next to the file it protects.
 
-    The lock file holds ``PID:HOSTNAME``. A lock older than ``stale_after`` seconds is
-    broken unless it names a live process on this host. Threads of this process queue on
+    The lock file holds ``PID:HOSTNAME``. A lock naming a process of this host is broken
+    as soon as that process is gone; any other lock (another host's, another program's)
+    once it is older than ``stale_after`` seconds. Threads of this process queue on
     an in-process lock first."""
 
     def __init__(
@@ -220,11 +221,14 @@ class DotLock:
                 owner = f.read(256)
         except FileNotFoundError:
             return True  # gone meanwhile: try again at once
-        if time.time() - st.st_mtime < self.stale_after:
-            return False
         pid_text, _, host = owner.decode("ascii", "replace").strip().partition(":")
-        if pid_text.isdigit() and host == socket.gethostname() and _pid_alive(int(pid_text)):
-            return False
+        if pid_text.isdigit() and host == socket.gethostname():
+            # Ours to judge: a lock of a live process holds, one of a dead process is
+            # broken at once (a killed delivery must not block the next for minutes).
+            if _pid_alive(int(pid_text)):
+                return False
+        elif time.time() - st.st_mtime < self.stale_after:
+            return False  # another host's or another program's lock: only by age
         try:
             os.unlink(self.path)
         except FileNotFoundError:
