@@ -1,0 +1,197 @@
+"""How fast are the mail stores? Durable deliveries, opening a big folder, memory.
+
+Prints, for Maildir and mbox:
+
+* durable deliveries per second of 10 KB messages through ``append`` (file and directory
+  fsynced before it returns), one at a time and from 16 threads at once (what an MDA
+  serving many SMTP sessions sees), beside Python's ``mailbox`` module adding the same
+  messages (which does not fsync at all);
+* opening a folder of 100,000 messages and listing UIDs and flags: cold (a new process,
+  the first open after the messages arrived, so UIDs get assigned and the state is built)
+  and warm (opening again);
+* peak memory (``tracemalloc``) of the warm open.
+
+The last line is the ratio of our concurrent durable Maildir delivery rate to
+``mailbox.Maildir.add``; the goal is 0.4 or better.
+
+Run: ``python benchmarks/store.py`` (``--quick`` for 10,000 messages in the big folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import mailbox
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from mailagents.store import Store  # noqa: E402
+from mailagents.store.maildir import MaildirStore  # noqa: E402
+from mailagents.store.mbox import MboxStore  # noqa: E402
+
+SIZE = 10 * 1024
+
+
+def message(i: int) -> bytes:
+    head = (f"From: bench@example.test\r\nTo: user@example.test\r\nSubject: message {i}\r\n"
+            f"Message-ID: <{i}@bench.example.test>\r\n\r\n").encode()
+    line = b"The quick brown fox jumps over the lazy dog, again and again.\r\n"
+    body = (line * (SIZE // len(line) + 1))[: SIZE - len(head)]
+    return head + body
+
+
+def make_store(kind: str, root: Path) -> Store:
+    if kind == "maildir":
+        return MaildirStore(root / "Maildir")
+    return MboxStore(root / "mail")
+
+
+def deliveries(kind: str, count: int, threads: int) -> float:
+    root = Path(tempfile.mkdtemp(prefix="bench-store-"))
+    try:
+        store = make_store(kind, root)
+        inbox = store.folder("INBOX")
+        messages = [message(i) for i in range(count)]
+
+        def one(i: int) -> None:
+            inbox.append_bytes(messages[i], assign_uid=False)
+
+        start = time.perf_counter()
+        if threads == 1:
+            for i in range(count):
+                one(i)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(one, range(count)))
+        elapsed = time.perf_counter() - start
+        inbox.close()
+        store.close()
+        return count / elapsed
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def python_mailbox(kind: str, count: int) -> float:
+    root = Path(tempfile.mkdtemp(prefix="bench-mailbox-"))
+    try:
+        box: mailbox.Mailbox  # type: ignore[type-arg]
+        if kind == "maildir":
+            box = mailbox.Maildir(str(root / "Maildir"), create=True)
+        else:
+            box = mailbox.mbox(str(root / "mbox"))
+        messages = [message(i).replace(b"\r\n", b"\n") for i in range(count)]
+        start = time.perf_counter()
+        if kind == "mbox":
+            box.lock()
+        for data in messages:
+            box.add(data)
+        if kind == "mbox":
+            box.flush()
+            box.unlock()
+        return count / (time.perf_counter() - start)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def fill(kind: str, root: Path, count: int) -> None:
+    """A folder of ``count`` messages, delivered without fsync to save time."""
+    store: Store
+    if kind == "maildir":
+        store = MaildirStore(root / "Maildir", fsync=False)
+    else:
+        store = MboxStore(root / "mail", fsync=False)
+    with store, store.folder("INBOX") as inbox:
+        data = message(0)
+        for _ in range(count):
+            inbox.append_bytes(data, assign_uid=False)
+
+
+OPEN_SCRIPT = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from mailagents.store.maildir import MaildirStore
+from mailagents.store.mbox import MboxStore
+root = Path({root!r})
+start = time.perf_counter()
+store = MaildirStore(root / "Maildir") if {kind!r} == "maildir" else MboxStore(root / "mail")
+folder = store.folder("INBOX")
+listing = [(m.uid, m.flags) for m in folder.messages()]
+print(time.perf_counter() - start, len(listing))
+"""
+
+
+def open_in_new_process(kind: str, root: Path) -> tuple[float, int]:
+    script = OPEN_SCRIPT.format(repo=str(HERE.parent), root=str(root), kind=kind)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True,
+                         text=True, timeout=600).stdout.split()
+    return float(out[0]), int(out[1])
+
+
+def warm_open(kind: str, root: Path) -> tuple[float, int, int]:
+    tracemalloc.start()
+    start = time.perf_counter()
+    store = make_store(kind, root)
+    folder = store.folder("INBOX")
+    listing = [(m.uid, m.flags) for m in folder.messages()]
+    elapsed = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    folder.close()
+    store.close()
+    return elapsed, len(listing), peak
+
+
+def best(func: Callable[[], float], runs: int = 2) -> float:
+    return max(func() for _ in range(runs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs")
+    parser.add_argument("--deliveries", type=int, default=2000)
+    parser.add_argument("--folder-size", type=int, default=100_000)
+    args = parser.parse_args()
+    count = 500 if args.quick else args.deliveries
+    big = 10_000 if args.quick else args.folder_size
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, 10 KB messages, "
+          f"{count} deliveries per run, best of 2")
+    ratios: dict[str, float] = {}
+    for kind in ("maildir", "mbox"):
+        serial = best(lambda k=kind: deliveries(k, count, 1))  # type: ignore[misc]
+        parallel = best(lambda k=kind: deliveries(k, count, 16))  # type: ignore[misc]
+        peer = best(lambda k=kind: python_mailbox(k, count))  # type: ignore[misc]
+        ratios[kind] = parallel / peer
+        print(f"{kind:8} durable deliveries, one at a time : {serial:>9,.0f}/s")
+        print(f"{kind:8} durable deliveries, 16 threads    : {parallel:>9,.0f}/s")
+        print(f"{kind:8} mailbox.{'Maildir' if kind == 'maildir' else 'mbox'}.add (no fsync)"
+              f"{'' if kind == 'maildir' else '   '}: {peer:>9,.0f}/s")
+        root = Path(tempfile.mkdtemp(prefix="bench-open-"))
+        try:
+            start = time.perf_counter()
+            fill(kind, root, big)
+            print(f"{kind:8} filled {big:,} messages in {time.perf_counter() - start:.1f} s")
+            cold, listed = open_in_new_process(kind, root)
+            warm, listed2, peak = warm_open(kind, root)
+            assert listed == listed2 == big, (listed, listed2, big)
+            print(f"{kind:8} open {big:,} messages, list UIDs and flags: cold {cold:.2f} s, "
+                  f"warm {warm:.2f} s, peak memory {peak / 1e6:.0f} MB")
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"ratio mbox 16-thread durable / mailbox.mbox.add: {ratios['mbox']:.2f}")
+    print(f"ratio maildir 16-thread durable / mailbox.Maildir.add: {ratios['maildir']:.2f} "
+          f"(goal 0.4)")
+
+
+if __name__ == "__main__":
+    main()
