@@ -76,7 +76,7 @@ def check_keyword(flag: str) -> str:
     for system in SYSTEM_FLAGS:
         if flag.lower() == system.lower():
             return system
-    if not _ATOM.fullmatch(flag) or len(flag) > 255:
+    if not flag.isascii() or not _ATOM.fullmatch(flag) or len(flag) > 255:
         raise ValueError(f"not a valid keyword: {flag!r}")
     return flag
 
