@@ -35,10 +35,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from mailagents.store import Store  # noqa: E402
 from mailagents.store.maildir import MaildirStore  # noqa: E402
 from mailagents.store.mbox import MboxStore  # noqa: E402
-
-from mailagents.store import Store  # noqa: E402
 
 SIZE = 10 * 1024
 

@@ -48,6 +48,7 @@ _STDLIB = (
     "abc",
     "asyncio",
     "collections",
+    "concurrent",
     "contextlib",
     "dataclasses",
     "datetime",

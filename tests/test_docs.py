@@ -64,8 +64,32 @@ def _ledger_rows() -> list[list[str]]:
     return [row for row in rows if row[0] != "RFC"]
 
 
+def _split_ledger() -> tuple[list[list[str]], list[list[str]]]:
+    """(RFC rows, convention rows): the stores follow conventions, not RFCs, and have a
+    table of their own whose header starts with "Convention"."""
+    rfc_rows: list[list[str]] = []
+    convention_rows: list[list[str]] = []
+    target = rfc_rows
+    for row in _ledger_rows():
+        if row[0] == "Convention":
+            target = convention_rows
+            continue
+        if row[0].startswith(":rfc:") or row[0].startswith("``draft-"):
+            target = rfc_rows
+        target.append(row)
+    return rfc_rows, convention_rows
+
+
+def test_conformance_conventions_are_well_formed() -> None:
+    _, conventions = _split_ledger()
+    assert conventions, "the stores' conventions table is missing"
+    for row in conventions:
+        assert len(row) == 3, f"a convention row needs convention, piece, status: {row}"
+        assert re.match(r"(full|partial|planned)\b", row[2]), row
+
+
 def test_conformance_ledger_is_well_formed() -> None:
-    rows = _ledger_rows()
+    rows, _ = _split_ledger()
     assert len(rows) > 20
     seen: set[str] = set()
     for row in rows:

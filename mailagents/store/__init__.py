@@ -28,6 +28,8 @@ from mailagents.store._model import (
     StoreError,
     check_keyword,
 )
+from mailagents.store.maildir import MaildirFolder, MaildirStore
+from mailagents.store.mbox import MboxFolder, MboxStore
 
 __all__ = [
     "ANSWERED",
@@ -47,6 +49,10 @@ __all__ = [
     "FolderNotFoundError",
     "FolderStatus",
     "InvalidFolderNameError",
+    "MaildirFolder",
+    "MaildirStore",
+    "MboxFolder",
+    "MboxStore",
     "MessageInfo",
     "MessageNotFoundError",
     "Store",

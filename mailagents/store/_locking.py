@@ -195,24 +195,33 @@ class DotLock:
         self._held = True
 
     def _create(self, deadline: float | None) -> None:
+        # The lock is written under a unique name, then hard-linked into place (as
+        # Dovecot and liblockfile do), so it never exists without its owner in it: a
+        # process killed at any moment leaves either no lock or one naming it.
         content = f"{os.getpid()}:{socket.gethostname()}\n".encode()
-        delay = 0.001
-        while True:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
+        temp = f"{self.path}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, content)
+        finally:
+            os.close(fd)
+        try:
+            delay = 0.001
+            while True:
+                try:
+                    os.link(temp, self.path)
+                    return
+                except FileExistsError:
+                    pass
                 if self._break_if_stale():
                     continue
                 if deadline is not None and time.monotonic() >= deadline:
                     raise LockTimeout(f"timed out waiting for {self.path}") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
-                continue
-            try:
-                os.write(fd, content)
-            finally:
-                os.close(fd)
-            return
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
 
     def _break_if_stale(self) -> bool:
         try:

@@ -64,6 +64,7 @@ def test_dovecot_serves_our_maildir_with_our_uids_and_flags(tree: Path) -> None:
     with MaildirStore(maildir) as store, store.folder("INBOX") as inbox:
         for i, f in enumerate(flags):
             inbox.append_bytes(message(i), flags=f)
+        inbox.refresh()
         ours = {m.uid: m for m in inbox.messages()}
         status = inbox.status()
         bodies = {uid: inbox.read_message(uid) for uid in ours}
@@ -119,6 +120,7 @@ def test_uids_agree_after_both_sides_add_messages(tree: Path) -> None:
         _, before = imap_view(dovecot)
     with MaildirStore(maildir) as store, store.folder("INBOX") as inbox:
         result = inbox.append_bytes(message(3))
+        inbox.refresh()
         ours = {m.uid: inbox.read_message(m.uid) for m in inbox.messages()}
     assert result.uid is not None and result.uid > max(before)
     with running_dovecot(maildir) as dovecot:

@@ -27,7 +27,7 @@ def expected_message(index: int) -> bytes:
     """Message ``index``: deterministic content of varying size, CRLF line ends."""
     rng = random.Random(index)
     lines = [b"From: crash@example.test", b"Subject: crash %d" % index, b""]
-    for _ in range(rng.randrange(1, 400)):
+    for _ in range(rng.randrange(1, 60)):
         word = hashlib.sha256(b"%d-%d" % (index, rng.random() * 1e9)).hexdigest()
         lines.append((word * rng.randrange(1, 4)).encode()[: rng.randrange(0, 200)])
     lines.append(b"From the end, " + (b"." * rng.randrange(0, 3)))
@@ -80,7 +80,8 @@ def test_sigkill_during_delivery_loses_nothing_committed(kind: str, tmp_path: Pa
         committed.update(reported)
         next_index = max([next_index - 1, *reported]) + 1 + 1000  # never reuse an index
         verify(kind, tmp_path, committed)
-    assert kills >= min(KILLS, 50), f"only {kills} kills within the time budget"
+    print(f"{kind}: {kills} kills, {len(committed)} committed messages verified")
+    assert kills >= KILLS, f"only {kills} kills within the time budget"
 
 
 def verify(kind: str, path: Path, committed: set[int]) -> None:

@@ -179,7 +179,9 @@ def test_truncated_and_malformed_files_are_listed(store: MboxStore) -> None:
 
 # --- writing mboxrd ------------------------------------------------------------------
 
-_piece = st.binary(max_size=12).filter(lambda b: b"\n" not in b)
+# A CR just before a line end would make CR CR LF, which LF storage cannot tell from
+# CR LF: the store's contract covers messages with CRLF or LF line ends.
+_piece = st.binary(max_size=12).filter(lambda b: b"\n" not in b and not b.endswith(b"\r"))
 _line = st.one_of(
     st.builds(lambda n, rest: b">" * n + b"From " + rest, st.integers(0, 6), _piece),
     st.sampled_from([b"", b"From", b">", b">From", b" From x", b"Status: RO", b"\t"]),

@@ -1,0 +1,282 @@
+"""``mailagents-modseq``: MODSEQs, cached sizes and dates, and the expunge log of one
+Maildir folder (a file of ours; other programs leave it alone).
+
+An append-only journal, changed only under the folder's uidlist dotlock::
+
+    mailagents-modseq 1 V<uidvalidity> H<highestmodseq> E<forgotten>
+    m <uid> <modseq> <created-modseq> <internaldate> <crlf-size> <info> <extra>
+    x <uid> <modseq>
+
+``m`` records a message as last seen: its info suffix (``=`` and the suffix
+percent-encoded, ``-`` for none), so that a rename by another program is noticed as a
+flag change, and the keywords that have no letter (``dovecot-keywords`` names 26 at
+most; ``-`` for none, else ``=`` and percent-encoded names joined by ``,``), which live
+here only; ``x`` records an expunge. The last
+``m`` of a UID wins. New lines are appended and fsynced; when the journal has grown to
+several times the live records it is compacted: written anew, fsynced and renamed
+over. Expunges older than the newest :data:`EXPUNGE_LOG` are forgotten then, and ``E``
+says up to which MODSEQ the log is incomplete. A torn last line is ignored. A header
+whose UIDVALIDITY is not the uidlist's means the state belongs to an older life of the
+folder and is started afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from mailagents.store._maildir_io import fsync_dir
+
+__all__ = ["Entry", "ModseqState"]
+
+log = logging.getLogger(__name__)
+
+STATE = "mailagents-modseq"
+EXPUNGE_LOG = 10_000
+_MAGIC = "mailagents-modseq"
+_NO_EXTRA: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the state knows of one live message."""
+
+    modseq: int
+    created: int
+    internaldate: int
+    size: int
+    info: str | None
+    extra: frozenset[str] = frozenset()
+    """Keywords without a Maildir letter."""
+
+
+class ModseqState:
+    """The parsed journal, re-read incrementally."""
+
+    def __init__(self, folder_path: str, *, fsync: bool = True) -> None:
+        self.folder_path = folder_path
+        self.path = os.path.join(folder_path, STATE)
+        self.fsync = fsync
+        self._reset(0)
+
+    def _reset(self, uidvalidity: int) -> None:
+        self.uidvalidity = uidvalidity
+        self.highest = 1
+        self.forgotten = 0
+        self.entries: dict[int, Entry] = {}
+        self.expunged: dict[int, int] = {}
+        self._lines = 0
+        self._ident: tuple[int, int] | None = None
+        self._offset = 0
+        self._size = 0
+        self._pending: list[str] = []
+
+    # -- reading ---------------------------------------------------------------------
+
+    def refresh(self) -> set[int]:
+        """Read what other writers added; returns the UIDs whose records changed."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            changed = set(self.entries) | set(self.expunged)
+            if self._ident is not None:
+                self._reset(0)
+            return changed
+        try:
+            st = os.fstat(fd)
+            ident = (st.st_dev, st.st_ino)
+            if ident == self._ident and st.st_size == self._size:
+                return set()
+            if ident == self._ident and st.st_size > self._offset > 0:
+                os.lseek(fd, self._offset, os.SEEK_SET)
+                data = _read_all(fd)
+                self._size = self._offset + len(data)
+                return self._parse(data)
+            os.lseek(fd, 0, os.SEEK_SET)
+            data = _read_all(fd)
+        finally:
+            os.close(fd)
+        before = set(self.entries) | set(self.expunged)
+        self._reset(0)
+        self._ident = ident
+        self._size = len(data)
+        end = data.find(b"\n")
+        if end < 0 or not self._parse_header(data[:end].decode("ascii", "replace")):
+            self._ident = None
+            return before
+        self._offset = end + 1
+        changed = self._parse(data[end + 1 :])
+        return changed | before
+
+    def _parse_header(self, line: str) -> bool:
+        parts = line.split()
+        if len(parts) < 2 or parts[0] != _MAGIC or parts[1] != "1":
+            log.warning("%s: bad header %r, starting afresh", self.path, line)
+            return False
+        for field in parts[2:]:
+            key, value = field[:1], field[1:]
+            if not value.isdigit():
+                continue
+            if key == "V":
+                self.uidvalidity = int(value)
+            elif key == "H":
+                self.highest = max(self.highest, int(value))
+            elif key == "E":
+                self.forgotten = int(value)
+        return True
+
+    def _parse(self, data: bytes) -> set[int]:
+        last_nl = data.rfind(b"\n")
+        if last_nl < 0:
+            return set()
+        self._offset += last_nl + 1
+        changed: set[int] = set()
+        for raw in data[:last_nl].split(b"\n"):
+            uid = self._apply(raw.decode("utf-8", "replace"))
+            if uid is not None:
+                changed.add(uid)
+        return changed
+
+    def _apply(self, line: str) -> int | None:
+        parts = line.split(" ")
+        try:
+            if parts[0] == "m" and len(parts) == 8:
+                uid, modseq, created, idate, size = (int(p) for p in parts[1:6])
+                field = parts[6]
+                if field == "-":
+                    info = None
+                elif "%" in field:
+                    info = unquote(field[1:])
+                else:
+                    info = field[1:]
+                extra = (
+                    _NO_EXTRA
+                    if parts[7] == "-"
+                    else frozenset(unquote(k) for k in parts[7][1:].split(",") if k)
+                )
+                self.entries[uid] = Entry(modseq, created, idate, size, info, extra)
+                self.expunged.pop(uid, None)
+            elif parts[0] == "x" and len(parts) == 3:
+                uid, modseq = int(parts[1]), int(parts[2])
+                self.entries.pop(uid, None)
+                self.expunged[uid] = modseq
+            else:
+                raise ValueError(line)
+        except ValueError:
+            if line:
+                log.warning("%s: ignoring bad line %r", self.path, line)
+            return None
+        self._lines += 1
+        self.highest = max(self.highest, modseq)
+        return uid
+
+    # -- writing (the caller holds the uidlist lock) ----------------------------------
+
+    def start(self, uidvalidity: int) -> None:
+        """Begin changes under the lock; a different UIDVALIDITY starts afresh."""
+        if self.uidvalidity != uidvalidity or self._ident is None:
+            self._reset(uidvalidity)
+            self._pending = ["!"]  # marker: a full rewrite is needed
+        else:
+            self._pending = []
+
+    def next_modseq(self) -> int:
+        """A new MODSEQ (above every one handed out)."""
+        self.highest += 1
+        return self.highest
+
+    def record(self, uid: int, entry: Entry) -> None:
+        """Note a message as seen (new, or changed)."""
+        self.entries[uid] = entry
+        self.expunged.pop(uid, None)
+        self._pending.append(_m_line(uid, entry))
+
+    def expunge(self, uid: int, modseq: int) -> None:
+        """Note an expunge."""
+        self.entries.pop(uid, None)
+        self.expunged[uid] = modseq
+        self._pending.append(f"x {uid} {modseq}\n")
+
+    def commit(self) -> None:
+        """Write the pending records durably (append, or compact)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        rewrite = pending[0] == "!"
+        if rewrite:
+            pending = pending[1:]
+        live = len(self.entries) + len(self.expunged)
+        if rewrite or self._lines + len(pending) > 2 * live + 1000:
+            self.compact()
+            return
+        data = "".join(pending).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != self._ident or st.st_size != self._offset:
+                os.close(fd)
+                fd = -1
+                self.compact()
+                return
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        self._offset += len(data)
+        self._size = self._offset
+        self._lines += len(pending)
+
+    def compact(self) -> None:
+        """Rewrite the journal: one line per live message, the newest expunges."""
+        if len(self.expunged) > EXPUNGE_LOG:
+            ordered = sorted(self.expunged.items(), key=lambda item: item[1])
+            dropped = ordered[: len(ordered) - EXPUNGE_LOG]
+            self.forgotten = max(self.forgotten, max(m for _, m in dropped))
+            self.expunged = dict(ordered[len(dropped) :])
+        lines = [f"{_MAGIC} 1 V{self.uidvalidity} H{self.highest} E{self.forgotten}\n"]
+        for uid in sorted(self.entries):
+            lines.append(_m_line(uid, self.entries[uid]))
+        for uid, modseq in sorted(self.expunged.items(), key=lambda item: item[1]):
+            lines.append(f"x {uid} {modseq}\n")
+        data = "".join(lines).encode("utf-8")
+        tmp = self.path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self.fsync:
+                os.fsync(fd)
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.rename(tmp, self.path)
+        if self.fsync:
+            fsync_dir(self.folder_path)
+        self._ident = (st.st_dev, st.st_ino)
+        self._offset = self._size = len(data)
+        self._lines = len(lines) - 1
+
+
+def _m_line(uid: int, e: Entry) -> str:
+    info = "-" if e.info is None else "=" + quote(e.info, safe=",")
+    extra = "=" + ",".join(quote(k, safe="") for k in sorted(e.extra)) if e.extra else "-"
+    return f"m {uid} {e.modseq} {e.created} {e.internaldate} {e.size} {info} {extra}\n"
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
