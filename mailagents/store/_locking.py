@@ -22,7 +22,7 @@ import threading
 import time
 from types import TracebackType
 
-__all__ = ["DotLock", "FileLock", "LockTimeout"]
+__all__ = ["DotLock", "FileLock", "LockTimeout", "drop_thread_lock", "pid_alive", "thread_lock"]
 
 
 class LockTimeout(TimeoutError):
@@ -33,14 +33,16 @@ _registry_lock = threading.Lock()
 _thread_locks: dict[str, tuple[threading.Lock, int]] = {}
 
 
-def _thread_lock(path: str) -> threading.Lock:
+def thread_lock(path: str) -> threading.Lock:
+    """The in-process lock of ``path`` (reference-counted; pair with drop_thread_lock)."""
     with _registry_lock:
         lock, count = _thread_locks.get(path, (threading.Lock(), 0))
         _thread_locks[path] = (lock, count + 1)
         return lock
 
 
-def _drop_thread_lock(path: str) -> None:
+def drop_thread_lock(path: str) -> None:
+    """Drop one reference taken by :func:`thread_lock`."""
     with _registry_lock:
         lock, count = _thread_locks[path]
         if count <= 1:
@@ -75,15 +77,15 @@ class FileLock:
         if self._fd is not None:
             raise RuntimeError("lock already held by this object")
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        tlock = _thread_lock(self.path)
+        tlock = thread_lock(self.path)
         if not tlock.acquire(timeout=-1 if self.timeout is None else self.timeout):
-            _drop_thread_lock(self.path)
+            drop_thread_lock(self.path)
             raise LockTimeout(f"timed out waiting for {self.path}")
         try:
             self._fd = self._flock(deadline)
         except BaseException:
             tlock.release()
-            _drop_thread_lock(self.path)
+            drop_thread_lock(self.path)
             raise
         self._thread_lock = tlock
 
@@ -125,7 +127,7 @@ class FileLock:
             os.close(fd)
         if tlock is not None:
             tlock.release()
-            _drop_thread_lock(self.path)
+            drop_thread_lock(self.path)
 
     def __enter__(self) -> FileLock:
         self.acquire()
@@ -140,7 +142,8 @@ class FileLock:
         self.release()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -181,15 +184,15 @@ class DotLock:
         if self._held:
             raise RuntimeError("lock already held by this object")
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        tlock = _thread_lock(self.path + "#dot")
+        tlock = thread_lock(self.path + "#dot")
         if not tlock.acquire(timeout=-1 if self.timeout is None else self.timeout):
-            _drop_thread_lock(self.path + "#dot")
+            drop_thread_lock(self.path + "#dot")
             raise LockTimeout(f"timed out waiting for {self.path}")
         try:
             self._create(deadline)
         except BaseException:
             tlock.release()
-            _drop_thread_lock(self.path + "#dot")
+            drop_thread_lock(self.path + "#dot")
             raise
         self._thread_lock = tlock
         self._held = True
@@ -234,7 +237,7 @@ class DotLock:
         if pid_text.isdigit() and host == socket.gethostname():
             # Ours to judge: a lock of a live process holds, one of a dead process is
             # broken at once (a killed delivery must not block the next for minutes).
-            if _pid_alive(int(pid_text)):
+            if pid_alive(int(pid_text)):
                 return False
         elif time.time() - st.st_mtime < self.stale_after:
             return False  # another host's or another program's lock: only by age
@@ -261,7 +264,7 @@ class DotLock:
         tlock, self._thread_lock = self._thread_lock, None
         if tlock is not None:
             tlock.release()
-            _drop_thread_lock(self.path + "#dot")
+            drop_thread_lock(self.path + "#dot")
 
     def __enter__(self) -> DotLock:
         self.acquire()

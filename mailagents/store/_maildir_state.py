@@ -134,10 +134,53 @@ class ModseqState:
             return set()
         self._offset += last_nl + 1
         changed: set[int] = set()
-        for raw in data[:last_nl].split(b"\n"):
-            uid = self._apply(raw.decode("utf-8", "replace"))
-            if uid is not None:
+        entries = self.entries
+        expunged = self.expunged
+        highest = self.highest
+        lines = 0
+        for line in data[:last_nl].decode("utf-8", "replace").split("\n"):
+            parts = line.split(" ")
+            # The common record, "m uid modseq created idate size info extra", with no
+            # escapes and no extra keywords, takes a fast path; anything else the
+            # general one.
+            if (
+                len(parts) == 8
+                and parts[0] == "m"
+                and parts[7] == "-"
+                and "%" not in parts[6]
+                and parts[1].isdigit()
+                and parts[2].isdigit()
+                and parts[3].isdigit()
+                and parts[4].isdigit()
+                and parts[5].isdigit()
+            ):
+                uid = int(parts[1])
+                modseq = int(parts[2])
+                field = parts[6]
+                entries[uid] = Entry(
+                    modseq,
+                    int(parts[3]),
+                    int(parts[4]),
+                    int(parts[5]),
+                    None if field == "-" else field[1:],
+                    _NO_EXTRA,
+                )
+                if expunged:
+                    expunged.pop(uid, None)
+                if modseq > highest:
+                    highest = modseq
+                lines += 1
                 changed.add(uid)
+                continue
+            self.highest = highest
+            self._lines += lines
+            lines = 0
+            general = self._apply(line)
+            highest = self.highest
+            if general is not None:
+                changed.add(general)
+        self.highest = highest
+        self._lines += lines
         return changed
 
     def _apply(self, line: str) -> int | None:

@@ -29,31 +29,11 @@ import struct
 import threading
 import time
 
-from mailagents.store._locking import LockTimeout
+from mailagents.store._locking import LockTimeout, drop_thread_lock, pid_alive, thread_lock
 
 log = logging.getLogger(__name__)
 
 _OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)
-_registry_lock = threading.Lock()
-_thread_locks: dict[str, tuple[threading.Lock, int]] = {}
-
-
-def _thread_lock(path: str) -> threading.Lock:
-    with _registry_lock:
-        lock, count = _thread_locks.get(path, (threading.Lock(), 0))
-        _thread_locks[path] = (lock, count + 1)
-        return lock
-
-
-def _drop_thread_lock(path: str) -> None:
-    with _registry_lock:
-        lock, count = _thread_locks[path]
-        if count <= 1:
-            del _thread_locks[path]
-        else:
-            _thread_locks[path] = (lock, count - 1)
-
-
 def _flock_struct(ltype: int) -> bytes:
     # struct flock: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
     return struct.pack("hhqqi4x", ltype, os.SEEK_SET, 0, 0, 0)
@@ -81,16 +61,6 @@ def fcntl_unlock(fd: int) -> None:
         fcntl.lockf(fd, fcntl.LOCK_UN)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def dotlock_stale(path: str, stale_after: float) -> bool:
     """Whether the dotlock at ``path`` may be broken (see the module docs)."""
     try:
@@ -102,7 +72,7 @@ def dotlock_stale(path: str, stale_after: float) -> bool:
     text = owner.decode("ascii", "replace").strip()
     pid_text, _, host = text.partition(":")
     if pid_text.isdigit() and int(pid_text) > 0 and host in ("", socket.gethostname()):
-        return not _pid_alive(int(pid_text))
+        return not pid_alive(int(pid_text))
     return time.time() - st.st_mtime >= stale_after
 
 
@@ -134,9 +104,9 @@ class MboxLock:
         """Take all three locks; :class:`LockTimeout` after ``timeout`` seconds,
         :class:`FileNotFoundError` if the mbox does not exist (and ``create`` is off)."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        tlock = _thread_lock(self.path)
+        tlock = thread_lock(self.path)
         if not tlock.acquire(timeout=-1 if self.timeout is None else self.timeout):
-            _drop_thread_lock(self.path)
+            drop_thread_lock(self.path)
             raise LockTimeout(f"timed out waiting for {self.path}")
         self._tlock = tlock
         try:
@@ -247,4 +217,4 @@ class MboxLock:
         tlock, self._tlock = self._tlock, None
         if tlock is not None:
             tlock.release()
-            _drop_thread_lock(self.path)
+            drop_thread_lock(self.path)

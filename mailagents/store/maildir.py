@@ -280,7 +280,11 @@ class _Core:
         update = []
         for uid, name in present.items():
             entry = entries.get(uid)
-            if entry is None or entry.info != split_name(name)[1]:
+            if entry is None:
+                update.append(uid)
+                continue
+            _, sep, info = name.partition(":")
+            if entry.info != (info if sep else None):
                 update.append(uid)
         missing = {u for u in ul.by_uid if u not in present and u not in expunged}
         missing.update(u for u in entries if u not in present)
@@ -392,11 +396,12 @@ class _Core:
         flag_cache: dict[tuple[str | None, frozenset[str]], frozenset[str]] = {}
         date_cache: dict[int, datetime.datetime] = {}
         entries = st.entries
+        make = MessageInfo
         for uid in present:
             entry = entries.get(uid)
             if entry is None:
                 continue
-            info = old.get(uid)
+            info = old.get(uid) if old else None
             if rebuild_all or info is None or info.modseq != entry.modseq:
                 key = (entry.info, entry.extra)
                 flags = flag_cache.get(key)
@@ -405,7 +410,7 @@ class _Core:
                 date = date_cache.get(entry.internaldate)
                 if date is None:
                     date = date_cache[entry.internaldate] = _utc(entry.internaldate)
-                info = MessageInfo(
+                info = make(
                     uid=uid, flags=flags, internaldate=date, size=entry.size, modseq=entry.modseq
                 )
             infos[uid] = info

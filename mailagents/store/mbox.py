@@ -58,7 +58,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from mailagents.store._locking import FileLock
+from mailagents.store._locking import FileLock, pid_alive
 from mailagents.store._mbox_format import (
     FLAG_HEADERS,
     HEAD,
@@ -123,16 +123,6 @@ _META_LOCK = ".mailagents-meta.lock"
 _COMPACT_MIN = 1000
 _COPY_BATCH = 64
 _CHUNK = 256 * 1024
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _pwrite_all(fd: int, data: bytes, pos: int) -> int:
@@ -391,7 +381,7 @@ class MboxFolder(Folder):
                 stale = entry.name.startswith(rewrite)
                 if entry.name.startswith(dotlock):
                     pid = entry.name[len(dotlock) :].partition(".")[0]
-                    stale = pid.isdigit() and not _pid_alive(int(pid))
+                    stale = pid.isdigit() and not pid_alive(int(pid))
                 if stale:
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)

@@ -845,3 +845,23 @@ def test_passed_letter_is_no_flag_and_is_kept(store: MaildirStore, root: Path) -
         assert info.flags == frozenset({SEEN})
         inbox.set_flags([info.uid], [FLAGGED], "add")
     assert only_file(root / "cur").endswith(":2,FPS")
+
+
+def test_state_journal_mixes_fast_and_general_records(store: MaildirStore, root: Path) -> None:
+    # Plain records take the parser's fast path; records with keywords beyond the 26
+    # letters or escaped fields take the general one. Both must give the same view.
+    many = [f"kw{i}" for i in range(30)]
+    with store.folder("INBOX") as inbox:
+        plain = inbox.append_bytes(MESSAGE).uid
+        busy = inbox.append_bytes(MESSAGE, flags=[*many, SEEN]).uid
+        odd = inbox.append_bytes(MESSAGE, flags=[*many, "a,b", "x~y"]).uid
+        last = inbox.append_bytes(MESSAGE, flags=[FLAGGED]).uid
+        inbox.refresh()
+        before = {m.uid: m for m in inbox.messages()}
+    with MaildirStore(root) as again, again.folder("INBOX") as inbox:
+        after = {m.uid: m for m in inbox.messages()}
+        assert after == before
+        assert after[busy].flags == frozenset([*many, SEEN])
+        assert after[odd].flags == frozenset([*many, "a,b", "x~y"])
+        assert after[last].flags == frozenset({FLAGGED}) and plain in after
+        assert inbox.status().highestmodseq == max(m.modseq for m in after.values())
