@@ -38,6 +38,7 @@ LAYER: dict[str, int] = {
     "store": 2,
     "dns": 2,
     "queue": 2,
+    "userdb": 2,
     "aio": 3,
     "agents": 4,
     "__main__": 5,

@@ -143,3 +143,97 @@ def test_describe_long_body() -> None:
     assert "Subject: hé" in text
     assert "line 9" in text and "line 10" not in text
     assert "more lines" in text
+
+
+# --------------------------------------------------------------------------- passwd
+
+
+def passwd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "mailagents", "passwd", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_passwd_set_check_delete(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    secret = "Sub-Command-Secret 1"
+    result = passwd(str(users), "alice", "--password-stdin", "--act-as", "pm", stdin=secret + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "alice" in result.stdout
+    assert secret not in result.stdout + result.stderr
+    assert secret.encode() not in users.read_bytes()
+    assert (users.stat().st_mode & 0o777) == 0o600
+
+    from mailagents.userdb import PasswordFile
+
+    entry = PasswordFile(users).lookup("alice")
+    assert entry is not None and entry.may_act_as == frozenset({"pm"})
+    assert entry.legacy_secret is None
+
+    good = passwd(str(users), "alice", "--password-stdin", "--check", stdin=secret + "\n")
+    assert good.returncode == 0, good.stderr
+    bad = passwd(str(users), "alice", "--password-stdin", "--check", stdin="Not-It-7\n")
+    assert bad.returncode == 1
+    unknown = passwd(str(users), "bob", "--password-stdin", "--check", stdin=secret + "\n")
+    assert unknown.returncode == 1
+    for out in (good, bad, unknown):
+        assert secret not in out.stdout + out.stderr and "Not-It-7" not in out.stdout + out.stderr
+
+    deleted = passwd(str(users), "alice", "--delete")
+    assert deleted.returncode == 0, deleted.stderr
+    again = passwd(str(users), "alice", "--delete")
+    assert again.returncode == 1
+    after = passwd(str(users), "alice", "--password-stdin", "--check", stdin=secret + "\n")
+    assert after.returncode == 1
+
+
+def test_passwd_legacy_secret_and_errors(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    result = passwd(str(users), "old", "--password-stdin", "--legacy-secret", stdin="pw\r\n")
+    assert result.returncode == 0, result.stderr
+    assert "plaintext-equivalent" in result.stdout
+
+    from mailagents.userdb import PasswordFile
+
+    entry = PasswordFile(users).lookup("old")
+    assert entry is not None and entry.legacy_secret == "pw"
+    empty = passwd(str(users), "bob", "--password-stdin", stdin="")
+    assert empty.returncode == 1 and "no password" in empty.stderr
+    bad_name = passwd(str(users), "a:b", "--password-stdin", stdin="pw\n")
+    assert bad_name.returncode == 1 and "':'" in bad_name.stderr
+    usage = passwd(str(users), "bob", "--delete", "--check")
+    assert usage.returncode == 2
+    usage = passwd(str(users), "bob", "--check", "--act-as", "x")
+    assert usage.returncode == 2
+    assert PasswordFile(users).users() == ["old"]
+
+
+def test_passwd_interactive(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import mailagents.__main__ as cli
+
+    users = tmp_path / "users"
+    answers = iter(["typed password", "typed password", "mismatch", "other", "typed password"])
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt="": next(answers))
+    assert cli.main(["passwd", str(users), "carol"]) == 0
+    assert cli.main(["passwd", str(users), "dave"]) == 1  # the two entries differ
+    assert cli.main(["passwd", str(users), "carol", "--check"]) == 0
+    from mailagents.userdb import PasswordFile
+
+    assert PasswordFile(users).users() == ["carol"]
+
+
+def test_parse_passwd_args() -> None:
+    from mailagents.__main__ import parse_passwd_args
+
+    args = parse_passwd_args(["f", "u", "--act-as", "a", "--act-as", "b", "--legacy-secret"])
+    assert (args.file, args.user, args.act_as, args.legacy_secret) == ("f", "u", ["a", "b"], True)
+    assert parse_passwd_args(["f", "u"]).act_as is None
+    with pytest.raises(SystemExit):
+        parse_passwd_args(["f", "u", "--delete", "--password-stdin"])
