@@ -139,10 +139,14 @@ class SMTPHandler:
 
     async def on_credentials(
         self, session: Session, request: sasl.NeedCredentials
-    ) -> sasl.CredentialsAnswer:
+    ) -> sasl.Answer:
         """AUTH: look the user up. Answer :class:`~mailagents.sasl.PasswordVerdict` for a
-        plaintext mechanism, :class:`~mailagents.sasl.ScramSecrets` for SCRAM, or
-        :class:`~mailagents.sasl.NoSuchUser` (the default)."""
+        plaintext mechanism (PLAIN, LOGIN), :class:`~mailagents.sasl.ScramSecrets` for
+        SCRAM, :class:`~mailagents.sasl.TokenVerdict` for a
+        :class:`~mailagents.sasl.NeedTokenCheck` (OAUTHBEARER),
+        :class:`~mailagents.sasl.LegacySecret` for CRAM-MD5, or
+        :class:`~mailagents.sasl.NoSuchUser` (the default).
+        :meth:`mailagents.userdb.UserStore.answer_async` answers all but tokens."""
         return sasl.NoSuchUser()
 
     async def on_reset(self, session: Session) -> None:
@@ -403,7 +407,7 @@ class _Connection(asyncio.Protocol):
                 self._chunk_failed = False
                 await self._ask(handler.on_reset(session), None)
             elif isinstance(event, sasl.NeedCredentials):
-                answer: sasl.CredentialsAnswer | Reject = await self._ask(
+                answer: sasl.Answer | Reject = await self._ask(
                     handler.on_credentials(session, event), _REJECT_AUTH
                 )
                 self._decide(answer, _REJECT_AUTH)

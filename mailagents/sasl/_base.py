@@ -9,24 +9,29 @@ belong to the protocol core (SMTP, POP3, IMAP) that carries the exchange.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
 from mailagents._protocol import LocalProtocolError, ProtocolError
 
 __all__ = [
+    "Answer",
     "AuthenticationError",
     "Challenge",
     "ClientMechanism",
     "CredentialsAnswer",
     "Failure",
+    "LegacySecret",
     "NeedCredentials",
+    "NeedTokenCheck",
     "NoSuchUser",
     "PasswordVerdict",
     "ScramSecrets",
     "ServerMechanism",
     "ServerStep",
     "Success",
+    "TokenVerdict",
     "authorize",
 ]
 
@@ -73,6 +78,29 @@ class NeedCredentials:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NeedTokenCheck(NeedCredentials):
+    """OAUTHBEARER (RFC 7628) asks the caller to check a bearer token; answer with ``provide``.
+
+    ``token`` is the bearer token the client sent (``auth=Bearer <token>``), ``authzid``
+    the identity it asks to act as (``None`` when absent), ``host`` and ``port`` the
+    server the client believes it is talking to (``None`` when it did not say). The
+    caller validates the token (signature, expiry, audience, scope: the pluggable token
+    check) and answers with a :class:`TokenVerdict`; any other answer fails the exchange.
+
+    It is a :class:`NeedCredentials` so that a protocol core forwards it wherever it
+    forwards credentials requests; ``authcid`` is always empty (a token, not a name,
+    identifies the user: the identity comes back in ``TokenVerdict.identity``) and
+    ``password`` is ``None``. The token is left out of ``repr()``, so that logging the
+    request does not leak it.
+    """
+
+    authcid: str = ""
+    token: str = field(repr=False)
+    host: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Success:
     """The exchange succeeded.
 
@@ -101,7 +129,8 @@ class Failure:
 
 
 ServerStep: TypeAlias = Challenge | NeedCredentials | Success | Failure
-"""What a server mechanism returns from each call."""
+"""What a server mechanism returns from each call (:class:`NeedTokenCheck` is a
+:class:`NeedCredentials`)."""
 
 
 # --------------------------------------------------------------------------- answers
@@ -149,6 +178,64 @@ CredentialsAnswer: TypeAlias = PasswordVerdict | ScramSecrets | NoSuchUser
 """What the caller passes to :meth:`ServerMechanism.provide`."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenVerdict:
+    """The caller's answer to a :class:`NeedTokenCheck`: is the bearer token good, and whose?
+
+    ``identity`` is the user the token was issued to; it is required when ``valid``
+    (the mechanism never trusts the client's authzid alone). An authzid other than
+    ``identity`` fails the exchange. ``error_json`` replaces the default error sent to
+    the client when the token is refused (RFC 7628 §3.2.2, a JSON object with at least a
+    ``status``, for example ``{"status":"invalid_token","scope":"mail",
+    "openid-configuration":"https://..."}``); the default is
+    ``{"status":"invalid_token"}``. Inconsistent values raise
+    :class:`LocalProtocolError`.
+    """
+
+    valid: bool
+    identity: str | None = None
+    error_json: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.valid and not self.identity:
+            raise LocalProtocolError("TokenVerdict: a valid token needs an identity")
+        if self.error_json is not None:
+            if self.valid:
+                raise LocalProtocolError("TokenVerdict: error_json only goes with valid=False")
+            try:
+                parsed = json.loads(self.error_json)
+            except (ValueError, RecursionError):
+                raise LocalProtocolError("TokenVerdict: error_json is not JSON") from None
+            if not isinstance(parsed, dict) or not isinstance(parsed.get("status"), str):
+                raise LocalProtocolError(
+                    "TokenVerdict: error_json must be a JSON object with a string status"
+                )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegacySecret:
+    """The caller's answer to a CRAM-MD5 :class:`NeedCredentials`: the plaintext-equivalent secret.
+
+    CRAM-MD5 (RFC 2195) keys an HMAC-MD5 with the shared secret itself, so the server
+    must keep the password, or something that works as well as it, in recoverable
+    form. Only users whose entry was made with a legacy-secret option have one; for
+    every other user answer :class:`NoSuchUser` (a :class:`PasswordVerdict` or
+    :class:`ScramSecrets` cannot check a CRAM-MD5 response, and fails the exchange).
+    A ``str`` is used as its UTF-8 encoding.
+    """
+
+    secret: str | bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.secret, str | bytes):
+            raise LocalProtocolError("LegacySecret.secret must be str or bytes")
+
+
+Answer: TypeAlias = CredentialsAnswer | TokenVerdict | LegacySecret
+"""Every answer a server mechanism may be given: ``CredentialsAnswer``, and
+:class:`TokenVerdict` (OAUTHBEARER) and :class:`LegacySecret` (CRAM-MD5)."""
+
+
 def authorize(authcid: str, authzid: str | None, may_act_as: frozenset[str]) -> str | None:
     """Return the authorised identity, or ``None`` if policy refuses the authzid.
 
@@ -172,6 +259,9 @@ class ServerMechanism(abc.ABC):
     :meth:`provide` after each :class:`NeedCredentials`, until :class:`Success` or
     :class:`Failure`. A malformed client message yields :class:`Failure`, never an
     exception; calling out of turn raises :class:`LocalProtocolError`.
+
+    Mechanisms that take the newer answers (:class:`TokenVerdict` for OAUTHBEARER,
+    :class:`LegacySecret` for CRAM-MD5) accept any ``Answer`` in ``provide``.
     """
 
     name: ClassVar[str]
@@ -190,7 +280,7 @@ class ServerMechanism(abc.ABC):
         """Feed the client's (decoded) answer to the last :class:`Challenge`."""
 
     @abc.abstractmethod
-    def provide(self, answer: CredentialsAnswer) -> ServerStep:
+    def provide(self, answer: Answer) -> ServerStep:
         """Give the caller's answer to the last :class:`NeedCredentials`."""
 
 

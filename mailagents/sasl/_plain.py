@@ -13,10 +13,10 @@ from typing import ClassVar
 
 from mailagents._protocol import LocalProtocolError
 from mailagents.sasl._base import (
+    Answer,
     AuthenticationError,
     Challenge,
     ClientMechanism,
-    CredentialsAnswer,
     Failure,
     NeedCredentials,
     NoSuchUser,
@@ -103,7 +103,7 @@ class PlainServer(ServerMechanism):
             mechanism=self.name, authcid=authcid, authzid=self._authzid, password=password
         )
 
-    def provide(self, answer: CredentialsAnswer) -> ServerStep:
+    def provide(self, answer: Answer) -> ServerStep:
         """Give the caller's verdict on the credentials."""
         if self._state is not _S.AWAIT_CREDENTIALS:
             raise LocalProtocolError("PLAIN: provide() without a pending NeedCredentials")

@@ -24,10 +24,10 @@ from typing import ClassVar
 
 from mailagents._protocol import LocalProtocolError
 from mailagents.sasl._base import (
+    Answer,
     AuthenticationError,
     Challenge,
     ClientMechanism,
-    CredentialsAnswer,
     Failure,
     NeedCredentials,
     NoSuchUser,
@@ -281,7 +281,7 @@ class ScramSha256Server(ServerMechanism):
             return self._client_final(response)
         raise LocalProtocolError("SCRAM: receive() without a pending challenge")
 
-    def provide(self, answer: CredentialsAnswer) -> ServerStep:
+    def provide(self, answer: Answer) -> ServerStep:
         """Give the user's :class:`ScramSecrets`, or :class:`NoSuchUser`."""
         if self._state is not _SS.AWAIT_CREDENTIALS:
             raise LocalProtocolError("SCRAM: provide() without a pending NeedCredentials")

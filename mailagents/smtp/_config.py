@@ -49,6 +49,9 @@ class ServerConfig:
     auth_mechanisms: tuple[str, ...] = ()
     """SASL mechanisms offered with AUTH (RFC 4954), e.g. ``("SCRAM-SHA-256", "PLAIN")``.
     Empty: no AUTH."""
+    allow_legacy_auth: bool = False
+    """Allow legacy mechanisms (CRAM-MD5) in ``auth_mechanisms``. Off by default: they
+    need a plaintext-equivalent secret on the server (see :mod:`mailagents.sasl`)."""
     auth_without_tls: bool = False
     """Offer and accept AUTH on an unencrypted session. Off by default: passwords travel
     only over TLS."""
@@ -100,6 +103,10 @@ class ServerConfig:
             raise LocalProtocolError("max_command_line must be at least 512 (RFC 5321 §4.5.3.1.4)")
         if self.max_text_line is not None and self.max_text_line < 1000:
             raise LocalProtocolError("max_text_line must be at least 1000 (RFC 5321 §4.5.3.1.6)")
+        if not self.allow_legacy_auth and any(
+            m.upper() == "CRAM-MD5" for m in self.auth_mechanisms
+        ):
+            raise LocalProtocolError("CRAM-MD5 needs allow_legacy_auth=True")
         if any(c in self.hostname for c in " \r\n\x00"):
             raise LocalProtocolError("hostname must be one token")
 

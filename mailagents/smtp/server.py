@@ -78,10 +78,24 @@ ServerEvent: TypeAlias = (
 """Everything :meth:`ServerConnection.next_event` can return besides the sentinels."""
 
 Decision: TypeAlias = (
-    Accept | Reject | LMTPReplies | sasl.PasswordVerdict | sasl.ScramSecrets | sasl.NoSuchUser
+    Accept
+    | Reject
+    | LMTPReplies
+    | sasl.PasswordVerdict
+    | sasl.ScramSecrets
+    | sasl.NoSuchUser
+    | sasl.TokenVerdict
+    | sasl.LegacySecret
 )
 """What :meth:`ServerConnection.send` takes."""
 
+_SASL_ANSWERS = (
+    sasl.PasswordVerdict,
+    sasl.ScramSecrets,
+    sasl.NoSuchUser,
+    sasl.TokenVerdict,
+    sasl.LegacySecret,
+)
 _DECISION_EVENTS = (Hello, MailFrom, RcptTo, MessageComplete, sasl.NeedCredentials)
 _BDAT_SIZE_DIGITS = 20  # a size that does not fit in 20 digits cannot be meant
 # Controls other than TAB have no place in a command line (RFC 5321 §4.1.2 grammar).
@@ -240,7 +254,7 @@ class ServerConnection:
         if isinstance(event, sasl.NeedCredentials):
             self._answer_credentials(decision)
             return
-        if isinstance(decision, sasl.PasswordVerdict | sasl.ScramSecrets | sasl.NoSuchUser):
+        if isinstance(decision, _SASL_ANSWERS):
             raise LocalProtocolError("a credentials answer only answers NeedCredentials")
         if isinstance(decision, LMTPReplies):
             if not isinstance(event, MessageComplete) or not self.config.lmtp:
@@ -800,7 +814,7 @@ class ServerConnection:
                 return
             initial = decoded
         try:
-            mech = sasl.server_mechanism(name)
+            mech = sasl.server_mechanism(name, allow_legacy=cfg.allow_legacy_auth)
         except KeyError:
             self._reject("AUTH", _r(504, "5.5.4", "Unrecognized authentication type"))
             return
@@ -883,7 +897,7 @@ class ServerConnection:
             self._pending = None
             self._auth_end(decision.reply)
             return
-        if not isinstance(decision, sasl.PasswordVerdict | sasl.ScramSecrets | sasl.NoSuchUser):
+        if not isinstance(decision, _SASL_ANSWERS):
             raise LocalProtocolError("answer NeedCredentials with a sasl credentials answer")
         self._pending = None
         self._auth_step(mech.provide(decision))

@@ -16,9 +16,12 @@ from mailagents.sasl import (
     SERVER_MECHANISMS,
     AuthenticationError,
     Challenge,
+    CramMd5Client,
     Failure,
+    LoginClient,
     NeedCredentials,
     NoSuchUser,
+    OAuthBearerClient,
     PasswordVerdict,
     PlainClient,
     PlainServer,
@@ -31,7 +34,7 @@ from mailagents.sasl import (
 
 
 def test_server_registry() -> None:
-    assert list(SERVER_MECHANISMS) == ["SCRAM-SHA-256", "PLAIN"]
+    assert list(SERVER_MECHANISMS) == ["SCRAM-SHA-256", "OAUTHBEARER", "PLAIN", "LOGIN"]
     assert SERVER_MECHANISMS["PLAIN"] is PlainServer
     assert SERVER_MECHANISMS["SCRAM-SHA-256"] is ScramSha256Server
     for name, cls in SERVER_MECHANISMS.items():
@@ -41,7 +44,10 @@ def test_server_registry() -> None:
 def test_client_registry() -> None:
     assert dict(CLIENT_MECHANISMS) == {
         "SCRAM-SHA-256": ScramSha256Client,
+        "OAUTHBEARER": OAuthBearerClient,
         "PLAIN": PlainClient,
+        "LOGIN": LoginClient,
+        "CRAM-MD5": CramMd5Client,
     }
 
 
@@ -60,7 +66,7 @@ def test_server_mechanism(name: str, cls: type) -> None:
     assert first is not second  # single-use objects: a fresh one each time
 
 
-@pytest.mark.parametrize("name", ["LOGIN", "CRAM-MD5", "SCRAM-SHA-256-PLUS", "", "PLAIN "])
+@pytest.mark.parametrize("name", ["CRAM-MD5", "SCRAM-SHA-256-PLUS", "", "PLAIN "])
 def test_unknown_mechanism(name: str) -> None:
     with pytest.raises(KeyError):
         server_mechanism(name)

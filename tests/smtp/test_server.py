@@ -816,3 +816,46 @@ def test_timed_out_sends_421_442() -> None:
     server.data_to_send()
     server.timed_out()
     assert server.data_to_send() == b"421 4.4.2 localhost Timeout waiting for command, closing\r\n"
+
+
+# --- the other SASL mechanisms through the SMTP core ---------------------------------------
+
+
+def test_auth_login_and_oauthbearer_and_legacy_cram_md5() -> None:
+    def policy(event: object) -> object:
+        if isinstance(event, sasl.NeedTokenCheck):
+            ok = event.token == "good-token"
+            return sasl.TokenVerdict(valid=ok, identity="alice" if ok else None)
+        if isinstance(event, sasl.NeedCredentials) and event.mechanism == "CRAM-MD5":
+            return sasl.LegacySecret(secret="wonderland")
+        return credentials_policy(USERS)(event)  # type: ignore[arg-type]
+
+    def modern() -> ServerConnection:
+        return ServerConnection(ServerConfig(auth_mechanisms=("LOGIN", "OAUTHBEARER"),
+                                             tls_active=True))
+
+    server = modern()
+    data = (EHLO + b"AUTH LOGIN\r\n" + b64(b"alice") + b"\r\n" + b64(b"wonderland") + b"\r\n")
+    events, out, _ = run(data, server, policy=policy)  # type: ignore[arg-type]
+    assert b"334 VXNlcm5hbWU6" in out and codes(out)[-1] == 235  # "Username:" prompt
+    token = sasl.OAuthBearerClient("good-token", host="mx.test", port=25).initial_response()
+    assert token is not None
+    events, out, _ = run(EHLO + b"AUTH OAUTHBEARER " + b64(token) + b"\r\n", modern(),
+                         policy=policy)  # type: ignore[arg-type]
+    assert codes(out)[-1] == 235
+    bad = sasl.OAuthBearerClient("bad-token").initial_response()
+    assert bad is not None
+    # RFC 7628 §3.2.3: the error comes as a challenge, the client answers 0x01.
+    _, out, _ = run(EHLO + b"AUTH OAUTHBEARER " + b64(bad) + b"\r\nAQ==\r\n", modern(),
+                    policy=policy)  # type: ignore[arg-type]
+    assert codes(out)[-2:] == [334, 535]
+    with pytest.raises(LocalProtocolError):
+        ServerConfig(auth_mechanisms=("CRAM-MD5",))
+    legacy = ServerConnection(ServerConfig(auth_mechanisms=("CRAM-MD5",), tls_active=True,
+                                           allow_legacy_auth=True))
+    _, out, _ = run(EHLO + b"AUTH CRAM-MD5\r\n", legacy, policy=policy)  # type: ignore[arg-type]
+    challenge = base64.b64decode(out.rstrip(b"\r\n").rsplit(b"334 ", 1)[1])
+    client = sasl.CramMd5Client("alice", "wonderland")
+    _, out, _ = run(b64(client.respond(challenge)) + b"\r\n", legacy,
+                    policy=policy)  # type: ignore[arg-type]
+    assert codes(out)[-1] == 235
