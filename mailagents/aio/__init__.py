@@ -6,8 +6,25 @@ protocol decision of its own: those live in the cores (:mod:`mailagents.smtp`).
 
 - :class:`SMTPServer` (and :func:`serve_smtp`): an SMTP or LMTP server; the application
   subclasses :class:`SMTPHandler`, and each call gets the connection's :class:`Session`.
+- :func:`make_self_signed` (and :mod:`mailagents.aio.tls`): a certificate for demos and
+  tests, and the usual server and client ``ssl.SSLContext`` objects.
 """
 
 from mailagents.aio.smtp import Session, SMTPHandler, SMTPServer, serve_smtp
+from mailagents.aio.tls import (
+    SelfSignedCertificate,
+    client_context,
+    make_self_signed,
+    server_context,
+)
 
-__all__ = ["SMTPHandler", "SMTPServer", "Session", "serve_smtp"]
+__all__ = [
+    "SMTPHandler",
+    "SMTPServer",
+    "SelfSignedCertificate",
+    "Session",
+    "client_context",
+    "make_self_signed",
+    "serve_smtp",
+    "server_context",
+]
