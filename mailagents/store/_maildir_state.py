@@ -25,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote
 
 from mailagents.store._maildir_io import fsync_dir
@@ -60,19 +62,187 @@ class ModseqState:
         self.folder_path = folder_path
         self.path = os.path.join(folder_path, STATE)
         self.fsync = fsync
+        self._lazy_lock = threading.Lock()
         self._reset(0)
 
     def _reset(self, uidvalidity: int) -> None:
         self.uidvalidity = uidvalidity
         self.highest = 1
         self.forgotten = 0
-        self.entries: dict[int, Entry] = {}
-        self.expunged: dict[int, int] = {}
+        self._entries: dict[int, Entry] = {}
+        self._expunged: dict[int, int] = {}
+        # Records restored from a snapshot and not yet turned into entries (the columns
+        # of :meth:`snapshot`), built on first use of entries / expunged.
+        self._lazy: tuple[Any, ...] | None = None
         self._lines = 0
         self._ident: tuple[int, int] | None = None
         self._offset = 0
         self._size = 0
         self._pending: list[str] = []
+
+    def reset(self) -> None:
+        """Forget everything read (as a new object)."""
+        self._reset(0)
+
+    @property
+    def pristine(self) -> bool:
+        """Nothing was read or written through this object yet."""
+        return (
+            self._ident is None
+            and self.uidvalidity == 0
+            and self._lazy is None
+            and not self._entries
+            and not self._expunged
+            and not self._pending
+        )
+
+    @property
+    def file_ident(self) -> tuple[tuple[int, int] | None, int]:
+        """``((device, inode), size)`` of the journal as last read or written."""
+        return self._ident, self._size
+
+    @property
+    def entries(self) -> dict[int, Entry]:
+        """UID → entry of every live message."""
+        if self._lazy is not None:
+            self._materialize()
+        return self._entries
+
+    @property
+    def expunged(self) -> dict[int, int]:
+        """The expunge log: UID → MODSEQ of its expunge."""
+        if self._lazy is not None:
+            self._materialize()
+        return self._expunged
+
+    def _materialize(self) -> None:
+        with self._lazy_lock:
+            lazy = self._lazy
+            if lazy is None:
+                return
+            uids, modseqs, createds, idates, sizes, infos, extras, x_uids, x_modseqs = lazy
+            no_extra = _NO_EXTRA
+            entries = {
+                uid: Entry(modseq, created, idate, size, info, no_extra)
+                for uid, modseq, created, idate, size, info in zip(
+                    uids, modseqs, createds, idates, sizes, infos, strict=True
+                )
+            }
+            for uid, names in extras.items():
+                e = entries[uid]
+                entries[uid] = Entry(
+                    e.modseq, e.created, e.internaldate, e.size, e.info, frozenset(names)
+                )
+            self._entries = entries
+            self._expunged = dict(zip(x_uids, x_modseqs, strict=True))
+            self._lazy = None
+
+    # -- snapshots (see mailagents.store._maildir_snapshot) ---------------------------
+
+    def snapshot(self, order: list[int]) -> tuple[Any, ...] | None:
+        """What a fresh parse of the journal produced, as plain values for
+        :meth:`restore`, the entries in the order of ``order`` (which must name each
+        live UID once); ``None`` if it cannot be kept."""
+        entries, expunged = self.entries, self.expunged
+        if self._ident is None or self._pending or len(order) != len(entries):
+            return None
+        try:
+            rows = [entries[uid] for uid in order]
+        except KeyError:
+            return None
+        shared: dict[str | None, str | None] = {}
+        return (
+            self.uidvalidity,
+            self.highest,
+            self.forgotten,
+            self._lines,
+            self._ident,
+            self._offset,
+            self._size,
+            order,  # the caller's list: marshal writes it once when used twice
+            [e.modseq for e in rows],
+            [e.created for e in rows],
+            [e.internaldate for e in rows],
+            [e.size for e in rows],
+            # One object per distinct suffix: marshal then writes each suffix once.
+            [shared.setdefault(e.info, e.info) for e in rows],
+            {uid: tuple(sorted(e.extra)) for uid, e in zip(order, rows, strict=True) if e.extra},
+            list(expunged),
+            list(expunged.values()),
+        )
+
+    def restore(self, data: Any) -> None:
+        """Become what :meth:`snapshot` returned (entries are built on first use).
+        :class:`ValueError` (and nothing changed) if ``data`` is not such a value."""
+        (
+            uidvalidity,
+            highest,
+            forgotten,
+            lines,
+            ident,
+            offset,
+            size,
+            uids,
+            modseqs,
+            createds,
+            idates,
+            sizes,
+            infos,
+            extras,
+            x_uids,
+            x_modseqs,
+        ) = data
+        _check_ints(uidvalidity, highest, forgotten, lines, offset, size, *ident)
+        columns = (uids, modseqs, createds, idates, sizes, x_uids, x_modseqs)
+        if (
+            uidvalidity <= 0
+            or len(ident) != 2
+            or not 0 < offset <= size
+            or any(type(c) is not list or (c and set(map(type, c)) != {int}) for c in columns)
+            or type(infos) is not list
+            or not len(uids) == len(modseqs) == len(createds) == len(idates) == len(sizes)
+            or len(infos) != len(uids)
+            or len(x_uids) != len(x_modseqs)
+            or (infos and not set(map(type, infos)) <= {str, type(None)})
+            or type(extras) is not dict
+        ):
+            raise ValueError("not a state snapshot")
+        uid_set = set(uids)
+        if (
+            len(uid_set) != len(uids)
+            or len(set(x_uids)) != len(x_uids)
+            or not uid_set.isdisjoint(x_uids)
+            or any(
+                u not in uid_set or type(e) is not tuple or any(type(k) is not str for k in e)
+                for u, e in extras.items()
+            )
+            or max(modseqs, default=0) > highest
+            or max(x_modseqs, default=0) > highest
+        ):
+            raise ValueError("not a state snapshot")
+        self._reset(uidvalidity)
+        self.highest = highest
+        self.forgotten = forgotten
+        self._lines = lines
+        self._ident = (ident[0], ident[1])
+        self._offset = offset
+        self._size = size
+        self._lazy = (uids, modseqs, createds, idates, sizes, infos, extras, x_uids, x_modseqs)
+
+    def _known_uids(self) -> set[int]:
+        lazy = self._lazy
+        if lazy is not None:
+            return set(lazy[0]) | set(lazy[7])
+        return set(self._entries) | set(self._expunged)
+
+    def lazy_rows(self) -> tuple[Any, ...] | None:
+        """``(uids, modseqs, internaldates, sizes, infos, extras)`` columns of a restored
+        snapshot whose entries were not built yet (``None`` once they are)."""
+        lazy = self._lazy
+        if lazy is None:
+            return None
+        uids, modseqs, _, idates, sizes, infos, extras, _, _ = lazy
+        return uids, modseqs, idates, sizes, infos, extras
 
     # -- reading ---------------------------------------------------------------------
 
@@ -81,7 +251,7 @@ class ModseqState:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            changed = set(self.entries) | set(self.expunged)
+            changed = self._known_uids()
             if self._ident is not None:
                 self._reset(0)
             return changed
@@ -99,7 +269,7 @@ class ModseqState:
             data = _read_all(fd)
         finally:
             os.close(fd)
-        before = set(self.entries) | set(self.expunged)
+        before = self._known_uids()
         self._reset(0)
         self._ident = ident
         self._size = len(data)
@@ -135,7 +305,7 @@ class ModseqState:
         self._offset += last_nl + 1
         changed: set[int] = set()
         entries = self.entries
-        expunged = self.expunged
+        expunged = self.expunged  # (both built now if they were lazy)
         highest = self.highest
         lines = 0
         for line in data[:last_nl].decode("utf-8", "replace").split("\n"):
@@ -282,7 +452,7 @@ class ModseqState:
             ordered = sorted(self.expunged.items(), key=lambda item: item[1])
             dropped = ordered[: len(ordered) - EXPUNGE_LOG]
             self.forgotten = max(self.forgotten, max(m for _, m in dropped))
-            self.expunged = dict(ordered[len(dropped) :])
+            self._expunged = dict(ordered[len(dropped) :])
         lines = [f"{_MAGIC} 1 V{self.uidvalidity} H{self.highest} E{self.forgotten}\n"]
         for uid in sorted(self.entries):
             lines.append(_m_line(uid, self.entries[uid]))
@@ -310,6 +480,11 @@ class ModseqState:
         self._ident = (st.st_dev, st.st_ino)
         self._offset = self._size = len(data)
         self._lines = len(lines) - 1
+
+
+def _check_ints(*values: object) -> None:
+    if any(type(v) is not int for v in values):
+        raise ValueError("not an int")
 
 
 def _m_line(uid: int, e: Entry) -> str:

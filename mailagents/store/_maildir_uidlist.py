@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from mailagents.store._locking import DotLock
 from mailagents.store._maildir_io import fsync_dir
@@ -62,6 +64,7 @@ class UidList:
         self.root = root
         self.path = os.path.join(folder_path, UIDLIST)
         self.fsync = fsync
+        self._lazy_lock = threading.Lock()
         self._reset()
 
     def _reset(self) -> None:
@@ -72,12 +75,149 @@ class UidList:
         self.hdr_next_uid = 1
         self.guid = ""
         self.hdr_ext: list[str] = []
-        self.by_base: dict[str, UidRecord] = {}
-        self.by_uid: dict[int, UidRecord] = {}
+        self._by_base: dict[str, UidRecord] = {}
+        self._by_uid: dict[int, UidRecord] = {}
+        # Records restored from a snapshot and not yet turned into UidRecords:
+        # (uids, bases, {uid: ext}), built on first use of by_base / by_uid.
+        self._lazy: tuple[list[int], list[str], dict[int, tuple[str, ...]]] | None = None
         self._ident: tuple[int, int] | None = None
         self._offset = 0
         self._size = 0
         self._header = b""
+
+    def reset(self) -> None:
+        """Forget everything read (as a new object)."""
+        self._reset()
+
+    @property
+    def pristine(self) -> bool:
+        """Nothing was read or written through this object yet."""
+        return (
+            not self.exists
+            and self._ident is None
+            and self._lazy is None
+            and not self._by_uid
+            and self.uidvalidity == 0
+        )
+
+    @property
+    def file_ident(self) -> tuple[tuple[int, int] | None, int]:
+        """``((device, inode), size)`` of the file as last read or written."""
+        return self._ident, self._size
+
+    @property
+    def by_base(self) -> dict[str, UidRecord]:
+        """Base file name → record."""
+        if self._lazy is not None:
+            self._materialize()
+        return self._by_base
+
+    @property
+    def by_uid(self) -> dict[int, UidRecord]:
+        """UID → record."""
+        if self._lazy is not None:
+            self._materialize()
+        return self._by_uid
+
+    def _materialize(self) -> None:
+        with self._lazy_lock:
+            lazy = self._lazy
+            if lazy is None:
+                return
+            uids, bases, exts = lazy
+            by_uid = {uid: UidRecord(uid, base) for uid, base in zip(uids, bases, strict=True)}
+            for uid, ext in exts.items():
+                by_uid[uid].ext = ext
+            self._by_base = {rec.base: rec for rec in by_uid.values()}
+            self._by_uid = by_uid
+            self._lazy = None
+
+    # -- snapshots (see mailagents.store._maildir_snapshot) ---------------------------
+
+    def snapshot(self, uids: list[int] | None = None) -> tuple[Any, ...] | None:
+        """What a fresh parse of the file produced, as plain values for
+        :meth:`restore`; ``None`` if there is nothing worth keeping. The records are
+        in UID order; ``uids`` is used for their UIDs when it holds the same ones (one
+        list object, written once by :mod:`marshal`)."""
+        if not self.exists or self._ident is None:
+            return None
+        by_uid, by_base = self.by_uid, self.by_base
+        if len(by_base) != len(by_uid) or any(by_uid.get(r.uid) is not r for r in by_base.values()):
+            return None  # not the one-to-one map a parse builds: do not keep it
+        order = sorted(by_uid)
+        if uids is not None and uids == order:
+            order = uids
+        records = [by_uid[uid] for uid in order]
+        return (
+            self.version,
+            self.uidvalidity,
+            self.next_uid,
+            self.hdr_next_uid,
+            self.guid,
+            list(self.hdr_ext),
+            self._ident,
+            self._offset,
+            self._size,
+            self._header,
+            order,
+            [r.base for r in records],
+            {r.uid: r.ext for r in records if r.ext},
+        )
+
+    def restore(self, data: Any) -> None:
+        """Become what :meth:`snapshot` returned (records are built on first use).
+        :class:`ValueError` (and nothing changed) if ``data`` is not such a value."""
+        (
+            version,
+            uidvalidity,
+            next_uid,
+            hdr_next_uid,
+            guid,
+            hdr_ext,
+            ident,
+            offset,
+            size,
+            header,
+            uids,
+            bases,
+            exts,
+        ) = data
+        _check_ints(version, uidvalidity, next_uid, hdr_next_uid, offset, size, *ident)
+        uid_set = set(uids) if type(uids) is list else set()
+        if (
+            version not in (1, 3)
+            or uidvalidity <= 0
+            or type(guid) is not str
+            or not _is_str_list(hdr_ext)
+            or len(ident) != 2
+            or type(header) is not bytes
+            or not 0 < offset <= size
+            or type(uids) is not list
+            or not _is_str_list(bases)
+            or len(uids) != len(bases)
+            or (uids and set(map(type, uids)) != {int})
+            or len(uid_set) != len(uids)
+            or len(set(bases)) != len(bases)
+            or type(exts) is not dict
+            or any(
+                u not in uid_set or type(e) is not tuple or any(type(f) is not str for f in e)
+                for u, e in exts.items()
+            )
+        ):
+            raise ValueError("not a uidlist snapshot")
+        self._reset()
+        self.exists = True
+        self.version = version
+        self.uidvalidity = uidvalidity
+        self.next_uid = next_uid
+        self.hdr_next_uid = hdr_next_uid
+        self.guid = guid
+        self.hdr_ext = list(hdr_ext)
+        self._ident = (ident[0], ident[1])
+        self._offset = offset
+        self._size = size
+        self._header = header
+        self._lazy = (uids, bases, exts)
 
     def lock(self, timeout: float | None = 30.0) -> DotLock:
         """A new (not yet taken) dotlock object for this uidlist."""
@@ -189,6 +329,8 @@ class UidList:
         last_nl = data.rfind(b"\n")
         if last_nl < 0:
             return  # only a torn line (or nothing)
+        if self._lazy is not None:
+            self._materialize()
         self._offset += last_nl + 1
         for raw in data[:last_nl].split(b"\n"):
             line = raw.decode("utf-8", "surrogateescape")
@@ -231,16 +373,18 @@ class UidList:
         return UidRecord(uid, base, ext)
 
     def _add(self, rec: UidRecord) -> None:
-        old = self.by_base.get(rec.base)
+        # The callers have built the records (by_base / by_uid) already.
+        by_base, by_uid = self._by_base, self._by_uid
+        old = by_base.get(rec.base)
         if old is not None and old.uid != rec.uid:
             # The same file listed again with a new UID (Dovecot: "duplicate file
             # entry"): the later line wins.
-            self.by_uid.pop(old.uid, None)
-        prev = self.by_uid.get(rec.uid)
+            by_uid.pop(old.uid, None)
+        prev = by_uid.get(rec.uid)
         if prev is not None and prev.base != rec.base:
-            self.by_base.pop(prev.base, None)
-        self.by_base[rec.base] = rec
-        self.by_uid[rec.uid] = rec
+            by_base.pop(prev.base, None)
+        by_base[rec.base] = rec
+        by_uid[rec.uid] = rec
         if rec.uid >= self.next_uid:
             self.next_uid = rec.uid + 1
 
@@ -259,6 +403,8 @@ class UidList:
         the file allows it, else by a rewrite."""
         if not records:
             return
+        if self._lazy is not None:
+            self._materialize()
         fd = -1
         if self._ident is not None and self.version == 3 and not self.torn:
             try:
@@ -342,6 +488,15 @@ class UidList:
         self._offset = self._size = len(data)
 
 
+def _check_ints(*values: object) -> None:
+    if any(type(v) is not int for v in values):
+        raise ValueError("not an int")
+
+
+def _is_str_list(value: object) -> bool:
+    return type(value) is list and all(type(v) is str for v in value)
+
+
 def next_uidvalidity(root: str) -> int:
     """A new UIDVALIDITY from Dovecot's ``dovecot-uidvalidity`` allocator in ``root``
     (time-based when the allocator is not there yet; never the same value twice)."""
@@ -407,6 +562,41 @@ class Keywords:
         self.fsync = fsync
         self.names: list[str | None] = []
         self._stamp: tuple[int, int, int] | None = None
+
+    def reset(self) -> None:
+        """Forget what was read (as a new object)."""
+        self.names = []
+        self._stamp = None
+
+    @property
+    def pristine(self) -> bool:
+        """Nothing was read yet."""
+        return self._stamp is None and not self.names
+
+    @property
+    def loaded_stamp(self) -> tuple[int, int, int] | None:
+        """``(inode, size, mtime_ns)`` of the file as last read (``None``: none)."""
+        return self._stamp
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """What was read, as plain values for :meth:`restore`."""
+        return list(self.names), self._stamp
+
+    def restore(self, data: Any) -> None:
+        """Become what :meth:`snapshot` returned; :class:`ValueError` (and nothing
+        changed) if ``data`` is not such a value."""
+        names, stamp = data
+        if (
+            type(names) is not list
+            or len(names) > MAX_KEYWORDS
+            or any(n is not None and type(n) is not str for n in names)
+            or (stamp is not None and (type(stamp) is not tuple or len(stamp) != 3))
+        ):
+            raise ValueError("not a keywords snapshot")
+        if stamp is not None:
+            _check_ints(*stamp)
+        self.names = list(names)
+        self._stamp = None if stamp is None else (stamp[0], stamp[1], stamp[2])
 
     def refresh(self) -> bool:
         """Re-read the file if it changed; returns whether it did."""

@@ -20,6 +20,11 @@ On disk, under the store's root (the user's Maildir, which is also ``INBOX``):
   root allocates UIDVALIDITY values as Dovecot does.
 * ``mailagents-modseq`` in each folder: MODSEQs, cached INTERNALDATEs and sizes, and
   the expunge log (an append-only journal, compacted by write-new and rename).
+* ``mailagents-snapshot`` in folders of 1,000 messages or more: a cache of
+  what opening the folder parses, written by the reading side after an open that found
+  the folder consistent and unchanged for a while, used by the next open only if
+  nothing it depends on changed since (checked by a stamp and a CRC).
+  Deleting it is always safe.
 * ``subscriptions`` in the root: Dovecot's format version 2 (a ``V<TAB>2`` header and
   an empty line, then one folder per line, levels in modified UTF-7 separated by TABs);
   version 1 files (one name per line) are read too.
@@ -33,6 +38,7 @@ Other files (``dovecot.index*``, ``.customflags``, dot files) are left alone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import errno
 import logging
@@ -42,9 +48,10 @@ import threading
 import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from mailagents._mutf7 import decode_mutf7, encode_mutf7
+from mailagents.store import _maildir_snapshot
 from mailagents.store._locking import DotLock
 from mailagents.store._maildir_io import LFConverter, crlf_size_of, fsync_dir, open_crlf
 from mailagents.store._maildir_names import (
@@ -103,10 +110,56 @@ _DEFAULT_SPECIAL_USE = {
 }
 _RECENT_WINDOW_NS = 2_000_000_000  # directories changed this recently are always rescanned
 _RENAME_RETRIES = 10
+SNAPSHOT_MIN = 1_000
+"""Folders with at least this many messages get a ``mailagents-snapshot``."""
 
 
 def _utc(ts: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC)
+
+
+_INFO_FIELDS = ("uid", "flags", "internaldate", "size", "modseq")
+
+
+def _info_slot_setters() -> tuple[Any, ...] | None:
+    """The slot setters of :class:`MessageInfo`, if it is what they were written for.
+
+    Opening a big folder makes one :class:`MessageInfo` per message, and the frozen
+    dataclass's ``__init__`` (``object.__setattr__`` per field) is most of that cost.
+    While :class:`MessageInfo` has exactly these slots and no ``__post_init__`` or
+    ``__new__`` of its own, filling the slots directly makes an equal object at about a
+    third of the cost; otherwise (``None``) the class is called as usual."""
+    fields = tuple(f.name for f in dataclasses.fields(MessageInfo))
+    slots = vars(MessageInfo).get("__slots__")
+    if (
+        fields != _INFO_FIELDS
+        or slots is None
+        or tuple(slots) != _INFO_FIELDS
+        or hasattr(MessageInfo, "__post_init__")
+        or MessageInfo.__new__ is not object.__new__
+    ):
+        return None
+    return tuple(vars(MessageInfo)[name].__set__ for name in _INFO_FIELDS)
+
+
+_INFO_SETTERS = _info_slot_setters()
+
+
+def _new_info(
+    uid: int, flags: frozenset[str], date: datetime.datetime, size: int, modseq: int
+) -> MessageInfo:
+    """``MessageInfo(uid=uid, flags=flags, ...)``, at the cost of
+    :func:`_info_slot_setters`' way when it can."""
+    if _INFO_SETTERS is None:
+        return MessageInfo(uid=uid, flags=flags, internaldate=date, size=size, modseq=modseq)
+    info: MessageInfo = object.__new__(MessageInfo)
+    set_uid, set_flags, set_date, set_size, set_modseq = _INFO_SETTERS
+    set_uid(info, uid)
+    set_flags(info, flags)
+    set_date(info, date)
+    set_size(info, size)
+    set_modseq(info, modseq)
+    return info
 
 
 def _write_file_atomic(path: str, data: bytes, *, fsync: bool) -> None:
@@ -156,6 +209,10 @@ def _ensure_subdirs(path: str) -> None:
             os.mkdir(os.path.join(path, sub))
 
 
+_Stamp = tuple[tuple[int, ...] | None, ...]
+"""What :meth:`_Core._stamp_now` returns: a tuple of ints per directory and file."""
+
+
 @dataclass(slots=True)
 class _Plan:
     present: dict[int, str]
@@ -186,49 +243,61 @@ class _Core:
         self.infos: dict[int, MessageInfo] = {}
         self.uidnext = 1
         self.uidvalidity = 0
-        self._stamp: tuple[object, ...] | None = None
+        self._stamp: _Stamp | None = None
 
     # -- scanning --------------------------------------------------------------------
 
-    def _stamp_now(self) -> tuple[tuple[object, ...], bool]:
-        """Identity of everything a sync reads, and whether it is settled (old enough
-        that a change within the same clock tick cannot hide)."""
-        parts: list[object] = []
-        settled = True
+    def _stamp_now(self) -> tuple[_Stamp, bool, bool]:
+        """Identity of everything a sync reads, whether it is settled (the directories
+        are old enough that a change within the same clock tick cannot hide), and
+        whether it is quiet (settled, and so are the files: nothing at all changed
+        within the window; what a ``mailagents-snapshot`` requires)."""
+        parts: list[tuple[int, ...] | None] = []
+        settled = quiet = True
         now = time.time_ns()
         for path in (self.cur, self.new):
             st = os.stat(path)
-            parts.append((st.st_ino, st.st_mtime_ns))
+            parts.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
             if now - st.st_mtime_ns < _RECENT_WINDOW_NS:
                 settled = False
+            if now - max(st.st_mtime_ns, st.st_ctime_ns) < _RECENT_WINDOW_NS:
+                quiet = False
         for path in (self.uidlist.path, self.state.path, self.keywords.path):
             try:
                 st = os.stat(path)
-                parts.append((st.st_ino, st.st_size, st.st_mtime_ns))
             except FileNotFoundError:
                 parts.append(None)
-        return tuple(parts), settled
+                continue
+            parts.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            if now - max(st.st_mtime_ns, st.st_ctime_ns) < _RECENT_WINDOW_NS:
+                quiet = False
+        return tuple(parts), settled, quiet and settled
 
-    def _move_new(self) -> None:
+    def _move_new(self) -> bool:
+        """Move the files of new/ to cur/; returns whether there were any."""
         try:
             names = os.listdir(self.new)
         except FileNotFoundError:
             self._check_exists()
             raise
+        moved = False
         for name in names:
             if name.startswith("."):
                 continue
+            moved = True
             target = name if ":" in name else name + ":2,"
             with contextlib.suppress(FileNotFoundError):
                 os.rename(os.path.join(self.new, name), os.path.join(self.cur, target))
+        return moved
 
     def _check_exists(self) -> None:
         if not os.path.isdir(self.path):
             raise FolderNotFoundError(f"folder directory gone: {self.path}")
 
-    def _scan(self) -> dict[str, str]:
-        """Move new/ to cur/, then list cur/: base name → file name."""
-        self._move_new()
+    def _scan(self) -> tuple[dict[str, str], bool]:
+        """Move new/ to cur/, then list cur/: base name → file name, and whether new/
+        had files."""
+        moved = self._move_new()
         try:
             names = os.listdir(self.cur)
         except FileNotFoundError:
@@ -243,7 +312,7 @@ class _Core:
                 log.warning("%s: two files for %s; using %s", self.cur, base, files[base])
                 continue
             files[base] = name
-        return files
+        return files, moved
 
     def find(self, base: str) -> str | None:
         """The current file name in cur/ (or new/) of a base name, by rescanning."""
@@ -292,37 +361,57 @@ class _Core:
 
     # -- syncing ---------------------------------------------------------------------
 
-    def sync(self) -> None:
+    def sync(self, *, reader: bool = False) -> None:
         """Bring :attr:`files` and :attr:`infos` up to date, taking the uidlist lock
-        only when something must be written (new files, changed flags, expunges)."""
+        only when something must be written (new files, changed flags, expunges).
+
+        ``reader`` (a folder being opened or refreshed, never a delivery) allows the
+        ``mailagents-snapshot``: the first sync of this object loads it when its stamp
+        is the current one, or writes it after parsing a big, consistent, quiet
+        folder."""
         with self.mutex:
             try:
-                stamp, settled = self._stamp_now()
+                stamp, settled, quiet = self._stamp_now()
             except FileNotFoundError:
                 self._check_exists()
                 _ensure_subdirs(self.path)
-                stamp, settled = self._stamp_now()
+                stamp, settled, quiet = self._stamp_now()
             if settled and stamp == self._stamp:
+                return
+            # Only a first sync (every parser as new, so that what it reads is a parse
+            # from scratch) of a folder that nothing touched for a while uses the
+            # snapshot, and only when the stamp it was written for is today's.
+            use_snapshot = reader and quiet and self._pristine()
+            if use_snapshot and self._load_snapshot(stamp):
                 return
             self.uidlist.refresh()
             kw_changed = self.keywords.refresh()
             self.state.refresh()
             uidnext = self.uidlist.next_uid
-            files = self._scan()
+            files, moved = self._scan()
+            consistent = False
+            body = None
             if self.uidlist.exists and self.state.uidvalidity == self.uidlist.uidvalidity:
                 plan = self._plan(files)
                 if not plan.needs_write:
+                    consistent = True
                     self.uidnext = uidnext
                     self._publish(plan.present, kw_changed)
                     self._stamp = stamp if settled else None
-                    return
+                    if use_snapshot and not moved and len(plan.present) >= SNAPSHOT_MIN:
+                        body = self._snapshot_body(plan.present)
+        if consistent:
+            if body is not None:
+                # Serialised and written outside the mutex: these values are ours alone.
+                _maildir_snapshot.write(self.path, stamp, body)
+            return
         with self.uidlist.lock(), self.mutex:
             self.sync_locked()
 
     def sync_locked(self) -> None:
         """The sync, with the uidlist lock held: assigns UIDs and MODSEQs."""
         with self.mutex:
-            stamp, settled = self._stamp_now()
+            stamp, settled, _ = self._stamp_now()
             if settled and stamp == self._stamp:
                 return
             ul, st = self.uidlist, self.state
@@ -333,12 +422,12 @@ class _Core:
             if new_uidlist:
                 ul.create()
             st.start(ul.uidvalidity)
-            files = self._scan()
+            files, _ = self._scan()
             plan = self._plan(files)
             if plan.missing:
                 # A file being renamed by another program can be missed by one listing:
                 # look again before calling anything expunged.
-                again = self._scan()
+                again, _ = self._scan()
                 for base, name in again.items():
                     files.setdefault(base, name)
                 plan = self._plan(files)
@@ -396,7 +485,7 @@ class _Core:
         flag_cache: dict[tuple[str | None, frozenset[str]], frozenset[str]] = {}
         date_cache: dict[int, datetime.datetime] = {}
         entries = st.entries
-        make = MessageInfo
+        make = _new_info
         for uid in present:
             entry = entries.get(uid)
             if entry is None:
@@ -410,11 +499,110 @@ class _Core:
                 date = date_cache.get(entry.internaldate)
                 if date is None:
                     date = date_cache[entry.internaldate] = _utc(entry.internaldate)
-                info = make(
-                    uid=uid, flags=flags, internaldate=date, size=entry.size, modseq=entry.modseq
-                )
+                info = make(uid, flags, date, entry.size, entry.modseq)
             infos[uid] = info
         self.files = {uid: present[uid] for uid in infos}
+        self.infos = infos
+        self.uidvalidity = self.uidlist.uidvalidity
+
+    # -- the snapshot ----------------------------------------------------------------
+
+    def _pristine(self) -> bool:
+        """Nothing was read into this object yet."""
+        return (
+            self._stamp is None
+            and not self.infos
+            and not self.files
+            and self.uidlist.pristine
+            and self.state.pristine
+            and self.keywords.pristine
+        )
+
+    def _snapshot_body(self, present: dict[int, str]) -> tuple[Any, ...] | None:
+        """What :meth:`_load_snapshot` needs, as plain values (``None`` if the state
+        cannot be kept). Called right after a consistent first sync: the parsers hold a
+        parse from scratch, every present UID has its entry and nothing else has one."""
+        order = sorted(present)  # loaded in UID order, which makes later sorts cheap
+        uidlist = self.uidlist.snapshot(order)
+        state = self.state.snapshot(order)
+        if uidlist is None or state is None:
+            return None
+        return (uidlist, self.keywords.snapshot(), state, order, [present[u] for u in order])
+
+    def _load_snapshot(self, stamp: _Stamp) -> bool:
+        """Become what the snapshot written for ``stamp`` holds; ``False`` (and nothing
+        changed) if there is none, or any doubt about it."""
+        body = _maildir_snapshot.load(self.path, stamp)
+        if body is None:
+            return False
+        ul, st, kw = self.uidlist, self.state, self.keywords
+        try:
+            uidlist, keywords, state, uids, names = body
+            ul.restore(uidlist)
+            kw.restore(keywords)
+            st.restore(state)
+            rows = st.lazy_rows()
+            ul_part, st_part, kw_part = stamp[2], stamp[3], stamp[4]
+            if (
+                rows is None
+                or ul_part is None
+                or st_part is None
+                or ul.file_ident != (ul_part[:2], ul_part[2])
+                or st.file_ident != (st_part[:2], st_part[2])
+                or kw.loaded_stamp != (None if kw_part is None else kw_part[1:4])
+                or ul.uidvalidity != st.uidvalidity
+                or rows[0] != uids
+                or type(names) is not list
+                or len(names) != len(uids)
+                or (names and set(map(type, names)) != {str})
+            ):
+                raise ValueError("snapshot does not match its stamp")
+            self._publish_rows(uids, names, rows)
+        except Exception:
+            log.warning("%s: snapshot not usable; reading the folder", self.path, exc_info=True)
+            ul.reset()
+            st.reset()
+            kw.reset()
+            self.files = {}
+            self.infos = {}
+            return False
+        self.uidnext = ul.next_uid
+        self._stamp = stamp
+        return True
+
+    def _publish_rows(self, uids: list[int], names: list[str], rows: tuple[Any, ...]) -> None:
+        """:meth:`_publish` from a snapshot's columns (every present UID, in order)."""
+        _, modseqs, idates, sizes, info_suffixes, extras = rows
+        kw_names = self.keywords.names
+        flag_cache: dict[object, frozenset[str]] = {}
+        date_cache: dict[int, datetime.datetime] = {}
+        infos: dict[int, MessageInfo] = {}
+        # _new_info, inlined: this loop runs once per message of the folder.
+        setters = _INFO_SETTERS or (None,) * 5
+        set_uid, set_flags, set_date, set_size, set_modseq = setters
+        new, cls = object.__new__, MessageInfo
+        for uid, modseq, idate, size, suffix in zip(
+            uids, modseqs, idates, sizes, info_suffixes, strict=True
+        ):
+            key = (suffix, extras.get(uid)) if extras else suffix
+            flags = flag_cache.get(key)
+            if flags is None:
+                extra = extras.get(uid, ()) if extras else ()
+                flags = flag_cache[key] = parse_info(suffix, kw_names) | frozenset(extra)
+            date = date_cache.get(idate)
+            if date is None:
+                date = date_cache[idate] = _utc(idate)
+            if set_uid is None:
+                infos[uid] = _new_info(uid, flags, date, size, modseq)
+                continue
+            info = new(cls)
+            set_uid(info, uid)
+            set_flags(info, flags)
+            set_date(info, date)
+            set_size(info, size)
+            set_modseq(info, modseq)
+            infos[uid] = info
+        self.files = dict(zip(uids, names, strict=True))
         self.infos = infos
         self.uidvalidity = self.uidlist.uidvalidity
 
@@ -902,26 +1090,34 @@ class MaildirFolder(Folder):
         noticing renames by other programs) and report what changed."""
         self._check_open()
         core = self._core
-        core.sync()
+        core.sync(reader=True)
         with core.mutex:
             infos = dict(core.infos)
             uidvalidity = core.uidvalidity
-            uidnext = max(core.uidnext, max(infos, default=0) + 1)
+            uidnext = core.uidnext
             highest = core.state.highest
+        ordered = sorted(infos)
+        if ordered:
+            uidnext = max(uidnext, ordered[-1] + 1)
         old = self._infos
         if self._uidvalidity and uidvalidity != self._uidvalidity:
             old = {}
             expunged: tuple[int, ...] = tuple(sorted(self._infos))
         else:
             expunged = tuple(sorted(uid for uid in old if uid not in infos))
-        added = tuple(infos[uid] for uid in sorted(infos) if uid not in old)
-        changed = tuple(
-            infos[uid]
-            for uid in sorted(infos)
-            if uid in old and old[uid].modseq != infos[uid].modseq
-        )
+        if old:
+            added = tuple(infos[uid] for uid in ordered if uid not in old)
+            changed = tuple(
+                infos[uid]
+                for uid in ordered
+                if uid in old and old[uid].modseq != infos[uid].modseq
+            )
+            self._sorted = None
+        else:  # everything is new (a folder being opened)
+            added = tuple(map(infos.__getitem__, ordered))
+            changed = ()
+            self._sorted = list(added)
         self._infos = infos
-        self._sorted = None
         self._uidvalidity = uidvalidity
         self._uidnext = uidnext
         self._highest = max(highest, 1)

@@ -27,7 +27,11 @@ from mailagents.store import (
     FolderNotFoundError,
     InvalidFolderNameError,
     _maildir_io,
+    _maildir_snapshot,
+    _maildir_state,
+    _maildir_uidlist,
 )
+from mailagents.store import maildir as maildir_module
 from mailagents.store.maildir import MaildirFolder, MaildirStore
 
 MESSAGE = b"From: a@example.test\r\nSubject: hello\r\n\r\nline one\r\nline two\r\n"
@@ -865,3 +869,357 @@ def test_state_journal_mixes_fast_and_general_records(store: MaildirStore, root:
         assert after[odd].flags == frozenset([*many, "a,b", "x~y"])
         assert after[last].flags == frozenset({FLAGGED}) and plain in after
         assert inbox.status().highestmodseq == max(m.modseq for m in after.values())
+
+
+# --- the snapshot (mailagents-snapshot) ----------------------------------------------------
+#
+# A snapshot is written only when nothing the open read changed within
+# maildir._RECENT_WINDOW_NS; the tests shorten that window to 50 ms and wait it out, which
+# keeps the guarantee the window gives (a later change gets another timestamp) while the
+# tests stay fast.
+
+WINDOW = 0.05
+SNAPSHOT = "mailagents-snapshot"
+
+
+@pytest.fixture
+def snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(maildir_module, "_RECENT_WINDOW_NS", int(WINDOW * 1e9))
+    monkeypatch.setattr(maildir_module, "SNAPSHOT_MIN", 20)
+
+
+def quiet() -> None:
+    time.sleep(WINDOW * 1.5)
+
+
+def make_folder(root: Path, count: int = 40) -> None:
+    """A folder with everything a snapshot keeps: flags, keywords with and without a
+    letter, an expunged message still in the uidlist, a uidlist extension field."""
+    with MaildirStore(root, fsync=False) as store, store.folder("INBOX") as inbox:
+        uids = [inbox.append_bytes(MESSAGE + b"%d\r\n" % i).uid for i in range(count)]
+        inbox.refresh()
+        inbox.set_flags(uids[::3], [SEEN], "add")
+        inbox.set_flags(uids[1::7], [FLAGGED, "$Label1", "Work"], "add")
+        inbox.set_flags(uids[2:5], [f"k{i}" for i in range(30)], "add")  # 26+ keywords
+        inbox.set_flags(uids[5:7], [DELETED], "add")
+        inbox.expunge()
+    uidlist = root / "dovecot-uidlist"
+    text = uidlist.read_text()
+    last = text.splitlines()[-1]
+    uid, _, base = last.partition(" ")
+    uidlist.write_text(text.replace(last + "\n", f"{uid} W999 {base}\n"))  # Dovecot's W field
+
+
+def core_state(folder: MaildirFolder) -> dict[str, Any]:
+    """Everything a sync leaves in memory (the lazy parts built)."""
+    core = folder._core
+    ul, st, kw = core.uidlist, core.state, core.keywords
+    return {
+        "messages": folder.messages(),
+        "status": folder.status(),
+        "changes": folder.changes_since(0),
+        "files": dict(core.files),
+        "infos": dict(core.infos),
+        "uidnext": core.uidnext,
+        "uidvalidity": core.uidvalidity,
+        "records": sorted((r.uid, r.base, r.ext) for r in ul.by_uid.values()),
+        "by_base": sorted((b, r.uid) for b, r in ul.by_base.items()),
+        "uidlist": (ul.version, ul.uidvalidity, ul.next_uid, ul.hdr_next_uid, ul.guid,
+                    ul.hdr_ext, ul.file_ident, ul.torn),
+        "entries": dict(st.entries),
+        "expunged": dict(st.expunged),
+        "state": (st.uidvalidity, st.highest, st.forgotten, st.file_ident),
+        "keywords": (list(kw.names), kw.loaded_stamp),
+    }
+
+
+def open_state(root: Path) -> dict[str, Any]:
+    with MaildirStore(root) as store, store.folder("INBOX") as inbox:
+        return core_state(inbox)
+
+
+def fresh_state(root: Path) -> dict[str, Any]:
+    """What an open without any snapshot finds (and writes no snapshot)."""
+    (root / SNAPSHOT).unlink(missing_ok=True)
+    with MaildirStore(root) as store:
+        core = store._core(str(root))
+        core.sync()  # not a reader: neither loads nor writes a snapshot
+        with MaildirFolder(store, str(root), "INBOX") as inbox:
+            state = core_state(inbox)
+    assert not (root / SNAPSHOT).exists()
+    return state
+
+
+def no_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every way of reading the folder fail: what works then came from the snapshot."""
+
+    def fail(*args: object, **kwargs: object) -> Any:
+        raise AssertionError("the folder was read, not the snapshot")
+
+    monkeypatch.setattr(_maildir_uidlist.UidList, "_parse_records", fail)
+    monkeypatch.setattr(_maildir_state.ModseqState, "_parse", fail)
+    monkeypatch.setattr(maildir_module._Core, "_scan", fail)
+    monkeypatch.setattr(maildir_module._Core, "_plan", fail)
+
+
+@pytest.mark.usefixtures("snapshots")
+def test_snapshot_is_written_by_an_open_and_used_by_the_next(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_folder(root)
+    quiet()
+    expected = fresh_state(root)
+    first = open_state(root)  # parses, then writes the snapshot
+    assert (root / SNAPSHOT).exists()
+    assert first == expected
+    with monkeypatch.context() as m:
+        no_parsing(m)
+        with MaildirStore(root) as store, store.folder("INBOX") as inbox:
+            loaded = inbox.messages()
+            assert loaded == expected["messages"]
+            assert inbox.status() == expected["status"]
+            assert not inbox._core.uidlist.pristine
+    # The lazily restored records and entries are exactly what a parse gives.
+    assert open_state(root) == expected
+    assert sum(1 for m in expected["messages"] if m.flags >= {"k0", "k29"}) == 3
+
+
+@pytest.mark.usefixtures("snapshots")
+def test_folder_loaded_from_a_snapshot_works_like_a_parsed_one(root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    make_folder(root)
+    quiet()
+    open_state(root)  # writes the snapshot
+    twin = tmp_path / "twin"
+    shutil.copytree(root, twin)  # other inodes: its snapshot is stale, it parses
+
+    def work(path: Path) -> tuple[Any, ...]:
+        with MaildirStore(path, fsync=False) as store, store.folder("INBOX") as inbox:
+            uids = [m.uid for m in inbox.messages()]
+            flagged = inbox.set_flags(uids[:10], [ANSWERED, "k3", "New"], "add")
+            inbox.set_flags(uids[-3:], [DELETED], "add")
+            gone = inbox.expunge()
+            changes = inbox.changes_since(2)
+            other = next(p for p in path.joinpath("cur").iterdir() if ":2," in p.name)
+            os.rename(other, str(other) + "D")  # another program adds \Draft
+            refreshed = inbox.refresh()
+            return flagged, gone, changes, refreshed, core_state(inbox)
+
+    ours, theirs = work(root), work(twin)
+    assert ours[:4] == theirs[:4]
+    a, b = ours[4], theirs[4]
+    for key in ("files", "records", "by_base"):  # the twin's file names are the same
+        assert a[key] == b[key], key
+    for key in ("messages", "status", "changes", "infos", "entries", "expunged", "uidnext"):
+        assert a[key] == b[key], key
+    assert (root / "mailagents-modseq").read_bytes() == (twin / "mailagents-modseq").read_bytes()
+    assert (root / "dovecot-uidlist").read_bytes() == (twin / "dovecot-uidlist").read_bytes()
+
+
+def _rename_adding_seen(root: Path) -> None:
+    name = next(p for p in sorted((root / "cur").iterdir()) if "S" not in p.name.split(":")[1])
+    os.rename(name, str(name) + "S")  # the letters stay in ASCII order: none after S here
+
+
+def _drop_into_new(root: Path) -> None:
+    (root / "tmp" / "dropped").write_bytes(LF_MESSAGE)
+    os.rename(root / "tmp" / "dropped", root / "new" / "1700000000.M1P1.dropped")
+
+
+def _unlink_one(root: Path) -> None:
+    os.unlink(sorted((root / "cur").iterdir())[0])
+
+
+def _other_handle_sets_flags(root: Path) -> None:
+    with MaildirStore(root) as store, store.folder("INBOX") as inbox:
+        inbox.set_flags([inbox.messages()[0].uid], [FLAGGED], "add")
+
+
+def _other_handle_delivers(root: Path) -> None:
+    with MaildirStore(root) as store, store.folder("INBOX") as inbox:
+        inbox.append_bytes(MESSAGE, assign_uid=False)
+
+
+def _child_sets_keyword(root: str) -> None:
+    with MaildirStore(root) as store, store.folder("INBOX") as inbox:
+        inbox.set_flags([inbox.messages()[-1].uid], ["FromChild"], "add")
+
+
+def _other_process_sets_keyword(root: Path) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    proc = ctx.Process(target=_child_sets_keyword, args=(str(root),))
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 0
+
+
+def _keywords_file_rewritten(root: Path) -> None:
+    path = root / "dovecot-keywords"
+    path.write_text(path.read_text().replace("Work", "Play"))
+
+
+def _uidlist_appended(root: Path) -> None:
+    first = (root / "dovecot-uidlist").read_text().splitlines()[1]
+    with (root / "dovecot-uidlist").open("a") as f:
+        f.write(f"99999 {first.partition(' ')[2]}\n")  # a new UID for a file: the last wins
+
+
+@pytest.mark.usefixtures("snapshots")
+@pytest.mark.parametrize(
+    "change",
+    [
+        _rename_adding_seen,
+        _drop_into_new,
+        _unlink_one,
+        _other_handle_sets_flags,
+        _other_handle_delivers,
+        _other_process_sets_keyword,
+        _keywords_file_rewritten,
+        _uidlist_appended,
+    ],
+)
+@pytest.mark.parametrize("wait", [True, False], ids=["quiet-again", "at-once"])
+def test_a_stale_snapshot_is_ignored(root: Path, change: Any, wait: bool) -> None:
+    make_folder(root)
+    quiet()
+    before = open_state(root)
+    assert (root / SNAPSHOT).exists()
+    change(root)
+    if wait:
+        quiet()  # the folder is quiet again: only the stamp tells the snapshot is stale
+    after = open_state(root)
+    assert after["messages"] != before["messages"]
+    assert after == fresh_state(root)
+    quiet()
+    open_state(root)  # a new snapshot is written...
+    assert open_state(root) == after  # ...and used
+    assert (root / SNAPSHOT).exists()
+
+
+def _corrupt(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0x40]) + data[middle + 1 :]
+
+
+def _other_version(data: bytes) -> bytes:
+    at = len(_maildir_snapshot.MAGIC)
+    version = int.from_bytes(data[at : at + 4], "big")
+    return data[:at] + (version + 1).to_bytes(4, "big") + data[at + 4 :]
+
+
+@pytest.mark.usefixtures("snapshots")
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _corrupt,
+        lambda data: data[: len(data) - 7],  # truncated
+        lambda data: data[:30],
+        lambda data: b"",
+        lambda data: data + b"x",
+        _other_version,
+        lambda data: b"garbage" * 100,
+    ],
+    ids=["corrupt", "truncated", "header-only", "empty", "longer", "other-version", "garbage"],
+)
+def test_a_damaged_snapshot_is_ignored_and_replaced(root: Path, damage: Any) -> None:
+    make_folder(root)
+    quiet()
+    expected = fresh_state(root)
+    open_state(root)
+    path = root / SNAPSHOT
+    path.write_bytes(damage(path.read_bytes()))  # not in the stamp: the folder stays quiet
+    assert open_state(root) == expected
+    assert _maildir_snapshot.load(str(root), _stamp(root)) is not None  # written anew
+
+
+def _stamp(root: Path) -> Any:
+    with MaildirStore(root) as store:
+        return store._core(str(root))._stamp_now()[0]
+
+
+@pytest.mark.usefixtures("snapshots")
+@pytest.mark.parametrize("part", range(5))
+def test_a_snapshot_with_wrong_values_is_ignored(
+    root: Path, part: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_folder(root)
+    quiet()
+    expected = fresh_state(root)
+    open_state(root)
+    stamp = _stamp(root)
+    body = list(_maildir_snapshot.load(str(root), stamp))
+    value = body[part]
+    body[part] = (*value[:-1], "bad") if isinstance(value, tuple) else value[:-1]
+    assert _maildir_snapshot.write(str(root), stamp, tuple(body))  # a valid file, bad values
+    assert open_state(root) == expected
+    assert "snapshot not usable" in caplog.text
+
+
+@pytest.mark.usefixtures("snapshots")
+def test_snapshot_only_for_big_quiet_folders_and_only_by_readers(root: Path) -> None:
+    make_folder(root, count=maildir_module.SNAPSHOT_MIN - 1 + 2)  # 2 get expunged
+    quiet()
+    open_state(root)
+    assert not (root / SNAPSHOT).exists()  # too small
+    _other_handle_delivers(root)
+    _other_handle_delivers(root)
+    open_state(root)  # big enough now, but it just changed
+    assert not (root / SNAPSHOT).exists()
+    quiet()
+    with MaildirStore(root) as store:
+        core = store._core(str(root))
+        core.sync()  # not a reader (a delivery's ensure_uidvalidity)
+        assert not (root / SNAPSHOT).exists()
+        assert core.ensure_uidvalidity()
+    open_state(root)
+    assert (root / SNAPSHOT).exists()
+
+
+@pytest.mark.usefixtures("snapshots")
+def test_deliveries_never_write_the_snapshot(root: Path) -> None:
+    make_folder(root)
+    quiet()
+    with MaildirStore(root) as store, store.folder("INBOX") as inbox:
+        assert (root / SNAPSHOT).exists()  # the open wrote it
+        (root / SNAPSHOT).unlink()
+        quiet()
+        inbox.append_bytes(MESSAGE, assign_uid=False)
+        inbox.append_bytes(MESSAGE)
+        inbox.append_bytes(MESSAGE, flags=[SEEN, "Work", *(f"x{i}" for i in range(30))])
+        quiet()
+        with MaildirStore(root) as other:  # a new store delivering, never opening a folder
+            for _ in range(3):
+                folder = MaildirFolder.__new__(MaildirFolder)
+                folder._core = other._core(str(root))
+                folder._closed = False
+                folder.append(assign_uid=False).commit()
+        quiet()
+        inbox.append_bytes(MESSAGE)
+        assert not (root / SNAPSHOT).exists()
+        inbox.refresh()  # a reader, but not a first sync: still none
+    assert not (root / SNAPSHOT).exists()
+    assert not [p for p in os.listdir(root) if p.startswith(SNAPSHOT)]
+
+
+@pytest.mark.usefixtures("snapshots")
+def test_two_handles_of_one_store_share_the_loaded_snapshot(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_folder(root)
+    quiet()
+    expected = fresh_state(root)
+    open_state(root)
+    with MaildirStore(root) as store:
+        first = store.folder("INBOX")
+        second = store.folder("INBOX")
+        assert first.messages() == second.messages() == expected["messages"]
+        uid = first.messages()[0].uid
+        (done,), _ = second.set_flags([uid], [ANSWERED], "add")
+        first.refresh()
+        assert first.info(uid) == done
+    assert open_state(root)["messages"] == [
+        done if m.uid == uid else m for m in expected["messages"]
+    ]
