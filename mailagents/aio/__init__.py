@@ -6,11 +6,27 @@ protocol decision of its own: those live in the cores (:mod:`mailagents.smtp`).
 
 - :class:`SMTPServer` (and :func:`serve_smtp`): an SMTP or LMTP server; the application
   subclasses :class:`SMTPHandler`, and each call gets the connection's :class:`Session`.
+- :class:`SMTPClient`: an SMTP or LMTP client (STARTTLS, AUTH, pipelining, BDAT,
+  per-recipient results), with typed errors carrying the server's reply.
 - :func:`make_self_signed` (and :mod:`mailagents.aio.tls`): a certificate for demos and
   tests, and the usual server and client ``ssl.SSLContext`` objects.
 """
 
 from mailagents.aio.smtp import Session, SMTPHandler, SMTPServer, serve_smtp
+from mailagents.aio.smtp_client import (
+    ClientTimeouts,
+    SendResult,
+    SMTPAuthenticationError,
+    SMTPClient,
+    SMTPConnecting,
+    SMTPConnectionClosed,
+    SMTPError,
+    SMTPProtocolError,
+    SMTPRecipientsRefused,
+    SMTPResponseError,
+    SMTPTimeout,
+    SMTPTLSError,
+)
 from mailagents.aio.tls import (
     SelfSignedCertificate,
     client_context,
@@ -19,6 +35,18 @@ from mailagents.aio.tls import (
 )
 
 __all__ = [
+    "ClientTimeouts",
+    "SMTPAuthenticationError",
+    "SMTPClient",
+    "SMTPConnecting",
+    "SMTPConnectionClosed",
+    "SMTPError",
+    "SMTPProtocolError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseError",
+    "SMTPTLSError",
+    "SMTPTimeout",
+    "SendResult",
     "SMTPHandler",
     "SMTPServer",
     "SelfSignedCertificate",

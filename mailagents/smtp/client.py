@@ -548,6 +548,7 @@ class ClientConnection:
         self._hello_done = False
         self._authenticated = False
         self._quit_queued = False
+        self._replies_received = 0
         self._queue(_GreetingOp())
 
     # --- state -----------------------------------------------------------------------
@@ -593,6 +594,30 @@ class ClientConnection:
     def closed(self) -> bool:
         """Whether :class:`ConnectionClosed` was reported (or the session failed)."""
         return self._phase in (_Phase.CLOSED, _Phase.BROKEN)
+
+    @property
+    def awaiting(self) -> str | None:
+        """What the next server reply answers, so an adapter can apply RFC 5321
+        §4.5.3.2's per-step time-outs: ``"GREETING"``; ``"MAIL"``, ``"RCPT"``,
+        ``"DATA"`` (the 354), ``"BDAT"`` (a chunk), ``"FINAL"`` (after the message),
+        ``"RSET"``; or the command sent (``"EHLO"``, ``"AUTH"``, ``"NOOP"``...).
+        ``None`` when no reply is awaited."""
+        if not self._ops or not self._ops[0].expect:
+            return None
+        op = self._ops[0]
+        tag = op.expect[0]
+        step = tag[0] if isinstance(tag, tuple) and tag else tag
+        if isinstance(step, _Tag):
+            return step.value
+        if isinstance(op, _GreetingOp):
+            return "GREETING"
+        return op.command or "COMMAND"
+
+    @property
+    def replies_received(self) -> int:
+        """How many replies the connection has consumed (grows with each one: an
+        adapter restarts its per-reply timer when it changes)."""
+        return self._replies_received
 
     # --- I/O -------------------------------------------------------------------------
 
@@ -977,6 +1002,7 @@ class ClientConnection:
             raise RemoteProtocolError(f"unexpected reply {reply.code} {reply.text[:60]!r}")
         op = self._ops[0]
         tag = op.expect.popleft()
+        self._replies_received += 1
         if reply.code == 421:
             # RFC 5321 §3.8: the server is shutting down and closes after this reply.
             op.interrupted(self, tag, reply)

@@ -1474,3 +1474,23 @@ def test_implicit_tls_and_bad_domains() -> None:
     assert conn.data_to_send() == b""
     conn.ehlo("[192.0.2.1]")
     assert conn.data_to_send() == b"EHLO [192.0.2.1]\r\n"
+
+
+def test_awaiting_names_the_reply_the_client_waits_for() -> None:
+    client = ClientConnection()
+    assert client.awaiting == "GREETING" and client.replies_received == 0
+    client.receive_data(b"220 mx.test ESMTP\r\n")
+    list(client.events())
+    assert client.awaiting is None and client.replies_received == 1
+    client.ehlo("c.test")
+    assert client.awaiting == "EHLO"
+    client.receive_data(b"250-mx.test\r\n250 PIPELINING\r\n")
+    list(client.events())
+    client.send_mail("a@b.test", ["c@d.test", "e@d.test"], b"hi\r\n")
+    seen = []
+    for reply in (b"250 ok\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n", b"250 done\r\n"):
+        seen.append(client.awaiting)
+        client.receive_data(reply)
+        list(client.events())
+    assert seen == ["MAIL", "RCPT", "RCPT", "DATA", "FINAL"]
+    assert client.awaiting is None and client.replies_received == 7

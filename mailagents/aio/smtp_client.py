@@ -1,0 +1,968 @@
+"""An asyncio SMTP and LMTP client: a thin adapter around
+:class:`mailagents.smtp.ClientConnection`.
+
+The adapter opens the connection, moves bytes between the socket and the core, upgrades
+to TLS when the core says STARTTLS was accepted, enforces the per-command time-outs of
+RFC 5321 §4.5.3.2 and turns the core's events into results and typed exceptions. Every
+protocol rule (pipelining, BDAT, dot-stuffing, SASL framing, LMTP's replies per
+recipient, the parameters the server allows) lives in the core::
+
+    async with SMTPClient.connect("mail.example.org", 587) as client:
+        await client.login("alice", "secret")
+        result = await client.send_message(message)
+        print(result.accepted, result.refused)
+
+``connect`` uses STARTTLS whenever the server offers it and verifies the server's
+certificate with :func:`~mailagents.aio.client_context` unless given another context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import email.utils
+import logging
+import ssl
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from email.generator import BytesGenerator
+from email.message import Message
+from email.policy import EmailPolicy
+from io import BytesIO
+from types import TracebackType
+from typing import Any
+
+from mailagents import sasl
+from mailagents.aio.tls import client_context
+from mailagents.smtp import (
+    AuthResult,
+    ClientConnection,
+    ClientEvent,
+    ConnectionClosed,
+    Greeting,
+    Mailbox,
+    MailParameters,
+    Path,
+    RcptParameters,
+    RemoteProtocolError,
+    Reply,
+    Response,
+    Sentinel,
+    TransactionResult,
+)
+
+__all__ = [
+    "ClientTimeouts",
+    "SMTPAuthenticationError",
+    "SMTPClient",
+    "SMTPConnecting",
+    "SMTPConnectionClosed",
+    "SMTPError",
+    "SMTPProtocolError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseError",
+    "SMTPTLSError",
+    "SMTPTimeout",
+    "SendResult",
+]
+
+log = logging.getLogger(__name__)
+
+# Octets received and not yet fed to the core before reading from the socket pauses.
+_HIGH_WATER = 256 * 1024
+# Seconds close() lets the transport flush before it aborts the connection.
+_CLOSE_GRACE = 2.0
+# login() without a mechanism: the first of these the server offers (RFC 4954).
+_PREFERENCE = ("SCRAM-SHA-256", "PLAIN", "LOGIN")
+_PASSWORD_MECHANISMS: Mapping[str, Callable[[str, str], sasl.ClientMechanism]] = {
+    "SCRAM-SHA-256": sasl.ScramSha256Client,
+    "PLAIN": sasl.PlainClient,
+    "LOGIN": sasl.LoginClient,
+    "CRAM-MD5": sasl.CramMd5Client,
+}
+
+Address = str | Mailbox | Path
+"""An address as the core takes it: ``"a@b.example"``, ``"<a@b.example>"``, a
+:class:`~mailagents.smtp.Mailbox` or a :class:`~mailagents.smtp.Path`."""
+
+
+# --- exceptions ---------------------------------------------------------------------
+
+
+class SMTPError(Exception):
+    """The base of every error the client raises. ``reply`` is the server's reply
+    that caused it, when there is one."""
+
+    def __init__(self, message: str, reply: Reply | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+    @property
+    def code(self) -> int | None:
+        """The reply code (``550``), or ``None`` when no reply caused the error."""
+        return self.reply.code if self.reply is not None else None
+
+    @property
+    def enhanced(self) -> str | None:
+        """The enhanced status code (``"5.1.1"``, RFC 3463), if the server sent one."""
+        return self.reply.enhanced if self.reply is not None else None
+
+    @property
+    def text(self) -> str:
+        """The reply's text, lines joined with a newline (``""`` without a reply)."""
+        return self.reply.text if self.reply is not None else ""
+
+
+def _describe(reply: Reply) -> str:
+    enhanced = f" {reply.enhanced}" if reply.enhanced else ""
+    return f"{reply.code}{enhanced} {reply.text}".rstrip()
+
+
+class SMTPResponseError(SMTPError):
+    """The server refused a request: ``reply`` says why (a 4xx is worth a retry later,
+    a 5xx is not)."""
+
+    reply: Reply
+
+    def __init__(self, reply: Reply, message: str | None = None) -> None:
+        super().__init__(message or _describe(reply), reply)
+
+
+class SMTPRecipientsRefused(SMTPResponseError):
+    """No recipient was accepted. ``refused`` maps each recipient to its reply;
+    ``reply`` is the first of them."""
+
+    def __init__(self, refused: dict[str, Reply]) -> None:
+        first = next(iter(refused.values()))
+        super().__init__(first, f"every recipient was refused: {_refused_text(refused)}")
+        self.refused = refused
+
+
+def _refused_text(refused: Mapping[str, Reply]) -> str:
+    """``"a@example.org: 550 5.1.1 No such user; ..."`` for error messages and logs."""
+    return "; ".join(f"{address}: {_describe(reply)}" for address, reply in refused.items())
+
+
+class SMTPAuthenticationError(SMTPError):
+    """AUTH failed: the server refused the credentials (``reply``, often 535), offers
+    no usable mechanism (no ``reply``), or failed to prove itself (``error`` says how;
+    the connection is then closed: the server may be an impostor)."""
+
+    def __init__(
+        self, message: str, reply: Reply | None = None, error: str | None = None
+    ) -> None:
+        super().__init__(message, reply)
+        self.error = error
+
+
+class SMTPTLSError(SMTPError):
+    """TLS could not be set up: STARTTLS was required but not offered or refused, or
+    the handshake failed (an untrusted certificate: the :class:`ssl.SSLError` is the
+    ``__cause__``). The connection is closed."""
+
+
+class SMTPProtocolError(SMTPError):
+    """The server broke the protocol so badly that the session cannot go on (a
+    malformed reply, one nothing asked for). The connection is closed."""
+
+
+class SMTPTimeout(SMTPError, TimeoutError):
+    """The server did not answer (or take our data) within the configured time-out.
+    The connection is closed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class SMTPConnectionClosed(SMTPError, ConnectionError):
+    """The connection is closed: the server closed it (in the middle of a request,
+    or after a 421), or it was closed here before."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+# --- configuration and results ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientTimeouts:
+    """Seconds the client waits, per step, before it gives up with :class:`SMTPTimeout`.
+
+    The defaults are the minimums of RFC 5321 §4.5.3.2. Each time-out bounds one reply
+    as a whole (a server that trickles a reply out byte by byte is cut off too), and a
+    new one starts with each reply or write.
+    """
+
+    connect: float = 60.0
+    """The TCP connection and each TLS handshake (implicit TLS, STARTTLS)."""
+    greeting: float = 300.0
+    """The initial 220 greeting (§4.5.3.2.1)."""
+    mail: float = 300.0
+    """The reply to MAIL (§4.5.3.2.2)."""
+    rcpt: float = 300.0
+    """The reply to each RCPT (§4.5.3.2.3)."""
+    data_initiation: float = 120.0
+    """The 354 reply to DATA (§4.5.3.2.4)."""
+    data_block: float = 180.0
+    """Each block of data handed to the network (§4.5.3.2.5), and the reply to a BDAT
+    chunk that is not the last."""
+    data_termination: float = 600.0
+    """The reply after the final dot, or to BDAT LAST (§4.5.3.2.6)."""
+    command: float = 300.0
+    """Any other command: EHLO, STARTTLS, AUTH, RSET, NOOP, QUIT."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"ClientTimeouts.{f.name} must be a positive number")
+
+    @classmethod
+    def uniform(cls, seconds: float) -> ClientTimeouts:
+        """The same time-out for every step (handy in tests)."""
+        return cls(**{f.name: seconds for f in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendResult:
+    """The outcome of :meth:`SMTPClient.send_message` when at least one recipient was
+    accepted (otherwise it raises).
+
+    Addresses are the recipients' mailboxes as strings (``"b@example.org"``).
+    """
+
+    accepted: tuple[str, ...]
+    """The recipients the server took responsibility for, in RCPT order."""
+    refused: dict[str, Reply]
+    """The other recipients with the reply that refused each: its RCPT reply, or in
+    LMTP its own reply after the data."""
+    data_replies: tuple[Reply, ...]
+    """The replies to the content: one in SMTP; in LMTP one per recipient accepted at
+    RCPT, in order (RFC 2033 §4.2)."""
+    replies: dict[str, Reply]
+    """Every recipient with the reply that decided its fate."""
+    transaction: TransactionResult
+    """The core's full account (MAIL's reply, each RCPT's reply, ...)."""
+
+
+# --- the transport side -----------------------------------------------------------------
+
+
+class _Stream(asyncio.Protocol):
+    """The socket: buffers what arrives, signals the reader, tracks flow control."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._eof = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.lost: asyncio.Future[None] = loop.create_future()
+
+    # transport callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > _HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False  # close: nothing is sent after the server's end of input
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._writing_paused = False
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake()
+
+    # the adapter's side
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self, deadline: float) -> None:
+        self._waiter = waiter = self._loop.create_future()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        finally:
+            self._waiter = None
+
+    async def read(self, deadline: float) -> bytes:
+        """What arrived, ``b""`` at end of input; :class:`TimeoutError` past
+        ``deadline`` (loop time)."""
+        while not self._buffer and not self._eof:
+            await self._wait(deadline)
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    def clear(self) -> None:
+        """Forget what arrived and was not read."""
+        self._buffer.clear()
+        self._reading_paused = False
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait while the transport's buffer is full; each wait for the network to take
+        a block is bounded by ``timeout``."""
+        while self._writing_paused and not self._eof:
+            await self._wait(self._loop.time() + timeout)
+
+
+def _awaiting(core: ClientConnection) -> tuple[object, str]:
+    """What the core waits for: a key that changes with each reply consumed, and the
+    step's name (``"GREETING"``, ``"MAIL"``, ``"RCPT"``, ``"DATA"``, ``"FINAL"``,
+    ``"BDAT"``, or a command such as ``"EHLO"``)."""
+    return (core.replies_received, core.awaiting), core.awaiting or "COMMAND"
+
+
+def _address(path: Path) -> str:
+    return str(path.mailbox) if path.mailbox is not None else str(path)
+
+
+def _replies(result: TransactionResult) -> list[Reply]:
+    out = [result.mail_reply, *(reply for _, reply in result.recipient_replies)]
+    return out + list(result.data_replies)
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+class SMTPClient:
+    """One SMTP (or LMTP) session over asyncio. Make it with :meth:`connect`.
+
+    Requests run one at a time (concurrent calls wait their turn). Any
+    :class:`SMTPTimeout`, :class:`SMTPConnectionClosed`, :class:`SMTPProtocolError` or
+    :class:`SMTPTLSError` closes the connection; after a 4xx or 5xx refusal
+    (:class:`SMTPResponseError`) the session goes on unless the reply was 421. Misuse
+    (a CR or LF in an address, a message larger than the server's SIZE, a command out
+    of order) raises the core's :class:`~mailagents.smtp.LocalProtocolError` before
+    anything is sent.
+    """
+
+    _core: ClientConnection
+    _stream: _Stream
+    _host: str
+    _server_hostname: str | None
+    _ssl_context: ssl.SSLContext | None
+    _timeouts: ClientTimeouts
+    _lock: asyncio.Lock
+    _closed: bool
+
+    def __init__(self) -> None:
+        """Not for direct use: make a client with :meth:`connect`."""
+        raise TypeError("use SMTPClient.connect(host, port, ...)")
+
+    @classmethod
+    def _create(
+        cls,
+        core: ClientConnection,
+        stream: _Stream,
+        *,
+        host: str,
+        server_hostname: str | None,
+        ssl_context: ssl.SSLContext | None,
+        timeouts: ClientTimeouts,
+    ) -> SMTPClient:
+        self = cls.__new__(cls)
+        self._core = core
+        self._stream = stream
+        self._host = host
+        self._server_hostname = server_hostname
+        self._ssl_context = ssl_context
+        self._timeouts = timeouts
+        self._lock = asyncio.Lock()
+        self._closed = False
+        return self
+
+    # --- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        local_hostname: str = "localhost",
+        lmtp: bool = False,
+        implicit_tls: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        starttls: bool | None = None,
+        server_hostname: str | None = None,
+        timeouts: ClientTimeouts = ClientTimeouts(),
+    ) -> SMTPConnecting:
+        """Connect, wait for the greeting, say EHLO (LHLO with ``lmtp``; HELO if the
+        server refuses EHLO with a 5xx) and set up TLS.
+
+        Await it (``client = await SMTPClient.connect(...)``) or use it as an async
+        context manager (``async with SMTPClient.connect(...) as client:``, which quits
+        at the end).
+
+        ``implicit_tls`` starts with a TLS handshake (RFC 8314, port 465). Otherwise
+        ``starttls`` says what to do: ``None`` (the default) uses STARTTLS when the
+        server offers it, ``True`` requires it (:class:`SMTPTLSError` if it is not
+        offered or fails), ``False`` never uses it. The certificate is verified against
+        ``server_hostname`` (default ``host``) with ``ssl_context``, by default
+        :func:`~mailagents.aio.client_context` (the system's trusted authorities).
+        A greeting other than 220 raises :class:`SMTPResponseError`.
+        """
+        return SMTPConnecting(
+            cls,
+            host,
+            port,
+            local_hostname=local_hostname,
+            lmtp=lmtp,
+            implicit_tls=implicit_tls,
+            ssl_context=ssl_context,
+            starttls=starttls,
+            server_hostname=server_hostname,
+            timeouts=timeouts,
+        )
+
+    @classmethod
+    async def _open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        local_hostname: str,
+        lmtp: bool,
+        implicit_tls: bool,
+        ssl_context: ssl.SSLContext | None,
+        starttls: bool | None,
+        server_hostname: str | None,
+        timeouts: ClientTimeouts,
+    ) -> SMTPClient:
+        if implicit_tls and starttls:
+            raise ValueError("implicit_tls and starttls=True exclude each other")
+        loop = asyncio.get_running_loop()
+        context: ssl.SSLContext | None = None
+        if implicit_tls:
+            context = ssl_context if ssl_context is not None else client_context()
+        try:
+            async with asyncio.timeout(timeouts.connect):
+                _, stream = await loop.create_connection(
+                    lambda: _Stream(loop),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=(server_hostname or host) if context else None,
+                    ssl_handshake_timeout=timeouts.connect if context else None,
+                )
+        except TimeoutError:
+            raise SMTPTimeout(
+                f"could not connect to {host}:{port} within {timeouts.connect:g} s"
+            ) from None
+        except ssl.SSLError as exc:
+            raise SMTPTLSError(f"TLS with {host}:{port} failed: {exc}") from exc
+        core = ClientConnection(lmtp=lmtp, tls_active=implicit_tls)
+        client = cls._create(
+            core,
+            stream,
+            host=host,
+            server_hostname=server_hostname,
+            ssl_context=ssl_context,
+            timeouts=timeouts,
+        )
+        try:
+            await client._start(local_hostname, starttls)
+        except BaseException:
+            client._abort()
+            raise
+        return client
+
+    async def _start(self, local_hostname: str, starttls: bool | None) -> None:
+        event = await self._call(None)
+        assert isinstance(event, Greeting)
+        if event.reply.code != 220:
+            raise SMTPResponseError(
+                event.reply, f"the server refused the session: {_describe(event.reply)}"
+            )
+        await self._hello(local_hostname)
+        core = self._core
+        if starttls is False or core.tls_active:
+            return
+        if "STARTTLS" not in core.extensions:
+            if starttls:
+                raise SMTPTLSError("the server does not offer STARTTLS")
+            return
+        event = await self._call(core.starttls)
+        assert isinstance(event, Response)
+        if event.reply.code != 220:
+            if starttls:
+                raise SMTPTLSError(f"STARTTLS refused: {_describe(event.reply)}", event.reply)
+            log.info("STARTTLS refused by %s (%s); going on without TLS",
+                     self._host, _describe(event.reply))
+            return
+        await self._start_tls()
+        await self._hello(local_hostname)
+
+    async def _hello(self, local_hostname: str) -> None:
+        core = self._core
+        event = await self._call(lambda: core.hello(local_hostname))
+        assert isinstance(event, Response)
+        if 500 <= event.reply.code < 600 and not core.lmtp:
+            event = await self._call(lambda: core.helo(local_hostname))
+            assert isinstance(event, Response)
+        if not 200 <= event.reply.code < 300:
+            raise SMTPResponseError(event.reply)
+
+    async def _start_tls(self) -> None:
+        stream = self._stream
+        transport = stream.transport
+        assert transport is not None
+        context = self._ssl_context if self._ssl_context is not None else client_context()
+        # Whatever followed the 220 in the clear is never read (RFC 3207 §5): the core
+        # dropped what it had been fed, this drops what it was not fed yet.
+        stream.clear()
+        loop = asyncio.get_running_loop()
+        timeout = self._timeouts.connect
+        try:
+            async with asyncio.timeout(timeout):
+                new_transport = await loop.start_tls(
+                    transport,
+                    stream,
+                    context,
+                    server_hostname=self._server_hostname or self._host,
+                    ssl_handshake_timeout=timeout,
+                )
+        except TimeoutError:
+            self._abort()
+            raise SMTPTimeout(f"TLS handshake not done within {timeout:g} s") from None
+        except ssl.SSLError as exc:
+            self._abort()
+            raise SMTPTLSError(f"TLS with {self._host} failed: {exc}") from exc
+        except OSError as exc:
+            self._abort()
+            raise SMTPConnectionClosed(f"connection lost during the TLS handshake: {exc}") \
+                from exc
+        if new_transport is None:  # pragma: no cover - only for a closed transport
+            self._abort()
+            raise SMTPConnectionClosed("connection lost during the TLS handshake")
+        stream.transport = new_transport
+        self._core.tls_started()
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def extensions(self) -> Mapping[str, str]:
+        """The server's extensions from its last EHLO/LHLO reply: upper-case keyword to
+        parameters (``{"SIZE": "35882577", "PIPELINING": ""}``)."""
+        return self._core.extensions
+
+    @property
+    def tls_active(self) -> bool:
+        """Whether the session runs over TLS."""
+        return self._core.tls_active
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether :meth:`login` (or :meth:`authenticate`) succeeded."""
+        return self._core.authenticated
+
+    @property
+    def lmtp(self) -> bool:
+        """Whether this is an LMTP session."""
+        return self._core.lmtp
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed (or closing after a 421 or QUIT)."""
+        return self._closed
+
+    # --- requests -----------------------------------------------------------------------
+
+    async def login(
+        self,
+        username: str,
+        password: str,
+        *,
+        mechanism: str | None = None,
+        allow_plaintext: bool = False,
+    ) -> Reply:
+        """Authenticate with a user name and password (RFC 4954) and return the 235.
+
+        Without ``mechanism`` the first of SCRAM-SHA-256, PLAIN and LOGIN that the
+        server offers is used; ``mechanism`` may also name CRAM-MD5. Raises
+        :class:`SMTPAuthenticationError` when the server offers no such mechanism or
+        refuses the credentials.
+
+        PLAIN and LOGIN send the password itself: without TLS they are refused unless
+        ``allow_plaintext`` is set (a man in the middle who strips STARTTLS would read
+        it otherwise).
+        """
+        offered = self._core.extensions.get("AUTH")
+        if offered is None:
+            raise SMTPAuthenticationError("the server does not offer AUTH")
+        names = offered.upper().split()
+        if mechanism is None:
+            chosen = next((name for name in _PREFERENCE if name in names), None)
+            if chosen is None:
+                raise SMTPAuthenticationError(
+                    f"no supported SASL mechanism among those offered ({offered})"
+                )
+        else:
+            chosen = mechanism.upper()
+            if chosen not in _PASSWORD_MECHANISMS:
+                raise ValueError(f"{mechanism!r} is not a user name and password mechanism")
+            if chosen not in names:
+                raise SMTPAuthenticationError(
+                    f"the server does not offer {chosen} (it offers {offered})"
+                )
+        if chosen in ("PLAIN", "LOGIN") and not self._core.tls_active and not allow_plaintext:
+            raise SMTPAuthenticationError(
+                f"{chosen} would send the password in the clear: use TLS, or pass "
+                "allow_plaintext=True"
+            )
+        return await self.authenticate(_PASSWORD_MECHANISMS[chosen](username, password))
+
+    async def authenticate(self, mechanism: sasl.ClientMechanism) -> Reply:
+        """Authenticate with any SASL client mechanism (for example a
+        :class:`~mailagents.sasl.OAuthBearerClient`) and return the 235."""
+        core = self._core
+        event = await self._call(lambda: core.authenticate(mechanism))
+        assert isinstance(event, AuthResult)
+        if event.success:
+            return event.reply
+        if event.error is not None:
+            self._abort()
+            raise SMTPAuthenticationError(
+                f"the server did not prove itself: {event.error}", event.reply, event.error
+            )
+        raise SMTPAuthenticationError(
+            f"authentication failed: {_describe(event.reply)}", event.reply
+        )
+
+    async def send_message(
+        self,
+        message: Message | bytes,
+        *,
+        sender: Address | None = None,
+        recipients: Sequence[Address] | None = None,
+        parameters: MailParameters | None = None,
+        recipient_parameters: Sequence[RcptParameters] | None = None,
+    ) -> SendResult:
+        """Send one message in one mail transaction; the connection stays open for more.
+
+        ``message`` is an :class:`email.message.EmailMessage` (or any
+        :class:`email.message.Message`) or the message's bytes. For a message object the
+        envelope comes from its headers when not given, as ``smtplib.SMTP.send_message``
+        does it: the sender from Sender or else From, the recipients from To, Cc and Bcc
+        (the ``Resent-`` headers instead when there is one Resent-Date); Bcc and
+        Resent-Bcc are left out of what is sent. Bytes need ``sender`` and
+        ``recipients``.
+
+        The core uses PIPELINING and BDAT when the server offers them, and adds SIZE,
+        BODY and SMTPUTF8 as the message needs. ``parameters`` and
+        ``recipient_parameters`` add others (DSN, REQUIRETLS).
+
+        Returns a :class:`SendResult` when at least one recipient was accepted. Raises
+        :class:`SMTPRecipientsRefused` when every recipient was refused (at RCPT or, in
+        LMTP, after the data), :class:`SMTPResponseError` when MAIL, DATA or the content
+        was refused or the server closed with 421.
+        """
+        if isinstance(message, Message):
+            sender, recipients, data = _from_message(message, sender, recipients)
+        elif isinstance(message, bytes | bytearray | memoryview):
+            if sender is None or recipients is None:
+                raise ValueError("a message given as bytes needs sender and recipients")
+            data = bytes(message)
+        else:
+            raise TypeError(f"message must be an email Message or bytes, not {message!r}")
+        rcpts = list(recipients)
+        if not rcpts:
+            raise ValueError("no recipients")
+        core = self._core
+        event = await self._call(
+            lambda: core.send_mail(
+                sender,
+                rcpts,
+                data,
+                parameters=parameters,
+                recipient_parameters=recipient_parameters,
+            )
+        )
+        assert isinstance(event, TransactionResult)
+        return self._send_result(event)
+
+    def _send_result(self, result: TransactionResult) -> SendResult:
+        data_replies = result.data_replies
+        for reply in _replies(result):
+            if reply.code == 421:
+                raise SMTPResponseError(reply, f"the server is closing: {_describe(reply)}")
+        if not 200 <= result.mail_reply.code < 300:
+            raise SMTPResponseError(
+                result.mail_reply, f"the sender was refused: {_describe(result.mail_reply)}"
+            )
+        rcpt_ok = [_address(p) for p, r in result.recipient_replies if 200 <= r.code < 300]
+        lmtp_final = dict(zip(rcpt_ok, data_replies, strict=False)) if self.lmtp else {}
+        last = data_replies[-1] if data_replies else result.mail_reply
+        replies: dict[str, Reply] = {}
+        for path, reply in result.recipient_replies:
+            address = _address(path)
+            if not 200 <= reply.code < 300:
+                replies[address] = reply
+            else:
+                replies[address] = lmtp_final.get(address, last)
+        accepted = tuple(_address(p) for p in result.accepted)
+        taken = set(accepted)
+        refused = {a: r for a, r in replies.items() if a not in taken}
+        if not accepted:
+            if not rcpt_ok or (self.lmtp and len(data_replies) == len(rcpt_ok)):
+                raise SMTPRecipientsRefused(refused)
+            raise SMTPResponseError(last, f"the message was refused: {_describe(last)}")
+        return SendResult(
+            accepted=accepted,
+            refused=refused,
+            data_replies=data_replies,
+            replies=replies,
+            transaction=result,
+        )
+
+    async def noop(self) -> Reply:
+        """NOOP: check that the session is alive. Returns the 250."""
+        return await self._simple(self._core.noop)
+
+    async def rset(self) -> Reply:
+        """RSET: abandon any transaction. Returns the 250."""
+        return await self._simple(self._core.rset)
+
+    async def _simple(self, start: Callable[[], None]) -> Reply:
+        event = await self._call(start)
+        assert isinstance(event, Response)
+        if not 200 <= event.reply.code < 300:
+            raise SMTPResponseError(event.reply)
+        return event.reply
+
+    async def quit(self) -> Reply | None:
+        """QUIT, then close the connection. Returns the server's reply (221), or
+        ``None`` if the connection was already closed."""
+        if self._closed:
+            return None
+        try:
+            event = await self._call(self._core.quit)
+        except SMTPConnectionClosed:
+            return None
+        finally:
+            await self.close()
+        assert isinstance(event, Response)
+        return event.reply
+
+    async def close(self) -> None:
+        """Close the connection without QUIT (abort it if it cannot flush within a
+        couple of seconds)."""
+        self._closed = True
+        transport = self._stream.transport
+        if transport is None:
+            return
+        if not transport.is_closing():
+            transport.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._stream.lost), _CLOSE_GRACE)
+        except TimeoutError:
+            transport.abort()
+
+    async def __aenter__(self) -> SMTPClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            try:
+                await self.quit()
+            except SMTPError as error:
+                log.debug("QUIT to %s failed: %s", self._host, error)
+        await self.close()
+
+    # --- moving bytes ---------------------------------------------------------------------
+
+    def _abort(self) -> None:
+        self._closed = True
+        transport = self._stream.transport
+        if transport is not None:
+            transport.abort()
+
+    async def _call(self, start: Callable[[], None] | None) -> ClientEvent:
+        """Queue one request on the core (``start``) and run the connection until its
+        event arrives. ``None`` waits for the greeting."""
+        async with self._lock:
+            if self._closed:
+                raise SMTPConnectionClosed("the connection is closed")
+            if start is not None:
+                start()
+            try:
+                event = await self._next_event()
+            except asyncio.CancelledError:
+                self._abort()  # the session is mid-request: it cannot be resumed
+                raise
+            if isinstance(event, ConnectionClosed):
+                self._abort()
+                raise SMTPConnectionClosed(f"{self._host} closed the connection")
+            replies = _replies(event) if isinstance(event, TransactionResult) else [event.reply]
+            if any(reply.code == 421 for reply in replies) or (
+                isinstance(event, Response) and event.command == "QUIT"
+            ):
+                # The server closes after a 421 (RFC 5321 §3.8), and after QUIT.
+                self._closed = True
+                transport = self._stream.transport
+                if transport is not None:
+                    transport.close()
+            return event
+
+    async def _next_event(self) -> ClientEvent:
+        """Write what the core has, read, feed it, until it gives an event."""
+        core = self._core
+        stream = self._stream
+        timeouts = self._timeouts
+        loop = asyncio.get_running_loop()
+        key: object = ()
+        deadline = 0.0
+        step = ""
+        limit = 0.0
+        while True:
+            try:
+                event = core.next_event()
+            except RemoteProtocolError as exc:
+                self._abort()
+                raise SMTPProtocolError(f"{self._host} broke the protocol: {exc}") from exc
+            if not isinstance(event, Sentinel):
+                return event
+            out = core.data_to_send()
+            if out:
+                stream.write(out)
+                try:
+                    await stream.drain(timeouts.data_block)
+                except TimeoutError:
+                    self._abort()
+                    raise SMTPTimeout(
+                        f"{self._host} took no data for {timeouts.data_block:g} s"
+                    ) from None
+            now_key, now_step = _awaiting(core)
+            if out or now_key != key:
+                key, step = now_key, now_step
+                limit = self._limit(step)
+                deadline = loop.time() + limit
+            try:
+                data = await stream.read(deadline)
+            except TimeoutError:
+                self._abort()
+                raise SMTPTimeout(
+                    f"no reply from {self._host} to {step} within {limit:g} s"
+                ) from None
+            core.receive_data(data)
+
+    def _limit(self, step: str) -> float:
+        t = self._timeouts
+        return {
+            "GREETING": t.greeting,
+            "MAIL": t.mail,
+            "RCPT": t.rcpt,
+            "DATA": t.data_initiation,
+            "BDAT": t.data_block,
+            "FINAL": t.data_termination,
+        }.get(step, t.command)
+
+
+class SMTPConnecting:
+    """What :meth:`SMTPClient.connect` returns: await it for the :class:`SMTPClient`,
+    or use it as an async context manager (which quits and closes at the end)."""
+
+    def __init__(self, cls: type[SMTPClient], host: str, port: int, **options: Any) -> None:
+        self._cls = cls
+        self._host = host
+        self._port = port
+        self._options = options
+        self._client: SMTPClient | None = None
+
+    def __await__(self) -> Generator[Any, None, SMTPClient]:
+        return self._cls._open(self._host, self._port, **self._options).__await__()
+
+    async def __aenter__(self) -> SMTPClient:
+        self._client = await self._cls._open(self._host, self._port, **self._options)
+        return self._client
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            await self._client.__aexit__(exc_type, exc, tb)
+
+
+# --- messages ----------------------------------------------------------------------------
+
+
+def _from_message(
+    message: Message, sender: Address | None, recipients: Sequence[Address] | None
+) -> tuple[Address, Sequence[Address], bytes]:
+    """The envelope from the headers (when not given) and the bytes to send."""
+    resent = message.get_all("Resent-Date")
+    if resent is None:
+        prefix = ""
+    elif len(resent) == 1:
+        prefix = "Resent-"
+    else:
+        raise ValueError("the message has more than one Resent- header block")
+    if sender is None:
+        header = message.get(prefix + "Sender") or message.get(prefix + "From")
+        if header is None:
+            raise ValueError(f"the message has no {prefix}Sender or {prefix}From header")
+        found = [addr for _, addr in email.utils.getaddresses([str(header)]) if addr]
+        if not found:
+            raise ValueError(f"no address in {prefix}From: {header}")
+        sender = found[0]
+    if recipients is None:
+        values = [
+            str(value)
+            for name in ("To", "Cc", "Bcc")
+            for value in message.get_all(prefix + name, [])
+        ]
+        recipients = [addr for _, addr in email.utils.getaddresses(values) if addr]
+    stripped = copy.copy(message)
+    del stripped["Bcc"]
+    del stripped["Resent-Bcc"]
+    international = any(
+        not str(a).isascii() for a in [sender, *recipients]
+    )
+    policy = message.policy
+    if international and isinstance(policy, EmailPolicy):
+        policy = policy.clone(utf8=True)
+    buffer = BytesIO()
+    BytesGenerator(buffer, policy=policy).flatten(stripped, linesep="\r\n")
+    return sender, recipients, buffer.getvalue()
