@@ -1,8 +1,16 @@
 """The command line: ``python -m mailagents``.
 
-``python -m mailagents [--host H] [--port P] [--lmtp] [--max-size N]`` runs a demo: an
-SMTP (or LMTP) server on loopback that accepts every recipient and prints each message
-it receives. Stop it with Ctrl-C (SIGINT) or SIGTERM.
+``python -m mailagents [--host H] [--submission-port P] [--submissions-port P]
+[--dir DIR] [--user ADDRESS] [--max-size N]`` runs the demo: an MSA
+(:class:`mailagents.agents.MSA`) on loopback with STARTTLS (port 10587) and implicit
+TLS (port 10465), a self-signed certificate in ``DIR/tls/``, one user with a new random
+password at each start, and Maildirs under ``DIR`` (``./demo-mail`` by default). It
+prints the ports, the user, the password and an smtplib one-liner to submit a message,
+then a line for each message delivered. Stop it with Ctrl-C (SIGINT) or SIGTERM.
+
+``python -m mailagents smtp-sink [--host H] [--port P] [--lmtp] [--max-size N]`` runs
+a plain SMTP (or LMTP) server on loopback that accepts every recipient and prints each
+message it receives.
 
 ``python -m mailagents passwd FILE USER [--password-stdin] [--legacy-secret]
 [--act-as NAME ...] [--delete] [--check]`` manages a password file
@@ -19,16 +27,37 @@ import contextlib
 import email
 import email.policy
 import getpass
+import os
+import secrets
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mailagents import __version__
-from mailagents.aio import Session, SMTPHandler, serve_smtp
+from mailagents.agents import MSA, MaildirDelivery, Submission
+from mailagents.aio import Session, SMTPHandler, make_self_signed, serve_smtp, server_context
 from mailagents.smtp import Accept, Envelope, LMTPReplies, Reject, ServerConfig
 from mailagents.userdb import PasswordFile
 
-__all__ = ["PrintingHandler", "main", "parse_args", "parse_passwd_args", "passwd"]
+__all__ = [
+    "PrintingHandler",
+    "describe",
+    "main",
+    "parse_args",
+    "parse_passwd_args",
+    "parse_sink_args",
+    "passwd",
+    "smtplib_one_liner",
+]
+
+DEMO_USER = "demo@example.test"
+"""The demo's user (its domain is the demo's local domain)."""
+DEMO_SUBMISSION_PORT = 10587
+"""The demo's submission (STARTTLS) port: a free high port instead of 587."""
+DEMO_SUBMISSIONS_PORT = 10465
+"""The demo's submissions (implicit TLS) port: a free high port instead of 465."""
 
 BODY_LINES = 10
 """How many lines of each message body the demo prints."""
@@ -69,14 +98,13 @@ def describe(envelope: Envelope, message: bytes) -> str:
     return "\n".join(out)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse the command line."""
+def parse_sink_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the arguments of the ``smtp-sink`` sub-command (those after it)."""
     parser = argparse.ArgumentParser(
-        prog="python -m mailagents",
-        description="mailagents demo: an SMTP server on loopback that accepts every "
+        prog="python -m mailagents smtp-sink",
+        description="mailagents smtp-sink: an SMTP server on loopback that accepts every "
         "recipient and prints each message it receives.",
     )
-    parser.add_argument("--version", action="version", version=f"mailagents {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--port", type=int, default=2525, help="port to listen on (0: any free port)"
@@ -97,20 +125,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve_sink(args: argparse.Namespace) -> None:
     config = ServerConfig(lmtp=args.lmtp, max_message_size=args.max_size)
     server = await serve_smtp(PrintingHandler(), config, host=args.host, port=args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # pragma: no cover - Windows
-            loop.add_signal_handler(signum, stop.set)
+    stop = _stop_on_signals()
     async with server:
         kind = "LMTP" if args.lmtp else "SMTP"
         host = f"[{args.host}]" if ":" in args.host else args.host
         port = server.port
         print(
-            f"mailagents demo: {kind} server listening on {host}:{port} (Ctrl-C to stop)",
+            f"mailagents smtp-sink: {kind} server listening on {host}:{port} (Ctrl-C to stop)",
             flush=True,
         )
         client = "LMTP" if args.lmtp else "SMTP"
@@ -122,7 +146,148 @@ async def _serve(args: argparse.Namespace) -> None:
             flush=True,
         )
         await stop.wait()
-        print("mailagents demo: stopping", flush=True)
+        print("mailagents smtp-sink: stopping", flush=True)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the demo's command line (``python -m mailagents [options]``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mailagents",
+        description="mailagents demo: an MSA (RFC 6409) on loopback with a self-signed "
+        "certificate, one user and Maildirs under a local folder. Other commands: "
+        "'python -m mailagents smtp-sink --help', 'python -m mailagents passwd --help'.",
+    )
+    parser.add_argument("--version", action="version", version=f"mailagents {__version__}")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--submission-port",
+        type=int,
+        default=DEMO_SUBMISSION_PORT,
+        metavar="P",
+        help="port of submission with STARTTLS (default: %(default)s; 0: any free port)",
+    )
+    parser.add_argument(
+        "--submissions-port",
+        type=int,
+        default=DEMO_SUBMISSIONS_PORT,
+        metavar="P",
+        help="port of submission with implicit TLS (default: %(default)s; 0: any free port)",
+    )
+    parser.add_argument(
+        "--dir",
+        default="demo-mail",
+        help="folder of the certificate, the password file and the Maildirs "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--user", default=DEMO_USER, metavar="ADDRESS", help="the demo user (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=ServerConfig().max_message_size,
+        metavar="N",
+        help="largest message accepted, in octets (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    for option in ("submission_port", "submissions_port"):
+        if not 0 <= getattr(args, option) <= 65535:
+            parser.error(f"--{option.replace('_', '-')} must be between 0 and 65535")
+    if args.max_size is not None and args.max_size < 1:
+        parser.error("--max-size must be positive")
+    local, at, domain = args.user.rpartition("@")
+    if not (local and at and domain) or any(c.isspace() or c in ":'\"\\" for c in args.user):
+        parser.error("--user must be an address such as demo@example.test")
+    return args
+
+
+def smtplib_one_liner(host: str, port: int, user: str, password: str) -> str:
+    """A shell command that submits a message with smtplib: STARTTLS (certificate not
+    verified: the demo's is self-signed), login, send to the user itself."""
+    message = f"From: {user}\\r\\nTo: {user}\\r\\nSubject: hello\\r\\n\\r\\nHi!\\r\\n"
+    return (
+        'python3 -c "import smtplib, ssl; '
+        f"s = smtplib.SMTP('{host}', {port}); "
+        "s.starttls(context=ssl._create_unverified_context()); "
+        f"s.login('{user}', '{password}'); "
+        f"s.sendmail('{user}', ['{user}'], '{message}'); "
+        's.quit()"'
+    )
+
+
+def _demo_tls(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """The demo's server context: ``folder/cert.pem`` and ``key.pem``, made (self-signed,
+    for localhost, 127.0.0.1 and ::1) when missing or unusable."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    if cert.is_file() and key.is_file():
+        try:
+            return server_context(cert, key), cert
+        except (OSError, ssl.SSLError):
+            pass
+    cert, key = make_self_signed(["localhost"]).write(folder)
+    return server_context(cert, key), cert
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # pragma: no cover - Windows
+            loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _serve_demo(args: argparse.Namespace) -> None:
+    folder = Path(args.dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    context, cert = await asyncio.to_thread(_demo_tls, folder / "tls")
+    password = secrets.token_urlsafe(12)
+    users = PasswordFile(folder / "users")
+    await asyncio.to_thread(users.set_password, args.user, password)
+    maildirs = MaildirDelivery(folder / "{user}" / "Maildir")
+
+    async def deliver(submission: Submission) -> None:
+        directories = await maildirs(submission)
+        where = ", ".join(os.path.join(d, "new", "") for d in directories)
+        print(
+            f"mailagents demo: delivered {submission.id} from {submission.envelope.mail_from}"
+            f" into {where}",
+            flush=True,
+        )
+
+    domain = args.user.rpartition("@")[2]
+    stop = _stop_on_signals()
+    msa = MSA(
+        "localhost",
+        users,
+        deliver,
+        local_domains={domain},
+        ssl_context=context,
+        max_message_size=args.max_size,
+    )
+    try:
+        async with msa:
+            await msa.serve(args.host, args.submission_port, args.submissions_port)
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            maildir = os.path.join(folder, "<address>", "Maildir", "")
+            print(
+                f"mailagents demo: an MSA (RFC 6409) on {host}, Ctrl-C to stop\n"
+                f"  submission:  {host}:{msa.submission_port} (STARTTLS, then AUTH)\n"
+                f"  submissions: {host}:{msa.submissions_port} (implicit TLS)\n"
+                f"  user:        {args.user}\n"
+                f"  password:    {password} (a new one at each start)\n"
+                f"  Maildirs:    {maildir} (for any address @{domain})\n"
+                f"  certificate: {cert} (self-signed)\n"
+                "Submit a message (paste into a shell):\n"
+                f"  {smtplib_one_liner(args.host, msa.submission_port, args.user, password)}",
+                flush=True,
+            )
+            await stop.wait()
+            print("mailagents demo: stopping", flush=True)
+    finally:
+        await asyncio.to_thread(maildirs.close)
+        users.close()
 
 
 def parse_passwd_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -225,13 +390,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["passwd"]:
         return passwd(arguments[1:])
-    args = parse_args(arguments)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
+    if arguments[:1] == ["smtp-sink"]:
+        args = parse_sink_args(arguments[1:])
+        serve = _serve_sink(args)
+        failure = f"cannot listen on {args.host}:{args.port}: "
+    else:
+        args = parse_args(arguments)
+        serve = _serve_demo(args)
+        failure = ""
     try:
-        asyncio.run(_serve(args))
+        asyncio.run(serve)
     except OSError as exc:
-        print(f"mailagents: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"mailagents: {failure}{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # pragma: no cover - a signal before the handler was set
         pass

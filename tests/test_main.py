@@ -1,4 +1,5 @@
-"""``python -m mailagents``: the demo server, run as a subprocess."""
+"""``python -m mailagents``: the MSA demo and the smtp-sink, run as subprocesses, and
+the passwd sub-command."""
 
 from __future__ import annotations
 
@@ -6,24 +7,27 @@ import os
 import re
 import signal
 import smtplib
+import ssl
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from mailagents import __version__
-from mailagents.__main__ import describe, parse_args
+from mailagents.__main__ import describe, parse_args, parse_sink_args, smtplib_one_liner
 from mailagents.smtp import Envelope, MailParameters, Recipient, parse_forward_path, parse_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def start(*args: str) -> subprocess.Popen[str]:
+    """Start ``python -m mailagents ARGS`` with its output in a pipe."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
     return subprocess.Popen(
-        [sys.executable, "-m", "mailagents", "--port", "0", *args],
+        [sys.executable, "-m", "mailagents", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -53,9 +57,157 @@ def first_port(proc: subprocess.Popen[str], lines: list[str]) -> int:
     return int(match.group(1))
 
 
+# ------------------------------------------------------------------- the MSA demo
+
+
+def wait_for(lines: list[str], proc: subprocess.Popen[str], text: str, timeout: float) -> str:
+    """Wait (bounded) until the output holds ``text``; return the output so far."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        output = "".join(lines)
+        if text in output or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    output = "".join(lines)
+    assert text in output, output
+    return output
+
+
+def demo_settings(output: str) -> dict[str, str]:
+    """The ports, user and password the demo printed."""
+    found = {}
+    for key, pattern in (
+        ("submission", r"submission: +127\.0\.0\.1:(\d+) "),
+        ("submissions", r"submissions: +127\.0\.0\.1:(\d+) "),
+        ("user", r"user: +(\S+)"),
+        ("password", r"password: +(\S+)"),
+    ):
+        match = re.search(pattern, output)
+        assert match, (key, output)
+        found[key] = match.group(1)
+    return found
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill the process if it still runs; close its pipe (bounded in time)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def unverified() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def test_demo_msa_delivers_into_maildir(tmp_path: Path) -> None:
+    proc = start("--submission-port", "0", "--submissions-port", "0", "--dir", str(tmp_path))
+    lines: list[str] = []
+    done = threading.Event()
+    threading.Thread(target=read_lines, args=(proc, lines, done), daemon=True).start()
+    try:
+        output = wait_for(lines, proc, "Submit a message", 30)
+        settings = demo_settings(output)
+        user, password = settings["user"], settings["password"]
+        assert user == "demo@example.test"
+        assert f"certificate: {tmp_path / 'tls' / 'cert.pem'}" in output
+        one_liner = output.split("Submit a message (paste into a shell):\n", 1)[1]
+        assert one_liner.strip().startswith('python3 -c "import smtplib, ssl;')
+        assert f"'{password}'" in one_liner and settings["submission"] in one_liner
+
+        with smtplib.SMTP("127.0.0.1", int(settings["submission"]), timeout=5) as smtp:
+            smtp.ehlo()
+            assert not smtp.has_extn("auth")  # not in the clear
+            smtp.starttls(context=unverified())
+            smtp.login(user, password)
+            smtp.sendmail(user, [user], f"From: {user}\r\nSubject: via 587\r\n\r\nHi.\r\n")
+        with smtplib.SMTP_SSL(
+            "127.0.0.1", int(settings["submissions"]), timeout=5, context=unverified()
+        ) as smtp:
+            smtp.login(user, password)
+            smtp.sendmail(user, [user], f"From: {user}\r\nSubject: via 465\r\n\r\nHi.\r\n")
+
+        output = "".join(lines)
+        maildir = tmp_path / user / "Maildir" / "new"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and output.count("mailagents demo: delivered") < 2:
+            time.sleep(0.05)
+            output = "".join(lines)
+        files = sorted(maildir.iterdir())
+        assert len(files) == 2
+        subjects = set()
+        for path in files:
+            content = path.read_bytes()
+            assert b"with ESMTPSA" in content and b"Message-ID: <" in content
+            subject = re.search(rb"Subject: (via \d+)", content)
+            assert subject
+            subjects.add(subject.group(1))
+        assert subjects == {b"via 587", b"via 465"}
+        assert output.count(f"from <{user}> into {maildir}{os.sep}") == 2, output
+        assert password not in (tmp_path / "users").read_text()
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        done.wait(timeout=5)
+        assert "mailagents demo: stopping" in "".join(lines)
+    finally:
+        stop(proc)
+
+
+def test_demo_msa_sigterm_and_smtplib_one_liner(tmp_path: Path) -> None:
+    proc = start("--submission-port", "0", "--submissions-port", "0", "--dir", str(tmp_path))
+    lines: list[str] = []
+    done = threading.Event()
+    threading.Thread(target=read_lines, args=(proc, lines, done), daemon=True).start()
+    try:
+        output = wait_for(lines, proc, "Submit a message", 30)
+        command = output.split("Submit a message (paste into a shell):\n", 1)[1].strip()
+        # The printed command, run by a shell exactly as pasted.
+        result = subprocess.run(
+            command.replace("python3 ", f"{sys.executable} ", 1),
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        settings = demo_settings(output)
+        wait_for(lines, proc, "mailagents demo: delivered", 10)
+        assert len(list((tmp_path / settings["user"] / "Maildir" / "new").iterdir())) == 1
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        stop(proc)
+
+
+def test_parse_args() -> None:
+    args = parse_args([])
+    assert (args.host, args.submission_port, args.submissions_port) == ("127.0.0.1", 10587, 10465)
+    assert (args.dir, args.user) == ("demo-mail", "demo@example.test")
+    args = parse_args(["--submission-port", "0", "--submissions-port", "0", "--dir", "x"])
+    assert (args.submission_port, args.submissions_port, args.dir) == (0, 0, "x")
+    for bad in (["--submission-port", "70000"], ["--max-size", "0"], ["--user", "nobody"],
+                ["--user", "it's@example.test"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+def test_smtplib_one_liner_is_python() -> None:
+    command = smtplib_one_liner("127.0.0.1", 10587, "demo@example.test", "pw-1_x")
+    assert command.startswith('python3 -c "') and command.endswith('"')
+    compile(command[len('python3 -c "') : -1], "<one-liner>", "exec")
+
+
+# ---------------------------------------------------------------------- smtp-sink
+
+
 @pytest.mark.parametrize("lmtp", [False, True], ids=["smtp", "lmtp"])
-def test_demo_server_prints_messages(lmtp: bool) -> None:
-    proc = start(*(["--lmtp"] if lmtp else []))
+def test_smtp_sink_prints_messages(lmtp: bool) -> None:
+    proc = start("smtp-sink", "--port", "0", *(["--lmtp"] if lmtp else []))
     lines: list[str] = []
     done = threading.Event()
     reader = threading.Thread(target=read_lines, args=(proc, lines, done), daemon=True)
@@ -63,7 +215,7 @@ def test_demo_server_prints_messages(lmtp: bool) -> None:
     try:
         port = first_port(proc, lines)
         assert lines[0].startswith(
-            f"mailagents demo: {'LMTP' if lmtp else 'SMTP'} server listening"
+            f"mailagents smtp-sink: {'LMTP' if lmtp else 'SMTP'} server listening"
         )
         client_class = smtplib.LMTP if lmtp else smtplib.SMTP
         # cpython's smtplib.LMTP reads one reply after the data whatever the number of
@@ -93,8 +245,8 @@ def test_demo_server_prints_messages(lmtp: bool) -> None:
             proc.stdout.close()
 
 
-def test_sigterm_stops_cleanly() -> None:
-    proc = start()
+def test_smtp_sink_sigterm_stops_cleanly() -> None:
+    proc = start("smtp-sink", "--port", "0")
     lines: list[str] = []
     done = threading.Event()
     threading.Thread(target=read_lines, args=(proc, lines, done), daemon=True).start()
@@ -122,13 +274,13 @@ def test_version() -> None:
     assert result.stdout.strip() == f"mailagents {__version__}"
 
 
-def test_parse_args() -> None:
-    args = parse_args(["--port", "0", "--lmtp", "--max-size", "1000"])
+def test_parse_sink_args() -> None:
+    args = parse_sink_args(["--port", "0", "--lmtp", "--max-size", "1000"])
     assert (args.host, args.port, args.lmtp, args.max_size) == ("127.0.0.1", 0, True, 1000)
     with pytest.raises(SystemExit):
-        parse_args(["--port", "70000"])
+        parse_sink_args(["--port", "70000"])
     with pytest.raises(SystemExit):
-        parse_args(["--max-size", "0"])
+        parse_sink_args(["--max-size", "0"])
 
 
 def test_describe_long_body() -> None:

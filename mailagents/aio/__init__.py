@@ -6,12 +6,16 @@ protocol decision of its own: those live in the cores (:mod:`mailagents.smtp`).
 
 - :class:`SMTPServer` (and :func:`serve_smtp`): an SMTP or LMTP server; the application
   subclasses :class:`SMTPHandler`, and each call gets the connection's :class:`Session`.
+  It runs on the protocol-neutral listener that POP3 and IMAP will share: connection
+  limits, deadlines, back-pressure, the failed-login throttle and graceful shutdown,
+  all set in one :class:`ListenerLimits`.
 - :class:`SMTPClient`: an SMTP or LMTP client (STARTTLS, AUTH, pipelining, BDAT,
   per-recipient results), with typed errors carrying the server's reply.
-- :func:`make_self_signed` (and :mod:`mailagents.aio.tls`): a certificate for demos and
+- :func:`make_self_signed` (and ``mailagents.aio.tls``): a certificate for demos and
   tests, and the usual server and client ``ssl.SSLContext`` objects.
 """
 
+from mailagents.aio._listener import AuthThrottle, ListenerLimits
 from mailagents.aio.smtp import Session, SMTPHandler, SMTPServer, serve_smtp
 from mailagents.aio.smtp_client import (
     ClientTimeouts,
@@ -35,6 +39,8 @@ from mailagents.aio.tls import (
 )
 
 __all__ = [
+    "AuthThrottle",
+    "ListenerLimits",
     "ClientTimeouts",
     "SMTPAuthenticationError",
     "SMTPClient",

@@ -33,6 +33,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from mailagents import sasl
+from mailagents.aio._listener import (
+    AuthThrottle,
+    Listener,
+    ListenerLimits,
+    Refusal,
+    StreamSession,
+)
 from mailagents.smtp import (
     NEED_DATA,
     Accept,
@@ -57,6 +64,7 @@ from mailagents.smtp import (
     ServerConfig,
     ServerConnection,
     StartTLS,
+    State,
 )
 
 __all__ = ["SMTPHandler", "SMTPServer", "Session", "serve_smtp"]
@@ -65,8 +73,17 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-# Octets received but not yet fed to the core before reading from the socket pauses.
-_HIGH_WATER = 256 * 1024
+# Refusal greetings by reason (the core strips the enhanced code from a greeting, as
+# RFC 2034 §4 says, and sends the rest).
+_REFUSALS: dict[Refusal, Reply] = {
+    "connections": Reply(code=421, enhanced="4.3.2",
+                         lines=("Too many connections, try again later",)),
+    "address": Reply(code=421, enhanced="4.7.0",
+                     lines=("Too many connections from your address, try again later",)),
+    "shutdown": Reply(code=421, enhanced="4.3.2", lines=("Service shutting down",)),
+}
+# No transaction in progress: a graceful shutdown may end the session here.
+_BOUNDARY_STATES = frozenset({State.CONNECTED, State.READY, State.REFUSED, State.CLOSED})
 
 _LOCAL_ERROR = Reply(code=451, enhanced="4.3.0", lines=("Local error in processing",))
 _REJECT_LOCAL = Reject(reply=_LOCAL_ERROR)
@@ -155,190 +172,74 @@ class SMTPHandler:
         collector's :attr:`Session.message` is already cleared."""
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: the transport callbacks and the task that runs the
-    session (read, feed the core, answer events through the handler, write)."""
+class _Connection(StreamSession):
+    """One SMTP client connection: the session loop over the protocol-neutral
+    :class:`~mailagents.aio._listener.StreamSession` (read, feed the core, answer events
+    through the handler, write)."""
 
-    def __init__(self, server: SMTPServer, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        server: SMTPServer,
+        loop: asyncio.AbstractEventLoop,
+        listener: Listener | None = None,
+    ) -> None:
+        super().__init__(listener if listener is not None else server._listener, loop)
         self._server = server
-        self._loop = loop
-        self._transport: asyncio.Transport | None = None
         self._core: ServerConnection | None = None
         self.session: Session | None = None
-        self.task: asyncio.Task[None] | None = None
-        self._buffer: list[bytes] = []
-        self._buffered = 0
-        self._eof = False
-        self._eof_fed = False
-        self._lost = False
-        self._reading_paused = False
-        self._writing_paused = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._stop: str | None = None  # "timeout" or "shutdown" once the session must end
-        self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
         self._chunk_failed = False
 
-    # --- transport callbacks ---------------------------------------------------------
+    # --- hooks -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        server = self._server
-        config = server.config
-        if len(server._connections) >= server.max_connections:
-            log.warning("connection limit %d reached: refusing %s", server.max_connections,
-                        transport.get_extra_info("peername"))
-            # The core writes the refusal greeting (RFC 5321 §3.1), then we close.
-            refusal = ServerConnection(
-                config,
-                greeting=Reply(
-                    code=421,
-                    enhanced="4.3.2",
-                    lines=(f"{config.hostname} Too many connections, try again later",),
-                ),
-            )
-            transport.write(refusal.data_to_send())
-            transport.close()
-            self._lost = True
-            return
+        config = self._server.config
         peer = transport.get_extra_info("peername")
         self.session = Session(peer=tuple(peer) if peer else (), tls=config.tls_active)
         self._core = ServerConnection(config)
-        server._connections.add(self)
-        self._deadline = self._loop.time() + server.command_timeout
-        self._timer = self._loop.call_at(self._deadline, self._check_deadline)
-        self.task = self._loop.create_task(self._run())
+        super().connection_made(transport)
 
-    def data_received(self, data: bytes) -> None:
-        if self._lost or self._stop is not None:
-            return
-        self._buffer.append(data)
-        self._buffered += len(data)
-        if self._buffered > _HIGH_WATER and not self._reading_paused:
-            self._reading_paused = True
-            assert self._transport is not None
-            self._transport.pause_reading()
-        self._wake()
+    def refuse(self, why: Refusal) -> None:
+        # The core writes the refusal greeting (RFC 5321 §3.1), then the listener closes.
+        self._core = None
+        self.session = None
+        hostname = self._server.config.hostname
+        reply = _REFUSALS[why]
+        greeting = Reply(code=421, enhanced=reply.enhanced, lines=(f"{hostname} {reply.text}",))
+        self.write(ServerConnection(self._server.config, greeting=greeting).data_to_send())
 
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake()
-        # Keep a half-closed TCP connection open for our last replies; TLS cannot.
-        return self.session is not None and not self.session.tls
+    def failed(self) -> None:
+        if self._core is not None:
+            self._core.shutdown("Local error, closing connection", enhanced="4.3.0")
+            self.write(self._core.data_to_send())
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self._eof = True
-        self._wake()
-
-    def pause_writing(self) -> None:
-        self._writing_paused = True
-
-    def resume_writing(self) -> None:
-        self._writing_paused = False
-        self._wake()
-
-    # --- waiting ---------------------------------------------------------------------
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        self._waiter = waiter = self._loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
-    def _check_deadline(self) -> None:
-        now = self._loop.time()
-        timeout = self._server.command_timeout
-        if self._waiter is None:
-            # A handler call is running: the client is not the one being slow.
-            self._timer = self._loop.call_at(now + timeout, self._check_deadline)
-        elif now >= self._deadline:
-            self._timer = None
-            self.stop("timeout")
-        else:
-            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
-
-    def stop(self, why: str = "shutdown") -> None:
-        """End the session as soon as it next waits for the client: ``"timeout"`` sends
-        421 4.4.2, ``"shutdown"`` 421 4.3.2 (the core builds both replies)."""
-        if self._stop is None:
-            self._stop = why
-            self._wake()
-
-    def _hostname(self) -> str:
-        return self._server.config.hostname
-
-    async def _read(self) -> bytes | None:
-        """The next bytes from the client, ``b""`` once at end of input, or ``None``
-        when the session must end (time-out, server shutdown, connection lost)."""
-        while True:
-            if self._stop is not None:
-                return None
-            if self._buffer:
-                buffer = self._buffer
-                data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
-                buffer.clear()
-                self._buffered = 0
-                if self._reading_paused:
-                    self._reading_paused = False
-                    assert self._transport is not None
-                    self._transport.resume_reading()
-                return data
-            if self._eof:
-                if self._eof_fed:
-                    return None
-                self._eof_fed = True
-                return b""
-            await self._wait()
-
-    async def _drain(self) -> None:
-        while self._writing_paused and not self._lost and self._stop is None:
-            await self._wait()
-
-    def _write(self, data: bytes) -> None:
-        transport = self._transport
-        if data and transport is not None and not transport.is_closing():
-            transport.write(data)
-
-    # --- the session -----------------------------------------------------------------
-
-    async def _run(self) -> None:
-        assert self.session is not None
-        try:
-            await self._serve()
-        except Exception:
-            log.exception("SMTP session with %s failed", self.session.peer)
-            if self._core is not None:
-                self._core.shutdown("Local error, closing connection", enhanced="4.3.0")
-                self._write(self._core.data_to_send())
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            transport = self._transport
-            if transport is not None and not transport.is_closing():
-                if self._writing_paused:
-                    transport.abort()  # the client reads nothing: do not wait for it
-                else:
-                    transport.close()
-            self.session.message.clear()
-            self._buffer.clear()
-            self._server._connections.discard(self)
-            log.debug("SMTP session with %s ended", self.session.peer)
+    def at_boundary(self) -> bool:
+        core = self._core
+        return core is None or core.state in _BOUNDARY_STATES
 
     async def _ask(self, call: Awaitable[_T], fallback: _T) -> _T:
+        """A handler call, with the client's clock stopped; its exception is logged and
+        answered with ``fallback``."""
+        paused = self.pause_clock()
         try:
             return await call
         except Exception:
             log.exception("SMTP handler %s failed", getattr(call, "__qualname__", call))
             return fallback
+        finally:
+            if paused:
+                self.resume_clock()
+
+    # --- the session -----------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """The session loop."""
+        session = self.session
+        assert session is not None
+        try:
+            await self._serve()
+        finally:
+            session.message.clear()
+            log.debug("SMTP session with %s ended", session.peer)
 
     async def _serve(self) -> None:
         core = self._core
@@ -346,40 +247,37 @@ class _Connection(asyncio.Protocol):
         assert core is not None and session is not None
         handler = self._server.handler
         default_chunks = self._server._default_chunks
-        timeout = self._server.command_timeout
-        loop = self._loop
         log.debug("SMTP session with %s started", session.peer)
-        progressed = False
         while True:
             try:
                 event = core.next_event()
             except RemoteProtocolError:
-                self._write(core.data_to_send())
+                self.write(core.data_to_send())
                 return
             if event is NEED_DATA:
-                self._write(core.data_to_send())
-                if self._writing_paused:
-                    await self._drain()
-                if progressed:
-                    progressed = False
-                    self._deadline = loop.time() + timeout
-                data = await self._read()
+                out = core.data_to_send()
+                if out:
+                    self.write(out)
+                    self.answered()
+                if self._writing_paused and not await self.drain():
+                    return
+                data = await self.read()
                 if data is None:
-                    if self._stop == "timeout":
+                    if self.stopping == "timeout":
                         core.timed_out()
-                    elif self._stop is not None:
+                    elif self.stopping in ("shutdown", "drain"):
                         core.shutdown("Service shutting down, closing connection")
-                    self._write(core.data_to_send())
+                    self.write(core.data_to_send())
                     return
                 core.receive_data(data)
                 continue
-            progressed = True
             if isinstance(event, DataChunk):
+                self.transferring()
                 if default_chunks:
                     session.message += event.data
                 elif not self._chunk_failed:
                     try:
-                        await handler.on_data_chunk(session, event.data)
+                        await self.busy(handler.on_data_chunk(session, event.data))
                     except Exception:
                         log.exception("SMTP handler on_data_chunk failed")
                         self._chunk_failed = True
@@ -418,11 +316,18 @@ class _Connection(asyncio.Protocol):
             elif isinstance(event, AuthenticationFailed):
                 log.info("%s failed to authenticate (%s): %s", session.peer, event.mechanism,
                          event.reply.code)
+                # A temporary failure (4xx) is ours, not a wrong password: not counted.
+                # The core's reply waits in its buffer until the delay has passed.
+                if event.reply.code >= 500 and await self.login_failed():
+                    core.shutdown("Too many authentication failures, closing connection",
+                                  enhanced="4.7.0")
+                    self.write(core.data_to_send())
+                    return
             elif isinstance(event, StartTLS):
                 if not await self._start_tls():
                     return
             elif isinstance(event, Quit):
-                self._write(core.data_to_send())
+                self.write(core.data_to_send())
                 return
             elif isinstance(event, ConnectionClosed):
                 return
@@ -444,31 +349,14 @@ class _Connection(asyncio.Protocol):
         """Send the 220, upgrade the transport, tell the core. False if it failed."""
         core = self._core
         session = self.session
-        transport = self._transport
         context = self._server.ssl_context
-        assert core is not None and session is not None and transport is not None
-        assert context is not None
-        self._write(core.data_to_send())
+        assert core is not None and session is not None and context is not None
+        self.write(core.data_to_send())
+        self.answered()
         # Whatever followed STARTTLS in the clear is never acted on (RFC 3207 §4); the
-        # core dropped what it had, this drops what it was not fed yet.
-        self._buffer.clear()
-        self._buffered = 0
-        self._reading_paused = False  # start_tls pauses and resumes reading itself
-        try:
-            new_transport = await self._loop.start_tls(
-                transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=min(self._server.command_timeout, 60.0),
-            )
-        except OSError as exc:  # ssl.SSLError, TimeoutError, ConnectionError
-            log.info("TLS handshake with %s failed: %s", session.peer, exc)
-            transport.abort()
+        # core dropped what it had, start_tls drops what it was not fed yet.
+        if not await self.start_tls(context):
             return False
-        if new_transport is None or self._lost:
-            return False
-        self._transport = new_transport
         core.tls_started()
         session.tls = True
         session.helo = None
@@ -479,14 +367,23 @@ class _Connection(asyncio.Protocol):
 
 class SMTPServer:
     """An SMTP (or LMTP, with ``config.lmtp``) server on asyncio, one
-    :class:`~mailagents.smtp.ServerConnection` per client.
+    :class:`~mailagents.smtp.ServerConnection` per client, on the protocol-neutral
+    listener of :mod:`mailagents.aio` (limits and deadlines in :class:`ListenerLimits`).
 
     ``ssl_context`` enables TLS: STARTTLS is offered (``starttls`` is set in the config
     handed to the core), or with ``implicit_tls`` every connection starts with a TLS
-    handshake (RFC 8314, port 465). A client that completes no command within
-    ``command_timeout`` seconds is sent 421 4.4.2 and disconnected (RFC 5321
-    §4.5.3.2.7 asks for at least five minutes). Beyond ``max_connections`` concurrent
-    sessions a new client gets a 421 greeting and is disconnected.
+    handshake (RFC 8314, port 465).
+
+    ``limits`` sets connection limits, deadlines, back-pressure, the failed-login
+    throttle and the shutdown grace period (see :class:`ListenerLimits`). Every reply
+    they cause comes from the core: a client past a deadline gets 421 4.4.2; beyond
+    ``max_connections`` (or ``max_connections_per_address``) a new client gets a 421
+    greeting and is disconnected; after too many failed logins 421 4.7.0; on shutdown
+    421 4.3.2. ``command_timeout`` and ``max_connections``, when given, override the
+    limits' ``idle_timeout`` and ``command_timeout`` (RFC 5321 §4.5.3.2.7 asks for at
+    least five minutes) and ``max_connections``. ``throttle`` shares one
+    :class:`AuthThrottle` (failed logins per source address) between servers, such as
+    the submission ports 587 and 465 of one MSA; by default each server has its own.
 
     Use it as an async context manager (started on 127.0.0.1 with an ephemeral port if
     :meth:`start` was not called) or call :meth:`start` and :meth:`close`.
@@ -499,15 +396,23 @@ class SMTPServer:
         *,
         ssl_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
-        command_timeout: float = 300.0,
-        max_connections: int = 1000,
+        command_timeout: float | None = None,
+        max_connections: int | None = None,
+        limits: ListenerLimits | None = None,
+        throttle: AuthThrottle | None = None,
     ) -> None:
         if implicit_tls and ssl_context is None:
             raise ValueError("implicit_tls needs an ssl_context")
-        if command_timeout <= 0:
-            raise ValueError("command_timeout must be positive")
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
+        limits = limits if limits is not None else ListenerLimits()
+        if command_timeout is not None:
+            limits = dataclasses.replace(
+                limits,
+                idle_timeout=command_timeout,
+                command_timeout=command_timeout,
+                tls_handshake_timeout=min(command_timeout, limits.tls_handshake_timeout),
+            )
+        if max_connections is not None:
+            limits = dataclasses.replace(limits, max_connections=max_connections)
         config = config if config is not None else ServerConfig()
         if ssl_context is None and (config.starttls or config.tls_active):
             raise ValueError("config offers TLS: pass an ssl_context")
@@ -524,38 +429,40 @@ class SMTPServer:
         """The TLS context for STARTTLS or implicit TLS, or ``None``."""
         self.implicit_tls = implicit_tls
         """Connections start with a TLS handshake."""
-        self.command_timeout = command_timeout
-        """Seconds a client has to complete each command."""
-        self.max_connections = max_connections
-        """Concurrent sessions served; more are refused with 421."""
-        self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
+        self.limits = limits
+        """The :class:`ListenerLimits` of the server and its sessions."""
+        self._listener = Listener(
+            lambda listener, loop: _Connection(self, loop, listener),
+            limits,
+            ssl_context=ssl_context if implicit_tls else None,
+            throttle=throttle,
+            name="SMTP server",
+        )
         self._default_chunks = type(handler).on_data_chunk is SMTPHandler.on_data_chunk
+
+    @property
+    def command_timeout(self) -> float:
+        """Seconds a client has to complete each command (``limits.command_timeout``)."""
+        return self.limits.command_timeout
+
+    @property
+    def max_connections(self) -> int:
+        """Concurrent sessions served; more are refused with 421
+        (``limits.max_connections``)."""
+        return self.limits.max_connections
 
     async def start(self, host: str | Sequence[str] = "127.0.0.1", port: int = 0) -> None:
         """Listen on ``host`` (one address or name, or several; IPv4 and IPv6) and
-        ``port`` (``0``: an ephemeral port, see :attr:`port`)."""
-        if self._server is not None:
+        ``port`` (``0``: an ephemeral port, see :attr:`port`), with a backlog of
+        ``limits.backlog``."""
+        if self._listener.sockets:
             raise RuntimeError("the server is already started")
-        loop = asyncio.get_running_loop()
-        hosts = host if isinstance(host, str) else list(host)
-        self._server = await loop.create_server(
-            lambda: _Connection(self, loop),
-            hosts,
-            port,
-            ssl=self.ssl_context if self.implicit_tls else None,
-            ssl_handshake_timeout=min(self.command_timeout, 60.0) if self.implicit_tls else None,
-            reuse_address=True,
-        )
-        for sock in self._server.sockets:
-            log.info("SMTP server listening on %s", sock.getsockname())
+        await self._listener.start(host, port)
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
         """The listening sockets (empty before :meth:`start` and after :meth:`close`)."""
-        if self._server is None:
-            return ()
-        return tuple(self._server.sockets)
+        return self._listener.sockets
 
     @property
     def port(self) -> int:
@@ -568,31 +475,18 @@ class SMTPServer:
     @property
     def connections(self) -> int:
         """The number of sessions open now."""
-        return len(self._connections)
+        return len(self._listener.sessions)
 
-    async def close(self, timeout: float = 10.0) -> None:
-        """Stop listening, end every open session with 421 4.3.2 as soon as it is not
-        inside a handler call, and wait for them (at most ``timeout`` seconds, after
-        which the remaining sessions are cancelled)."""
-        server = self._server
-        if server is None:
-            return
-        self._server = None
-        server.close()
-        tasks = []
-        for connection in list(self._connections):
-            connection.stop("shutdown")
-            if connection.task is not None:
-                tasks.append(connection.task)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        await server.wait_closed()
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop listening and end the sessions gracefully: each gets 421 4.3.2 at its
+        next transaction boundary (at once if idle); after ``timeout`` seconds (default
+        ``limits.shutdown_grace``) the rest get it as soon as they wait for the client,
+        and those still inside a handler call ``limits.shutdown_timeout`` seconds later
+        are cancelled."""
+        await self._listener.close(timeout)
 
     async def __aenter__(self) -> SMTPServer:
-        if self._server is None:
+        if not self.sockets:
             await self.start()
         return self
 
@@ -613,8 +507,10 @@ async def serve_smtp(
     port: int = 0,
     ssl_context: ssl.SSLContext | None = None,
     implicit_tls: bool = False,
-    command_timeout: float = 300.0,
-    max_connections: int = 1000,
+    command_timeout: float | None = None,
+    max_connections: int | None = None,
+    limits: ListenerLimits | None = None,
+    throttle: AuthThrottle | None = None,
 ) -> SMTPServer:
     """Create an :class:`SMTPServer`, start it on ``host`` and ``port``, and return it.
 
@@ -626,6 +522,8 @@ async def serve_smtp(
         implicit_tls=implicit_tls,
         command_timeout=command_timeout,
         max_connections=max_connections,
+        limits=limits,
+        throttle=throttle,
     )
     await server.start(host, port)
     return server

@@ -433,7 +433,9 @@ def test_login(mechanism: str | None) -> None:
                 await client.send_message(MESSAGE, sender="a@example.test",
                                           recipients=["b@example.test"])
             assert info.value.code == 530
-            reply = await client.login("alice", "correct horse", mechanism=mechanism, allow_plaintext=True)
+            reply = await client.login(
+                "alice", "correct horse", mechanism=mechanism, allow_plaintext=True
+            )
             assert reply.code == 235 and client.authenticated
             await client.send_message(MESSAGE, sender="a@example.test",
                                       recipients=["b@example.test"])
