@@ -182,3 +182,245 @@ def mail_tree() -> Path:
     path = Path(tempfile.mkdtemp(prefix="mailagents-mail-"))
     os.chmod(path, 0o755)
     return path
+
+
+def require_root(peer: str) -> None:
+    """Skip (fail under CI) when not root: ``peer`` must start as root to drop privileges."""
+    if os.geteuid() != 0:
+        message = f"{peer} must be started as root"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# Postfix's services with chroot off (the packaged master.cf chroots most of them into
+# the queue directory, which a private queue in /tmp does not furnish). The SMTP
+# listeners come first, in Postfix._config.
+_POSTFIX_SERVICES = """\
+pickup     unix  n - n 60    1 pickup
+cleanup    unix  n - n -     0 cleanup
+qmgr       unix  n - n 300   1 qmgr
+tlsmgr     unix  - - n 1000? 1 tlsmgr
+rewrite    unix  - - n -     - trivial-rewrite
+bounce     unix  - - n -     0 bounce
+defer      unix  - - n -     0 bounce
+trace      unix  - - n -     0 bounce
+verify     unix  - - n -     1 verify
+flush      unix  n - n 1000? 0 flush
+proxymap   unix  - - n -     - proxymap
+proxywrite unix  - - n -     1 proxymap
+smtp       unix  - - n -     - smtp
+relay      unix  - - n -     - smtp
+showq      unix  n - n -     - showq
+error      unix  - - n -     - error
+retry      unix  - - n -     - error
+discard    unix  - - n -     - discard
+local      unix  - n n -     - local
+virtual    unix  - n n -     - virtual
+lmtp       unix  - - n -     - lmtp
+anvil      unix  - - n -     1 anvil
+scache     unix  - - n -     1 scache
+postlog    unix-dgram n - n - 1 postlogd
+"""
+
+
+class Postfix:
+    """A private Postfix (3.4 or newer) receiving mail for ``example.test`` on 127.0.0.1.
+
+    Two SMTP listeners: ``port`` offers every extension Postfix has (PIPELINING,
+    CHUNKING, STARTTLS when a certificate is given, ...), ``data_port`` the same without
+    CHUNKING, so that a client must use DATA. The users in ``users`` exist (anyone else
+    gets 550 5.1.1 at RCPT); each one's mail is delivered by virtual(8) into
+    ``mail/<user>/Maildir/`` as ``nobody``. Nothing leaves the machine: every other
+    domain goes to the error transport. Configuration, queue, data and log live in a
+    private folder; the daemons run as the ``postfix`` user that the package creates.
+    """
+
+    domain = "example.test"
+    users = ("alice", "bob", "carol", "dave", "erin")
+
+    def __init__(self, *, cert_pem: bytes | None = None, key_pem: bytes | None = None) -> None:
+        self.binary = require_binary("postfix")
+        require_root("Postfix")
+        if (cert_pem is None) != (key_pem is None):
+            raise ValueError("give both cert_pem and key_pem, or neither")
+        self.cert_pem, self.key_pem = cert_pem, key_pem
+        self.base = Path(tempfile.mkdtemp(prefix="mailagents-postfix-"))
+        os.chmod(self.base, 0o755)
+        self.etc = self.base / "etc"
+        self.mail = self.base / "mail"
+        self.maillog = self.base / "maillog"
+        nobody = pwd.getpwnam("nobody")
+        self.uid, self.gid = nobody.pw_uid, nobody.pw_gid
+        self.port = free_port()
+        self.data_port = free_port()
+        self.started = False
+
+    def _config(self) -> None:
+        base, etc = self.base, self.etc
+        etc.mkdir()
+        (base / "queue").mkdir()
+        data = base / "data"
+        data.mkdir()
+        postfix = pwd.getpwnam("postfix")
+        os.chown(data, postfix.pw_uid, postfix.pw_gid)
+        self.mail.mkdir()
+        os.chown(self.mail, self.uid, self.gid)
+        tls = ""
+        if self.cert_pem is not None and self.key_pem is not None:
+            (etc / "cert.pem").write_bytes(self.cert_pem)
+            key = etc / "key.pem"
+            key.touch(mode=0o600)
+            key.write_bytes(self.key_pem)
+            tls = f"""
+smtpd_tls_cert_file = {etc}/cert.pem
+smtpd_tls_key_file = {key}
+smtpd_tls_security_level = may
+smtpd_tls_loglevel = 1
+"""
+        (etc / "vmailbox").write_text(
+            "".join(f"{user}@{self.domain} {user}/Maildir/\n" for user in self.users)
+        )
+        (etc / "main.cf").write_text(f"""\
+compatibility_level = 3.6
+queue_directory = {base}/queue
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+syslog_name = mailagents-postfix
+maillog_file = {self.maillog}
+maillog_file_prefixes = {base}
+myhostname = mx.{self.domain}
+mydomain = {self.domain}
+myorigin = $myhostname
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_peername_lookup = no
+smtpd_client_port_logging = yes
+smtputf8_enable = yes
+message_size_limit = 52428800
+# Deliver the message as the client sent it: no header rewriting or added headers
+# other than the delivery's own (Return-Path, Delivered-To, Received).
+local_header_rewrite_clients =
+# Nothing leaves the machine.
+default_transport = error:outbound mail disabled in tests
+relay_transport = error:outbound mail disabled in tests
+smtp_dns_support_level = disabled
+alias_maps =
+alias_database =
+virtual_mailbox_domains = {self.domain}
+virtual_transport = virtual
+virtual_mailbox_base = {self.mail}
+virtual_mailbox_maps = texthash:{etc}/vmailbox
+virtual_uid_maps = static:{self.uid}
+virtual_gid_maps = static:{self.gid}
+virtual_minimum_uid = 1
+virtual_mailbox_limit = 0
+{tls}""")
+        (etc / "master.cf").write_text(
+            f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
+            f"127.0.0.1:{self.data_port} inet n - n - - smtpd\n"
+            "  -o smtpd_discard_ehlo_keywords=silent-discard,chunking\n"
+            + _POSTFIX_SERVICES
+        )
+
+    def _postfix(self, *args: str, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.binary, "-c", str(self.etc), *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Write the configuration, start the master and wait for both listeners."""
+        self._config()
+        done = self._postfix("start", timeout=timeout)
+        self.started = True
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"postfix start failed ({done.returncode}): {done.stdout}{done.stderr}"
+                f"\n{self.log()}"
+            )
+        wait_port(self.port, timeout)
+        wait_port(self.data_port, timeout)
+
+    def master_pid(self) -> int | None:
+        """The pid of the running master process, if any."""
+        try:
+            return int((self.base / "queue" / "pid" / "master.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the master (and with it every daemon) and remove the private folder."""
+        if self.started:
+            pid = self.master_pid()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._postfix("stop", timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while pid is not None and time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                if pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            self.started = False
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def maildir(self, user: str) -> Path:
+        """The Maildir of ``user`` (it exists once something was delivered)."""
+        return self.mail / user / "Maildir"
+
+    def delivered(self, user: str) -> list[bytes]:
+        """The messages in ``user``'s ``new/`` now, oldest first (by name)."""
+        new = self.maildir(user) / "new"
+        if not new.is_dir():
+            return []
+        return [path.read_bytes() for path in sorted(new.iterdir())]
+
+    def wait_delivered(self, user: str, token: bytes, timeout: float = 10.0) -> bytes:
+        """The message holding ``token`` in ``user``'s ``new/``, once delivered."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for message in self.delivered(user):
+                if token in message:
+                    return message
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"no message with {token!r} for {user} after {timeout:g} s\n{self.log()}"
+                )
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        """What Postfix logged (for checks and failure messages)."""
+        return self.maillog.read_text(errors="replace") if self.maillog.exists() else ""
+
+    def wait_log(self, needle: str, timeout: float = 10.0) -> str:
+        """The first log line holding ``needle``, once Postfix has logged it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log().splitlines():
+                if needle in line:
+                    return line
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Postfix never logged {needle!r}\n{self.log()}")
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def running_postfix(
+    *, cert_pem: bytes | None = None, key_pem: bytes | None = None
+) -> Iterator[Postfix]:
+    """Start a private Postfix for the duration of the block."""
+    server = Postfix(cert_pem=cert_pem, key_pem=key_pem)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
