@@ -35,7 +35,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 __all__ = ["AuthThrottle", "Listener", "ListenerLimits", "StreamSession", "address_key"]
 
@@ -278,8 +278,9 @@ class StreamSession(asyncio.Protocol):
     # --- transport callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's implements the interface without inheriting
+        # from asyncio.Transport, so no isinstance check here (it failed on uvloop).
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = tuple(peer) if isinstance(peer, tuple | list) else ()
         self.address = address_key(peer, self.limits.ipv6_prefix)
@@ -292,7 +293,7 @@ class StreamSession(asyncio.Protocol):
             finally:
                 self._close_transport()
             return
-        self._set_write_limit(transport)
+        self._set_write_limit(self.transport)
         now = self.loop.time()
         self._progress_at = self._read_at = now
         self._arm(now + self.limits.idle_timeout)
@@ -568,7 +569,6 @@ class StreamSession(asyncio.Protocol):
             return False
         if new_transport is None or self._lost:
             return False
-        assert isinstance(new_transport, asyncio.Transport)
         self._set_write_limit(new_transport)
         self.transport = new_transport
         return True

@@ -30,7 +30,7 @@ from email.message import Message
 from email.policy import EmailPolicy
 from io import BytesIO
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from mailagents import sasl
 from mailagents.aio.tls import client_context
@@ -265,8 +265,9 @@ class _Stream(asyncio.Protocol):
     # transport callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's implements the interface without inheriting
+        # from asyncio.Transport, so no isinstance check here (it failed on uvloop).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data

@@ -779,3 +779,24 @@ def test_default_handler_answers() -> None:
 
     assert run(main()) == [Accept(), sasl.NoSuchUser()]
     assert session.message == b"abc"
+
+
+def test_server_runs_on_uvloop() -> None:
+    # uvloop's transports do not inherit from asyncio.Transport: a regression test for
+    # the isinstance check that refused every uvloop connection.
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        handler = Recorder()
+        async with SMTPServer(handler, ServerConfig(hostname="mx.test")) as server:
+
+            def client() -> dict[str, tuple[int, bytes]]:
+                with smtplib.SMTP("127.0.0.1", server.port, timeout=5) as smtp:
+                    return smtp.sendmail("a@example.test", ["b@example.test"], MESSAGE)
+
+            assert await thread(client) == {}
+        assert len(handler.messages) == 1
+
+    runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    with runner:
+        runner.run(asyncio.wait_for(main(), TIMEOUT))
