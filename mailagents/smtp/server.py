@@ -129,6 +129,7 @@ class ServerConnection:
         self.config = config if config is not None else ServerConfig()
         cfg = self.config
         self._enhanced = cfg.enhanced_status_codes or cfg.lmtp
+        self._command_limit = cfg.command_line_limit  # computed once: read on every line
         self._in = bytearray()
         self._out = bytearray()
         self._events: deque[ServerEvent] = deque()
@@ -356,7 +357,7 @@ class ServerConnection:
             buf and buf[0] in (65, 97) and bytes(buf[:5]).upper() in (b"AUTH ", b"AUTH\r")
         ):
             return self.config.max_auth_line
-        return self.config.command_line_limit
+        return self._command_limit
 
     def _take_line(self) -> bytes | None:
         buf = self._in
