@@ -10,7 +10,7 @@ recipient, the parameters the server allows) lives in the core::
     async with SMTPClient.connect("mail.example.org", 587) as client:
         await client.login("alice", "secret")
         result = await client.send_message(message)
-        print(result.accepted, result.refused)
+        accepted, refused = result.accepted, result.refused
 
 ``connect`` uses STARTTLS whenever the server offers it and verifies the server's
 certificate with :func:`~mailagents.aio.client_context` unless given another context.
