@@ -450,7 +450,7 @@ class MaildirDelivery:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, fsync: bool = True, max_workers: int = 4
+        self, path: str | os.PathLike[str], *, fsync: bool = True, max_workers: int = 16
     ) -> None:
         self.path = os.fspath(path)
         """The Maildir path template."""
