@@ -266,6 +266,11 @@ def append_records(state: IndexState, path: str, lines: list[str], fsync: bool) 
     data = "".join(lines).encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     try:
+        st = os.fstat(fd)
+        # Our read position is only valid if the file is the one we read, and we read
+        # all of it. Otherwise (it was replaced, or grew behind our back) the next load
+        # must read the whole file again rather than start in the middle of a record.
+        in_step = state.ino == (st.st_dev, st.st_ino) and st.st_size == state.pos
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -273,7 +278,10 @@ def append_records(state: IndexState, path: str, lines: list[str], fsync: bool) 
             os.fsync(fd)
     finally:
         os.close(fd)
-    state.pos += len(data)
+    if in_step:
+        state.pos += len(data)
+    else:
+        state.ino = None
     state.records += len(lines)
     for line in lines:
         state.apply(line.rstrip("\n"))

@@ -797,3 +797,25 @@ def test_unreadable_store_errors_surface_as_oserror(tmp_path: Path) -> None:
         assert contents(f) == [make_message("a")]
     s.close()
 
+
+
+def test_journal_appended_behind_our_back_is_reread_whole(tmp_path: Path) -> None:
+    # Regression: a writer whose read position lagged behind the index file (another
+    # process had appended records since its last load) advanced the position by its
+    # own records only, and the next load started in the middle of a record: the index
+    # was declared corrupt and rebuilt with new UIDs (seen as a flaky concurrency test).
+    from mailagents.store._mbox_index import IndexState, append_records, load
+
+    s = MboxStore(tmp_path, fsync=False)
+    with s.folder("INBOX") as f:
+        f.append_bytes(b"Subject: one\r\n\r\nx\r\n")
+    index = str(tmp_path / ".INBOX.mailagents-index")
+    ours, theirs = IndexState(), IndexState()
+    assert load(ours, index) and load(theirs, index)
+    append_records(theirs, index, ["S 11 22 33 44\n"], False)  # the other process
+    append_records(ours, index, ["S 5 6 7 8\n"], False)  # we had not seen it
+    again = IndexState()
+    assert load(again, index)
+    assert load(ours, index)  # no IndexCorrupt: it starts from a record boundary
+    assert ours.mbox_stat == again.mbox_stat == (5, 6, 7, 8)
+    assert sorted(ours.msgs) == sorted(again.msgs)
