@@ -126,6 +126,9 @@ class IndexState:
     records: int = 0
     tail: int = 0
     ref: FileRef | None = None
+    index_ref: FileRef | None = None
+    """The index file as last read or written, held open: its inode cannot be reused by
+    a newer index while we hold it, so "same file" checks cannot be fooled."""
 
     def reset(self) -> None:
         """Forget everything but the open file."""
@@ -205,6 +208,11 @@ def _read_all(fd: int, start: int, end: int) -> bytes:
     return b"".join(parts)
 
 
+def _same_index(state: IndexState, st: os.stat_result) -> bool:
+    ref = state.index_ref
+    return ref is not None and ref.fd >= 0 and os.path.samestat(os.fstat(ref.fd), st)
+
+
 def load(state: IndexState, path: str) -> bool:
     """Bring ``state`` up to date with the index file: replay new journal records, or
     reload it whole if it was replaced. ``False`` if there is no index.
@@ -214,17 +222,22 @@ def load(state: IndexState, path: str) -> bool:
     except FileNotFoundError:
         state.reset()
         return False
+    keep = False
     try:
         st = os.fstat(fd)
         key = (st.st_dev, st.st_ino)
-        if state.ino == key and st.st_size >= state.pos:
+        if _same_index(state, st) and st.st_size >= state.pos:
             start = state.pos
         else:
+            # Replaced (or never read): read it whole, and hold it open from now on.
             state.reset()
             start = 0
+            state.index_ref = FileRef(fd)
+            keep = True
         data = _read_all(fd, start, st.st_size)
     finally:
-        os.close(fd)
+        if not keep:
+            os.close(fd)
     cut = data.rfind(b"\n") + 1
     try:
         lines = data[:cut].decode("utf-8").split("\n")[:-1]
@@ -270,7 +283,7 @@ def append_records(state: IndexState, path: str, lines: list[str], fsync: bool) 
         # Our read position is only valid if the file is the one we read, and we read
         # all of it. Otherwise (it was replaced, or grew behind our back) the next load
         # must read the whole file again rather than start in the middle of a record.
-        in_step = state.ino == (st.st_dev, st.st_ino) and st.st_size == state.pos
+        in_step = _same_index(state, st) and st.st_size == state.pos
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -282,6 +295,7 @@ def append_records(state: IndexState, path: str, lines: list[str], fsync: bool) 
         state.pos += len(data)
     else:
         state.ino = None
+        state.index_ref = None  # the next load reads the whole file
     state.records += len(lines)
     for line in lines:
         state.apply(line.rstrip("\n"))
@@ -300,13 +314,16 @@ def write_full(state: IndexState, path: str, fsync: bool, *, rename: bool = True
         if fsync:
             os.fsync(fd)
         st = os.fstat(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    ref = FileRef(fd)  # held open: see IndexState.index_ref
     if rename:
         os.replace(tmp, path)
         if fsync:
             fsync_dir(os.path.dirname(path))
     state.ino = (st.st_dev, st.st_ino)
+    state.index_ref = ref
     state.pos = len(data)
     state.records = 0
     state.tail = 0
