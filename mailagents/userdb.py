@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self, cast
 
 from mailagents import sasl
+from mailagents.store._fileio import fsync_dir
 from mailagents.store._locking import FileLock
 
 __all__ = [
@@ -713,8 +714,4 @@ class PasswordFile(UserStore):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(directory)

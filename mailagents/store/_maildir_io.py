@@ -1,80 +1,15 @@
-"""Low-level Maildir I/O: group commit of directory fsyncs, CRLF→LF conversion for
-writing, and a CRLF view of an LF file for reading."""
+"""Low-level Maildir I/O: CRLF→LF conversion for writing, and a CRLF view of an LF file
+for reading. (Directory fsyncs with group commit live in ``_fileio``, shared with mbox.)"""
 
 from __future__ import annotations
 
 import io
 import os
-import threading
 from typing import BinaryIO
 
+from mailagents.store._fileio import fsync_dir
+
 __all__ = ["CRLFReader", "LFConverter", "fsync_dir", "open_crlf"]
-
-
-class _DirSyncer:
-    """Directory fsyncs shared by concurrent callers (group commit).
-
-    A caller that renamed a file into the directory needs an fsync that *started*
-    after its rename. Generations count the fsyncs started; a caller waits until a
-    generation greater than the one started before it arrived has completed, or runs
-    that fsync itself when none is running. N concurrent commits then cost about two
-    directory fsyncs instead of N.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._cond = threading.Condition()
-        self._started = 0
-        self._completed = 0
-        self._running = False
-        self._failed_gen = 0
-        self._failure: OSError | None = None
-
-    def sync(self) -> None:
-        with self._cond:
-            target = self._started + 1
-            while True:
-                if self._completed >= target:
-                    if self._failure is not None and self._failed_gen >= target:
-                        raise self._failure
-                    return
-                if not self._running:
-                    self._running = True
-                    self._started += 1
-                    gen = self._started
-                    break
-                self._cond.wait()
-        error: OSError | None = None
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            error = exc
-        with self._cond:
-            self._running = False
-            self._completed = gen
-            if error is not None:
-                self._failure = error
-                self._failed_gen = gen
-            self._cond.notify_all()
-        if error is not None:
-            raise error
-
-
-_syncers: dict[str, _DirSyncer] = {}
-_syncers_lock = threading.Lock()
-
-
-def fsync_dir(path: str) -> None:
-    """fsync the directory ``path``, sharing the fsync with concurrent callers."""
-    with _syncers_lock:
-        syncer = _syncers.get(path)
-        if syncer is None:
-            syncer = _syncers[path] = _DirSyncer(path)
-    syncer.sync()
 
 
 class LFConverter:

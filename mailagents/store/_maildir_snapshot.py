@@ -28,6 +28,8 @@ import time
 import zlib
 from typing import Any
 
+from mailagents.store._fileio import write_all
+
 __all__ = ["SNAPSHOT", "VERSION", "load", "write"]
 
 log = logging.getLogger(__name__)
@@ -100,9 +102,7 @@ def write(folder_path: str, stamp: Any, body: Any) -> bool:
     try:
         try:
             for part in (header, stamp_data, body_data):
-                view = memoryview(part)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, part)
         finally:
             os.close(fd)
         os.rename(tmp, path)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
+from mailagents.store._fileio import write_all
 from mailagents.store._maildir_io import fsync_dir
 
 __all__ = ["Entry", "ModseqState"]
@@ -434,9 +435,7 @@ class ModseqState:
                 fd = -1
                 self.compact()
                 return
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             if self.fsync:
                 os.fsync(fd)
         finally:
@@ -462,9 +461,7 @@ class ModseqState:
         tmp = self.path + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             if self.fsync:
                 os.fsync(fd)
             st = os.fstat(fd)

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from mailagents.store._fileio import write_all
 from mailagents.store._locking import DotLock
 from mailagents.store._maildir_io import fsync_dir
 
@@ -462,9 +463,7 @@ class UidList:
         tmp = self.path + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             if self.fsync:
                 os.fsync(fd)
             st = os.fstat(fd)

@@ -35,6 +35,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
+from mailagents.store._fileio import fsync_dir, write_all
 from mailagents.store._mbox_format import FileRef
 from mailagents.store._model import MessageInfo
 
@@ -284,9 +285,7 @@ def append_records(state: IndexState, path: str, lines: list[str], fsync: bool) 
         # all of it. Otherwise (it was replaced, or grew behind our back) the next load
         # must read the whole file again rather than start in the middle of a record.
         in_step = _same_index(state, st) and st.st_size == state.pos
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         if fsync:
             os.fsync(fd)
     finally:
@@ -308,9 +307,7 @@ def write_full(state: IndexState, path: str, fsync: bool, *, rename: bool = True
     data = state.full_text()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         if fsync:
             os.fsync(fd)
         st = os.fstat(fd)
@@ -328,12 +325,3 @@ def write_full(state: IndexState, path: str, fsync: bool, *, rename: bool = True
     state.records = 0
     state.tail = 0
     return tmp
-
-
-def fsync_dir(path: str) -> None:
-    """fsync a directory (so that a rename or create in it is durable)."""
-    fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -52,6 +52,7 @@ from typing import Any, BinaryIO
 
 from mailagents._mutf7 import decode_mutf7, encode_mutf7
 from mailagents.store import _maildir_snapshot
+from mailagents.store._fileio import write_all
 from mailagents.store._locking import DotLock
 from mailagents.store._maildir_io import LFConverter, crlf_size_of, fsync_dir, open_crlf
 from mailagents.store._maildir_names import (
@@ -168,9 +169,7 @@ def _write_file_atomic(path: str, data: bytes, *, fsync: bool) -> None:
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         if fsync:
             os.fsync(fd)
         os.close(fd)
@@ -682,9 +681,7 @@ class _MaildirAppendWriter(AppendWriter):
         self._failed = False
 
     def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        write_all(self._fd, data)
 
     def write(self, chunk: bytes) -> None:
         """Add the next piece of the message (CRLF or LF line ends)."""

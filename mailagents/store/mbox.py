@@ -58,6 +58,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from mailagents.store._fileio import fsync_dir
 from mailagents.store._locking import FileLock, pid_alive
 from mailagents.store._mbox_format import (
     FLAG_HEADERS,
@@ -81,7 +82,6 @@ from mailagents.store._mbox_index import (
     IndexState,
     append_records,
     complete_new_index,
-    fsync_dir,
     load,
     stat_key,
     stat_record,
