@@ -98,6 +98,21 @@ def describe(envelope: Envelope, message: bytes) -> str:
     return "\n".join(out)
 
 
+def _add_max_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=ServerConfig().max_message_size,
+        metavar="N",
+        help="largest message accepted, in octets (default: %(default)s)",
+    )
+
+
+def _check_max_size(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.max_size is not None and args.max_size < 1:
+        parser.error("--max-size must be positive")
+
+
 def parse_sink_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the arguments of the ``smtp-sink`` sub-command (those after it)."""
     parser = argparse.ArgumentParser(
@@ -110,18 +125,11 @@ def parse_sink_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--port", type=int, default=2525, help="port to listen on (0: any free port)"
     )
     parser.add_argument("--lmtp", action="store_true", help="speak LMTP (RFC 2033)")
-    parser.add_argument(
-        "--max-size",
-        type=int,
-        default=ServerConfig().max_message_size,
-        metavar="N",
-        help="largest message accepted, in octets (default: %(default)s)",
-    )
+    _add_max_size(parser)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
-    if args.max_size is not None and args.max_size < 1:
-        parser.error("--max-size must be positive")
+    _check_max_size(parser, args)
     return args
 
 
@@ -182,19 +190,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--user", default=DEMO_USER, metavar="ADDRESS", help="the demo user (default: %(default)s)"
     )
-    parser.add_argument(
-        "--max-size",
-        type=int,
-        default=ServerConfig().max_message_size,
-        metavar="N",
-        help="largest message accepted, in octets (default: %(default)s)",
-    )
+    _add_max_size(parser)
     args = parser.parse_args(argv)
     for option in ("submission_port", "submissions_port"):
         if not 0 <= getattr(args, option) <= 65535:
             parser.error(f"--{option.replace('_', '-')} must be between 0 and 65535")
-    if args.max_size is not None and args.max_size < 1:
-        parser.error("--max-size must be positive")
+    _check_max_size(parser, args)
     local, at, domain = args.user.rpartition("@")
     if not (local and at and domain) or any(c.isspace() or c in ":'\"\\" for c in args.user):
         parser.error("--user must be an address such as demo@example.test")
