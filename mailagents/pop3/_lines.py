@@ -1,0 +1,165 @@
+"""Bounded line reading and streaming multi-line writing for POP3 (RFC 1939 §3).
+
+:class:`LineBuffer` cuts received bytes into lines without ever holding more than a
+bound; :class:`DotStuffer` turns a message streamed in arbitrary chunks into the body of
+a multi-line response (byte-stuffed, CRLF line ends, optionally cut after the header and
+``n`` body lines for TOP). Both sides of :mod:`mailagents.pop3` may use them.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["TOO_LONG", "DotStuffer", "LineBuffer", "LineTooLong"]
+
+
+class LineTooLong(enum.Enum):
+    """The marker :meth:`LineBuffer.take_line` returns for a line over the limit."""
+
+    TOO_LONG = "TOO_LONG"
+
+
+TOO_LONG = LineTooLong.TOO_LONG
+
+
+class LineBuffer:
+    """Received bytes, taken out one line at a time.
+
+    A line ends with LF (a CR before it is removed with it). :meth:`take_line` never
+    lets an incomplete line grow past its ``limit``: the excess is thrown away as it
+    arrives and the whole line is reported as :data:`TOO_LONG` once its LF comes.
+    """
+
+    __slots__ = ("_buf", "_discarding")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._discarding = False
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def append(self, data: bytes) -> None:
+        """Add received bytes."""
+        self._buf += data
+
+    def clear(self) -> None:
+        """Throw away everything buffered (STLS: nothing sent before TLS counts)."""
+        self._buf.clear()
+        self._discarding = False
+
+    def startswith(self, prefix: bytes) -> bool:
+        """Whether the buffered bytes start with ``prefix`` (case-insensitive ASCII)."""
+        return bytes(self._buf[: len(prefix)]).upper() == prefix.upper()
+
+    def take_line(self, limit: int) -> bytes | LineTooLong | None:
+        """The next complete line without its CRLF (or LF), :data:`TOO_LONG` if it
+        had more than ``limit`` octets counting its CRLF, or ``None`` if no line is
+        complete yet."""
+        buf = self._buf
+        end = buf.find(b"\n")
+        if end < 0:
+            if len(buf) > limit:
+                # Too long to be a line we accept: keep only its last octet (it may be
+                # the CR of the CRLF) so the buffer stays bounded.
+                self._discarding = True
+                del buf[:-1]
+            return None
+        line = bytes(buf[:end])
+        del buf[: end + 1]
+        if self._discarding:
+            self._discarding = False
+            return TOO_LONG
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        # The limit counts the CRLF (RFC 2449 §4), whatever the line actually ended with.
+        if len(line) + 2 > limit:
+            return TOO_LONG
+        return line
+
+
+class DotStuffer:
+    """Stream a message into a multi-line response body (RFC 1939 §3).
+
+    Each line starting with ``.`` gets another ``.`` in front; a bare LF becomes CRLF (a
+    lone CR inside a line is left alone); an unterminated last line is ended with CRLF;
+    :meth:`finish` adds the ``.`` CRLF terminator. With ``body_lines`` set (TOP,
+    RFC 1939 §7) only the header, the blank line after it and at most that many body
+    lines pass; :attr:`wants_more` turns false once the cut is made.
+    """
+
+    __slots__ = ("_at_start", "_body_left", "_cr", "_cut", "_in_header", "_line_empty")
+
+    def __init__(self, body_lines: int | None = None) -> None:
+        if body_lines is not None and body_lines < 0:
+            raise ValueError("body_lines must not be negative")
+        self._body_left = body_lines
+        self._at_start = True  # nothing of the current line written yet
+        self._line_empty = True  # the current line has no content (a held CR aside)
+        self._cr = False  # a CR was held back: it may be the first half of CRLF
+        self._in_header = True
+        self._cut = False
+
+    @property
+    def wants_more(self) -> bool:
+        """False once TOP's cut was made: later chunks are ignored."""
+        return not self._cut
+
+    def feed(self, data: bytes) -> bytes:
+        """Stuff the next chunk of the message; returns the bytes to send."""
+        out = bytearray()
+        parts = data.split(b"\n")
+        last = len(parts) - 1
+        for i, part in enumerate(parts):
+            if self._cut:
+                break
+            self._content(part, out)
+            if i < last:
+                self._end_line(out)
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        """End the message: a CRLF for an unterminated last line, then ``.`` CRLF."""
+        out = bytearray()
+        if not self._cut and (self._cr or not self._at_start):
+            out += b"\r\n"
+        self._cut = True
+        self._cr = False
+        out += b".\r\n"
+        return bytes(out)
+
+    def _content(self, part: bytes, out: bytearray) -> None:
+        if not part:
+            return
+        if self._cr:
+            # The held CR was not followed by LF: it is content.
+            self._cr = False
+            self._write(b"\r", out)
+        if part.endswith(b"\r"):
+            self._cr = True
+            part = part[:-1]
+        if part:
+            self._write(part, out)
+
+    def _write(self, data: bytes, out: bytearray) -> None:
+        if self._at_start:
+            self._at_start = False
+            if data[0] == 0x2E:  # RFC 1939 §3: byte-stuff a line starting with "."
+                out += b"."
+        self._line_empty = False
+        out += data
+
+    def _end_line(self, out: bytearray) -> None:
+        self._cr = False  # a held CR is the first half of this line's CRLF
+        out += b"\r\n"
+        if self._in_header:
+            if self._line_empty:
+                self._in_header = False  # the blank line after the header was passed
+                if self._body_left == 0:
+                    self._cut = True
+        elif self._body_left is not None:
+            self._body_left -= 1
+            if self._body_left <= 0:
+                self._cut = True
+        self._at_start = True
+        self._line_empty = True

@@ -1,0 +1,129 @@
+"""The bounded line buffer and the streaming byte-stuffer (mailagents/pop3/_lines.py)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailagents.pop3._lines import TOO_LONG, DotStuffer, LineBuffer
+
+
+def take_all(buf: LineBuffer, limit: int) -> list[object]:
+    lines: list[object] = []
+    while (line := buf.take_line(limit)) is not None:
+        lines.append(line)
+    return lines
+
+
+def test_lines_crlf_and_bare_lf() -> None:
+    buf = LineBuffer()
+    buf.append(b"a\r\nb\nc\r")
+    assert take_all(buf, 10) == [b"a", b"b"]
+    assert len(buf) == 2
+    buf.append(b"\n")
+    assert take_all(buf, 10) == [b"c"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    # the limit counts the CRLF (RFC 2449 §4): 8 octets of text + CRLF fit in 10
+    [(b"x" * 8, b"x" * 8), (b"x" * 9, TOO_LONG), (b"x" * 100, TOO_LONG)],
+)
+def test_limit_includes_crlf(line: bytes, expected: object) -> None:
+    for ending in (b"\r\n", b"\n"):
+        buf = LineBuffer()
+        buf.append(line + ending + b"ok\r\n")
+        assert take_all(buf, 10) == [expected, b"ok"]
+        # and one byte at a time: the buffer never grows past the limit
+        buf = LineBuffer()
+        got: list[object] = []
+        for byte in line + ending + b"ok\r\n":
+            buf.append(bytes([byte]))
+            assert len(buf) <= 11
+            got += take_all(buf, 10)
+        assert got == [expected, b"ok"]
+
+
+def test_clear_and_startswith() -> None:
+    buf = LineBuffer()
+    buf.append(b"x" * 50)
+    assert buf.take_line(10) is None
+    buf.clear()
+    buf.append(b"auth plain\r\n")
+    assert buf.startswith(b"AUTH ")
+    assert buf.take_line(20) == b"auth plain"
+
+
+STUFFING = [
+    # (message, TOP lines, expected body before ".\r\n")
+    (b"a\r\nb\r\n", None, b"a\r\nb\r\n"),
+    (b".\r\n", None, b"..\r\n"),
+    (b"..x\r\n.\r\n", None, b"...x\r\n..\r\n"),
+    (b"a\nb\n", None, b"a\r\nb\r\n"),  # bare LF -> CRLF
+    (b"a\r\nb", None, b"a\r\nb\r\n"),  # no final newline
+    (b"a\rb\r\n", None, b"a\rb\r\n"),  # a lone CR stays
+    (b"a\r", None, b"a\r\n"),  # a final CR ends the line
+    (b"", None, b""),
+    (b"\r\n", None, b"\r\n"),
+    (b"x.\r\n.x", None, b"x.\r\n..x\r\n"),
+    (b"H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\n", 0, b"H: 1\r\nH: 2\r\n\r\n"),
+    (b"H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\n", 1, b"H: 1\r\nH: 2\r\n\r\nb1\r\n"),
+    (b"H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\n", 2, b"H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\n"),
+    (b"H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\n", 9, b"H: 1\r\nH: 2\r\n\r\nb1\r\nb2\r\n"),
+    (b"H: 1\n\n.b1\nb2", 1, b"H: 1\r\n\r\n..b1\r\n"),
+    (b"H: 1\n\r\nb1\nb2", 5, b"H: 1\r\n\r\nb1\r\nb2\r\n"),
+    (b"H: 1\r\nno body", 0, b"H: 1\r\nno body\r\n"),  # no blank line: all header
+    (b"H: 1\r\n\r\n\r\n\r\nx", 2, b"H: 1\r\n\r\n\r\n\r\n"),  # empty body lines count
+]
+
+
+@pytest.mark.parametrize(("message", "lines", "expected"), STUFFING)
+def test_dot_stuffing(message: bytes, lines: int | None, expected: bytes) -> None:
+    for size in (len(message) or 1, 1, 2, 3):
+        stuffer = DotStuffer(lines)
+        out = bytearray()
+        for i in range(0, len(message), size):
+            out += stuffer.feed(message[i : i + size])
+        out += stuffer.finish()
+        assert bytes(out) == expected + b".\r\n", (message, lines, size)
+        assert not stuffer.wants_more
+
+
+def test_top_wants_more() -> None:
+    stuffer = DotStuffer(1)
+    assert stuffer.feed(b"H: 1\r\n\r\n") == b"H: 1\r\n\r\n"
+    assert stuffer.wants_more
+    assert stuffer.feed(b"b1\r\nb2\r\n") == b"b1\r\n"
+    assert not stuffer.wants_more
+    assert stuffer.feed(b"more\r\n") == b""
+    with pytest.raises(ValueError):
+        DotStuffer(-1)
+
+
+def unstuff(data: bytes) -> bytes:
+    assert data.endswith(b"\r\n.\r\n") or data == b".\r\n"
+    lines = data[:-3].split(b"\r\n")[:-1] if data != b".\r\n" else []
+    return b"".join((line[1:] if line.startswith(b".") else line) + b"\r\n" for line in lines)
+
+
+@given(st.binary(max_size=300), st.lists(st.integers(1, 50), max_size=20))
+def test_stuffing_round_trip(message: bytes, cuts: list[int]) -> None:
+    stuffer = DotStuffer()
+    out = bytearray()
+    pos = 0
+    for cut in cuts:
+        out += stuffer.feed(message[pos : pos + cut])
+        pos += cut
+    out += stuffer.feed(message[pos:])
+    out += stuffer.finish()
+    data = bytes(out)
+    # No line of the body is a lone "." and every line ends with CRLF.
+    body = data[:-3]
+    assert b"\r\n.\r\n" not in b"\r\n" + body
+    assert body.count(b"\n") == body.count(b"\r\n")
+    # Un-stuffing gives back the message with CRLF line ends.
+    normal = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if normal and not normal.endswith(b"\r\n"):
+        normal = normal[:-1] + b"\r\n" if normal.endswith(b"\r") else normal + b"\r\n"
+    assert unstuff(data) == normal
