@@ -16,3 +16,13 @@ def test_smtp_in_memory(capsys: pytest.CaptureFixture[str]) -> None:
     assert "accepted: ['<b@example.test>']" in out
     assert "refused:  ['<c@elsewhere.example>']" in out
     assert r"Hello.\r\n.dot line\r\n" in out
+
+
+def test_pop3_in_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    runpy.run_path(str(EXAMPLES / "pop3_in_memory.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "+OK maildrop locked and ready, 2 messages" in out
+    assert "\r\n..a line that starts with a dot\r\n.\r\n" in out.replace("\n", "\r\n").replace(
+        "\r\r\n", "\r\n"
+    )
+    assert "deleted at QUIT: ['0000000100000001']" in out

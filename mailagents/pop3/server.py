@@ -115,6 +115,11 @@ def _multiline(status: Response, lines: list[str]) -> bytes:
     return bytes(out)
 
 
+
+def _count(n: int) -> str:
+    """``1 message``, ``2 messages``: the counts in status texts."""
+    return f"{n} message" if n == 1 else f"{n} messages"
+
 class ServerConnection:
     """One POP3 session, server side, with no I/O.
 
@@ -672,7 +677,7 @@ class ServerConnection:
         self._identity = event.identity
         self._state = State.TRANSACTION
         count, size = self._totals()
-        self._queue(_ok(f"maildrop locked and ready, {count} messages ({size} octets)"))
+        self._queue(_ok(f"maildrop locked and ready, {_count(count)} ({size} octets)"))
         self._emit(Authenticated(identity=event.identity, mechanism=event.mechanism))
 
     # --- TRANSACTION -----------------------------------------------------------------
@@ -736,7 +741,7 @@ class ServerConnection:
             if number not in self._deleted
         ]
         count, size = self._totals()
-        status = _ok(f"{count} messages ({size} octets)") if verb == "LIST" else _ok()
+        status = _ok(f"{_count(count)} ({size} octets)") if verb == "LIST" else _ok()
         self._out += _multiline(status, lines)
 
     def _cmd_dele(self, arg: str) -> None:
@@ -753,7 +758,7 @@ class ServerConnection:
         if self._no_args("RSET", arg):
             self._deleted.clear()
             count, size = self._totals()
-            self._queue(_ok(f"maildrop has {count} messages ({size} octets)"))
+            self._queue(_ok(f"maildrop has {_count(count)} ({size} octets)"))
 
     def _cmd_retr(self, arg: str) -> None:
         number = self._one_number("RETR", arg)
@@ -807,7 +812,7 @@ class ServerConnection:
             response = decision.response
         elif isinstance(decision, Accept):
             left = len(self._messages) - len(self._deleted)
-            what = f"{left} messages left" if left else "maildrop empty"
+            what = f"{_count(left)} left" if left else "maildrop empty"
             response = _ok(f"{self.config.hostname} POP3 server signing off ({what})")
         else:
             raise LocalProtocolError("answer Update with Accept or Reject")

@@ -38,7 +38,7 @@ EXAMPLES: list[tuple[bytes, bytes]] = [
     (b"DELE 1\r\nDELE 1\r\n", b"+OK Message 1 deleted\r\n-ERR Message 1 already deleted\r\n"),
     (b"DELE 1\r\nSTAT\r\n", b"+OK Message 1 deleted\r\n+OK 1 200\r\n"),
     (b"DELE 1\r\nLIST\r\n",
-     b"+OK Message 1 deleted\r\n+OK 1 messages (200 octets)\r\n2 200\r\n.\r\n"),
+     b"+OK Message 1 deleted\r\n+OK 1 message (200 octets)\r\n2 200\r\n.\r\n"),
     (b"DELE 1\r\nLIST 1\r\n", b"+OK Message 1 deleted\r\n-ERR Message 1 already deleted\r\n"),
     (b"DELE 1\r\nUIDL\r\n", b"+OK Message 1 deleted\r\n+OK\r\n2 uid-2\r\n.\r\n"),
     (b"DELE 1\r\nRETR 1\r\n", b"+OK Message 1 deleted\r\n-ERR Message 1 already deleted\r\n"),
@@ -173,7 +173,7 @@ def test_update_accepted() -> None:
     result = run(b"DELE 2\r\nQUIT\r\nNOOP\r\n", server, app)
     assert result.lines == [
         b"+OK Message 2 deleted",
-        b"+OK localhost POP3 server signing off (1 messages left)",
+        b"+OK localhost POP3 server signing off (1 message left)",
     ]
     update = app.log[0]
     assert isinstance(update, Update)
