@@ -1,9 +1,11 @@
 """POP3 as sans-I/O state machines (RFC 1939 and the extensions: RFC 2449 CAPA and
 response codes, RFC 5034 SASL, RFC 2595 STLS, RFC 3206, RFC 6856 UTF8).
 
-:class:`ServerConnection` knows bytes and events, nothing else: an adapter moves the
-bytes, and the application answers the events that need a decision (credentials, the
-maildrop at login, each message retrieved, the deletions at QUIT).
+:class:`ServerConnection` and :class:`~mailagents.pop3.client.ClientConnection` know
+bytes and events, nothing else: an adapter moves the bytes, and the application answers
+the events that need a decision (on the server: credentials, the maildrop at login,
+each message retrieved, the deletions at QUIT). The client's events are in
+:mod:`mailagents.pop3.client`.
 """
 
 from mailagents._protocol import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -28,12 +30,11 @@ from mailagents.pop3._events import (
 from mailagents.pop3._lines import DotStuffer
 from mailagents.pop3._response import NEED_DATA, PAUSED, Response, Sentinel, parse_response
 from mailagents.pop3._state import State
-from mailagents.pop3.server import Decision, ServerConnection, ServerEvent
 
-# --- client (added by the lead) ----------------------------------------------------
-# The client helper's names (mailagents/pop3/client.py, _client_events.py) are imported
-# here and added to __all__ below once that module is in place.
-# -------------------------------------------------------------------------------------
+# The client side: its events share some names with the server's (MessageChunk,
+# MessageEnd, ConnectionClosed) with other fields, so they live in mailagents.pop3.client.
+from mailagents.pop3.client import ClientConnection, ClientEvent, apop_digest
+from mailagents.pop3.server import Decision, ServerConnection, ServerEvent
 
 __all__ = [
     "NEED_DATA",
@@ -65,5 +66,7 @@ __all__ = [
     "State",
     "Update",
     "parse_response",
-    # --- client names (added by the lead) ---
+    "ClientConnection",
+    "ClientEvent",
+    "apop_digest",
 ]
