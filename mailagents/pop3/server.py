@@ -124,8 +124,9 @@ class ServerConnection:
     """One POP3 session, server side, with no I/O.
 
     ``challenge`` is the APOP timestamp (RFC 1939 §7, ``<pid.clock@hostname>``, made
-    by the adapter, which owns the clock); it is appended to the greeting, and APOP is
-    offered only when it is given and ``config.allow_apop`` is set.
+    by the adapter, which owns the clock). APOP is offered only when it is given and
+    ``config.allow_apop`` is set; only then is it appended to the greeting (a server
+    without APOP has no reason to show its process id and clock).
     """
 
     def __init__(self, config: ServerConfig | None = None, *, challenge: str | None = None):
@@ -156,7 +157,7 @@ class ServerConnection:
         self._deleted: set[int] = set()
         self._stuffer: DotStuffer | None = None
         greeting = f"{cfg.hostname} POP3 server ready"
-        if challenge is not None:
+        if challenge is not None and cfg.allow_apop:
             greeting = f"{greeting} {challenge}"
         self._queue(_ok(greeting))
 

@@ -38,11 +38,16 @@ def b64(data: bytes) -> bytes:
 
 def test_greeting_without_and_with_challenge() -> None:
     assert ServerConnection().data_to_send() == b"+OK localhost POP3 server ready\r\n"
-    server = ServerConnection(ServerConfig(hostname="dbc.mtview.ca.us"), challenge=CHALLENGE)
+    server = ServerConnection(
+        ServerConfig(hostname="dbc.mtview.ca.us", allow_apop=True), challenge=CHALLENGE
+    )
     assert server.data_to_send() == (
         b"+OK dbc.mtview.ca.us POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n"
     )
     assert server.state is State.AUTHORIZATION
+    # Without APOP the timestamp (process id and clock) is not shown.
+    server = ServerConnection(ServerConfig(hostname="dbc.mtview.ca.us"), challenge=CHALLENGE)
+    assert server.data_to_send() == b"+OK dbc.mtview.ca.us POP3 server ready\r\n"
 
 
 @pytest.mark.parametrize("bad", ["1896@x", "<a b@c>", "<a\r\n>", "<>", "<a<b>"])
