@@ -1,12 +1,15 @@
 """The command line: ``python -m mailagents``.
 
 ``python -m mailagents [--host H] [--submission-port P] [--submissions-port P]
-[--dir DIR] [--user ADDRESS] [--max-size N]`` runs the demo: an MSA
-(:class:`mailagents.agents.MSA`) on loopback with STARTTLS (port 10587) and implicit
-TLS (port 10465), a self-signed certificate in ``DIR/tls/``, one user with a new random
-password at each start, and Maildirs under ``DIR`` (``./demo-mail`` by default). It
-prints the ports, the user, the password and an smtplib one-liner to submit a message,
-then a line for each message delivered. Stop it with Ctrl-C (SIGINT) or SIGTERM.
+[--pop3-port P] [--pop3s-port P] [--dir DIR] [--user ADDRESS] [--max-size N]`` runs the
+demo, the first whole chain on loopback: an MSA (:class:`mailagents.agents.MSA`) with
+STARTTLS (port 10587) and implicit TLS (port 10465) that delivers into Maildirs under
+``DIR`` (``./demo-mail`` by default), and a POP3 MAA (:class:`mailagents.agents.MAA`)
+serving the same Maildirs with STLS (port 10110) and implicit TLS (port 10995); a
+self-signed certificate in ``DIR/tls/`` and one user with a new random password at each
+start. It prints the ports, the user, the password, an smtplib one-liner to submit a
+message and a poplib one-liner to read it back, then a line for each message delivered.
+Stop it with Ctrl-C (SIGINT) or SIGTERM.
 
 ``python -m mailagents smtp-sink [--host H] [--port P] [--lmtp] [--max-size N]`` runs
 a plain SMTP (or LMTP) server on loopback that accepts every recipient and prints each
@@ -36,7 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailagents import __version__
-from mailagents.agents import MSA, MaildirDelivery, Submission
+from mailagents.agents import MAA, MSA, MaildirDelivery, Submission
 from mailagents.aio import Session, SMTPHandler, make_self_signed, serve_smtp, server_context
 from mailagents.smtp import Accept, Envelope, LMTPReplies, Reject, ServerConfig
 from mailagents.userdb import PasswordFile
@@ -49,6 +52,7 @@ __all__ = [
     "parse_passwd_args",
     "parse_sink_args",
     "passwd",
+    "poplib_one_liner",
     "smtplib_one_liner",
 ]
 
@@ -58,6 +62,10 @@ DEMO_SUBMISSION_PORT = 10587
 """The demo's submission (STARTTLS) port: a free high port instead of 587."""
 DEMO_SUBMISSIONS_PORT = 10465
 """The demo's submissions (implicit TLS) port: a free high port instead of 465."""
+DEMO_POP3_PORT = 10110
+"""The demo's POP3 (STLS) port: a free high port instead of 110."""
+DEMO_POP3S_PORT = 10995
+"""The demo's POP3S (implicit TLS) port: a free high port instead of 995."""
 
 BODY_LINES = 10
 """How many lines of each message body the demo prints."""
@@ -161,8 +169,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the demo's command line (``python -m mailagents [options]``)."""
     parser = argparse.ArgumentParser(
         prog="python -m mailagents",
-        description="mailagents demo: an MSA (RFC 6409) on loopback with a self-signed "
-        "certificate, one user and Maildirs under a local folder. Other commands: "
+        description="mailagents demo: an MSA (RFC 6409) and a POP3 server (RFC 1939) on "
+        "loopback over the same Maildirs, with a self-signed certificate and one user. "
+        "Other commands: "
         "'python -m mailagents smtp-sink --help', 'python -m mailagents passwd --help'.",
     )
     parser.add_argument("--version", action="version", version=f"mailagents {__version__}")
@@ -182,6 +191,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="port of submission with implicit TLS (default: %(default)s; 0: any free port)",
     )
     parser.add_argument(
+        "--pop3-port",
+        type=int,
+        default=DEMO_POP3_PORT,
+        metavar="P",
+        help="port of POP3 with STLS (default: %(default)s; 0: any free port)",
+    )
+    parser.add_argument(
+        "--pop3s-port",
+        type=int,
+        default=DEMO_POP3S_PORT,
+        metavar="P",
+        help="port of POP3 with implicit TLS (default: %(default)s; 0: any free port)",
+    )
+    parser.add_argument(
         "--dir",
         default="demo-mail",
         help="folder of the certificate, the password file and the Maildirs "
@@ -192,7 +215,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     _add_max_size(parser)
     args = parser.parse_args(argv)
-    for option in ("submission_port", "submissions_port"):
+    for option in ("submission_port", "submissions_port", "pop3_port", "pop3s_port"):
         if not 0 <= getattr(args, option) <= 65535:
             parser.error(f"--{option.replace('_', '-')} must be between 0 and 65535")
     _check_max_size(parser, args)
@@ -213,6 +236,20 @@ def smtplib_one_liner(host: str, port: int, user: str, password: str) -> str:
         f"s.login('{user}', '{password}'); "
         f"s.sendmail('{user}', ['{user}'], '{message}'); "
         's.quit()"'
+    )
+
+
+def poplib_one_liner(host: str, port: int, user: str, password: str) -> str:
+    """A shell command that reads the user's mail with poplib: STLS (certificate not
+    verified: the demo's is self-signed), login, print each message, leave them there."""
+    return (
+        'python3 -c "import poplib, ssl; '
+        f"p = poplib.POP3('{host}', {port}); "
+        "p.stls(context=ssl._create_unverified_context()); "
+        f"p.user('{user}'); p.pass_('{password}'); "
+        "[print(b'\\n'.join(p.retr(i + 1)[1]).decode(), '\\n' + '-' * 40) "
+        "for i in range(p.stat()[0])]; "
+        'p.quit()"'
     )
 
 
@@ -259,6 +296,7 @@ async def _serve_demo(args: argparse.Namespace) -> None:
 
     domain = args.user.rpartition("@")[2]
     stop = _stop_on_signals()
+    maa = MAA("localhost", users, folder / "{user}" / "Maildir", ssl_context=context)
     msa = MSA(
         "localhost",
         users,
@@ -268,20 +306,26 @@ async def _serve_demo(args: argparse.Namespace) -> None:
         max_message_size=args.max_size,
     )
     try:
-        async with msa:
+        async with msa, maa:
             await msa.serve(args.host, args.submission_port, args.submissions_port)
+            await maa.serve(args.host, args.pop3_port, args.pop3s_port)
             host = f"[{args.host}]" if ":" in args.host else args.host
             maildir = os.path.join(folder, "<address>", "Maildir", "")
             print(
-                f"mailagents demo: an MSA (RFC 6409) on {host}, Ctrl-C to stop\n"
+                f"mailagents demo: an MSA (RFC 6409) and a POP3 MAA (RFC 1939) on {host}, "
+                "Ctrl-C to stop\n"
                 f"  submission:  {host}:{msa.submission_port} (STARTTLS, then AUTH)\n"
                 f"  submissions: {host}:{msa.submissions_port} (implicit TLS)\n"
+                f"  pop3:        {host}:{maa.pop3_port} (STLS, then USER/PASS or AUTH)\n"
+                f"  pop3s:       {host}:{maa.pop3s_port} (implicit TLS)\n"
                 f"  user:        {args.user}\n"
                 f"  password:    {password} (a new one at each start)\n"
                 f"  Maildirs:    {maildir} (for any address @{domain})\n"
                 f"  certificate: {cert} (self-signed)\n"
                 "Submit a message (paste into a shell):\n"
-                f"  {smtplib_one_liner(args.host, msa.submission_port, args.user, password)}",
+                f"  {smtplib_one_liner(args.host, msa.submission_port, args.user, password)}\n"
+                "Read it back with POP3:\n"
+                f"  {poplib_one_liner(args.host, maa.pop3_port, args.user, password)}",
                 flush=True,
             )
             await stop.wait()

@@ -4,6 +4,7 @@ the passwd sub-command."""
 from __future__ import annotations
 
 import os
+import poplib
 import re
 import signal
 import smtplib
@@ -17,10 +18,26 @@ from pathlib import Path
 import pytest
 
 from mailagents import __version__
-from mailagents.__main__ import describe, parse_args, parse_sink_args, smtplib_one_liner
+from mailagents.__main__ import (
+    describe,
+    parse_args,
+    parse_sink_args,
+    poplib_one_liner,
+    smtplib_one_liner,
+)
 from mailagents.smtp import Envelope, MailParameters, Recipient, parse_forward_path, parse_path
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO_PORTS = (
+    "--submission-port",
+    "0",
+    "--submissions-port",
+    "0",
+    "--pop3-port",
+    "0",
+    "--pop3s-port",
+    "0",
+)
 
 
 def start(*args: str) -> subprocess.Popen[str]:
@@ -79,6 +96,8 @@ def demo_settings(output: str) -> dict[str, str]:
     for key, pattern in (
         ("submission", r"submission: +127\.0\.0\.1:(\d+) "),
         ("submissions", r"submissions: +127\.0\.0\.1:(\d+) "),
+        ("pop3", r"pop3: +127\.0\.0\.1:(\d+) "),
+        ("pop3s", r"pop3s: +127\.0\.0\.1:(\d+) "),
         ("user", r"user: +(\S+)"),
         ("password", r"password: +(\S+)"),
     ):
@@ -105,7 +124,7 @@ def unverified() -> ssl.SSLContext:
 
 
 def test_demo_msa_delivers_into_maildir(tmp_path: Path) -> None:
-    proc = start("--submission-port", "0", "--submissions-port", "0", "--dir", str(tmp_path))
+    proc = start(*DEMO_PORTS, "--dir", str(tmp_path))
     lines: list[str] = []
     done = threading.Event()
     threading.Thread(target=read_lines, args=(proc, lines, done), daemon=True).start()
@@ -150,6 +169,33 @@ def test_demo_msa_delivers_into_maildir(tmp_path: Path) -> None:
         assert output.count(f"from <{user}> into {maildir}{os.sep}") == 2, output
         assert password not in (tmp_path / "users").read_text()
 
+        # The whole chain: read both messages back over POP3 (STLS, then implicit TLS).
+        pop = poplib.POP3("127.0.0.1", int(settings["pop3"]), timeout=5)
+        try:
+            with pytest.raises(poplib.error_proto):
+                pop.user(user)  # no clear-text password before TLS
+            pop.stls(context=unverified())
+            pop.user(user)
+            pop.pass_(password)
+            assert pop.stat()[0] == 2
+            fetched = {
+                re.search(rb"Subject: (via \d+)", b"\r\n".join(pop.retr(n)[1])).group(1)  # type: ignore[union-attr]
+                for n in (1, 2)
+            }
+            assert fetched == subjects
+            uidls = [line.split()[1] for line in pop.uidl()[1]]
+            pop.dele(1)
+        finally:
+            pop.quit()
+        pops = poplib.POP3_SSL("127.0.0.1", int(settings["pop3s"]), timeout=5, context=unverified())
+        try:
+            pops.user(user)
+            pops.pass_(password)
+            assert pops.stat()[0] == 1  # the one deleted at QUIT is gone
+            assert [line.split()[1] for line in pops.uidl()[1]] == uidls[1:]
+        finally:
+            pops.quit()
+
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
         done.wait(timeout=5)
@@ -159,13 +205,14 @@ def test_demo_msa_delivers_into_maildir(tmp_path: Path) -> None:
 
 
 def test_demo_msa_sigterm_and_smtplib_one_liner(tmp_path: Path) -> None:
-    proc = start("--submission-port", "0", "--submissions-port", "0", "--dir", str(tmp_path))
+    proc = start(*DEMO_PORTS, "--dir", str(tmp_path))
     lines: list[str] = []
     done = threading.Event()
     threading.Thread(target=read_lines, args=(proc, lines, done), daemon=True).start()
     try:
         output = wait_for(lines, proc, "Submit a message", 30)
-        command = output.split("Submit a message (paste into a shell):\n", 1)[1].strip()
+        command = output.split("Submit a message (paste into a shell):\n", 1)[1]
+        command = command.splitlines()[0].strip()
         # The printed command, run by a shell exactly as pasted.
         result = subprocess.run(
             command.replace("python3 ", f"{sys.executable} ", 1),
@@ -178,6 +225,16 @@ def test_demo_msa_sigterm_and_smtplib_one_liner(tmp_path: Path) -> None:
         settings = demo_settings(output)
         wait_for(lines, proc, "mailagents demo: delivered", 10)
         assert len(list((tmp_path / settings["user"] / "Maildir" / "new").iterdir())) == 1
+        command = output.split("Read it back with POP3:\n", 1)[1].splitlines()[0].strip()
+        result = subprocess.run(
+            command.replace("python3 ", f"{sys.executable} ", 1),
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Subject: hello" in result.stdout and "Hi!" in result.stdout
         proc.terminate()
         assert proc.wait(timeout=10) == 0
     finally:
@@ -187,13 +244,25 @@ def test_demo_msa_sigterm_and_smtplib_one_liner(tmp_path: Path) -> None:
 def test_parse_args() -> None:
     args = parse_args([])
     assert (args.host, args.submission_port, args.submissions_port) == ("127.0.0.1", 10587, 10465)
+    assert (args.pop3_port, args.pop3s_port) == (10110, 10995)
     assert (args.dir, args.user) == ("demo-mail", "demo@example.test")
     args = parse_args(["--submission-port", "0", "--submissions-port", "0", "--dir", "x"])
     assert (args.submission_port, args.submissions_port, args.dir) == (0, 0, "x")
-    for bad in (["--submission-port", "70000"], ["--max-size", "0"], ["--user", "nobody"],
-                ["--user", "it's@example.test"]):
+    for bad in (
+        ["--submission-port", "70000"],
+        ["--pop3-port", "-1"],
+        ["--max-size", "0"],
+        ["--user", "nobody"],
+        ["--user", "it's@example.test"],
+    ):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_poplib_one_liner_is_python() -> None:
+    command = poplib_one_liner("127.0.0.1", 10110, "demo@example.test", "pw-1_x")
+    assert command.startswith('python3 -c "') and command.endswith('"')
+    compile(command[len('python3 -c "') : -1], "<one-liner>", "exec")
 
 
 def test_smtplib_one_liner_is_python() -> None:

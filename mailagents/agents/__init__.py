@@ -4,8 +4,19 @@ adapters, with policy hooks (plain callables) where a user decides.
 - :class:`MSA`: the submission agent (RFC 6409) on ports 587 (STARTTLS) and 465
   (implicit TLS), AUTH required, the sender the user's own; it hands each
   :class:`Submission` to a delivery callable, by default :class:`MaildirDelivery`.
+- :class:`MAA`: the POP3 access agent (RFC 1939) on ports 110 (STLS) and 995
+  (implicit TLS) over the users' Maildir or mbox stores (:class:`StoreMaildrop` is the
+  store side of one session); given the same path template as the MSA's
+  :class:`MaildirDelivery`, it serves the mail the MSA delivered.
 """
 
+from mailagents.agents.maa import (
+    MAA,
+    MAA_MECHANISMS,
+    MaildropMessage,
+    StoreMaildrop,
+    uidl,
+)
 from mailagents.agents.msa import (
     MECHANISMS,
     MSA,
@@ -16,10 +27,15 @@ from mailagents.agents.msa import (
 )
 
 __all__ = [
+    "MAA",
+    "MAA_MECHANISMS",
     "MECHANISMS",
     "MSA",
     "Deliver",
     "MaildirDelivery",
+    "MaildropMessage",
     "SendersPolicy",
+    "StoreMaildrop",
     "Submission",
+    "uidl",
 ]

@@ -9,13 +9,35 @@ protocol decision of its own: those live in the cores (:mod:`mailagents.smtp`).
   It runs on the protocol-neutral listener that POP3 and IMAP will share: connection
   limits, deadlines, back-pressure, the failed-login throttle and graceful shutdown,
   all set in one :class:`ListenerLimits`.
+- :class:`POP3Server` (and :func:`serve_pop3`): a POP3 server on the same listener;
+  the application subclasses :class:`POP3Handler` (credentials, the maildrop at login,
+  each message streamed, the deletions at QUIT), and each call gets the connection's
+  :class:`POP3Session`.
 - :class:`SMTPClient`: an SMTP or LMTP client (STARTTLS, AUTH, pipelining, BDAT,
   per-recipient results), with typed errors carrying the server's reply.
+- :class:`POP3Client`: a POP3 client (implicit TLS or STLS, verified by default; login
+  by SCRAM, PLAIN or USER/PASS; streamed RETR; :meth:`POP3Client.fetch`, fetchmail's
+  "keep" mode by unique id), with typed errors carrying the server's response.
 - :func:`make_self_signed` (and ``mailagents.aio.tls``): a certificate for demos and
   tests, and the usual server and client ``ssl.SSLContext`` objects.
 """
 
 from mailagents.aio._listener import AuthThrottle, ListenerLimits
+from mailagents.aio.pop3 import POP3Handler, POP3Server, POP3Session, serve_pop3
+from mailagents.aio.pop3_client import (
+    FetchResult,
+    MessageSink,
+    POP3AuthenticationError,
+    POP3Client,
+    POP3Connecting,
+    POP3ConnectionClosed,
+    POP3Error,
+    POP3ProtocolError,
+    POP3ResponseError,
+    POP3Timeout,
+    POP3Timeouts,
+    POP3TLSError,
+)
 from mailagents.aio.smtp import Session, SMTPHandler, SMTPServer, serve_smtp
 from mailagents.aio.smtp_client import (
     ClientTimeouts,
@@ -42,6 +64,21 @@ __all__ = [
     "AuthThrottle",
     "ListenerLimits",
     "ClientTimeouts",
+    "FetchResult",
+    "MessageSink",
+    "POP3AuthenticationError",
+    "POP3Client",
+    "POP3Connecting",
+    "POP3ConnectionClosed",
+    "POP3Error",
+    "POP3ProtocolError",
+    "POP3ResponseError",
+    "POP3TLSError",
+    "POP3Timeout",
+    "POP3Timeouts",
+    "POP3Handler",
+    "POP3Server",
+    "POP3Session",
     "SMTPAuthenticationError",
     "SMTPClient",
     "SMTPConnecting",
@@ -59,6 +96,7 @@ __all__ = [
     "Session",
     "client_context",
     "make_self_signed",
+    "serve_pop3",
     "serve_smtp",
     "server_context",
 ]

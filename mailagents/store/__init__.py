@@ -28,6 +28,7 @@ from mailagents.store._model import (
     StoreError,
     check_keyword,
 )
+from mailagents.store._session_lock import MailboxInUseError, SessionLock
 from mailagents.store.maildir import MaildirFolder, MaildirStore
 from mailagents.store.mbox import MboxFolder, MboxStore
 
@@ -49,12 +50,14 @@ __all__ = [
     "FolderNotFoundError",
     "FolderStatus",
     "InvalidFolderNameError",
+    "MailboxInUseError",
     "MaildirFolder",
     "MaildirStore",
     "MboxFolder",
     "MboxStore",
     "MessageInfo",
     "MessageNotFoundError",
+    "SessionLock",
     "Store",
     "StoreError",
     "check_keyword",

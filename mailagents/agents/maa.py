@@ -1,0 +1,543 @@
+"""The mail access agent for POP3 (MAA, RFC 1939): POP3 over the users' stores, on
+ports 110 (STLS, RFC 2595) and 995 (implicit TLS, RFC 8314).
+
+:class:`MAA` is a short composition: two :class:`~mailagents.aio.POP3Server` listeners
+around one handler that answers logins from a :class:`~mailagents.userdb.UserStore`
+and serves each user's INBOX through a :class:`StoreMaildrop`::
+
+    users = PasswordFile("users")
+    async with MAA("mail.example.test", users,
+                   ssl_context=server_context("cert.pem", "key.pem")) as maa:
+        await maa.serve(pop3_port=110, pop3s_port=995)
+        await asyncio.Event().wait()
+
+Given the same path template, an :class:`~mailagents.agents.MSA` (through
+:class:`~mailagents.agents.MaildirDelivery`) and an MAA meet in the same Maildirs.
+
+:class:`StoreMaildrop` is the store side of one POP3 session, usable on its own: it
+takes the session lock, snapshots INBOX, streams messages and removes the deleted
+ones at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, BinaryIO, Literal, Self
+
+from mailagents import sasl
+from mailagents.agents.msa import _safe_name
+from mailagents.aio import POP3Handler, POP3Server, POP3Session
+from mailagents.pop3 import (
+    Accept,
+    Maildrop,
+    MaildropEntry,
+    OpenMaildrop,
+    Reject,
+    Response,
+    Retrieve,
+    ServerConfig,
+    Update,
+)
+from mailagents.store import (
+    DELETED,
+    SEEN,
+    Folder,
+    MailboxInUseError,
+    MaildirStore,
+    MboxStore,
+    MessageNotFoundError,
+    SessionLock,
+    Store,
+)
+from mailagents.userdb import UserStore
+
+__all__ = ["MAA", "MAA_MECHANISMS", "MaildropMessage", "StoreMaildrop", "uidl"]
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 256 * 1024
+"""Octets of a message read from the store at a time."""
+
+
+def uidl(uidvalidity: int, uid: int) -> str:
+    """The POP3 unique-id of a store message: the UID, then UIDVALIDITY, as eight hex
+    digits each, exactly as Dovecot 2.3 writes them with its default
+    ``pop3_uidl_format = %08Xu%08Xv`` (its expansion gives lower-case digits), so that
+    a Maildir Dovecot served keeps its unique-ids and clients in "keep" mode download
+    nothing twice. It stays the same across sessions and is printable ASCII as
+    RFC 1939 §7 requires."""
+    return f"{uid:08x}{uidvalidity:08x}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaildropMessage:
+    """One message of a session's snapshot."""
+
+    uid: int
+    """The store UID."""
+    size: int
+    """Octets with CRLF line ends (what LIST and ``+OK N octets`` report)."""
+    uidl: str
+    """The POP3 unique-id (see :func:`uidl`)."""
+
+
+class StoreMaildrop:
+    """The store side of one POP3 session over ``store``'s INBOX.
+
+    :meth:`open` takes the session lock (:class:`~mailagents.store.SessionLock`;
+    :class:`~mailagents.store.MailboxInUseError` when another session holds it) and
+    snapshots INBOX: messages delivered later stay out of the session (RFC 1939 §8: the
+    maildrop is the state at login). :meth:`open_message` and :meth:`chunks` stream one
+    message (CRLF bytes, ``chunk_size`` octets at a time, never loaded whole);
+    :meth:`mark_seen` sets ``\\Seen``; :meth:`remove` expunges the messages deleted in
+    the session (in the UPDATE state only); :meth:`close` releases the lock.
+
+    Every method but :meth:`chunks` blocks: async code runs them through
+    ``store.run``. The store is not closed with the maildrop (it belongs to the
+    caller).
+    """
+
+    def __init__(self, store: Store, *, chunk_size: int = CHUNK_SIZE) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self.store = store
+        """The user's store."""
+        self.chunk_size = chunk_size
+        """Octets read from the store at a time."""
+        self.messages: tuple[MaildropMessage, ...] = ()
+        """The snapshot taken by :meth:`open`, by ascending UID (message numbers are
+        positions in it, from 1)."""
+        self.uidvalidity = 0
+        """INBOX's UIDVALIDITY at :meth:`open`."""
+        self._lock = SessionLock.for_store(store)
+        self._folder: Folder | None = None
+
+    @property
+    def folder(self) -> Folder:
+        """The open INBOX (between :meth:`open` and :meth:`close`)."""
+        if self._folder is None:
+            raise RuntimeError("the maildrop is not open")
+        return self._folder
+
+    def open(self) -> tuple[MaildropMessage, ...]:
+        """Lock the maildrop, open INBOX and take the snapshot. Blocks."""
+        if self._folder is not None:
+            raise RuntimeError("the maildrop is open already")
+        self._lock.acquire()
+        try:
+            folder = self.store.folder("INBOX")
+            try:
+                folder.refresh()
+                status = folder.status()
+                infos = folder.messages()
+            except BaseException:
+                folder.close()
+                raise
+        except BaseException:
+            self._lock.release()
+            raise
+        self._folder = folder
+        self.uidvalidity = status.uidvalidity
+        self.messages = tuple(
+            MaildropMessage(uid=i.uid, size=i.size, uidl=uidl(status.uidvalidity, i.uid))
+            for i in infos
+        )
+        return self.messages
+
+    def open_message(self, uid: int) -> BinaryIO:
+        """A stream of message ``uid`` with CRLF line ends;
+        :class:`~mailagents.store.MessageNotFoundError` when it is gone (expunged
+        by another client meanwhile). Blocks."""
+        return self.folder.open_message(uid)
+
+    async def chunks(self, stream: BinaryIO) -> AsyncGenerator[bytes, None]:
+        """The content of ``stream`` (from :meth:`open_message`), read through the
+        store's executor ``chunk_size`` octets at a time; the stream is closed at the
+        end, also when the caller stops early (``aclose``)."""
+        try:
+            while True:
+                chunk = await self.store.run(stream.read, self.chunk_size)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            stream.close()
+
+    def mark_seen(self, uids: Collection[int]) -> None:
+        """Add ``\\Seen`` to messages (after a whole RETR). Blocks."""
+        if uids:
+            self.folder.set_flags(uids, {SEEN}, "add")
+
+    def remove(self, uids: Collection[int]) -> list[int]:
+        """Expunge the messages ``uids`` (deleted in the session; RFC 1939 §6: only in
+        the UPDATE state). Returns the UIDs that could not be removed and are still
+        there (a message already gone counts as removed). Blocks."""
+        folder = self.folder
+        wanted = set(uids)
+        if not wanted:
+            return []
+        folder.set_flags(wanted, {DELETED}, "add")
+        removed = set(folder.expunge(wanted))
+        left = wanted - removed
+        if left:
+            folder.refresh()
+            present = {m.uid for m in folder.messages()}
+            left &= present
+        return sorted(left)
+
+    def close(self) -> None:
+        """Close INBOX and release the session lock (safe to call twice). Blocks."""
+        folder, self._folder = self._folder, None
+        try:
+            if folder is not None:
+                folder.close()
+        finally:
+            self._lock.release()
+
+
+# ------------------------------------------------------------------------------- MAA
+
+MAA_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-256", "PLAIN")
+"""The SASL mechanisms an :class:`MAA` offers by default with AUTH (RFC 5034),
+strongest first; USER/PASS is offered too, over TLS only unless ``allow_plaintext``."""
+
+MailboxFormat = Literal["maildir", "mbox"]
+
+_IN_USE = Reject(
+    response=Response(ok=False, code="IN-USE", text="Maildrop already locked by another session")
+)
+_UNAVAILABLE = Reject(
+    response=Response(ok=False, code="SYS/TEMP", text="Maildrop unavailable, try again later")
+)
+_GONE = Reject(response=Response(ok=False, text="Message was removed by another client"))
+_NOT_REMOVED = Reject(
+    response=Response(ok=False, code="SYS/TEMP", text="Some deleted messages not removed")
+)
+_DROP = "maa.maildrop"
+
+
+class _Handler(POP3Handler):
+    """The MAA's answers for the sessions of its listeners."""
+
+    def __init__(self, maa: MAA) -> None:
+        self.maa = maa
+
+    async def on_credentials(
+        self, session: POP3Session, request: sasl.NeedCredentials
+    ) -> sasl.Answer | Reject:
+        """Answer from the user store (scrypt off the event loop)."""
+        return await self.maa.users.answer_async(request)
+
+    async def on_open(self, session: POP3Session, event: OpenMaildrop) -> Maildrop | Reject:
+        """Lock and snapshot the user's INBOX."""
+        maa = self.maa
+        refusal = maa._login_delay(event.identity)
+        if refusal is not None:
+            return refusal
+        store = await maa.store_for(event.identity)
+        drop = StoreMaildrop(store)
+        try:
+            messages = await store.run(drop.open)
+        except MailboxInUseError:
+            log.info("%s: maildrop of %s in use", session.peer, event.identity)
+            return _IN_USE
+        except Exception:
+            log.exception("cannot open the maildrop of %s", event.identity)
+            return _UNAVAILABLE
+        session.data[_DROP] = drop
+        maa._logged_in(event.identity)
+        return Maildrop(messages=tuple(MaildropEntry(size=m.size, uid=m.uidl) for m in messages))
+
+    async def on_retrieve(
+        self, session: POP3Session, event: Retrieve
+    ) -> AsyncIterator[bytes] | Reject:
+        """Stream the message from the store (``\\Seen`` after a whole RETR if the MAA
+        marks messages seen)."""
+        drop: StoreMaildrop = session.data[_DROP]
+        uid = drop.messages[event.number - 1].uid
+        try:
+            stream = await drop.store.run(drop.open_message, uid)
+        except MessageNotFoundError:
+            return _GONE
+        seen = self.maa.mark_seen and event.lines is None
+        return _stream(drop, stream, uid, seen)
+
+    async def on_update(self, session: POP3Session, event: Update) -> Accept | Reject:
+        """Expunge the messages deleted in the session (RFC 1939 §6)."""
+        drop: StoreMaildrop = session.data[_DROP]
+        uids = [drop.messages[n - 1].uid for n in event.numbers]
+        try:
+            left = await drop.store.run(drop.remove, uids)
+        except Exception:
+            log.exception("removing %d message(s) of %s failed", len(uids), session.identity)
+            return _NOT_REMOVED
+        if left:
+            log.warning("%s: %d deleted message(s) not removed", session.identity, len(left))
+            return _NOT_REMOVED
+        return Accept()
+
+    async def on_close(self, session: POP3Session) -> None:
+        """Release the maildrop (also when the session is cancelled)."""
+        drop: StoreMaildrop | None = session.data.pop(_DROP, None)
+        if drop is None:
+            return
+        try:
+            await drop.store.run(drop.close)
+        except asyncio.CancelledError:
+            drop.close()  # the lock must not outlive the session
+            raise
+
+
+async def _stream(
+    drop: StoreMaildrop, stream: BinaryIO, uid: int, seen: bool
+) -> AsyncIterator[bytes]:
+    """The message's chunks; ``\\Seen`` once all of it was handed over."""
+    chunks = drop.chunks(stream)
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        await chunks.aclose()
+    if seen:
+        try:
+            await drop.store.run(drop.mark_seen, [uid])
+        except Exception:
+            log.exception("could not mark message %d seen", uid)
+
+
+class MAA:
+    """A POP3 mail access agent (RFC 1939) over the users' stores, composed of two
+    :class:`~mailagents.aio.POP3Server` listeners.
+
+    ``hostname`` names the server (greeting, sign-off); ``users`` answers USER/PASS,
+    AUTH (``mechanisms``) and, with ``allow_apop``, APOP
+    (:meth:`~mailagents.userdb.UserStore.answer_async`); passwords are accepted only
+    over TLS unless ``allow_plaintext``. ``ssl_context`` serves STLS on the POP3 port
+    and implicit TLS on the POP3S port.
+
+    ``mailboxes`` says where each user's mail is: a path template with the rules of
+    :class:`~mailagents.agents.MaildirDelivery` (``{user}`` is the identity, ``{local}``
+    and ``{domain}`` its parts when it is an address, all in lower case and made safe
+    as path components; an identity without ``@`` is ``{user}`` and ``{local}``, with
+    ``{domain}`` empty), naming a Maildir, or with ``mailbox_format="mbox"`` the root of
+    an :class:`~mailagents.store.MboxStore`; or a callable from the identity to the
+    user's :class:`~mailagents.store.Store` (which the MAA then does not close).
+    Stores made from a template are opened once and closed with the MAA; ``fsync=False``
+    is for tests only.
+
+    Each session sees INBOX as it was at login (messages delivered later wait for the
+    next session), with unique-ids made of UIDVALIDITY and UID (:func:`uidl`). A second
+    session on a maildrop gets ``-ERR [IN-USE]`` (a session lock of its own: delivery
+    never waits for POP3). Deleted messages are expunged only at QUIT (the UPDATE
+    state); a session that ends otherwise deletes nothing. With ``mark_seen``, a message
+    retrieved whole with RETR gets ``\\Seen`` (seen by IMAP clients).
+
+    ``config``, if given, is the base :class:`~mailagents.pop3.ServerConfig` (the MAA
+    sets the host name, the mechanisms, plaintext and APOP in it; its ``login_delay``
+    is enforced per user with ``-ERR [LOGIN-DELAY]``); ``server_options`` are more
+    keyword arguments for each :class:`~mailagents.aio.POP3Server` (``idle_timeout``,
+    ``limits``, ``max_connections``). Both listeners share one failed-login throttle.
+
+    Call :meth:`serve`, then :meth:`close`; or use ``async with`` (which closes).
+    """
+
+    def __init__(
+        self,
+        hostname: str,
+        users: UserStore,
+        mailboxes: str | os.PathLike[str] | Callable[[str], Store] = "mail/{user}/Maildir",
+        *,
+        ssl_context: ssl.SSLContext,
+        mailbox_format: MailboxFormat = "maildir",
+        mechanisms: Sequence[str] = MAA_MECHANISMS,
+        allow_plaintext: bool = False,
+        allow_apop: bool = False,
+        mark_seen: bool = False,
+        fsync: bool = True,
+        config: ServerConfig | None = None,
+        server_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if mailbox_format not in ("maildir", "mbox"):
+            raise ValueError(f"unknown mailbox format {mailbox_format!r}")
+        self.hostname = hostname
+        """The server's name."""
+        self.users = users
+        """The :class:`~mailagents.userdb.UserStore` that answers logins."""
+        self.mailboxes: str | Callable[[str], Store] = (
+            mailboxes if callable(mailboxes) else os.fspath(mailboxes)
+        )
+        """The path template, or the callable giving each identity's store."""
+        self.mailbox_format: MailboxFormat = mailbox_format
+        """What a template names: ``"maildir"`` or ``"mbox"`` (an mbox store's root)."""
+        self.mark_seen = mark_seen
+        """Set ``\\Seen`` on messages retrieved whole."""
+        self.fsync = fsync
+        """Whether the stores opened from the template fsync."""
+        self.ssl_context = ssl_context
+        """The TLS context of both listeners."""
+        self.config = dataclasses.replace(
+            config if config is not None else ServerConfig(),
+            hostname=hostname,
+            auth_mechanisms=tuple(mechanisms),
+            allow_plaintext_login=allow_plaintext,
+            allow_apop=allow_apop,
+        )
+        """The :class:`~mailagents.pop3.ServerConfig` of the listeners (STLS or implicit
+        TLS is set by each)."""
+        self.server_options: dict[str, Any] = dict(server_options or {})
+        """More keyword arguments for each :class:`~mailagents.aio.POP3Server`."""
+        self.pop3: POP3Server | None = None
+        """The POP3 listener (STLS, port 110) once :meth:`serve` has run."""
+        self.pop3s: POP3Server | None = None
+        """The POP3S listener (implicit TLS, port 995) once :meth:`serve` has run."""
+        self._stores: dict[str, Store] = {}
+        self._stores_lock = threading.Lock()
+        self._last_login: dict[str, float] = {}
+
+    # ----------------------------------------------------------------- mailboxes
+
+    def mailbox_path(self, identity: str) -> str:
+        """The (absolute) path the template gives for ``identity``."""
+        template = self.mailboxes
+        if callable(template):
+            raise TypeError("mailboxes is a callable, not a path template")
+        local, at, domain = identity.lower().rpartition("@")
+        if at and local:
+            local, domain = _safe_name(local), _safe_name(domain)
+            user = f"{local}@{domain}"
+        else:
+            local = user = _safe_name(identity.lower())
+            domain = ""
+        return os.path.abspath(template.format(user=user, local=local, domain=domain))
+
+    def _open_store(self, path: str) -> Store:
+        """The store at ``path``, made once (blocks: it may create directories)."""
+        with self._stores_lock:
+            found = self._stores.get(path)
+        if found is not None:
+            return found
+        made: Store
+        if self.mailbox_format == "mbox":
+            made = MboxStore(path, fsync=self.fsync)
+        else:
+            made = MaildirStore(path, fsync=self.fsync)
+        with self._stores_lock:
+            found = self._stores.setdefault(path, made)
+        if found is not made:
+            made.close()
+        return found
+
+    async def store_for(self, identity: str) -> Store:
+        """The store of ``identity``: from the ``mailboxes`` callable, or the template's
+        store (created when missing, as a delivery would)."""
+        mailboxes = self.mailboxes
+        if callable(mailboxes):
+            return mailboxes(identity)
+        return await asyncio.to_thread(self._open_store, self.mailbox_path(identity))
+
+    # ----------------------------------------------------------------- login delay
+
+    def _login_delay(self, identity: str) -> Reject | None:
+        """``-ERR [LOGIN-DELAY]`` when ``identity`` logged in less than
+        ``config.login_delay`` seconds ago (RFC 2449 §6.5, §8.1.2)."""
+        delay = self.config.login_delay
+        last = self._last_login.get(identity)
+        if delay and last is not None and time.monotonic() - last < delay:
+            return Reject(
+                response=Response(ok=False, code="LOGIN-DELAY", text="Logged in too recently")
+            )
+        return None
+
+    def _logged_in(self, identity: str) -> None:
+        delay = self.config.login_delay
+        if not delay:
+            return
+        now = time.monotonic()
+        last = self._last_login
+        if len(last) > 10_000:  # forget those whose delay has passed
+            for name in [n for n, t in last.items() if now - t >= delay]:
+                del last[name]
+        last[identity] = now
+
+    # ----------------------------------------------------------------- running
+
+    async def serve(
+        self,
+        host: str | Sequence[str] = "127.0.0.1",
+        pop3_port: int | None = 110,
+        pop3s_port: int | None = 995,
+    ) -> None:
+        """Listen on ``host`` (one or several addresses): POP3 with STLS on
+        ``pop3_port`` and implicit TLS on ``pop3s_port``. ``0`` takes a free port (see
+        :attr:`pop3_port`), ``None`` skips that listener."""
+        if self.pop3 is not None or self.pop3s is not None:
+            raise RuntimeError("the MAA is already serving")
+        options = dict(self.server_options)
+        try:
+            if pop3_port is not None:
+                self.pop3 = POP3Server(
+                    _Handler(self), self.config, ssl_context=self.ssl_context, **options
+                )
+                options.setdefault("throttle", self.pop3.throttle)
+                await self.pop3.start(host, pop3_port)
+            if pop3s_port is not None:
+                self.pop3s = POP3Server(
+                    _Handler(self),
+                    self.config,
+                    ssl_context=self.ssl_context,
+                    implicit_tls=True,
+                    **options,
+                )
+                await self.pop3s.start(host, pop3s_port)
+        except BaseException:
+            await self.close()
+            raise
+
+    @property
+    def pop3_port(self) -> int:
+        """The bound port of the POP3 (STLS) listener."""
+        if self.pop3 is None:
+            raise RuntimeError("the POP3 listener is not running")
+        return self.pop3.port
+
+    @property
+    def pop3s_port(self) -> int:
+        """The bound port of the POP3S (implicit TLS) listener."""
+        if self.pop3s is None:
+            raise RuntimeError("the POP3S listener is not running")
+        return self.pop3s.port
+
+    async def close(self) -> None:
+        """Stop both listeners (sessions end as :meth:`POP3Server.close
+        <mailagents.aio.POP3Server.close>` says, nothing deleted for those cut short)
+        and close the stores opened from the template."""
+        servers = [s for s in (self.pop3, self.pop3s) if s is not None]
+        self.pop3 = self.pop3s = None
+        await asyncio.gather(*(s.close() for s in servers))
+        with self._stores_lock:
+            stores = list(self._stores.values())
+            self._stores.clear()
+        for store in stores:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(store.close)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
