@@ -7,7 +7,9 @@ interop test can never pass by not running.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import os
 import pwd
 import shutil
@@ -15,11 +17,15 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 
 def require_binary(name: str) -> str:
@@ -424,3 +430,125 @@ def running_postfix(
         yield server
     finally:
         server.stop()
+
+
+# --- POP3 helpers (tests/interop/test_pop3_*.py) -----------------------------------------
+
+
+class DovecotPOP3(Dovecot):
+    """:class:`Dovecot` with POP3 extras: APOP and CRAM-MD5 besides PLAIN and LOGIN,
+    ``pop3_no_flag_updates`` as chosen, and, when a certificate is given, STLS on
+    ``pop3_port`` (clear text still allowed) and implicit TLS on ``pop3s_port``."""
+
+    def __init__(
+        self,
+        maildir: Path,
+        *,
+        cert_pem: bytes | None = None,
+        key_pem: bytes | None = None,
+        no_flag_updates: bool = False,
+    ) -> None:
+        super().__init__(maildir)
+        if (cert_pem is None) != (key_pem is None):
+            raise ValueError("give both cert_pem and key_pem, or neither")
+        self.cert_pem, self.key_pem = cert_pem, key_pem
+        self.no_flag_updates = no_flag_updates
+        self.pop3s_port = free_port() if cert_pem is not None else None
+
+    def _config(self) -> Path:
+        conf = super()._config()
+        text = conf.read_text().replace(
+            "auth_mechanisms = plain login", "auth_mechanisms = plain login apop cram-md5"
+        )
+        extra = f"pop3_no_flag_updates = {'yes' if self.no_flag_updates else 'no'}\n"
+        if self.cert_pem is not None and self.key_pem is not None:
+            cert, key = self.base / "cert.pem", self.base / "key.pem"
+            cert.write_bytes(self.cert_pem)
+            key.touch(mode=0o600)
+            key.write_bytes(self.key_pem)
+            text = text.replace("ssl = no", f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}")
+            text = text.replace(
+                "  inet_listener pop3s {\n    port = 0\n  }",
+                f"  inet_listener pop3s {{\n    address = 127.0.0.1\n"
+                f"    port = {self.pop3s_port}\n    ssl = yes\n  }}",
+            )
+            assert f"port = {self.pop3s_port}" in text, "Dovecot template changed"
+        conf.write_text(text + extra)
+        return conf
+
+    def start(self) -> None:
+        """Start as :meth:`Dovecot.start` does, then wait for the POP3S listener too."""
+        super().start()
+        if self.pop3s_port is not None:
+            wait_port(self.pop3s_port)
+
+
+@contextlib.contextmanager
+def running_dovecot_pop3(
+    maildir: Path,
+    *,
+    cert_pem: bytes | None = None,
+    key_pem: bytes | None = None,
+    no_flag_updates: bool = False,
+) -> Iterator[DovecotPOP3]:
+    """Start :class:`DovecotPOP3` on ``maildir`` for the duration of the block."""
+    server = DovecotPOP3(
+        maildir, cert_pem=cert_pem, key_pem=key_pem, no_flag_updates=no_flag_updates
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class POP3View:
+    """A mailbox as a POP3 server serves it, read with poplib (the reference client)."""
+
+    count: int
+    size: int
+    sizes: dict[int, int]
+    uids: dict[int, str]
+    messages: dict[int, bytes]
+
+
+def pop3_view(port: int, user: str, password: str, *, timeout: float = 5.0) -> POP3View:
+    """STAT, LIST, UIDL and every message (un-stuffed, CRLF line ends) via poplib."""
+    import poplib
+
+    client = poplib.POP3("127.0.0.1", port, timeout=timeout)
+    try:
+        client.user(user)
+        client.pass_(password)
+        count, size = client.stat()
+        sizes = {int(n): int(s) for n, s in (x.split() for x in client.list()[1])}
+        uids = {int(n): u.decode() for n, u in (x.split() for x in client.uidl()[1])}
+        messages = {n: b"".join(line + b"\r\n" for line in client.retr(n)[1]) for n in sizes}
+    finally:
+        with contextlib.suppress(Exception):
+            client.quit()
+        client.close()
+    return POP3View(count, size, sizes, uids, messages)
+
+
+class LoopThread:
+    """An asyncio event loop on a thread of its own, for serving while a blocking peer
+    (a child process, poplib) talks to us: ``run(coro)`` waits for a bounded time."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="interop-loop")
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run ``coro`` on the loop and return its result (at most ``timeout`` s)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __enter__(self) -> LoopThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
