@@ -24,13 +24,13 @@ import asyncio
 import inspect
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, MutableSet
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableSet
 from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any, BinaryIO, TypeAlias, cast
 
 from mailagents import sasl
-from mailagents._protocol import RemoteProtocolError
+from mailagents.aio import _client
 from mailagents.aio.tls import client_context
 from mailagents.pop3._client_events import (
     AuthResult,
@@ -46,7 +46,7 @@ from mailagents.pop3._client_events import (
     Stat,
     UniqueIds,
 )
-from mailagents.pop3._response import Response, Sentinel
+from mailagents.pop3._response import Response
 from mailagents.pop3.client import ClientConnection
 
 __all__ = [
@@ -66,10 +66,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Octets received and not yet fed to the core before reading from the socket pauses.
-_HIGH_WATER = 256 * 1024
-# Seconds close() lets the transport flush before it aborts the connection.
-_CLOSE_GRACE = 2.0
 # Mechanisms login() may use, best first when the server offers several.
 _PREFERENCE = ("SCRAM-SHA-256", "PLAIN")
 _MECHANISMS: Mapping[str, Callable[[str, str], sasl.ClientMechanism]] = {
@@ -155,6 +151,14 @@ class POP3ConnectionClosed(POP3Error, ConnectionError):
     message), or it was closed here before."""
 
 
+_ERRORS = _client.ClientErrors(
+    timeout=POP3Timeout,
+    tls=POP3TLSError,
+    closed=POP3ConnectionClosed,
+    protocol=POP3ProtocolError,
+)
+
+
 # --- configuration and results ------------------------------------------------------------
 
 
@@ -201,72 +205,6 @@ class FetchResult:
     not grow for ever."""
 
 
-# --- the transport side -------------------------------------------------------------------
-
-
-class _Stream(asyncio.Protocol):
-    """The socket: buffers what arrives, wakes the reader, pauses reading when full."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self.transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
-        self._eof = False
-        self._paused = False
-        self._waiter: asyncio.Future[None] | None = None
-        self.lost: asyncio.Future[None] = loop.create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if len(self._buffer) > _HIGH_WATER and not self._paused and self.transport:
-            self._paused = True
-            self.transport.pause_reading()
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        if not self.lost.done():
-            self.lost.set_result(None)
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def read(self, deadline: float) -> bytes:
-        """What arrived, ``b""`` at end of input; :class:`TimeoutError` past
-        ``deadline`` (loop time)."""
-        while not self._buffer and not self._eof:
-            self._waiter = self._loop.create_future()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._waiter
-            finally:
-                self._waiter = None
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
-        return data
-
-    def clear(self) -> None:
-        """Forget what arrived and was not read (plaintext after STLS's +OK)."""
-        self._buffer.clear()
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
-
 # --- the client -----------------------------------------------------------------------------
 
 
@@ -281,13 +219,12 @@ class POP3Client:
     """
 
     _core: ClientConnection
-    _stream: _Stream
+    _stream: _client.ClientStream
     _host: str
     _server_hostname: str | None
     _ssl_context: ssl.SSLContext | None
     _timeouts: POP3Timeouts
     _lock: asyncio.Lock
-    _closed: bool
     _greeting: Response | None
 
     def __init__(self) -> None:
@@ -355,24 +292,11 @@ class POP3Client:
         if ssl_context is None and not verify:
             log.warning("TLS certificate verification is off for %s:%s", host, port)
             ssl_context = client_context(verify=False)
-        loop = asyncio.get_running_loop()
         context = (ssl_context or client_context()) if implicit_tls else None
-        try:
-            async with asyncio.timeout(timeouts.connect):
-                _, stream = await loop.create_connection(
-                    lambda: _Stream(loop),
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=(server_hostname or host) if context else None,
-                    ssl_handshake_timeout=timeouts.connect if context else None,
-                )
-        except TimeoutError:
-            raise POP3Timeout(
-                f"could not connect to {host}:{port} within {timeouts.connect:g} s"
-            ) from None
-        except ssl.SSLError as exc:
-            raise POP3TLSError(f"TLS with {host}:{port} failed: {exc}") from exc
+        stream = await _client.open_connection(
+            host, port, ssl_context=context, server_hostname=server_hostname,
+            timeout=timeouts.connect, errors=_ERRORS,
+        )
         self = cls.__new__(cls)
         self._core = ClientConnection(tls_active=implicit_tls)
         self._stream = stream
@@ -381,7 +305,6 @@ class POP3Client:
         self._ssl_context = ssl_context
         self._timeouts = timeouts
         self._lock = asyncio.Lock()
-        self._closed = False
         self._greeting = None
         try:
             await self._start(stls)
@@ -418,42 +341,13 @@ class POP3Client:
                     _describe(event.response),
                 )
                 return
-            await self._start_tls()
+            await _client.start_tls(
+                self._stream, self._ssl_context, host=self._host,
+                server_hostname=self._server_hostname, timeout=self._timeouts.connect,
+                errors=_ERRORS,
+            )
+            core.tls_started()
             await self._event(core.capa)  # RFC 2595 §4: the capabilities may differ now
-
-    async def _start_tls(self) -> None:
-        stream = self._stream
-        transport = stream.transport
-        assert transport is not None
-        context = self._ssl_context if self._ssl_context is not None else client_context()
-        # Whatever followed +OK in the clear is never read (RFC 2595 §4): the core
-        # dropped what it had been fed, this drops what it was not fed yet.
-        stream.clear()
-        loop = asyncio.get_running_loop()
-        timeout = self._timeouts.connect
-        try:
-            async with asyncio.timeout(timeout):
-                new_transport = await loop.start_tls(
-                    transport,
-                    stream,
-                    context,
-                    server_hostname=self._server_hostname or self._host,
-                    ssl_handshake_timeout=timeout,
-                )
-        except TimeoutError:
-            self._abort()
-            raise POP3Timeout(f"TLS handshake not done within {timeout:g} s") from None
-        except ssl.SSLError as exc:
-            self._abort()
-            raise POP3TLSError(f"TLS with {self._host} failed: {exc}") from exc
-        except OSError as exc:
-            self._abort()
-            raise POP3ConnectionClosed(f"connection lost in the TLS handshake: {exc}") from exc
-        if new_transport is None:  # pragma: no cover - only for a closed transport
-            self._abort()
-            raise POP3ConnectionClosed("connection lost in the TLS handshake")
-        stream.transport = new_transport
-        self._core.tls_started()
 
     # --- state --------------------------------------------------------------------------
 
@@ -481,7 +375,7 @@ class POP3Client:
     @property
     def closed(self) -> bool:
         """Whether the connection is closed."""
-        return self._closed
+        return self._stream.closed
 
     # --- logins -------------------------------------------------------------------------
 
@@ -696,7 +590,7 @@ class POP3Client:
         """QUIT, then close the connection. Returns the server's answer (after a login,
         a ``-ERR`` says that some messages marked deleted were not removed), or
         ``None`` if the connection was already closed."""
-        if self._closed:
+        if self._stream.closed:
             return None
         try:
             async with self._lock:
@@ -711,16 +605,7 @@ class POP3Client:
     async def close(self) -> None:
         """Close the connection without QUIT (the server deletes nothing, RFC 1939 §6);
         abort it if it cannot flush within a couple of seconds."""
-        self._closed = True
-        transport = self._stream.transport
-        if transport is None:  # pragma: no cover - set by connection_made
-            return
-        if not transport.is_closing():
-            transport.close()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._stream.lost), _CLOSE_GRACE)
-        except TimeoutError:  # pragma: no cover - a peer that does not take the close
-            transport.abort()
+        await self._stream.close()
 
     async def __aenter__(self) -> POP3Client:
         return self
@@ -741,10 +626,7 @@ class POP3Client:
     # --- moving bytes -------------------------------------------------------------------
 
     def _abort(self) -> None:
-        self._closed = True
-        transport = self._stream.transport
-        if transport is not None:
-            transport.abort()
+        self._stream.abort()
 
     async def _call(self, start: Callable[[], None]) -> ClientEvent:
         """Queue one request and return its event; ``-ERR`` raises
@@ -758,78 +640,26 @@ class POP3Client:
     async def _event(self, start: Callable[[], None] | None) -> ClientEvent:
         """Queue a request (``start``) and run the connection until the next event.
         The caller holds the lock."""
-        if self._closed:
-            raise POP3ConnectionClosed("the connection is closed")
-        if start is not None:
-            start()
-        try:
-            event = await self._next_event()
-        except asyncio.CancelledError:
-            self._abort()  # the session is mid-request: it cannot be resumed
-            raise
-        if isinstance(event, ConnectionClosed):
-            self._abort()
-            raise POP3ConnectionClosed(f"{self._host} closed the connection")
+        event: ClientEvent = await _client.request(
+            self._core, self._stream, start, self._wait,
+            host=self._host, errors=_ERRORS, closed_event=ConnectionClosed,
+        )
         if isinstance(event, Reply) and event.command == "QUIT":
-            self._closed = True
+            self._stream.closed = True
         return event
 
-    async def _next_event(self) -> ClientEvent:
-        """Write what the core has, read, feed it, until it gives an event."""
-        core = self._core
-        stream = self._stream
-        loop = asyncio.get_running_loop()
-        step = core.awaiting or "COMMAND"
-        limit = (
-            self._timeouts.data
-            if step in ("RETR", "TOP", "LIST", "UIDL", "CAPA")
-            else self._timeouts.command
-        )
-        deadline = loop.time() + limit
-        while True:
-            try:
-                event = core.next_event()
-            except RemoteProtocolError as exc:
-                self._abort()
-                raise POP3ProtocolError(f"{self._host} broke the protocol: {exc}") from exc
-            if not isinstance(event, Sentinel):
-                return event
-            out = core.data_to_send()
-            if out:
-                stream.write(out)
-            try:
-                data = await stream.read(deadline)
-            except TimeoutError:
-                self._abort()
-                raise POP3Timeout(
-                    f"no answer from {self._host} to {step} within {limit:g} s"
-                ) from None
-            core.receive_data(data)
+    def _wait(self) -> _client.Wait:
+        """What the core waits for: one time-out bounds each event, longer for a piece
+        of a multi-line response."""
+        step = self._core.awaiting or "COMMAND"
+        multiline = step in ("RETR", "TOP", "LIST", "UIDL", "CAPA")
+        limit = self._timeouts.data if multiline else self._timeouts.command
+        return _client.Wait(key=None, step=step, seconds=limit)
 
 
-class POP3Connecting:
+class POP3Connecting(_client.Connecting[POP3Client]):
     """What :meth:`POP3Client.connect` returns: await it for the :class:`POP3Client`,
     or use it as an async context manager (which quits and closes at the end)."""
 
     def __init__(self, cls: type[POP3Client], host: str, port: int, **options: Any) -> None:
-        self._cls = cls
-        self._host = host
-        self._port = port
-        self._options = options
-        self._client: POP3Client | None = None
-
-    def __await__(self) -> Generator[Any, None, POP3Client]:
-        return self._cls._open(self._host, self._port, **self._options).__await__()
-
-    async def __aenter__(self) -> POP3Client:
-        self._client = await self._cls._open(self._host, self._port, **self._options)
-        return self._client
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._client is not None:
-            await self._client.__aexit__(exc_type, exc, tb)
+        super().__init__(lambda: cls._open(host, port, **options))

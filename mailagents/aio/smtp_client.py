@@ -23,16 +23,17 @@ import copy
 import email.utils
 import logging
 import ssl
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from email.generator import BytesGenerator
 from email.message import Message
 from email.policy import EmailPolicy
 from io import BytesIO
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from mailagents import sasl
+from mailagents.aio import _client
 from mailagents.aio.tls import client_context
 from mailagents.smtp import (
     AuthResult,
@@ -44,10 +45,8 @@ from mailagents.smtp import (
     MailParameters,
     Path,
     RcptParameters,
-    RemoteProtocolError,
     Reply,
     Response,
-    Sentinel,
     TransactionResult,
 )
 
@@ -68,10 +67,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Octets received and not yet fed to the core before reading from the socket pauses.
-_HIGH_WATER = 256 * 1024
-# Seconds close() lets the transport flush before it aborts the connection.
-_CLOSE_GRACE = 2.0
 # login() without a mechanism: the first of these the server offers (RFC 4954).
 _PREFERENCE = ("SCRAM-SHA-256", "PLAIN", "LOGIN")
 _PASSWORD_MECHANISMS: Mapping[str, Callable[[str, str], sasl.ClientMechanism]] = {
@@ -182,6 +177,14 @@ class SMTPConnectionClosed(SMTPError, ConnectionError):
         super().__init__(message)
 
 
+_ERRORS = _client.ClientErrors(
+    timeout=SMTPTimeout,
+    tls=SMTPTLSError,
+    closed=SMTPConnectionClosed,
+    protocol=SMTPProtocolError,
+)
+
+
 # --- configuration and results ----------------------------------------------------------
 
 
@@ -246,105 +249,7 @@ class SendResult:
     """The core's full account (MAIL's reply, each RCPT's reply, ...)."""
 
 
-# --- the transport side -----------------------------------------------------------------
-
-
-class _Stream(asyncio.Protocol):
-    """The socket: buffers what arrives, signals the reader, tracks flow control."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self.transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
-        self._eof = False
-        self._reading_paused = False
-        self._writing_paused = False
-        self._waiter: asyncio.Future[None] | None = None
-        self.lost: asyncio.Future[None] = loop.create_future()
-
-    # transport callbacks
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport; uvloop's implements the interface without inheriting
-        # from asyncio.Transport, so no isinstance check here (it failed on uvloop).
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if len(self._buffer) > _HIGH_WATER and not self._reading_paused:
-            self._reading_paused = True
-            assert self.transport is not None
-            self.transport.pause_reading()
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake()
-        return False  # close: nothing is sent after the server's end of input
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        self._writing_paused = False
-        if not self.lost.done():
-            self.lost.set_result(None)
-        self._wake()
-
-    def pause_writing(self) -> None:
-        self._writing_paused = True
-
-    def resume_writing(self) -> None:
-        self._writing_paused = False
-        self._wake()
-
-    # the adapter's side
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _wait(self, deadline: float) -> None:
-        self._waiter = waiter = self._loop.create_future()
-        try:
-            async with asyncio.timeout_at(deadline):
-                await waiter
-        finally:
-            self._waiter = None
-
-    async def read(self, deadline: float) -> bytes:
-        """What arrived, ``b""`` at end of input; :class:`TimeoutError` past
-        ``deadline`` (loop time)."""
-        while not self._buffer and not self._eof:
-            await self._wait(deadline)
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        if self._reading_paused and self.transport is not None:
-            self._reading_paused = False
-            self.transport.resume_reading()
-        return data
-
-    def clear(self) -> None:
-        """Forget what arrived and was not read."""
-        self._buffer.clear()
-        self._reading_paused = False
-
-    def write(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
-
-    async def drain(self, timeout: float) -> None:
-        """Wait while the transport's buffer is full; each wait for the network to take
-        a block is bounded by ``timeout``."""
-        while self._writing_paused and not self._eof:
-            await self._wait(self._loop.time() + timeout)
-
-
-def _awaiting(core: ClientConnection) -> tuple[object, str]:
-    """What the core waits for: a key that changes with each reply consumed, and the
-    step's name (``"GREETING"``, ``"MAIL"``, ``"RCPT"``, ``"DATA"``, ``"FINAL"``,
-    ``"BDAT"``, or a command such as ``"EHLO"``)."""
-    return (core.replies_received, core.awaiting), core.awaiting or "COMMAND"
+# --- helpers -------------------------------------------------------------------------
 
 
 def _address(path: Path) -> str:
@@ -372,13 +277,12 @@ class SMTPClient:
     """
 
     _core: ClientConnection
-    _stream: _Stream
+    _stream: _client.ClientStream
     _host: str
     _server_hostname: str | None
     _ssl_context: ssl.SSLContext | None
     _timeouts: ClientTimeouts
     _lock: asyncio.Lock
-    _closed: bool
 
     def __init__(self) -> None:
         """Not for direct use: make a client with :meth:`connect`."""
@@ -388,7 +292,7 @@ class SMTPClient:
     def _create(
         cls,
         core: ClientConnection,
-        stream: _Stream,
+        stream: _client.ClientStream,
         *,
         host: str,
         server_hostname: str | None,
@@ -403,7 +307,6 @@ class SMTPClient:
         self._ssl_context = ssl_context
         self._timeouts = timeouts
         self._lock = asyncio.Lock()
-        self._closed = False
         return self
 
     # --- opening ------------------------------------------------------------------------
@@ -466,26 +369,13 @@ class SMTPClient:
     ) -> SMTPClient:
         if implicit_tls and starttls:
             raise ValueError("implicit_tls and starttls=True exclude each other")
-        loop = asyncio.get_running_loop()
         context: ssl.SSLContext | None = None
         if implicit_tls:
             context = ssl_context if ssl_context is not None else client_context()
-        try:
-            async with asyncio.timeout(timeouts.connect):
-                _, stream = await loop.create_connection(
-                    lambda: _Stream(loop),
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=(server_hostname or host) if context else None,
-                    ssl_handshake_timeout=timeouts.connect if context else None,
-                )
-        except TimeoutError:
-            raise SMTPTimeout(
-                f"could not connect to {host}:{port} within {timeouts.connect:g} s"
-            ) from None
-        except ssl.SSLError as exc:
-            raise SMTPTLSError(f"TLS with {host}:{port} failed: {exc}") from exc
+        stream = await _client.open_connection(
+            host, port, ssl_context=context, server_hostname=server_hostname,
+            timeout=timeouts.connect, errors=_ERRORS,
+        )
         core = ClientConnection(lmtp=lmtp, tls_active=implicit_tls)
         client = cls._create(
             core,
@@ -525,7 +415,11 @@ class SMTPClient:
             log.info("STARTTLS refused by %s (%s); going on without TLS",
                      self._host, _describe(event.reply))
             return
-        await self._start_tls()
+        await _client.start_tls(
+            self._stream, self._ssl_context, host=self._host,
+            server_hostname=self._server_hostname, timeout=self._timeouts.connect, errors=_ERRORS,
+        )
+        core.tls_started()
         await self._hello(local_hostname)
 
     async def _hello(self, local_hostname: str) -> None:
@@ -537,41 +431,6 @@ class SMTPClient:
             assert isinstance(event, Response)
         if not 200 <= event.reply.code < 300:
             raise SMTPResponseError(event.reply)
-
-    async def _start_tls(self) -> None:
-        stream = self._stream
-        transport = stream.transport
-        assert transport is not None
-        context = self._ssl_context if self._ssl_context is not None else client_context()
-        # Whatever followed the 220 in the clear is never read (RFC 3207 §5): the core
-        # dropped what it had been fed, this drops what it was not fed yet.
-        stream.clear()
-        loop = asyncio.get_running_loop()
-        timeout = self._timeouts.connect
-        try:
-            async with asyncio.timeout(timeout):
-                new_transport = await loop.start_tls(
-                    transport,
-                    stream,
-                    context,
-                    server_hostname=self._server_hostname or self._host,
-                    ssl_handshake_timeout=timeout,
-                )
-        except TimeoutError:
-            self._abort()
-            raise SMTPTimeout(f"TLS handshake not done within {timeout:g} s") from None
-        except ssl.SSLError as exc:
-            self._abort()
-            raise SMTPTLSError(f"TLS with {self._host} failed: {exc}") from exc
-        except OSError as exc:
-            self._abort()
-            raise SMTPConnectionClosed(f"connection lost during the TLS handshake: {exc}") \
-                from exc
-        if new_transport is None:  # pragma: no cover - only for a closed transport
-            self._abort()
-            raise SMTPConnectionClosed("connection lost during the TLS handshake")
-        stream.transport = new_transport
-        self._core.tls_started()
 
     # --- state ----------------------------------------------------------------------------
 
@@ -599,7 +458,7 @@ class SMTPClient:
     @property
     def closed(self) -> bool:
         """Whether the connection is closed (or closing after a 421 or QUIT)."""
-        return self._closed
+        return self._stream.closed
 
     # --- requests -----------------------------------------------------------------------
 
@@ -768,7 +627,7 @@ class SMTPClient:
     async def quit(self) -> Reply | None:
         """QUIT, then close the connection. Returns the server's reply (221), or
         ``None`` if the connection was already closed."""
-        if self._closed:
+        if self._stream.closed:
             return None
         try:
             event = await self._call(self._core.quit)
@@ -782,16 +641,7 @@ class SMTPClient:
     async def close(self) -> None:
         """Close the connection without QUIT (abort it if it cannot flush within a
         couple of seconds)."""
-        self._closed = True
-        transport = self._stream.transport
-        if transport is None:
-            return
-        if not transport.is_closing():
-            transport.close()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._stream.lost), _CLOSE_GRACE)
-        except TimeoutError:
-            transport.abort()
+        await self._stream.close()
 
     async def __aenter__(self) -> SMTPClient:
         return self
@@ -812,79 +662,38 @@ class SMTPClient:
     # --- moving bytes ---------------------------------------------------------------------
 
     def _abort(self) -> None:
-        self._closed = True
-        transport = self._stream.transport
-        if transport is not None:
-            transport.abort()
+        self._stream.abort()
 
     async def _call(self, start: Callable[[], None] | None) -> ClientEvent:
         """Queue one request on the core (``start``) and run the connection until its
         event arrives. ``None`` waits for the greeting."""
         async with self._lock:
-            if self._closed:
-                raise SMTPConnectionClosed("the connection is closed")
-            if start is not None:
-                start()
-            try:
-                event = await self._next_event()
-            except asyncio.CancelledError:
-                self._abort()  # the session is mid-request: it cannot be resumed
-                raise
-            if isinstance(event, ConnectionClosed):
-                self._abort()
-                raise SMTPConnectionClosed(f"{self._host} closed the connection")
+            event: ClientEvent = await _client.request(
+                self._core, self._stream, start, self._wait,
+                host=self._host, errors=_ERRORS, closed_event=ConnectionClosed,
+                drain_timeout=self._timeouts.data_block,
+                rearm_after_write=True,  # each step's time-out starts with its write
+            )
+            assert not isinstance(event, ConnectionClosed)  # request() raised instead
             replies = _replies(event) if isinstance(event, TransactionResult) else [event.reply]
             if any(reply.code == 421 for reply in replies) or (
                 isinstance(event, Response) and event.command == "QUIT"
             ):
                 # The server closes after a 421 (RFC 5321 §3.8), and after QUIT.
-                self._closed = True
-                transport = self._stream.transport
-                if transport is not None:
-                    transport.close()
+                stream = self._stream
+                stream.closed = True
+                if stream.transport is not None:
+                    stream.transport.close()
             return event
 
-    async def _next_event(self) -> ClientEvent:
-        """Write what the core has, read, feed it, until it gives an event."""
+    def _wait(self) -> _client.Wait:
+        """What the core waits for: a key that changes with each reply consumed, and
+        the step (``"GREETING"``, ``"MAIL"``, ``"RCPT"``, ``"DATA"``, ``"FINAL"``,
+        ``"BDAT"``, or a command such as ``"EHLO"``) with its time-out."""
         core = self._core
-        stream = self._stream
-        timeouts = self._timeouts
-        loop = asyncio.get_running_loop()
-        key: object = ()
-        deadline = 0.0
-        step = ""
-        limit = 0.0
-        while True:
-            try:
-                event = core.next_event()
-            except RemoteProtocolError as exc:
-                self._abort()
-                raise SMTPProtocolError(f"{self._host} broke the protocol: {exc}") from exc
-            if not isinstance(event, Sentinel):
-                return event
-            out = core.data_to_send()
-            if out:
-                stream.write(out)
-                try:
-                    await stream.drain(timeouts.data_block)
-                except TimeoutError:
-                    self._abort()
-                    raise SMTPTimeout(
-                        f"{self._host} took no data for {timeouts.data_block:g} s"
-                    ) from None
-            now_key, now_step = _awaiting(core)
-            if out or now_key != key:
-                key, step = now_key, now_step
-                limit = self._limit(step)
-                deadline = loop.time() + limit
-            try:
-                data = await stream.read(deadline)
-            except TimeoutError:
-                self._abort()
-                raise SMTPTimeout(
-                    f"no reply from {self._host} to {step} within {limit:g} s"
-                ) from None
-            core.receive_data(data)
+        step = core.awaiting or "COMMAND"
+        key = (core.replies_received, core.awaiting)
+        return _client.Wait(key=key, step=step, seconds=self._limit(step))
 
     def _limit(self, step: str) -> float:
         t = self._timeouts
@@ -898,32 +707,12 @@ class SMTPClient:
         }.get(step, t.command)
 
 
-class SMTPConnecting:
+class SMTPConnecting(_client.Connecting[SMTPClient]):
     """What :meth:`SMTPClient.connect` returns: await it for the :class:`SMTPClient`,
     or use it as an async context manager (which quits and closes at the end)."""
 
     def __init__(self, cls: type[SMTPClient], host: str, port: int, **options: Any) -> None:
-        self._cls = cls
-        self._host = host
-        self._port = port
-        self._options = options
-        self._client: SMTPClient | None = None
-
-    def __await__(self) -> Generator[Any, None, SMTPClient]:
-        return self._cls._open(self._host, self._port, **self._options).__await__()
-
-    async def __aenter__(self) -> SMTPClient:
-        self._client = await self._cls._open(self._host, self._port, **self._options)
-        return self._client
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._client is not None:
-            await self._client.__aexit__(exc_type, exc, tb)
+        super().__init__(lambda: cls._open(host, port, **options))
 
 
 # --- messages ----------------------------------------------------------------------------
