@@ -97,8 +97,9 @@ class StoreMaildrop:
     :meth:`open` takes the session lock (:class:`~mailagents.store.SessionLock`;
     :class:`~mailagents.store.MailboxInUseError` when another session holds it) and
     snapshots INBOX: messages delivered later stay out of the session (RFC 1939 §8: the
-    maildrop is the state at login). :meth:`open_message` and :meth:`chunks` stream one
-    message (CRLF bytes, ``chunk_size`` octets at a time, never loaded whole);
+    maildrop is the state at login). :meth:`start_message` (or :meth:`open_message`)
+    and :meth:`chunks` stream one message (CRLF bytes, ``chunk_size`` octets at a time,
+    never loaded whole);
     :meth:`mark_seen` sets ``\\Seen``; :meth:`remove` expunges the messages deleted in
     the session (in the UPDATE state only); :meth:`close` releases the lock.
 
@@ -160,16 +161,78 @@ class StoreMaildrop:
         by another client meanwhile). Blocks."""
         return self.folder.open_message(uid)
 
-    async def chunks(self, stream: BinaryIO) -> AsyncGenerator[bytes, None]:
+    def read_chunk(self, stream: BinaryIO) -> tuple[bytes, bool]:
+        """The next ``chunk_size`` octets of ``stream`` (fewer at its end), and whether
+        its end was reached. A short read is not taken as the end (not every stream
+        says so): reading goes on until ``chunk_size`` octets or an empty read, so a
+        small message takes one call. Blocks."""
+        size = self.chunk_size
+        data = stream.read(size)
+        if len(data) >= size:
+            return data, False
+        if not data:
+            return b"", True
+        parts = [data]
+        got = len(data)
+        while got < size:
+            more = stream.read(size - got)
+            if not more:
+                return b"".join(parts), True
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts), False
+
+    def start_message(self, uid: int) -> tuple[BinaryIO, bytes, bool]:
+        """:meth:`open_message` and the first :meth:`read_chunk` in one call (one trip
+        through the executor for a message of up to ``chunk_size`` octets): the stream,
+        the first chunk, and whether that was all (the stream is closed then). Blocks."""
+        stream = self.open_message(uid)
+        try:
+            first, done = self.read_chunk(stream)
+        except BaseException:
+            stream.close()
+            raise
+        if done:
+            stream.close()
+        return stream, first, done
+
+    def start_messages(
+        self, uids: Sequence[int], limit: int | None = None
+    ) -> list[tuple[BinaryIO, bytes, bool] | None]:
+        """:meth:`start_message` for several messages in one call (a read-ahead):
+        ``None`` for a message that is gone. The list stops short at any other error
+        (reading that message again raises it) and once ``limit`` octets were read.
+        Blocks."""
+        started: list[tuple[BinaryIO, bytes, bool] | None] = []
+        total = 0
+        for uid in uids:
+            if limit is not None and total >= limit:
+                break
+            try:
+                entry = self.start_message(uid)
+            except MessageNotFoundError:
+                started.append(None)
+                continue
+            except Exception:
+                break
+            started.append(entry)
+            total += len(entry[1])
+        return started
+
+    async def chunks(
+        self, stream: BinaryIO, first: bytes = b"", done: bool = False
+    ) -> AsyncGenerator[bytes, None]:
         """The content of ``stream`` (from :meth:`open_message`), read through the
         store's executor ``chunk_size`` octets at a time; the stream is closed at the
-        end, also when the caller stops early (``aclose``)."""
+        end, also when the caller stops early (``aclose``). ``first`` and ``done`` are
+        what :meth:`start_message` read already."""
         try:
-            while True:
-                chunk = await self.store.run(stream.read, self.chunk_size)
-                if not chunk:
-                    return
-                yield chunk
+            if first:
+                yield first
+            while not done:
+                chunk, done = await self.store.run(self.read_chunk, stream)
+                if chunk:
+                    yield chunk
         finally:
             stream.close()
 
@@ -224,6 +287,129 @@ _NOT_REMOVED = Reject(
     response=Response(ok=False, code="SYS/TEMP", text="Some deleted messages not removed")
 )
 _DROP = "maa.maildrop"
+_AHEAD = "maa.read_ahead"
+
+READ_AHEAD = 128 * 1024
+"""The default of :class:`MAA`'s ``read_ahead``: octets of small messages read ahead
+per executor call."""
+
+# At most this many messages are read ahead per executor call.
+_READ_AHEAD_MESSAGES = 32
+
+_Started = tuple[BinaryIO, bytes, bool]
+
+
+class _Batch:
+    """Consecutive messages from ``first`` being opened and read in one executor call
+    (:meth:`StoreMaildrop.start_messages`)."""
+
+    __slots__ = ("count", "entries", "first", "future")
+
+    def __init__(self, first: int, count: int, future: asyncio.Future[list[_Started | None]]):
+        self.first = first
+        self.count = count
+        self.future = future
+        self.entries: dict[int, _Started | None] | None = None
+        """By message number, once read; an entry is removed when handed out."""
+
+    @property
+    def end(self) -> int:
+        """The number after the batch's last message."""
+        return self.first + self.count
+
+    def read(self) -> dict[int, _Started | None]:
+        """The entries (the executor call is over)."""
+        if self.entries is None:
+            future = self.future
+            done = [] if future.cancelled() or future.exception() else future.result()
+            self.entries = {self.first + i: entry for i, entry in enumerate(done)}
+        return self.entries
+
+    def discard(self) -> None:
+        """Not wanted: close what is left of it once it is read."""
+        self.future.add_done_callback(self._close)
+
+    def _close(self, future: asyncio.Future[list[_Started | None]]) -> None:
+        entries = self.read()
+        self.entries = {}
+        for entry in entries.values():
+            if entry is not None:
+                entry[0].close()
+
+
+class _ReadAhead:
+    """The read-ahead of one session: clients retrieve messages in order, and each trip
+    through the store's executor costs more than reading a small message, so small
+    messages are read in batches, the next batch while the client takes the current
+    one. A batch is at most ``limit`` octets of messages (as the snapshot lists them;
+    what is read stops after ``limit`` octets too), and at most two batches are held.
+    """
+
+    __slots__ = ("batches", "drop", "limit")
+
+    def __init__(self, drop: StoreMaildrop, limit: int) -> None:
+        self.drop = drop
+        self.limit = limit
+        self.batches: list[_Batch] = []
+
+    async def take(self, number: int) -> _Started | None:
+        """Message ``number`` opened with its first chunk read (see
+        :meth:`StoreMaildrop.start_message`), or ``None`` when it is gone."""
+        drop = self.drop
+        batches = self.batches
+        while batches and batches[0].end <= number:
+            batches.pop(0).discard()
+        batch = batches[0] if batches and batches[0].first <= number else None
+        found = False
+        started: _Started | None = None
+        if batch is not None:
+            if not batch.future.done():
+                await asyncio.wait([batch.future])  # cancelling this wait leaves it be
+            entries = batch.read()
+            if number in entries:  # not handed out before, not past an error
+                started = entries.pop(number)
+                found = True
+        else:
+            for old in batches:
+                old.discard()
+            batches.clear()
+        last = batches[-1].end if batches else number + 1
+        if batch is None or (len(batches) == 1 and last - number <= (batch.count + 1) // 2):
+            self._start(last)
+        if found:
+            return started
+        try:
+            return await drop.store.run(drop.start_message, drop.messages[number - 1].uid)
+        except MessageNotFoundError:
+            return None
+
+    def _start(self, first: int) -> None:
+        """Start reading the small messages from ``first`` on."""
+        limit = self.limit
+        if not limit:
+            return
+        messages = self.drop.messages
+        uids: list[int] = []
+        total = 0
+        for entry in messages[first - 1 : first - 1 + _READ_AHEAD_MESSAGES]:
+            total += entry.size
+            if total > limit:
+                break
+            uids.append(entry.uid)
+        if not uids:
+            return
+        loop = asyncio.get_running_loop()
+        drop = self.drop
+        future = loop.run_in_executor(drop.store.executor, drop.start_messages, uids, limit)
+        self.batches.append(_Batch(first, len(uids), future))
+
+    async def close(self) -> None:
+        """Drop every batch, once its executor call is over (the folder closes next)."""
+        batches, self.batches = self.batches, []
+        for batch in batches:
+            batch.discard()
+        if batches:
+            await asyncio.wait([b.future for b in batches])
 
 
 class _Handler(POP3Handler):
@@ -255,6 +441,7 @@ class _Handler(POP3Handler):
             log.exception("cannot open the maildrop of %s", event.identity)
             return _UNAVAILABLE
         session.data[_DROP] = drop
+        session.data[_AHEAD] = _ReadAhead(drop, self.maa.read_ahead)
         maa._logged_in(event.identity)
         return Maildrop(messages=tuple(MaildropEntry(size=m.size, uid=m.uidl) for m in messages))
 
@@ -265,12 +452,17 @@ class _Handler(POP3Handler):
         marks messages seen)."""
         drop: StoreMaildrop = session.data[_DROP]
         uid = drop.messages[event.number - 1].uid
-        try:
-            stream = await drop.store.run(drop.open_message, uid)
-        except MessageNotFoundError:
+        ahead: _ReadAhead = session.data[_AHEAD]
+        # Opening and reading the first chunk take one executor call (most messages
+        # are smaller than a chunk), if the read-ahead did not do it already.
+        started = await ahead.take(event.number)
+        if started is None:
             return _GONE
-        seen = self.maa.mark_seen and event.lines is None
-        return _stream(drop, stream, uid, seen)
+        stream, first, done = started
+        chunks = drop.chunks(stream, first, done)
+        if self.maa.mark_seen and event.lines is None:
+            return _seen_after(drop, chunks, uid)
+        return chunks
 
     async def on_update(self, session: POP3Session, event: Update) -> Accept | Reject:
         """Expunge the messages deleted in the session (RFC 1939 §6)."""
@@ -289,30 +481,31 @@ class _Handler(POP3Handler):
     async def on_close(self, session: POP3Session) -> None:
         """Release the maildrop (also when the session is cancelled)."""
         drop: StoreMaildrop | None = session.data.pop(_DROP, None)
+        ahead: _ReadAhead | None = session.data.pop(_AHEAD, None)
         if drop is None:
             return
         try:
+            if ahead is not None:
+                await ahead.close()
             await drop.store.run(drop.close)
         except asyncio.CancelledError:
             drop.close()  # the lock must not outlive the session
             raise
 
 
-async def _stream(
-    drop: StoreMaildrop, stream: BinaryIO, uid: int, seen: bool
+async def _seen_after(
+    drop: StoreMaildrop, chunks: AsyncGenerator[bytes, None], uid: int
 ) -> AsyncIterator[bytes]:
     """The message's chunks; ``\\Seen`` once all of it was handed over."""
-    chunks = drop.chunks(stream)
     try:
         async for chunk in chunks:
             yield chunk
     finally:
         await chunks.aclose()
-    if seen:
-        try:
-            await drop.store.run(drop.mark_seen, [uid])
-        except Exception:
-            log.exception("could not mark message %d seen", uid)
+    try:
+        await drop.store.run(drop.mark_seen, [uid])
+    except Exception:
+        log.exception("could not mark message %d seen", uid)
 
 
 class MAA:
@@ -342,6 +535,11 @@ class MAA:
     state); a session that ends otherwise deletes nothing. With ``mark_seen``, a message
     retrieved whole with RETR gets ``\\Seen`` (seen by IMAP clients).
 
+    After a RETR or TOP of message ``n``, the small messages from ``n + 1`` on are
+    opened and read in one executor call, up to ``read_ahead`` octets, while the client
+    takes ``n`` (clients fetch in order; each trip through the store's executor costs
+    more than reading a small message). ``read_ahead=0`` turns this off.
+
     ``config``, if given, is the base :class:`~mailagents.pop3.ServerConfig` (the MAA
     sets the host name, the mechanisms, plaintext and APOP in it; its ``login_delay``
     is enforced per user with ``-ERR [LOGIN-DELAY]``); ``server_options`` are more
@@ -363,6 +561,7 @@ class MAA:
         allow_plaintext: bool = False,
         allow_apop: bool = False,
         mark_seen: bool = False,
+        read_ahead: int = READ_AHEAD,
         fsync: bool = True,
         config: ServerConfig | None = None,
         server_options: Mapping[str, Any] | None = None,
@@ -381,6 +580,10 @@ class MAA:
         """What a template names: ``"maildir"`` or ``"mbox"`` (an mbox store's root)."""
         self.mark_seen = mark_seen
         """Set ``\\Seen`` on messages retrieved whole."""
+        if read_ahead < 0:
+            raise ValueError("read_ahead must not be negative")
+        self.read_ahead = read_ahead
+        """Octets of small messages read ahead per executor call (``0``: none)."""
         self.fsync = fsync
         """Whether the stores opened from the template fsync."""
         self.ssl_context = ssl_context

@@ -99,6 +99,8 @@ _REJECT_AUTH = Reject(
     response=Response(ok=False, code="SYS/TEMP", text="Temporary authentication failure")
 )
 _NO_MESSAGE = Reject(response=Response(ok=False, text="No such message"))
+# Octets of a RETR/TOP response held back to be written at once (see _retrieve).
+_COALESCE = 64 * 1024
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -344,20 +346,31 @@ class _Connection(StreamSession):
         # The message is the server's to send: the client's clock stands still, but a
         # client that stops reading still hits the send deadline in drain().
         paused = self.pause_clock()
+        # What the core gave is held back until _COALESCE octets are there, so that a
+        # small message leaves in one write (status, message, dot); a big one still
+        # streams, a chunk at a time.
+        held = [core.data_to_send()]
+        size = len(held[0])
         try:
-            self.write(core.data_to_send())
             async for chunk in answer:
                 if self._gone() or not await self.drain():
                     log.info("%s left during RETR/TOP %d", session.peer, event.number)
                     return False
                 core.send(MessageChunk(data=chunk))
-                self.write(core.data_to_send())
+                out = core.data_to_send()
+                held.append(out)
+                size += len(out)
+                if size >= _COALESCE:
+                    self.write(b"".join(held))
+                    held.clear()
+                    size = 0
                 if not core.wants_more:
                     break  # TOP has its lines
             core.send(MessageEnd())
         except Exception:
             log.exception("POP3 handler's message %d failed while streaming", event.number)
-            return False  # no terminating dot: the client sees a broken transfer
+            self.write(b"".join(held))  # what was stuffed, with no terminating dot:
+            return False  # the client sees a broken transfer
         finally:
             closer = getattr(answer, "aclose", None)
             if closer is not None:
@@ -365,7 +378,8 @@ class _Connection(StreamSession):
                     await closer()
             if paused:
                 self.resume_clock()
-        self.write(core.data_to_send())
+        held.append(core.data_to_send())
+        self.write(b"".join(held))
         self.answered()
         return True
 

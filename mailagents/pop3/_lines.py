@@ -13,6 +13,11 @@ import enum
 __all__ = ["TOO_LONG", "DotStuffer", "LineBuffer", "LineTooLong"]
 
 
+# Translation tables that mark where the CRs and the LFs are.
+_CR = bytes(1 if i == 0x0D else 0 for i in range(256))
+_LF = bytes(1 if i == 0x0A else 0 for i in range(256))
+
+
 class LineTooLong(enum.Enum):
     """The marker :meth:`LineBuffer.take_line` returns for a line over the limit."""
 
@@ -107,6 +112,87 @@ class DotStuffer:
 
     def feed(self, data: bytes) -> bytes:
         """Stuff the next chunk of the message; returns the bytes to send."""
+        if self._cut or not data:
+            return b""
+        head = b""
+        if self._cr:
+            if data[0] != 0x0A:
+                return self._feed_lines(data)  # the held CR is content: rare
+            # The held CR and this LF end the current line.
+            end = bytearray()
+            self._end_line(end)
+            head = bytes(end)
+            data = data[1:]
+            if self._cut or not data:
+                return head
+        # The bulk path: a chunk whose every CR starts a CRLF (a final CR may be the
+        # first half of one) is stuffed with a few whole-chunk bytes operations.
+        # Anything else (a lone CR inside a line) takes the line-by-line path, which
+        # gives the same bytes.
+        held = data[-1] == 0x0D
+        if b"\r" not in data:
+            # LF line ends only (RFC 1939 §3 wants CRLF).
+            data = data.replace(b"\n", b"\r\n")
+        elif data[0] != 0x0A and data.translate(_CR)[:-1] == data.translate(_LF)[1:]:
+            # CRLF line ends only: every CR is followed by an LF, every LF follows a CR
+            # (the final CR, if any, is held back).
+            if held:
+                data = data[:-1]
+        else:
+            crlf = data.count(b"\r\n")
+            if data.count(b"\r") != crlf + held:
+                return head + self._feed_lines(data)
+            if held:
+                data = data[:-1]
+            # Both CRLF and bare LF line ends: make them all CRLF.
+            data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if data:
+            if self._body_left is not None:
+                data = self._top(data)
+                if self._cut:
+                    held = False  # a CR after the cut is never sent
+            # (split and join is the same as replace, only faster)
+            out = b"\r\n..".join(data.split(b"\r\n."))
+            if self._at_start and data[0] == 0x2E:  # RFC 1939 §3
+                out = b"." + out
+            self._at_start = self._line_empty = data[-1] == 0x0A
+            head += out
+        self._cr = held
+        return head
+
+    def _top(self, data: bytes) -> bytes:
+        """TOP's cut for the bulk path: ``data`` has CRLF line ends and no other CR;
+        returns what of it passes, counting the body lines and making the cut."""
+        head = b""
+        if self._in_header:
+            # The blank line that ends the header: an empty line (RFC 5322 §2.1).
+            if self._at_start and data.startswith(b"\r\n"):
+                end = 2
+            else:
+                end = data.find(b"\r\n\r\n")
+                if end < 0:
+                    return data  # still in the header
+                end += 4
+            self._in_header = False
+            if self._body_left == 0:
+                self._cut = True
+                return data[:end]
+            head, data = data[:end], data[end:]
+        left = self._body_left
+        assert left is not None and left > 0
+        lines = data.count(b"\n")
+        if lines < left:
+            self._body_left = left - lines
+            return head + data
+        end = -1
+        for _ in range(left):
+            end = data.index(b"\n", end + 1)
+        self._body_left = 0
+        self._cut = True
+        return head + data[: end + 1]
+
+    def _feed_lines(self, data: bytes) -> bytes:
+        """:meth:`feed` one line at a time: the exact rules for any input."""
         out = bytearray()
         parts = data.split(b"\n")
         last = len(parts) - 1

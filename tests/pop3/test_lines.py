@@ -127,3 +127,92 @@ def test_stuffing_round_trip(message: bytes, cuts: list[int]) -> None:
     if normal and not normal.endswith(b"\r\n"):
         normal = normal[:-1] + b"\r\n" if normal.endswith(b"\r") else normal + b"\r\n"
     assert unstuff(data) == normal
+
+
+# --- the bulk path of DotStuffer.feed against the line-by-line one ----------------------
+
+
+class LineByLine(DotStuffer):
+    """The reference: every chunk through the exact line-by-line rules."""
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> bytes:
+        return self._feed_lines(data)
+
+
+# Mail-like pieces, so that CRLF, bare LF, lone CR, dots at line starts and blank lines
+# (TOP's header end) all turn up often; raw bytes too.
+PIECES = st.sampled_from(
+    [b"\r\n", b"\n", b"\r", b".", b"..", b"\r\n.", b"\r\n\r\n", b"a", b"H: v", b"x.y", b" "]
+)
+MESSAGES = st.one_of(
+    st.lists(PIECES, max_size=60).map(b"".join),
+    st.binary(max_size=200),
+    st.lists(st.sampled_from([b"\r\n", b"\r\n.", b"ab", b"\r\n\r\n"]), max_size=60).map(
+        b"".join
+    ),
+)
+
+
+def chunked(message: bytes, cuts: list[int]) -> list[bytes]:
+    chunks = []
+    pos = 0
+    for cut in cuts:
+        chunks.append(message[pos : pos + cut])
+        pos += cut
+    chunks.append(message[pos:])
+    return chunks
+
+
+@given(
+    MESSAGES,
+    st.lists(st.integers(0, 40), max_size=20),
+    st.one_of(st.none(), st.integers(0, 6)),
+)
+def test_bulk_path_same_bytes_as_line_by_line(
+    message: bytes, cuts: list[int], lines: int | None
+) -> None:
+    fast, slow = DotStuffer(lines), LineByLine(lines)
+    for chunk in chunked(message, cuts):
+        assert fast.feed(chunk) == slow.feed(chunk), (message, cuts, lines)
+        assert fast.wants_more == slow.wants_more
+    assert fast.finish() == slow.finish()
+
+
+@pytest.mark.parametrize("lines", [None, 0, 1, 3, 100])
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"H: 1\r\nH: 2\r\n\r\n.b1\r\nb2\r\n..b3\r\n\r\n.\r\nend",
+        b"H: 1\nH: 2\n\n.b1\nb2\n..b3\n\n.\nend\n",
+        b"H: 1\r\nH: 2\n\r\n.b1\nb2\r\n.\r\n",
+        b".starts\r\nwith a dot\r\n\r\n.\r\n.",
+        b"lone\rCR\r\n.x\r\r\n\r.\n",
+    ],
+)
+def test_bulk_path_every_split(message: bytes, lines: int | None) -> None:
+    """Every split into two chunks, and one byte at a time, against the reference."""
+    splits = [[cut] for cut in range(len(message) + 1)] + [[1] * len(message)]
+    for cuts in splits:
+        fast, slow = DotStuffer(lines), LineByLine(lines)
+        got = bytearray()
+        want = bytearray()
+        for chunk in chunked(message, cuts):
+            got += fast.feed(chunk)
+            want += slow.feed(chunk)
+        got += fast.finish()
+        want += slow.finish()
+        assert got == want, (message, cuts, lines)
+
+
+def test_bulk_path_big_chunk() -> None:
+    """A message in 64 KiB chunks: CRLF split across chunks, stuffing at a chunk start."""
+    line = b"x" * 65 + b"\r\n.y\r\n"
+    message = b"Subject: big\r\n\r\n" + line * 5000
+    for size in (65536, 65535, 4096, 73):
+        fast, slow = DotStuffer(), LineByLine()
+        got = b"".join(fast.feed(message[i : i + size]) for i in range(0, len(message), size))
+        want = b"".join(slow.feed(message[i : i + size]) for i in range(0, len(message), size))
+        assert got == want
+        assert got.count(b"\r\n..y\r\n") == 5000
