@@ -27,10 +27,10 @@ import dataclasses
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, TypeVar
+from types import CoroutineType, TracebackType
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 
 from mailagents import sasl
 from mailagents.aio._listener import (
@@ -69,6 +69,17 @@ from mailagents.smtp import (
 
 __all__ = ["SMTPHandler", "SMTPServer", "Session", "serve_smtp"]
 
+# Making the session task the current task while a transport callback runs its work
+# (so that asyncio.current_task() and asyncio.timeout() behave in handlers as they do
+# inside the task) needs asyncio's own hooks, which eager tasks use too. Without them
+# every input goes through the task, as it always may.
+try:
+    from asyncio.tasks import _enter_task, _leave_task
+
+    _INLINE = True
+except ImportError:  # pragma: no cover - every CPython from 3.7 to 3.13 has them
+    _INLINE = False
+
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
@@ -85,10 +96,74 @@ _REFUSALS: dict[Refusal, Reply] = {
 # No transaction in progress: a graceful shutdown may end the session here.
 _BOUNDARY_STATES = frozenset({State.CONNECTED, State.READY, State.REFUSED, State.CLOSED})
 
+_ACCEPT = Accept()
 _LOCAL_ERROR = Reply(code=451, enhanced="4.3.0", lines=("Local error in processing",))
 _REJECT_LOCAL = Reject(reply=_LOCAL_ERROR)
 _AUTH_ERROR = Reply(code=454, enhanced="4.7.0", lines=("Temporary authentication failure",))
 _REJECT_AUTH = Reject(reply=_AUTH_ERROR)
+
+
+class _Marker:
+    """What the session loop's step asks for besides a job (see ``_Connection``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_IDLE = _Marker("IDLE")  # the core needs more input
+_END = _Marker("END")  # the session is over
+_CHUNK_FAILED = _Marker("CHUNK_FAILED")  # on_data_chunk raised
+
+
+@dataclass(frozen=True, slots=True)
+class _Raise:
+    """An exception from a step run in a transport callback, for the task to raise."""
+
+    error: Exception
+
+
+_Job: TypeAlias = "_Marker | _Raise | Coroutine[Any, Any, bool]"
+
+
+class _Resume(Generic[_T]):
+    """Await the rest of a coroutine that was started with ``send(None)`` and
+    suspended, yielding ``first``: what the task awaiting this passes in (results,
+    exceptions, cancellation) goes on to the coroutine, and its result is returned."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, _T], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, _T]:
+        coro = self._coro
+        value = self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+
+
+def _ignore(result: object) -> None:
+    """Nothing to do with a handler's result (``on_reset``)."""
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -188,6 +263,14 @@ class _Connection(StreamSession):
         self._core: ServerConnection | None = None
         self.session: Session | None = None
         self._chunk_failed = False
+        self._default_chunks = server._default_chunks
+        defaults = server._defaults
+        self._default_hello = "on_hello" in defaults
+        self._default_mail = "on_mail" in defaults
+        self._default_rcpt = "on_rcpt" in defaults
+        self._default_reset = "on_reset" in defaults
+        self._parked = False  # the task waits for input: input_arrived() runs _step()
+        self._job: _Job | None = None  # what the task must do next, set by input_arrived()
 
     # --- hooks -----------------------------------------------------------------------
 
@@ -216,122 +299,259 @@ class _Connection(StreamSession):
         core = self._core
         return core is None or core.state in _BOUNDARY_STATES
 
-    async def _ask(self, call: Awaitable[_T], fallback: _T) -> _T:
-        """A handler call, with the client's clock stopped; its exception is logged and
-        answered with ``fallback``."""
-        paused = self.pause_clock()
-        try:
-            return await call
-        except Exception:
-            log.exception("SMTP handler %s failed", getattr(call, "__qualname__", call))
-            return fallback
-        finally:
-            if paused:
-                self.resume_clock()
-
     # --- the session -----------------------------------------------------------------
+    #
+    # The session loop is one synchronous function, _step(): it feeds the core what
+    # arrived, answers the core's events and writes the replies, until the core needs
+    # more input (_IDLE), the session is over (_END), or something must be awaited (a
+    # job: a coroutine the task awaits, such as a handler call that did not complete at
+    # once, a login delay, a TLS handshake, a client that does not read). A handler
+    # call is first run synchronously up to its first suspension (as an eager task
+    # would be), so a handler that decides without waiting costs no event-loop turn.
+    #
+    # The task runs _step() and awaits the jobs. While it waits for input it is
+    # "parked", and input_arrived() (from data_received) runs _step() right there, in
+    # the task's context and as the current task, without waking the task: one batch
+    # of commands, one write, no event-loop hops. Only a job wakes the task.
+
+    def input_arrived(self) -> None:
+        if not self._parked or not _INLINE:
+            self._wake()
+            return
+        task = self.task
+        loop = self.loop
+        assert task is not None and self.context is not None
+        try:
+            _enter_task(loop, task)
+        except RuntimeError:  # called from inside another task: let the task do it
+            self._wake()
+            return
+        try:
+            job = self.context.run(self._inline_step)
+        except RuntimeError:  # the context is in use: let the task do it
+            job = _IDLE
+            self._wake()
+        finally:
+            _leave_task(loop, task)
+        if job is not _IDLE:
+            self._job = job
+            self._parked = False
+            self._wake()
+
+    def _inline_step(self) -> _Job:
+        try:
+            return self._step()
+        except Exception as exc:  # the task raises it again, as if it had run _step()
+            return _Raise(exc)
 
     async def serve(self) -> None:
         """The session loop."""
         session = self.session
         assert session is not None
+        log.debug("SMTP session with %s started", session.peer)
         try:
-            await self._serve()
+            while True:
+                job = self._job
+                if job is None:
+                    job = self._step()
+                else:
+                    self._job = None
+                if job is _IDLE:
+                    self._parked = True
+                    try:
+                        await self.wait_input()
+                    finally:
+                        self._parked = False
+                elif job is _END:
+                    return
+                elif isinstance(job, _Raise):
+                    raise job.error
+                else:
+                    assert not isinstance(job, _Marker)
+                    self._job = None
+                    if not await job:
+                        return
         finally:
+            job = self._job
+            self._job = None
+            if isinstance(job, Coroutine):
+                job.close()
             session.message.clear()
             log.debug("SMTP session with %s ended", session.peer)
 
-    async def _serve(self) -> None:
+    def _step(self) -> _Job:
+        """Run the session until it needs input, ends, or must await something."""
         core = self._core
         session = self.session
         assert core is not None and session is not None
         handler = self._server.handler
-        default_chunks = self._server._default_chunks
-        log.debug("SMTP session with %s started", session.peer)
         while True:
             try:
                 event = core.next_event()
             except RemoteProtocolError:
                 self.write(core.data_to_send())
-                return
+                return _END
             if event is NEED_DATA:
                 out = core.data_to_send()
                 if out:
                     self.write(out)
                     self.answered()
-                if self._writing_paused and not await self.drain():
-                    return
-                data = await self.read()
+                if self._writing_paused:
+                    return self._drain_job()
+                data = self.read_nowait()
+                if isinstance(data, bytes):
+                    core.receive_data(data)
+                    continue
                 if data is None:
                     if self.stopping == "timeout":
                         core.timed_out()
                     elif self.stopping in ("shutdown", "drain"):
                         core.shutdown("Service shutting down, closing connection")
                     self.write(core.data_to_send())
-                    return
-                core.receive_data(data)
-                continue
-            if isinstance(event, DataChunk):
+                    return _END
+                return _IDLE
+            job: _Job | None = None
+            kind = type(event)
+            # The exact type picks the branch (events are final classes); cast() tells
+            # the type checker what isinstance() would, without its cost.
+            if kind is DataChunk:
+                event = cast(DataChunk, event)
                 self.transferring()
-                if default_chunks:
+                if self._default_chunks:
                     session.message += event.data
                 elif not self._chunk_failed:
-                    try:
-                        await self.busy(handler.on_data_chunk(session, event.data))
-                    except Exception:
-                        log.exception("SMTP handler on_data_chunk failed")
-                        self._chunk_failed = True
-            elif isinstance(event, RcptTo):
-                self._decide(await self._ask(handler.on_rcpt(session, event), _REJECT_LOCAL))
-            elif isinstance(event, MailFrom):
-                self._decide(await self._ask(handler.on_mail(session, event), _REJECT_LOCAL))
-            elif isinstance(event, MessageComplete):
+                    job = self._call(handler.on_data_chunk(session, event.data),
+                                     _CHUNK_FAILED, self._chunk_done)
+            elif kind is RcptTo:
+                if self._default_rcpt:
+                    self._decide(_ACCEPT)
+                else:
+                    event = cast(RcptTo, event)
+                    job = self._call(handler.on_rcpt(session, event), _REJECT_LOCAL,
+                                     self._decide)
+            elif kind is MailFrom:
+                if self._default_mail:
+                    self._decide(_ACCEPT)
+                else:
+                    event = cast(MailFrom, event)
+                    job = self._call(handler.on_mail(session, event), _REJECT_LOCAL,
+                                     self._decide)
+            elif kind is MessageComplete:
+                event = cast(MessageComplete, event)
                 message = bytes(session.message)
                 session.message.clear()
                 if self._chunk_failed:
                     self._chunk_failed = False
                     core.send(_REJECT_LOCAL)
                 else:
-                    self._decide(
-                        await self._ask(
-                            handler.on_message(session, event.envelope, message), _REJECT_LOCAL
-                        )
-                    )
-            elif isinstance(event, Hello):
-                self._decide(await self._ask(handler.on_hello(session, event), _REJECT_LOCAL))
-                session.helo = core.helo_domain
-            elif isinstance(event, Reset | MessageRejected):
+                    job = self._call(handler.on_message(session, event.envelope, message),
+                                     _REJECT_LOCAL, self._decide)
+            elif kind is Hello:
+                if self._default_hello:
+                    self._hello_done(_ACCEPT)
+                else:
+                    event = cast(Hello, event)
+                    job = self._call(handler.on_hello(session, event), _REJECT_LOCAL,
+                                     self._hello_done)
+            elif kind is Reset or kind is MessageRejected:
                 session.message.clear()
                 self._chunk_failed = False
-                await self._ask(handler.on_reset(session), None)
+                if not self._default_reset:
+                    job = self._call(handler.on_reset(session), None, _ignore)
             elif isinstance(event, sasl.NeedCredentials):
-                answer: sasl.Answer | Reject = await self._ask(
-                    handler.on_credentials(session, event), _REJECT_AUTH
-                )
-                self._decide(answer, _REJECT_AUTH)
-            elif isinstance(event, Authenticated):
+                job = self._call(handler.on_credentials(session, event), _REJECT_AUTH,
+                                 self._credentials_done)
+            elif kind is Authenticated:
+                event = cast(Authenticated, event)
                 session.identity = event.identity
                 log.info("%s authenticated as %s (%s)", session.peer, event.identity,
                          event.mechanism)
-            elif isinstance(event, AuthenticationFailed):
+            elif kind is AuthenticationFailed:
+                event = cast(AuthenticationFailed, event)
                 log.info("%s failed to authenticate (%s): %s", session.peer, event.mechanism,
                          event.reply.code)
                 # A temporary failure (4xx) is ours, not a wrong password: not counted.
                 # The core's reply waits in its buffer until the delay has passed.
-                if event.reply.code >= 500 and await self.login_failed():
-                    core.shutdown("Too many authentication failures, closing connection",
-                                  enhanced="4.7.0")
-                    self.write(core.data_to_send())
-                    return
-            elif isinstance(event, StartTLS):
-                if not await self._start_tls():
-                    return
-            elif isinstance(event, Quit):
+                if event.reply.code >= 500:
+                    job = self._login_failed_job()
+            elif kind is StartTLS:
+                job = self._start_tls()
+            elif kind is Quit:
                 self.write(core.data_to_send())
-                return
-            elif isinstance(event, ConnectionClosed):
-                return
+                return _END
+            elif kind is ConnectionClosed:
+                return _END
             # CommandRejected: the core has queued its reply; nothing to decide.
+            if job is not None:
+                return job
+
+    def _call(
+        self,
+        call: Awaitable[_T],
+        fallback: _T,
+        then: Callable[[_T], None],
+    ) -> _Job | None:
+        """Run the handler coroutine ``call`` as far as it goes without waiting and
+        hand its result to ``then``; if it must wait, return the job that finishes it
+        (with the client's clock stopped). An exception is logged and answered with
+        ``fallback``. An awaitable that is not a coroutine is awaited by the job."""
+        if type(call) is not CoroutineType:
+            return self._finish(call, fallback, then)
+        try:
+            yielded = call.send(None)
+        except StopIteration as done:
+            then(done.value)
+            return None
+        except Exception:
+            log.exception("SMTP handler %s failed", getattr(call, "__qualname__", call))
+            then(fallback)
+            return None
+        return self._finish(_Resume(call, yielded), fallback, then, call)
+
+    async def _finish(
+        self,
+        awaitable: Awaitable[_T],
+        fallback: _T,
+        then: Callable[[_T], None],
+        call: object = None,
+    ) -> bool:
+        paused = self.pause_clock()
+        try:
+            result = await awaitable
+        except Exception:
+            what = call if call is not None else awaitable
+            log.exception("SMTP handler %s failed", getattr(what, "__qualname__", what))
+            result = fallback
+        finally:
+            if paused:
+                self.resume_clock()
+        then(result)
+        return True
+
+    def _chunk_done(self, result: object) -> None:
+        if result is _CHUNK_FAILED:
+            self._chunk_failed = True
+
+    def _hello_done(self, decision: Decision) -> None:
+        self._decide(decision)
+        assert self.session is not None and self._core is not None
+        self.session.helo = self._core.helo_domain
+
+    def _credentials_done(self, answer: sasl.Answer | Reject) -> None:
+        self._decide(answer, _REJECT_AUTH)
+
+    async def _drain_job(self) -> bool:
+        return await self.drain()
+
+    async def _login_failed_job(self) -> bool:
+        core = self._core
+        assert core is not None
+        if await self.login_failed():
+            core.shutdown("Too many authentication failures, closing connection",
+                          enhanced="4.7.0")
+            self.write(core.data_to_send())
+            return False
+        return True
 
     def _decide(self, decision: Decision, fallback: Reject = _REJECT_LOCAL) -> None:
         """Hand the handler's answer to the core; an answer the core refuses (a
@@ -439,6 +659,14 @@ class SMTPServer:
             name="SMTP server",
         )
         self._default_chunks = type(handler).on_data_chunk is SMTPHandler.on_data_chunk
+        # The decisions whose handler method is SMTPHandler's own (accept, or do
+        # nothing): the session answers them without the call, with the same result.
+        self._defaults = frozenset(
+            name
+            for name in ("on_hello", "on_mail", "on_rcpt", "on_reset")
+            if getattr(type(handler), name) is getattr(SMTPHandler, name)
+            and name not in getattr(handler, "__dict__", {})
+        )
 
     @property
     def command_timeout(self) -> float:

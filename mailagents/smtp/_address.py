@@ -74,6 +74,18 @@ _LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 _GENERAL_LITERAL = re.compile(r"([A-Za-z0-9-]*[A-Za-z0-9]):([\x21-\x5a\x5e-\x7e]+)")
 _IPV4_LITERAL = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# The common case in one pattern: an ASCII Dot-string local part "@" a domain name of
+# LDH labels of at most 63 octets, in angle brackets, no source route. Whatever it
+# matches (within the length limits checked beside it) the full grammar accepts with
+# the same result; everything else goes the long way.
+_SIMPLE_PATH = re.compile(
+    rf"<([{_ATEXT_ASCII}]+(?:\.[{_ATEXT_ASCII}]+)*)@"
+    r"([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)>"
+)
+# Paths parsed by the fast path lately (they are immutable), bounded.
+_SIMPLE_PATHS: dict[str, Path] = {}
+_SIMPLE_PATHS_MAX = 1024
 
 
 def _octets(text: str) -> int:
@@ -348,6 +360,22 @@ def parse_path(
     (a forward-path, §4.1.1.3), returned as ``Mailbox("postmaster", "")``.
     Raises :class:`AddressError`.
     """
+    path = _SIMPLE_PATHS.get(text)
+    if path is not None:
+        return path
+    if len(text) <= MAX_PATH:
+        match = _SIMPLE_PATH.fullmatch(text)
+        if match is not None and len(match[1]) <= MAX_LOCAL_PART:
+            # Valid by construction (the pattern and the limits above): no second
+            # check of every part in Mailbox.__post_init__.
+            mailbox = object.__new__(Mailbox)
+            object.__setattr__(mailbox, "local_part", match[1])
+            object.__setattr__(mailbox, "domain", match[2])
+            path = Path(mailbox)
+            if len(_SIMPLE_PATHS) >= _SIMPLE_PATHS_MAX:
+                _SIMPLE_PATHS.clear()
+            _SIMPLE_PATHS[text] = path
+            return path
     _check_chars(text, utf8, "path")
     if len(text) < 2 or text[0] != "<" or text[-1] != ">":
         raise AddressError("path must be enclosed in angle brackets")
@@ -385,21 +413,9 @@ def parse_forward_path(text: str, *, utf8: bool = False) -> Path:
     return parse_path(text, utf8=utf8, allow_postmaster=True)
 
 
-def split_path_and_parameters(argument: str) -> tuple[str, str]:
-    """Split the argument of ``MAIL FROM:`` or ``RCPT TO:`` into the path (with its
-    angle brackets) and the parameter text: ``"<a@b> SIZE=10"`` gives
-    ``("<a@b>", "SIZE=10")``.
-
-    The path must be in angle brackets (a bare ``a@b`` is refused). Quoted strings
-    and address literals are honoured, so ``<"a> b"@x>`` is one path. Spaces before
-    the path and between the path and the parameters are tolerated (some clients
-    send ``FROM: <a@b>``); the parameter text is returned without leading or
-    trailing spaces.
-    Raises :class:`AddressError`; the path itself is checked by :func:`parse_path`.
-    """
-    text = argument.lstrip(" ")
-    if not text.startswith("<"):
-        raise AddressError("path must be enclosed in angle brackets")
+def _path_end(text: str) -> int:
+    """The index of the ">" that closes the path at the start of ``text`` (which
+    starts with "<"), honouring quoted strings and address literals."""
     i = 1
     n = len(text)
     while i < n:
@@ -416,10 +432,30 @@ def split_path_and_parameters(argument: str) -> tuple[str, str]:
             i = close + 1
             continue
         if ch == ">":
-            break
+            return i
         i += 1
-    else:
-        raise AddressError("path has no closing '>'")
+    raise AddressError("path has no closing '>'")
+
+
+def split_path_and_parameters(argument: str) -> tuple[str, str]:
+    """Split the argument of ``MAIL FROM:`` or ``RCPT TO:`` into the path (with its
+    angle brackets) and the parameter text: ``"<a@b> SIZE=10"`` gives
+    ``("<a@b>", "SIZE=10")``.
+
+    The path must be in angle brackets (a bare ``a@b`` is refused). Quoted strings
+    and address literals are honoured, so ``<"a> b"@x>`` is one path. Spaces before
+    the path and between the path and the parameters are tolerated (some clients
+    send ``FROM: <a@b>``); the parameter text is returned without leading or
+    trailing spaces.
+    Raises :class:`AddressError`; the path itself is checked by :func:`parse_path`.
+    """
+    text = argument.lstrip(" ")
+    if not text.startswith("<"):
+        raise AddressError("path must be enclosed in angle brackets")
+    i = text.find(">")
+    if i < 0 or '"' in text[1:i] or "[" in text[1:i]:
+        # A quoted string or an address literal may hold the ">" found: scan.
+        i = _path_end(text)
     path, rest = text[: i + 1], text[i + 1 :]
     if rest and not rest.startswith(" "):
         raise AddressError("path must be followed by a space or the end of the line")

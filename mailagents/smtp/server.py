@@ -14,6 +14,7 @@ import functools
 import re
 from base64 import b64decode, b64encode
 from collections import deque
+from collections.abc import Callable
 from typing import TypeAlias
 
 from mailagents import sasl
@@ -50,12 +51,14 @@ from mailagents.smtp._events import (
     StartTLS,
 )
 from mailagents.smtp._params import (
+    MailParameters,
     ParameterError,
+    RcptParameters,
     parse_mail_parameters,
     parse_rcpt_parameters,
 )
 from mailagents.smtp._reply import Reply
-from mailagents.smtp._state import COMMANDS, State, in_sequence
+from mailagents.smtp._state import _SEQUENCE, State, in_sequence
 
 __all__ = ["Decision", "ServerConnection", "ServerEvent"]
 
@@ -100,22 +103,60 @@ _DECISION_EVENTS = (Hello, MailFrom, RcptTo, MessageComplete, sasl.NeedCredentia
 _BDAT_SIZE_DIGITS = 20  # a size that does not fit in 20 digits cannot be meant
 # Controls other than TAB have no place in a command line (RFC 5321 §4.1.2 grammar).
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# What parse_mail_parameters("") and parse_rcpt_parameters("") give.
+_NO_MAIL_PARAMETERS = MailParameters()
+_NO_RCPT_PARAMETERS = RcptParameters()
+# _state's table with tuples: "state in tuple" compares identities, where a frozenset
+# of enum members calls the members' __hash__, written in Python.
+_ALLOWED: dict[str, tuple[State, ...]] = {
+    verb: tuple(states) for verb, states in _SEQUENCE.items()
+}
+_HELLO_VERBS = frozenset({"EHLO", "HELO", "LHLO"})
+# What may be issued before STARTTLS when require_tls is set.
+_BEFORE_TLS_VERBS = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "RSET", "QUIT"})
 
 
-@functools.lru_cache(maxsize=512)
+# The wire forms of the replies queued recently, by the identity of the Reply object:
+# (reply, (bytes without the enhanced code, bytes with one)). The entry holds the reply,
+# so its id() cannot be reused while the entry exists. Constant replies (built once by
+# the cached _r below) always hit; the cache is emptied when it grows past its bound.
+_WIRE: dict[int, tuple[Reply, tuple[bytes, bytes]]] = {}
+_WIRE_MAX = 1024
+
+
+def _wire_forms(reply: Reply) -> tuple[Reply, tuple[bytes, bytes]]:
+    """A reply's bytes without and with an enhanced code; with one, a 2xx/4xx/5xx
+    reply that has none gets the class's generic code (RFC 3463 §3.1: X.0.0)."""
+    plain = reply.without_enhanced() if reply.enhanced is not None else reply
+    enhanced = reply
+    if reply.enhanced is None and reply.code // 100 in (2, 4, 5):
+        enhanced = Reply(code=reply.code, enhanced=f"{reply.code // 100}.0.0", lines=reply.lines)
+    entry = (reply, (plain.to_bytes(), enhanced.to_bytes()))
+    if len(_WIRE) >= _WIRE_MAX:
+        _WIRE.clear()
+    _WIRE[id(reply)] = entry
+    return entry
+
+
 def _wire(reply: Reply, mode: int) -> bytes:
     """A reply's bytes; ``mode`` 0 strips the enhanced code, 1 keeps it and gives a
     2xx/4xx/5xx reply without one the class's generic code (RFC 3463 §3.1: X.0.0)."""
-    if mode == 0:
-        if reply.enhanced is not None:
-            reply = reply.without_enhanced()
-    elif reply.enhanced is None and reply.code // 100 in (2, 4, 5):
-        reply = Reply(code=reply.code, enhanced=f"{reply.code // 100}.0.0", lines=reply.lines)
-    return reply.to_bytes()
+    entry = _WIRE.get(id(reply))
+    if entry is None or entry[0] is not reply:
+        entry = _wire_forms(reply)
+    return entry[1][mode]
 
 
+@functools.lru_cache(maxsize=1024)
 def _r(code: int, enhanced: str | None, *lines: str) -> Reply:
+    # Replies are immutable: the same one is shared by every session (and its bytes
+    # are computed once, see _WIRE).
     return Reply(code=code, enhanced=enhanced, lines=lines or ("",))
+
+
+# The EHLO keywords per configuration and TLS state, computed once (a configuration is
+# immutable); keyed by id() with the configuration kept in the value, bounded.
+_EHLO_CACHE: dict[tuple[int, bool], tuple[ServerConfig, tuple[str, ...], frozenset[str]]] = {}
 
 
 class ServerConnection:
@@ -130,6 +171,8 @@ class ServerConnection:
         cfg = self.config
         self._enhanced = cfg.enhanced_status_codes or cfg.lmtp
         self._command_limit = cfg.command_line_limit  # computed once: read on every line
+        # A line no longer than this is within either limit (command line, AUTH line).
+        self._short_line = min(self._command_limit, cfg.max_auth_line)
         self._in = bytearray()
         self._out = bytearray()
         self._events: deque[ServerEvent] = deque()
@@ -237,6 +280,8 @@ class ServerConnection:
                 self._process_data()
             elif state is State.BDAT_CHUNK:
                 self._process_bdat()
+            elif not before:
+                return self._need_data()  # no command line can be there
             else:
                 line = self._take_line()
                 if line is not None:
@@ -252,6 +297,21 @@ class ServerConnection:
         event = self._pending
         if event is None:
             raise LocalProtocolError("no event awaits a decision")
+        if type(decision) is Accept and decision.reply is None:
+            # The common answer, which none of the checks below can refuse.
+            kind = type(event)
+            if kind is RcptTo:
+                self._pending = None
+                self._decide_rcpt(event, decision)  # type: ignore[arg-type]
+                return
+            if kind is MailFrom:
+                self._pending = None
+                self._decide_mail(event, decision)  # type: ignore[arg-type]
+                return
+            if kind is MessageComplete:
+                self._pending = None
+                self._decide_message(event, decision)  # type: ignore[arg-type]
+                return
         if isinstance(event, sasl.NeedCredentials):
             self._answer_credentials(decision)
             return
@@ -319,7 +379,10 @@ class ServerConnection:
         enhanced code (RFC 2034 §4); with ENHANCEDSTATUSCODES every other 2xx, 4xx and
         5xx reply does (RFC 2034 §3), so an application reply without one gets the
         class's generic code (RFC 3463 §3.1: X.0.0)."""
-        self._out += _wire(reply, 0 if plain or not self._enhanced else 1)
+        entry = _WIRE.get(id(reply))
+        if entry is None or entry[0] is not reply:
+            entry = _wire_forms(reply)
+        self._out += entry[1][0 if plain or not self._enhanced else 1]
 
     def _emit(self, event: ServerEvent) -> None:
         self._events.append(event)
@@ -361,14 +424,15 @@ class ServerConnection:
 
     def _take_line(self) -> bytes | None:
         buf = self._in
-        limit = self._line_limit()
         end = buf.find(b"\n")
         if end < 0:
-            if len(buf) > limit:
+            if len(buf) > self._short_line and len(buf) > self._line_limit():
                 # Too long to be a command: drop it up to its end (bounded buffer).
                 self._discarding_line = True
                 del buf[: len(buf) - 1]
             return None
+        # The limit is needed only for a line that may pass the smaller of the two.
+        limit = self._line_limit() if end + 2 > self._short_line else 0
         line = bytes(buf[:end])
         del buf[: end + 1]
         if self._discarding_line:
@@ -381,7 +445,7 @@ class ServerConnection:
             # RFC 5321 §2.3.8: lines end with CRLF; a bare LF is refused.
             self._reject("", _r(500, "5.5.2", "Command line must end with CRLF"))
             return None
-        if len(line) + 2 > limit:
+        if limit and len(line) + 2 > limit:
             self._reject("", _r(500, "5.5.2", "Line too long"))
             return None
         return line
@@ -397,28 +461,25 @@ class ServerConnection:
             return
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
-        if verb not in COMMANDS or not verb.isascii():
+        allowed = _ALLOWED.get(verb)
+        if allowed is None or not verb.isascii():
             self._reject(verb[:16], _r(500, "5.5.1", "Command unrecognized"))
             return
         cfg = self.config
-        if (verb == "LHLO") != cfg.lmtp and verb in ("EHLO", "HELO", "LHLO"):
+        if verb in _HELLO_VERBS and (verb == "LHLO") != cfg.lmtp:
             # RFC 2033 §4.1: an LMTP server answers HELO and EHLO with 500.
             self._reject(verb, _r(500, "5.5.1", f"{verb} is not {'LMTP' if cfg.lmtp else 'SMTP'}"))
             return
         if verb == "BDAT":
             self._bdat(arg)
             return
-        if not in_sequence(self._state, verb):
+        if self._state not in allowed:
             self._reject(verb, self._sequence_error(verb))
             return
-        if (
-            cfg.require_tls
-            and not self._tls
-            and verb not in ("EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "RSET", "QUIT")
-        ):
+        if cfg.require_tls and not self._tls and verb not in _BEFORE_TLS_VERBS:
             self._reject(verb, _r(530, "5.7.0", "Must issue a STARTTLS command first"))
             return
-        getattr(self, "_cmd_" + verb.lower())(arg)
+        _HANDLERS[verb](self, arg)
 
     def _sequence_error(self, verb: str) -> Reply:
         state = self._state
@@ -474,6 +535,22 @@ class ServerConnection:
             self._extensions = frozenset()
             self._queue(_r(250, None, cfg.hostname), plain=True)
             return
+        key = (id(cfg), self._tls)
+        cached = _EHLO_CACHE.get(key)
+        if cached is None or cached[0] is not cfg:
+            ext = self._ehlo_keywords()
+            cached = (cfg, ext, frozenset(e.split(" ", 1)[0] for e in ext))
+            if len(_EHLO_CACHE) >= 64:
+                _EHLO_CACHE.clear()
+            _EHLO_CACHE[key] = cached
+        _, ext, self._extensions = cached
+        greeting = f"{cfg.hostname} Hello {event.domain}"
+        # RFC 2034 §4: no enhanced code in the EHLO/LHLO reply.
+        self._queue(_r(250, None, greeting, *ext), plain=True)
+
+    def _ehlo_keywords(self) -> tuple[str, ...]:
+        """The EHLO/LHLO keywords (with their parameters) offered in this state."""
+        cfg = self.config
         ext: list[str] = []
         size = cfg.max_message_size
         ext.append(f"SIZE {size}" if size is not None else "SIZE")
@@ -497,10 +574,7 @@ class ServerConnection:
             ext.append("DSN")
         if cfg.requiretls and self._tls:
             ext.append("REQUIRETLS")  # RFC 8689 §2: offered only over TLS
-        self._extensions = frozenset(e.split(" ", 1)[0] for e in ext)
-        greeting = f"{cfg.hostname} Hello {event.domain}"
-        # RFC 2034 §4: no enhanced code in the EHLO/LHLO reply.
-        self._queue(_r(250, None, greeting, *ext), plain=True)
+        return tuple(ext)
 
     def _auth_offered(self) -> bool:
         cfg = self.config
@@ -519,8 +593,12 @@ class ServerConnection:
             self._reject("MAIL", _r(501, "5.1.7", f"Bad sender address syntax: {exc}"))
             return
         try:
-            params = parse_mail_parameters(
-                param_text, extensions=self._extensions, max_size=self.config.max_message_size
+            params = (
+                parse_mail_parameters(
+                    param_text, extensions=self._extensions, max_size=self.config.max_message_size
+                )
+                if param_text
+                else _NO_MAIL_PARAMETERS
             )
         except ParameterError as exc:
             self._reject("MAIL", _r(exc.code, exc.enhanced, exc.text), bad=exc.code != 552)
@@ -565,7 +643,11 @@ class ServerConnection:
             self._reject("RCPT", _r(501, "5.1.3", f"Bad recipient address syntax: {exc}"))
             return
         try:
-            params = parse_rcpt_parameters(param_text, extensions=self._extensions)
+            params = (
+                parse_rcpt_parameters(param_text, extensions=self._extensions)
+                if param_text
+                else _NO_RCPT_PARAMETERS
+            )
         except ParameterError as exc:
             self._reject("RCPT", _r(exc.code, exc.enhanced, exc.text))
             return
@@ -920,3 +1002,9 @@ class ServerConnection:
         if self._state in (State.MAIL, State.RCPT, State.BDAT):
             self._state = State.READY
 
+
+# The method that carries out each command (every verb of _state's table), for
+# _command's dispatch without building a name per command.
+_HANDLERS: dict[str, Callable[[ServerConnection, str], None]] = {
+    verb: getattr(ServerConnection, "_cmd_" + verb.lower()) for verb in _SEQUENCE if verb != "BDAT"
+}
