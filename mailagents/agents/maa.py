@@ -31,11 +31,16 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, BinaryIO, Literal, Self
+from typing import Any, BinaryIO, Literal
 
 from mailagents import sasl
-from mailagents.agents.msa import _safe_name
+from mailagents.agents._lifecycle import (
+    AsyncClosing,
+    bound_port,
+    close_listeners,
+    safe_name,
+    start_pair,
+)
 from mailagents.aio import POP3Handler, POP3Server, POP3Session
 from mailagents.pop3 import (
     Accept,
@@ -508,7 +513,7 @@ async def _seen_after(
         log.exception("could not mark message %d seen", uid)
 
 
-class MAA:
+class MAA(AsyncClosing):
     """A POP3 mail access agent (RFC 1939) over the users' stores, composed of two
     :class:`~mailagents.aio.POP3Server` listeners.
 
@@ -616,10 +621,10 @@ class MAA:
             raise TypeError("mailboxes is a callable, not a path template")
         local, at, domain = identity.lower().rpartition("@")
         if at and local:
-            local, domain = _safe_name(local), _safe_name(domain)
+            local, domain = safe_name(local), safe_name(domain)
             user = f"{local}@{domain}"
         else:
-            local = user = _safe_name(identity.lower())
+            local = user = safe_name(identity.lower())
             domain = ""
         return os.path.abspath(template.format(user=user, local=local, domain=domain))
 
@@ -686,61 +691,47 @@ class MAA:
         if self.pop3 is not None or self.pop3s is not None:
             raise RuntimeError("the MAA is already serving")
         options = dict(self.server_options)
-        try:
-            if pop3_port is not None:
-                self.pop3 = POP3Server(
-                    _Handler(self), self.config, ssl_context=self.ssl_context, **options
-                )
-                options.setdefault("throttle", self.pop3.throttle)
-                await self.pop3.start(host, pop3_port)
-            if pop3s_port is not None:
-                self.pop3s = POP3Server(
-                    _Handler(self),
-                    self.config,
-                    ssl_context=self.ssl_context,
-                    implicit_tls=True,
-                    **options,
-                )
-                await self.pop3s.start(host, pop3s_port)
-        except BaseException:
-            await self.close()
-            raise
+
+        def make(implicit_tls: bool) -> POP3Server:
+            server = POP3Server(
+                _Handler(self),
+                self.config,
+                ssl_context=self.ssl_context,
+                implicit_tls=implicit_tls,
+                **options,
+            )
+            # Both listeners count failed logins together (unless one was given).
+            options.setdefault("throttle", server.throttle)
+            return server
+
+        def keep(implicit_tls: bool, server: POP3Server) -> None:
+            if implicit_tls:
+                self.pop3s = server
+            else:
+                self.pop3 = server
+
+        await start_pair(self, make, keep, host, pop3_port, pop3s_port)
 
     @property
     def pop3_port(self) -> int:
         """The bound port of the POP3 (STLS) listener."""
-        if self.pop3 is None:
-            raise RuntimeError("the POP3 listener is not running")
-        return self.pop3.port
+        return bound_port(self.pop3, "POP3")
 
     @property
     def pop3s_port(self) -> int:
         """The bound port of the POP3S (implicit TLS) listener."""
-        if self.pop3s is None:
-            raise RuntimeError("the POP3S listener is not running")
-        return self.pop3s.port
+        return bound_port(self.pop3s, "POP3S")
 
     async def close(self) -> None:
         """Stop both listeners (sessions end as :meth:`POP3Server.close
         <mailagents.aio.POP3Server.close>` says, nothing deleted for those cut short)
         and close the stores opened from the template."""
-        servers = [s for s in (self.pop3, self.pop3s) if s is not None]
+        servers = (self.pop3, self.pop3s)
         self.pop3 = self.pop3s = None
-        await asyncio.gather(*(s.close() for s in servers))
+        await close_listeners(*servers)
         with self._stores_lock:
             stores = list(self._stores.values())
             self._stores.clear()
         for store in stores:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(store.close)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -117,6 +117,27 @@ def unique_name() -> str:
     return f"{secs}.M{usecs}P{os.getpid()}Q{count}R{os.urandom(8).hex()}.{_host()}"
 
 
+def unique_names(count: int) -> list[str]:
+    """``count`` new unique base names, as :func:`unique_name` makes them, for a batch:
+    the host name, process id and random bytes are fetched once for all of them (each
+    name keeps its own counter value, time and 8 random bytes)."""
+    if count <= 0:
+        return []
+    with _counter_lock:
+        first = next(_counter)
+        for _ in range(count - 1):
+            next(_counter)
+    host, pid = _host(), os.getpid()
+    randomness = os.urandom(8 * count).hex()
+    names: list[str] = []
+    for i in range(count):
+        secs, usecs = divmod(time.time_ns() // 1000, 1_000_000)
+        names.append(
+            f"{secs}.M{usecs}P{pid}Q{first + i}R{randomness[16 * i : 16 * i + 16]}.{host}"
+        )
+    return names
+
+
 def sized_name(unique: str, disk_size: int, crlf_size: int) -> str:
     """The base name with the size fields Dovecot writes."""
     return f"{unique},S={disk_size},W={crlf_size}"

@@ -71,6 +71,7 @@ from mailagents.store._maildir_names import (
     split_flags,
     split_name,
     unique_name,
+    unique_names,
 )
 from mailagents.store._maildir_state import Entry, ModseqState
 from mailagents.store._maildir_uidlist import Keywords, UidList, UidRecord
@@ -704,15 +705,6 @@ class _MaildirAppendWriter(AppendWriter):
             fsync_dir(directory)
         return self._finish()
 
-    def _start_writeback(self) -> None:
-        """Ask the kernel to start writing the file out now, without waiting (the
-        fsync in :meth:`_publish` then waits for less). Only a hint: errors are
-        ignored, and pages still being written stay cached."""
-        advise = getattr(os, "posix_fadvise", None)
-        if advise is not None and self._fd >= 0:
-            with contextlib.suppress(OSError):
-                advise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
-
     def _publish(self) -> str:
         """The first half of :meth:`commit`: fsync the file and rename it into place.
         Returns the directory it is now in, which must be fsynced before
@@ -777,6 +769,28 @@ class _MaildirAppendWriter(AppendWriter):
             self._fd = -1
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
+
+
+class _BatchFile:
+    """One message of :meth:`MaildirFolder.append_batch` while it is in ``tmp/``."""
+
+    __slots__ = ("fd", "name", "path", "size")
+
+    def __init__(self, fd: int, path: str, name: str, size: int) -> None:
+        self.fd = fd  # -1 once closed
+        self.path = path  # in tmp/
+        self.name = name  # its name in new/
+        self.size = size  # CRLF size
+
+    def discard(self) -> None:
+        """Close the file (if open) and remove it, ignoring errors (a delivery that
+        failed part-way)."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
 
 
 def _apply_mode(old: frozenset[str], flags: frozenset[str], mode: FlagMode) -> frozenset[str]:
@@ -885,51 +899,97 @@ class MaildirFolder(Folder):
         """Deliver several messages (the fast MDA path: no flags, no UID assigned now)
         with one directory fsync for all of them (group commit).
 
-        Each message is written to ``tmp/``, fsynced and renamed into ``new/``; then
-        ``new/`` is fsynced once, and only then is any of them reported durable.
-        Returns, in order, each message's :class:`~mailagents.store.AppendResult`, or
-        the exception that stopped it (nothing of that message is left behind; if the
-        directory fsync fails, every message renamed before it gets that error, as
+        Each message is written to ``tmp/`` and fsynced; then each is renamed into
+        ``new/``, ``new/`` is fsynced once, and only then is any of them reported
+        durable. Returns, in order, each message's
+        :class:`~mailagents.store.AppendResult`, or the exception that stopped it
+        (nothing of that message is left behind; if the directory fsync fails, every
+        message renamed before it gets that error, as
         :meth:`~mailagents.store.AppendWriter.commit` would report it)."""
         self._check_open()
         core = self._core
-        outcomes: list[AppendResult | Exception | None] = []
-        written: list[tuple[int, _MaildirAppendWriter]] = []
-        # Write every file first and start its writeback, so that the fsyncs below
-        # find the data on its way (and, on a journaling file system, the block
-        # allocations of all of them in the transaction the first fsync commits).
-        for message in messages:
-            try:
-                writer = _MaildirAppendWriter(core, frozenset(), None, False)
-                writer.write(message)  # a failed write removes its file
-            except Exception as exc:
-                outcomes.append(exc)
-                continue
-            if core.fsync:
-                writer._start_writeback()
-            written.append((len(outcomes), writer))
-            outcomes.append(None)  # its result, once new/ is fsynced
-        published: list[tuple[int, _MaildirAppendWriter]] = []
-        for index, writer in written:
-            try:
-                writer._publish()  # fsync, rename; a failure removes the file
-            except Exception as exc:
-                outcomes[index] = exc
-                continue
-            published.append((index, writer))
-        if published:
-            try:
-                if core.fsync:
-                    fsync_dir(core.new)
-                for index, writer in published:
-                    outcomes[index] = writer._finish()
-            except Exception as exc:
-                for index, writer in published:
-                    if writer.result is None:
+        sync = core.fsync
+        outcomes: list[AppendResult | Exception | None] = [None] * len(messages)
+        tmp_dir, new_dir = core.tmp + os.sep, core.new + os.sep
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        advise = getattr(os, "posix_fadvise", None) if sync else None
+        # What is still in tmp/, by index; a file leaves it when renamed or when it
+        # fails (and is removed).
+        in_tmp: dict[int, _BatchFile] = {}
+        try:
+            # 1. Write every file, and start its writeback at once (so that the fsyncs
+            #    below find the data on its way).
+            for index, unique in enumerate(unique_names(len(messages))):
+                data = messages[index].replace(b"\r\n", b"\n")  # as LFConverter does
+                disk_size = len(data)
+                crlf_size = disk_size + data.count(b"\n")
+                path = tmp_dir + unique
+                try:
+                    fd = os.open(path, flags, 0o600)
+                except Exception as exc:
+                    outcomes[index] = exc
+                    continue
+                name = sized_name(unique, disk_size, crlf_size)
+                in_tmp[index] = _BatchFile(fd, path, name, crlf_size)
+                try:
+                    written = os.write(fd, data)
+                    if written < disk_size:
+                        write_all(fd, memoryview(data)[written:])
+                except Exception as exc:
+                    in_tmp.pop(index).discard()
+                    outcomes[index] = exc
+                    continue
+                if advise is not None:
+                    with contextlib.suppress(OSError):  # only a hint
+                        advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            # 2. fsync every file (its data and inode) before any is renamed. Syncing
+            #    them all first, rather than fsync-rename in turn, also leaves tmp/
+            #    unchanged between the fsyncs: ext4 without a journal writes the parent
+            #    directory of a newly created file with its fsync, so a rename out of
+            #    tmp/ in between would cost every later fsync two more writes.
+            for index, file in list(in_tmp.items()):
+                try:
+                    if sync:
+                        os.fsync(file.fd)
+                    fd, file.fd = file.fd, -1
+                    os.close(fd)
+                except Exception as exc:
+                    in_tmp.pop(index).discard()
+                    outcomes[index] = exc
+            # 3. Rename each durable file into new/ (readers see it whole: a rename is
+            #    atomic), then fsync new/ once for all of them.
+            renamed: list[tuple[int, int]] = []
+            for index, file in list(in_tmp.items()):
+                try:
+                    os.rename(file.path, new_dir + file.name)
+                except Exception as exc:
+                    in_tmp.pop(index).discard()
+                    outcomes[index] = exc
+                    continue
+                del in_tmp[index]
+                renamed.append((index, file.size))
+            if renamed:
+                try:
+                    if sync:
+                        fsync_dir(core.new)
+                    uidvalidity = (
+                        core.uidvalidity
+                        or core.uidlist.peek_uidvalidity()
+                        or core.ensure_uidvalidity()
+                    )
+                except Exception as exc:
+                    for index, _ in renamed:
                         outcomes[index] = exc
+                else:
+                    for index, size in renamed:
+                        outcomes[index] = AppendResult(uidvalidity=uidvalidity, uid=None, size=size)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, ...): remove what is still in tmp/.
+            for file in in_tmp.values():
+                file.discard()
+            raise
         # Every place holds a result or an exception by now.
         return cast(list[AppendResult | Exception], outcomes)
-        return outcomes
 
     def set_flags(
         self,

@@ -305,6 +305,8 @@ def test_sender_from_and_relay_refusals(
                 f"From: {ALICE}\r\nSender: bob@example.test\r\n",
                 "From: undisclosed:;\r\n",
                 f"From: <{ALICE}\r\n",
+                'From: "\r\n',  # the email package's parser fails on it
+                f"From: {ALICE}\r\nSender: \"\r\n",
                 "Subject: no From at all\r\n",
             ):
                 smtp.rset()

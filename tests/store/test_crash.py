@@ -35,7 +35,7 @@ def expected_message(index: int) -> bytes:
 
 
 def open_store(kind: str, path: Path):  # type: ignore[no-untyped-def]
-    if kind == "maildir":
+    if kind.startswith("maildir"):
         from mailagents.store.maildir import MaildirStore
 
         return MaildirStore(path / "Maildir")
@@ -49,15 +49,24 @@ def deliver_forever(kind: str, path: str, start: int, fd: int) -> None:
     store = open_store(kind, Path(path))
     inbox = store.folder("INBOX")
     index = start
+    if kind == "maildir-batch":  # MaildirFolder.append_batch, the MSA's delivery path
+        rng = random.Random(start)
+        while True:
+            count = rng.randrange(1, 9)
+            batch = [expected_message(index + i) for i in range(count)]
+            outcomes = inbox.append_batch(batch)
+            done = [index + i for i, o in enumerate(outcomes) if not isinstance(o, Exception)]
+            os.write(fd, b"".join(b"%d\n" % i for i in done))
+            index += count
     while True:
         inbox.append_bytes(expected_message(index), assign_uid=index % 2 == 0)
         os.write(fd, b"%d\n" % index)
         index += 1
 
 
-@pytest.mark.parametrize("kind", ["maildir", "mbox"])
+@pytest.mark.parametrize("kind", ["maildir", "maildir-batch", "mbox"])
 def test_sigkill_during_delivery_loses_nothing_committed(kind: str, tmp_path: Path) -> None:
-    pytest.importorskip(f"mailagents.store.{kind}")
+    pytest.importorskip(f"mailagents.store.{kind.partition('-')[0]}")
     ctx = multiprocessing.get_context("fork")
     rng = random.Random(1234)
     committed: set[int] = set()

@@ -304,6 +304,87 @@ def test_system_call_order_of_a_delivery(
     assert all(not (c == "write" and p.startswith(tmp)) for c, p in calls[fsync_file:])
 
 
+def test_system_call_order_of_a_batch(
+    store: MaildirStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # append_batch: each message's data reaches the disk (fsync of its file in tmp/)
+    # before its name can appear in new/ (rename), and new/ is fsynced after the last
+    # rename, before the results are returned (the 250). The fsyncs of all the files
+    # come before the first rename, which keeps each file's own order (write, fsync,
+    # rename, directory fsync) and so the same durability argument as a single
+    # delivery; it only saves ext4 without a journal from rewriting tmp/ with every
+    # fsync (a file newly created there makes its fsync write the parent directory).
+    inbox = store.folder("INBOX")
+    rec = Recorder(monkeypatch)
+    messages = [MESSAGE, b"two\r\n", b"three\r\n" * 1000]
+    outcomes = inbox.append_batch(messages)
+    assert [getattr(o, "size", None) for o in outcomes] == [len(m) for m in messages]
+    calls = rec.calls
+    tmp, new = str(root / "tmp"), str(root / "new")
+    dir_fsync = max(i for i, (c, p) in enumerate(calls) if c == "fsync" and p == new)
+    renames = [i for i, (c, p) in enumerate(calls) if c == "rename"]
+    assert len(renames) == 3 and max(renames) < dir_fsync
+    for i in renames:
+        unique = os.path.basename(calls[i][1]).split(",")[0]
+        path = os.path.join(tmp, unique)
+        writes = [j for j, (c, p) in enumerate(calls) if c == "write" and p == path]
+        fsync = [j for j, (c, p) in enumerate(calls) if c == "fsync" and p == path]
+        assert writes and len(fsync) == 1
+        assert max(writes) < fsync[0] < min(renames)
+    assert sorted(os.listdir(new)) == sorted(os.path.basename(calls[i][1]) for i in renames)
+    assert os.listdir(tmp) == []
+    inbox.refresh()
+    assert sorted(inbox.read_message(m.uid) for m in inbox.messages()) == sorted(messages)
+
+
+def test_batch_failures_stay_in_their_place_and_leave_nothing_in_tmp(
+    store: MaildirStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = store.folder("INBOX")
+    real_open, real_write, real_fsync = os.open, os.write, os.fsync
+    opened: list[int] = []
+
+    def fake_open(path: Any, flags: int, mode: int = 0o777, **kw: Any) -> int:
+        if os.fspath(path).startswith(str(root / "tmp")):
+            opened.append(0)
+            if len(opened) == 2:
+                raise OSError(errno.EMFILE, "no more files")
+        return real_open(path, flags, mode, **kw)
+
+    def fake_write(fd: int, data: Any) -> int:
+        if bytes(data).startswith(b"three"):
+            raise OSError(errno.ENOSPC, "disk full")
+        return real_write(fd, data)
+
+    def fake_fsync(fd: int) -> None:
+        if os.fstat(fd).st_size == len(b"four\n"):
+            raise OSError(errno.EIO, "fsync failed")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "write", fake_write)
+    monkeypatch.setattr(os, "fsync", fake_fsync)
+    outcomes = inbox.append_batch([b"one\r\n", b"two\r\n", b"three\r\n", b"four\r\n", b"5\r\n"])
+    assert [type(o).__name__ for o in outcomes] == [
+        "AppendResult",
+        "OSError",
+        "OSError",
+        "OSError",
+        "AppendResult",
+    ]
+    assert [getattr(o, "errno", None) for o in outcomes[1:4]] == [
+        errno.EMFILE,
+        errno.ENOSPC,
+        errno.EIO,
+    ]
+    monkeypatch.undo()
+    assert os.listdir(root / "tmp") == []
+    assert sorted((root / "new" / n).read_bytes() for n in os.listdir(root / "new")) == [
+        b"5\n",
+        b"one\n",
+    ]
+
+
 def test_system_call_order_with_flags_and_uid(
     store: MaildirStore, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

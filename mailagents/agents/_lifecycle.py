@@ -1,0 +1,105 @@
+"""What the agents that serve one protocol on two listeners share: a port with
+STARTTLS/STLS and one with implicit TLS (RFC 8314), started together, each one's bound
+port, closed together, ``async with``; and the escaping that turns an address into a
+safe path component for the agents' path templates."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Protocol, Self, TypeVar
+
+__all__ = ["AsyncClosing", "Listener", "bound_port", "close_listeners", "safe_name", "start_pair"]
+
+
+class Listener(Protocol):
+    """What the agents need of a listener (:class:`~mailagents.aio.SMTPServer`,
+    :class:`~mailagents.aio.POP3Server`)."""
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        ...
+
+    async def start(self, host: str | Sequence[str], port: int) -> None:
+        """Start listening."""
+        ...
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop listening and end the sessions."""
+        ...
+
+
+L = TypeVar("L", bound=Listener)
+
+
+class AsyncClosing:
+    """``async with agent:`` closes the agent (its :meth:`close`) on the way out."""
+
+    async def close(self) -> None:
+        """Stop the agent (each agent says what that means)."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def start_pair(
+    agent: AsyncClosing,
+    make: Callable[[bool], L],
+    keep: Callable[[bool, L], None],
+    host: str | Sequence[str],
+    plain_port: int | None,
+    tls_port: int | None,
+) -> None:
+    """Start the listener on ``plain_port`` (STARTTLS/STLS), then the one on
+    ``tls_port`` (implicit TLS); ``None`` skips one. ``make(implicit_tls)`` builds a
+    listener and ``keep(implicit_tls, listener)`` stores it in the agent before it
+    starts, so that if anything fails, ``agent.close()`` (called before the exception
+    propagates) stops whatever had started."""
+    try:
+        for implicit_tls, port in ((False, plain_port), (True, tls_port)):
+            if port is None:
+                continue
+            listener = make(implicit_tls)
+            keep(implicit_tls, listener)
+            await listener.start(host, port)
+    except BaseException:
+        await agent.close()
+        raise
+
+
+def bound_port(listener: Listener | None, what: str) -> int:
+    """The bound port of ``listener``; :class:`RuntimeError` naming ``what`` if it is
+    not running."""
+    if listener is None:
+        raise RuntimeError(f"the {what} listener is not running")
+    return listener.port
+
+
+async def close_listeners(*listeners: Listener | None) -> None:
+    """Close every listener given (``None`` ones skipped) at once."""
+    await asyncio.gather(*(x.close() for x in listeners if x is not None))
+
+
+_UNSAFE = re.compile(r"[^\w@.+=-]")
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one safe path component: any character other than letters, digits
+    and ``@.+=_-`` written ``%XX`` (its UTF-8 bytes), a leading dot as ``%2E``, and an
+    empty text as ``%00``; so that no address can name a path outside its own folder."""
+    safe = _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+    if safe.startswith("."):
+        safe = "%2E" + safe[1:]
+    return safe or "%00"
