@@ -227,10 +227,10 @@ class StreamSession(asyncio.Protocol):
 
     A protocol adapter overrides :meth:`serve` (its loop: :meth:`read`, feed the core,
     answer events, :meth:`write`, :meth:`answered` whenever the core produced a reply,
-    :meth:`transferring` while content streams), :meth:`refuse` (write the core's
-    refusal greeting), :meth:`failed` (the core's reply after an internal error) and
-    :meth:`at_boundary` (no transaction in progress: a graceful shutdown may end the
-    session now).
+    :meth:`transferring` while content streams), :meth:`begin` (set up its core for an
+    admitted connection), :meth:`refuse` (write the core's refusal greeting),
+    :meth:`failed` (the core's reply after an internal error) and :meth:`at_boundary`
+    (no transaction in progress: a graceful shutdown may end the session now).
 
     A faster adapter may also override :meth:`input_arrived` to feed its core straight
     from the transport callback while its task has nothing else to do, taking input with
@@ -247,6 +247,11 @@ class StreamSession(asyncio.Protocol):
         """The listener's :class:`ListenerLimits`."""
         self.loop = loop
         """The event loop the session runs on."""
+        # The loop's clock; asyncio's own loop.time() is time.monotonic() behind a
+        # Python call, read on every input and reply: call the clock itself.
+        self._now: Callable[[], float] = (
+            time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        )
         self.transport: asyncio.Transport | None = None
         """The transport (replaced by the TLS one after :meth:`start_tls`)."""
         self.peer: tuple[Any, ...] = ()
@@ -283,7 +288,6 @@ class StreamSession(asyncio.Protocol):
         self._blocked_at: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._soonest = min(self.limits.idle_timeout, self.limits.command_timeout)
 
     # --- hooks for the protocol adapter ----------------------------------------------
 
@@ -311,14 +315,23 @@ class StreamSession(asyncio.Protocol):
 
     # --- transport callbacks ---------------------------------------------------------
 
+    def begin(self) -> None:
+        """The connection was admitted: set up the protocol's state (a subclass may
+        write its greeting here) before the session task is created. :attr:`peer` and
+        :attr:`transport` are set."""
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport; uvloop's implements the interface without inheriting
         # from asyncio.Transport, so no isinstance check here (it failed on uvloop).
-        self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.peer = tuple(peer) if isinstance(peer, tuple | list) else ()
+        stream = self.transport = cast(asyncio.Transport, transport)
+        peer = stream.get_extra_info("peername")
+        if type(peer) is tuple:
+            self.peer = peer
+        elif isinstance(peer, tuple | list):
+            self.peer = tuple(peer)
+        listener = self.listener
         self.address = address_key(peer, self.limits.ipv6_prefix)
-        refusal = self.listener._admit(self)
+        refusal = listener._admit(self)
         if refusal is not None:
             self._lost = True
             log.warning("refusing %s (%s limit)", self.peer, refusal)
@@ -327,12 +340,18 @@ class StreamSession(asyncio.Protocol):
             finally:
                 self._close_transport()
             return
-        self._set_write_limit(self.transport)
-        now = self.loop.time()
+        # (try/except: contextlib.suppress costs a context manager per connection)
+        try:  # noqa: SIM105
+            stream.set_write_buffer_limits(high=self.limits.write_high_water)
+        except NotImplementedError:  # a transport without a buffer (tests, benchmarks)
+            pass
+        loop = self.loop
+        now = loop.time()
         self._progress_at = self._read_at = now
         self._arm(now + self.limits.idle_timeout)
+        self.begin()
         self.context = context = contextvars.copy_context()
-        self.task = self.loop.create_task(self._run(), context=context)
+        self.task = loop.create_task(self._run(), context=context)
 
     def _set_write_limit(self, transport: asyncio.WriteTransport) -> None:
         # A transport without a buffer (tests, benchmarks) has no limits to set.
@@ -340,23 +359,23 @@ class StreamSession(asyncio.Protocol):
             transport.set_write_buffer_limits(high=self.limits.write_high_water)
 
     def data_received(self, data: bytes) -> None:
-        if self._lost or (self.stopping is not None and self.stopping != "drain"):
+        stopping = self.stopping
+        if self._lost or (stopping is not None and stopping != "drain"):
             return
         self._chunks.append(data)
-        self._buffered += len(data)
-        now = self.loop.time()
-        self._read_at = now
+        buffered = self._buffered = self._buffered + len(data)
+        now = self._read_at = self._now()
         if self._input_at is None:
             self._input_at = now
             # The command deadline starts: the timer needs bringing forward only if a
             # deadline can now fall before it (see _rearm); usually none can.
             if (
-                now + self._soonest < self._timer_at
+                now + self.listener._soonest < self._timer_at
                 or self._transfer_at is not None
                 or self._blocked_at is not None
             ):
                 self._rearm()
-        if self._buffered > self.limits.read_high_water and not self._reading_paused:
+        if buffered > self.limits.read_high_water and not self._reading_paused:
             self._reading_paused = True
             assert self.transport is not None
             self.transport.pause_reading()
@@ -389,7 +408,7 @@ class StreamSession(asyncio.Protocol):
     def answered(self) -> None:
         """The core answered a command: the next one starts now (idle deadline), and
         any transfer is over."""
-        self._progress_at = self.loop.time()
+        self._progress_at = self._now()
         self._input_at = None
         self._transfer_at = None
 
@@ -397,7 +416,7 @@ class StreamSession(asyncio.Protocol):
         """Content is streaming (a message, a literal): the transfer deadline applies
         from the first call until :meth:`answered`."""
         if self._transfer_at is None:
-            self._transfer_at = self.loop.time()
+            self._transfer_at = self._now()
 
     def _deadline(self) -> tuple[float, str]:
         limits = self.limits
@@ -542,6 +561,18 @@ class StreamSession(asyncio.Protocol):
         await self._wait()
 
     def _take(self) -> bytes:
+        chunks = self._chunks
+        if not self._pending and len(chunks) == 1 and len(chunks[0]) <= _FEED:
+            # The common case: one piece arrived since the last read, fed whole.
+            data = chunks.pop()
+            self._buffered -= len(data)
+            if self._reading_paused and self._buffered <= self.limits.read_high_water // 2:
+                self._reading_paused = False
+                assert self.transport is not None
+                self.transport.resume_reading()
+            if self._input_at is None:
+                self._input_at = self._now()
+            return data
         pending, offset = self._pending, self._offset
         if offset >= len(pending):
             chunks = self._chunks
@@ -556,7 +587,7 @@ class StreamSession(asyncio.Protocol):
             self._pending, self._offset = pending, offset + len(data)
         self._buffered -= len(data)
         if self._input_at is None:
-            self._input_at = self.loop.time()
+            self._input_at = self._now()
         if self._reading_paused and self._buffered <= self.limits.read_high_water // 2:
             self._reading_paused = False
             assert self.transport is not None
@@ -688,6 +719,7 @@ class Listener:
         """A name for the logs."""
         self.sessions: set[StreamSession] = set()
         """The sessions being served."""
+        self._soonest = min(self.limits.idle_timeout, self.limits.command_timeout)
         self._factory = session_factory
         self._per_address: dict[str, int] = {}
         self._server: asyncio.Server | None = None

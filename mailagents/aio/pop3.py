@@ -32,11 +32,9 @@ import dataclasses
 import logging
 import os
 import secrets
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, TypeVar
 
 from mailagents import sasl
@@ -47,6 +45,7 @@ from mailagents.aio._listener import (
     Refusal,
     StreamSession,
 )
+from mailagents.aio._server import ListeningServer, server_limits
 from mailagents.pop3 import (
     NEED_DATA,
     PAUSED,
@@ -400,7 +399,7 @@ class _Connection(StreamSession):
         return True
 
 
-class POP3Server:
+class POP3Server(ListeningServer):
     """A POP3 server on asyncio, one :class:`~mailagents.pop3.ServerConnection` per
     client, on the protocol-neutral listener of :mod:`mailagents.aio` (limits and
     deadlines in :class:`~mailagents.aio.ListenerLimits`).
@@ -441,15 +440,7 @@ class POP3Server:
             raise ValueError("implicit_tls needs an ssl_context")
         if limits is None:
             limits = ListenerLimits(idle_timeout=IDLE_TIMEOUT, command_timeout=IDLE_TIMEOUT)
-        if idle_timeout is not None:
-            limits = dataclasses.replace(
-                limits,
-                idle_timeout=idle_timeout,
-                command_timeout=idle_timeout,
-                tls_handshake_timeout=min(idle_timeout, limits.tls_handshake_timeout),
-            )
-        if max_connections is not None:
-            limits = dataclasses.replace(limits, max_connections=max_connections)
+        limits = server_limits(limits, idle_timeout, max_connections)
         config = config if config is not None else ServerConfig()
         if ssl_context is None and (config.tls_available or config.tls_active):
             raise ValueError("config offers TLS: pass an ssl_context")
@@ -468,10 +459,10 @@ class POP3Server:
         """Connections start with a TLS handshake."""
         self.limits = limits
         """The :class:`~mailagents.aio.ListenerLimits` of the server and its sessions."""
-        self._listener = Listener(
+        self._listen(
             lambda listener, loop: _Connection(self, listener, loop),
-            limits,
-            ssl_context=ssl_context if implicit_tls else None,
+            ssl_context=ssl_context,
+            implicit_tls=implicit_tls,
             throttle=throttle,
             name="POP3 server",
         )
@@ -486,30 +477,11 @@ class POP3Server:
         """The failed-login throttle of this server."""
         return self._listener.throttle
 
-    async def start(self, host: str | Sequence[str] = "127.0.0.1", port: int = 0) -> None:
-        """Listen on ``host`` (one address or name, or several; IPv4 and IPv6) and
-        ``port`` (``0``: an ephemeral port, see :attr:`port`)."""
-        if self._listener.sockets:
-            raise RuntimeError("the server is already started")
-        await self._listener.start(host, port)
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        """The listening sockets (empty before :meth:`start` and after :meth:`close`)."""
-        return self._listener.sockets
-
-    @property
-    def port(self) -> int:
-        """The port of the first listening socket (the real one when started on 0)."""
-        sockets = self.sockets
-        if not sockets:
-            raise RuntimeError("the server is not listening")
-        return int(sockets[0].getsockname()[1])
-
-    @property
-    def connections(self) -> int:
-        """The number of sessions open now."""
-        return len(self._listener.sessions)
+    # The lifecycle is ListeningServer's, bound here to be documented with the class.
+    start = ListeningServer.start
+    sockets = ListeningServer.sockets
+    port = ListeningServer.port
+    connections = ListeningServer.connections
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop listening and end the sessions: those not logged in at once, those in
@@ -518,19 +490,6 @@ class POP3Server:
         is deleted for it. Sessions still inside a handler call
         ``limits.shutdown_timeout`` seconds later are cancelled."""
         await self._listener.close(timeout)
-
-    async def __aenter__(self) -> POP3Server:
-        if not self.sockets:
-            await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 async def serve_pop3(

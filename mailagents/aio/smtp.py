@@ -25,11 +25,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import socket
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
-from types import CoroutineType, TracebackType
+from types import CoroutineType
 from typing import Any, Generic, TypeAlias, TypeVar, cast
 
 from mailagents import sasl
@@ -40,6 +39,7 @@ from mailagents.aio._listener import (
     Refusal,
     StreamSession,
 )
+from mailagents.aio._server import ListeningServer, server_limits
 from mailagents.smtp import (
     NEED_DATA,
     Accept,
@@ -263,23 +263,15 @@ class _Connection(StreamSession):
         self._core: ServerConnection | None = None
         self.session: Session | None = None
         self._chunk_failed = False
-        self._default_chunks = server._default_chunks
-        defaults = server._defaults
-        self._default_hello = "on_hello" in defaults
-        self._default_mail = "on_mail" in defaults
-        self._default_rcpt = "on_rcpt" in defaults
-        self._default_reset = "on_reset" in defaults
         self._parked = False  # the task waits for input: input_arrived() runs _step()
         self._job: _Job | None = None  # what the task must do next, set by input_arrived()
 
     # --- hooks -----------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        config = self._server.config
-        peer = transport.get_extra_info("peername")
-        self.session = Session(peer=tuple(peer) if peer else (), tls=config.tls_active)
-        self._core = ServerConnection(config)
-        super().connection_made(transport)
+    def begin(self) -> None:
+        server = self._server
+        self.session = Session(peer=self.peer, tls=server._tls_active)
+        self._core = ServerConnection(server.config)
 
     def refuse(self, why: Refusal) -> None:
         # The core writes the refusal greeting (RFC 5321 §3.1), then the listener closes.
@@ -340,7 +332,7 @@ class _Connection(StreamSession):
 
     def _inline_step(self) -> _Job:
         try:
-            return self._step()
+            return self._step(True)
         except Exception as exc:  # the task raises it again, as if it had run _step()
             return _Raise(exc)
 
@@ -374,20 +366,30 @@ class _Connection(StreamSession):
         finally:
             job = self._job
             self._job = None
-            if isinstance(job, Coroutine):
+            if job is not None and not isinstance(job, _Marker | _Raise):
                 job.close()
             session.message.clear()
             log.debug("SMTP session with %s ended", session.peer)
 
-    def _step(self) -> _Job:
-        """Run the session until it needs input, ends, or must await something."""
+    def _step(self, parked: bool = False) -> _Job:
+        """Run the session until it needs input, ends, or must await something.
+
+        ``parked``: called for new input while the task was parked, so the core is
+        known to be waiting for input with nothing to send (what its ``next_event()``
+        said last): the input is fed at once."""
         core = self._core
         session = self.session
         assert core is not None and session is not None
-        handler = self._server.handler
+        server = self._server
+        handler = server.handler
+        next_event = core.next_event
+        if parked and not self._writing_paused:
+            data = self.read_nowait()
+            if type(data) is bytes:
+                core.receive_data(data)
         while True:
             try:
-                event = core.next_event()
+                event = next_event()
             except RemoteProtocolError:
                 self.write(core.data_to_send())
                 return _END
@@ -417,20 +419,20 @@ class _Connection(StreamSession):
             if kind is DataChunk:
                 event = cast(DataChunk, event)
                 self.transferring()
-                if self._default_chunks:
+                if server._default_chunks:
                     session.message += event.data
                 elif not self._chunk_failed:
                     job = self._call(handler.on_data_chunk(session, event.data),
                                      _CHUNK_FAILED, self._chunk_done)
             elif kind is RcptTo:
-                if self._default_rcpt:
+                if server._default_rcpt:
                     self._decide(_ACCEPT)
                 else:
                     event = cast(RcptTo, event)
                     job = self._call(handler.on_rcpt(session, event), _REJECT_LOCAL,
                                      self._decide)
             elif kind is MailFrom:
-                if self._default_mail:
+                if server._default_mail:
                     self._decide(_ACCEPT)
                 else:
                     event = cast(MailFrom, event)
@@ -447,7 +449,7 @@ class _Connection(StreamSession):
                     job = self._call(handler.on_message(session, event.envelope, message),
                                      _REJECT_LOCAL, self._decide)
             elif kind is Hello:
-                if self._default_hello:
+                if server._default_hello:
                     self._hello_done(_ACCEPT)
                 else:
                     event = cast(Hello, event)
@@ -456,7 +458,7 @@ class _Connection(StreamSession):
             elif kind is Reset or kind is MessageRejected:
                 session.message.clear()
                 self._chunk_failed = False
-                if not self._default_reset:
+                if not server._default_reset:
                     job = self._call(handler.on_reset(session), None, _ignore)
             elif isinstance(event, sasl.NeedCredentials):
                 job = self._call(handler.on_credentials(session, event), _REJECT_AUTH,
@@ -585,7 +587,7 @@ class _Connection(StreamSession):
         return True
 
 
-class SMTPServer:
+class SMTPServer(ListeningServer):
     """An SMTP (or LMTP, with ``config.lmtp``) server on asyncio, one
     :class:`~mailagents.smtp.ServerConnection` per client, on the protocol-neutral
     listener of :mod:`mailagents.aio` (limits and deadlines in :class:`ListenerLimits`).
@@ -623,16 +625,9 @@ class SMTPServer:
     ) -> None:
         if implicit_tls and ssl_context is None:
             raise ValueError("implicit_tls needs an ssl_context")
-        limits = limits if limits is not None else ListenerLimits()
-        if command_timeout is not None:
-            limits = dataclasses.replace(
-                limits,
-                idle_timeout=command_timeout,
-                command_timeout=command_timeout,
-                tls_handshake_timeout=min(command_timeout, limits.tls_handshake_timeout),
-            )
-        if max_connections is not None:
-            limits = dataclasses.replace(limits, max_connections=max_connections)
+        limits = server_limits(
+            limits if limits is not None else ListenerLimits(), command_timeout, max_connections
+        )
         config = config if config is not None else ServerConfig()
         if ssl_context is None and (config.starttls or config.tls_active):
             raise ValueError("config offers TLS: pass an ssl_context")
@@ -651,22 +646,27 @@ class SMTPServer:
         """Connections start with a TLS handshake."""
         self.limits = limits
         """The :class:`ListenerLimits` of the server and its sessions."""
-        self._listener = Listener(
+        self._listen(
             lambda listener, loop: _Connection(self, loop, listener),
-            limits,
-            ssl_context=ssl_context if implicit_tls else None,
+            ssl_context=ssl_context,
+            implicit_tls=implicit_tls,
             throttle=throttle,
             name="SMTP server",
         )
+        self._tls_active = config.tls_active
         self._default_chunks = type(handler).on_data_chunk is SMTPHandler.on_data_chunk
         # The decisions whose handler method is SMTPHandler's own (accept, or do
         # nothing): the session answers them without the call, with the same result.
-        self._defaults = frozenset(
+        defaults = frozenset(
             name
             for name in ("on_hello", "on_mail", "on_rcpt", "on_reset")
             if getattr(type(handler), name) is getattr(SMTPHandler, name)
             and name not in getattr(handler, "__dict__", {})
         )
+        self._default_hello = "on_hello" in defaults
+        self._default_mail = "on_mail" in defaults
+        self._default_rcpt = "on_rcpt" in defaults
+        self._default_reset = "on_reset" in defaults
 
     @property
     def command_timeout(self) -> float:
@@ -679,31 +679,11 @@ class SMTPServer:
         (``limits.max_connections``)."""
         return self.limits.max_connections
 
-    async def start(self, host: str | Sequence[str] = "127.0.0.1", port: int = 0) -> None:
-        """Listen on ``host`` (one address or name, or several; IPv4 and IPv6) and
-        ``port`` (``0``: an ephemeral port, see :attr:`port`), with a backlog of
-        ``limits.backlog``."""
-        if self._listener.sockets:
-            raise RuntimeError("the server is already started")
-        await self._listener.start(host, port)
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        """The listening sockets (empty before :meth:`start` and after :meth:`close`)."""
-        return self._listener.sockets
-
-    @property
-    def port(self) -> int:
-        """The port of the first listening socket (the real one when started on 0)."""
-        sockets = self.sockets
-        if not sockets:
-            raise RuntimeError("the server is not listening")
-        return int(sockets[0].getsockname()[1])
-
-    @property
-    def connections(self) -> int:
-        """The number of sessions open now."""
-        return len(self._listener.sessions)
+    # The lifecycle is ListeningServer's, bound here to be documented with the class.
+    start = ListeningServer.start
+    sockets = ListeningServer.sockets
+    port = ListeningServer.port
+    connections = ListeningServer.connections
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop listening and end the sessions gracefully: each gets 421 4.3.2 at its
@@ -712,19 +692,6 @@ class SMTPServer:
         and those still inside a handler call ``limits.shutdown_timeout`` seconds later
         are cancelled."""
         await self._listener.close(timeout)
-
-    async def __aenter__(self) -> SMTPServer:
-        if not self.sockets:
-            await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 async def serve_smtp(

@@ -111,6 +111,19 @@ _NO_RCPT_PARAMETERS = RcptParameters()
 _ALLOWED: dict[str, tuple[State, ...]] = {
     verb: tuple(states) for verb, states in _SEQUENCE.items()
 }
+# The states as module constants: reading State.X goes through the enum class's
+# attribute lookup, several times slower than a global, on every call of next_event.
+_S_REFUSED = State.REFUSED
+_S_CONNECTED = State.CONNECTED
+_S_READY = State.READY
+_S_MAIL = State.MAIL
+_S_RCPT = State.RCPT
+_S_DATA = State.DATA
+_S_BDAT = State.BDAT
+_S_BDAT_CHUNK = State.BDAT_CHUNK
+_S_AUTH = State.AUTH
+_S_TLS_PENDING = State.TLS_PENDING
+_S_CLOSED = State.CLOSED
 _HELLO_VERBS = frozenset({"EHLO", "HELO", "LHLO"})
 # What may be issued before STARTTLS when require_tls is set.
 _BEFORE_TLS_VERBS = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "RSET", "QUIT"})
@@ -154,6 +167,39 @@ def _r(code: int, enhanced: str | None, *lines: str) -> Reply:
     return Reply(code=code, enhanced=enhanced, lines=lines or ("",))
 
 
+# The replies of every transaction, built once (their bytes are cached in _WIRE).
+_SENDER_OK = _r(250, "2.1.0", "Sender OK")
+_RECIPIENT_OK = _r(250, "2.1.5", "Recipient OK")
+_GO_AHEAD = _r(354, None, "End data with <CR><LF>.<CR><LF>")
+_MESSAGE_OK = _r(250, "2.0.0", "OK: message accepted")
+_OK = _r(250, "2.0.0", "OK")
+
+_DEFAULT_CONFIG = ServerConfig()
+
+# What a session derives from its configuration, computed once per configuration (a
+# configuration is immutable); keyed by id() with the configuration kept in the value,
+# bounded: (config, enhanced codes on, command line limit, the smaller of that and
+# the AUTH line limit, the 220 greeting's bytes).
+_PROFILES: dict[int, tuple[ServerConfig, bool, int, int, bytes]] = {}
+
+
+def _profile(cfg: ServerConfig) -> tuple[ServerConfig, bool, int, int, bytes]:
+    command_limit = cfg.command_line_limit
+    greeting = _r(220, None, f"{cfg.hostname} {cfg.greeting_text}".rstrip())
+    profile = (
+        cfg,
+        cfg.enhanced_status_codes or cfg.lmtp,
+        command_limit,
+        # A line no longer than this is within either limit (command line, AUTH line).
+        min(command_limit, cfg.max_auth_line),
+        _wire(greeting, 0),
+    )
+    if len(_PROFILES) >= 64:
+        _PROFILES.clear()
+    _PROFILES[id(cfg)] = profile
+    return profile
+
+
 # The EHLO keywords per configuration and TLS state, computed once (a configuration is
 # immutable); keyed by id() with the configuration kept in the value, bounded.
 _EHLO_CACHE: dict[tuple[int, bool], tuple[ServerConfig, tuple[str, ...], frozenset[str]]] = {}
@@ -167,14 +213,12 @@ class ServerConnection:
     """
 
     def __init__(self, config: ServerConfig | None = None, *, greeting: Reply | None = None):
-        self.config = config if config is not None else ServerConfig()
-        cfg = self.config
-        self._enhanced = cfg.enhanced_status_codes or cfg.lmtp
-        self._command_limit = cfg.command_line_limit  # computed once: read on every line
-        # A line no longer than this is within either limit (command line, AUTH line).
-        self._short_line = min(self._command_limit, cfg.max_auth_line)
+        self.config = cfg = config if config is not None else _DEFAULT_CONFIG
+        profile = _PROFILES.get(id(cfg))
+        if profile is None or profile[0] is not cfg:
+            profile = _profile(cfg)
+        _, self._enhanced, self._command_limit, self._short_line, welcome = profile
         self._in = bytearray()
-        self._out = bytearray()
         self._events: deque[ServerEvent] = deque()
         self._pending: ServerEvent | None = None
         self._eof = False
@@ -195,20 +239,23 @@ class ServerConnection:
         self._bdat_size = 0
         self._bdat_error: Reply | None = None
         self._bdat_rejected: Reply | None = None
-        self._state_before_chunk = State.READY
+        self._state_before_chunk = _S_READY
         self._auth_result: sasl.Success | None = None
         if greeting is None:
-            greeting = _r(220, None, f"{cfg.hostname} {cfg.greeting_text}".rstrip())
-        elif greeting.code not in (220, 421, 554):
+            # RFC 2034 §4: no enhanced code in the greeting.
+            self._out = bytearray(welcome)
+            self._state = _S_CONNECTED
+            return
+        if greeting.code not in (220, 421, 554):
             raise LocalProtocolError("a greeting is 220, 421 or 554 (RFC 5321 §4.2)")
-        # RFC 2034 §4: no enhanced code in the greeting.
+        self._out = bytearray()
         self._queue(greeting, plain=True)
         if greeting.code == 220:
-            self._state = State.CONNECTED
+            self._state = _S_CONNECTED
         elif greeting.code == 554:
-            self._state = State.REFUSED
+            self._state = _S_REFUSED
         else:
-            self._state = State.CLOSED
+            self._state = _S_CLOSED
 
     # --- public API ------------------------------------------------------------------
 
@@ -244,12 +291,12 @@ class ServerConnection:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes received from the client; ``b""`` means the client closed."""
-        if self._state is State.TLS_PENDING and data:
+        if self._state is _S_TLS_PENDING and data:
             raise LocalProtocolError("receive_data before tls_started(): start TLS first")
         if not data:
             self._eof = True
             return
-        if self._state is State.CLOSED:
+        if self._state is _S_CLOSED:
             return  # whatever follows QUIT or 421 is ignored
         self._in += data
         if self._pending is not None and len(self._in) > self.config.max_buffer:
@@ -258,6 +305,8 @@ class ServerConnection:
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the client now (replies in command order)."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out
@@ -267,29 +316,31 @@ class ServerConnection:
 
         Raises :class:`RemoteProtocolError` when the session cannot go on (its final reply
         is queued: send it and close)."""
+        events = self._events
         while True:
-            if self._events:
-                return self._events.popleft()
+            if events:
+                return events.popleft()
             if self._pending is not None:
                 return PAUSED
             state = self._state
-            if state is State.CLOSED or state is State.TLS_PENDING:
+            if state is _S_CLOSED or state is _S_TLS_PENDING:
                 return self._need_data()
             before = len(self._in)
-            if state is State.DATA:
+            if state is _S_DATA:
                 self._process_data()
-            elif state is State.BDAT_CHUNK:
+            elif state is _S_BDAT_CHUNK:
                 self._process_bdat()
             elif not before:
-                return self._need_data()  # no command line can be there
+                # No command line can be there.
+                return self._need_data() if self._eof else NEED_DATA
             else:
                 line = self._take_line()
                 if line is not None:
-                    if state is State.AUTH:
+                    if state is _S_AUTH:
                         self._auth_line(line)
                     else:
                         self._command(line)
-            if not self._events and len(self._in) == before and self._state is state:
+            if not events and len(self._in) == before and self._state is state:
                 return self._need_data()
 
     def send(self, decision: Decision) -> None:
@@ -311,6 +362,10 @@ class ServerConnection:
             if kind is MessageComplete:
                 self._pending = None
                 self._decide_message(event, decision)  # type: ignore[arg-type]
+                return
+            if kind is Hello:
+                self._pending = None
+                self._decide_hello(event, decision)  # type: ignore[arg-type]
                 return
         if isinstance(event, sasl.NeedCredentials):
             self._answer_credentials(decision)
@@ -346,22 +401,22 @@ class ServerConnection:
 
         The session starts afresh (RFC 3207 §4.2): the client must send EHLO again and
         nothing learned before TLS is kept."""
-        if self._state is not State.TLS_PENDING:
+        if self._state is not _S_TLS_PENDING:
             raise LocalProtocolError("tls_started() without an accepted STARTTLS")
         self._tls = True
         self._in.clear()
         self._helo = None
         self._extensions = frozenset()
         self._identity = None
-        self._state = State.CONNECTED
+        self._state = _S_CONNECTED
 
     def shutdown(self, text: str = "Service shutting down", *, enhanced: str = "4.3.2") -> None:
         """End the session from the server side: queue a 421 reply (RFC 5321 §3.8) and
         refuse everything that follows. Write :meth:`data_to_send`, then close."""
-        if self._state is State.CLOSED:
+        if self._state is _S_CLOSED:
             return
         self._queue(_r(421, enhanced, f"{self.config.hostname} {text}"))
-        self._state = State.CLOSED
+        self._state = _S_CLOSED
         self._pending = None
         self._events.clear()
         self._in.clear()
@@ -384,6 +439,11 @@ class ServerConnection:
             entry = _wire_forms(reply)
         self._out += entry[1][0 if plain or not self._enhanced else 1]
 
+    def _await_decision(self, event: Hello | MailFrom | RcptTo | MessageComplete) -> None:
+        """Emit a decision event: the session pauses until the application answers."""
+        self._events.append(event)
+        self._pending = event
+
     def _emit(self, event: ServerEvent) -> None:
         self._events.append(event)
         if isinstance(event, _DECISION_EVENTS):
@@ -400,14 +460,14 @@ class ServerConnection:
 
     def _fatal(self, reply: Reply) -> None:
         self._queue(reply)
-        self._state = State.CLOSED
+        self._state = _S_CLOSED
         self._pending = None
         raise RemoteProtocolError(reply.text)
 
     def _need_data(self) -> ServerEvent | Sentinel:
         if self._eof and not self._closed_reported:
             self._closed_reported = True
-            self._state = State.CLOSED
+            self._state = _S_CLOSED
             self._clear_transaction()
             return ConnectionClosed()
         return NEED_DATA
@@ -416,7 +476,7 @@ class ServerConnection:
 
     def _line_limit(self) -> int:
         buf = self._in
-        if self._state is State.AUTH or (
+        if self._state is _S_AUTH or (
             buf and buf[0] in (65, 97) and bytes(buf[:5]).upper() in (b"AUTH ", b"AUTH\r")
         ):
             return self.config.max_auth_line
@@ -483,21 +543,21 @@ class ServerConnection:
 
     def _sequence_error(self, verb: str) -> Reply:
         state = self._state
-        if state is State.REFUSED:
+        if state is _S_REFUSED:
             return _r(503, "5.5.1", "No SMTP service here; only QUIT")
-        if state is State.CONNECTED:
+        if state is _S_CONNECTED:
             return _r(503, "5.5.1", f"Send {'LHLO' if self.config.lmtp else 'EHLO/HELO'} first")
         if verb == "MAIL":
             return _r(503, "5.5.1", "Nested MAIL command")
         if verb == "RCPT":
-            if state is State.BDAT:
+            if state is _S_BDAT:
                 return _r(503, "5.5.1", "RCPT after BDAT")
             return _r(503, "5.5.1", "Need MAIL before RCPT")
         if verb in ("DATA", "BDAT"):
-            if state is State.MAIL:
+            if state is _S_MAIL:
                 # RFC 5321 §3.3: 554 "no valid recipients" or 503.
                 return _r(554, "5.5.1", "No valid recipients")
-            if state is State.BDAT:
+            if state is _S_BDAT:
                 return _r(503, "5.5.1", "DATA inside a BDAT transaction")
             return _r(503, "5.5.1", "Need MAIL and RCPT first")
         return _r(503, "5.5.1", "Bad sequence of commands")
@@ -519,18 +579,18 @@ class ServerConnection:
             self._reject(verb, _r(501, "5.5.4", f"Syntax: {verb} domain"))
             return
         self._abandon_transaction()
-        self._emit(Hello(command=verb, domain=domain))
+        self._await_decision(Hello(command=verb, domain=domain))
 
     def _decide_hello(self, event: Hello, decision: Decision) -> None:
         if isinstance(decision, Reject):
             self._queue(decision.reply, plain=True)
-            self._state = State.CONNECTED
+            self._state = _S_CONNECTED
             self._helo = None
             self._extensions = frozenset()
             return
         cfg = self.config
         self._helo = event.domain
-        self._state = State.READY
+        self._state = _S_READY
         if event.command == "HELO":
             self._extensions = frozenset()
             self._queue(_r(250, None, cfg.hostname), plain=True)
@@ -608,7 +668,7 @@ class ServerConnection:
         except AddressError as exc:
             self._reject("MAIL", self._address_error(path_text, params.smtputf8, "5.1.7", exc))
             return
-        self._emit(MailFrom(path=path, parameters=params))
+        self._await_decision(MailFrom(path=path, parameters=params))
 
     def _address_error(self, text: str, utf8: bool, enhanced: str, exc: AddressError) -> Reply:
         if not utf8 and not text.isascii():
@@ -624,8 +684,8 @@ class ServerConnection:
         assert isinstance(decision, Accept)
         self._mail_from = event
         self._recipients = []
-        self._state = State.MAIL
-        self._queue(decision.reply or _r(250, "2.1.0", "Sender OK"))
+        self._state = _S_MAIL
+        self._queue(decision.reply or _SENDER_OK)
 
     def _cmd_rcpt(self, arg: str) -> None:
         if arg[:3].upper() != "TO:":
@@ -656,7 +716,7 @@ class ServerConnection:
         except AddressError as exc:
             self._reject("RCPT", self._address_error(path_text, utf8, "5.1.3", exc))
             return
-        self._emit(RcptTo(path=path, parameters=params))
+        self._await_decision(RcptTo(path=path, parameters=params))
 
     def _decide_rcpt(self, event: RcptTo, decision: Decision) -> None:
         if isinstance(decision, Reject):
@@ -664,8 +724,8 @@ class ServerConnection:
             return
         assert isinstance(decision, Accept)
         self._recipients.append(Recipient(path=event.path, parameters=event.parameters))
-        self._state = State.RCPT
-        self._queue(decision.reply or _r(250, "2.1.5", "Recipient OK"))
+        self._state = _S_RCPT
+        self._queue(decision.reply or _RECIPIENT_OK)
 
     def _cmd_data(self, arg: str) -> None:
         if arg.strip(" "):
@@ -682,8 +742,8 @@ class ServerConnection:
             max_line_length=cfg.max_text_line,
             max_size=cfg.max_message_size,
         )
-        self._state = State.DATA
-        self._queue(_r(354, None, "End data with <CR><LF>.<CR><LF>"))
+        self._state = _S_DATA
+        self._queue(_GO_AHEAD)
 
     def _process_data(self) -> None:
         reader = self._reader
@@ -711,7 +771,7 @@ class ServerConnection:
         for _ in range(max(count, 1)):
             self._queue(reply)
         self._clear_transaction()
-        self._state = State.READY
+        self._state = _S_READY
         self._emit(MessageRejected(reply=reply))
 
     def _complete(self, size: int, *, chunked: bool) -> None:
@@ -723,8 +783,8 @@ class ServerConnection:
             size=size,
             chunked=chunked,
         )
-        self._state = State.READY
-        self._emit(MessageComplete(envelope=envelope))
+        self._state = _S_READY
+        self._await_decision(MessageComplete(envelope=envelope))
 
     def _decide_message(self, event: MessageComplete, decision: Decision) -> None:
         recipients = event.envelope.recipients
@@ -737,7 +797,7 @@ class ServerConnection:
             reply = decision.reply
         else:
             assert isinstance(decision, Accept)
-            reply = decision.reply or _r(250, "2.0.0", "OK: message accepted")
+            reply = decision.reply or _MESSAGE_OK
         # RFC 2033 §4.2: in LMTP one reply per accepted recipient, in RCPT order.
         for _ in range(len(recipients) if self.config.lmtp else 1):
             self._queue(reply)
@@ -760,7 +820,7 @@ class ServerConnection:
             self._fatal(_r(501, "5.5.4", "Syntax: BDAT size [LAST]; closing connection"))
         size = int(parts[0])
         rejection: Reply | None = None
-        if self._state in (State.CONNECTED, State.REFUSED):
+        if self._state in (_S_CONNECTED, _S_REFUSED):
             rejection = self._sequence_error("BDAT")
         elif not offered:
             rejection = _r(502, "5.5.1", "BDAT not available")
@@ -771,10 +831,10 @@ class ServerConnection:
         self._bdat_last = last
         self._bdat_rejected = rejection
         self._state_before_chunk = self._state
-        if rejection is None and self._state is State.RCPT:
+        if rejection is None and self._state is _S_RCPT:
             self._bdat_size = 0
             self._bdat_error = None
-        self._state = State.BDAT_CHUNK
+        self._state = _S_BDAT_CHUNK
         if size == 0:
             self._finish_chunk()
 
@@ -812,7 +872,7 @@ class ServerConnection:
         if self._bdat_last:
             self._complete(self._bdat_size, chunked=True)
         else:
-            self._state = State.BDAT
+            self._state = _S_BDAT
             self._queue(_r(250, "2.0.0", f"{self._bdat_size} octets received"))
 
     def _cmd_rset(self, arg: str) -> None:
@@ -820,10 +880,10 @@ class ServerConnection:
             self._reject("RSET", _r(501, "5.5.4", "RSET takes no parameters"))
             return
         self._abandon_transaction()
-        self._queue(_r(250, "2.0.0", "OK"))
+        self._queue(_OK)
 
     def _cmd_noop(self, arg: str) -> None:
-        self._queue(_r(250, "2.0.0", "OK"))
+        self._queue(_OK)
 
     def _cmd_quit(self, arg: str) -> None:
         if arg.strip(" "):
@@ -831,7 +891,7 @@ class ServerConnection:
             return
         self._clear_transaction()
         self._queue(_r(221, "2.0.0", f"{self.config.hostname} closing connection"))
-        self._state = State.CLOSED
+        self._state = _S_CLOSED
         self._in.clear()
         self._emit(Quit())
 
@@ -864,7 +924,7 @@ class ServerConnection:
         # RFC 3207 §4 and CVE-2011-0411: nothing sent after the STARTTLS line in the clear
         # may be acted on; it is discarded before the handshake.
         self._in.clear()
-        self._state = State.TLS_PENDING
+        self._state = _S_TLS_PENDING
         self._emit(StartTLS())
 
     # --- AUTH (RFC 4954) -------------------------------------------------------------
@@ -903,7 +963,7 @@ class ServerConnection:
             return
         self._mech = mech
         self._auth_final = False
-        self._state = State.AUTH
+        self._state = _S_AUTH
         self._auth_step(mech.start(initial))
 
     @staticmethod
@@ -961,7 +1021,7 @@ class ServerConnection:
         assert mech is not None and step is not None
         self._identity = step.identity
         self._mech = None
-        self._state = State.READY
+        self._state = _S_READY
         self._queue(_r(235, "2.7.0", "Authentication successful"))
         self._emit(Authenticated(mechanism=mech.name, identity=step.identity, authcid=step.authcid))
 
@@ -969,7 +1029,7 @@ class ServerConnection:
         mech = self._mech
         name = mech.name if mech is not None else ""
         self._mech = None
-        self._state = State.READY
+        self._state = _S_READY
         self._queue(reply)
         self._emit(AuthenticationFailed(mechanism=name, reply=reply))
 
@@ -999,8 +1059,8 @@ class ServerConnection:
         if self._mail_from is not None:
             self._clear_transaction()
             self._events.append(Reset())
-        if self._state in (State.MAIL, State.RCPT, State.BDAT):
-            self._state = State.READY
+        if self._state in (_S_MAIL, _S_RCPT, _S_BDAT):
+            self._state = _S_READY
 
 
 # The method that carries out each command (every verb of _state's table), for

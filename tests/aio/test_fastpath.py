@@ -463,3 +463,90 @@ def test_a_handler_may_return_any_awaitable() -> None:
             return codes(replies)
 
     assert run(main()) == [250, 250, 550, 221]
+
+
+# --- per-connection set-up ------------------------------------------------------------------
+
+
+def test_the_session_reads_the_loops_own_clock() -> None:
+    class Shifted(asyncio.SelectorEventLoop):
+        """A loop whose clock is not time.monotonic(): deadlines must follow it."""
+
+        def time(self) -> float:
+            return super().time() + 1000.0
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = SMTPServer(SMTPHandler())
+        conn = _Connection(server, loop)
+        transport = FakeTransport()
+        conn.connection_made(transport)
+        conn.data_received(b"NOOP")  # a command has begun: its deadline counts from now
+        now = loop.time()
+        assert conn._input_at is not None and abs(conn._input_at - now) < 1.0
+        assert abs(conn._read_at - now) < 1.0 and abs(conn._progress_at - now) < 1.0
+        conn.connection_lost(None)
+        await settle()
+
+    with asyncio.Runner(loop_factory=Shifted) as runner:
+        runner.run(asyncio.wait_for(main(), TIMEOUT))
+
+
+def test_a_refused_connection_sets_up_no_session() -> None:
+    async def main() -> None:
+        server = SMTPServer(SMTPHandler(), limits=ListenerLimits(max_connections=1))
+        loop = asyncio.get_running_loop()
+        first, second = _Connection(server, loop), _Connection(server, loop)
+        one, two = FakeTransport(), FakeTransport()
+        first.connection_made(one)
+        second.connection_made(two)
+        assert first.session is not None and first.session.peer == ("127.0.0.1", 4321)
+        assert first.task is not None
+        assert second.session is None and second.task is None and two.closed
+        assert codes_of(two.writes[0]) == [421]
+        await settle()
+        assert one.writes == [b"220 localhost ESMTP mailagents\r\n"]
+        first.data_received(b"QUIT\r\n")
+        await settle()
+        assert first.task.done() and one.closed and server.connections == 0
+
+    run(main())
+
+
+class Collect(SMTPHandler):
+    """Keeps the messages whole (the default collector), accepts everything."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def on_message(
+        self, session: Session, envelope: Envelope, message: bytes
+    ) -> Accept | Reject | LMTPReplies:
+        self.messages.append(message)
+        return Accept()
+
+
+@pytest.mark.parametrize("pieces", [1, 3, 200])
+def test_input_larger_than_one_feed_arrives_whole(pieces: int) -> None:
+    body = b"".join(b"line %06d of a long message\r\n" % i for i in range(4000))  # ~120 KB
+    wire = b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
+    wire += body + b".\r\nQUIT\r\n"
+    handler = Collect()
+
+    async def main() -> None:
+        server = SMTPServer(handler)
+        loop = asyncio.get_running_loop()
+        conn = _Connection(server, loop)
+        transport = FakeTransport()
+        conn.connection_made(transport)
+        await settle()
+        size = -(-len(wire) // pieces)
+        for start in range(0, len(wire), size):
+            loop.call_soon(conn.data_received, wire[start : start + size])
+            await asyncio.sleep(0)
+        await settle()
+        assert codes_of(b"".join(transport.writes)) == [220, 250, 250, 250, 354, 250, 221]
+        assert transport.closed
+
+    run(main())
+    assert handler.messages == [body]

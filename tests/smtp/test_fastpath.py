@@ -328,3 +328,39 @@ def test_paths_in_events_are_the_parsed_values() -> None:
     assert mail.path.mailbox is not None and mail.path.mailbox.domain == "Example.TEST"
     assert mail.parameters == MailParameters() and rcpt.parameters == RcptParameters()
     assert str(rcpt.path) == "<c@d.test>"
+
+
+# --- what a session derives from its configuration, once per configuration --------------
+
+
+def greeting(config: ServerConfig | None) -> bytes:
+    return ServerConnection(config).data_to_send()
+
+
+def test_greeting_and_limits_follow_each_configuration() -> None:
+    assert greeting(None) == b"220 localhost ESMTP mailagents\r\n"
+    one = ServerConfig(hostname="one.test")
+    two = ServerConfig(hostname="two.test", greeting_text="", max_command_line=2000,
+                       enhanced_status_codes=False)
+    assert greeting(one) == b"220 one.test ESMTP mailagents\r\n"
+    assert greeting(two) == b"220 two.test\r\n"
+    for _ in range(100):  # more configurations than the cache holds, made and dropped
+        greeting(ServerConfig(hostname="other.test", max_recipients=150))
+    assert greeting(one) == b"220 one.test ESMTP mailagents\r\n"
+    for config in (one, two, ServerConfig(auth_mechanisms=("PLAIN",), max_auth_line=600)):
+        conn = ServerConnection(config)
+        assert conn._command_limit == config.command_line_limit
+        assert conn._short_line == min(config.command_line_limit, config.max_auth_line)
+        assert conn._enhanced == (config.enhanced_status_codes or config.lmtp)
+    # Enhanced codes off: the replies say so, and the greeting never has one anyway.
+    conn = ServerConnection(two)
+    conn.receive_data(b"NOOP\r\n")
+    pump(conn)
+    assert conn.data_to_send().endswith(b"\r\n250 OK\r\n")
+
+
+def test_a_given_greeting_still_replaces_the_configured_one() -> None:
+    config = ServerConfig(hostname="mx.test")
+    busy = Reply(code=421, enhanced="4.3.2", lines=("mx.test busy",))
+    assert ServerConnection(config, greeting=busy).data_to_send() == b"421 mx.test busy\r\n"
+    assert greeting(config) == b"220 mx.test ESMTP mailagents\r\n"
