@@ -10,6 +10,7 @@ adapters, with policy hooks (plain callables) where a user decides.
   :class:`MaildirDelivery`, it serves the mail the MSA delivered.
 """
 
+from mailagents.agents._writer import WriterError
 from mailagents.agents.maa import (
     MAA,
     MAA_MECHANISMS,
@@ -37,5 +38,6 @@ __all__ = [
     "SendersPolicy",
     "StoreMaildrop",
     "Submission",
+    "WriterError",
     "uidl",
 ]

@@ -35,7 +35,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from mailagents import sasl
 from mailagents.agents._lifecycle import (
@@ -45,6 +45,7 @@ from mailagents.agents._lifecycle import (
     safe_name,
     start_pair,
 )
+from mailagents.agents._writer import WriterClient
 from mailagents.aio import Session, SMTPHandler, SMTPServer
 from mailagents.smtp import (
     Accept,
@@ -470,6 +471,24 @@ class MaildirDelivery:
     (what arrives meanwhile waits for the next, larger batch); more let a slow message
     (a big one) hold up fewer others, and may help a disk that gains from parallel
     writes.
+
+    ``writer`` says where that file work runs. ``"thread"`` (the default): in the
+    store's executor, in this process. ``"process"`` (opt-in): in one long-lived writer
+    process per event loop (``mailagents.agents._writer``, started on the first
+    delivery), fed over a socket; it groups what has arrived per Maildir into batches
+    of at most 16, and acknowledges each message only after its batch is durable, so
+    the call still returns only then. Why a process: in a thread the file work holds
+    the GIL often enough to slow the event loop; measured on two CPUs it is about 1.5
+    times faster with many concurrent sessions. Trade-offs: an extra process (its
+    start, about a quarter of a second, delays the first delivery); each message is
+    copied once more, over the socket; messages larger than ``max_message_size`` are
+    refused; and if the writer dies, every delivery waiting for
+    it raises (the MSA answers 451; a message it had written but not yet acknowledged
+    may then be delivered twice after the client's retry, never lost), and the next
+    delivery starts a new writer, after a back-off of 50 ms doubling up to 2 s while
+    writers keep dying. Messages for several recipients still take the thread path (all
+    copies written before any is committed). Stop it with :meth:`aclose` (waits for the
+    pending acknowledgements, then stops the writer); :meth:`close` only signals it.
     """
 
     def __init__(
@@ -480,9 +499,22 @@ class MaildirDelivery:
         max_workers: int = 16,
         max_batches: int = 1,
         max_batch: int = 64,
+        writer: Literal["thread", "process"] = "thread",
+        max_message_size: int = 1 << 28,
     ) -> None:
         if max_batches < 1 or max_batch < 1:
             raise ValueError("max_batches and max_batch must be at least 1")
+        if writer not in ("thread", "process"):
+            raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
+        if not 0 < max_message_size < 1 << 32:
+            raise ValueError("max_message_size must be between 1 and 2**32 - 1")
+        self.writer = writer
+        """Where single-recipient deliveries are written: ``"thread"`` or ``"process"``."""
+        self.max_message_size = max_message_size
+        """The largest message the writer process takes (``writer="process"``)."""
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, WriterClient
+        ] = weakref.WeakKeyDictionary()
         self.path = os.fspath(path)
         """The Maildir path template."""
         self.fsync = fsync
@@ -629,6 +661,9 @@ class MaildirDelivery:
                 raise ValueError(f"no mailbox to deliver to: {recipient.path}")
             directories.append(self.maildir(mailbox))
         unique = list(dict.fromkeys(directories))
+        if len(unique) == 1 and self.writer == "process":
+            await self._client().deliver(unique[0], submission.message)
+            return unique
         inboxes: list[tuple[MaildirStore, MaildirFolder]] = []
         for directory in unique:
             # Opened once (blocking work, off the loop); after that a lookup.
@@ -652,8 +687,37 @@ class MaildirDelivery:
                 raise outcome
         return unique
 
+    def _client(self) -> WriterClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = WriterClient(
+                max_message=self.max_message_size, fsync=self.fsync
+            )
+        return client
+
+    def writer_pid(self) -> int | None:
+        """The process id of this event loop's writer process, if one runs."""
+        client = self._clients.get(asyncio.get_running_loop())
+        return None if client is None else client.pid
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Wait (at most ``timeout`` seconds) for the deliveries pending in this event
+        loop's writer process, stop it (killed if it does not exit in time), then
+        :meth:`close`."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose(timeout)
+        await asyncio.to_thread(self.close)
+
     def close(self) -> None:
-        """Close every store opened (their executors stop)."""
+        """Close every store opened (their executors stop), and signal any writer
+        process to stop at once (deliveries it has not acknowledged fail; prefer
+        :meth:`aclose`)."""
+        clients = list(self._clients.values())
+        self._clients.clear()
+        for client in clients:
+            client.terminate()
         with self._lock:
             inboxes = list(self._inboxes.values())
             self._inboxes.clear()
