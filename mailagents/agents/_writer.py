@@ -20,7 +20,9 @@ is a :class:`FrameError` (the stream cannot go on).
 
 The parent side is :class:`WriterClient`: it starts the writer lazily, restarts it
 (with a back-off) when it dies, bounds the bytes it has written but the writer has not
-yet read, and fails every delivery still waiting when the writer goes away.
+yet read, fails every delivery still waiting when the writer goes away, and kills a
+writer that is alive but has left a delivery unacknowledged for longer than its
+``ack_timeout`` (hung: a stalled disk, a bug).
 """
 
 from __future__ import annotations
@@ -315,10 +317,17 @@ _ENTRY = "import sys; from mailagents.agents._writer import main; sys.exit(main(
 class _Link(asyncio.Protocol):
     """The server's end of one writer's socket: pending deliveries, back-pressure."""
 
-    def __init__(self, on_lost: Callable[[_Link], None]) -> None:
+    def __init__(self, on_lost: Callable[[_Link], None], ack_timeout: float = 120.0) -> None:
         self.transport: asyncio.Transport | None = None
         self.process: asyncio.SubprocessTransport | None = None
-        self.pending: dict[int, asyncio.Future[None]] = {}
+        # Message id → (when it was sent, loop time; its future), in the order sent: the
+        # first entry is the oldest delivery still waiting for its acknowledgement.
+        self.pending: dict[int, tuple[float, asyncio.Future[None]]] = {}
+        self.ack_timeout = ack_timeout
+        # One timer per writer, not per delivery: armed when a delivery is sent and none
+        # is armed; when it fires it fails the link if the oldest pending delivery has
+        # waited ``ack_timeout``, else re-arms itself for that delivery's deadline.
+        self._timer: asyncio.TimerHandle | None = None
         self.error: WriterError | None = None
         self.acked = 0
         self._decoder = AckDecoder()
@@ -342,9 +351,10 @@ class _Link(asyncio.Protocol):
         try:
             while (ack := self._decoder.next_frame()) is not None:
                 mid, error = ack
-                future = self.pending.pop(mid, None)
-                if future is None or future.done():  # cancelled meanwhile: dropped
+                entry = self.pending.pop(mid, None)
+                if entry is None or entry[1].done():  # cancelled meanwhile: dropped
                     continue
+                future = entry[1]
                 if error is None:
                     self.acked += 1
                     future.set_result(None)
@@ -388,8 +398,11 @@ class _Link(asyncio.Protocol):
             self.pid,
             len(self.pending),
         )
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         pending, self.pending = self.pending, {}
-        for future in pending.values():
+        for _, future in pending.values():
             if not future.done():
                 future.set_exception(error)
         self._wake()
@@ -417,11 +430,37 @@ class _Link(asyncio.Protocol):
         if self.error is not None:
             raise self.error
         assert self.transport is not None
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending[mid] = future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        now = loop.time()
+        self.pending[mid] = (now, future)
+        if self._timer is None:
+            self._timer = loop.call_at(now + self.ack_timeout, self._check_acks)
         self.transport.write(head)
         self.transport.write(body)
         await future
+
+    def _check_acks(self) -> None:
+        """The timer fired: kill the writer if the oldest pending delivery has waited
+        ``ack_timeout`` seconds (it is alive but hung), else re-arm for its deadline."""
+        self._timer = None
+        if self.error is not None or not self.pending:
+            return  # re-armed by the next delivery sent
+        # Deliveries cancelled by their callers stay here until acknowledged: they too
+        # tell whether the writer still answers.
+        sent, _ = next(iter(self.pending.values()))
+        loop = asyncio.get_running_loop()
+        deadline = sent + self.ack_timeout
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._check_acks)
+            return
+        self.fail(
+            WriterError(
+                f"the writer process left a delivery unacknowledged for over"
+                f" {self.ack_timeout:g} s (hung): killed"
+            ),
+            kill=True,
+        )
 
 
 class _Watch(asyncio.SubprocessProtocol):
@@ -439,11 +478,19 @@ class _Watch(asyncio.SubprocessProtocol):
 class WriterClient:
     """The server side of the writer process, on one event loop: starts it on the first
     delivery, restarts it after it died (waiting a back-off that doubles, from 50 ms to
-    2 s, while writers die without delivering anything)."""
+    2 s, while writers die without delivering anything). A writer that leaves a delivery
+    unacknowledged for more than ``ack_timeout`` seconds is taken to be hung: it is
+    killed (SIGKILL), every delivery pending raises :class:`WriterError`, and the next
+    delivery starts a new one."""
 
-    def __init__(self, *, max_message: int, fsync: bool = True) -> None:
+    def __init__(
+        self, *, max_message: int, fsync: bool = True, ack_timeout: float = 120.0
+    ) -> None:
+        if not ack_timeout > 0:
+            raise ValueError("ack_timeout must be positive")
         self.max_message = max_message
         self.fsync = fsync
+        self.ack_timeout = ack_timeout
         self._link: _Link | None = None
         self._watch: _Watch | None = None
         self._starting: asyncio.Future[_Link] | None = None
@@ -529,7 +576,7 @@ class WriterClient:
             raise
         finally:
             theirs.close()
-        link = _Link(self._lost)
+        link = _Link(self._lost, self.ack_timeout)
         link.process = process
         watch.link = link
         try:
@@ -560,7 +607,7 @@ class WriterClient:
             return
         if link.pending:
             left = max(0.0, deadline - loop.time())
-            await asyncio.wait(list(link.pending.values()), timeout=left)
+            await asyncio.wait([f for _, f in link.pending.values()], timeout=left)
         if link.transport is not None and link.error is None:
             with contextlib.suppress(Exception):
                 link.transport.write_eof()

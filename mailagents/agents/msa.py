@@ -486,8 +486,14 @@ class MaildirDelivery:
     it raises (the MSA answers 451; a message it had written but not yet acknowledged
     may then be delivered twice after the client's retry, never lost), and the next
     delivery starts a new writer, after a back-off of 50 ms doubling up to 2 s while
-    writers keep dying. Messages for several recipients still take the thread path (all
-    copies written before any is committed). Stop it with :meth:`aclose` (waits for the
+    writers keep dying. A writer that stays alive but hangs (a stalled disk, a bug) is
+    caught by ``ack_timeout`` (seconds, default 120): once the oldest delivery waiting
+    for it has waited longer than that, the writer is killed (SIGKILL) and handled as
+    one that died (every delivery waiting raises, a message written but not
+    acknowledged may be duplicated on retry, never lost; the next delivery starts a new
+    writer); keep it well above the slowest fsync the disk may take. Messages for
+    several recipients still take the thread path (all copies written before any is
+    committed). Stop it with :meth:`aclose` (waits for the
     pending acknowledgements, then stops the writer); :meth:`close` only signals it.
     """
 
@@ -501,6 +507,7 @@ class MaildirDelivery:
         max_batch: int = 64,
         writer: Literal["thread", "process"] = "thread",
         max_message_size: int = 1 << 28,
+        ack_timeout: float = 120.0,
     ) -> None:
         if max_batches < 1 or max_batch < 1:
             raise ValueError("max_batches and max_batch must be at least 1")
@@ -508,10 +515,15 @@ class MaildirDelivery:
             raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
         if not 0 < max_message_size < 1 << 32:
             raise ValueError("max_message_size must be between 1 and 2**32 - 1")
+        if not ack_timeout > 0:
+            raise ValueError("ack_timeout must be positive")
         self.writer = writer
         """Where single-recipient deliveries are written: ``"thread"`` or ``"process"``."""
         self.max_message_size = max_message_size
         """The largest message the writer process takes (``writer="process"``)."""
+        self.ack_timeout = ack_timeout
+        """Seconds the writer process may leave a delivery unacknowledged before it is
+        taken to be hung and killed (``writer="process"``)."""
         self._clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, WriterClient
         ] = weakref.WeakKeyDictionary()
@@ -692,7 +704,7 @@ class MaildirDelivery:
         client = self._clients.get(loop)
         if client is None:
             client = self._clients[loop] = WriterClient(
-                max_message=self.max_message_size, fsync=self.fsync
+                max_message=self.max_message_size, fsync=self.fsync, ack_timeout=self.ack_timeout
             )
         return client
 

@@ -332,6 +332,117 @@ def test_writer_killed_mid_stream_fails_pending_and_restarts(tmp_path: Path) -> 
     assert gone(first) and gone(second)
 
 
+def reaped(pid: int) -> bool:
+    """Whether ``pid`` is gone altogether (not even a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def process_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def test_hung_writer_is_killed_after_ack_timeout_and_replaced(tmp_path: Path) -> None:
+    mda = delivery(tmp_path, ack_timeout=0.5)
+
+    async def main() -> tuple[float, int, int]:
+        first: int | None = None
+        try:
+            await mda(submission("alice"))  # started
+            first = mda.writer_pid()
+            assert first is not None
+            os.kill(first, signal.SIGSTOP)  # alive, but answers nothing
+            for _ in range(200):
+                if process_state(first) == "T":
+                    break
+                await asyncio.sleep(0.01)
+            assert process_state(first) == "T"
+            started = time.monotonic()
+            with pytest.raises(_writer.WriterError, match="hung"):
+                await asyncio.wait_for(mda(submission("alice", message=b"lost\r\n")), 3)
+            waited = time.monotonic() - started
+            for _ in range(200):  # killed, then reaped by the child watcher
+                if reaped(first):
+                    break
+                await asyncio.sleep(0.01)
+            assert reaped(first)
+            await mda(submission("alice", message=b"after\r\n"))  # a new writer
+            second = mda.writer_pid()
+            assert second is not None and second != first
+            return waited, first, second
+        finally:
+            if first is not None and not reaped(first):
+                os.kill(first, signal.SIGKILL)  # the test failed: leave nothing stopped
+            await mda.aclose(5)
+
+    waited, first, second = run(main())
+    assert 0.45 <= waited < 2
+    assert gone(first) and gone(second)
+    # The request the hung writer never read is not on disk; the next one is.
+    assert new_files(tmp_path, "alice") == sorted([ON_DISK, b"after\n"])
+
+
+def test_ack_timeout_counts_from_the_oldest_pending_delivery(tmp_path: Path) -> None:
+    # A writer that keeps acknowledging is never taken for hung, however long it runs
+    # with deliveries always in flight (the timer re-arms for the oldest one's deadline).
+    mda = delivery(tmp_path, ack_timeout=0.3)
+
+    async def main() -> tuple[int, int | None, int]:
+        try:
+            await mda(submission("alice"))
+            pid = mda.writer_pid()
+            assert pid is not None
+            end = time.monotonic() + 1.2
+            count = 0
+
+            async def worker() -> None:
+                nonlocal count
+                while time.monotonic() < end:
+                    await mda(submission("bob"))
+                    count += 1
+
+            await asyncio.gather(*(worker() for _ in range(4)))
+            return pid, mda.writer_pid(), count
+        finally:
+            await mda.aclose(5)
+
+    pid, still, count = run(main())
+    assert still == pid
+    assert new_files(tmp_path, "bob") == [ON_DISK] * count
+
+
+def test_ack_timeout_fails_every_pending_delivery(tmp_path: Path) -> None:
+    mda = delivery(tmp_path, ack_timeout=0.4)
+
+    async def main() -> list[Any]:
+        first: int | None = None
+        try:
+            await mda(submission("alice"))
+            first = mda.writer_pid()
+            assert first is not None
+            os.kill(first, signal.SIGSTOP)
+            tasks = [asyncio.ensure_future(mda(submission("bob"))) for _ in range(5)]
+            await asyncio.sleep(0.2)  # later ones: they fail with the oldest
+            tasks += [asyncio.ensure_future(mda(submission("carol"))) for _ in range(5)]
+            done, _ = await asyncio.wait(tasks, timeout=3)
+            assert len(done) == len(tasks)
+            return [t.exception() for t in tasks]
+        finally:
+            if first is not None and not reaped(first):
+                os.kill(first, signal.SIGKILL)
+            await mda.aclose(5)
+
+    errors = run(main())
+    assert all(isinstance(e, _writer.WriterError) for e in errors)
+
+
 def test_cancelled_delivery_does_not_break_the_stream(tmp_path: Path) -> None:
     mda = delivery(tmp_path)
 
@@ -395,6 +506,9 @@ def test_bad_writer_option_is_refused(tmp_path: Path) -> None:
         MaildirDelivery(str(tmp_path), writer="fork")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         MaildirDelivery(str(tmp_path), writer="process", max_message_size=0)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError):
+            MaildirDelivery(str(tmp_path), writer="process", ack_timeout=bad)
 
 
 # --- through the MSA ----------------------------------------------------------------------
