@@ -550,3 +550,26 @@ def test_input_larger_than_one_feed_arrives_whole(pieces: int) -> None:
 
     run(main())
     assert handler.messages == [body]
+
+
+@pytest.mark.parametrize("wait_in", [frozenset(), frozenset({"mail", "message"})])
+def test_without_asyncios_task_hooks_every_input_goes_through_the_task(
+    monkeypatch: pytest.MonkeyPatch, wait_in: frozenset[str]
+) -> None:
+    """The fall-back when asyncio's private _enter_task/_leave_task are missing: the
+    same replies, the same session task and context seen by every handler call."""
+    import mailagents.aio.smtp as aio_smtp
+
+    monkeypatch.setattr(aio_smtp, "_INLINE", False)
+    handler = Observer(wait_in)
+
+    async def main() -> None:
+        async with SMTPServer(handler) as server:
+            client = await Client.connect(server)
+            assert await transaction(client) == [250, 250, 250, 354, 250, 221]
+            await client.close()
+
+    run(main())
+    tasks = {task for _, task in handler.tasks}
+    assert len(tasks) == 1 and None not in tasks
+    assert handler.messages == [MESSAGE]
