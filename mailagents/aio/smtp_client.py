@@ -424,11 +424,9 @@ class SMTPClient:
 
     async def _hello(self, local_hostname: str) -> None:
         core = self._core
+        # EHLO, or HELO after a 5xx to EHLO: the fall-back is the core's (RFC 5321 §3.2).
         event = await self._call(lambda: core.hello(local_hostname))
         assert isinstance(event, Response)
-        if 500 <= event.reply.code < 600 and not core.lmtp:
-            event = await self._call(lambda: core.helo(local_hostname))
-            assert isinstance(event, Response)
         if not 200 <= event.reply.code < 300:
             raise SMTPResponseError(event.reply)
 

@@ -268,6 +268,25 @@ class _Simple(_Op):
                 conn._close()
 
 
+class _Greet(_Simple):
+    """EHLO, then HELO if the server refuses EHLO with a 5xx: it predates ESMTP
+    (RFC 5321 §3.2: "the client SHOULD fall back to HELO"). One Response is reported:
+    the EHLO's, or the HELO's after a fall-back."""
+
+    def __init__(self, line: bytes, helo: bytes) -> None:
+        super().__init__("EHLO", line)
+        self.helo: bytes | None = helo
+
+    def on_reply(self, conn: ClientConnection, tag: object, reply: Reply) -> None:
+        if self.helo is not None and 500 <= reply.code < 600:
+            conn._out += self.helo
+            self.helo = None
+            self.command = "HELO"
+            self.expect.append(None)
+            return
+        super().on_reply(conn, tag, reply)
+
+
 class _Auth(_Op):
     """AUTH with its challenges (RFC 4954 §4)."""
 
@@ -686,11 +705,15 @@ class ClientConnection:
     # --- commands --------------------------------------------------------------------
 
     def hello(self, domain: str) -> None:
-        """LHLO in LMTP, else EHLO: the greeting that asks for the extensions."""
+        """LHLO in LMTP, else EHLO, falling back to HELO when the server refuses EHLO
+        with a 5xx (RFC 5321 §3.2). One :class:`Response` comes back: the LHLO's or
+        EHLO's, or the HELO's after a fall-back (its ``command`` says which)."""
         if self._lmtp:
             self.lhlo(domain)
-        else:
-            self.ehlo(domain)
+            return
+        ehlo = self._hello_line("EHLO", domain)
+        self._check("EHLO")
+        self._queue(_Greet(ehlo, self._hello_line("HELO", domain)))
 
     def ehlo(self, domain: str) -> None:
         """EHLO (RFC 5321 §4.1.1.1). On its 250 :attr:`extensions` is known; on a 5xx
@@ -712,12 +735,16 @@ class ClientConnection:
         self._hello("HELO", domain)
 
     def _hello(self, verb: str, domain: str) -> None:
+        line = self._hello_line(verb, domain)
+        self._check("EHLO")
+        self._queue(_Simple(verb, line))
+
+    @staticmethod
+    def _hello_line(verb: str, domain: str) -> bytes:
         _no_controls("the domain", domain)
         if not domain or " " in domain or not domain.isascii():
             raise LocalProtocolError("the domain must be one ASCII token (a domain or [literal])")
-        line = _encode(f"{verb} {domain}")
-        self._check("EHLO")
-        self._queue(_Simple(verb, line))
+        return _encode(f"{verb} {domain}")
 
     def starttls(self) -> None:
         """STARTTLS (RFC 3207). On the :class:`Response` with 220, start TLS on the

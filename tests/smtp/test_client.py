@@ -161,6 +161,31 @@ def test_ehlo_size_zero_means_no_limit() -> None:
     assert ready("SIZE 0").max_size is None
 
 
+def test_hello_falls_back_to_helo_by_itself() -> None:
+    # RFC 5321 §3.2: a server that refuses EHLO with a 5xx gets HELO; one Response.
+    conn = greeted()
+    conn.hello("client.example")
+    assert conn.data_to_send() == b"EHLO client.example\r\n"
+    conn.receive_data(b"502 5.5.1 what?\r\n")
+    assert events(conn) == []
+    assert conn.data_to_send() == b"HELO client.example\r\n"
+    conn.receive_data(b"250 mx.example.net\r\n")
+    assert events(conn) == [Response(command="HELO", reply=r(250, None, "mx.example.net"))]
+    assert dict(conn.extensions) == {}
+    conn.send_mail("a@b.example", ["c@d.example"], MESSAGE)
+    assert conn.data_to_send() == b"MAIL FROM:<a@b.example>\r\n"
+
+
+def test_hello_does_not_fall_back_on_a_temporary_failure() -> None:
+    conn = greeted()
+    conn.hello("client.example")
+    conn.data_to_send()
+    conn.receive_data(b"421 4.3.2 busy\r\n")
+    [event] = events(conn)
+    assert isinstance(event, Response) and event.command == "EHLO" and event.reply.code == 421
+    assert conn.data_to_send() == b""
+
+
 def test_ehlo_refused_then_helo() -> None:
     conn = greeted()
     conn.ehlo("client.example")
