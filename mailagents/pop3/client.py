@@ -32,11 +32,10 @@ A typical session::
 
 from __future__ import annotations
 
-import binascii
 import enum
 import hashlib
 import re
-from base64 import b64decode, b64encode
+from base64 import b64encode
 from collections import deque
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
@@ -561,9 +560,8 @@ class _Auth(_Op):
             conn._out += self.held + b"\r\n"
             self.held = None
             return
-        try:
-            challenge = b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
+        challenge = sasl.decode_base64(text)
+        if challenge is None:
             self._cancel(conn, "the server's challenge is not base64")
             return
         try:

@@ -11,11 +11,10 @@ the maildrop, streams messages and removes the deleted ones.
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 import re
-from base64 import b64decode, b64encode
+from base64 import b64encode
 from collections import deque
 from collections.abc import Callable
 from typing import TypeAlias
@@ -566,12 +565,7 @@ class ServerConnection:
     @staticmethod
     def _b64(text: str) -> bytes | None:
         # RFC 5034 §4: "=" is an empty initial response.
-        if text == "=":
-            return b""
-        try:
-            return b64decode(text.encode("ascii"), validate=True)
-        except (binascii.Error, UnicodeEncodeError, ValueError):
-            return None
+        return b"" if text == "=" else sasl.decode_base64(text)
 
     def _auth_line(self, raw: bytes) -> None:
         mech = self._mech

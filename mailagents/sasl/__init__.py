@@ -30,6 +30,7 @@ from mailagents.sasl._base import (
     TokenVerdict,
 )
 from mailagents.sasl._crammd5 import CramMd5Client, CramMd5Server
+from mailagents.sasl._framing import decode_base64
 from mailagents.sasl._login import LoginClient, LoginServer
 from mailagents.sasl._oauthbearer import OAuthBearerClient, OAuthBearerServer
 from mailagents.sasl._plain import PlainClient, PlainServer
@@ -48,6 +49,7 @@ from mailagents.sasl._scram import (
 )
 
 __all__ = [
+    "decode_base64",
     "CLIENT_MECHANISMS",
     "LEGACY_SERVER_MECHANISMS",
     "MIN_ITERATIONS",

@@ -26,10 +26,9 @@ A typical session::
 
 from __future__ import annotations
 
-import binascii
 import enum
 import re
-from base64 import b64decode, b64encode
+from base64 import b64encode
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -319,9 +318,8 @@ class _Auth(_Op):
                 self.expect.append(None)
                 return
             text = "".join(reply.lines).strip(" ")
-            try:
-                challenge = b64decode(text.encode("ascii"), validate=True)
-            except (binascii.Error, UnicodeEncodeError, ValueError):
+            challenge = sasl.decode_base64(text)
+            if challenge is None:
                 self._cancel(conn, "the server's challenge is not base64")
                 return
             try:
