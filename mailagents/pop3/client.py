@@ -186,12 +186,13 @@ class _Op:
         raise NotImplementedError
 
 
-class _GreetingOp(_Op):
-    command = "GREETING"
-    pipelinable = False
+class _StatusOp(_Op):
+    """A request answered by one status line, which :meth:`answered` reports."""
 
-    def start(self, conn: ClientConnection) -> None:  # pragma: no cover - never queued
-        pass
+    line = b""
+
+    def start(self, conn: ClientConnection) -> None:
+        conn._out += self.line
 
     def step(self, conn: ClientConnection) -> bool:
         line = conn._take_line()
@@ -199,6 +200,21 @@ class _GreetingOp(_Op):
             return False
         response = conn._status(line)
         self.done = True
+        self.answered(conn, response)
+        return True
+
+    def answered(self, conn: ClientConnection, response: Response) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class _GreetingOp(_StatusOp):
+    command = "GREETING"
+    pipelinable = False
+
+    def start(self, conn: ClientConnection) -> None:  # pragma: no cover - never queued
+        pass
+
+    def answered(self, conn: ClientConnection, response: Response) -> None:
         challenge = None
         if response.ok:
             match = _TIMESTAMP.search(response.text)
@@ -211,10 +227,9 @@ class _GreetingOp(_Op):
             conn._phase = _Phase.CLOSING
             conn._ops.clear()
         conn._emit(Greeting(response=response, challenge=challenge))
-        return True
 
 
-class _Simple(_Op):
+class _Simple(_StatusOp):
     """DELE, NOOP, RSET, QUIT, STLS, UTF8: one line, one status line."""
 
     def __init__(self, command: str, line: bytes, *, pipelinable: bool = True) -> None:
@@ -223,15 +238,7 @@ class _Simple(_Op):
         self.line = line
         self.pipelinable = pipelinable
 
-    def start(self, conn: ClientConnection) -> None:
-        conn._out += self.line
-
-    def step(self, conn: ClientConnection) -> bool:
-        line = conn._take_line()
-        if line is None:
-            return False
-        response = conn._status(line)
-        self.done = True
+    def answered(self, conn: ClientConnection, response: Response) -> None:
         conn._emit(Reply(command=self.command, response=response))
         if self.command == "QUIT":
             # RFC 1939 §6: whatever the answer, the server closes the connection.
@@ -243,7 +250,6 @@ class _Simple(_Op):
             conn._buf.clear()
         elif self.command == "UTF8" and response.ok:
             conn._utf8 = True
-        return True
 
 
 class _MultiLine(_Op):
@@ -350,7 +356,7 @@ class _ListAll(_MultiLine):
             conn._emit(UniqueIds(response=response, entries=tuple(self.uids)))
 
 
-class _SingleLine(_Op):
+class _SingleLine(_StatusOp):
     """STAT, ``LIST n`` and ``UIDL n``: the data is on the status line."""
 
     def __init__(self, command: str, number: int | None) -> None:
@@ -360,25 +366,17 @@ class _SingleLine(_Op):
         arg = "" if number is None else f" {number}"
         self.line = f"{command}{arg}\r\n".encode("ascii")
 
-    def start(self, conn: ClientConnection) -> None:
-        conn._out += self.line
-
-    def step(self, conn: ClientConnection) -> bool:
-        line = conn._take_line()
-        if line is None:
-            return False
-        response = conn._status(line)
-        self.done = True
+    def answered(self, conn: ClientConnection, response: Response) -> None:
         if not response.ok:
             conn._emit(Reply(command=self.command, response=response))
-            return True
+            return
         text = response.text
         if self.command == "UIDL":
             uid = _NUMBER_UID_TEXT.fullmatch(text)
             if uid is None or int(uid.group(1)) != self.number:
                 raise RemoteProtocolError(f"malformed UIDL response {text[:80]!r}")
             conn._emit(UniqueIds(response=response, entries=((self.number, uid.group(2)),)))
-            return True
+            return
         match = _NUMBER_SIZE_TEXT.fullmatch(text)
         if match is None:
             raise RemoteProtocolError(f"malformed {self.command} response {text[:60]!r}")
@@ -389,7 +387,6 @@ class _SingleLine(_Op):
             if first != self.number:
                 raise RemoteProtocolError(f"LIST {self.number} answered for message {first}")
             conn._emit(Listing(response=response, entries=((first, second),)))
-        return True
 
 
 class _Retrieve(_Op):
@@ -483,25 +480,16 @@ class _Login(_Op):
         return True
 
 
-class _Apop(_Op):
+class _Apop(_StatusOp):
     command = "APOP"
 
     def __init__(self, line: bytes) -> None:
         super().__init__()
         self.line = line
 
-    def start(self, conn: ClientConnection) -> None:
-        conn._out += self.line
-
-    def step(self, conn: ClientConnection) -> bool:
-        line = conn._take_line()
-        if line is None:
-            return False
-        response = conn._status(line)
-        self.done = True
+    def answered(self, conn: ClientConnection, response: Response) -> None:
         conn._authenticated = conn._authenticated or response.ok
         conn._emit(AuthResult(success=response.ok, response=response, mechanism="APOP"))
-        return True
 
 
 class _Auth(_Op):
