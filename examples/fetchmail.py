@@ -66,7 +66,7 @@ def save_seen(path: Path, seen: set[str]) -> None:
 
 async def fetchmail(args: argparse.Namespace, password: str) -> int:
     store = MaildirStore(args.maildir)
-    inbox = store.folder("INBOX")
+    inbox = store.folder("INBOX", deliver_only=True)  # an MDA leaves new/ alone
     state = Path(args.state or Path(store.root, f".pop3-uidl-{args.user}@{args.host}"))
     seen = load_seen(state)
 

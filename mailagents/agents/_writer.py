@@ -211,7 +211,7 @@ class _Folders:
                 if len(self._open) >= self.limit:
                     self.close()
                 store = MaildirStore(os.fsdecode(directory), fsync=self.fsync, max_workers=1)
-                found = (store, store.folder("INBOX"))
+                found = (store, store.folder("INBOX", deliver_only=True))
                 self._open[directory] = found
             outcomes: list[Any] = found[1].append_batch(messages)
         except Exception as exc:

@@ -571,7 +571,7 @@ class MaildirDelivery:
             found = self._inboxes.get(directory)
         if found is None:
             store = MaildirStore(directory, fsync=self.fsync, max_workers=self.max_workers)
-            mine = (store, store.folder("INBOX"))
+            mine = (store, store.folder("INBOX", deliver_only=True))
             with self._lock:
                 found = self._inboxes.setdefault(directory, mine)
             if found is not mine:

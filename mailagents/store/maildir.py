@@ -44,6 +44,7 @@ import errno
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -112,6 +113,10 @@ _DEFAULT_SPECIAL_USE = {
 }
 _RECENT_WINDOW_NS = 2_000_000_000  # directories changed this recently are always rescanned
 _RENAME_RETRIES = 10
+# A file left in tmp/ this long is debris of a crashed writer (Dovecot's rule: 36 hours),
+# looked for at most once an hour per folder, by readers.
+TMP_MAX_AGE = 36 * 3600
+_TMP_CHECK_EVERY = 3600.0
 SNAPSHOT_MIN = 1_000
 """Folders with at least this many messages get a ``mailagents-snapshot``."""
 
@@ -244,6 +249,7 @@ class _Core:
         self.uidnext = 1
         self.uidvalidity = 0
         self._stamp: _Stamp | None = None
+        self._tmp_checked_at: float | None = None
 
     # -- scanning --------------------------------------------------------------------
 
@@ -289,6 +295,29 @@ class _Core:
             with contextlib.suppress(FileNotFoundError):
                 os.rename(os.path.join(self.new, name), os.path.join(self.cur, target))
         return moved
+
+    def _clean_tmp(self) -> None:
+        """Remove files older than :data:`TMP_MAX_AGE` from ``tmp/``: what a writer
+        that crashed (or was killed) between creating and renaming left behind. A file
+        still being written is younger (every write moves its mtime)."""
+        now = time.monotonic()
+        if self._tmp_checked_at is not None and now - self._tmp_checked_at < _TMP_CHECK_EVERY:
+            return
+        self._tmp_checked_at = now
+        cutoff = time.time() - TMP_MAX_AGE
+        try:
+            entries = list(os.scandir(self.tmp))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    log.info("%s: removed %s, left in tmp/ since %s", self.path, entry.name,
+                             _utc(int(st.st_mtime)).isoformat())
+            except OSError:
+                continue
 
     def _check_exists(self) -> None:
         if not os.path.isdir(self.path):
@@ -376,6 +405,8 @@ class _Core:
                 self._check_exists()
                 _ensure_subdirs(self.path)
                 stamp, settled, quiet = self._stamp_now()
+            if reader:
+                self._clean_tmp()
             if settled and stamp == self._stamp:
                 return
             # Only a first sync (every parser as new, so that what it reads is a parse
@@ -624,6 +655,21 @@ class _Core:
         self.sync()
         return self.uidvalidity
 
+    def delivery_uidvalidity(self) -> int:
+        """The folder's UIDVALIDITY for a message just delivered, without reading the
+        folder (a delivery must leave ``new/`` as it is): if there is no uidlist yet,
+        an empty one is written, and the next reader's sync numbers the files."""
+        known = self.uidvalidity or self.uidlist.peek_uidvalidity()
+        if known:
+            return known
+        ul = self.uidlist
+        with ul.lock(), self.mutex:
+            ul.refresh()
+            if not ul.exists:
+                ul.create()
+                ul.rewrite()
+            return ul.uidvalidity
+
     def record_new(self, uid: int, name: str, extra: frozenset[str]) -> None:
         """Record keywords without letters for a message just given a UID (the
         caller holds the uidlist lock)."""
@@ -753,9 +799,7 @@ class _MaildirAppendWriter(AppendWriter):
                 uid = core.assign([base])[base]
                 if extra:
                     core.record_new(uid, name, extra)
-        uidvalidity = (
-            core.uidvalidity or core.uidlist.peek_uidvalidity() or core.ensure_uidvalidity()
-        )
+        uidvalidity = core.delivery_uidvalidity()
         self.result = AppendResult(uidvalidity=uidvalidity, uid=uid, size=self._conv.crlf_size)
         return self.result
 
@@ -809,7 +853,9 @@ class MaildirFolder(Folder):
     :meth:`refresh` brings up to date; its own flag changes and expunges update the
     snapshot at once."""
 
-    def __init__(self, store: MaildirStore, path: str, name: str) -> None:
+    def __init__(
+        self, store: MaildirStore, path: str, name: str, *, deliver_only: bool = False
+    ) -> None:
         self.name = name
         self._store = store
         self._core = store._core(path)
@@ -819,16 +865,28 @@ class MaildirFolder(Folder):
         self._uidnext = 1
         self._highest = 1
         self._closed = False
-        self.refresh()
+        self._deliver_only = deliver_only
+        if deliver_only:
+            # Written now if missing, so that a delivery's answer never waits for it.
+            self._uidvalidity = self._core.delivery_uidvalidity()
+        else:
+            self.refresh()
+
+    @property
+    def deliver_only(self) -> bool:
+        """The handle was opened for delivery only (see :meth:`MaildirStore.folder`)."""
+        return self._deliver_only
 
     @property
     def path(self) -> str:
         """The folder's directory."""
         return self._core.path
 
-    def _check_open(self) -> None:
+    def _check_open(self, *, reading: bool = True) -> None:
         if self._closed:
             raise StoreError("folder handle is closed")
+        if reading and self._deliver_only:
+            raise StoreError("folder handle is open for delivery only")
 
     def status(self) -> FolderStatus:
         """Counts, UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ of the snapshot."""
@@ -890,8 +948,11 @@ class MaildirFolder(Folder):
         """Start appending: bytes go to ``tmp/``; ``commit()`` renames into ``new/``
         (``cur/`` when flags are given) after the fsync and fsyncs the directory. With
         ``assign_uid`` the UID is recorded in ``dovecot-uidlist`` at once (for
-        UIDPLUS); without it (the fast MDA path) at the next refresh."""
-        self._check_open()
+        UIDPLUS); without it (the fast MDA path) at the next refresh. A handle open
+        for delivery only gives no UIDs."""
+        self._check_open(reading=False)
+        if assign_uid and self._deliver_only:
+            raise StoreError("a handle open for delivery only gives no UIDs")
         checked = frozenset(check_keyword(f) for f in flags)
         return _MaildirAppendWriter(self._core, checked, internaldate, assign_uid)
 
@@ -906,7 +967,7 @@ class MaildirFolder(Folder):
         (nothing of that message is left behind; if the directory fsync fails, every
         message renamed before it gets that error, as
         :meth:`~mailagents.store.AppendWriter.commit` would report it)."""
-        self._check_open()
+        self._check_open(reading=False)
         core = self._core
         sync = core.fsync
         outcomes: list[AppendResult | Exception | None] = [None] * len(messages)
@@ -972,11 +1033,7 @@ class MaildirFolder(Folder):
                 try:
                     if sync:
                         fsync_dir(core.new)
-                    uidvalidity = (
-                        core.uidvalidity
-                        or core.uidlist.peek_uidvalidity()
-                        or core.ensure_uidvalidity()
-                    )
+                    uidvalidity = core.delivery_uidvalidity()
                 except Exception as exc:
                     for index, _ in renamed:
                         outcomes[index] = exc
@@ -1410,15 +1467,23 @@ class MaildirStore(Store):
             )
         return result
 
-    def folder(self, name: str) -> MaildirFolder:
+    def folder(self, name: str, *, deliver_only: bool = False) -> MaildirFolder:
         """Open a folder; :class:`~mailagents.store.FolderNotFoundError` if it does not
-        exist."""
+        exist.
+
+        ``deliver_only``: open it for delivery (an MDA, an MRA handing messages over).
+        The folder is not read, so ``new/`` is left as it is for the readers: opening
+        a folder to read it moves ``new/`` to ``cur/``, which a delivery agent must
+        never do, since mail clients show what is in ``new/`` as new mail. Only
+        :meth:`~MaildirFolder.append` (without UIDs), :meth:`~MaildirFolder.append_batch`
+        and :meth:`~MaildirFolder.close` work on such a handle; anything else raises
+        :class:`~mailagents.store.StoreError`."""
         levels = folder_levels(name)
         path = self._path(levels)
         if not os.path.isdir(path):
             raise FolderNotFoundError(name)
         _ensure_subdirs(path)
-        return MaildirFolder(self, path, api_name(levels))
+        return MaildirFolder(self, path, api_name(levels), deliver_only=deliver_only)
 
     def create_folder(self, name: str, *, special_use: str | None = None) -> None:
         """Create a folder (with its missing parents): ``.Name/`` with ``tmp/``,

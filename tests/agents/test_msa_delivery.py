@@ -305,3 +305,20 @@ def test_batch_limits_are_checked(tmp_path: Path) -> None:
         MaildirDelivery(tmp_path, max_batches=0)
     with pytest.raises(ValueError):
         MaildirDelivery(tmp_path, max_batch=0)
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_restarted_delivery_leaves_earlier_messages_in_new(tmp_path: Path, writer: str) -> None:
+    # Regression: the delivery opened INBOX as a reader, which moves new/ to cur/, so
+    # after a restart every message delivered before it stopped showing as new mail.
+    async def deliver_once() -> None:
+        delivery = MaildirDelivery(tmp_path / "{local}", writer=writer)  # type: ignore[arg-type]
+        try:
+            await delivery(submission("bob"))
+        finally:
+            await delivery.aclose()
+
+    run(deliver_once())
+    run(deliver_once())
+    assert len(files(tmp_path, "bob", "new")) == 2
+    assert files(tmp_path, "bob", "cur") == []
