@@ -78,6 +78,11 @@ class ServerConfig:
     bare_line_ends: BareLineEndPolicy = BareLineEndPolicy.REJECT
     """What to do with a bare CR or LF in DATA content: reject the message (the default,
     against SMTP smuggling), accept it as is, or normalise it to CRLF."""
+    forbid_early_data: bool = True
+    """End the session (554 5.5.0) when input arrives behind DATA before its reply: the
+    client did not wait for the 354 (RFC 2920 §3.1: DATA ends a pipelined group). Such
+    input is never read, neither as content nor, after a refused DATA, as commands.
+    Postfix 3.9 does the same by default (``smtpd_forbid_unauth_pipelining``)."""
     max_bad_commands: int = 20
     """After this many rejected commands in a session the server ends it with 421."""
     max_buffer: int = 1_048_576

@@ -532,6 +532,14 @@ class ServerConnection:
         if verb == "BDAT":
             self._bdat(arg)
             return
+        if verb == "DATA" and self._in and cfg.forbid_early_data:
+            # RFC 2920 §3.1: DATA can only be the last command of a group, and the
+            # content may follow only its 354. Bytes already here were sent without
+            # waiting: read as content they would bypass the reply to DATA, read as
+            # commands (DATA refused) they would run the content.
+            self._in.clear()
+            self._fatal(_r(554, "5.5.0", f"{cfg.hostname} Improper pipelining after DATA, "
+                                         "closing connection"))
         if self._state not in allowed:
             self._reject(verb, self._sequence_error(verb))
             return

@@ -372,12 +372,16 @@ def test_a_batch_of_commands_is_answered_with_one_write_from_the_callback() -> N
         loop.call_soon(conn.data_received, b"RCPT TO:<c@")
         await asyncio.sleep(0)
         assert len(transport.writes) == 2
-        loop.call_soon(conn.data_received, b"d.test>\r\nDATA\r\nhi\r\n.\r\n")
+        loop.call_soon(conn.data_received, b"d.test>\r\nDATA\r\n")
         await asyncio.sleep(0)
-        assert codes_of(transport.writes[2]) == [250, 354, 250]
+        assert codes_of(transport.writes[2]) == [250, 354]
+        # The content after the 354, and the next command pipelined behind it.
+        loop.call_soon(conn.data_received, b"hi\r\n.\r\nNOOP\r\n")
+        await asyncio.sleep(0)
+        assert codes_of(transport.writes[3]) == [250, 250]
         loop.call_soon(conn.data_received, b"QUIT\r\n")
         await settle()
-        assert codes_of(transport.writes[3]) == [221]
+        assert codes_of(transport.writes[4]) == [221]
         assert transport.closed and conn.task is not None and conn.task.done()
 
     run(main())
@@ -529,8 +533,8 @@ class Collect(SMTPHandler):
 @pytest.mark.parametrize("pieces", [1, 3, 200])
 def test_input_larger_than_one_feed_arrives_whole(pieces: int) -> None:
     body = b"".join(b"line %06d of a long message\r\n" % i for i in range(4000))  # ~120 KB
-    wire = b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
-    wire += body + b".\r\nQUIT\r\n"
+    head = b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
+    wire = body + b".\r\nQUIT\r\n"  # sent once the 354 is in
     handler = Collect()
 
     async def main() -> None:
@@ -539,6 +543,8 @@ def test_input_larger_than_one_feed_arrives_whole(pieces: int) -> None:
         conn = _Connection(server, loop)
         transport = FakeTransport()
         conn.connection_made(transport)
+        await settle()
+        loop.call_soon(conn.data_received, head)
         await settle()
         size = -(-len(wire) // pieces)
         for start in range(0, len(wire), size):

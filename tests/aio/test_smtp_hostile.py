@@ -22,7 +22,7 @@ import pytest
 
 from mailagents import sasl
 from mailagents.aio import ListenerLimits, Session, SMTPHandler, SMTPServer, serve_smtp
-from mailagents.smtp import ServerConfig
+from mailagents.smtp import Accept, Envelope, LMTPReplies, RcptTo, Reject, ServerConfig
 
 T = TypeVar("T")
 log = logging.getLogger("tests.hostile")
@@ -412,6 +412,49 @@ def test_twenty_bad_commands_get_421_and_close() -> None:
             assert server.connections == 0
 
     run(main())
+
+
+class Recorder(SMTPHandler):
+    """Accepts everything and remembers the messages and recipients it saw."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.recipients: list[str] = []
+
+    async def on_rcpt(self, session: Session, event: RcptTo) -> Accept | Reject:
+        self.recipients.append(str(event.path))
+        return Accept()
+
+    async def on_message(
+        self, session: Session, envelope: Envelope, message: bytes
+    ) -> Accept | Reject | LMTPReplies:
+        self.messages.append(message)
+        return Accept()
+
+
+def test_content_sent_with_data_before_the_354_is_never_read() -> None:
+    # RFC 2920 §3.1; Postfix 3.9's smtpd_forbid_unauth_pipelining does the same.
+    handler = Recorder()
+
+    async def main() -> None:
+        async with await serve_smtp(handler) as server:
+
+            def client() -> bytes:
+                sock, buf = hello(server.port)
+                with sock:
+                    sock.sendall(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
+                                 b"RCPT TO:<injected@d.test>\r\nhi\r\n.\r\n")
+                    return bytes(buf) + read_to_eof(sock)
+
+            rest = await thread(client)
+            assert rest.endswith(b"554 5.5.0 localhost Improper pipelining after DATA, "
+                                 b"closing connection\r\n")
+            assert b"354" not in rest
+            await asyncio.sleep(0.05)
+            assert server.connections == 0
+
+    run(main())
+    assert handler.messages == [] and handler.recipients == ["<c@d.test>"]
 
 
 class WrongPasswords(SMTPHandler):

@@ -47,14 +47,54 @@ def pump(server: ServerConnection, policy: Policy = accept_all) -> list[ServerEv
             server.send(decision)
 
 
+def after_data_lines(pieces: Iterable[bytes]) -> list[bytes]:
+    """``pieces`` cut again after every ``DATA<CRLF>`` of the stream they make (even
+    one split between pieces): what a client that waits for the 354 (RFC 2920 §3.1)
+    sends in one go. A cut inside message content is one more fragmentation, which
+    never changes the outcome; empty pieces (the end of input) are kept."""
+    out: list[bytes] = []
+    tail = b""  # the end of the stream so far, for a DATA<CRLF> split between pieces
+    for piece in pieces:
+        if not piece:
+            out.append(piece)
+            continue
+        window = tail + piece
+        start = 0
+        at = window.find(b"DATA\r\n")
+        while at >= 0:
+            end = at + 6 - len(tail)  # where the command ends, in piece
+            if end > start:
+                out.append(piece[start:end])
+                start = end
+            at = window.find(b"DATA\r\n", at + 1)
+        if start < len(piece):
+            out.append(piece[start:])
+        tail = window[-5:]
+    return out
+
+
+def feed(
+    server: ServerConnection, data: bytes, policy: Policy = accept_all
+) -> list[ServerEvent]:
+    """Feed ``data`` as a client that waits for the 354 sends it (see
+    :func:`after_data_lines`), pumping events after each piece."""
+    events: list[ServerEvent] = []
+    for piece in after_data_lines([data]):
+        server.receive_data(piece)
+        events += pump(server, policy)
+    return events
+
+
 def run(
     data: bytes | Iterable[bytes],
     server: ServerConnection | None = None,
     policy: Policy = accept_all,
 ) -> tuple[list[ServerEvent], bytes, bool]:
-    """Feed ``data`` (one piece or several) and return (events, output, fatal)."""
+    """Feed ``data`` (one piece or several, each cut after its DATA lines, as a client
+    that waits for the 354 sends it) and return (events, output, fatal)."""
     server = server if server is not None else ServerConnection()
-    pieces = [data] if isinstance(data, bytes) else list(data)
+    given = [data] if isinstance(data, bytes) else list(data)
+    pieces = after_data_lines(given)
     events: list[ServerEvent] = []
     out = bytearray(server.data_to_send())
     fatal = False

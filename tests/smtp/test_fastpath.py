@@ -36,7 +36,7 @@ from mailagents.smtp._params import (
 from mailagents.smtp._reply import Reply
 from mailagents.smtp.server import ServerConnection
 
-from .helpers import codes, pump
+from .helpers import codes, feed, pump
 
 NEVER = re.compile(r"(?!)")
 
@@ -307,9 +307,8 @@ def test_plain_accept_and_accept_subclass_answer_alike(lmtp: bool) -> None:
         config = ServerConfig(hostname="mx.test", lmtp=lmtp)
         conn = ServerConnection(config)
         hello = b"LHLO" if lmtp else b"EHLO"
-        conn.receive_data(hello + b" c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
-                          b"RCPT TO:<e@f>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n")
-        pump(conn, lambda event: answer)
+        feed(conn, hello + b" c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+                   b"RCPT TO:<e@f>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n", lambda event: answer)
         return conn.data_to_send()
 
     fast = session(Accept())

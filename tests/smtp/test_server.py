@@ -37,7 +37,7 @@ from mailagents.smtp import (
     State,
 )
 
-from .helpers import accept_all, codes, credentials_policy, pump, run
+from .helpers import Policy, accept_all, codes, credentials_policy, feed, pump, run
 
 EHLO = b"EHLO client.test\r\n"
 TXN = b"MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n"
@@ -249,8 +249,8 @@ def test_accept_with_own_reply_and_misuse() -> None:
     with pytest.raises(LocalProtocolError):
         server.send(Accept(reply=Reply(code=250, lines=("x",))))
     server.send(Accept())
-    server.receive_data(TXN + b"x\r\n.\r\n")
-    pump(server, lambda e: None if isinstance(e, MessageComplete) else accept_all(e))
+    feed(server, TXN + b"x\r\n.\r\n",
+         lambda e: None if isinstance(e, MessageComplete) else accept_all(e))
     assert server.paused
     with pytest.raises(LocalProtocolError):
         server.send(LMTPReplies(replies=(Reply(code=250),)))
@@ -428,8 +428,7 @@ def test_lmtp_reject_and_accept_apply_to_every_recipient_and_helo_is_refused() -
     _, out, _ = run(data, lmtp_server())
     assert codes(out) == [220, 500, 500, 250, 250, 250, 250, 354, 250, 250]
     server = lmtp_server()
-    server.receive_data(data)
-    pump(server)
+    feed(server, data)
     with pytest.raises(LocalProtocolError):
         server.send(LMTPReplies(replies=(Reply(code=250),)))
 
@@ -770,8 +769,8 @@ def test_starttls_with_parameters_and_lmtp_reply_count() -> None:
     _, out, _ = run(EHLO + b"STARTTLS now\r\n", server)
     assert codes(out)[-1] == 501
     server = lmtp_server()
-    server.receive_data(b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.test>\r\nDATA\r\nx\r\n.\r\n")
-    pump(server, lambda e: None if isinstance(e, MessageComplete) else accept_all(e))
+    feed(server, b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.test>\r\nDATA\r\nx\r\n.\r\n",
+         lambda e: None if isinstance(e, MessageComplete) else accept_all(e))
     with pytest.raises(LocalProtocolError):
         server.send(LMTPReplies(replies=(Reply(code=250), Reply(code=250))))
     with pytest.raises(LocalProtocolError):
@@ -859,3 +858,82 @@ def test_auth_login_and_oauthbearer_and_legacy_cram_md5() -> None:
     _, out, _ = run(b64(client.respond(challenge)) + b"\r\n", legacy,
                     policy=policy)  # type: ignore[arg-type]
     assert codes(out)[-1] == 235
+
+
+# --- input behind DATA before its 354 (RFC 2920 §3.1) -----------------------------------
+
+
+def _refuse_rcpt(event: object) -> Accept | Reject | None:
+    if isinstance(event, RcptTo):
+        return Reject(reply=Reply(code=550, enhanced="5.1.1", lines=("no such user",)))
+    return accept_all(event)  # type: ignore[arg-type]
+
+
+EARLY = [
+    # (what follows DATA in the same feed, policy, codes before the 554)
+    (b"Subject: x\r\n\r\nhi\r\n.\r\n", accept_all, [220, 250, 250, 250]),
+    (b"x", accept_all, [220, 250, 250, 250]),
+    (b"\r\n", accept_all, [220, 250, 250, 250]),
+    # DATA refused (no valid recipient): the content would be read as commands.
+    (b"RCPT TO:<victim@example.test>\r\nDATA\r\nevil\r\n.\r\n", _refuse_rcpt, [220, 250, 250, 550]),
+]
+
+
+@pytest.mark.parametrize(("behind", "policy", "before"), EARLY)
+def test_input_behind_data_before_its_reply_ends_the_session(
+    behind: bytes, policy: Policy, before: list[int]
+) -> None:
+    server = ServerConnection()
+    server.receive_data(EHLO + TXN + behind)
+    events: list[object] = []
+    with pytest.raises(RemoteProtocolError):
+        while True:
+            event = server.next_event()
+            assert event is not NEED_DATA and event is not PAUSED
+            events.append(event)
+            decision = policy(event)  # type: ignore[arg-type]
+            if decision is not None:
+                server.send(decision)
+    out = server.data_to_send()
+    assert codes(out) == [*before, 554]
+    assert out.endswith(
+        b"554 5.5.0 localhost Improper pipelining after DATA, closing connection\r\n"
+    )
+    # Nothing behind DATA was read: no content, no second RCPT.
+    assert not any(isinstance(e, DataChunk | MessageComplete) for e in events)
+    assert sum(isinstance(e, RcptTo) for e in events) == 1
+    assert server.state is State.CLOSED
+    server.receive_data(b"QUIT\r\n")
+    assert server.next_event() is NEED_DATA and server.data_to_send() == b""
+
+
+def test_input_behind_data_is_the_message_when_allowed() -> None:
+    server = ServerConnection(ServerConfig(forbid_early_data=False))
+    server.receive_data(EHLO + TXN + b"hi\r\n.\r\nQUIT\r\n")
+    events = pump(server)
+    assert codes(server.data_to_send()) == [220, 250, 250, 250, 354, 250, 221]
+    assert body_of(events) == b"hi\r\n"
+
+
+def test_lmtp_forbids_input_behind_data_too() -> None:
+    server = lmtp_server()
+    _, out, fatal = run(
+        [b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.test>\r\nDATA\r\nhi\r\n.\r\n"], server
+    )
+    # run() cuts after DATA (a client that waits); fed whole, it is refused.
+    assert not fatal and codes(out)[-2:] == [354, 250]
+    server = lmtp_server()
+    server.receive_data(b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.test>\r\nDATA\r\nhi\r\n.\r\n")
+    with pytest.raises(RemoteProtocolError):
+        pump(server)
+    assert codes(server.data_to_send())[-1] == 554
+
+
+def test_the_next_transaction_may_follow_the_end_of_data_in_one_feed() -> None:
+    # RFC 2920 §3.1: the content may be the first "command" of a group: MAIL etc.
+    # behind its final dot are fine.
+    first = EHLO + TXN
+    second = b"hi\r\n.\r\nRSET\r\nMAIL FROM:<>\r\nRCPT TO:<c@example.test>\r\nDATA\r\n"
+    events, out, fatal = run([first, second, b"again\r\n.\r\nQUIT\r\n"])
+    assert not fatal
+    assert codes(out) == [220, 250, 250, 250, 354, 250, 250, 250, 250, 354, 250, 221]
