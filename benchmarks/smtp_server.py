@@ -11,7 +11,10 @@ discarding the message:
   and ``on_message`` accepts, on the default asyncio event loop and on uvloop (when
   importable: ``pip install uvloop``, or the ``bench`` extra);
 - aiosmtpd with its ``Sink`` handler (accept and discard) on the default event loop;
-- Postfix's ``smtp-sink`` (C, event-driven: the ceiling), when installed.
+- Postfix's ``smtp-sink`` (C, event-driven: the ceiling), when installed;
+- a do-nothing Python sink (canned replies, no parsing, no limits, no handler) on each
+  event loop: the ceiling of any Python server on that loop. The share of it that ours
+  reaches is printed, and shows what our parsing and plumbing cost.
 
 Then durable acceptance (250 only once the message is on disk): our server with a
 handler that delivers into Maildir through ``MaildirDelivery`` (``MaildirStore``, file
@@ -48,7 +51,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -162,11 +165,65 @@ class Durable(SMTPHandler):
         return Accept()
 
 
+class DoNothing(asyncio.Protocol):
+    """The ceiling of a Python server on an event loop: canned SMTP replies, no parsing
+    beyond finding line ends and the end of data, no limits, no time-outs, no handler.
+    What is left of a real server's CPU once this is taken away is the server's own."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.data = False
+        self.tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(b"220 sink.test ESMTP\r\n")
+
+    def data_received(self, chunk: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        if self.data:
+            window = self.tail + chunk
+            end = window.find(b"\r\n.\r\n")
+            if end < 0:
+                self.tail = window[-4:]
+                return
+            self.data, self.tail = False, b""
+            chunk = window[end + 5 :]
+            transport.write(b"250 2.0.0 Ok\r\n")
+        replies = []
+        lines = chunk.split(b"\r\n")
+        for line in lines[:-1]:  # (a command cut between chunks: not with smtp-source)
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                replies.append(b"250-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                replies.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                self.data = True
+                break
+            elif verb == b"QUIT":
+                replies.append(b"221 2.0.0 Bye\r\n")
+                transport.write(b"".join(replies))
+                transport.close()
+                return
+            else:
+                replies.append(b"250 2.0.0 Ok\r\n")
+        if replies:
+            transport.write(b"".join(replies))
+
+
 async def run_server(kind: str, port: int, maildir: str | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    if kind.startswith("nothing"):
+        bare = await loop.create_server(DoNothing, HOST, port, backlog=1024)
+        print("ready", flush=True)
+        await stop.wait()
+        bare.close()
+        await bare.wait_closed()
+        return
     if kind == "aiosmtpd":
         from aiosmtpd.handlers import Sink  # type: ignore[import-not-found]
         from aiosmtpd.smtp import SMTP  # type: ignore[import-not-found]
@@ -210,7 +267,7 @@ def serve(kind: str, port: int, maildir: str | None) -> None:
     if profiler is not None:
         profiler.enable()
     try:
-        if kind == "ours-uvloop":
+        if kind in ("ours-uvloop", "nothing-uvloop"):
             import uvloop  # type: ignore[import-not-found]
 
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -605,8 +662,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     rates: dict[tuple[str, bool], float] = {}
-    servers: list[tuple[str, str, Any]] = [("ours", "mailagents.aio, asyncio", None)]
+    servers: list[tuple[str, str, Any]] = [
+        ("nothing", "do-nothing Python sink, asyncio", None),
+        ("ours", "mailagents.aio, asyncio", None),
+    ]
     if uvloop is not None:
+        servers.append(("nothing-uvloop", "do-nothing Python sink, uvloop", None))
         servers.append(("ours-uvloop", f"mailagents.aio, uvloop {uvloop.__version__}", None))
     else:
         print("mailagents.aio, uvloop: skipped (pip install uvloop)")
@@ -655,6 +716,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Postfix durable: skipped ({why})")
     print(f"elapsed {time.perf_counter() - started:.1f} s")
 
+    for ours, nothing, loop_name in (("ours", "nothing", "asyncio"),
+                                     ("ours-uvloop", "nothing-uvloop", "uvloop")):
+        if (ours, False) in rates and (nothing, False) in rates:
+            share = rates[ours, False] / rates[nothing, False]
+            print(f"ours/do-nothing sink on {loop_name} (one msg per connection): {share:.2f}")
     for reuse in (True, False):
         mode = "connections reused" if reuse else "one msg per connection"
         if ("ours-uvloop", reuse) in rates and ("smtp-sink", reuse) in rates:
