@@ -14,15 +14,25 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
+import logging
 import os
 import socket
 import threading
 import time
 from types import TracebackType
 
-__all__ = ["DotLock", "FileLock", "LockTimeout", "drop_thread_lock", "pid_alive", "thread_lock"]
+__all__ = [
+    "DotLock",
+    "FileLock",
+    "LockTimeout",
+    "break_stale_dotlock",
+    "drop_thread_lock",
+    "pid_alive",
+    "thread_lock",
+]
+
+log = logging.getLogger(__name__)
 
 
 class LockTimeout(TimeoutError):
@@ -153,6 +163,40 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def break_stale_dotlock(path: str, stale_after: float, *, bare_pid: bool = False) -> bool:
+    """Judge the dotlock at ``path`` and remove it if it is stale; return whether the
+    caller may try to take the lock again at once (it was gone, or has been broken).
+
+    A lock naming a process of this host is stale once that process is gone (with
+    ``bare_pid``, a lock holding a PID alone counts as this host's, as mutt and
+    liblockfile write them); any other lock once it is ``stale_after`` seconds old.
+    Only the very file judged stale is removed: if another program broke it and took
+    a fresh lock meanwhile, that one is left alone (the window left is the one
+    between a ``stat`` and an ``unlink``)."""
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as f:
+            owner = f.read(256)
+    except FileNotFoundError:
+        return True  # gone meanwhile
+    pid_text, _, host = owner.decode("ascii", "replace").strip().partition(":")
+    ours = host == socket.gethostname() or (bare_pid and not host)
+    if pid_text.isdigit() and int(pid_text) > 0 and ours:
+        if pid_alive(int(pid_text)):
+            return False
+    elif time.time() - st.st_mtime < stale_after:
+        return False
+    try:
+        now = os.stat(path)
+        if (now.st_dev, now.st_ino, now.st_mtime_ns) != (st.st_dev, st.st_ino, st.st_mtime_ns):
+            return False  # replaced by a fresh lock since it was judged
+        os.unlink(path)
+    except FileNotFoundError:
+        return True
+    log.warning("broke stale dotlock %s", path)
+    return True
+
+
 class DotLock:
     """``NAME.lock`` created with ``O_EXCL`` next to the file it protects.
 
@@ -227,28 +271,9 @@ class DotLock:
                 os.unlink(temp)
 
     def _break_if_stale(self) -> bool:
-        try:
-            st = os.stat(self.path)
-            with open(self.path, "rb") as f:
-                owner = f.read(256)
-        except FileNotFoundError:
-            return True  # gone meanwhile: try again at once
-        pid_text, _, host = owner.decode("ascii", "replace").strip().partition(":")
-        if pid_text.isdigit() and host == socket.gethostname():
-            # Ours to judge: a lock of a live process holds, one of a dead process is
-            # broken at once (a killed delivery must not block the next for minutes).
-            if pid_alive(int(pid_text)):
-                return False
-        elif time.time() - st.st_mtime < self.stale_after:
-            return False  # another host's or another program's lock: only by age
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:  # pragma: no cover - permissions
-            if exc.errno != errno.ENOENT:
-                raise
-        return True
+        # A lock of a dead process of this host is broken at once (a killed delivery
+        # must not block the next for minutes); another host's or program's by age.
+        return break_stale_dotlock(self.path, self.stale_after)
 
     def touch(self) -> None:
         """Refresh the lock's mtime during long work so it is not taken as stale."""

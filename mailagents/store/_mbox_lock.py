@@ -29,7 +29,12 @@ import struct
 import threading
 import time
 
-from mailagents.store._locking import LockTimeout, drop_thread_lock, pid_alive, thread_lock
+from mailagents.store._locking import (
+    LockTimeout,
+    break_stale_dotlock,
+    drop_thread_lock,
+    thread_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +64,6 @@ def fcntl_unlock(fd: int) -> None:
         fcntl.fcntl(fd, _OFD_SETLK, _flock_struct(fcntl.F_UNLCK))
     else:  # pragma: no cover - not Linux
         fcntl.lockf(fd, fcntl.LOCK_UN)
-
-
-def dotlock_stale(path: str, stale_after: float) -> bool:
-    """Whether the dotlock at ``path`` may be broken (see the module docs)."""
-    try:
-        st = os.stat(path)
-        with open(path, "rb") as f:
-            owner = f.read(256)
-    except FileNotFoundError:
-        return True
-    text = owner.decode("ascii", "replace").strip()
-    pid_text, _, host = text.partition(":")
-    if pid_text.isdigit() and int(pid_text) > 0 and host in ("", socket.gethostname()):
-        return not pid_alive(int(pid_text))
-    return time.time() - st.st_mtime >= stale_after
 
 
 class MboxLock:
@@ -162,10 +152,7 @@ class MboxLock:
             try:
                 os.link(tmp, self.lock_path)
             except FileExistsError:
-                if dotlock_stale(self.lock_path, self.stale_after):
-                    log.warning("breaking stale dotlock %s", self.lock_path)
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.lock_path)
+                break_stale_dotlock(self.lock_path, self.stale_after, bare_pid=True)
                 return False
             except OSError as exc:  # no hard links here: exclusive create instead
                 if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EMLINK):
@@ -183,9 +170,7 @@ class MboxLock:
                 self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
             )
         except FileExistsError:
-            if dotlock_stale(self.lock_path, self.stale_after):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.lock_path)
+            break_stale_dotlock(self.lock_path, self.stale_after, bare_pid=True)
             return False
         try:
             os.write(fd, content)

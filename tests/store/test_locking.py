@@ -5,13 +5,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from mailagents.store._locking import DotLock, FileLock, LockTimeout
+from mailagents.store import _locking
+from mailagents.store._locking import DotLock, FileLock, LockTimeout, break_stale_dotlock
 
 
 def hold_flock(path: str, ready: object, release: object) -> None:
@@ -112,3 +115,67 @@ def test_foreign_dotlock_is_broken_only_when_old(tmp_path: Path) -> None:
     os.utime(path, (old, old))
     with DotLock(path, timeout=1, stale_after=60):
         pass
+
+
+# --- judging and breaking a stale dotlock -------------------------------------------
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _lock_file(path: Path, content: str, age: float = 0.0) -> None:
+    path.write_text(content)
+    if age:
+        when = time.time() - age
+        os.utime(path, (when, when))
+
+
+@pytest.mark.parametrize(
+    ("content", "age", "bare_pid", "broken"),
+    [
+        ("{live}:{host}\n", 0, False, False),  # a live process of this host holds it
+        ("{live}:{host}\n", 99_999, False, False),  # however old
+        ("{dead}:{host}\n", 0, False, True),  # its process is gone: broken at once
+        ("{dead}\n", 0, True, True),  # a bare PID (mutt, liblockfile) on this host
+        ("{dead}\n", 0, False, False),  # ... unless bare PIDs are not ours to judge
+        ("{dead}\n", 99_999, False, True),  # then by age
+        ("{live}:elsewhere.test\n", 0, False, False),  # another host's: by age only
+        ("{live}:elsewhere.test\n", 99_999, False, True),
+        ("garbage\n", 0, True, False),
+        ("garbage\n", 99_999, True, True),
+    ],
+)
+def test_break_stale_dotlock_judges_like_mail_tools(
+    tmp_path: Path, content: str, age: float, bare_pid: bool, broken: bool
+) -> None:
+    lock = tmp_path / "INBOX.lock"
+    text = content.format(live=os.getpid(), dead=_dead_pid(), host=socket.gethostname())
+    _lock_file(lock, text, age)
+    assert break_stale_dotlock(str(lock), 3600, bare_pid=bare_pid) is broken
+    assert lock.exists() is not broken
+
+
+def test_break_stale_dotlock_on_a_vanished_lock_says_try_again(tmp_path: Path) -> None:
+    assert break_stale_dotlock(str(tmp_path / "gone.lock"), 60) is True
+
+
+def test_a_fresh_lock_taken_while_judging_is_never_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another program breaks the same stale lock and takes its own between our look and
+    # our unlink: its lock must survive (the old code removed whatever was there).
+    lock = tmp_path / "INBOX.lock"
+    _lock_file(lock, f"{_dead_pid()}:{socket.gethostname()}\n")
+
+    def judged_dead_then_replaced(pid: int) -> bool:
+        fresh = tmp_path / "fresh"
+        fresh.write_text(f"{os.getpid()}:{socket.gethostname()}\n")
+        os.replace(fresh, lock)
+        return False
+
+    monkeypatch.setattr(_locking, "pid_alive", judged_dead_then_replaced)
+    assert break_stale_dotlock(str(lock), 3600) is False
+    assert lock.read_text() == f"{os.getpid()}:{socket.gethostname()}\n"
