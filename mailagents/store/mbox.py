@@ -937,9 +937,7 @@ class MboxFolder(Folder):
                     mbox_stat=stat_key(os.fstat(out)),
                 )
                 write_full(copy, index_path, fsync, rename=False)
-                if os.path.exists(path):
-                    raise FolderExistsError(path)
-                os.rename(tmp, path)
+                _publish_new(tmp, path)
                 os.replace(index_path + ".new", index_path)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -958,6 +956,24 @@ class MboxFolder(Folder):
             lines.append(stat_record(stat_key(os.fstat(fd))))
             append_records(state, self._index, lines, fsync)
             self._snap = {}
+
+
+def _publish_new(tmp: str, path: str) -> None:
+    """Give ``tmp`` the name ``path``, which must not exist: a hard link fails if it
+    does, so a folder another process created meanwhile is never replaced. Where hard
+    links are not possible, the check and the rename leave a small window."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FolderExistsError(path) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
+            raise
+        if os.path.exists(path):
+            raise FolderExistsError(path) from None
+        os.rename(tmp, path)
+    else:
+        os.unlink(tmp)
 
 
 class MboxStore(Store):

@@ -30,6 +30,7 @@ from mailagents.store import (
     DRAFT,
     FLAGGED,
     SEEN,
+    FolderExistsError,
     FolderNotFoundError,
     InvalidFolderNameError,
 )
@@ -819,3 +820,66 @@ def test_journal_appended_behind_our_back_is_reread_whole(tmp_path: Path) -> Non
     assert load(ours, index)  # no IndexCorrupt: it starts from a record boundary
     assert ours.mbox_stat == again.mbox_stat == (5, 6, 7, 8)
     assert sorted(ours.msgs) == sorted(again.msgs)
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_renaming_inbox_never_replaces_a_folder_created_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    # Another process creates the target folder while INBOX is being copied: the copy
+    # must fail with FolderExistsError and leave that folder as it is (it was replaced
+    # by a rename after an exists() check).
+    store = MboxStore(tmp_path)
+    with store.folder("INBOX") as inbox:
+        inbox.append_bytes(b"Subject: one\r\n\r\nbody\r\n")
+    target = tmp_path / "Saved"
+    real_write_full = mbox_module.write_full
+
+    def write_full_then_race(*args: Any, **kwargs: Any) -> Any:
+        result = real_write_full(*args, **kwargs)
+        target.write_bytes(b"theirs")
+        return result
+
+    monkeypatch.setattr(mbox_module, "write_full", write_full_then_race)
+    if not links:
+        def no_links(src: Any, dst: Any) -> None:
+            raise OSError(errno.EPERM, "no hard links here")
+
+        monkeypatch.setattr(mbox_module.os, "link", no_links)
+    with pytest.raises(FolderExistsError):
+        store.rename_folder("INBOX", "Saved")
+    assert target.read_bytes() == b"theirs"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".Saved")]  # no copy left
+    monkeypatch.undo()
+    with store.folder("INBOX") as inbox:
+        assert len(inbox.messages()) == 1  # INBOX kept its message
+    store.close()
+
+
+def test_renaming_inbox_loses_no_race_at_the_last_instant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The target appears right when the copy is given its name (after any check): the
+    # hard link fails rather than replace it, as a rename would have.
+    store = MboxStore(tmp_path)
+    with store.folder("INBOX") as inbox:
+        inbox.append_bytes(b"Subject: one\r\n\r\nbody\r\n")
+    target = tmp_path / "Saved"
+
+    def racing(real: Any) -> Any:
+        def call(src: Any, dst: Any) -> Any:
+            if os.fspath(dst) == os.fspath(target) and not target.exists():
+                target.write_bytes(b"theirs")
+            return real(src, dst)
+
+        return call
+
+    monkeypatch.setattr(mbox_module.os, "link", racing(os.link))
+    monkeypatch.setattr(mbox_module.os, "rename", racing(os.rename))
+    with pytest.raises(FolderExistsError):
+        store.rename_folder("INBOX", "Saved")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"theirs"
+    with store.folder("INBOX") as inbox:
+        assert len(inbox.messages()) == 1
+    store.close()
