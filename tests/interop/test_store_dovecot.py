@@ -126,3 +126,38 @@ def test_uids_agree_after_both_sides_add_messages(tree: Path) -> None:
     with running_dovecot(maildir) as dovecot:
         _, after = imap_view(dovecot)
     assert {uid: body for uid, (_, _, body) in after.items()} == ours
+
+
+def test_dovecot_reads_what_a_delivery_handle_wrote_into_a_fresh_maildir(tree: Path) -> None:
+    # A delivery handle (the MSA's) writes only an empty dovecot-uidlist and the files
+    # in new/; Dovecot must take that uidlist as its own (same UIDVALIDITY), number the
+    # messages, and show them all as new (\Recent: still in new/ until it reads them).
+    from mailagents.store.maildir import MaildirStore
+
+    maildir = tree / "Maildir"
+    with MaildirStore(maildir) as store:
+        delivery = store.folder("INBOX", deliver_only=True)
+        results = delivery.append_batch([message(i) for i in range(3)])
+        delivery.close()
+    assert all(not isinstance(r, Exception) for r in results)
+    assert len(list((maildir / "new").iterdir())) == 3
+    with running_dovecot(maildir) as dovecot:
+        client = imaplib.IMAP4("127.0.0.1", dovecot.imap_port)
+        try:
+            client.login(dovecot.user, dovecot.password)
+            typ, _ = client.select("INBOX")
+            assert typ == "OK", dovecot.log()
+            recent = int(client.response("RECENT")[1][0])
+        finally:
+            client.logout()
+        uidvalidity, theirs = imap_view(dovecot)
+    assert recent == 3
+    assert uidvalidity == results[0].uidvalidity  # type: ignore[union-attr]
+    assert sorted(theirs) == [1, 2, 3]
+    assert sorted(body for _, _, body in theirs.values()) == sorted(message(i) for i in range(3))
+    # And we agree with Dovecot's numbering afterwards.
+    with MaildirStore(maildir) as store, store.folder("INBOX") as inbox:
+        assert inbox.status().uidvalidity == uidvalidity
+        assert {m.uid: inbox.read_message(m.uid) for m in inbox.messages()} == {
+            uid: body for uid, (_, _, body) in theirs.items()
+        }
