@@ -80,6 +80,12 @@ class ListenerLimits:
 
     backlog: int = 1024
     """Connections the kernel queues before they are accepted (``listen(2)``)."""
+    reuse_port: bool = False
+    """Listen with ``SO_REUSEPORT`` (Linux, the BSDs): several processes, each with its
+    own server on the same address and port, then share the connections, which the
+    kernel spreads among them. That is how one machine's CPUs all serve one port (one
+    Python process uses one). The limits per address and the failed-login throttle
+    then count per process."""
     max_connections: int = 1000
     """Sessions served at once; beyond it a client gets the protocol's refusal (421 in
     SMTP) and is disconnected."""
@@ -742,6 +748,7 @@ class Listener:
             ssl=tls,
             ssl_handshake_timeout=self.limits.tls_handshake_timeout if tls else None,
             reuse_address=True,
+            reuse_port=self.limits.reuse_port or None,
         )
         for sock in self._server.sockets:
             log.info("%s listening on %s", self.name, sock.getsockname())

@@ -439,3 +439,58 @@ def test_close_cancels_a_stuck_session_after_grace_and_timeout() -> None:
         assert not listener.sessions
 
     run(main())
+
+
+# --- SO_REUSEPORT: several servers (processes) on one port --------------------------
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT here")
+def test_servers_with_reuse_port_share_one_port_and_its_connections() -> None:
+    from mailagents.aio import SMTPHandler, serve_smtp
+
+    async def main() -> None:
+        limits = ListenerLimits(reuse_port=True)
+        first = await serve_smtp(SMTPHandler(), limits=limits)
+        # (Two servers of one process stand in for two processes: the option is the
+        # socket's, and the kernel spreads connections over the listening sockets.)
+        second = await serve_smtp(SMTPHandler(), port=first.port, limits=limits)
+        try:
+            assert second.port == first.port
+            served = [0, 0]
+
+            def clients() -> None:
+                for _ in range(40):
+                    with socket.create_connection(("127.0.0.1", first.port), timeout=5) as s:
+                        assert s.recv(100).startswith(b"220 ")
+                        s.sendall(b"QUIT\r\n")
+                        assert s.recv(100).startswith(b"221 ")
+
+            async def count() -> None:
+                while True:
+                    served[0] = max(served[0], first.connections)
+                    served[1] = max(served[1], second.connections)
+                    await asyncio.sleep(0)
+
+            counter = asyncio.create_task(count())
+            await thread(clients)
+            counter.cancel()
+            assert served[0] > 0 and served[1] > 0  # both took some (2 ** -39 to fail)
+        finally:
+            await first.close()
+            await second.close()
+
+    run(main())
+
+
+def test_without_reuse_port_a_second_server_cannot_take_the_port() -> None:
+    from mailagents.aio import SMTPHandler, serve_smtp
+
+    async def main() -> None:
+        first = await serve_smtp(SMTPHandler())
+        try:
+            with pytest.raises(OSError):
+                await serve_smtp(SMTPHandler(), port=first.port)
+        finally:
+            await first.close()
+
+    run(main())
