@@ -408,15 +408,20 @@ class MSA(AsyncClosing):
         free port (see :attr:`submission_port`), ``None`` skips that listener."""
         if self.submission is not None or self.submissions is not None:
             raise RuntimeError("the MSA is already serving")
+        options = dict(self.server_options)
 
         def make(implicit_tls: bool) -> SMTPServer:
-            return SMTPServer(
+            server = SMTPServer(
                 _Handler(self),
                 self.config,
                 ssl_context=self.ssl_context,
                 implicit_tls=implicit_tls,
-                **self.server_options,
+                **options,
             )
+            # Both listeners count failed logins together (unless one was given), so
+            # that a guesser gets no second allowance on the other port.
+            options.setdefault("throttle", server.throttle)
+            return server
 
         def keep(implicit_tls: bool, server: SMTPServer) -> None:
             if implicit_tls:

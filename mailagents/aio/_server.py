@@ -94,6 +94,12 @@ class ListeningServer:
         """The number of sessions open now."""
         return len(self._listener.sessions)
 
+    @property
+    def throttle(self) -> AuthThrottle:
+        """The failed-login throttle of this server (pass it as ``throttle`` to another
+        server for both to count failures together)."""
+        return self._listener.throttle
+
     async def close(self, timeout: float | None = None) -> None:
         """Stop listening and end the sessions gracefully (see :meth:`Listener.close`)."""
         await self._listener.close(timeout)

@@ -472,16 +472,12 @@ class POP3Server(ListeningServer):
         """Seconds of client inactivity before the autologout (``limits.idle_timeout``)."""
         return self.limits.idle_timeout
 
-    @property
-    def throttle(self) -> AuthThrottle:
-        """The failed-login throttle of this server."""
-        return self._listener.throttle
-
     # The lifecycle is ListeningServer's, bound here to be documented with the class.
     start = ListeningServer.start
     sockets = ListeningServer.sockets
     port = ListeningServer.port
     connections = ListeningServer.connections
+    throttle = ListeningServer.throttle
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop listening and end the sessions: those not logged in at once, those in

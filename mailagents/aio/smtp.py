@@ -684,6 +684,7 @@ class SMTPServer(ListeningServer):
     sockets = ListeningServer.sockets
     port = ListeningServer.port
     connections = ListeningServer.connections
+    throttle = ListeningServer.throttle
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop listening and end the sessions gracefully: each gets 421 4.3.2 at its

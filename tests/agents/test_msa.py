@@ -432,6 +432,23 @@ def test_serve_one_listener_only(
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
 
 
+def test_both_listeners_count_failed_logins_together(
+    cert: SelfSignedCertificate, users: PasswordFile, mail: Path
+) -> None:
+    # Regression: each listener had a throttle of its own, so a password guesser got a
+    # second allowance of failures on the other port.
+    async def main() -> None:
+        msa = MSA("h", users, local_domains={"example.test"}, ssl_context=cert.server_context())
+        async with msa:
+            await msa.serve("127.0.0.1", 0, 0)
+            assert msa.submission is not None and msa.submissions is not None
+            assert msa.submission.throttle is msa.submissions.throttle
+            failed = msa.submission.throttle.failed("192.0.2.1", 1)
+            assert msa.submissions.throttle.failed("192.0.2.1", 1) != failed  # counted on
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+
+
 # -------------------------------------------------------------------------- the example
 
 
