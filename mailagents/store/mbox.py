@@ -234,6 +234,19 @@ class _Spooled:
     sender: bytes | None
 
 
+class _Waiting:
+    """One commit in a group (see :meth:`MboxFolder._commit_grouped`)."""
+
+    __slots__ = ("done", "error", "item", "lead", "uid")
+
+    def __init__(self, item: _Spooled) -> None:
+        self.item = item
+        self.done = threading.Event()
+        self.lead = False  # woken to lead the next group, not with a result
+        self.uid = 0
+        self.error: BaseException | None = None
+
+
 class _MboxAppendWriter(AppendWriter):
     """Spools the transformed message to an anonymous temporary file; the commit copies
     it into the mbox under the locks (see the module docs)."""
@@ -277,7 +290,7 @@ class _MboxAppendWriter(AppendWriter):
             spool.write(self._tx.finish())
             spool.flush()
             item = _Spooled(spool, self._tx.size, self._flags, self._date, self._tx.return_path)
-            uid = self._folder._commit([item])[0]
+            uid = self._folder._commit_grouped(item)
         except BaseException:
             self.abort()
             raise
@@ -323,6 +336,11 @@ class MboxFolder(Folder):
         self._index = index_path
         self._is_inbox = is_inbox
         self._mutex = threading.RLock()
+        # Group commit: appends committed while another is being written wait and go
+        # together in the next group (one lock, three fsyncs for all).
+        self._group_mutex = threading.Lock()
+        self._waiting: list[_Waiting] = []
+        self._leading = False
         self._state = IndexState()
         self._snap: dict[int, Entry] = {}
         self._snap_meta = (0, 1, 1)
@@ -628,6 +646,53 @@ class MboxFolder(Folder):
         if date.tzinfo is None:
             date = date.replace(tzinfo=datetime.UTC)
         return _MboxAppendWriter(self, wanted, date, assign_uid)
+
+    def _commit_grouped(self, item: _Spooled) -> int:
+        """Commit ``item`` together with the commits of other threads that arrive while
+        a group is being written: the first caller leads, writes every waiting item
+        with one :meth:`_commit` (one lock hold, three fsyncs) and hands the lead to a
+        waiting caller, so that no thread writes for the others for ever. Each caller
+        gets its own UID, or the error of its group (nothing of which was kept)."""
+        me = _Waiting(item)
+        with self._group_mutex:
+            self._waiting.append(me)
+            if self._leading:
+                lead = False
+            else:
+                self._leading = lead = True
+        while not lead:
+            me.done.wait()
+            if not me.lead:
+                if me.error is not None:
+                    raise me.error
+                return me.uid
+            me.lead, lead = False, True
+            me.done.clear()
+        with self._group_mutex:
+            group, self._waiting = self._waiting, []
+        try:
+            uids = self._commit([w.item for w in group])
+            for w, uid in zip(group, uids, strict=True):
+                w.uid = uid
+        except BaseException as exc:
+            # Nothing of the group was kept (_commit undoes it); an interruption of
+            # this thread (KeyboardInterrupt...) is an ordinary error for the others.
+            shared = exc if isinstance(exc, Exception) else StoreError("commit interrupted")
+            for w in group:
+                w.error = exc if w is me else shared
+        finally:
+            with self._group_mutex:
+                if self._waiting:
+                    self._waiting[0].lead = True  # it leads the next group
+                    self._waiting[0].done.set()
+                else:
+                    self._leading = False
+            for w in group:
+                if w is not me:
+                    w.done.set()
+        if me.error is not None:
+            raise me.error
+        return me.uid
 
     def _commit(self, items: list[_Spooled]) -> list[int]:
         """Append spooled messages: pending record, write, fsync, index records."""
