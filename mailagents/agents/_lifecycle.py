@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
+
+from mailagents.aio import AuthThrottle
 
 __all__ = ["AsyncClosing", "Listener", "bound_port", "close_listeners", "safe_name", "start_pair"]
 
@@ -21,6 +23,11 @@ class Listener(Protocol):
     @property
     def port(self) -> int:
         """The bound port."""
+        ...
+
+    @property
+    def throttle(self) -> AuthThrottle:
+        """The failed-login throttle."""
         ...
 
     async def start(self, host: str | Sequence[str], port: int) -> None:
@@ -56,22 +63,28 @@ class AsyncClosing:
 
 async def start_pair(
     agent: AsyncClosing,
-    make: Callable[[bool], L],
+    make: Callable[[bool, Mapping[str, Any]], L],
     keep: Callable[[bool, L], None],
     host: str | Sequence[str],
     plain_port: int | None,
     tls_port: int | None,
+    options: Mapping[str, Any],
 ) -> None:
     """Start the listener on ``plain_port`` (STARTTLS/STLS), then the one on
-    ``tls_port`` (implicit TLS); ``None`` skips one. ``make(implicit_tls)`` builds a
-    listener and ``keep(implicit_tls, listener)`` stores it in the agent before it
-    starts, so that if anything fails, ``agent.close()`` (called before the exception
-    propagates) stops whatever had started."""
+    ``tls_port`` (implicit TLS); ``None`` skips one. ``make(implicit_tls, options)``
+    builds a listener with the agent's server ``options`` and ``keep(implicit_tls,
+    listener)`` stores it in the agent before it starts, so that if anything fails,
+    ``agent.close()`` (called before the exception propagates) stops whatever had
+    started. Both listeners count failed logins together (unless ``options`` gives a
+    throttle), so that a password guesser gets no second allowance on the other
+    port."""
+    shared = dict(options)
     try:
         for implicit_tls, port in ((False, plain_port), (True, tls_port)):
             if port is None:
                 continue
-            listener = make(implicit_tls)
+            listener = make(implicit_tls, shared)
+            shared.setdefault("throttle", listener.throttle)
             keep(implicit_tls, listener)
             await listener.start(host, port)
     except BaseException:

@@ -690,19 +690,15 @@ class MAA(AsyncClosing):
         :attr:`pop3_port`), ``None`` skips that listener."""
         if self.pop3 is not None or self.pop3s is not None:
             raise RuntimeError("the MAA is already serving")
-        options = dict(self.server_options)
 
-        def make(implicit_tls: bool) -> POP3Server:
-            server = POP3Server(
+        def make(implicit_tls: bool, options: Mapping[str, Any]) -> POP3Server:
+            return POP3Server(
                 _Handler(self),
                 self.config,
                 ssl_context=self.ssl_context,
                 implicit_tls=implicit_tls,
                 **options,
             )
-            # Both listeners count failed logins together (unless one was given).
-            options.setdefault("throttle", server.throttle)
-            return server
 
         def keep(implicit_tls: bool, server: POP3Server) -> None:
             if implicit_tls:
@@ -710,7 +706,7 @@ class MAA(AsyncClosing):
             else:
                 self.pop3 = server
 
-        await start_pair(self, make, keep, host, pop3_port, pop3s_port)
+        await start_pair(self, make, keep, host, pop3_port, pop3s_port, self.server_options)
 
     @property
     def pop3_port(self) -> int:

@@ -408,20 +408,15 @@ class MSA(AsyncClosing):
         free port (see :attr:`submission_port`), ``None`` skips that listener."""
         if self.submission is not None or self.submissions is not None:
             raise RuntimeError("the MSA is already serving")
-        options = dict(self.server_options)
 
-        def make(implicit_tls: bool) -> SMTPServer:
-            server = SMTPServer(
+        def make(implicit_tls: bool, options: Mapping[str, Any]) -> SMTPServer:
+            return SMTPServer(
                 _Handler(self),
                 self.config,
                 ssl_context=self.ssl_context,
                 implicit_tls=implicit_tls,
                 **options,
             )
-            # Both listeners count failed logins together (unless one was given), so
-            # that a guesser gets no second allowance on the other port.
-            options.setdefault("throttle", server.throttle)
-            return server
 
         def keep(implicit_tls: bool, server: SMTPServer) -> None:
             if implicit_tls:
@@ -429,7 +424,9 @@ class MSA(AsyncClosing):
             else:
                 self.submission = server
 
-        await start_pair(self, make, keep, host, submission_port, submissions_port)
+        await start_pair(
+            self, make, keep, host, submission_port, submissions_port, self.server_options
+        )
 
     @property
     def submission_port(self) -> int:

@@ -5,7 +5,7 @@ ports, ``async with``; and the safe path component made from an address."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -22,9 +22,10 @@ from mailagents.agents._lifecycle import (
 
 
 class FakeListener:
-    def __init__(self, implicit_tls: bool, fail: bool = False) -> None:
+    def __init__(self, implicit_tls: bool, fail: bool = False, throttle: Any = None) -> None:
         self.implicit_tls = implicit_tls
         self.fail = fail
+        self.throttle = throttle if throttle is not None else object()
         self.started: tuple[Any, int] | None = None
         self.closed = False
 
@@ -43,7 +44,8 @@ class FakeListener:
 
 
 class Agent(AsyncClosing):
-    def __init__(self, fail_tls: bool = False) -> None:
+    def __init__(self, fail_tls: bool = False, options: Mapping[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
         self.plain: FakeListener | None = None
         self.tls: FakeListener | None = None
         self.fail_tls = fail_tls
@@ -51,8 +53,9 @@ class Agent(AsyncClosing):
         self.made: list[FakeListener] = []
 
     async def serve(self, plain: int | None, tls: int | None) -> None:
-        def make(implicit_tls: bool) -> FakeListener:
-            listener = FakeListener(implicit_tls, fail=implicit_tls and self.fail_tls)
+        def make(implicit_tls: bool, options: Mapping[str, Any]) -> FakeListener:
+            listener = FakeListener(implicit_tls, fail=implicit_tls and self.fail_tls,
+                                    throttle=options.get("throttle"))
             self.made.append(listener)
             return listener
 
@@ -62,7 +65,7 @@ class Agent(AsyncClosing):
             else:
                 self.plain = listener
 
-        await start_pair(self, make, keep, "127.0.0.1", plain, tls)
+        await start_pair(self, make, keep, "127.0.0.1", plain, tls, self.options)
 
     async def close(self) -> None:
         self.closes += 1
@@ -101,6 +104,19 @@ def test_a_failed_start_closes_what_started_and_raises() -> None:
     assert agent.closes == 1
     assert all(x.closed for x in agent.made) and len(agent.made) == 2
     assert agent.plain is None and agent.tls is None
+
+
+def test_both_listeners_share_one_failed_login_throttle() -> None:
+    agent = Agent()
+    run(agent.serve(0, 0))
+    assert agent.plain is not None and agent.tls is not None
+    assert agent.tls.throttle is agent.plain.throttle
+    given_throttle = object()
+    agent = Agent(options={"throttle": given_throttle})
+    run(agent.serve(0, 0))
+    assert agent.plain is not None and agent.tls is not None
+    assert agent.plain.throttle is agent.tls.throttle is given_throttle
+    assert agent.options == {"throttle": given_throttle}  # the agent's own left as is
 
 
 def test_async_with_closes() -> None:
