@@ -55,9 +55,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from _harness import HOST, ServerFailed, free_port, stop_process, wait_port  # noqa: E402
+
 from mailagents.store.maildir import MaildirStore  # noqa: E402
 
-HOST = "127.0.0.1"
 SIZE = 10 * 1024
 USER = "bench"
 PASSWORD = "bench-password"
@@ -79,38 +80,6 @@ def message(i: int) -> bytes:
     )
     body = (lines * (SIZE // len(lines) + 1))[: SIZE - len(head) - 2]
     return head + body + b"\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on {HOST}:{port}") from None
-            time.sleep(0.05)
-
-
-def stop_process(process: subprocess.Popen[Any], grace: float = 15.0) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-class ServerFailed(Exception):
-    """A server could not be measured."""
 
 
 # --- the mailbox ----------------------------------------------------------------------

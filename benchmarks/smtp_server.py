@@ -44,7 +44,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,11 +55,12 @@ from typing import Any, cast
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from _harness import HOST, ServerFailed, free_port, stop_process, wait_port  # noqa: E402
+
 from mailagents.agents.msa import MaildirDelivery, Submission  # noqa: E402
 from mailagents.aio import Session, SMTPHandler, SMTPServer  # noqa: E402
 from mailagents.smtp import Accept, Envelope, LMTPReplies, Reject  # noqa: E402
 
-HOST = "127.0.0.1"
 SESSIONS = 20
 SIZE = 10_240
 SENDER = "bench@example.test"
@@ -78,28 +78,6 @@ def find_program(name: str) -> str | None:
         if os.access(path, os.X_OK):
             return path
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on {HOST}:{port}") from None
-            time.sleep(0.05)
-
-
-class ServerFailed(Exception):
-    """A server could not be measured."""
 
 
 class LoadFailed(Exception):
@@ -320,16 +298,6 @@ def first_error(text: str) -> str:
             )
             return f"{lines[end].strip()} at {frame}"
     return text[-500:] or "(nothing)"
-
-
-def stop_process(process: subprocess.Popen[Any], grace: float = 15.0) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextlib.contextmanager
