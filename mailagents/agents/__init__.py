@@ -4,6 +4,9 @@ adapters, with policy hooks (plain callables) where a user decides.
 - :class:`MSA`: the submission agent (RFC 6409) on ports 587 (STARTTLS) and 465
   (implicit TLS), AUTH required, the sender the user's own; it hands each
   :class:`Submission` to a delivery callable, by default :class:`MaildirDelivery`.
+- :class:`MaildirDelivery` (:mod:`mailagents.agents.mda`): local delivery, an MDA
+  that writes each message durably into its recipients' Maildirs, batching the
+  messages that arrive together for one Maildir.
 - :class:`MAA`: the POP3 access agent (RFC 1939) on ports 110 (STLS) and 995
   (implicit TLS) over the users' Maildir or mbox stores (:class:`StoreMaildrop` is the
   store side of one session); given the same path template as the MSA's
@@ -18,11 +21,11 @@ from mailagents.agents.maa import (
     StoreMaildrop,
     uidl,
 )
+from mailagents.agents.mda import MaildirDelivery
 from mailagents.agents.msa import (
     MECHANISMS,
     MSA,
     Deliver,
-    MaildirDelivery,
     SendersPolicy,
     Submission,
 )

@@ -1,5 +1,6 @@
-"""The MSA's From:/Sender: parse (``_field_addresses``, cached): the same answer as the
-email package's own parse of the field, and a cache that stays bounded."""
+"""The MSA's From:/Sender: parse (``field_addresses`` in mailagents/agents/_headers.py,
+cached): the same answer as the email package's own parse of the field, and a cache
+that stays bounded."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import email.policy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailagents.agents import msa
+from mailagents.agents import _headers
 
 SAMPLES = [
     "Alice <alice@example.test>",
@@ -52,27 +53,27 @@ def test_samples_agree_with_the_email_package() -> None:
     for name in ("From", "Sender", "from"):
         for value in SAMPLES:
             raw_name, raw_value = parsed_raw(name, value)
-            assert msa._field_addresses(raw_name, raw_value) == reference(name, value), value
+            assert _headers.field_addresses(raw_name, raw_value) == reference(name, value), value
             # A second (cached) answer is the same.
-            assert msa._field_addresses(raw_name, raw_value) == reference(name, value), value
+            assert _headers.field_addresses(raw_name, raw_value) == reference(name, value), value
 
 
 @given(st.text(alphabet=st.sampled_from(list('ab@.<>,;:"() \\=?Zoë-')), max_size=40))
 def test_any_value_agrees_with_the_email_package(value: str) -> None:
     raw_name, raw_value = parsed_raw("From", value)
-    assert msa._field_addresses(raw_name, raw_value) == reference("From", value)
+    assert _headers.field_addresses(raw_name, raw_value) == reference("From", value)
 
 
 def test_a_field_the_email_package_fails_on_is_refused() -> None:
     raw_name, raw_value = parsed_raw("From", '"')
-    assert msa._field_addresses(raw_name, raw_value) is None
+    assert _headers.field_addresses(raw_name, raw_value) is None
 
 
 def test_long_values_are_not_cached() -> None:
-    msa._parse_addresses.cache_clear()
+    _headers.parse_addresses.cache_clear()
     long_value = "x" * 2000 + "@example.test"
-    assert msa._field_addresses("From", long_value) == ("x" * 2000 + "@example.test",)
-    assert msa._parse_addresses.cache_info().currsize == 0
-    assert msa._field_addresses("From", "a@example.test") == ("a@example.test",)
-    assert msa._parse_addresses.cache_info().currsize == 1
-    assert msa._parse_addresses.cache_info().maxsize is not None
+    assert _headers.field_addresses("From", long_value) == ("x" * 2000 + "@example.test",)
+    assert _headers.parse_addresses.cache_info().currsize == 0
+    assert _headers.field_addresses("From", "a@example.test") == ("a@example.test",)
+    assert _headers.parse_addresses.cache_info().currsize == 1
+    assert _headers.parse_addresses.cache_info().maxsize is not None

@@ -1,9 +1,7 @@
-"""The durable delivery path behind the MSA (``MaildirDelivery``): one executor call per
-single-recipient message, and 250 only after the file fsync, the rename and the
-directory fsync of that message.
-
-(These test ``mailagents/agents/msa.py`` and belong with tests/agents; they sit here with
-the other fast-path regression tests.)"""
+"""The durable delivery path behind the MSA (``MaildirDelivery``, in
+mailagents/agents/mda.py): one executor call per single-recipient message, and 250 only
+after the file fsync, the rename and the directory fsync of that message; the batches
+per Maildir; the Maildir paths of recipients, confined to their folders."""
 
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mailagents.agents.msa import MaildirDelivery, Submission
+from mailagents.agents import MaildirDelivery, Submission
 from mailagents.smtp import Envelope, Mailbox, Recipient
 from mailagents.smtp import Path as SMTPPath
 from mailagents.smtp._params import MailParameters
@@ -322,3 +320,12 @@ def test_a_restarted_delivery_leaves_earlier_messages_in_new(tmp_path: Path, wri
     run(deliver_once())
     assert len(files(tmp_path, "bob", "new")) == 2
     assert files(tmp_path, "bob", "cur") == []
+
+
+def test_maildir_paths_are_confined(tmp_path: Path) -> None:
+    delivery = MaildirDelivery(tmp_path / "{domain}" / "{local}")
+    path = delivery.maildir(Mailbox(local_part="../../etc/x", domain="Example.TEST"))
+    assert path == os.path.join(tmp_path, "example.test", "%2E.%2F..%2Fetc%2Fx")
+    assert delivery.maildir(Mailbox(local_part="a%2Fb", domain="x.test")).endswith("a%252fb")
+    quoted = delivery.maildir(Mailbox(local_part='a "b" c', domain="[192.0.2.1]"))
+    assert quoted == os.path.join(tmp_path, "%5B192.0.2.1%5D", "a%20%22b%22%20c")
