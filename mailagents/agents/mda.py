@@ -3,10 +3,9 @@ its recipients' Maildirs, durably, before the agent that accepted it answers.
 
 It is the :class:`~mailagents.agents.MSA`'s default ``deliver`` callable; an
 :class:`~mailagents.agents.MAA` given the same path template serves what it delivered.
-Messages for one Maildir that arrive together are committed as one batch (group commit:
-``MaildirDelivery._batched`` and ``_drain`` over a ``_BatchQueue``, all in this module);
-``writer="process"`` moves that file work into a writer process
-(``mailagents.agents._writer``).
+Messages for one Maildir that arrive together are committed as one batch (group
+commit; the batching code is all in this module), and ``writer="process"`` moves that
+file work into a writer process of its own.
 """
 
 from __future__ import annotations
