@@ -10,6 +10,7 @@ each message retrieved, the deletions at QUIT). The client's events are in
 
 from mailagents._protocol import LocalProtocolError, ProtocolError, RemoteProtocolError
 from mailagents.pop3._config import ServerConfig
+from mailagents.pop3._dotstuff import DotStuffer
 from mailagents.pop3._events import (
     Accept,
     Authenticated,
@@ -27,7 +28,6 @@ from mailagents.pop3._events import (
     StartTLS,
     Update,
 )
-from mailagents.pop3._lines import DotStuffer
 from mailagents.pop3._response import NEED_DATA, PAUSED, Response, Sentinel, parse_response
 from mailagents.pop3._state import State
 

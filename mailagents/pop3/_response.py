@@ -1,27 +1,16 @@
 """One POP3 status line (RFC 1939 §3) with its optional response code (RFC 2449 §8),
-and the two sentinels both sides of :mod:`mailagents.pop3` return."""
+and the two sentinels (shared by every protocol core) that both sides return."""
 
 from __future__ import annotations
 
-import enum
 import re
 from dataclasses import dataclass
+
+from mailagents._protocol import NEED_DATA, PAUSED, Sentinel
 
 __all__ = ["NEED_DATA", "PAUSED", "Response", "Sentinel", "parse_response"]
 
 
-class Sentinel(enum.Enum):
-    """The two non-event values ``next_event()`` may return."""
-
-    NEED_DATA = "NEED_DATA"
-    """No complete command (or response) is buffered: feed more bytes with
-    ``receive_data``."""
-    PAUSED = "PAUSED"
-    """An event awaits the application's decision; nothing more is parsed until then."""
-
-
-NEED_DATA = Sentinel.NEED_DATA
-PAUSED = Sentinel.PAUSED
 
 # RFC 2449 §8: resp-code = "[" resp-level *("/" resp-level) "]", resp-level = 1*rchar,
 # rchar = %x21-2E / %x30-5C / %x5E-7F (printable, no "/" and no "]").

@@ -35,14 +35,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from base64 import b64encode
 from collections import deque
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Literal
 
 from mailagents import sasl
-from mailagents._protocol import LocalProtocolError, RemoteProtocolError
+from mailagents._protocol import LineReader, LocalProtocolError, RemoteProtocolError
 from mailagents.pop3._client_events import (
     AuthResult,
     Capabilities,
@@ -58,6 +57,7 @@ from mailagents.pop3._client_events import (
     UniqueIds,
 )
 from mailagents.pop3._response import NEED_DATA, Response, Sentinel, parse_response
+from mailagents.sasl._exchange import ClientExchange
 
 __all__ = [
     "NEED_DATA",
@@ -498,12 +498,10 @@ class _Auth(_Op):
     command = "AUTH"
     pipelinable = False
 
-    def __init__(self, mechanism: sasl.ClientMechanism, line: bytes, held: bytes | None) -> None:
+    def __init__(self, exchange: ClientExchange, line: bytes) -> None:
         super().__init__()
-        self.mechanism = mechanism
+        self.exchange = exchange
         self.line = line
-        self.held = held  # an initial response too long for the AUTH line
-        self.error: str | None = None
         self.rounds = 0
 
     def start(self, conn: ClientConnection) -> None:
@@ -522,47 +520,22 @@ class _Auth(_Op):
             self.rounds += 1
             if self.rounds > _MAX_AUTH_ROUNDS:
                 raise RemoteProtocolError("the server sends challenges without end")
-            self._challenge(conn, line[2:].strip(b" "))
+            # RFC 5034 §4: "*" cancels the exchange; the server answers -ERR.
+            conn._out += self.exchange.answer(line[2:].decode("ascii", "replace"))
             return True
         self.done = True
-        name = self.mechanism.name
-        if response.ok and self.error is None:
-            try:
-                # RFC 5034 §4: POP3 has no additional data with success; the server
-                # sent it as a challenge (answered with an empty line) before +OK.
-                self.mechanism.verify_success(None)
-            except (sasl.AuthenticationError, LocalProtocolError) as exc:
-                self.error = str(exc)
-            else:
-                conn._authenticated = True
-                conn._emit(AuthResult(success=True, response=response, mechanism=name))
-                return True
-        conn._emit(AuthResult(success=False, response=response, mechanism=name, error=self.error))
+        exchange = self.exchange
+        name = exchange.mechanism.name
+        # RFC 5034 §4: POP3 has no additional data with success; the server sent it as
+        # a challenge (answered with an empty line) before +OK.
+        if response.ok and exchange.verify(None):
+            conn._authenticated = True
+            conn._emit(AuthResult(success=True, response=response, mechanism=name))
+            return True
+        conn._emit(
+            AuthResult(success=False, response=response, mechanism=name, error=exchange.error)
+        )
         return True
-
-    def _challenge(self, conn: ClientConnection, text: bytes) -> None:
-        if self.error is not None:
-            conn._out += b"*\r\n"  # cancelled already: insist
-            return
-        if self.held is not None:
-            conn._out += self.held + b"\r\n"
-            self.held = None
-            return
-        challenge = sasl.decode_base64(text)
-        if challenge is None:
-            self._cancel(conn, "the server's challenge is not base64")
-            return
-        try:
-            answer = self.mechanism.respond(challenge)
-        except (sasl.AuthenticationError, LocalProtocolError) as exc:
-            self._cancel(conn, str(exc))
-            return
-        conn._out += b64encode(answer) + b"\r\n"
-
-    def _cancel(self, conn: ClientConnection, error: str) -> None:
-        # RFC 5034 §4: "*" cancels the exchange; the server answers -ERR.
-        self.error = error
-        conn._out += b"*\r\n"
 
 
 # --- the connection -------------------------------------------------------------------
@@ -602,7 +575,8 @@ class ClientConnection:
         self._max_entries = max_entries
         self._chunk_size = chunk_size
         self._tls = tls_active
-        self._buf = bytearray()
+        self._lines = LineReader()
+        self._buf = self._lines.buffer
         self._out = bytearray()
         self._events: deque[ClientEvent] = deque()
         self._ops: deque[_Op] = deque()
@@ -839,16 +813,12 @@ class ClientConnection:
             if name not in offered:
                 raise LocalProtocolError(f"the server does not offer SASL {name}")
         line = f"AUTH {name}"
-        held: bytes | None = None
+        exchange = ClientExchange(mechanism)
         if initial:
-            first = mechanism.initial_response()
-            if first is not None:
-                encoded = b64encode(first) if first else b"="
-                if len(line) + 1 + len(encoded) + 2 <= _MAX_COMMAND:
-                    line += " " + encoded.decode("ascii")
-                else:
-                    held = b64encode(first)
-        self._queue(_Auth(mechanism, _command(line), held))
+            argument = exchange.initial_argument(_MAX_COMMAND - len(line) - 3)
+            if argument is not None:
+                line += " " + argument
+        self._queue(_Auth(exchange, _command(line)))
 
     def stat(self) -> None:
         """STAT (RFC 1939 §5); ends with :class:`~mailagents.pop3.client.Stat` (or
@@ -965,15 +935,14 @@ class ClientConnection:
 
     def _take_line(self) -> bytes | None:
         """One line without its line end, or ``None`` until one is complete."""
-        buf = self._buf
-        end = buf.find(b"\n", 0, self._max_line)
-        if end < 0:
-            if len(buf) >= self._max_line:
-                raise RemoteProtocolError(f"a line longer than {self._max_line} octets")
+        lines = self._lines
+        line = lines.take_line(self._max_line)
+        if isinstance(line, bytes):
+            return line
+        if line is None and not lines.discarding:
             return None
-        line = bytes(buf[:end])
-        del buf[: end + 1]
-        return line[:-1] if line.endswith(b"\r") else line
+        # A client has no reply to give a server that breaks the bound: end at once.
+        raise RemoteProtocolError(f"a line longer than {self._max_line} octets")
 
     def _status(self, line: bytes) -> Response:
         response = parse_response(line)

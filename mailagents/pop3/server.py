@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from mailagents import sasl
-from mailagents._protocol import LocalProtocolError, RemoteProtocolError
+from mailagents._protocol import LineReader, LocalProtocolError, RemoteProtocolError
 from mailagents.pop3._config import ServerConfig
+from mailagents.pop3._dotstuff import DotStuffer
 from mailagents.pop3._events import (
     Accept,
     Authenticated,
@@ -39,9 +40,9 @@ from mailagents.pop3._events import (
     StartTLS,
     Update,
 )
-from mailagents.pop3._lines import TOO_LONG, DotStuffer, LineBuffer
 from mailagents.pop3._response import NEED_DATA, PAUSED, Response, Sentinel
 from mailagents.pop3._state import COMMANDS, State, in_sequence
+from mailagents.sasl._exchange import ExchangeFailure, ExchangeStep, ServerExchange
 
 __all__ = ["Decision", "ServerConnection", "ServerEvent"]
 
@@ -95,6 +96,17 @@ _DIGEST = re.compile(r"[0-9a-fA-F]{32}")
 _PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
 
 
+def _auth_failures() -> dict[ExchangeFailure, Response]:
+    # RFC 5034 §4: a cancelled exchange MUST get -ERR; RFC 3206 §4: [AUTH] says the
+    # credentials, not the server, were at fault; [SYS/TEMP] that it may pass.
+    return {
+        ExchangeFailure.CANCELLED: _err("Authentication cancelled"),
+        ExchangeFailure.BAD_BASE64: _err("Invalid base64 in response"),
+        ExchangeFailure.CREDENTIALS: _err("Authentication failed", "AUTH"),
+        ExchangeFailure.TEMPORARY: _err("Temporary authentication failure", "SYS/TEMP"),
+    }
+
+
 def _ok(text: str = "") -> Response:
     return Response(ok=True, text=text)
 
@@ -119,6 +131,9 @@ def _count(n: int) -> str:
     """``1 message``, ``2 messages``: the counts in status texts."""
     return f"{n} message" if n == 1 else f"{n} messages"
 
+_AUTH_FAILURES = _auth_failures()
+
+
 class ServerConnection:
     """One POP3 session, server side, with no I/O.
 
@@ -134,7 +149,7 @@ class ServerConnection:
         if challenge is not None and not _CHALLENGE.fullmatch(challenge):
             raise LocalProtocolError("challenge must look like <pid.clock@host> (RFC 1939 §7)")
         self._challenge = challenge
-        self._in = LineBuffer()
+        self._in = LineReader()
         self._out = bytearray()
         self._events: deque[ServerEvent] = deque()
         self._pending: ServerEvent | None = None
@@ -147,10 +162,8 @@ class ServerConnection:
         self._utf8 = False
         self._user: str | None = None
         self._identity: str | None = None
-        self._mech: sasl.ServerMechanism | None = None
+        self._sasl: ServerExchange | None = None
         self._auth_label = ""
-        self._auth_final = False
-        self._auth_result: sasl.Success | None = None
         self._apop_digest = ""
         self._messages: tuple[MaildropEntry, ...] = ()
         self._deleted: set[int] = set()
@@ -241,7 +254,7 @@ class ServerConnection:
             line = self._in.take_line(limit)
             if line is None:
                 return self._need_data()
-            if line is TOO_LONG:
+            if not isinstance(line, bytes):  # TOO_LONG: POP3 takes bare LF line ends
                 self._user = None
                 if state is State.AUTH:
                     self._auth_end(_err("Line too long"))
@@ -333,7 +346,7 @@ class ServerConnection:
         self._state = State.CLOSED
         self._pending = None
         self._stuffer = None
-        self._mech = None
+        self._sasl = None
         self._events.clear()
         self._in.clear()
 
@@ -342,7 +355,7 @@ class ServerConnection:
             # RFC 1939 §6: without QUIT the session never enters UPDATE.
             self._closed_reported = True
             self._state = State.CLOSED
-            self._mech = None
+            self._sasl = None
             return ConnectionClosed()
         return NEED_DATA
 
@@ -504,12 +517,12 @@ class ServerConnection:
         # RFC 1939 §7: PASS has exactly one argument, so spaces belong to the password.
         if not self._check_text("PASS", "password", arg):
             return
-        mech = sasl.server_mechanism("PLAIN")
-        self._mech = mech
+        # USER/PASS runs as SASL PLAIN with its initial response (no challenge, so the
+        # session stays in AUTHORIZATION), so the application answers one request type.
+        self._sasl = exchange = ServerExchange(sasl.server_mechanism("PLAIN"))
         self._auth_label = "USER"
-        self._auth_final = False
         message = b"\x00" + user.encode("utf-8") + b"\x00" + arg.encode("utf-8")
-        self._auth_step(mech.start(message))
+        self._auth_step(exchange.start(message))
 
     def _cmd_apop(self, arg: str) -> None:
         if not (self.config.allow_apop and self._challenge is not None):
@@ -522,7 +535,7 @@ class ServerConnection:
         name, digest = parts
         if not self._check_text("APOP", "name", name):
             return
-        self._mech = None
+        self._sasl = None
         self._auth_label = "APOP"
         self._apop_digest = digest.lower()
         self._emit(sasl.NeedCredentials(mechanism="APOP", authcid=name, authzid=None))
@@ -547,7 +560,7 @@ class ServerConnection:
             return
         initial: bytes | None = None
         if len(args) == 2:
-            initial = self._b64(args[1])
+            initial = ServerExchange.decode_initial(args[1])
             if initial is None:
                 self._reject("AUTH", _err("Invalid base64 in initial response"))
                 return
@@ -556,69 +569,37 @@ class ServerConnection:
         except KeyError:
             self._reject("AUTH", _err("Unrecognized authentication mechanism"))
             return
-        self._mech = mech
-        self._auth_label = mech.name
-        self._auth_final = False
-        self._state = State.AUTH
-        self._auth_step(mech.start(initial))
+        self._start_exchange(mech, initial)
 
-    @staticmethod
-    def _b64(text: str) -> bytes | None:
-        # RFC 5034 §4: "=" is an empty initial response.
-        return b"" if text == "=" else sasl.decode_base64(text)
+    def _start_exchange(self, mech: sasl.ServerMechanism, initial: bytes | None) -> None:
+        self._sasl = exchange = ServerExchange(mech)
+        self._auth_label = mech.name
+        self._state = State.AUTH
+        self._auth_step(exchange.start(initial))
 
     def _auth_line(self, raw: bytes) -> None:
-        mech = self._mech
-        assert mech is not None
-        text = raw.decode("ascii", "replace").strip(" ")
-        if text == "*":
-            # RFC 5034 §4: the client cancelled; the server MUST answer -ERR.
-            self._auth_end(_err("Authentication cancelled"))
-            return
-        if self._auth_final:
-            if text:
-                self._auth_end(_err("Authentication failed", "AUTH"))
-            else:
-                self._auth_success()
-            return
-        data = b"" if text == "" else self._b64(text)
-        if data is None:
-            self._auth_end(_err("Invalid base64 in response"))
-            return
-        self._auth_step(mech.receive(data))
+        exchange = self._sasl
+        assert exchange is not None
+        self._auth_step(exchange.receive_line(raw.decode("ascii", "replace")))
 
-    def _auth_step(self, step: sasl.ServerStep) -> None:
+    def _auth_step(self, step: ExchangeStep) -> None:
         if isinstance(step, sasl.Challenge):
             # RFC 5034 §4: "+" SP base64 (an empty challenge is "+ ").
             self._out += b"+ " + b64encode(step.data) + b"\r\n"
         elif isinstance(step, sasl.NeedCredentials):
             self._emit(step)
         elif isinstance(step, sasl.Success):
-            self._auth_result = step
-            if step.final_data:
-                # Additional data with success goes out as one more challenge, answered
-                # by an empty line (RFC 4422 §5 for profiles without a success field).
-                self._auth_final = True
-                self._out += b"+ " + b64encode(step.final_data) + b"\r\n"
-            else:
-                self._auth_success()
-        elif step.temporary:
-            self._auth_end(_err("Temporary authentication failure", "SYS/TEMP"))
+            self._auth_success(step)
         else:
-            # RFC 3206 §4: [AUTH] says the credentials, not the server, were at fault.
-            self._auth_end(_err("Authentication failed", "AUTH"))
+            self._auth_end(_AUTH_FAILURES[step.failure])
 
-    def _auth_success(self) -> None:
-        step = self._auth_result
-        assert step is not None
-        self._mech = None
-        self._auth_result = None
+    def _auth_success(self, step: sasl.Success) -> None:
+        self._sasl = None
         self._state = State.AUTHORIZATION
         self._emit(OpenMaildrop(identity=step.identity, mechanism=self._auth_label))
 
     def _auth_end(self, response: Response) -> None:
-        self._mech = None
-        self._auth_result = None
+        self._sasl = None
         self._state = State.AUTHORIZATION
         self._queue(response)
         self._emit(AuthenticationFailed(mechanism=self._auth_label, response=response))
@@ -636,9 +617,9 @@ class ServerConnection:
             self._pending = None
             self._apop_verdict(event.authcid, decision)
             return
-        mech = self._mech
-        assert mech is not None
-        step = mech.provide(decision)  # raises LocalProtocolError for a wrong answer
+        exchange = self._sasl
+        assert exchange is not None
+        step = exchange.provide(decision)  # raises LocalProtocolError for a wrong answer
         self._pending = None
         self._auth_step(step)
 
@@ -650,8 +631,7 @@ class ServerConnection:
             expected = hashlib.md5(self._challenge.encode("ascii") + raw).hexdigest()
             # RFC 1939 §7: the digest is MD5(timestamp + secret), in lower-case hex.
             if hmac.compare_digest(expected, self._apop_digest):
-                self._auth_result = sasl.Success(identity=name, authcid=name)
-                self._auth_success()
+                self._auth_success(sasl.Success(identity=name, authcid=name))
                 return
         # Any other answer (NoSuchUser, a verdict that cannot check a digest) fails.
         self._auth_end(_err("Authentication failed", "AUTH"))

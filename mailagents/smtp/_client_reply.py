@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from mailagents._protocol import RemoteProtocolError
+from mailagents._protocol import LineReader, RemoteProtocolError
 from mailagents.smtp._reply import Reply
 
 __all__ = ["ReplyReader", "parse_extensions"]
@@ -42,10 +42,11 @@ class ReplyReader:
     lines of one multi-line reply.
     """
 
-    __slots__ = ("_buf", "_code", "_lines", "_max_line", "_max_lines")
+    __slots__ = ("_buf", "_code", "_lines", "_max_line", "_max_lines", "_reader")
 
     def __init__(self, *, max_line: int, max_lines: int) -> None:
-        self._buf = bytearray()
+        self._reader = LineReader()
+        self._buf = self._reader.buffer
         self._max_line = max_line
         self._max_lines = max_lines
         self._code = 0
@@ -63,7 +64,7 @@ class ReplyReader:
     def clear(self) -> int:
         """Drop everything buffered; return how many octets were dropped."""
         dropped = len(self._buf)
-        self._buf.clear()
+        self._reader.clear()
         self._lines = []
         self._code = 0
         return dropped
@@ -73,19 +74,14 @@ class ReplyReader:
 
         Raises :class:`RemoteProtocolError` for a malformed reply or one beyond the bounds.
         """
-        buf = self._buf
+        lines = self._reader
         while True:
-            end = buf.find(b"\n")
-            if end < 0:
-                if len(buf) > self._max_line:
-                    raise RemoteProtocolError(f"reply line longer than {self._max_line} octets")
-                return None
-            if end + 1 > self._max_line:
+            raw = lines.take_line(self._max_line)
+            if not isinstance(raw, bytes):
+                if raw is None and not lines.discarding:
+                    return None
+                # A client has no reply to give a server that breaks the bound.
                 raise RemoteProtocolError(f"reply line longer than {self._max_line} octets")
-            raw = bytes(buf[:end])
-            del buf[: end + 1]
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
             reply = self._line(raw)
             if reply is not None:
                 return reply

@@ -68,8 +68,10 @@ class ServerConfig:
     max_recipients: int = 100
     """Recipients per transaction; more get 452 4.5.3 (§4.5.3.1.8 requires at least 100)."""
     max_command_line: int = 512
-    """Octets of a command line including CRLF (§4.5.3.1.4); the parameters of the
-    offered extensions add to it (see :attr:`command_line_limit`)."""
+    """Octets of a command line including its CRLF (§4.5.3.1.4: 512); a longer line is
+    answered ``500 5.5.2`` and the session goes on. The parameters of the offered
+    extensions add to it for MAIL and RCPT only (see :attr:`command_line_limit`). Raise
+    it to be lenient with clients that send longer commands."""
     max_auth_line: int = 12_288
     """Octets of an AUTH command or SASL response line (RFC 4954 §4)."""
     max_text_line: int | None = None

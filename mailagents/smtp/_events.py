@@ -8,9 +8,9 @@ LMTP, :class:`LMTPReplies`; for authentication, one of the :mod:`mailagents.sasl
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
+from mailagents._protocol import NEED_DATA, PAUSED, Sentinel
 from mailagents.smtp._address import Path
 from mailagents.smtp._params import MailParameters, RcptParameters
 from mailagents.smtp._reply import Reply
@@ -40,17 +40,6 @@ __all__ = [
 ]
 
 
-class Sentinel(enum.Enum):
-    """The two non-event values :meth:`ServerConnection.next_event` may return."""
-
-    NEED_DATA = "NEED_DATA"
-    """No complete command is buffered: feed more bytes with ``receive_data``."""
-    PAUSED = "PAUSED"
-    """An event awaits the application's decision; nothing more is parsed until then."""
-
-
-NEED_DATA = Sentinel.NEED_DATA
-PAUSED = Sentinel.PAUSED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

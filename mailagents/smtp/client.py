@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import enum
 import re
-from base64 import b64encode
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -37,6 +36,7 @@ from typing import Literal, TypeAlias
 
 from mailagents import sasl
 from mailagents._protocol import LocalProtocolError, RemoteProtocolError
+from mailagents.sasl._exchange import ClientExchange
 from mailagents.smtp._address import AddressError, Mailbox, Path, parse_mailbox, parse_path
 from mailagents.smtp._client_reply import ReplyReader, parse_extensions
 from mailagents.smtp._data import dot_stuff, normalize_line_ends
@@ -291,56 +291,28 @@ class _Auth(_Op):
 
     command = "AUTH"
 
-    def __init__(self, mechanism: sasl.ClientMechanism, line: bytes, held: bytes | None) -> None:
+    def __init__(self, exchange: ClientExchange, line: bytes) -> None:
         super().__init__()
-        self.mechanism = mechanism
+        self.exchange = exchange
         self.line = line
-        self.held = held  # an initial response too long for the AUTH line
-        self.error: str | None = None
 
     def start(self, conn: ClientConnection) -> None:
         conn._out += self.line
         self.expect.append(None)
 
-    def _cancel(self, conn: ClientConnection, error: str) -> None:
-        self.error = error
-        conn._out += b"*\r\n"
-        self.expect.append(None)
-
     def on_reply(self, conn: ClientConnection, tag: object, reply: Reply) -> None:
+        exchange = self.exchange
         if reply.code == 334:
-            if self.error is not None:
-                self._cancel(conn, self.error)
-                return
-            if self.held is not None:
-                conn._out += self.held + b"\r\n"
-                self.held = None
-                self.expect.append(None)
-                return
-            text = "".join(reply.lines).strip(" ")
-            challenge = sasl.decode_base64(text)
-            if challenge is None:
-                self._cancel(conn, "the server's challenge is not base64")
-                return
-            try:
-                answer = self.mechanism.respond(challenge)
-            except (sasl.AuthenticationError, LocalProtocolError) as exc:
-                self._cancel(conn, str(exc))
-                return
-            conn._out += b64encode(answer) + b"\r\n"
+            # RFC 4954 §4: a challenge that cannot be answered is cancelled with "*".
+            conn._out += exchange.answer("".join(reply.lines))
             self.expect.append(None)
             return
         self.done = True
-        if reply.code == 235 and self.error is None:
-            try:
-                self.mechanism.verify_success(None)
-            except (sasl.AuthenticationError, LocalProtocolError) as exc:
-                self.error = str(exc)
-            else:
-                conn._authenticated = True
-                conn._emit(AuthResult(success=True, reply=reply))
-                return
-        conn._emit(AuthResult(success=False, reply=reply, error=self.error))
+        if reply.code == 235 and exchange.verify(None):
+            conn._authenticated = True
+            conn._emit(AuthResult(success=True, reply=reply))
+            return
+        conn._emit(AuthResult(success=False, reply=reply, error=exchange.error))
 
 
 class _Tag(enum.Enum):
@@ -795,16 +767,12 @@ class ClientConnection:
         if name not in offered.upper().split():
             raise LocalProtocolError(f"the server does not offer {name} (it offers {offered!r})")
         line = f"AUTH {name}"
-        held: bytes | None = None
+        exchange = ClientExchange(mechanism)
         if initial_response:
-            first = mechanism.initial_response()
-            if first is not None:
-                encoded = b64encode(first) if first else b"="
-                if len(line) + 1 + len(encoded) + 2 <= _MAX_COMMAND_LINE:
-                    line += " " + encoded.decode("ascii")
-                else:
-                    held = b64encode(first)
-        self._queue(_Auth(mechanism, _encode(line), held))
+            argument = exchange.initial_argument(_MAX_COMMAND_LINE - len(line) - 3)
+            if argument is not None:
+                line += " " + argument
+        self._queue(_Auth(exchange, _encode(line)))
 
     def send_mail(
         self,

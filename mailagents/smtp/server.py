@@ -17,7 +17,14 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from mailagents import sasl
-from mailagents._protocol import LocalProtocolError, RemoteProtocolError
+from mailagents._protocol import (
+    BARE_LF,
+    TOO_LONG,
+    LineReader,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from mailagents.sasl._exchange import ExchangeFailure, ExchangeStep, ServerExchange
 from mailagents.smtp._address import (
     AddressError,
     parse_forward_path,
@@ -167,6 +174,13 @@ def _r(code: int, enhanced: str | None, *lines: str) -> Reply:
 
 
 # The replies of every transaction, built once (their bytes are cached in _WIRE).
+# How each failed SASL exchange is answered (RFC 4954 §4 and §6).
+_AUTH_FAILURES: dict[ExchangeFailure, Reply] = {
+    ExchangeFailure.CANCELLED: _r(501, "5.0.0", "Authentication cancelled"),
+    ExchangeFailure.BAD_BASE64: _r(501, "5.5.2", "Invalid base64 in response"),
+    ExchangeFailure.CREDENTIALS: _r(535, "5.7.8", "Authentication credentials invalid"),
+    ExchangeFailure.TEMPORARY: _r(454, "4.7.0", "Temporary authentication failure"),
+}
 _SENDER_OK = _r(250, "2.1.0", "Sender OK")
 _RECIPIENT_OK = _r(250, "2.1.5", "Recipient OK")
 _GO_AHEAD = _r(354, None, "End data with <CR><LF>.<CR><LF>")
@@ -177,8 +191,8 @@ _DEFAULT_CONFIG = ServerConfig()
 
 # What a session derives from its configuration, computed once per configuration (a
 # configuration is immutable); keyed by id() with the configuration kept in the value,
-# bounded: (config, enhanced codes on, command line limit, the smaller of that and
-# the AUTH line limit, the 220 greeting's bytes).
+# bounded: (config, enhanced codes on, the MAIL/RCPT line limit, the bound of any
+# line, the 220 greeting's bytes).
 _PROFILES: dict[int, tuple[ServerConfig, bool, int, int, bytes]] = {}
 
 
@@ -189,8 +203,8 @@ def _profile(cfg: ServerConfig) -> tuple[ServerConfig, bool, int, int, bytes]:
         cfg,
         cfg.enhanced_status_codes or cfg.lmtp,
         command_limit,
-        # A line no longer than this is within either limit (command line, AUTH line).
-        min(command_limit, cfg.max_auth_line),
+        # The bound of any line: the largest of the MAIL/RCPT and the AUTH limits.
+        max(command_limit, cfg.max_auth_line),
         _wire(greeting, 0),
     )
     if len(_PROFILES) >= 64:
@@ -216,20 +230,22 @@ class ServerConnection:
         profile = _PROFILES.get(id(cfg))
         if profile is None or profile[0] is not cfg:
             profile = _profile(cfg)
-        _, self._enhanced, self._command_limit, self._short_line, welcome = profile
-        self._in = bytearray()
+        _, self._enhanced, self._command_limit, self._line_bound, welcome = profile
+        # A line no longer than this is within every limit (no need to look at its verb).
+        self._short_line = min(cfg.max_command_line, cfg.max_auth_line)
+        self._crlf_only = cfg.bare_line_ends is BareLineEndPolicy.REJECT
+        self._lines = LineReader()
+        self._in = self._lines.buffer
         self._events: deque[ServerEvent] = deque()
         self._pending: ServerEvent | None = None
         self._eof = False
         self._closed_reported = False
-        self._discarding_line = False
         self._bad_commands = 0
         self._tls = cfg.tls_active
         self._helo: str | None = None
         self._extensions: frozenset[str] = frozenset()
         self._identity: str | None = None
-        self._mech: sasl.ServerMechanism | None = None
-        self._auth_final = False
+        self._sasl: ServerExchange | None = None
         self._mail_from: MailFrom | None = None
         self._recipients: list[Recipient] = []
         self._reader: DataReader | None = None
@@ -239,7 +255,6 @@ class ServerConnection:
         self._bdat_error: Reply | None = None
         self._bdat_rejected: Reply | None = None
         self._state_before_chunk = _S_READY
-        self._auth_result: sasl.Success | None = None
         if greeting is None:
             # RFC 2034 §4: no enhanced code in the greeting.
             self._out = bytearray(welcome)
@@ -299,7 +314,7 @@ class ServerConnection:
             return  # whatever follows QUIT or 421 is ignored
         self._in += data
         if self._pending is not None and len(self._in) > self.config.max_buffer:
-            self._in.clear()
+            self._lines.clear()
             self._fatal(_r(421, "4.7.0", f"{self.config.hostname} Too much pipelined input"))
 
     def data_to_send(self) -> bytes:
@@ -403,7 +418,7 @@ class ServerConnection:
         if self._state is not _S_TLS_PENDING:
             raise LocalProtocolError("tls_started() without an accepted STARTTLS")
         self._tls = True
-        self._in.clear()
+        self._lines.clear()
         self._helo = None
         self._extensions = frozenset()
         self._identity = None
@@ -418,7 +433,7 @@ class ServerConnection:
         self._state = _S_CLOSED
         self._pending = None
         self._events.clear()
-        self._in.clear()
+        self._lines.clear()
         self._clear_transaction()
 
     def timed_out(self) -> None:
@@ -473,41 +488,33 @@ class ServerConnection:
 
     # --- line handling ---------------------------------------------------------------
 
-    def _line_limit(self) -> int:
-        buf = self._in
-        if self._state is _S_AUTH or (
-            buf and buf[0] in (65, 97) and bytes(buf[:5]).upper() in (b"AUTH ", b"AUTH\r")
-        ):
-            return self.config.max_auth_line
-        return self._command_limit
-
     def _take_line(self) -> bytes | None:
-        buf = self._in
-        end = buf.find(b"\n")
-        if end < 0:
-            if len(buf) > self._short_line and len(buf) > self._line_limit():
-                # Too long to be a command: drop it up to its end (bounded buffer).
-                self._discarding_line = True
-                del buf[: len(buf) - 1]
-            return None
-        # The limit is needed only for a line that may pass the smaller of the two.
-        limit = self._line_limit() if end + 2 > self._short_line else 0
-        line = bytes(buf[:end])
-        del buf[: end + 1]
-        if self._discarding_line:
-            self._discarding_line = False
+        line = self._lines.take_line(self._line_bound, crlf_only=self._crlf_only)
+        if type(line) is bytes:
+            n = len(line) + 2
+            if n <= self._short_line or n <= self._line_limit(line):
+                return line
             self._reject("", _r(500, "5.5.2", "Line too long"))
-            return None
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        elif self.config.bare_line_ends is BareLineEndPolicy.REJECT:
+        elif line is TOO_LONG:
+            self._reject("", _r(500, "5.5.2", "Line too long"))
+        elif line is BARE_LF:
             # RFC 5321 §2.3.8: lines end with CRLF; a bare LF is refused.
             self._reject("", _r(500, "5.5.2", "Command line must end with CRLF"))
-            return None
-        if limit and len(line) + 2 > limit:
-            self._reject("", _r(500, "5.5.2", "Line too long"))
-            return None
-        return line
+        return None
+
+    def _line_limit(self, line: bytes) -> int:
+        """The bound of this line, CRLF included: RFC 5321 §4.5.3.1.4 gives a command
+        line 512 octets (``max_command_line``), to which the offered extensions add
+        their MAIL and RCPT parameters (``command_line_limit``); an AUTH line and a
+        SASL response may have 12,288 (RFC 4954 §4)."""
+        if self._state is _S_AUTH:
+            return self.config.max_auth_line
+        head = line[:5].upper()
+        if head == b"AUTH " or head == b"AUTH":
+            return self.config.max_auth_line
+        if head == b"MAIL " or head == b"RCPT ":
+            return self._command_limit
+        return self.config.max_command_line
 
     def _command(self, raw: bytes) -> None:
         try:
@@ -537,7 +544,7 @@ class ServerConnection:
             # content may follow only its 354. Bytes already here were sent without
             # waiting: read as content they would bypass the reply to DATA, read as
             # commands (DATA refused) they would run the content.
-            self._in.clear()
+            self._lines.clear()
             self._fatal(_r(554, "5.5.0", f"{cfg.hostname} Improper pipelining after DATA, "
                                          "closing connection"))
         if self._state not in allowed:
@@ -899,7 +906,7 @@ class ServerConnection:
         self._clear_transaction()
         self._queue(_r(221, "2.0.0", f"{self.config.hostname} closing connection"))
         self._state = _S_CLOSED
-        self._in.clear()
+        self._lines.clear()
         self._emit(Quit())
 
     def _cmd_vrfy(self, arg: str) -> None:
@@ -930,7 +937,7 @@ class ServerConnection:
         self._queue(_r(220, "2.0.0", "Ready to start TLS"))
         # RFC 3207 §4 and CVE-2011-0411: nothing sent after the STARTTLS line in the clear
         # may be acted on; it is discarded before the handshake.
-        self._in.clear()
+        self._lines.clear()
         self._state = _S_TLS_PENDING
         self._emit(StartTLS())
 
@@ -958,86 +965,56 @@ class ServerConnection:
             return
         initial: bytes | None = None
         if initial_text:
-            decoded = self._b64(initial_text)
-            if decoded is None:
+            initial = ServerExchange.decode_initial(initial_text)
+            if initial is None:
                 self._reject("AUTH", _r(501, "5.5.2", "Invalid base64 in initial response"))
                 return
-            initial = decoded
         try:
             mech = sasl.server_mechanism(name, allow_legacy=cfg.allow_legacy_auth)
         except KeyError:
             self._reject("AUTH", _r(504, "5.5.4", "Unrecognized authentication type"))
             return
-        self._mech = mech
-        self._auth_final = False
+        self._sasl = exchange = ServerExchange(mech)
         self._state = _S_AUTH
-        self._auth_step(mech.start(initial))
-
-    @staticmethod
-    def _b64(text: str) -> bytes | None:
-        # RFC 4954 §4: "=" is an empty initial response.
-        return b"" if text == "=" else sasl.decode_base64(text)
+        self._auth_step(exchange.start(initial))
 
     def _auth_line(self, raw: bytes) -> None:
-        mech = self._mech
-        assert mech is not None
-        text = raw.decode("ascii", "replace").strip(" ")
-        if text == "*":
-            # RFC 4954 §4: the client cancelled the exchange.
-            self._auth_end(_r(501, "5.0.0", "Authentication cancelled"))
-            return
-        if self._auth_final:
-            if text:
-                self._auth_end(_r(535, "5.7.8", "Authentication credentials invalid"))
-            else:
-                self._auth_success()
-            return
-        data = b"" if text == "" else self._b64(text)
-        if data is None:
-            self._auth_end(_r(501, "5.5.2", "Invalid base64 in response"))
-            return
-        self._auth_step(mech.receive(data))
+        exchange = self._sasl
+        assert exchange is not None
+        self._auth_step(exchange.receive_line(raw.decode("ascii", "replace")))
 
-    def _auth_step(self, step: sasl.ServerStep) -> None:
+    def _auth_step(self, step: ExchangeStep) -> None:
         if isinstance(step, sasl.Challenge):
             self._queue(_r(334, None, b64encode(step.data).decode("ascii")))
         elif isinstance(step, sasl.NeedCredentials):
             self._emit(step)
         elif isinstance(step, sasl.Success):
-            self._auth_result = step
-            if step.final_data:
-                # RFC 4954 §4: additional data with success is sent as a challenge.
-                self._auth_final = True
-                self._queue(_r(334, None, b64encode(step.final_data).decode("ascii")))
-            else:
-                self._auth_success()
+            self._auth_success(step)
         else:
-            if step.temporary:
-                self._auth_end(_r(454, "4.7.0", "Temporary authentication failure"))
-            else:
-                self._auth_end(_r(535, "5.7.8", "Authentication credentials invalid"))
+            self._auth_end(_AUTH_FAILURES[step.failure])
 
-    def _auth_success(self) -> None:
-        step = self._auth_result
-        mech = self._mech
-        assert mech is not None and step is not None
+    def _auth_success(self, step: sasl.Success) -> None:
+        exchange = self._sasl
+        assert exchange is not None
         self._identity = step.identity
-        self._mech = None
+        self._sasl = None
         self._state = _S_READY
         self._queue(_r(235, "2.7.0", "Authentication successful"))
-        self._emit(Authenticated(mechanism=mech.name, identity=step.identity, authcid=step.authcid))
+        self._emit(
+            Authenticated(mechanism=exchange.name, identity=step.identity, authcid=step.authcid)
+        )
 
     def _auth_end(self, reply: Reply) -> None:
-        mech = self._mech
-        name = mech.name if mech is not None else ""
-        self._mech = None
+        exchange = self._sasl
+        name = exchange.name if exchange is not None else ""
+        self._sasl = None
         self._state = _S_READY
         self._queue(reply)
         self._emit(AuthenticationFailed(mechanism=name, reply=reply))
 
     def _answer_credentials(self, decision: Decision) -> None:
-        mech = self._mech
-        assert mech is not None
+        exchange = self._sasl
+        assert exchange is not None
         if isinstance(decision, Reject):
             self._pending = None
             self._auth_end(decision.reply)
@@ -1045,7 +1022,7 @@ class ServerConnection:
         if not isinstance(decision, _SASL_ANSWERS):
             raise LocalProtocolError("answer NeedCredentials with a sasl credentials answer")
         self._pending = None
-        self._auth_step(mech.provide(decision))
+        self._auth_step(exchange.provide(decision))
 
     # --- transactions ----------------------------------------------------------------
 

@@ -349,7 +349,8 @@ def test_greeting_and_limits_follow_each_configuration() -> None:
     for config in (one, two, ServerConfig(auth_mechanisms=("PLAIN",), max_auth_line=600)):
         conn = ServerConnection(config)
         assert conn._command_limit == config.command_line_limit
-        assert conn._short_line == min(config.command_line_limit, config.max_auth_line)
+        assert conn._short_line == min(config.max_command_line, config.max_auth_line)
+        assert conn._line_bound == max(config.command_line_limit, config.max_auth_line)
         assert conn._enhanced == (config.enhanced_status_codes or config.lmtp)
     # Enhanced codes off: the replies say so, and the greeting never has one anyway.
     conn = ServerConnection(two)

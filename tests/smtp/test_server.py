@@ -642,6 +642,64 @@ def test_overlong_line_is_discarded_with_bounded_buffer() -> None:
     assert codes(server.data_to_send())[-2:] == [500, 250]
 
 
+def _line(verb: bytes, total: int) -> bytes:
+    """A command line of exactly ``total`` octets, CRLF included."""
+    return verb + b" " + b"x" * (total - len(verb) - 3) + b"\r\n"
+
+
+def _mail_line(total: int) -> bytes:
+    head = b"MAIL FROM:<a@example.org>"
+    return head + b" X-PAD=" + b"y" * (total - len(head) - 9) + b"\r\n"
+
+
+# RFC 5321 §4.5.3.1.4: "The maximum total length of a command line including the
+# command word and the <CRLF> is 512 octets." Extensions raise it for MAIL and RCPT
+# only (RFC 1870 §3 SIZE +26, RFC 3461 §4, RFC 4954 §5), never for other commands.
+@pytest.mark.parametrize(
+    ("line", "config", "code"),
+    [
+        (_line(b"NOOP", 512), ServerConfig(), 250),
+        (_line(b"NOOP", 513), ServerConfig(), 500),
+        (_line(b"noop", 513), ServerConfig(), 500),
+        (_line(b"HELP", 513), ServerConfig(), 500),
+        (_line(b"RSET", 600), ServerConfig(), 500),
+        (_line(b"XYZW", 513), ServerConfig(), 500),
+        # The knob for leniency: max_command_line raises the bound for every command.
+        (_line(b"NOOP", 513), ServerConfig(max_command_line=1000), 250),
+        (_line(b"NOOP", 1000), ServerConfig(max_command_line=1000), 250),
+        (_line(b"NOOP", 1001), ServerConfig(max_command_line=1000), 500),
+    ],
+)
+def test_command_line_is_at_most_512_octets(line: bytes, config: ServerConfig, code: int) -> None:
+    _, out, fatal = run(EHLO + line, ServerConnection(config))
+    assert not fatal
+    assert codes(out)[-1] == code
+    if code == 500:
+        assert b"500 5.5.2" in out
+
+
+def test_mail_and_rcpt_lines_get_the_extensions_allowance() -> None:
+    config = ServerConfig()
+    limit = config.command_line_limit
+    assert limit > 512
+    for total, expected in ((513, 555), (limit, 555), (limit + 1, 500)):
+        line = _mail_line(total)
+        assert len(line) == total
+        _, out, _ = run(EHLO + line, ServerConnection(config))
+        # 555: the line was parsed (the padding parameter is unknown), not refused as long.
+        assert codes(out)[-1] == expected, (total, out)
+    rcpt = b"RCPT TO:<b@example.test> X-PAD=" + b"y" * 600 + b"\r\n"
+    assert 512 < len(rcpt) <= limit
+    _, out, _ = run(EHLO + b"MAIL FROM:<a@example.org>\r\n" + rcpt, ServerConnection(config))
+    assert codes(out)[-1] == 555
+
+
+def test_a_long_line_is_answered_and_the_session_goes_on() -> None:
+    _, out, fatal = run(EHLO + _line(b"NOOP", 513) + b"NOOP\r\n")
+    assert not fatal
+    assert codes(out)[-2:] == [500, 250]
+
+
 def test_auth_line_limit_is_12288() -> None:
     server = auth_server()
     long_response = b"A" * 12_000

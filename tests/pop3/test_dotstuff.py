@@ -1,4 +1,5 @@
-"""The bounded line buffer and the streaming byte-stuffer (mailagents/pop3/_lines.py)."""
+"""The streaming byte-stuffer (mailagents/pop3/_dotstuff.py); the line reader it used to
+hold is the kernel's, tested in tests/protocol/test_lines.py."""
 
 from __future__ import annotations
 
@@ -6,54 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailagents.pop3._lines import TOO_LONG, DotStuffer, LineBuffer
-
-
-def take_all(buf: LineBuffer, limit: int) -> list[object]:
-    lines: list[object] = []
-    while (line := buf.take_line(limit)) is not None:
-        lines.append(line)
-    return lines
-
-
-def test_lines_crlf_and_bare_lf() -> None:
-    buf = LineBuffer()
-    buf.append(b"a\r\nb\nc\r")
-    assert take_all(buf, 10) == [b"a", b"b"]
-    assert len(buf) == 2
-    buf.append(b"\n")
-    assert take_all(buf, 10) == [b"c"]
-
-
-@pytest.mark.parametrize(
-    ("line", "expected"),
-    # the limit counts the CRLF (RFC 2449 §4): 8 octets of text + CRLF fit in 10
-    [(b"x" * 8, b"x" * 8), (b"x" * 9, TOO_LONG), (b"x" * 100, TOO_LONG)],
-)
-def test_limit_includes_crlf(line: bytes, expected: object) -> None:
-    for ending in (b"\r\n", b"\n"):
-        buf = LineBuffer()
-        buf.append(line + ending + b"ok\r\n")
-        assert take_all(buf, 10) == [expected, b"ok"]
-        # and one byte at a time: the buffer never grows past the limit
-        buf = LineBuffer()
-        got: list[object] = []
-        for byte in line + ending + b"ok\r\n":
-            buf.append(bytes([byte]))
-            assert len(buf) <= 11
-            got += take_all(buf, 10)
-        assert got == [expected, b"ok"]
-
-
-def test_clear_and_startswith() -> None:
-    buf = LineBuffer()
-    buf.append(b"x" * 50)
-    assert buf.take_line(10) is None
-    buf.clear()
-    buf.append(b"auth plain\r\n")
-    assert buf.startswith(b"AUTH ")
-    assert buf.take_line(20) == b"auth plain"
-
+from mailagents.pop3._dotstuff import DotStuffer
 
 STUFFING = [
     # (message, TOP lines, expected body before ".\r\n")

@@ -1,86 +1,19 @@
-"""Bounded line reading and streaming multi-line writing for POP3 (RFC 1939 §3).
+"""Streaming multi-line writing for POP3 (RFC 1939 §3).
 
-:class:`LineBuffer` cuts received bytes into lines without ever holding more than a
-bound; :class:`DotStuffer` turns a message streamed in arbitrary chunks into the body of
-a multi-line response (byte-stuffed, CRLF line ends, optionally cut after the header and
-``n`` body lines for TOP). Both sides of :mod:`mailagents.pop3` may use them.
+:class:`DotStuffer` turns a message streamed in arbitrary chunks into the body of a
+multi-line response (byte-stuffed, CRLF line ends, optionally cut after the header and
+``n`` body lines for TOP). Lines are read with the kernel's bounded
+:class:`mailagents._protocol.LineReader`.
 """
 
 from __future__ import annotations
 
-import enum
-
-__all__ = ["TOO_LONG", "DotStuffer", "LineBuffer", "LineTooLong"]
+__all__ = ["DotStuffer"]
 
 
 # Translation tables that mark where the CRs and the LFs are.
 _CR = bytes(1 if i == 0x0D else 0 for i in range(256))
 _LF = bytes(1 if i == 0x0A else 0 for i in range(256))
-
-
-class LineTooLong(enum.Enum):
-    """The marker :meth:`LineBuffer.take_line` returns for a line over the limit."""
-
-    TOO_LONG = "TOO_LONG"
-
-
-TOO_LONG = LineTooLong.TOO_LONG
-
-
-class LineBuffer:
-    """Received bytes, taken out one line at a time.
-
-    A line ends with LF (a CR before it is removed with it). :meth:`take_line` never
-    lets an incomplete line grow past its ``limit``: the excess is thrown away as it
-    arrives and the whole line is reported as :data:`TOO_LONG` once its LF comes.
-    """
-
-    __slots__ = ("_buf", "_discarding")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._discarding = False
-
-    def __len__(self) -> int:
-        return len(self._buf)
-
-    def append(self, data: bytes) -> None:
-        """Add received bytes."""
-        self._buf += data
-
-    def clear(self) -> None:
-        """Throw away everything buffered (STLS: nothing sent before TLS counts)."""
-        self._buf.clear()
-        self._discarding = False
-
-    def startswith(self, prefix: bytes) -> bool:
-        """Whether the buffered bytes start with ``prefix`` (case-insensitive ASCII)."""
-        return bytes(self._buf[: len(prefix)]).upper() == prefix.upper()
-
-    def take_line(self, limit: int) -> bytes | LineTooLong | None:
-        """The next complete line without its CRLF (or LF), :data:`TOO_LONG` if it
-        had more than ``limit`` octets counting its CRLF, or ``None`` if no line is
-        complete yet."""
-        buf = self._buf
-        end = buf.find(b"\n")
-        if end < 0:
-            if len(buf) > limit:
-                # Too long to be a line we accept: keep only its last octet (it may be
-                # the CR of the CRLF) so the buffer stays bounded.
-                self._discarding = True
-                del buf[:-1]
-            return None
-        line = bytes(buf[:end])
-        del buf[: end + 1]
-        if self._discarding:
-            self._discarding = False
-            return TOO_LONG
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        # The limit counts the CRLF (RFC 2449 §4), whatever the line actually ended with.
-        if len(line) + 2 > limit:
-            return TOO_LONG
-        return line
 
 
 class DotStuffer:
