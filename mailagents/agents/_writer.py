@@ -13,7 +13,9 @@ Frames (all integers in network byte order):
 * request: ``id`` (8 octets), directory length (2), message length (4), the directory
   (``os.fsencode`` of an absolute path), the message;
 * acknowledgement: ``id`` (8), status (1: 0 durable, 1 failed), error length (2), the
-  error text (UTF-8, at most :data:`MAX_ERROR` octets).
+  error text (UTF-8, at most :data:`MAX_ERROR` octets);
+* ready: an acknowledgement of id :data:`READY_ID` (0, which no request uses), sent
+  once by the writer when it is set up and can take requests.
 
 Sizes are checked before anything is buffered: a frame announcing more than the limits
 is a :class:`FrameError` (the stream cannot go on).
@@ -22,7 +24,10 @@ The parent side is :class:`WriterClient`: it starts the writer lazily, restarts 
 (with a back-off) when it dies, bounds the bytes it has written but the writer has not
 yet read, fails every delivery still waiting when the writer goes away, and kills a
 writer that is alive but has left a delivery unacknowledged for longer than its
-``ack_timeout`` (hung: a stalled disk, a bug).
+``ack_timeout`` (hung: a stalled disk, a bug). That clock starts only once the writer
+said it is ready: starting a Python process takes a few hundred milliseconds on a
+loaded machine, and a writer still starting is not hung. Start-up has its own deadline,
+``start_timeout``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ REQUEST = struct.Struct("!QHI")
 """Request header: message id, directory length, message length."""
 ACK = struct.Struct("!QBH")
 """Acknowledgement header: message id, status (0 durable, 1 failed), error length."""
+READY_ID = 0
+"""The id of the ready frame (request ids start at 1)."""
 MAX_DIRECTORY = 4096
 """The longest directory (octets) a request may name (``PATH_MAX`` on Linux)."""
 MAX_ERROR = 1000
@@ -299,6 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="mailagents writer: %(message)s")
     sock = socket.socket(fileno=os.dup(0))
     try:
+        # Import what the first delivery needs before saying ready, so that the
+        # parent's acknowledgement deadline never includes the start-up.
+        import mailagents.store  # noqa: F401
+
+        try:
+            sock.sendall(encode_ack(READY_ID, None))
+        except OSError:
+            return 0  # the parent is gone already
         serve(sock, max_message=args.max_message, fsync=not args.no_fsync)
     except FrameError as exc:
         log.error("bad frame from the server, stopping: %s", exc)
@@ -334,7 +349,10 @@ class _Link(asyncio.Protocol):
         self._paused = False
         self._waiters: list[asyncio.Future[None]] = []
         self._on_lost = on_lost
-        self.closed = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.closed = loop.create_future()
+        # Resolved by the writer's ready frame (or failed with the link).
+        self.ready: asyncio.Future[None] = loop.create_future()
 
     @property
     def pid(self) -> int | None:
@@ -351,6 +369,11 @@ class _Link(asyncio.Protocol):
         try:
             while (ack := self._decoder.next_frame()) is not None:
                 mid, error = ack
+                if mid == READY_ID:
+                    if error is not None or self.ready.done():
+                        raise FrameError("a second or failed ready frame")
+                    self.ready.set_result(None)
+                    continue
                 entry = self.pending.pop(mid, None)
                 if entry is None or entry[1].done():  # cancelled meanwhile: dropped
                     continue
@@ -401,6 +424,9 @@ class _Link(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if not self.ready.done():
+            self.ready.set_exception(error)
+            self.ready.exception()  # retrieved: _start may not be waiting any more
         pending, self.pending = self.pending, {}
         for _, future in pending.values():
             if not future.done():
@@ -429,7 +455,7 @@ class _Link(asyncio.Protocol):
             await waiter
         if self.error is not None:
             raise self.error
-        assert self.transport is not None
+        assert self.transport is not None and self.ready.done()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         now = loop.time()
@@ -481,16 +507,27 @@ class WriterClient:
     2 s, while writers die without delivering anything). A writer that leaves a delivery
     unacknowledged for more than ``ack_timeout`` seconds is taken to be hung: it is
     killed (SIGKILL), every delivery pending raises :class:`WriterError`, and the next
-    delivery starts a new one."""
+    delivery starts a new one. The ``ack_timeout`` clock starts only once the writer
+    has said it is ready; a writer that is not ready within ``start_timeout`` seconds
+    is killed and counted as a failed start (the back-off grows). Deliveries that
+    arrive while a writer starts wait for it, within their caller's own time-out."""
 
     def __init__(
-        self, *, max_message: int, fsync: bool = True, ack_timeout: float = 120.0
+        self,
+        *,
+        max_message: int,
+        fsync: bool = True,
+        ack_timeout: float = 120.0,
+        start_timeout: float = 30.0,
     ) -> None:
         if not ack_timeout > 0:
             raise ValueError("ack_timeout must be positive")
+        if not start_timeout > 0:
+            raise ValueError("start_timeout must be positive")
         self.max_message = max_message
         self.fsync = fsync
         self.ack_timeout = ack_timeout
+        self.start_timeout = start_timeout
         self._link: _Link | None = None
         self._watch: _Watch | None = None
         self._starting: asyncio.Future[_Link] | None = None
@@ -536,7 +573,10 @@ class WriterClient:
             if self._closed:
                 raise WriterError("the delivery is closed")
             link = await self._spawn(loop)
+            await self._until_ready(link)
         except WriterError:
+            self._died_at = loop.time()
+            self._backoff = min(max(0.05, 2 * self._backoff), 2.0)
             raise
         except Exception as exc:
             self._died_at = loop.time()
@@ -546,6 +586,24 @@ class WriterClient:
             self._starting = None
         self._link = link
         return link
+
+    async def _until_ready(self, link: _Link) -> None:
+        """Wait for the writer's ready frame, at most ``start_timeout`` seconds."""
+        try:
+            await asyncio.wait_for(asyncio.shield(link.ready), self.start_timeout)
+        except TimeoutError:
+            link.fail(
+                WriterError(
+                    f"the writer process was not ready within {self.start_timeout:g} s: killed"
+                ),
+                kill=True,
+            )
+            assert link.error is not None
+            raise link.error from None
+        except WriterError:
+            raise
+        if link.error is not None:
+            raise link.error
 
     async def _spawn(self, loop: asyncio.AbstractEventLoop) -> _Link:
         ours, theirs = socket.socketpair()

@@ -77,7 +77,11 @@ class MaildirDelivery:
     for it has waited longer than that, the writer is killed (SIGKILL) and handled as
     one that died (every delivery waiting raises, a message written but not
     acknowledged may be duplicated on retry, never lost; the next delivery starts a new
-    writer); keep it well above the slowest fsync the disk may take. Messages for
+    writer); keep it well above the slowest fsync the disk may take. That clock starts
+    only once a new writer has said it is ready: start-up (a Python process, a few
+    hundred milliseconds on a loaded machine) has its own deadline, ``start_timeout``
+    (seconds, default 30), after which the writer is killed and counted as a failed
+    start; deliveries that arrive meanwhile wait for it. Messages for
     several recipients still take the thread path (all copies written before any is
     committed). Stop it with :meth:`aclose` (waits for the
     pending acknowledgements, then stops the writer); :meth:`close` only signals it.
@@ -94,6 +98,7 @@ class MaildirDelivery:
         writer: Literal["thread", "process"] = "thread",
         max_message_size: int = 1 << 28,
         ack_timeout: float = 120.0,
+        start_timeout: float = 30.0,
     ) -> None:
         if max_batches < 1 or max_batch < 1:
             raise ValueError("max_batches and max_batch must be at least 1")
@@ -103,13 +108,19 @@ class MaildirDelivery:
             raise ValueError("max_message_size must be between 1 and 2**32 - 1")
         if not ack_timeout > 0:
             raise ValueError("ack_timeout must be positive")
+        if not start_timeout > 0:
+            raise ValueError("start_timeout must be positive")
         self.writer = writer
         """Where single-recipient deliveries are written: ``"thread"`` or ``"process"``."""
         self.max_message_size = max_message_size
         """The largest message the writer process takes (``writer="process"``)."""
         self.ack_timeout = ack_timeout
         """Seconds the writer process may leave a delivery unacknowledged before it is
-        taken to be hung and killed (``writer="process"``)."""
+        taken to be hung and killed (``writer="process"``), counted from the moment
+        the writer said it is ready."""
+        self.start_timeout = start_timeout
+        """Seconds a new writer process may take to say it is ready before it is
+        killed and counted as a failed start (``writer="process"``)."""
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WriterClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -290,7 +301,10 @@ class MaildirDelivery:
         client = self._clients.get(loop)
         if client is None:
             client = self._clients[loop] = WriterClient(
-                max_message=self.max_message_size, fsync=self.fsync, ack_timeout=self.ack_timeout
+                max_message=self.max_message_size,
+                fsync=self.fsync,
+                ack_timeout=self.ack_timeout,
+                start_timeout=self.start_timeout,
             )
         return client
 
