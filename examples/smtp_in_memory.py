@@ -13,18 +13,16 @@ from mailagents.smtp import (
     Accept,
     ClientConnection,
     DataChunk,
-    Greeting,
     Hello,
     MailFrom,
     MessageComplete,
     RcptTo,
     Reject,
     Reply,
-    Response,
     ServerConfig,
     ServerConnection,
-    TransactionResult,
 )
+from mailagents.smtp.client import Greeting, Response, TransactionResult
 
 MESSAGE = b"From: a@example.org\nTo: b@example.test\nSubject: hi\n\nHello.\n.dot line\n"
 

@@ -25,7 +25,8 @@ from mailagents.__main__ import (
     poplib_one_liner,
     smtplib_one_liner,
 )
-from mailagents.smtp import Envelope, MailParameters, Recipient, parse_forward_path, parse_path
+from mailagents.smtp import Envelope, MailParameters, Recipient, parse_path
+from mailagents.smtp._address import parse_forward_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PORTS = (

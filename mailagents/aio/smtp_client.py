@@ -35,17 +35,13 @@ from typing import Any
 from mailagents import sasl
 from mailagents.aio import _client
 from mailagents.aio.tls import client_context
-from mailagents.smtp import (
+from mailagents.smtp import Mailbox, MailParameters, Path, RcptParameters, Reply
+from mailagents.smtp.client import (
     AuthResult,
     ClientConnection,
     ClientEvent,
     ConnectionClosed,
     Greeting,
-    Mailbox,
-    MailParameters,
-    Path,
-    RcptParameters,
-    Reply,
     Response,
     TransactionResult,
 )

@@ -4,13 +4,13 @@ response codes, RFC 5034 SASL, RFC 2595 STLS, RFC 3206, RFC 6856 UTF8).
 :class:`ServerConnection` and :class:`~mailagents.pop3.client.ClientConnection` know
 bytes and events, nothing else: an adapter moves the bytes, and the application answers
 the events that need a decision (on the server: credentials, the maildrop at login,
-each message retrieved, the deletions at QUIT). The client's events are in
-:mod:`mailagents.pop3.client`.
+each message retrieved, the deletions at QUIT). The server's events are here, the
+client's in :mod:`mailagents.pop3.client`, as in :mod:`mailagents.smtp`.
 """
 
 from mailagents._protocol import LocalProtocolError, ProtocolError, RemoteProtocolError
+from mailagents.pop3._client import ClientConnection
 from mailagents.pop3._config import ServerConfig
-from mailagents.pop3._dotstuff import DotStuffer
 from mailagents.pop3._events import (
     Accept,
     Authenticated,
@@ -28,13 +28,9 @@ from mailagents.pop3._events import (
     StartTLS,
     Update,
 )
-from mailagents.pop3._response import NEED_DATA, PAUSED, Response, Sentinel, parse_response
+from mailagents.pop3._response import NEED_DATA, PAUSED, Response, Sentinel
+from mailagents.pop3._server import Decision, ServerConnection, ServerEvent
 from mailagents.pop3._state import State
-
-# The client side: its events share some names with the server's (MessageChunk,
-# MessageEnd, ConnectionClosed) with other fields, so they live in mailagents.pop3.client.
-from mailagents.pop3.client import ClientConnection, ClientEvent, apop_digest
-from mailagents.pop3.server import Decision, ServerConnection, ServerEvent
 
 __all__ = [
     "NEED_DATA",
@@ -45,7 +41,6 @@ __all__ = [
     "CommandRejected",
     "ConnectionClosed",
     "Decision",
-    "DotStuffer",
     "LocalProtocolError",
     "Maildrop",
     "MaildropEntry",
@@ -65,8 +60,5 @@ __all__ = [
     "StartTLS",
     "State",
     "Update",
-    "parse_response",
     "ClientConnection",
-    "ClientEvent",
-    "apop_digest",
 ]

@@ -56,16 +56,17 @@ _BARE_LF = re.compile(rb"\n(?<!\r\n)")
 
 
 class BareLineEndPolicy(enum.Enum):
-    """What a :class:`DataReader` does with a bare CR or a bare LF (RFC 5321 §2.3.8).
+    """What the server core does with a bare CR or a bare LF in message content
+    (RFC 5321 §2.3.8); set in :attr:`ServerConfig.bare_line_ends`.
 
     A bare CR is a CR not followed by LF; a bare LF is an LF not preceded by CR.
     Under every policy, a bare line end is *never* a line end for the protocol: it
     never ends the data and never starts a line for dot-unstuffing (RFC 5321 §4.5.2),
-    so ``consumed`` and ``done`` do not depend on the policy; only the content does.
+    so where the content ends does not depend on the policy; only the content does.
     """
 
-    #: Default. The message is flagged :attr:`DataError.BARE_LINE_END` (to be
-    #: rejected once the end of data is seen; the rest of the data is still consumed).
+    #: Default. The message is rejected (550 5.6.0) once the end of data is seen; the
+    #: rest of the data is still consumed.
     REJECT = "reject"
     #: The octets are passed through unchanged.
     ACCEPT = "accept"

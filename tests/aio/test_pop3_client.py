@@ -44,7 +44,7 @@ from mailagents.pop3._events import (
     Update,
 )
 from mailagents.pop3._response import Response, Sentinel
-from mailagents.pop3.server import Decision, ServerConnection, ServerEvent
+from mailagents.pop3._server import Decision, ServerConnection, ServerEvent
 
 T = TypeVar("T")
 HOST = "127.0.0.1"

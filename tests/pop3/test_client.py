@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from mailagents import sasl
 from mailagents._protocol import LocalProtocolError, RemoteProtocolError
+from mailagents.pop3._client import ClientConnection, apop_digest
 from mailagents.pop3._client_events import (
     AuthResult,
     Capabilities,
@@ -31,7 +32,6 @@ from mailagents.pop3._client_events import (
     UniqueIds,
 )
 from mailagents.pop3._response import NEED_DATA, Response
-from mailagents.pop3.client import ClientConnection, apop_digest
 
 CHALLENGE = "<1896.697170952@dbc.mtview.ca.us>"
 GREETING = f"+OK POP3 server ready {CHALLENGE}\r\n".encode()

@@ -41,8 +41,8 @@ from mailagents.pop3._events import (
 from mailagents.pop3._events import MessageChunk as ServerChunk
 from mailagents.pop3._events import MessageEnd as ServerEnd
 from mailagents.pop3._response import Response, Sentinel
+from mailagents.pop3._server import Decision, ServerConnection, ServerEvent
 from mailagents.pop3.client import ClientConnection
-from mailagents.pop3.server import Decision, ServerConnection, ServerEvent
 
 CHALLENGE = "<1896.697170952@dbc.mtview.ca.us>"
 USER, PASSWORD = "mrose", "tanstaaf"

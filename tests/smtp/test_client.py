@@ -22,6 +22,7 @@ from mailagents.smtp._data import DataReader, normalize_line_ends
 from mailagents.smtp._events import NEED_DATA, LMTPReplies, MessageComplete, RcptTo, Reject
 from mailagents.smtp._params import MailParameters, RcptParameters
 from mailagents.smtp._reply import Reply
+from mailagents.smtp._server import Decision, ServerConnection, ServerEvent
 from mailagents.smtp.client import (
     AuthResult,
     ClientConnection,
@@ -31,7 +32,6 @@ from mailagents.smtp.client import (
     Response,
     TransactionResult,
 )
-from mailagents.smtp.server import Decision, ServerConnection, ServerEvent
 
 from .helpers import accept_all, credentials_policy, pump
 

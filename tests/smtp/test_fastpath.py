@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailagents.smtp import _address, server
+from mailagents.smtp import _address
+from mailagents.smtp import _server as server
 from mailagents.smtp._address import (
     AddressError,
     Path,
@@ -34,7 +35,7 @@ from mailagents.smtp._params import (
     parse_rcpt_parameters,
 )
 from mailagents.smtp._reply import Reply
-from mailagents.smtp.server import ServerConnection
+from mailagents.smtp._server import ServerConnection
 
 from .helpers import codes, feed, pump
 

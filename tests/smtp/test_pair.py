@@ -8,7 +8,6 @@ import pytest
 from mailagents.smtp import (
     Accept,
     ClientConnection,
-    Greeting,
     LocalProtocolError,
     MailFrom,
     MailParameters,
@@ -17,11 +16,10 @@ from mailagents.smtp import (
     RcptTo,
     Reject,
     Reply,
-    Response,
     ServerConfig,
     ServerConnection,
-    TransactionResult,
 )
+from mailagents.smtp.client import Greeting, Response, TransactionResult
 
 from .helpers import ConnectionPair, accept_all
 
