@@ -48,8 +48,8 @@ from mailagents.smtp import (
     Reject,
     ServerConfig,
     ServerConnection,
-    dot_stuff,
 )
+from mailagents.smtp._data import dot_stuff
 
 CHUNK = 65536
 MB = 1_000_000

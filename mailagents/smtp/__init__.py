@@ -1,9 +1,9 @@
 """SMTP and LMTP as sans-I/O state machines (RFC 5321, RFC 2033 and the extensions).
 
 :class:`ServerConnection` and :class:`~mailagents.smtp.client.ClientConnection` know bytes
-and events, nothing else: an adapter (for example :mod:`mailagents.aio`) moves the bytes, and the application
-answers the events that need a decision. The server's events are here, the client's in
-:mod:`mailagents.smtp.client`. See the :doc:`/smtp` tutorial.
+and events, nothing else: an adapter (for example :mod:`mailagents.aio`) moves the bytes,
+and the application answers the events that need a decision. The server's events are
+here, the client's in :mod:`mailagents.smtp.client`. See the :doc:`/smtp` tutorial.
 """
 
 from mailagents._protocol import LocalProtocolError, ProtocolError, RemoteProtocolError

@@ -407,10 +407,10 @@ class ClientConnection:
     Requests queue and run one after the other, each ending with one event: the
     greeting first (:class:`Greeting`; commands are refused until it came), then
     :class:`Response`, :class:`AuthResult` or :class:`TransactionResult` per request.
-    :class:`~mailagents.smtp.ConnectionClosed` ends the session: after QUIT's 221, or when the server
-    closed (a request in progress then gets no event of its own). A 421 reply ends the
-    request it answers (its event carries the 421), drops the queued ones and waits for
-    the server to close.
+    :class:`~mailagents.smtp.ConnectionClosed` ends the session: after QUIT's 221, or
+    when the server closed (a request in progress then gets no event of its own). A 421
+    reply ends the request it answers (its event carries the 421), drops the queued ones
+    and waits for the server to close.
     """
 
     def __init__(
@@ -481,7 +481,8 @@ class ClientConnection:
 
     @property
     def closed(self) -> bool:
-        """Whether :class:`~mailagents.smtp.ConnectionClosed` was reported (or the session failed)."""
+        """Whether :class:`~mailagents.smtp.ConnectionClosed` was reported (or the session
+        failed)."""
         return self._phase in (_Phase.CLOSED, _Phase.BROKEN)
 
     @property
@@ -532,8 +533,8 @@ class ClientConnection:
 
         Handling a reply may queue the next commands of a request: write
         :meth:`data_to_send` whenever this returns ``NEED_DATA``. Raises
-        :class:`~mailagents.smtp.RemoteProtocolError` when the server broke the protocol (a malformed
-        reply, one beyond the bounds, or a reply nothing asked for); the session cannot
+        :class:`~mailagents.smtp.RemoteProtocolError` when the server broke the protocol (a
+        malformed reply, one beyond the bounds, or a reply nothing asked for); the session cannot
         go on, and later calls raise it again.
         """
         if self._error is not None:
@@ -850,7 +851,8 @@ class ClientConnection:
         self._queue(_Simple("VRFY", _encode(line)))
 
     def quit(self) -> None:
-        """QUIT (RFC 5321 §4.1.1.10); after its 221 comes :class:`~mailagents.smtp.ConnectionClosed`."""
+        """QUIT (RFC 5321 §4.1.1.10); after its 221 comes
+        :class:`~mailagents.smtp.ConnectionClosed`."""
         self._check("QUIT")
         self._quit_queued = True
         self._queue(_Simple("QUIT", b"QUIT\r\n"))

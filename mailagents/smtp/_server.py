@@ -64,7 +64,7 @@ from mailagents.smtp._params import (
     parse_rcpt_parameters,
 )
 from mailagents.smtp._reply import Reply
-from mailagents.smtp._state import _SEQUENCE, State, in_sequence
+from mailagents.smtp._state import COMMANDS, INITIAL, TRANSITIONS, State
 
 __all__ = ["Decision", "ServerConnection", "ServerEvent"]
 
@@ -112,11 +112,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # What parse_mail_parameters("") and parse_rcpt_parameters("") give.
 _NO_MAIL_PARAMETERS = MailParameters()
 _NO_RCPT_PARAMETERS = RcptParameters()
-# _state's table with tuples: "state in tuple" compares identities, where a frozenset
-# of enum members calls the members' __hash__, written in Python.
-_ALLOWED: dict[str, tuple[State, ...]] = {
-    verb: tuple(states) for verb, states in _SEQUENCE.items()
-}
+# _state's TRANSITIONS, with each target's own row beside it: a session keeps its row, so
+# a transition is one dict lookup by input (a str, whose hash is cached) and never hashes
+# an enum member (State.__hash__ is written in Python).
+_Row: TypeAlias = "dict[str, tuple[State, _Row]]"
+_MOVES: dict[State, _Row] = {state: {} for state in State}
+for _state, _inputs in TRANSITIONS.items():
+    for _input, _target in _inputs.items():
+        _MOVES[_state][_input] = (_target, _MOVES[_target])
+del _state, _inputs, _input, _target
 # The states as module constants: reading State.X goes through the enum class's
 # attribute lookup, several times slower than a global, on every call of next_event.
 _S_REFUSED = State.REFUSED
@@ -254,22 +258,20 @@ class ServerConnection:
         self._bdat_size = 0
         self._bdat_error: Reply | None = None
         self._bdat_rejected: Reply | None = None
-        self._state_before_chunk = _S_READY
+        self._error: RemoteProtocolError | None = None
         if greeting is None:
             # RFC 2034 §4: no enhanced code in the greeting.
             self._out = bytearray(welcome)
             self._state = _S_CONNECTED
+            self._row = _CONNECTED_ROW
             return
-        if greeting.code not in (220, 421, 554):
+        first = INITIAL.get(greeting.code)
+        if first is None:
             raise LocalProtocolError("a greeting is 220, 421 or 554 (RFC 5321 §4.2)")
         self._out = bytearray()
         self._queue(greeting, plain=True)
-        if greeting.code == 220:
-            self._state = _S_CONNECTED
-        elif greeting.code == 554:
-            self._state = _S_REFUSED
-        else:
-            self._state = _S_CLOSED
+        self._state = first
+        self._row = _MOVES[first]
 
     # --- public API ------------------------------------------------------------------
 
@@ -304,7 +306,14 @@ class ServerConnection:
         return self._extensions
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes received from the client; ``b""`` means the client closed."""
+        """Feed bytes received from the client; ``b""`` means the client closed.
+
+        Raises :class:`~mailagents.smtp.RemoteProtocolError` when the client sent more
+        pipelined input than ``max_buffer`` while an event awaits a decision (the 421 is
+        queued), or again after any such failure; :class:`~mailagents.smtp.LocalProtocolError`
+        for bytes fed between STARTTLS and :meth:`tls_started`."""
+        if self._error is not None:
+            raise self._error
         if self._state is _S_TLS_PENDING and data:
             raise LocalProtocolError("receive_data before tls_started(): start TLS first")
         if not data:
@@ -329,7 +338,11 @@ class ServerConnection:
         """The next event, or ``NEED_DATA`` / ``PAUSED``.
 
         Raises :class:`RemoteProtocolError` when the session cannot go on (its final reply
-        is queued: send it and close)."""
+        is queued: send it and close). The core then stays failed: every later
+        :meth:`receive_data`, :meth:`next_event` and :meth:`send` raises the same error,
+        while :meth:`data_to_send` still gives the final reply."""
+        if self._error is not None:
+            raise self._error
         events = self._events
         while True:
             if events:
@@ -347,6 +360,8 @@ class ServerConnection:
             elif not before:
                 # No command line can be there.
                 return self._need_data() if self._eof else NEED_DATA
+            elif self._bdat_rejected is not None:
+                self._process_bdat()  # a refused chunk's octets, skipped
             else:
                 line = self._take_line()
                 if line is not None:
@@ -361,6 +376,8 @@ class ServerConnection:
         """Answer the event that awaits a decision."""
         event = self._pending
         if event is None:
+            if self._error is not None:
+                raise self._error
             raise LocalProtocolError("no event awaits a decision")
         if type(decision) is Accept and decision.reply is None:
             # The common answer, which none of the checks below can refuse.
@@ -422,7 +439,7 @@ class ServerConnection:
         self._helo = None
         self._extensions = frozenset()
         self._identity = None
-        self._state = _S_CONNECTED
+        self._transition("TLS_STARTED")
 
     def shutdown(self, text: str = "Service shutting down", *, enhanced: str = "4.3.2") -> None:
         """End the session from the server side: queue a 421 reply (RFC 5321 §3.8) and
@@ -430,7 +447,7 @@ class ServerConnection:
         if self._state is _S_CLOSED:
             return
         self._queue(_r(421, enhanced, f"{self.config.hostname} {text}"))
-        self._state = _S_CLOSED
+        self._transition("CLOSE")
         self._pending = None
         self._events.clear()
         self._lines.clear()
@@ -472,16 +489,29 @@ class ServerConnection:
             if self._bad_commands >= self.config.max_bad_commands:
                 self._fatal(_r(421, "4.7.0", f"{self.config.hostname} Too many errors"))
 
+    def _transition(self, event: str) -> None:
+        """Take the transition of ``event`` (a command accepted, or one of
+        :data:`~mailagents.smtp._state.EVENTS`) from the current state: the only place
+        the session's state changes."""
+        move = self._row.get(event)
+        if move is None:
+            raise LocalProtocolError(f"no transition from {self._state.name} on {event}")
+        self._state, self._row = move
+
     def _fatal(self, reply: Reply) -> None:
         self._queue(reply)
-        self._state = _S_CLOSED
+        if self._state is not _S_CLOSED:
+            self._transition("CLOSE")
         self._pending = None
-        raise RemoteProtocolError(reply.text)
+        self._events.clear()
+        self._error = RemoteProtocolError(reply.text)
+        raise self._error
 
     def _need_data(self) -> ServerEvent | Sentinel:
         if self._eof and not self._closed_reported:
             self._closed_reported = True
-            self._state = _S_CLOSED
+            if self._state is not _S_CLOSED:
+                self._transition("CLOSE")
             self._clear_transaction()
             return ConnectionClosed()
         return NEED_DATA
@@ -527,8 +557,7 @@ class ServerConnection:
             return
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
-        allowed = _ALLOWED.get(verb)
-        if allowed is None or not verb.isascii():
+        if verb not in COMMANDS:
             self._reject(verb[:16], _r(500, "5.5.1", "Command unrecognized"))
             return
         cfg = self.config
@@ -547,7 +576,7 @@ class ServerConnection:
             self._lines.clear()
             self._fatal(_r(554, "5.5.0", f"{cfg.hostname} Improper pipelining after DATA, "
                                          "closing connection"))
-        if self._state not in allowed:
+        if verb not in self._row:
             self._reject(verb, self._sequence_error(verb))
             return
         if cfg.require_tls and not self._tls and verb not in _BEFORE_TLS_VERBS:
@@ -598,13 +627,13 @@ class ServerConnection:
     def _decide_hello(self, event: Hello, decision: Decision) -> None:
         if isinstance(decision, Reject):
             self._queue(decision.reply, plain=True)
-            self._state = _S_CONNECTED
+            self._transition("HELLO_REFUSED")
             self._helo = None
             self._extensions = frozenset()
             return
         cfg = self.config
         self._helo = event.domain
-        self._state = _S_READY
+        self._transition(event.command)
         if event.command == "HELO":
             self._extensions = frozenset()
             self._queue(_r(250, None, cfg.hostname), plain=True)
@@ -698,7 +727,7 @@ class ServerConnection:
         assert isinstance(decision, Accept)
         self._mail_from = event
         self._recipients = []
-        self._state = _S_MAIL
+        self._transition("MAIL")
         self._queue(decision.reply or _SENDER_OK)
 
     def _cmd_rcpt(self, arg: str) -> None:
@@ -738,7 +767,7 @@ class ServerConnection:
             return
         assert isinstance(decision, Accept)
         self._recipients.append(Recipient(path=event.path, parameters=event.parameters))
-        self._state = _S_RCPT
+        self._transition("RCPT")
         self._queue(decision.reply or _RECIPIENT_OK)
 
     def _cmd_data(self, arg: str) -> None:
@@ -756,7 +785,7 @@ class ServerConnection:
             max_line_length=cfg.max_text_line,
             max_size=cfg.max_message_size,
         )
-        self._state = _S_DATA
+        self._transition("DATA")
         self._queue(_GO_AHEAD)
 
     def _process_data(self) -> None:
@@ -785,7 +814,7 @@ class ServerConnection:
         for _ in range(max(count, 1)):
             self._queue(reply)
         self._clear_transaction()
-        self._state = _S_READY
+        self._transition("MESSAGE_END")
         self._emit(MessageRejected(reply=reply))
 
     def _complete(self, size: int, *, chunked: bool) -> None:
@@ -797,7 +826,7 @@ class ServerConnection:
             size=size,
             chunked=chunked,
         )
-        self._state = _S_READY
+        self._transition("MESSAGE_END")
         self._await_decision(MessageComplete(envelope=envelope))
 
     def _decide_message(self, event: MessageComplete, decision: Decision) -> None:
@@ -838,17 +867,18 @@ class ServerConnection:
             rejection = self._sequence_error("BDAT")
         elif not offered:
             rejection = _r(502, "5.5.1", "BDAT not available")
-        elif not in_sequence(self._state, "BDAT"):
+        elif "BDAT" not in self._row:
             rejection = self._sequence_error("BDAT")
-        # A refused BDAT still has its octets consumed (RFC 3030 §2), then it is answered.
+        # A refused BDAT still has its octets consumed (RFC 3030 §2), then it is answered;
+        # its state does not change meanwhile.
         self._bdat_remaining = size
         self._bdat_last = last
         self._bdat_rejected = rejection
-        self._state_before_chunk = self._state
-        if rejection is None and self._state is _S_RCPT:
-            self._bdat_size = 0
-            self._bdat_error = None
-        self._state = _S_BDAT_CHUNK
+        if rejection is None:
+            if self._state is _S_RCPT:
+                self._bdat_size = 0
+                self._bdat_error = None
+            self._transition("BDAT")
         if size == 0:
             self._finish_chunk()
 
@@ -857,15 +887,16 @@ class ServerConnection:
         take = min(len(buf), self._bdat_remaining)
         if take == 0:
             return
-        if self._bdat_rejected is None and self._bdat_error is None:
-            limit = self.config.max_message_size
-            if limit is not None and self._bdat_size + take > limit:
-                self._bdat_error = _r(
-                    552, "5.3.4", "Message size exceeds fixed maximum message size"
-                )
-            else:
-                self._events.append(DataChunk(data=bytes(buf[:take])))
-        self._bdat_size += take
+        if self._bdat_rejected is None:
+            if self._bdat_error is None:
+                limit = self.config.max_message_size
+                if limit is not None and self._bdat_size + take > limit:
+                    self._bdat_error = _r(
+                        552, "5.3.4", "Message size exceeds fixed maximum message size"
+                    )
+                else:
+                    self._events.append(DataChunk(data=bytes(buf[:take])))
+            self._bdat_size += take
         del buf[:take]
         self._bdat_remaining -= take
         if self._bdat_remaining == 0:
@@ -876,7 +907,6 @@ class ServerConnection:
         if rejection is not None:
             # The octets of a refused BDAT are consumed, then it is answered (RFC 3030 §2).
             self._bdat_rejected = None
-            self._state = self._state_before_chunk
             self._reject("BDAT", rejection)
             return
         if self._bdat_error is not None:
@@ -886,7 +916,7 @@ class ServerConnection:
         if self._bdat_last:
             self._complete(self._bdat_size, chunked=True)
         else:
-            self._state = _S_BDAT
+            self._transition("CHUNK_END")
             self._queue(_r(250, "2.0.0", f"{self._bdat_size} octets received"))
 
     def _cmd_rset(self, arg: str) -> None:
@@ -894,6 +924,7 @@ class ServerConnection:
             self._reject("RSET", _r(501, "5.5.4", "RSET takes no parameters"))
             return
         self._abandon_transaction()
+        self._transition("RSET")
         self._queue(_OK)
 
     def _cmd_noop(self, arg: str) -> None:
@@ -905,7 +936,7 @@ class ServerConnection:
             return
         self._clear_transaction()
         self._queue(_r(221, "2.0.0", f"{self.config.hostname} closing connection"))
-        self._state = _S_CLOSED
+        self._transition("QUIT")
         self._lines.clear()
         self._emit(Quit())
 
@@ -938,7 +969,7 @@ class ServerConnection:
         # RFC 3207 §4 and CVE-2011-0411: nothing sent after the STARTTLS line in the clear
         # may be acted on; it is discarded before the handshake.
         self._lines.clear()
-        self._state = _S_TLS_PENDING
+        self._transition("STARTTLS")
         self._emit(StartTLS())
 
     # --- AUTH (RFC 4954) -------------------------------------------------------------
@@ -975,7 +1006,7 @@ class ServerConnection:
             self._reject("AUTH", _r(504, "5.5.4", "Unrecognized authentication type"))
             return
         self._sasl = exchange = ServerExchange(mech)
-        self._state = _S_AUTH
+        self._transition("AUTH")
         self._auth_step(exchange.start(initial))
 
     def _auth_line(self, raw: bytes) -> None:
@@ -998,7 +1029,7 @@ class ServerConnection:
         assert exchange is not None
         self._identity = step.identity
         self._sasl = None
-        self._state = _S_READY
+        self._transition("AUTH_END")
         self._queue(_r(235, "2.7.0", "Authentication successful"))
         self._emit(
             Authenticated(mechanism=exchange.name, identity=step.identity, authcid=step.authcid)
@@ -1008,7 +1039,7 @@ class ServerConnection:
         exchange = self._sasl
         name = exchange.name if exchange is not None else ""
         self._sasl = None
-        self._state = _S_READY
+        self._transition("AUTH_END")
         self._queue(reply)
         self._emit(AuthenticationFailed(mechanism=name, reply=reply))
 
@@ -1034,16 +1065,16 @@ class ServerConnection:
         self._bdat_error = None
 
     def _abandon_transaction(self) -> None:
-        """RSET, EHLO, STARTTLS: drop the transaction and tell the application."""
+        """RSET, EHLO/HELO/LHLO: drop the transaction and tell the application (the
+        command's transition then leaves the transaction's states)."""
         if self._mail_from is not None:
             self._clear_transaction()
             self._events.append(Reset())
-        if self._state in (_S_MAIL, _S_RCPT, _S_BDAT):
-            self._state = _S_READY
 
 
 # The method that carries out each command (every verb of _state's table), for
 # _command's dispatch without building a name per command.
 _HANDLERS: dict[str, Callable[[ServerConnection, str], None]] = {
-    verb: getattr(ServerConnection, "_cmd_" + verb.lower()) for verb in _SEQUENCE if verb != "BDAT"
+    verb: getattr(ServerConnection, "_cmd_" + verb.lower()) for verb in COMMANDS if verb != "BDAT"
 }
+_CONNECTED_ROW = _MOVES[State.CONNECTED]

@@ -1,15 +1,16 @@
 """The SMTP server's command-sequencing state machine, as data (RFC 5321 §4.1.4, §3.3).
 
-It knows nothing about bytes: which commands are in sequence in which state, and which
-state an accepted command leads to. The server core consults it; the tests walk every
-(state, command) pair.
+It knows nothing about bytes: :data:`TRANSITIONS` says, for each state, which commands
+are in sequence and which state each input leads to. The server core executes it (one
+``_transition`` call is the only place its state changes); the tests walk every
+(state, input) pair and the documentation draws the diagram from it.
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["COMMANDS", "State", "in_sequence"]
+__all__ = ["COMMANDS", "EVENTS", "INITIAL", "TRANSITIONS", "State", "in_sequence"]
 
 
 class State(enum.Enum):
@@ -43,35 +44,79 @@ COMMANDS = frozenset(
     {"EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT",
      "VRFY", "EXPN", "HELP", "STARTTLS", "AUTH"}
 )
+"""Every command verb the server core knows."""
 
-_ANY_COMMAND_STATE = frozenset({State.CONNECTED, State.READY, State.MAIL, State.RCPT, State.BDAT})
+EVENTS = frozenset(
+    {"HELLO_REFUSED", "MESSAGE_END", "CHUNK_END", "AUTH_END", "TLS_STARTED", "CLOSE"}
+)
+"""The inputs of :data:`TRANSITIONS` that are not commands:
 
-# For each command, the states in which it is in sequence. A command outside its states
-# gets 503 5.5.1 (RFC 5321 §4.1.4; RFC 3030 §2 for BDAT transactions).
-_SEQUENCE: dict[str, frozenset[State]] = {
-    # A new EHLO/HELO is allowed at any time and resets the transaction (§4.1.4).
-    "EHLO": _ANY_COMMAND_STATE,
-    "HELO": _ANY_COMMAND_STATE,
-    "LHLO": _ANY_COMMAND_STATE,
-    "MAIL": frozenset({State.READY}),
-    "RCPT": frozenset({State.MAIL, State.RCPT}),
-    "DATA": frozenset({State.RCPT}),
-    # BDAT needs a recipient; later chunks continue the BDAT transaction.
-    "BDAT": frozenset({State.RCPT, State.BDAT}),
-    "RSET": _ANY_COMMAND_STATE,
-    "NOOP": _ANY_COMMAND_STATE,
-    "QUIT": _ANY_COMMAND_STATE | {State.REFUSED},
-    # VRFY/EXPN/HELP do not disturb a transaction (§4.1.4); not inside BDAT.
-    "VRFY": _ANY_COMMAND_STATE - {State.BDAT},
-    "EXPN": _ANY_COMMAND_STATE - {State.BDAT},
-    "HELP": _ANY_COMMAND_STATE - {State.BDAT},
-    # STARTTLS and AUTH only after EHLO and outside a transaction (RFC 3207 §4, RFC 4954 §4).
-    "STARTTLS": frozenset({State.READY}),
-    "AUTH": frozenset({State.READY}),
-}
+- ``HELLO_REFUSED``: the application refused EHLO/HELO/LHLO;
+- ``MESSAGE_END``: the content ended (the final dot, the LAST chunk, or a refusal that
+  ends the transaction, such as a message over the size limit);
+- ``CHUNK_END``: the octets of a BDAT chunk other than the last were read;
+- ``AUTH_END``: the SASL exchange ended (success or failure);
+- ``TLS_STARTED``: the TLS handshake after STARTTLS completed;
+- ``CLOSE``: the session ends (421 from the server, a fatal error or the client's close).
+"""
+
+_COMMAND_STATES = (State.CONNECTED, State.READY, State.MAIL, State.RCPT, State.BDAT)
+
+
+def _table() -> dict[State, dict[str, State]]:
+    t: dict[State, dict[str, State]] = {state: {} for state in State}
+    for state in _COMMAND_STATES:
+        row = t[state]
+        # A new EHLO/HELO is allowed at any time and resets the transaction (§4.1.4);
+        # the input is the greeting the application accepted.
+        for verb in ("EHLO", "HELO", "LHLO"):
+            row[verb] = State.READY
+        row["HELLO_REFUSED"] = State.CONNECTED
+        # RSET ends a transaction; before EHLO it changes nothing (§4.1.1.5).
+        row["RSET"] = State.CONNECTED if state is State.CONNECTED else State.READY
+        row["NOOP"] = state
+        row["QUIT"] = State.CLOSED
+        # VRFY/EXPN/HELP do not disturb a transaction (§4.1.4); not inside BDAT.
+        if state is not State.BDAT:
+            for verb in ("VRFY", "EXPN", "HELP"):
+                row[verb] = state
+    t[State.REFUSED]["QUIT"] = State.CLOSED  # RFC 5321 §3.1: only QUIT after a 554
+    # MAIL starts a transaction (§4.1.1.2), then RCPT (§4.1.1.3), then the content.
+    t[State.READY]["MAIL"] = State.MAIL
+    t[State.MAIL]["RCPT"] = State.RCPT
+    t[State.RCPT]["RCPT"] = State.RCPT
+    t[State.RCPT]["DATA"] = State.DATA
+    t[State.DATA]["MESSAGE_END"] = State.READY
+    # BDAT needs a recipient; later chunks continue the BDAT transaction (RFC 3030 §2).
+    t[State.RCPT]["BDAT"] = State.BDAT_CHUNK
+    t[State.BDAT]["BDAT"] = State.BDAT_CHUNK
+    t[State.BDAT_CHUNK]["CHUNK_END"] = State.BDAT
+    t[State.BDAT_CHUNK]["MESSAGE_END"] = State.READY
+    # STARTTLS and AUTH only after EHLO and outside a transaction (RFC 3207 §4,
+    # RFC 4954 §4); after TLS the session starts afresh (RFC 3207 §4.2).
+    t[State.READY]["STARTTLS"] = State.TLS_PENDING
+    t[State.TLS_PENDING]["TLS_STARTED"] = State.CONNECTED
+    t[State.READY]["AUTH"] = State.AUTH
+    t[State.AUTH]["AUTH_END"] = State.READY
+    for state in State:
+        if state is not State.CLOSED:
+            t[state]["CLOSE"] = State.CLOSED
+    return t
+
+
+TRANSITIONS: dict[State, dict[str, State]] = _table()
+"""The state machine: for each state, the inputs it accepts and the state each leads to.
+An input is a command (in sequence in that state; the transition happens once the
+command is accepted, after the application's decision where there is one) or one of
+:data:`EVENTS`. A command absent from a state's row is out of sequence there (503 5.5.1,
+RFC 5321 §4.1.4); a refused command changes no state. A refused BDAT chunk's octets are
+read and skipped (RFC 3030 §2) without leaving the state.
+"""
+
+INITIAL: dict[int, State] = {220: State.CONNECTED, 554: State.REFUSED, 421: State.CLOSED}
+"""The first state, by the greeting's code (RFC 5321 §3.1, §4.2)."""
 
 
 def in_sequence(state: State, command: str) -> bool:
     """Whether ``command`` (upper case) may be issued in ``state``."""
-    allowed = _SEQUENCE.get(command)
-    return allowed is not None and state in allowed
+    return command in COMMANDS and command in TRANSITIONS[state]

@@ -961,8 +961,12 @@ def test_input_behind_data_before_its_reply_ends_the_session(
     assert not any(isinstance(e, DataChunk | MessageComplete) for e in events)
     assert sum(isinstance(e, RcptTo) for e in events) == 1
     assert server.state is State.CLOSED
-    server.receive_data(b"QUIT\r\n")
-    assert server.next_event() is NEED_DATA and server.data_to_send() == b""
+    # The core stays failed: every later call raises the same error, nothing more is sent.
+    with pytest.raises(RemoteProtocolError):
+        server.receive_data(b"QUIT\r\n")
+    with pytest.raises(RemoteProtocolError):
+        server.next_event()
+    assert server.data_to_send() == b""
 
 
 def test_input_behind_data_is_the_message_when_allowed() -> None:
