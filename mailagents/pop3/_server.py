@@ -17,10 +17,16 @@ import re
 from base64 import b64encode
 from collections import deque
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import NoReturn, TypeAlias
 
 from mailagents import sasl
-from mailagents._protocol import LineReader, LocalProtocolError, RemoteProtocolError
+from mailagents._protocol import (
+    LineReader,
+    LocalProtocolError,
+    Moves,
+    RemoteProtocolError,
+    compile_moves,
+)
 from mailagents.pop3._config import ServerConfig
 from mailagents.pop3._dotstuff import DotStuffer
 from mailagents.pop3._events import (
@@ -41,7 +47,7 @@ from mailagents.pop3._events import (
     Update,
 )
 from mailagents.pop3._response import NEED_DATA, PAUSED, Response, Sentinel
-from mailagents.pop3._state import COMMANDS, State, in_sequence
+from mailagents.pop3._state import COMMANDS, INITIAL, TRANSITIONS, State
 from mailagents.sasl._exchange import ExchangeFailure, ExchangeStep, ServerExchange
 
 __all__ = ["Decision", "ServerConnection", "ServerEvent"]
@@ -132,6 +138,8 @@ def _count(n: int) -> str:
     return f"{n} message" if n == 1 else f"{n} messages"
 
 _AUTH_FAILURES = _auth_failures()
+# The table as the core runs it (see mailagents._protocol._machine).
+_MOVES: dict[State, Moves[State]] = compile_moves(TRANSITIONS)
 
 
 class ServerConnection:
@@ -153,7 +161,9 @@ class ServerConnection:
         self._out = bytearray()
         self._events: deque[ServerEvent] = deque()
         self._pending: ServerEvent | None = None
-        self._state = State.AUTHORIZATION
+        self._state = INITIAL
+        self._row = _MOVES[INITIAL]
+        self._error: RemoteProtocolError | None = None
         self._eof = False
         self._closed_reported = False
         self._errors = 0
@@ -214,7 +224,15 @@ class ServerConnection:
         return self._stuffer is not None and self._stuffer.wants_more
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes received from the client; ``b""`` means the client closed."""
+        """Feed bytes received from the client; ``b""`` means the client closed.
+
+        Raises :class:`~mailagents.pop3.RemoteProtocolError` when the client sent more
+        pipelined input than ``max_buffer`` while an event awaits a decision (the final
+        ``-ERR`` is queued), or again after any such failure;
+        :class:`~mailagents.pop3.LocalProtocolError` for bytes fed between STLS and
+        :meth:`tls_started`."""
+        if self._error is not None:
+            raise self._error
         if self._state is State.TLS_PENDING and data:
             raise LocalProtocolError("receive_data before tls_started(): start TLS first")
         if not data:
@@ -237,7 +255,11 @@ class ServerConnection:
         """The next event, or ``NEED_DATA`` / ``PAUSED``.
 
         Raises :class:`RemoteProtocolError` when the session cannot go on (its final
-        ``-ERR`` is queued: send it and close)."""
+        ``-ERR`` is queued: send it and close). The core then stays failed: every later
+        :meth:`receive_data`, :meth:`next_event` and :meth:`send` raises the same error,
+        while :meth:`data_to_send` still gives the final response."""
+        if self._error is not None:
+            raise self._error
         while True:
             if self._events:
                 return self._events.popleft()
@@ -270,6 +292,8 @@ class ServerConnection:
         retrieved)."""
         event = self._pending
         if event is None:
+            if self._error is not None:
+                raise self._error
             raise LocalProtocolError("no event awaits a decision")
         if isinstance(event, sasl.NeedCredentials):
             self._answer_credentials(decision)
@@ -293,7 +317,7 @@ class ServerConnection:
         self._in.clear()
         self._user = None
         self._utf8 = False
-        self._state = State.AUTHORIZATION
+        self._transition("TLS_STARTED")
 
     def shutdown(self, text: str = "Server shutting down") -> None:
         """End the session from the server side: queue ``-ERR [SYS/TEMP] text``
@@ -324,26 +348,39 @@ class ServerConnection:
         if self._errors >= self.config.max_errors:
             response = _err(f"{response.text}; too many errors, closing connection")
             self._queue(response)
-            self._emit(CommandRejected(command=command, response=response))
-            self._state = State.CLOSED
-            self._pending = None
             self._in.clear()
-            raise RemoteProtocolError(response.text)
+            self._fail(response)
         self._queue(response)
         self._emit(CommandRejected(command=command, response=response))
 
+    def _transition(self, event: str) -> None:
+        """Take the transition of ``event`` (a command carried out, or one of
+        :data:`~mailagents.pop3._state.EVENTS`) from the current state: the only place
+        the session's state changes."""
+        move = self._row.get(event)
+        if move is None:
+            raise LocalProtocolError(f"no transition from {self._state.name} on {event}")
+        self._state, self._row = move
+
     def _fatal(self, response: Response) -> None:
         self._queue(response)
-        self._state = State.CLOSED
+        self._fail(response)
+
+    def _fail(self, response: Response) -> NoReturn:
+        """End the session on a protocol error; the core stays failed."""
+        if self._state is not State.CLOSED:
+            self._transition("CLOSE")
         self._pending = None
         self._stuffer = None
-        raise RemoteProtocolError(response.text)
+        self._events.clear()
+        self._error = RemoteProtocolError(response.text)
+        raise self._error
 
     def _close(self, response: Response) -> None:
         if self._state is State.CLOSED:
             return
         self._queue(response)
-        self._state = State.CLOSED
+        self._transition("CLOSE")
         self._pending = None
         self._stuffer = None
         self._sasl = None
@@ -354,7 +391,8 @@ class ServerConnection:
         if self._eof and not self._closed_reported:
             # RFC 1939 §6: without QUIT the session never enters UPDATE.
             self._closed_reported = True
-            self._state = State.CLOSED
+            if self._state is not State.CLOSED:
+                self._transition("CLOSE")
             self._sasl = None
             return ConnectionClosed()
         return NEED_DATA
@@ -378,7 +416,7 @@ class ServerConnection:
         if _CONTROL.search(line):
             self._reject(verb, _err("Control characters in command"))
             return
-        if not in_sequence(self._state, verb):
+        if verb not in self._row:
             if self._state is State.AUTHORIZATION:
                 text = f"{verb} only after login"
             else:
@@ -453,7 +491,7 @@ class ServerConnection:
         # RFC 2595 §4 (and CVE-2011-0411): nothing sent after the STLS line before the
         # handshake may be acted on: it is thrown away.
         self._in.clear()
-        self._state = State.TLS_PENDING
+        self._transition("STLS")
         self._emit(StartTLS())
 
     def _cmd_utf8(self, arg: str) -> None:
@@ -470,13 +508,13 @@ class ServerConnection:
             return
         if self._state is State.TRANSACTION:
             # RFC 1939 §6: QUIT in TRANSACTION enters UPDATE: the app removes them.
-            self._state = State.UPDATE
+            self._transition("QUIT")
             numbers = tuple(sorted(self._deleted))
             deleted = tuple(self._messages[n - 1] for n in numbers)
             self._emit(Update(deleted=deleted, numbers=numbers))
             return
         self._queue(_ok(f"{self.config.hostname} POP3 server signing off"))
-        self._state = State.CLOSED
+        self._transition("QUIT")
         self._in.clear()
         self._emit(Quit())
 
@@ -574,7 +612,7 @@ class ServerConnection:
     def _start_exchange(self, mech: sasl.ServerMechanism, initial: bytes | None) -> None:
         self._sasl = exchange = ServerExchange(mech)
         self._auth_label = mech.name
-        self._state = State.AUTH
+        self._transition("AUTH")
         self._auth_step(exchange.start(initial))
 
     def _auth_line(self, raw: bytes) -> None:
@@ -595,12 +633,12 @@ class ServerConnection:
 
     def _auth_success(self, step: sasl.Success) -> None:
         self._sasl = None
-        self._state = State.AUTHORIZATION
+        self._transition("AUTH_END")
         self._emit(OpenMaildrop(identity=step.identity, mechanism=self._auth_label))
 
     def _auth_end(self, response: Response) -> None:
         self._sasl = None
-        self._state = State.AUTHORIZATION
+        self._transition("AUTH_END")
         self._queue(response)
         self._emit(AuthenticationFailed(mechanism=self._auth_label, response=response))
 
@@ -641,7 +679,6 @@ class ServerConnection:
             # The credentials were right (no AuthenticationFailed), but the maildrop
             # cannot be opened: [IN-USE], [LOGIN-DELAY], [SYS/TEMP] (RFC 2449 §8, 3206).
             self._pending = None
-            self._state = State.AUTHORIZATION
             self._queue(decision.response)
             return
         if not isinstance(decision, Maildrop):
@@ -650,7 +687,7 @@ class ServerConnection:
         self._messages = decision.messages
         self._deleted = set()
         self._identity = event.identity
-        self._state = State.TRANSACTION
+        self._transition("MAILDROP_OPEN")
         count, size = self._totals()
         self._queue(_ok(f"maildrop locked and ready, {_count(count)} ({size} octets)"))
         self._emit(Authenticated(identity=event.identity, mechanism=event.mechanism))
@@ -793,7 +830,7 @@ class ServerConnection:
             raise LocalProtocolError("answer Update with Accept or Reject")
         self._pending = None
         self._queue(response)
-        self._state = State.CLOSED
+        self._transition("UPDATE_END")
         self._in.clear()
         self._emit(Quit())
 

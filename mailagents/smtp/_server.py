@@ -22,7 +22,9 @@ from mailagents._protocol import (
     TOO_LONG,
     LineReader,
     LocalProtocolError,
+    Moves,
     RemoteProtocolError,
+    compile_moves,
 )
 from mailagents.sasl._exchange import ExchangeFailure, ExchangeStep, ServerExchange
 from mailagents.smtp._address import (
@@ -112,15 +114,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # What parse_mail_parameters("") and parse_rcpt_parameters("") give.
 _NO_MAIL_PARAMETERS = MailParameters()
 _NO_RCPT_PARAMETERS = RcptParameters()
-# _state's TRANSITIONS, with each target's own row beside it: a session keeps its row, so
-# a transition is one dict lookup by input (a str, whose hash is cached) and never hashes
-# an enum member (State.__hash__ is written in Python).
-_Row: TypeAlias = "dict[str, tuple[State, _Row]]"
-_MOVES: dict[State, _Row] = {state: {} for state in State}
-for _state, _inputs in TRANSITIONS.items():
-    for _input, _target in _inputs.items():
-        _MOVES[_state][_input] = (_target, _MOVES[_target])
-del _state, _inputs, _input, _target
+# The table as the core runs it (see mailagents._protocol._machine).
+_MOVES: dict[State, Moves[State]] = compile_moves(TRANSITIONS)
 # The states as module constants: reading State.X goes through the enum class's
 # attribute lookup, several times slower than a global, on every call of next_event.
 _S_REFUSED = State.REFUSED

@@ -8,6 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailagents.pop3 import (
+    NEED_DATA,
+    Accept,
     CommandRejected,
     RemoteProtocolError,
     ServerConfig,
@@ -152,3 +154,20 @@ def test_garbage_after_login_never_crashes(commands: list[bytes], tail: bytes) -
         run(b"", server, App())
     except RemoteProtocolError:
         assert server.state is State.CLOSED
+
+
+def test_a_failed_core_stays_failed() -> None:
+    server = ServerConnection(ServerConfig(max_errors=2))
+    server.data_to_send()
+    server.receive_data(b"BOGUS\r\nBOGUS\r\nNOOP\r\n")
+    with pytest.raises(RemoteProtocolError) as first:
+        while server.next_event() is not NEED_DATA:
+            pass
+    assert server.data_to_send().endswith(b"too many errors, closing connection\r\n")
+    # Every later call raises the same error; nothing more is answered.
+    for call in (server.next_event, lambda: server.receive_data(b"NOOP\r\n"),
+                 lambda: server.send(Accept())):
+        with pytest.raises(RemoteProtocolError) as again:
+            call()
+        assert again.value is first.value
+    assert server.data_to_send() == b""
