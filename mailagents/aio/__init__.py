@@ -6,9 +6,9 @@ protocol decision of its own: those live in the cores (:mod:`mailagents.smtp`).
 
 - :class:`SMTPServer` (and :func:`serve_smtp`): an SMTP or LMTP server; the application
   subclasses :class:`SMTPHandler`, and each call gets the connection's :class:`Session`.
-  It runs on the protocol-neutral listener that POP3 and IMAP will share: connection
-  limits, deadlines, back-pressure, the failed-login throttle and graceful shutdown,
-  all set in one :class:`ListenerLimits`.
+  It runs on the protocol-neutral listener that the POP3 server shares too (and an
+  IMAP server would): connection limits, deadlines, back-pressure, the failed-login
+  throttle and graceful shutdown, all set in one :class:`ListenerLimits`.
 - :class:`POP3Server` (and :func:`serve_pop3`): a POP3 server on the same listener;
   the application subclasses :class:`POP3Handler` (credentials, the maildrop at login,
   each message streamed, the deletions at QUIT), and each call gets the connection's
@@ -22,7 +22,8 @@ protocol decision of its own: those live in the cores (:mod:`mailagents.smtp`).
   tests, and the usual server and client ``ssl.SSLContext`` objects.
 """
 
-from mailagents.aio._listener import AuthThrottle, ListenerLimits
+from mailagents.aio._limits import ListenerLimits
+from mailagents.aio._throttle import AuthThrottle
 from mailagents.aio.pop3 import POP3Handler, POP3Server, POP3Session, serve_pop3
 from mailagents.aio.pop3_client import (
     FetchResult,

@@ -19,7 +19,10 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
-from mailagents.aio._listener import AuthThrottle, Listener, ListenerLimits, StreamSession
+from mailagents.aio._limits import ListenerLimits
+from mailagents.aio._listener import Listener
+from mailagents.aio._session import StreamSession
+from mailagents.aio._throttle import AuthThrottle
 
 __all__ = ["ListeningServer", "server_limits"]
 

@@ -38,14 +38,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mailagents import sasl
-from mailagents.aio._listener import (
-    AuthThrottle,
-    Listener,
-    ListenerLimits,
-    Refusal,
-    StreamSession,
-)
+from mailagents.aio._limits import ListenerLimits
+from mailagents.aio._listener import Listener, Refusal
 from mailagents.aio._server import ListeningServer, server_limits
+from mailagents.aio._session import StreamSession
+from mailagents.aio._throttle import AuthThrottle
 from mailagents.pop3 import (
     NEED_DATA,
     PAUSED,
@@ -176,7 +173,7 @@ class POP3Handler:
 
 class _Connection(StreamSession):
     """One POP3 client connection: the session loop over the protocol-neutral
-    :class:`~mailagents.aio._listener.StreamSession`."""
+    :class:`~mailagents.aio._session.StreamSession`."""
 
     def __init__(self, server: POP3Server, listener: Listener, loop: asyncio.AbstractEventLoop):
         super().__init__(listener, loop)

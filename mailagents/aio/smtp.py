@@ -32,14 +32,11 @@ from types import CoroutineType
 from typing import Any, Generic, TypeAlias, TypeVar, cast
 
 from mailagents import sasl
-from mailagents.aio._listener import (
-    AuthThrottle,
-    Listener,
-    ListenerLimits,
-    Refusal,
-    StreamSession,
-)
+from mailagents.aio._limits import ListenerLimits
+from mailagents.aio._listener import Listener, Refusal
 from mailagents.aio._server import ListeningServer, server_limits
+from mailagents.aio._session import StreamSession
+from mailagents.aio._throttle import AuthThrottle
 from mailagents.smtp import (
     NEED_DATA,
     Accept,
@@ -249,7 +246,7 @@ class SMTPHandler:
 
 class _Connection(StreamSession):
     """One SMTP client connection: the session loop over the protocol-neutral
-    :class:`~mailagents.aio._listener.StreamSession` (read, feed the core, answer events
+    :class:`~mailagents.aio._session.StreamSession` (read, feed the core, answer events
     through the handler, write)."""
 
     def __init__(

@@ -1,5 +1,6 @@
-"""mailagents.aio._listener: the protocol-neutral listener, tested with a toy line
-protocol (no SMTP), so that what POP3 and IMAP will reuse is pinned down on its own."""
+"""mailagents.aio._listener and the session it serves (mailagents.aio._session), tested
+with a toy line protocol (no SMTP), so that what SMTP and POP3 share (and IMAP would
+reuse) is pinned down on its own."""
 
 from __future__ import annotations
 
@@ -11,14 +12,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from mailagents.aio import ListenerLimits, _listener
-from mailagents.aio._listener import (
-    AuthThrottle,
-    Listener,
-    Refusal,
-    StreamSession,
-    address_key,
-)
+from mailagents.aio import AuthThrottle, ListenerLimits, _throttle
+from mailagents.aio._listener import Listener, Refusal
+from mailagents.aio._session import StreamSession
+from mailagents.aio._throttle import address_key
 
 T = TypeVar("T")
 
@@ -169,7 +166,7 @@ def test_throttle_delays_double_up_to_the_cap_and_close() -> None:
 def test_throttle_remembers_a_bounded_number_of_addresses(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_listener, "_MAX_TRACKED", 100)
+    monkeypatch.setattr(_throttle, "_MAX_TRACKED", 100)
     throttle = AuthThrottle(ListenerLimits())
     for i in range(1000):
         throttle.failed(f"10.0.{i // 256}.{i % 256}", 1)
