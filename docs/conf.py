@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 
 with (ROOT / "pyproject.toml").open("rb") as f:
     _project = tomllib.load(f)["project"]
@@ -27,7 +28,9 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
+    "statemachine",  # docs/_ext: state diagrams drawn from the cores' tables
 ]
+graphviz_output_format = "svg"
 
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 root_doc = "index"
