@@ -26,12 +26,12 @@ import asyncio
 import dataclasses
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from types import CoroutineType
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 from mailagents import sasl
+from mailagents.aio import _eager
 from mailagents.aio._limits import ListenerLimits
 from mailagents.aio._listener import Listener, Refusal
 from mailagents.aio._server import ListeningServer, server_limits
@@ -42,6 +42,7 @@ from mailagents.smtp import (
     Accept,
     Authenticated,
     AuthenticationFailed,
+    CommandRejected,
     ConnectionClosed,
     DataChunk,
     Decision,
@@ -66,16 +67,10 @@ from mailagents.smtp import (
 
 __all__ = ["SMTPHandler", "SMTPServer", "Session", "serve_smtp"]
 
-# Making the session task the current task while a transport callback runs its work
-# (so that asyncio.current_task() and asyncio.timeout() behave in handlers as they do
-# inside the task) needs asyncio's own hooks, which eager tasks use too. Without them
-# every input goes through the task, as it always may.
-try:
-    from asyncio.tasks import _enter_task, _leave_task
-
-    _INLINE = True
-except ImportError:  # pragma: no cover - every CPython from 3.7 to 3.13 has them
-    _INLINE = False
+# Handler work is run from the transport callback when it can be (see _eager); without
+# asyncio's task hooks every input goes through the task, as it always may. (Tests
+# switch it off here.)
+_INLINE = _eager.TASK_HOOKS
 
 log = logging.getLogger(__name__)
 
@@ -125,38 +120,6 @@ class _Raise:
 
 
 _Job: TypeAlias = "_Marker | _Raise | Coroutine[Any, Any, bool]"
-
-
-class _Resume(Generic[_T]):
-    """Await the rest of a coroutine that was started with ``send(None)`` and
-    suspended, yielding ``first``: what the task awaiting this passes in (results,
-    exceptions, cancellation) goes on to the coroutine, and its result is returned."""
-
-    __slots__ = ("_coro", "_first")
-
-    def __init__(self, coro: Coroutine[Any, Any, _T], first: Any) -> None:
-        self._coro = coro
-        self._first = first
-
-    def __await__(self) -> Generator[Any, Any, _T]:
-        coro = self._coro
-        value = self._first
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
 
 
 def _ignore(result: object) -> None:
@@ -291,39 +254,30 @@ class _Connection(StreamSession):
     # --- the session -----------------------------------------------------------------
     #
     # The session loop is one synchronous function, _step(): it feeds the core what
-    # arrived, answers the core's events and writes the replies, until the core needs
-    # more input (_IDLE), the session is over (_END), or something must be awaited (a
-    # job: a coroutine the task awaits, such as a handler call that did not complete at
-    # once, a login delay, a TLS handshake, a client that does not read). A handler
-    # call is first run synchronously up to its first suspension (as an eager task
-    # would be), so a handler that decides without waiting costs no event-loop turn.
+    # arrived, hands each of the core's events to its method (_ON, below the class),
+    # and writes the replies, until the core needs more input (_IDLE), the session is
+    # over (_END), or something must be awaited (a job: a coroutine the task awaits,
+    # such as a handler call that did not complete at once, a login delay, a TLS
+    # handshake, a client that does not read). A handler call is first run up to its
+    # first suspension (_eager.start), so a handler that decides without waiting is
+    # answered without an event-loop turn.
     #
     # The task runs _step() and awaits the jobs. While it waits for input it is
     # "parked", and input_arrived() (from data_received) runs _step() right there, in
-    # the task's context and as the current task, without waking the task: one batch
-    # of commands, one write, no event-loop hops. Only a job wakes the task.
+    # the task's context and as the current task (_eager.run_as_task), without waking
+    # the task: one batch of commands, one write. Only a job wakes the task.
 
     def input_arrived(self) -> None:
         if not self._parked or not _INLINE:
             self._wake()
             return
         task = self.task
-        loop = self.loop
         assert task is not None and self.context is not None
-        try:
-            _enter_task(loop, task)
-        except RuntimeError:  # called from inside another task: let the task do it
-            self._wake()
-            return
-        try:
-            job = self.context.run(self._inline_step)
-        except RuntimeError:  # the context is in use: let the task do it
-            job = _IDLE
-            self._wake()
-        finally:
-            _leave_task(loop, task)
-        if job is not _IDLE:
-            self._job = job
+        job = _eager.run_as_task(self.loop, task, self.context, self._inline_step)
+        if job is _eager.NOT_RUN:  # inside another task, or its context in use
+            self._wake()  # let the task do it
+        elif job is not _IDLE:
+            self._job = cast(_Job, job)
             self._parked = False
             self._wake()
 
@@ -375,10 +329,7 @@ class _Connection(StreamSession):
         known to be waiting for input with nothing to send (what its ``next_event()``
         said last): the input is fed at once."""
         core = self._core
-        session = self.session
-        assert core is not None and session is not None
-        server = self._server
-        handler = server.handler
+        assert core is not None
         next_event = core.next_event
         if parked and not self._writing_paused:
             data = self.read_nowait()
@@ -402,87 +353,125 @@ class _Connection(StreamSession):
                     core.receive_data(data)
                     continue
                 if data is None:
-                    if self.stopping == "timeout":
-                        core.timed_out()
-                    elif self.stopping in ("shutdown", "drain"):
-                        core.shutdown("Service shutting down, closing connection")
-                    self.write(core.data_to_send())
-                    return _END
+                    return self._input_ended()
                 return _IDLE
-            job: _Job | None = None
             kind = type(event)
-            # The exact type picks the branch (events are final classes); cast() tells
-            # the type checker what isinstance() would, without its cost.
-            if kind is DataChunk:
-                event = cast(DataChunk, event)
-                self.transferring()
-                if server._default_chunks:
-                    session.message += event.data
-                elif not self._chunk_failed:
-                    job = self._call(handler.on_data_chunk(session, event.data),
-                                     _CHUNK_FAILED, self._chunk_done)
-            elif kind is RcptTo:
-                if server._default_rcpt:
-                    self._decide(_ACCEPT)
-                else:
-                    event = cast(RcptTo, event)
-                    job = self._call(handler.on_rcpt(session, event), _REJECT_LOCAL,
-                                     self._decide)
-            elif kind is MailFrom:
-                if server._default_mail:
-                    self._decide(_ACCEPT)
-                else:
-                    event = cast(MailFrom, event)
-                    job = self._call(handler.on_mail(session, event), _REJECT_LOCAL,
-                                     self._decide)
-            elif kind is MessageComplete:
-                event = cast(MessageComplete, event)
-                message = bytes(session.message)
-                session.message.clear()
-                if self._chunk_failed:
-                    self._chunk_failed = False
-                    core.send(_REJECT_LOCAL)
-                else:
-                    job = self._call(handler.on_message(session, event.envelope, message),
-                                     _REJECT_LOCAL, self._decide)
-            elif kind is Hello:
-                if server._default_hello:
-                    self._hello_done(_ACCEPT)
-                else:
-                    event = cast(Hello, event)
-                    job = self._call(handler.on_hello(session, event), _REJECT_LOCAL,
-                                     self._hello_done)
-            elif kind is Reset or kind is MessageRejected:
-                session.message.clear()
-                self._chunk_failed = False
-                if not server._default_reset:
-                    job = self._call(handler.on_reset(session), None, _ignore)
-            elif isinstance(event, sasl.NeedCredentials):
-                job = self._call(handler.on_credentials(session, event), _REJECT_AUTH,
-                                 self._credentials_done)
-            elif kind is Authenticated:
-                event = cast(Authenticated, event)
-                session.identity = event.identity
-                log.info("%s authenticated as %s (%s)", session.peer, event.identity,
-                         event.mechanism)
-            elif kind is AuthenticationFailed:
-                event = cast(AuthenticationFailed, event)
-                log.info("%s failed to authenticate (%s): %s", session.peer, event.mechanism,
-                         event.reply.code)
-                # A temporary failure (4xx) is ours, not a wrong password: not counted.
-                # The core's reply waits in its buffer until the delay has passed.
-                if event.reply.code >= 500:
-                    job = self._login_failed_job()
-            elif kind is StartTLS:
-                job = self._start_tls()
-            elif kind is Quit:
-                self.write(core.data_to_send())
-                return _END
-            elif kind is ConnectionClosed:
-                return _END
-            # CommandRejected: the core has queued its reply; nothing to decide.
+            job = (_ON.get(kind) or _method_for(kind))(self, event)
             if job is not None:
                 return job
+
+    def _input_ended(self) -> _Job:
+        """No more input will be read: the core's last words, by why it ended."""
+        core = self._core
+        assert core is not None
+        if self.stopping == "timeout":
+            core.timed_out()
+        elif self.stopping in ("shutdown", "drain"):
+            core.shutdown("Service shutting down, closing connection")
+        self.write(core.data_to_send())
+        return _END
+
+    # --- the core's events: one method each, found by the event's class in _ON ---------
+    # (Each returns the job to await, or None to go on with the next event.)
+
+    def _on_data_chunk(self, event: DataChunk) -> _Job | None:
+        session = self.session
+        assert session is not None
+        self.transferring()
+        server = self._server
+        if server._default_chunks:
+            session.message += event.data
+        elif not self._chunk_failed:
+            return self._call(server.handler.on_data_chunk(session, event.data),
+                              _CHUNK_FAILED, self._chunk_done)
+        return None
+
+    def _on_rcpt(self, event: RcptTo) -> _Job | None:
+        server = self._server
+        if server._default_rcpt:
+            self._decide(_ACCEPT)
+            return None
+        assert self.session is not None
+        return self._call(server.handler.on_rcpt(self.session, event), _REJECT_LOCAL,
+                          self._decide)
+
+    def _on_mail(self, event: MailFrom) -> _Job | None:
+        server = self._server
+        if server._default_mail:
+            self._decide(_ACCEPT)
+            return None
+        assert self.session is not None
+        return self._call(server.handler.on_mail(self.session, event), _REJECT_LOCAL,
+                          self._decide)
+
+    def _on_message(self, event: MessageComplete) -> _Job | None:
+        session = self.session
+        assert session is not None and self._core is not None
+        message = bytes(session.message)
+        session.message.clear()
+        if self._chunk_failed:
+            self._chunk_failed = False
+            self._core.send(_REJECT_LOCAL)
+            return None
+        return self._call(self._server.handler.on_message(session, event.envelope, message),
+                          _REJECT_LOCAL, self._decide)
+
+    def _on_hello(self, event: Hello) -> _Job | None:
+        server = self._server
+        if server._default_hello:
+            self._hello_done(_ACCEPT)
+            return None
+        assert self.session is not None
+        return self._call(server.handler.on_hello(self.session, event), _REJECT_LOCAL,
+                          self._hello_done)
+
+    def _on_reset(self, event: Reset | MessageRejected) -> _Job | None:
+        session = self.session
+        assert session is not None
+        session.message.clear()
+        self._chunk_failed = False
+        server = self._server
+        if server._default_reset:
+            return None
+        return self._call(server.handler.on_reset(session), None, _ignore)
+
+    def _on_credentials(self, event: sasl.NeedCredentials) -> _Job | None:
+        assert self.session is not None
+        return self._call(self._server.handler.on_credentials(self.session, event),
+                          _REJECT_AUTH, self._credentials_done)
+
+    def _on_authenticated(self, event: Authenticated) -> None:
+        session = self.session
+        assert session is not None
+        session.identity = event.identity
+        log.info("%s authenticated as %s (%s)", session.peer, event.identity,
+                 event.mechanism)
+
+    def _on_authentication_failed(self, event: AuthenticationFailed) -> _Job | None:
+        log.info("%s failed to authenticate (%s): %s", self.peer, event.mechanism,
+                 event.reply.code)
+        # A temporary failure (4xx) is ours, not a wrong password: not counted.
+        # The core's reply waits in its buffer until the delay has passed.
+        if event.reply.code >= 500:
+            return self._login_failed_job()
+        return None
+
+    def _on_start_tls(self, event: StartTLS) -> _Job:
+        return self._start_tls()
+
+    def _on_quit(self, event: Quit) -> _Job:
+        assert self._core is not None
+        self.write(self._core.data_to_send())
+        return _END
+
+    def _on_closed(self, event: ConnectionClosed) -> _Job:
+        return _END
+
+    def _on_other(self, event: object) -> None:
+        """CommandRejected (the core has queued its reply), or an event with nothing
+        to decide."""
+
+    # --- handler calls ---------------------------------------------------------------
 
     def _call(
         self,
@@ -494,32 +483,29 @@ class _Connection(StreamSession):
         hand its result to ``then``; if it must wait, return the job that finishes it
         (with the client's clock stopped). An exception is logged and answered with
         ``fallback``. An awaitable that is not a coroutine is awaited by the job."""
-        if type(call) is not CoroutineType:
-            return self._finish(call, fallback, then)
         try:
-            yielded = call.send(None)
-        except StopIteration as done:
-            then(done.value)
-            return None
+            result = _eager.start(call)
         except Exception:
             log.exception("SMTP handler %s failed", getattr(call, "__qualname__", call))
             then(fallback)
             return None
-        return self._finish(_Resume(call, yielded), fallback, then, call)
+        if isinstance(result, _eager.Suspended):
+            return self._finish(result, fallback, then)
+        then(result)
+        return None
 
     async def _finish(
         self,
-        awaitable: Awaitable[_T],
+        rest: _eager.Suspended[_T],
         fallback: _T,
         then: Callable[[_T], None],
-        call: object = None,
     ) -> bool:
         paused = self.pause_clock()
         try:
-            result = await awaitable
+            result = await rest
         except Exception:
-            what = call if call is not None else awaitable
-            log.exception("SMTP handler %s failed", getattr(what, "__qualname__", what))
+            call = rest.call
+            log.exception("SMTP handler %s failed", getattr(call, "__qualname__", call))
             result = fallback
         finally:
             if paused:
@@ -582,6 +568,37 @@ class _Connection(StreamSession):
         session.identity = None
         session.message.clear()
         return True
+
+
+_Method: TypeAlias = "Callable[[_Connection, Any], _Job | None]"
+
+# The core's events by class, each to its _Connection method (called with the
+# connection). A class not in the table (a subclass, such as sasl.NeedTokenCheck) is
+# looked up by its bases once, then remembered.
+_ON: dict[type[Any], _Method] = {
+    DataChunk: _Connection._on_data_chunk,
+    RcptTo: _Connection._on_rcpt,
+    MailFrom: _Connection._on_mail,
+    MessageComplete: _Connection._on_message,
+    Hello: _Connection._on_hello,
+    Reset: _Connection._on_reset,
+    MessageRejected: _Connection._on_reset,
+    sasl.NeedCredentials: _Connection._on_credentials,
+    Authenticated: _Connection._on_authenticated,
+    AuthenticationFailed: _Connection._on_authentication_failed,
+    StartTLS: _Connection._on_start_tls,
+    Quit: _Connection._on_quit,
+    ConnectionClosed: _Connection._on_closed,
+    CommandRejected: _Connection._on_other,
+}
+
+
+def _method_for(kind: type[Any]) -> _Method:
+    """The method for an event class missing from :data:`_ON`: its nearest base's, or
+    none to call; remembered in :data:`_ON`."""
+    method = next((_ON[base] for base in kind.__mro__ if base in _ON), _Connection._on_other)
+    _ON[kind] = method
+    return method
 
 
 class SMTPServer(ListeningServer):
