@@ -50,7 +50,14 @@ class ServerConfig:
     """Octets of an AUTH command line with its initial response, and of a SASL response
     line, including CRLF (the RFC 4954 §4 figure; RFC 5034 sets none for responses)."""
     max_errors: int = 10
-    """After this many rejected commands in a row the session ends with ``-ERR``."""
+    """After this many commands in a row answered with an ``-ERR`` the core decided on
+    (syntax, sequence, limits) the session ends with ``-ERR``. A command carried out
+    resets the count. The same meaning as
+    :attr:`mailagents.smtp.ServerConfig.max_errors`."""
+    max_bad_commands: int = 50
+    """After this many such errors in the whole session (in a row or not) the session
+    ends with ``-ERR``. The same meaning as
+    :attr:`mailagents.smtp.ServerConfig.max_bad_commands`."""
     max_buffer: int = 65_536
     """Octets of input buffered while the core is paused (pipelined commands waiting
     for a decision or during a RETR). An adapter stops reading while
@@ -62,7 +69,8 @@ class ServerConfig:
     """Offer the UTF8 capability and command (RFC 6856 §2)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_line", "max_auth_line", "max_errors", "max_buffer"):
+        for name in ("max_line", "max_auth_line", "max_errors", "max_bad_commands",
+                     "max_buffer"):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be positive")
         if self.max_line < _MIN_COMMAND_LINE:

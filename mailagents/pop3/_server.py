@@ -167,6 +167,7 @@ class ServerConnection:
         self._eof = False
         self._closed_reported = False
         self._errors = 0
+        self._bad_commands = 0
         self._rejected = False
         self._tls = cfg.tls_active
         self._utf8 = False
@@ -345,7 +346,9 @@ class ServerConnection:
         """Answer a command with an ``-ERR`` the core decided on."""
         self._rejected = True
         self._errors += 1
-        if self._errors >= self.config.max_errors:
+        self._bad_commands += 1
+        cfg = self.config
+        if self._errors >= cfg.max_errors or self._bad_commands >= cfg.max_bad_commands:
             response = _err(f"{response.text}; too many errors, closing connection")
             self._queue(response)
             self._in.clear()

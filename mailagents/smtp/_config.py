@@ -67,7 +67,7 @@ class ServerConfig:
     ``None``: no limit, SIZE announced without a number."""
     max_recipients: int = 100
     """Recipients per transaction; more get 452 4.5.3 (§4.5.3.1.8 requires at least 100)."""
-    max_command_line: int = 512
+    max_line: int = 512
     """Octets of a command line including its CRLF (§4.5.3.1.4: 512); a longer line is
     answered ``500 5.5.2`` and the session goes on. The parameters of the offered
     extensions add to it for MAIL and RCPT only (see :attr:`command_line_limit`). Raise
@@ -85,8 +85,15 @@ class ServerConfig:
     client did not wait for the 354 (RFC 2920 §3.1: DATA ends a pipelined group). Such
     input is never read, neither as content nor, after a refused DATA, as commands.
     Postfix 3.9 does the same by default (``smtpd_forbid_unauth_pipelining``)."""
+    max_errors: int = 20
+    """After this many commands in a row answered with an error the core decided on
+    (syntax, sequence, limits) the session ends with 421 4.7.0. The same meaning as
+    :attr:`mailagents.pop3.ServerConfig.max_errors`; here the session total
+    (``max_bad_commands``) is reached first unless it is raised."""
     max_bad_commands: int = 20
-    """After this many rejected commands in a session the server ends it with 421."""
+    """After this many such errors in the whole session (in a row or not) the session
+    ends with 421 4.7.0. The same meaning as
+    :attr:`mailagents.pop3.ServerConfig.max_bad_commands`."""
     max_buffer: int = 1_048_576
     """Octets of input buffered while a decision is pending (pipelined commands and
     BDAT octets). An adapter stops reading while the core is paused; beyond this bound
@@ -99,15 +106,15 @@ class ServerConfig:
     """Text after the hostname in the 220 greeting."""
 
     def __post_init__(self) -> None:
-        for name in ("max_recipients", "max_command_line", "max_auth_line",
+        for name in ("max_recipients", "max_line", "max_auth_line", "max_errors",
                      "max_bad_commands", "max_buffer"):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be positive")
         if self.max_recipients < 100:
             # §4.5.3.1.8: the minimum total number of recipients that MUST be buffered.
             raise LocalProtocolError("max_recipients must be at least 100 (RFC 5321 §4.5.3.1.8)")
-        if self.max_command_line < 512:
-            raise LocalProtocolError("max_command_line must be at least 512 (RFC 5321 §4.5.3.1.4)")
+        if self.max_line < 512:
+            raise LocalProtocolError("max_line must be at least 512 (RFC 5321 §4.5.3.1.4)")
         if self.max_text_line is not None and self.max_text_line < 1000:
             raise LocalProtocolError("max_text_line must be at least 1000 (RFC 5321 §4.5.3.1.6)")
         if not self.allow_legacy_auth and any(
@@ -122,7 +129,7 @@ class ServerConfig:
         """The command-line bound with what each offered extension's MAIL/RCPT parameters
         may add: SIZE 26 (RFC 1870 §3), BODY= 16, SMTPUTF8 10, AUTH= 500 (RFC 4954 §5),
         DSN 12 + 100 on MAIL and 23 + 500 on RCPT (RFC 3461 §4), REQUIRETLS 11."""
-        limit = self.max_command_line
+        limit = self.max_line
         limit += 26  # SIZE is always offered, with or without a number
         if self.eightbitmime or self.binarymime:
             limit += 16

@@ -124,6 +124,11 @@ class MessageRejected:
 
     reply: Reply
 
+    @property
+    def temporary(self) -> bool:
+        """The failure may pass (a 4xx reply); else it is permanent."""
+        return self.reply.code < 500
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reset:
@@ -154,6 +159,12 @@ class AuthenticationFailed:
     mechanism: str
     reply: Reply
 
+    @property
+    def temporary(self) -> bool:
+        """The failure is the server's, and may pass (454 4.7.0): not a wrong password,
+        so not to be counted against the client; else it is permanent."""
+        return self.reply.code < 500
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandRejected:
@@ -163,6 +174,11 @@ class CommandRejected:
 
     command: str
     reply: Reply
+
+    @property
+    def temporary(self) -> bool:
+        """The refusal may pass (a 4xx reply, such as 452 for too many recipients)."""
+        return self.reply.code < 500
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

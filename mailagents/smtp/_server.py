@@ -13,7 +13,7 @@ import functools
 import re
 from base64 import b64encode
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeAlias
 
 from mailagents import sasl
@@ -130,6 +130,8 @@ _S_AUTH = State.AUTH
 _S_TLS_PENDING = State.TLS_PENDING
 _S_CLOSED = State.CLOSED
 _HELLO_VERBS = frozenset({"EHLO", "HELO", "LHLO"})
+# Where a graceful shutdown may end a session (see at_boundary).
+_BOUNDARY = (_S_CONNECTED, _S_READY, _S_REFUSED, _S_CLOSED)
 # What may be issued before STARTTLS when require_tls is set.
 _BEFORE_TLS_VERBS = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "RSET", "QUIT"})
 
@@ -231,7 +233,7 @@ class ServerConnection:
             profile = _profile(cfg)
         _, self._enhanced, self._command_limit, self._line_bound, welcome = profile
         # A line no longer than this is within every limit (no need to look at its verb).
-        self._short_line = min(cfg.max_command_line, cfg.max_auth_line)
+        self._short_line = min(cfg.max_line, cfg.max_auth_line)
         self._crlf_only = cfg.bare_line_ends is BareLineEndPolicy.REJECT
         self._lines = LineReader()
         self._in = self._lines.buffer
@@ -240,6 +242,9 @@ class ServerConnection:
         self._eof = False
         self._closed_reported = False
         self._bad_commands = 0
+        self._errors = 0  # in a row
+        self._rejected = False
+        self._fresh = True  # nothing taken with data_to_send() yet
         self._tls = cfg.tls_active
         self._helo: str | None = None
         self._extensions: frozenset[str] = frozenset()
@@ -327,7 +332,33 @@ class ServerConnection:
             return b""
         out = bytes(self._out)
         self._out.clear()
+        self._fresh = False
         return out
+
+    @property
+    def at_boundary(self) -> bool:
+        """The session is between commands with no transaction, exchange or decision in
+        progress (or over): a graceful shutdown may end it now without losing anything."""
+        return self._pending is None and self._state in _BOUNDARY
+
+    def refuse(self, text: str = "Service not available, closing transmission channel") -> None:
+        """Refuse the session before it began (connection limits, shutting down): the
+        greeting queued at construction becomes ``421 hostname text`` (RFC 5321 §3.1,
+        §4.2.3), and the session is closed. Only before the first :meth:`data_to_send`."""
+        if not self._fresh or self._state is not _S_CONNECTED:
+            raise LocalProtocolError("refuse() only before the greeting was sent")
+        self._out.clear()
+        self._queue(_r(421, None, f"{self.config.hostname} {text}"), plain=True)
+        self._transition("CLOSE")
+
+    def events(self) -> Iterator[ServerEvent]:
+        """Iterate over :meth:`next_event` until it returns ``NEED_DATA`` or ``PAUSED``
+        (answer a decision event with :meth:`send` before taking the next)."""
+        while True:
+            event = self.next_event()
+            if isinstance(event, Sentinel):
+                return
+            yield event
 
     def next_event(self) -> ServerEvent | Sentinel:
         """The next event, or ``NEED_DATA`` / ``PAUSED``.
@@ -480,9 +511,12 @@ class ServerConnection:
         self._queue(reply)
         self._emit(CommandRejected(command=command, reply=reply))
         if bad:
+            self._rejected = True
             self._bad_commands += 1
-            if self._bad_commands >= self.config.max_bad_commands:
-                self._fatal(_r(421, "4.7.0", f"{self.config.hostname} Too many errors"))
+            self._errors += 1
+            cfg = self.config
+            if self._bad_commands >= cfg.max_bad_commands or self._errors >= cfg.max_errors:
+                self._fatal(_r(421, "4.7.0", f"{cfg.hostname} Too many errors"))
 
     def _transition(self, event: str) -> None:
         """Take the transition of ``event`` (a command accepted, or one of
@@ -529,7 +563,7 @@ class ServerConnection:
 
     def _line_limit(self, line: bytes) -> int:
         """The bound of this line, CRLF included: RFC 5321 §4.5.3.1.4 gives a command
-        line 512 octets (``max_command_line``), to which the offered extensions add
+        line 512 octets (``max_line``), to which the offered extensions add
         their MAIL and RCPT parameters (``command_line_limit``); an AUTH line and a
         SASL response may have 12,288 (RFC 4954 §4)."""
         if self._state is _S_AUTH:
@@ -539,7 +573,7 @@ class ServerConnection:
             return self.config.max_auth_line
         if head == b"MAIL " or head == b"RCPT ":
             return self._command_limit
-        return self.config.max_command_line
+        return self.config.max_line
 
     def _command(self, raw: bytes) -> None:
         try:
@@ -576,6 +610,13 @@ class ServerConnection:
             return
         if cfg.require_tls and not self._tls and verb not in _BEFORE_TLS_VERBS:
             self._reject(verb, _r(530, "5.7.0", "Must issue a STARTTLS command first"))
+            return
+        if self._errors:
+            # max_errors counts errors in a row: a command carried out ends the run.
+            self._rejected = False
+            _HANDLERS[verb](self, arg)
+            if not self._rejected:
+                self._errors = 0
             return
         _HANDLERS[verb](self, arg)
 

@@ -66,6 +66,17 @@ def test_a_good_command_resets_the_error_count() -> None:
     assert server.state is State.AUTHORIZATION
 
 
+def test_max_bad_commands_counts_the_session_total() -> None:
+    # Errors interleaved with good commands never reach max_errors (in a row), but the
+    # session total does.
+    cfg = plain_config(max_errors=3, max_bad_commands=4)
+    result = run(b"BAD\r\nCAPA\r\n" * 3 + b"BAD\r\nCAPA\r\n", ServerConnection(cfg))
+    assert result.fatal
+    lenient = plain_config(max_errors=3, max_bad_commands=100)
+    result = run(b"BAD\r\nCAPA\r\n" * 10, ServerConnection(lenient))
+    assert not result.fatal
+
+
 def test_error_count_configurable() -> None:
     result = run(b"BAD\r\nBAD\r\n", ServerConnection(plain_config(max_errors=2)))
     assert result.fatal
@@ -84,7 +95,8 @@ def test_non_utf8_and_control_characters(line: bytes) -> None:
 
 @pytest.mark.parametrize(
     "kw",
-    [{"max_line": 100}, {"max_errors": 0}, {"hostname": "a b"}, {"hostname": ""},
+    [{"max_line": 100}, {"max_errors": 0}, {"max_bad_commands": 0},
+     {"hostname": "a b"}, {"hostname": ""},
      {"auth_mechanisms": ("CRAM-MD5",)}, {"auth_mechanisms": ("A B",)}, {"expire": "soon"},
      {"login_delay": -1}, {"implementation": "a\r\nb"}, {"max_auth_line": 200},
      {"max_buffer": 300}],

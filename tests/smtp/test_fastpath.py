@@ -340,7 +340,7 @@ def greeting(config: ServerConfig | None) -> bytes:
 def test_greeting_and_limits_follow_each_configuration() -> None:
     assert greeting(None) == b"220 localhost ESMTP mailagents\r\n"
     one = ServerConfig(hostname="one.test")
-    two = ServerConfig(hostname="two.test", greeting_text="", max_command_line=2000,
+    two = ServerConfig(hostname="two.test", greeting_text="", max_line=2000,
                        enhanced_status_codes=False)
     assert greeting(one) == b"220 one.test ESMTP mailagents\r\n"
     assert greeting(two) == b"220 two.test\r\n"
@@ -350,7 +350,7 @@ def test_greeting_and_limits_follow_each_configuration() -> None:
     for config in (one, two, ServerConfig(auth_mechanisms=("PLAIN",), max_auth_line=600)):
         conn = ServerConnection(config)
         assert conn._command_limit == config.command_line_limit
-        assert conn._short_line == min(config.max_command_line, config.max_auth_line)
+        assert conn._short_line == min(config.max_line, config.max_auth_line)
         assert conn._line_bound == max(config.command_line_limit, config.max_auth_line)
         assert conn._enhanced == (config.enhanced_status_codes or config.lmtp)
     # Enhanced codes off: the replies say so, and the greeting never has one anyway.

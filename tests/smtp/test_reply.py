@@ -53,7 +53,7 @@ def test_classes_and_text() -> None:
     [
         {"max_recipients": 99},
         {"max_recipients": 0},
-        {"max_command_line": 511},
+        {"max_line": 511},
         {"max_text_line": 999},
         {"hostname": "two words"},
         {"max_buffer": 0},

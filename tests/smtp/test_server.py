@@ -664,10 +664,10 @@ def _mail_line(total: int) -> bytes:
         (_line(b"HELP", 513), ServerConfig(), 500),
         (_line(b"RSET", 600), ServerConfig(), 500),
         (_line(b"XYZW", 513), ServerConfig(), 500),
-        # The knob for leniency: max_command_line raises the bound for every command.
-        (_line(b"NOOP", 513), ServerConfig(max_command_line=1000), 250),
-        (_line(b"NOOP", 1000), ServerConfig(max_command_line=1000), 250),
-        (_line(b"NOOP", 1001), ServerConfig(max_command_line=1000), 500),
+        # The knob for leniency: max_line raises the bound for every command.
+        (_line(b"NOOP", 513), ServerConfig(max_line=1000), 250),
+        (_line(b"NOOP", 1000), ServerConfig(max_line=1000), 250),
+        (_line(b"NOOP", 1001), ServerConfig(max_line=1000), 500),
     ],
 )
 def test_command_line_is_at_most_512_octets(line: bytes, config: ServerConfig, code: int) -> None:
@@ -999,3 +999,85 @@ def test_the_next_transaction_may_follow_the_end_of_data_in_one_feed() -> None:
     events, out, fatal = run([first, second, b"again\r\n.\r\nQUIT\r\n"])
     assert not fatal
     assert codes(out) == [220, 250, 250, 250, 354, 250, 250, 250, 250, 354, 250, 221]
+
+
+# --- the uniform core surface: errors in a row, at_boundary, refuse, events ----------
+
+
+def test_max_errors_counts_errors_in_a_row_and_max_bad_commands_the_total() -> None:
+    cfg = ServerConfig(max_errors=3, max_bad_commands=100)
+    # Two errors, a good command, two errors: never three in a row, the session goes on.
+    _, out, fatal = run(b"EHLO c\r\nBOGUS\r\nBOGUS\r\nNOOP\r\nBOGUS\r\nBOGUS\r\nNOOP\r\n",
+                        ServerConnection(cfg))
+    assert not fatal and codes(out)[-1] == 250
+    # Three in a row end it.
+    _, out, fatal = run(b"EHLO c\r\nBOGUS\r\nBOGUS\r\nBOGUS\r\nNOOP\r\n", ServerConnection(cfg))
+    assert fatal and out.endswith(b"421 4.7.0 localhost Too many errors\r\n")
+    # The session total counts errors whether in a row or not.
+    total = ServerConfig(max_errors=100, max_bad_commands=4)
+    _, out, fatal = run(b"EHLO c\r\n" + b"BOGUS\r\nNOOP\r\n" * 4, ServerConnection(total))
+    assert fatal and codes(out).count(500) == 4
+
+
+def test_a_policy_refusal_is_not_an_error() -> None:
+    def refuse_mail(event: object) -> object:
+        if isinstance(event, MailFrom):
+            return Reject(reply=Reply(code=550, enhanced="5.7.1", lines=("no",)))
+        return accept_all(event)  # type: ignore[arg-type]
+
+    cfg = ServerConfig(max_errors=2, max_bad_commands=2)
+    _, out, fatal = run(b"EHLO c\r\n" + b"MAIL FROM:<a@b.test>\r\n" * 5,
+                        ServerConnection(cfg), refuse_mail)  # type: ignore[arg-type]
+    assert not fatal and codes(out).count(550) == 5
+
+
+def test_failure_events_say_whether_they_are_temporary() -> None:
+    events, _, _ = run(b"EHLO c\r\nBOGUS\r\n" + b"RCPT TO:<x@y.test>\r\n")
+    rejected = [e for e in events if isinstance(e, CommandRejected)]
+    assert [e.temporary for e in rejected] == [False, False]
+    assert CommandRejected(command="RCPT", reply=Reply(code=452, enhanced="4.5.3")).temporary
+    assert MessageRejected(reply=Reply(code=451)).temporary
+    assert not MessageRejected(reply=Reply(code=552)).temporary
+    assert AuthenticationFailed(mechanism="PLAIN", reply=Reply(code=454)).temporary
+    assert not AuthenticationFailed(mechanism="PLAIN", reply=Reply(code=535)).temporary
+
+
+def test_at_boundary_only_between_transactions() -> None:
+    server = ServerConnection()
+    assert server.at_boundary  # greeted
+    run(b"EHLO c\r\n", server)
+    assert server.at_boundary
+    server.receive_data(b"MAIL FROM:<a@b.test>\r\n")
+    assert isinstance(server.next_event(), MailFrom)
+    assert not server.at_boundary  # a decision is pending
+    server.send(Accept())
+    assert not server.at_boundary  # inside a transaction
+    run(b"RSET\r\n", server)
+    assert server.at_boundary
+    run(b"AUTH PLAIN\r\n", ServerConnection())
+    auth = ServerConnection(ServerConfig(auth_mechanisms=("PLAIN",), auth_without_tls=True))
+    run(b"EHLO c\r\nAUTH PLAIN\r\n", auth)
+    assert auth.state is State.AUTH and not auth.at_boundary
+
+
+def test_refuse_replaces_the_greeting() -> None:
+    server = ServerConnection(ServerConfig(hostname="mx.test"))
+    server.refuse("Too many connections")
+    assert server.data_to_send() == b"421 mx.test Too many connections\r\n"
+    assert server.state is State.CLOSED
+    server.receive_data(b"EHLO c\r\n")
+    assert server.next_event() is NEED_DATA and server.data_to_send() == b""
+    greeted = ServerConnection()
+    greeted.data_to_send()
+    with pytest.raises(LocalProtocolError):
+        greeted.refuse()
+
+
+def test_events_iterates_until_a_sentinel() -> None:
+    server = ServerConnection()
+    server.receive_data(b"EHLO c\r\n")
+    first = list(server.events())
+    assert [type(e) for e in first] == [Hello]  # then PAUSED
+    server.send(Accept())
+    server.receive_data(b"NOOP\r\nQUIT\r\n")
+    assert [type(e) for e in server.events()] == [Quit]
