@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailagents._protocol import LocalProtocolError
 from mailagents.smtp._data import BareLineEndPolicy
+from mailagents.smtp._replies import SessionProfile
 
 __all__ = ["ServerConfig"]
 
@@ -105,6 +106,9 @@ class ServerConfig:
     greeting_text: str = "ESMTP mailagents"
     """Text after the hostname in the 220 greeting."""
 
+    # What every session derives from this configuration, computed once, below.
+    _profile: SessionProfile = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         for name in ("max_recipients", "max_line", "max_auth_line", "max_errors",
                      "max_bad_commands", "max_buffer"):
@@ -123,6 +127,7 @@ class ServerConfig:
             raise LocalProtocolError("CRAM-MD5 needs allow_legacy_auth=True")
         if any(c in self.hostname for c in " \r\n\x00"):
             raise LocalProtocolError("hostname must be one token")
+        object.__setattr__(self, "_profile", SessionProfile(self))
 
     @property
     def command_line_limit(self) -> int:

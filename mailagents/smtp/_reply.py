@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailagents._protocol import LocalProtocolError
 
@@ -24,6 +24,8 @@ class Reply:
     code: int
     enhanced: str | None = None
     lines: tuple[str, ...] = ("",)
+    # The bytes a server sends for this reply, computed on first use (see _server_bytes).
+    _wire: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 200 <= self.code <= 599:
@@ -66,6 +68,23 @@ class Reply:
     def without_enhanced(self) -> Reply:
         """The same reply without its enhanced status code."""
         return Reply(code=self.code, lines=self.lines)
+
+    def _server_bytes(self, enhanced: bool) -> bytes:
+        """The reply as a server core queues it. Without ``enhanced`` (no
+        ENHANCEDSTATUSCODES, or the greeting and the EHLO reply: RFC 2034 §4) the enhanced
+        code is left out; with it, a 2xx/4xx/5xx reply that has none gets its class's
+        generic code (RFC 2034 §3, RFC 3463 §3.1: X.0.0). Both forms are computed once
+        per reply and kept in it: the constant replies a core shares between sessions
+        are encoded once per process."""
+        forms = self._wire
+        if forms is None:
+            plain = self.without_enhanced() if self.enhanced is not None else self
+            full = self
+            if self.enhanced is None and self.code // 100 in (2, 4, 5):
+                full = Reply(code=self.code, enhanced=f"{self.code // 100}.0.0", lines=self.lines)
+            forms = (plain.to_bytes(), full.to_bytes())
+            object.__setattr__(self, "_wire", forms)
+        return forms[enhanced]
 
     def to_bytes(self) -> bytes:
         """The reply as it goes on the wire, CRLF-terminated, multi-line per §4.2.1."""

@@ -7,54 +7,36 @@ answer decision events with :meth:`ServerConnection.send`, and write what
 application only decides policy.
 """
 
+
 from __future__ import annotations
 
-import functools
 import re
-from base64 import b64encode
-from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TypeAlias
 
 from mailagents import sasl
-from mailagents._protocol import (
-    BARE_LF,
-    TOO_LONG,
-    LineReader,
-    LocalProtocolError,
-    Moves,
-    RemoteProtocolError,
-    compile_moves,
-)
-from mailagents.sasl._exchange import ExchangeFailure, ExchangeStep, ServerExchange
+from mailagents._protocol import BARE_LF, TOO_LONG, LocalProtocolError
 from mailagents.smtp._address import (
     AddressError,
     parse_forward_path,
     parse_reverse_path,
     split_path_and_parameters,
 )
-from mailagents.smtp._config import ServerConfig
-from mailagents.smtp._data import BareLineEndPolicy, DataReader
+from mailagents.smtp._auth import SASL_ANSWERS, Authentication
+from mailagents.smtp._bdat import Chunking
+from mailagents.smtp._data import DataReader
 from mailagents.smtp._events import (
     NEED_DATA,
     PAUSED,
     Accept,
-    Authenticated,
-    AuthenticationFailed,
-    CommandRejected,
-    ConnectionClosed,
     DataChunk,
-    Envelope,
     Hello,
     LMTPReplies,
     MailFrom,
     MessageComplete,
-    MessageRejected,
     Quit,
     RcptTo,
     Recipient,
     Reject,
-    Reset,
     Sentinel,
     StartTLS,
 )
@@ -65,213 +47,55 @@ from mailagents.smtp._params import (
     parse_mail_parameters,
     parse_rcpt_parameters,
 )
+from mailagents.smtp._replies import (
+    BARE_LF_LINE,
+    GO_AHEAD,
+    LINE_TOO_LONG,
+    MESSAGE_OK,
+    OK,
+    RECIPIENT_OK,
+    SENDER_OK,
+    UNRECOGNIZED,
+    reply,
+)
 from mailagents.smtp._reply import Reply
-from mailagents.smtp._state import COMMANDS, INITIAL, TRANSITIONS, State
+from mailagents.smtp._server_core import (
+    S_AUTH,
+    S_BDAT_CHUNK,
+    S_CLOSED,
+    S_CONNECTED,
+    S_DATA,
+    S_READY,
+    S_REFUSED,
+    S_TLS_PENDING,
+    Decision,
+    ServerEvent,
+)
+from mailagents.smtp._state import COMMANDS, State
 
 __all__ = ["Decision", "ServerConnection", "ServerEvent"]
 
-ServerEvent: TypeAlias = (
-    Hello
-    | MailFrom
-    | RcptTo
-    | DataChunk
-    | MessageComplete
-    | MessageRejected
-    | Reset
-    | StartTLS
-    | sasl.NeedCredentials
-    | Authenticated
-    | AuthenticationFailed
-    | CommandRejected
-    | Quit
-    | ConnectionClosed
-)
-"""Everything :meth:`ServerConnection.next_event` can return besides the sentinels."""
-
-Decision: TypeAlias = (
-    Accept
-    | Reject
-    | LMTPReplies
-    | sasl.PasswordVerdict
-    | sasl.ScramSecrets
-    | sasl.NoSuchUser
-    | sasl.TokenVerdict
-    | sasl.LegacySecret
-)
-"""What :meth:`ServerConnection.send` takes."""
-
-_SASL_ANSWERS = (
-    sasl.PasswordVerdict,
-    sasl.ScramSecrets,
-    sasl.NoSuchUser,
-    sasl.TokenVerdict,
-    sasl.LegacySecret,
-)
-_DECISION_EVENTS = (Hello, MailFrom, RcptTo, MessageComplete, sasl.NeedCredentials)
-_BDAT_SIZE_DIGITS = 20  # a size that does not fit in 20 digits cannot be meant
 # Controls other than TAB have no place in a command line (RFC 5321 §4.1.2 grammar).
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # What parse_mail_parameters("") and parse_rcpt_parameters("") give.
 _NO_MAIL_PARAMETERS = MailParameters()
 _NO_RCPT_PARAMETERS = RcptParameters()
-# The table as the core runs it (see mailagents._protocol._machine).
-_MOVES: dict[State, Moves[State]] = compile_moves(TRANSITIONS)
-# The states as module constants: reading State.X goes through the enum class's
-# attribute lookup, several times slower than a global, on every call of next_event.
-_S_REFUSED = State.REFUSED
-_S_CONNECTED = State.CONNECTED
-_S_READY = State.READY
-_S_MAIL = State.MAIL
-_S_RCPT = State.RCPT
-_S_DATA = State.DATA
-_S_BDAT = State.BDAT
-_S_BDAT_CHUNK = State.BDAT_CHUNK
-_S_AUTH = State.AUTH
-_S_TLS_PENDING = State.TLS_PENDING
-_S_CLOSED = State.CLOSED
 _HELLO_VERBS = frozenset({"EHLO", "HELO", "LHLO"})
 # Where a graceful shutdown may end a session (see at_boundary).
-_BOUNDARY = (_S_CONNECTED, _S_READY, _S_REFUSED, _S_CLOSED)
+_BOUNDARY = (S_CONNECTED, S_READY, S_REFUSED, S_CLOSED)
 # What may be issued before STARTTLS when require_tls is set.
 _BEFORE_TLS_VERBS = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "RSET", "QUIT"})
 
 
-# The wire forms of the replies queued recently, by the identity of the Reply object:
-# (reply, (bytes without the enhanced code, bytes with one)). The entry holds the reply,
-# so its id() cannot be reused while the entry exists. Constant replies (built once by
-# the cached _r below) always hit; the cache is emptied when it grows past its bound.
-_WIRE: dict[int, tuple[Reply, tuple[bytes, bytes]]] = {}
-_WIRE_MAX = 1024
-
-
-def _wire_forms(reply: Reply) -> tuple[Reply, tuple[bytes, bytes]]:
-    """A reply's bytes without and with an enhanced code; with one, a 2xx/4xx/5xx
-    reply that has none gets the class's generic code (RFC 3463 §3.1: X.0.0)."""
-    plain = reply.without_enhanced() if reply.enhanced is not None else reply
-    enhanced = reply
-    if reply.enhanced is None and reply.code // 100 in (2, 4, 5):
-        enhanced = Reply(code=reply.code, enhanced=f"{reply.code // 100}.0.0", lines=reply.lines)
-    entry = (reply, (plain.to_bytes(), enhanced.to_bytes()))
-    if len(_WIRE) >= _WIRE_MAX:
-        _WIRE.clear()
-    _WIRE[id(reply)] = entry
-    return entry
-
-
-def _wire(reply: Reply, mode: int) -> bytes:
-    """A reply's bytes; ``mode`` 0 strips the enhanced code, 1 keeps it and gives a
-    2xx/4xx/5xx reply without one the class's generic code (RFC 3463 §3.1: X.0.0)."""
-    entry = _WIRE.get(id(reply))
-    if entry is None or entry[0] is not reply:
-        entry = _wire_forms(reply)
-    return entry[1][mode]
-
-
-@functools.lru_cache(maxsize=1024)
-def _r(code: int, enhanced: str | None, *lines: str) -> Reply:
-    # Replies are immutable: the same one is shared by every session (and its bytes
-    # are computed once, see _WIRE).
-    return Reply(code=code, enhanced=enhanced, lines=lines or ("",))
-
-
-# The replies of every transaction, built once (their bytes are cached in _WIRE).
-# How each failed SASL exchange is answered (RFC 4954 §4 and §6).
-_AUTH_FAILURES: dict[ExchangeFailure, Reply] = {
-    ExchangeFailure.CANCELLED: _r(501, "5.0.0", "Authentication cancelled"),
-    ExchangeFailure.BAD_BASE64: _r(501, "5.5.2", "Invalid base64 in response"),
-    ExchangeFailure.CREDENTIALS: _r(535, "5.7.8", "Authentication credentials invalid"),
-    ExchangeFailure.TEMPORARY: _r(454, "4.7.0", "Temporary authentication failure"),
-}
-_SENDER_OK = _r(250, "2.1.0", "Sender OK")
-_RECIPIENT_OK = _r(250, "2.1.5", "Recipient OK")
-_GO_AHEAD = _r(354, None, "End data with <CR><LF>.<CR><LF>")
-_MESSAGE_OK = _r(250, "2.0.0", "OK: message accepted")
-_OK = _r(250, "2.0.0", "OK")
-
-_DEFAULT_CONFIG = ServerConfig()
-
-# What a session derives from its configuration, computed once per configuration (a
-# configuration is immutable); keyed by id() with the configuration kept in the value,
-# bounded: (config, enhanced codes on, the MAIL/RCPT line limit, the bound of any
-# line, the 220 greeting's bytes).
-_PROFILES: dict[int, tuple[ServerConfig, bool, int, int, bytes]] = {}
-
-
-def _profile(cfg: ServerConfig) -> tuple[ServerConfig, bool, int, int, bytes]:
-    command_limit = cfg.command_line_limit
-    greeting = _r(220, None, f"{cfg.hostname} {cfg.greeting_text}".rstrip())
-    profile = (
-        cfg,
-        cfg.enhanced_status_codes or cfg.lmtp,
-        command_limit,
-        # The bound of any line: the largest of the MAIL/RCPT and the AUTH limits.
-        max(command_limit, cfg.max_auth_line),
-        _wire(greeting, 0),
-    )
-    if len(_PROFILES) >= 64:
-        _PROFILES.clear()
-    _PROFILES[id(cfg)] = profile
-    return profile
-
-
-# The EHLO keywords per configuration and TLS state, computed once (a configuration is
-# immutable); keyed by id() with the configuration kept in the value, bounded.
-_EHLO_CACHE: dict[tuple[int, bool], tuple[ServerConfig, tuple[str, ...], frozenset[str]]] = {}
-
-
-class ServerConnection:
+class ServerConnection(Chunking, Authentication):
     """One SMTP (or LMTP) session, server side, with no I/O.
 
     ``greeting`` overrides the 220 greeting. A 554 greeting refuses the session as
     RFC 5321 §3.1 describes: every command but QUIT then gets 503.
     """
 
-    def __init__(self, config: ServerConfig | None = None, *, greeting: Reply | None = None):
-        self.config = cfg = config if config is not None else _DEFAULT_CONFIG
-        profile = _PROFILES.get(id(cfg))
-        if profile is None or profile[0] is not cfg:
-            profile = _profile(cfg)
-        _, self._enhanced, self._command_limit, self._line_bound, welcome = profile
-        # A line no longer than this is within every limit (no need to look at its verb).
-        self._short_line = min(cfg.max_line, cfg.max_auth_line)
-        self._crlf_only = cfg.bare_line_ends is BareLineEndPolicy.REJECT
-        self._lines = LineReader()
-        self._in = self._lines.buffer
-        self._events: deque[ServerEvent] = deque()
-        self._pending: ServerEvent | None = None
-        self._eof = False
-        self._closed_reported = False
-        self._bad_commands = 0
-        self._errors = 0  # in a row
-        self._rejected = False
-        self._fresh = True  # nothing taken with data_to_send() yet
-        self._tls = cfg.tls_active
-        self._helo: str | None = None
-        self._extensions: frozenset[str] = frozenset()
-        self._identity: str | None = None
-        self._sasl: ServerExchange | None = None
-        self._mail_from: MailFrom | None = None
-        self._recipients: list[Recipient] = []
-        self._reader: DataReader | None = None
-        self._bdat_remaining = 0
-        self._bdat_last = False
-        self._bdat_size = 0
-        self._bdat_error: Reply | None = None
-        self._bdat_rejected: Reply | None = None
-        self._error: RemoteProtocolError | None = None
-        if greeting is None:
-            # RFC 2034 §4: no enhanced code in the greeting.
-            self._out = bytearray(welcome)
-            self._state = _S_CONNECTED
-            self._row = _CONNECTED_ROW
-            return
-        first = INITIAL.get(greeting.code)
-        if first is None:
-            raise LocalProtocolError("a greeting is 220, 421 or 554 (RFC 5321 §4.2)")
-        self._out = bytearray()
-        self._queue(greeting, plain=True)
-        self._state = first
-        self._row = _MOVES[first]
+    # The session state and its primitives are in _server_core, BDAT in _bdat, AUTH in
+    # _auth; the public API and the other commands here.
 
     # --- public API ------------------------------------------------------------------
 
@@ -314,17 +138,17 @@ class ServerConnection:
         for bytes fed between STARTTLS and :meth:`tls_started`."""
         if self._error is not None:
             raise self._error
-        if self._state is _S_TLS_PENDING and data:
+        if self._state is S_TLS_PENDING and data:
             raise LocalProtocolError("receive_data before tls_started(): start TLS first")
         if not data:
             self._eof = True
             return
-        if self._state is _S_CLOSED:
+        if self._state is S_CLOSED:
             return  # whatever follows QUIT or 421 is ignored
         self._in += data
         if self._pending is not None and len(self._in) > self.config.max_buffer:
             self._lines.clear()
-            self._fatal(_r(421, "4.7.0", f"{self.config.hostname} Too much pipelined input"))
+            self._fatal(reply(421, "4.7.0", f"{self.config.hostname} Too much pipelined input"))
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the client now (replies in command order)."""
@@ -345,10 +169,10 @@ class ServerConnection:
         """Refuse the session before it began (connection limits, shutting down): the
         greeting queued at construction becomes ``421 hostname text`` (RFC 5321 §3.1,
         §4.2.3), and the session is closed. Only before the first :meth:`data_to_send`."""
-        if not self._fresh or self._state is not _S_CONNECTED:
+        if not self._fresh or self._state is not S_CONNECTED:
             raise LocalProtocolError("refuse() only before the greeting was sent")
         self._out.clear()
-        self._queue(_r(421, None, f"{self.config.hostname} {text}"), plain=True)
+        self._queue(reply(421, None, f"{self.config.hostname} {text}"), plain=True)
         self._transition("CLOSE")
 
     def events(self) -> Iterator[ServerEvent]:
@@ -376,12 +200,12 @@ class ServerConnection:
             if self._pending is not None:
                 return PAUSED
             state = self._state
-            if state is _S_CLOSED or state is _S_TLS_PENDING:
+            if state is S_CLOSED or state is S_TLS_PENDING:
                 return self._need_data()
             before = len(self._in)
-            if state is _S_DATA:
+            if state is S_DATA:
                 self._process_data()
-            elif state is _S_BDAT_CHUNK:
+            elif state is S_BDAT_CHUNK:
                 self._process_bdat()
             elif not before:
                 # No command line can be there.
@@ -391,7 +215,7 @@ class ServerConnection:
             else:
                 line = self._take_line()
                 if line is not None:
-                    if state is _S_AUTH:
+                    if state is S_AUTH:
                         self._auth_line(line)
                     else:
                         self._command(line)
@@ -427,7 +251,7 @@ class ServerConnection:
         if isinstance(event, sasl.NeedCredentials):
             self._answer_credentials(decision)
             return
-        if isinstance(decision, _SASL_ANSWERS):
+        if isinstance(decision, SASL_ANSWERS):
             raise LocalProtocolError("a credentials answer only answers NeedCredentials")
         if isinstance(decision, LMTPReplies):
             if not isinstance(event, MessageComplete) or not self.config.lmtp:
@@ -458,7 +282,7 @@ class ServerConnection:
 
         The session starts afresh (RFC 3207 §4.2): the client must send EHLO again and
         nothing learned before TLS is kept."""
-        if self._state is not _S_TLS_PENDING:
+        if self._state is not S_TLS_PENDING:
             raise LocalProtocolError("tls_started() without an accepted STARTTLS")
         self._tls = True
         self._lines.clear()
@@ -470,9 +294,9 @@ class ServerConnection:
     def shutdown(self, text: str = "Service shutting down", *, enhanced: str = "4.3.2") -> None:
         """End the session from the server side: queue a 421 reply (RFC 5321 §3.8) and
         refuse everything that follows. Write :meth:`data_to_send`, then close."""
-        if self._state is _S_CLOSED:
+        if self._state is S_CLOSED:
             return
-        self._queue(_r(421, enhanced, f"{self.config.hostname} {text}"))
+        self._queue(reply(421, enhanced, f"{self.config.hostname} {text}"))
         self._transition("CLOSE")
         self._pending = None
         self._events.clear()
@@ -484,66 +308,6 @@ class ServerConnection:
         §4.5.3.2; the adapter owns the clock and calls this)."""
         self.shutdown("Timeout waiting for command, closing", enhanced="4.4.2")
 
-    # --- output helpers --------------------------------------------------------------
-
-    def _queue(self, reply: Reply, *, plain: bool = False) -> None:
-        """Queue a reply. ``plain`` replies (greeting, EHLO/HELO/LHLO) never carry an
-        enhanced code (RFC 2034 §4); with ENHANCEDSTATUSCODES every other 2xx, 4xx and
-        5xx reply does (RFC 2034 §3), so an application reply without one gets the
-        class's generic code (RFC 3463 §3.1: X.0.0)."""
-        entry = _WIRE.get(id(reply))
-        if entry is None or entry[0] is not reply:
-            entry = _wire_forms(reply)
-        self._out += entry[1][0 if plain or not self._enhanced else 1]
-
-    def _await_decision(self, event: Hello | MailFrom | RcptTo | MessageComplete) -> None:
-        """Emit a decision event: the session pauses until the application answers."""
-        self._events.append(event)
-        self._pending = event
-
-    def _emit(self, event: ServerEvent) -> None:
-        self._events.append(event)
-        if isinstance(event, _DECISION_EVENTS):
-            self._pending = event
-
-    def _reject(self, command: str, reply: Reply, *, bad: bool = True) -> None:
-        """Answer a command with an error the core decided on."""
-        self._queue(reply)
-        self._emit(CommandRejected(command=command, reply=reply))
-        if bad:
-            self._rejected = True
-            self._bad_commands += 1
-            self._errors += 1
-            cfg = self.config
-            if self._bad_commands >= cfg.max_bad_commands or self._errors >= cfg.max_errors:
-                self._fatal(_r(421, "4.7.0", f"{cfg.hostname} Too many errors"))
-
-    def _transition(self, event: str) -> None:
-        """Take the transition of ``event`` (a command accepted, or one of
-        :data:`~mailagents.smtp._state.EVENTS`) from the current state: the only place
-        the session's state changes."""
-        move = self._row.get(event)
-        if move is None:
-            raise LocalProtocolError(f"no transition from {self._state.name} on {event}")
-        self._state, self._row = move
-
-    def _fatal(self, reply: Reply) -> None:
-        self._queue(reply)
-        if self._state is not _S_CLOSED:
-            self._transition("CLOSE")
-        self._pending = None
-        self._events.clear()
-        self._error = RemoteProtocolError(reply.text)
-        raise self._error
-
-    def _need_data(self) -> ServerEvent | Sentinel:
-        if self._eof and not self._closed_reported:
-            self._closed_reported = True
-            if self._state is not _S_CLOSED:
-                self._transition("CLOSE")
-            self._clear_transaction()
-            return ConnectionClosed()
-        return NEED_DATA
 
     # --- line handling ---------------------------------------------------------------
 
@@ -553,12 +317,12 @@ class ServerConnection:
             n = len(line) + 2
             if n <= self._short_line or n <= self._line_limit(line):
                 return line
-            self._reject("", _r(500, "5.5.2", "Line too long"))
+            self._reject("", LINE_TOO_LONG)
         elif line is TOO_LONG:
-            self._reject("", _r(500, "5.5.2", "Line too long"))
+            self._reject("", LINE_TOO_LONG)
         elif line is BARE_LF:
             # RFC 5321 §2.3.8: lines end with CRLF; a bare LF is refused.
-            self._reject("", _r(500, "5.5.2", "Command line must end with CRLF"))
+            self._reject("", BARE_LF_LINE)
         return None
 
     def _line_limit(self, line: bytes) -> int:
@@ -566,7 +330,7 @@ class ServerConnection:
         line 512 octets (``max_line``), to which the offered extensions add
         their MAIL and RCPT parameters (``command_line_limit``); an AUTH line and a
         SASL response may have 12,288 (RFC 4954 §4)."""
-        if self._state is _S_AUTH:
+        if self._state is S_AUTH:
             return self.config.max_auth_line
         head = line[:5].upper()
         if head == b"AUTH " or head == b"AUTH":
@@ -579,20 +343,21 @@ class ServerConnection:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            self._reject("", _r(500, "5.5.2", "Invalid UTF-8 in command"))
+            self._reject("", reply(500, "5.5.2", "Invalid UTF-8 in command"))
             return
         if _CONTROL.search(line):
-            self._reject("", _r(500, "5.5.2", "Control characters in command"))
+            self._reject("", reply(500, "5.5.2", "Control characters in command"))
             return
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
         if verb not in COMMANDS:
-            self._reject(verb[:16], _r(500, "5.5.1", "Command unrecognized"))
+            self._reject(verb[:16], UNRECOGNIZED)
             return
         cfg = self.config
         if verb in _HELLO_VERBS and (verb == "LHLO") != cfg.lmtp:
             # RFC 2033 §4.1: an LMTP server answers HELO and EHLO with 500.
-            self._reject(verb, _r(500, "5.5.1", f"{verb} is not {'LMTP' if cfg.lmtp else 'SMTP'}"))
+            protocol = "LMTP" if cfg.lmtp else "SMTP"
+            self._reject(verb, reply(500, "5.5.1", f"{verb} is not {protocol}"))
             return
         if verb == "BDAT":
             self._bdat(arg)
@@ -603,13 +368,13 @@ class ServerConnection:
             # waiting: read as content they would bypass the reply to DATA, read as
             # commands (DATA refused) they would run the content.
             self._lines.clear()
-            self._fatal(_r(554, "5.5.0", f"{cfg.hostname} Improper pipelining after DATA, "
+            self._fatal(reply(554, "5.5.0", f"{cfg.hostname} Improper pipelining after DATA, "
                                          "closing connection"))
         if verb not in self._row:
             self._reject(verb, self._sequence_error(verb))
             return
         if cfg.require_tls and not self._tls and verb not in _BEFORE_TLS_VERBS:
-            self._reject(verb, _r(530, "5.7.0", "Must issue a STARTTLS command first"))
+            self._reject(verb, reply(530, "5.7.0", "Must issue a STARTTLS command first"))
             return
         if self._errors:
             # max_errors counts errors in a row: a command carried out ends the run.
@@ -620,26 +385,6 @@ class ServerConnection:
             return
         _HANDLERS[verb](self, arg)
 
-    def _sequence_error(self, verb: str) -> Reply:
-        state = self._state
-        if state is _S_REFUSED:
-            return _r(503, "5.5.1", "No SMTP service here; only QUIT")
-        if state is _S_CONNECTED:
-            return _r(503, "5.5.1", f"Send {'LHLO' if self.config.lmtp else 'EHLO/HELO'} first")
-        if verb == "MAIL":
-            return _r(503, "5.5.1", "Nested MAIL command")
-        if verb == "RCPT":
-            if state is _S_BDAT:
-                return _r(503, "5.5.1", "RCPT after BDAT")
-            return _r(503, "5.5.1", "Need MAIL before RCPT")
-        if verb in ("DATA", "BDAT"):
-            if state is _S_MAIL:
-                # RFC 5321 §3.3: 554 "no valid recipients" or 503.
-                return _r(554, "5.5.1", "No valid recipients")
-            if state is _S_BDAT:
-                return _r(503, "5.5.1", "DATA inside a BDAT transaction")
-            return _r(503, "5.5.1", "Need MAIL and RCPT first")
-        return _r(503, "5.5.1", "Bad sequence of commands")
 
     # --- commands --------------------------------------------------------------------
 
@@ -655,7 +400,7 @@ class ServerConnection:
     def _hello(self, verb: str, arg: str) -> None:
         domain = arg.strip(" ")
         if not domain or " " in domain or "\t" in domain or not domain.isascii():
-            self._reject(verb, _r(501, "5.5.4", f"Syntax: {verb} domain"))
+            self._reject(verb, reply(501, "5.5.4", f"Syntax: {verb} domain"))
             return
         self._abandon_transaction()
         self._await_decision(Hello(command=verb, domain=domain))
@@ -672,64 +417,24 @@ class ServerConnection:
         self._transition(event.command)
         if event.command == "HELO":
             self._extensions = frozenset()
-            self._queue(_r(250, None, cfg.hostname), plain=True)
+            self._queue(reply(250, None, cfg.hostname), plain=True)
             return
-        key = (id(cfg), self._tls)
-        cached = _EHLO_CACHE.get(key)
-        if cached is None or cached[0] is not cfg:
-            ext = self._ehlo_keywords()
-            cached = (cfg, ext, frozenset(e.split(" ", 1)[0] for e in ext))
-            if len(_EHLO_CACHE) >= 64:
-                _EHLO_CACHE.clear()
-            _EHLO_CACHE[key] = cached
-        _, ext, self._extensions = cached
+        ext, self._extensions = self._ehlo[self._tls]
         greeting = f"{cfg.hostname} Hello {event.domain}"
         # RFC 2034 §4: no enhanced code in the EHLO/LHLO reply.
-        self._queue(_r(250, None, greeting, *ext), plain=True)
-
-    def _ehlo_keywords(self) -> tuple[str, ...]:
-        """The EHLO/LHLO keywords (with their parameters) offered in this state."""
-        cfg = self.config
-        ext: list[str] = []
-        size = cfg.max_message_size
-        ext.append(f"SIZE {size}" if size is not None else "SIZE")
-        if cfg.pipelining or cfg.lmtp:
-            ext.append("PIPELINING")
-        if cfg.eightbitmime:
-            ext.append("8BITMIME")
-            if cfg.smtputf8:
-                ext.append("SMTPUTF8")  # RFC 6531 §3.1: only together with 8BITMIME
-        if self._enhanced:
-            ext.append("ENHANCEDSTATUSCODES")
-        if cfg.starttls and not self._tls:
-            ext.append("STARTTLS")
-        if self._auth_offered():
-            ext.append("AUTH " + " ".join(m.upper() for m in cfg.auth_mechanisms))
-        if cfg.chunking:
-            ext.append("CHUNKING")
-            if cfg.binarymime:
-                ext.append("BINARYMIME")
-        if cfg.dsn:
-            ext.append("DSN")
-        if cfg.requiretls and self._tls:
-            ext.append("REQUIRETLS")  # RFC 8689 §2: offered only over TLS
-        return tuple(ext)
-
-    def _auth_offered(self) -> bool:
-        cfg = self.config
-        return bool(cfg.auth_mechanisms) and (self._tls or cfg.auth_without_tls)
+        self._queue(reply(250, None, greeting, *ext), plain=True)
 
     def _cmd_mail(self, arg: str) -> None:
         if arg[:5].upper() != "FROM:":
-            self._reject("MAIL", _r(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
+            self._reject("MAIL", reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
             return
         if self.config.require_auth and self._identity is None:
-            self._reject("MAIL", _r(530, "5.7.0", "Authentication required"))
+            self._reject("MAIL", reply(530, "5.7.0", "Authentication required"))
             return
         try:
             path_text, param_text = split_path_and_parameters(arg[5:].lstrip(" "))
         except AddressError as exc:
-            self._reject("MAIL", _r(501, "5.1.7", f"Bad sender address syntax: {exc}"))
+            self._reject("MAIL", reply(501, "5.1.7", f"Bad sender address syntax: {exc}"))
             return
         try:
             params = (
@@ -740,7 +445,7 @@ class ServerConnection:
                 else _NO_MAIL_PARAMETERS
             )
         except ParameterError as exc:
-            self._reject("MAIL", _r(exc.code, exc.enhanced, exc.text), bad=exc.code != 552)
+            self._reject("MAIL", reply(exc.code, exc.enhanced, exc.text), bad=exc.code != 552)
             return
         try:
             path = parse_reverse_path(path_text, utf8=params.smtputf8)
@@ -752,9 +457,9 @@ class ServerConnection:
     def _address_error(self, text: str, utf8: bool, enhanced: str, exc: AddressError) -> Reply:
         if not utf8 and not text.isascii():
             # RFC 6531 §3.7.4.1: a non-ASCII address without SMTPUTF8.
-            return _r(553, "5.6.7", "Non-ASCII address needs SMTPUTF8")
+            return reply(553, "5.6.7", "Non-ASCII address needs SMTPUTF8")
         what = "sender" if enhanced == "5.1.7" else "recipient"
-        return _r(501, enhanced, f"Bad {what} address syntax: {exc}")
+        return reply(501, enhanced, f"Bad {what} address syntax: {exc}")
 
     def _decide_mail(self, event: MailFrom, decision: Decision) -> None:
         if isinstance(decision, Reject):
@@ -764,22 +469,22 @@ class ServerConnection:
         self._mail_from = event
         self._recipients = []
         self._transition("MAIL")
-        self._queue(decision.reply or _SENDER_OK)
+        self._queue(decision.reply or SENDER_OK)
 
     def _cmd_rcpt(self, arg: str) -> None:
         if arg[:3].upper() != "TO:":
-            self._reject("RCPT", _r(501, "5.5.4", "Syntax: RCPT TO:<address>"))
+            self._reject("RCPT", reply(501, "5.5.4", "Syntax: RCPT TO:<address>"))
             return
         if len(self._recipients) >= self.config.max_recipients:
             # RFC 5321 §4.5.3.1.10: 452 for too many recipients.
-            self._reject("RCPT", _r(452, "4.5.3", "Too many recipients"), bad=False)
+            self._reject("RCPT", reply(452, "4.5.3", "Too many recipients"), bad=False)
             return
         assert self._mail_from is not None
         utf8 = self._mail_from.parameters.smtputf8
         try:
             path_text, param_text = split_path_and_parameters(arg[3:].lstrip(" "))
         except AddressError as exc:
-            self._reject("RCPT", _r(501, "5.1.3", f"Bad recipient address syntax: {exc}"))
+            self._reject("RCPT", reply(501, "5.1.3", f"Bad recipient address syntax: {exc}"))
             return
         try:
             params = (
@@ -788,7 +493,7 @@ class ServerConnection:
                 else _NO_RCPT_PARAMETERS
             )
         except ParameterError as exc:
-            self._reject("RCPT", _r(exc.code, exc.enhanced, exc.text))
+            self._reject("RCPT", reply(exc.code, exc.enhanced, exc.text))
             return
         try:
             path = parse_forward_path(path_text, utf8=utf8)
@@ -804,16 +509,16 @@ class ServerConnection:
         assert isinstance(decision, Accept)
         self._recipients.append(Recipient(path=event.path, parameters=event.parameters))
         self._transition("RCPT")
-        self._queue(decision.reply or _RECIPIENT_OK)
+        self._queue(decision.reply or RECIPIENT_OK)
 
     def _cmd_data(self, arg: str) -> None:
         if arg.strip(" "):
-            self._reject("DATA", _r(501, "5.5.4", "DATA takes no parameters"))
+            self._reject("DATA", reply(501, "5.5.4", "DATA takes no parameters"))
             return
         assert self._mail_from is not None
         if self._mail_from.parameters.body == "BINARYMIME":
             # RFC 3030 §3: BINARYMIME content can only be sent with BDAT.
-            self._reject("DATA", _r(503, "5.5.1", "BODY=BINARYMIME requires BDAT"))
+            self._reject("DATA", reply(503, "5.5.1", "BODY=BINARYMIME requires BDAT"))
             return
         cfg = self.config
         self._reader = DataReader(
@@ -822,7 +527,7 @@ class ServerConnection:
             max_size=cfg.max_message_size,
         )
         self._transition("DATA")
-        self._queue(_GO_AHEAD)
+        self._queue(GO_AHEAD)
 
     def _process_data(self) -> None:
         reader = self._reader
@@ -843,269 +548,76 @@ class ServerConnection:
             else:
                 self._message_failed(error.reply)
 
-    def _message_failed(self, reply: Reply, *, final: bool = True) -> None:
-        # RFC 2033 §4.2: after the end of the message (DATA's dot, BDAT LAST) LMTP gives
-        # one reply per recipient; any other BDAT chunk gets exactly one.
-        count = len(self._recipients) if self.config.lmtp and final else 1
-        for _ in range(max(count, 1)):
-            self._queue(reply)
-        self._clear_transaction()
-        self._transition("MESSAGE_END")
-        self._emit(MessageRejected(reply=reply))
-
-    def _complete(self, size: int, *, chunked: bool) -> None:
-        assert self._mail_from is not None
-        envelope = Envelope(
-            mail_from=self._mail_from.path,
-            mail_parameters=self._mail_from.parameters,
-            recipients=tuple(self._recipients),
-            size=size,
-            chunked=chunked,
-        )
-        self._transition("MESSAGE_END")
-        self._await_decision(MessageComplete(envelope=envelope))
 
     def _decide_message(self, event: MessageComplete, decision: Decision) -> None:
         recipients = event.envelope.recipients
         self._clear_transaction()
         if isinstance(decision, LMTPReplies):
-            for reply in decision.replies:
-                self._queue(reply)
+            for answer in decision.replies:
+                self._queue(answer)
             return
         if isinstance(decision, Reject):
-            reply = decision.reply
+            answer = decision.reply
         else:
             assert isinstance(decision, Accept)
-            reply = decision.reply or _MESSAGE_OK
+            answer = decision.reply or MESSAGE_OK
         # RFC 2033 §4.2: in LMTP one reply per accepted recipient, in RCPT order.
         for _ in range(len(recipients) if self.config.lmtp else 1):
-            self._queue(reply)
+            self._queue(answer)
 
-    def _bdat(self, arg: str) -> None:
-        offered = self.config.chunking and "CHUNKING" in self._extensions
-        parts = arg.split(" ")
-        last = len(parts) == 2 and parts[1].upper() == "LAST"
-        if not (
-            parts[0].isascii()
-            and parts[0].isdigit()
-            and len(parts[0]) <= _BDAT_SIZE_DIGITS
-            and (len(parts) == 1 or last)
-        ):
-            if not offered:
-                self._reject("BDAT", _r(502, "5.5.1", "BDAT not available"))
-                return
-            # The octet count cannot be read, so neither can the rest of the stream
-            # (RFC 3030 §3 syntax): answer 501 and end the session.
-            self._fatal(_r(501, "5.5.4", "Syntax: BDAT size [LAST]; closing connection"))
-        size = int(parts[0])
-        rejection: Reply | None = None
-        if self._state in (_S_CONNECTED, _S_REFUSED):
-            rejection = self._sequence_error("BDAT")
-        elif not offered:
-            rejection = _r(502, "5.5.1", "BDAT not available")
-        elif "BDAT" not in self._row:
-            rejection = self._sequence_error("BDAT")
-        # A refused BDAT still has its octets consumed (RFC 3030 §2), then it is answered;
-        # its state does not change meanwhile.
-        self._bdat_remaining = size
-        self._bdat_last = last
-        self._bdat_rejected = rejection
-        if rejection is None:
-            if self._state is _S_RCPT:
-                self._bdat_size = 0
-                self._bdat_error = None
-            self._transition("BDAT")
-        if size == 0:
-            self._finish_chunk()
-
-    def _process_bdat(self) -> None:
-        buf = self._in
-        take = min(len(buf), self._bdat_remaining)
-        if take == 0:
-            return
-        if self._bdat_rejected is None:
-            if self._bdat_error is None:
-                limit = self.config.max_message_size
-                if limit is not None and self._bdat_size + take > limit:
-                    self._bdat_error = _r(
-                        552, "5.3.4", "Message size exceeds fixed maximum message size"
-                    )
-                else:
-                    self._events.append(DataChunk(data=bytes(buf[:take])))
-            self._bdat_size += take
-        del buf[:take]
-        self._bdat_remaining -= take
-        if self._bdat_remaining == 0:
-            self._finish_chunk()
-
-    def _finish_chunk(self) -> None:
-        rejection = self._bdat_rejected
-        if rejection is not None:
-            # The octets of a refused BDAT are consumed, then it is answered (RFC 3030 §2).
-            self._bdat_rejected = None
-            self._reject("BDAT", rejection)
-            return
-        if self._bdat_error is not None:
-            self._message_failed(self._bdat_error, final=self._bdat_last)
-            self._bdat_error = None
-            return
-        if self._bdat_last:
-            self._complete(self._bdat_size, chunked=True)
-        else:
-            self._transition("CHUNK_END")
-            self._queue(_r(250, "2.0.0", f"{self._bdat_size} octets received"))
 
     def _cmd_rset(self, arg: str) -> None:
         if arg.strip(" "):
-            self._reject("RSET", _r(501, "5.5.4", "RSET takes no parameters"))
+            self._reject("RSET", reply(501, "5.5.4", "RSET takes no parameters"))
             return
         self._abandon_transaction()
         self._transition("RSET")
-        self._queue(_OK)
+        self._queue(OK)
 
     def _cmd_noop(self, arg: str) -> None:
-        self._queue(_OK)
+        self._queue(OK)
 
     def _cmd_quit(self, arg: str) -> None:
         if arg.strip(" "):
-            self._reject("QUIT", _r(501, "5.5.4", "QUIT takes no parameters"))
+            self._reject("QUIT", reply(501, "5.5.4", "QUIT takes no parameters"))
             return
         self._clear_transaction()
-        self._queue(_r(221, "2.0.0", f"{self.config.hostname} closing connection"))
+        self._queue(reply(221, "2.0.0", f"{self.config.hostname} closing connection"))
         self._transition("QUIT")
         self._lines.clear()
         self._emit(Quit())
 
     def _cmd_vrfy(self, arg: str) -> None:
         if not arg.strip(" "):
-            self._reject("VRFY", _r(501, "5.5.4", "Syntax: VRFY address"))
+            self._reject("VRFY", reply(501, "5.5.4", "Syntax: VRFY address"))
             return
         # RFC 5321 §3.5.3: 252 when the server will not verify but will try to deliver.
         self._queue(
-            _r(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+            reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
         )
 
     def _cmd_expn(self, arg: str) -> None:
-        self._reject("EXPN", _r(502, "5.5.1", "EXPN not available"), bad=False)
+        self._reject("EXPN", reply(502, "5.5.1", "EXPN not available"), bad=False)
 
     def _cmd_help(self, arg: str) -> None:
-        self._queue(_r(214, "2.0.0", *self.config.help_text))
+        self._queue(reply(214, "2.0.0", *self.config.help_text))
 
     def _cmd_starttls(self, arg: str) -> None:
         if self._tls:
-            self._reject("STARTTLS", _r(503, "5.5.1", "TLS already active"))
+            self._reject("STARTTLS", reply(503, "5.5.1", "TLS already active"))
             return
         if not self.config.starttls or "STARTTLS" not in self._extensions:
-            self._reject("STARTTLS", _r(502, "5.5.1", "STARTTLS not available"))
+            self._reject("STARTTLS", reply(502, "5.5.1", "STARTTLS not available"))
             return
         if arg.strip(" "):
-            self._reject("STARTTLS", _r(501, "5.5.4", "STARTTLS takes no parameters"))
+            self._reject("STARTTLS", reply(501, "5.5.4", "STARTTLS takes no parameters"))
             return
-        self._queue(_r(220, "2.0.0", "Ready to start TLS"))
+        self._queue(reply(220, "2.0.0", "Ready to start TLS"))
         # RFC 3207 §4 and CVE-2011-0411: nothing sent after the STARTTLS line in the clear
         # may be acted on; it is discarded before the handshake.
         self._lines.clear()
         self._transition("STARTTLS")
         self._emit(StartTLS())
-
-    # --- AUTH (RFC 4954) -------------------------------------------------------------
-
-    def _cmd_auth(self, arg: str) -> None:
-        cfg = self.config
-        if not cfg.auth_mechanisms or "AUTH" not in self._extensions:
-            if cfg.auth_mechanisms and not self._tls:
-                # RFC 4954 §6: 538 when the mechanism needs an encrypted session.
-                reply = _r(
-                    538, "5.7.11", "Encryption required for requested authentication mechanism"
-                )
-            else:
-                reply = _r(502, "5.5.1", "AUTH not available")
-            self._reject("AUTH", reply)
-            return
-        if self._identity is not None:
-            self._reject("AUTH", _r(503, "5.5.1", "Already authenticated"))
-            return
-        name, _, initial_text = arg.strip(" ").partition(" ")
-        name = name.upper()
-        if name not in (m.upper() for m in cfg.auth_mechanisms):
-            self._reject("AUTH", _r(504, "5.5.4", "Unrecognized authentication type"))
-            return
-        initial: bytes | None = None
-        if initial_text:
-            initial = ServerExchange.decode_initial(initial_text)
-            if initial is None:
-                self._reject("AUTH", _r(501, "5.5.2", "Invalid base64 in initial response"))
-                return
-        try:
-            mech = sasl.server_mechanism(name, allow_legacy=cfg.allow_legacy_auth)
-        except KeyError:
-            self._reject("AUTH", _r(504, "5.5.4", "Unrecognized authentication type"))
-            return
-        self._sasl = exchange = ServerExchange(mech)
-        self._transition("AUTH")
-        self._auth_step(exchange.start(initial))
-
-    def _auth_line(self, raw: bytes) -> None:
-        exchange = self._sasl
-        assert exchange is not None
-        self._auth_step(exchange.receive_line(raw.decode("ascii", "replace")))
-
-    def _auth_step(self, step: ExchangeStep) -> None:
-        if isinstance(step, sasl.Challenge):
-            self._queue(_r(334, None, b64encode(step.data).decode("ascii")))
-        elif isinstance(step, sasl.NeedCredentials):
-            self._emit(step)
-        elif isinstance(step, sasl.Success):
-            self._auth_success(step)
-        else:
-            self._auth_end(_AUTH_FAILURES[step.failure])
-
-    def _auth_success(self, step: sasl.Success) -> None:
-        exchange = self._sasl
-        assert exchange is not None
-        self._identity = step.identity
-        self._sasl = None
-        self._transition("AUTH_END")
-        self._queue(_r(235, "2.7.0", "Authentication successful"))
-        self._emit(
-            Authenticated(mechanism=exchange.name, identity=step.identity, authcid=step.authcid)
-        )
-
-    def _auth_end(self, reply: Reply) -> None:
-        exchange = self._sasl
-        name = exchange.name if exchange is not None else ""
-        self._sasl = None
-        self._transition("AUTH_END")
-        self._queue(reply)
-        self._emit(AuthenticationFailed(mechanism=name, reply=reply))
-
-    def _answer_credentials(self, decision: Decision) -> None:
-        exchange = self._sasl
-        assert exchange is not None
-        if isinstance(decision, Reject):
-            self._pending = None
-            self._auth_end(decision.reply)
-            return
-        if not isinstance(decision, _SASL_ANSWERS):
-            raise LocalProtocolError("answer NeedCredentials with a sasl credentials answer")
-        self._pending = None
-        self._auth_step(exchange.provide(decision))
-
-    # --- transactions ----------------------------------------------------------------
-
-    def _clear_transaction(self) -> None:
-        self._mail_from = None
-        self._recipients = []
-        self._reader = None
-        self._bdat_size = 0
-        self._bdat_error = None
-
-    def _abandon_transaction(self) -> None:
-        """RSET, EHLO/HELO/LHLO: drop the transaction and tell the application (the
-        command's transition then leaves the transaction's states)."""
-        if self._mail_from is not None:
-            self._clear_transaction()
-            self._events.append(Reset())
 
 
 # The method that carries out each command (every verb of _state's table), for
@@ -1113,4 +625,3 @@ class ServerConnection:
 _HANDLERS: dict[str, Callable[[ServerConnection, str], None]] = {
     verb: getattr(ServerConnection, "_cmd_" + verb.lower()) for verb in COMMANDS if verb != "BDAT"
 }
-_CONNECTED_ROW = _MOVES[State.CONNECTED]

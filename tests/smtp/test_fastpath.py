@@ -8,6 +8,8 @@ against the long way on the same input."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import pickle
 import re
 from collections.abc import Iterator
 from unittest import mock
@@ -17,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailagents.smtp import _address
+from mailagents.smtp import _replies as replies
 from mailagents.smtp import _server as server
 from mailagents.smtp._address import (
     AddressError,
@@ -216,26 +219,42 @@ def _scan_split(argument: str) -> object:
 
 
 def test_constant_replies_are_shared_and_their_bytes_cached() -> None:
-    assert server._r(250, "2.0.0", "OK") is server._r(250, "2.0.0", "OK")
-    reply = server._r(250, "2.1.0", "Sender OK")
-    assert server._wire(reply, 0) == b"250 Sender OK\r\n"
-    assert server._wire(reply, 1) == b"250 2.1.0 Sender OK\r\n"
+    assert replies.reply(250, "2.0.0", "OK") is replies.reply(250, "2.0.0", "OK")
+    reply = replies.reply(250, "2.1.0", "Sender OK")
+    assert reply._server_bytes(False) == b"250 Sender OK\r\n"
+    assert reply._server_bytes(True) == b"250 2.1.0 Sender OK\r\n"
+    assert reply._server_bytes(True) is reply._server_bytes(True)  # computed once
     plain = Reply(code=550, lines=("No",))
-    assert server._wire(plain, 1) == b"550 5.0.0 No\r\n"  # RFC 3463 §3.1 generic code
-    assert server._wire(plain, 0) == b"550 No\r\n"
-    assert server._wire(Reply(code=354, lines=("Go",)), 1) == b"354 Go\r\n"
+    assert plain._server_bytes(True) == b"550 5.0.0 No\r\n"  # RFC 3463 §3.1 generic code
+    assert plain._server_bytes(False) == b"550 No\r\n"
+    assert Reply(code=354, lines=("Go",))._server_bytes(True) == b"354 Go\r\n"
 
 
-def test_reply_bytes_follow_each_reply_object_even_past_the_cache_bound() -> None:
-    replies = [Reply(code=550, enhanced="5.7.1", lines=(f"no {i}",))
-               for i in range(server._WIRE_MAX * 2 + 3)]
-    for i, reply in enumerate(replies):
-        assert server._wire(reply, 1) == f"550 5.7.1 no {i}\r\n".encode()
-    assert len(server._WIRE) <= server._WIRE_MAX
-    # A reply made after others died (whose ids may be reused) still gets its own bytes.
-    del replies
-    for i in range(50):
-        assert server._wire(Reply(code=451, lines=(f"x{i}",)), 0) == f"451 x{i}\r\n".encode()
+def test_cached_reply_bytes_change_nothing_a_user_sees() -> None:
+    # The cache lives in the reply: not in its repr, equality or hash; a copy made with
+    # dataclasses.replace gets its own bytes.
+    reply = Reply(code=550, enhanced="5.7.1", lines=("no",))
+    twin = Reply(code=550, enhanced="5.7.1", lines=("no",))
+    reply._server_bytes(True)
+    assert reply == twin and hash(reply) == hash(twin)
+    assert repr(reply) == repr(twin)
+    other = dataclasses.replace(reply, lines=("other",))
+    assert other._server_bytes(True) == b"550 5.7.1 other\r\n"
+    assert pickle.loads(pickle.dumps(reply)) == reply
+
+
+def test_a_config_computes_its_session_profile_once() -> None:
+    cfg = ServerConfig(hostname="mx.example", starttls=True, requiretls=True)
+    assert cfg._profile.greeting._server_bytes(False) == b"220 mx.example ESMTP mailagents\r\n"
+    plain, tls = cfg._profile.ehlo
+    assert "STARTTLS" in plain[1] and "REQUIRETLS" not in plain[1]
+    assert "STARTTLS" not in tls[1] and "REQUIRETLS" in tls[1]
+    # Two sessions share the configuration's profile; a changed copy has its own.
+    first, second = ServerConnection(cfg), ServerConnection(cfg)
+    assert first._ehlo is second._ehlo is cfg._profile.ehlo
+    assert dataclasses.replace(cfg, starttls=False)._profile.ehlo[0][1] == tls[1] - {
+        "REQUIRETLS"
+    }
 
 
 def test_application_replies_keep_their_text_in_the_session() -> None:

@@ -168,9 +168,9 @@ def test_the_table_is_closed_and_every_state_is_reachable() -> None:
 def test_the_core_changes_state_only_through_the_table() -> None:
     import inspect
 
-    from mailagents.smtp import _server
+    from mailagents.smtp import _auth, _bdat, _server, _server_core
 
-    source = inspect.getsource(_server)
+    source = "".join(inspect.getsource(m) for m in (_server_core, _server, _bdat, _auth))
     # The constructor sets the first state; every later change is a _transition call.
     assert source.count("self._state = ") == 2
     assert source.count("self._state, self._row = move") == 1
