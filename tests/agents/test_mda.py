@@ -17,7 +17,7 @@ from mailagents.agents import MaildirDelivery, Submission
 from mailagents.smtp import Envelope, Mailbox, Recipient
 from mailagents.smtp import Path as SMTPPath
 from mailagents.smtp._params import MailParameters
-from mailagents.store import MaildirStore
+from mailagents.store import MaildirStore, _maildir_append
 from mailagents.store import maildir as maildir_module
 
 MESSAGE = b"Subject: hi\r\n\r\nline one\r\nline two\r\n"
@@ -87,7 +87,7 @@ def test_the_message_is_fsynced_renamed_and_its_directory_fsynced_before_the_ans
 ) -> None:
     steps: list[str] = []
     real_fsync, real_rename = os.fsync, os.rename
-    real_fsync_dir = maildir_module.fsync_dir  # type: ignore[attr-defined]
+    real_fsync_dir = _maildir_append.fsync_dir
 
     def fsync(fd: int) -> None:
         if stat.S_ISREG(os.fstat(fd).st_mode):  # the directory's fsync is recorded below
@@ -108,7 +108,7 @@ def test_the_message_is_fsynced_renamed_and_its_directory_fsynced_before_the_ans
         await asyncio.to_thread(delivery._inbox, str(tmp_path / "bob"))  # set-up done
         monkeypatch.setattr(os, "fsync", fsync)
         monkeypatch.setattr(os, "rename", rename)
-        monkeypatch.setattr(maildir_module, "fsync_dir", fsync_dir)
+        monkeypatch.setattr(_maildir_append, "fsync_dir", fsync_dir)
         await delivery(submission("bob"))
         steps.append("answered")
 
@@ -180,7 +180,7 @@ def test_append_batch_fsyncs_every_file_then_the_directory_once(
     inbox = store.folder("INBOX")
     steps: list[str] = []
     real_fsync, real_rename = os.fsync, os.rename
-    real_fsync_dir = maildir_module.fsync_dir  # type: ignore[attr-defined]
+    real_fsync_dir = _maildir_append.fsync_dir
 
     def fsync(fd: int) -> None:
         if stat.S_ISREG(os.fstat(fd).st_mode):
@@ -197,7 +197,7 @@ def test_append_batch_fsyncs_every_file_then_the_directory_once(
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "rename", rename)
-    monkeypatch.setattr(maildir_module, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(_maildir_append, "fsync_dir", fsync_dir)
     try:
         outcomes = inbox.append_batch([MESSAGE, b"two\r\n", b"three\n"])
     finally:
@@ -243,7 +243,7 @@ def test_append_batch_reports_each_failure_in_its_place(
         def broken_fsync_dir(path: str) -> None:
             raise OSError("directory fsync fails")
 
-        monkeypatch.setattr(maildir_module, "fsync_dir", broken_fsync_dir)
+        monkeypatch.setattr(_maildir_append, "fsync_dir", broken_fsync_dir)
         outcomes = inbox.append_batch([b"four\r\n", b"five\r\n"])
         assert all(isinstance(o, OSError) and "directory" in str(o) for o in outcomes)
         assert inbox.append_batch([]) == []

@@ -30,6 +30,7 @@ from mailagents.store import (
     _maildir_names,
     _maildir_snapshot,
     _maildir_state,
+    _maildir_sync,
     _maildir_uidlist,
 )
 from mailagents.store import maildir as maildir_module
@@ -963,7 +964,7 @@ def test_state_journal_mixes_fast_and_general_records(store: MaildirStore, root:
 # --- the snapshot (mailagents-snapshot) ----------------------------------------------------
 #
 # A snapshot is written only when nothing the open read changed within
-# maildir._RECENT_WINDOW_NS; the tests shorten that window to 50 ms and wait it out, which
+# _maildir_sync._RECENT_WINDOW_NS; the tests shorten that window to 50 ms and wait it out, which
 # keeps the guarantee the window gives (a later change gets another timestamp) while the
 # tests stay fast.
 
@@ -973,8 +974,8 @@ SNAPSHOT = "mailagents-snapshot"
 
 @pytest.fixture
 def snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(maildir_module, "_RECENT_WINDOW_NS", int(WINDOW * 1e9))
-    monkeypatch.setattr(maildir_module, "SNAPSHOT_MIN", 20)
+    monkeypatch.setattr(_maildir_sync, "_RECENT_WINDOW_NS", int(WINDOW * 1e9))
+    monkeypatch.setattr(_maildir_sync, "SNAPSHOT_MIN", 20)
 
 
 def quiet() -> None:
@@ -1249,7 +1250,7 @@ def test_a_snapshot_with_wrong_values_is_ignored(
 
 @pytest.mark.usefixtures("snapshots")
 def test_snapshot_only_for_big_quiet_folders_and_only_by_readers(root: Path) -> None:
-    make_folder(root, count=maildir_module.SNAPSHOT_MIN - 1 + 2)  # 2 get expunged
+    make_folder(root, count=_maildir_sync.SNAPSHOT_MIN - 1 + 2)  # 2 get expunged
     quiet()
     open_state(root)
     assert not (root / SNAPSHOT).exists()  # too small
