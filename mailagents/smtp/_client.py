@@ -512,7 +512,13 @@ class ClientConnection:
     # --- I/O -------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes received from the server; ``b""`` means the server closed."""
+        """Feed bytes received from the server; ``b""`` means the server closed.
+
+        Raises :class:`~mailagents.smtp.LocalProtocolError` for bytes fed between
+        STARTTLS and :meth:`tls_started`, and, once :meth:`next_event` raised
+        :class:`~mailagents.smtp.RemoteProtocolError`, that same error again."""
+        if self._error is not None:
+            raise self._error
         if self._phase is _Phase.TLS_PENDING and data:
             raise LocalProtocolError("receive_data before tls_started(): start TLS first")
         if not data:
@@ -535,7 +541,8 @@ class ClientConnection:
         :meth:`data_to_send` whenever this returns ``NEED_DATA``. Raises
         :class:`~mailagents.smtp.RemoteProtocolError` when the server broke the protocol (a
         malformed reply, one beyond the bounds, or a reply nothing asked for); the session cannot
-        go on, and later calls raise it again.
+        go on, and the core stays failed: every later :meth:`receive_data`,
+        :meth:`next_event` and command raises the same error.
         """
         if self._error is not None:
             raise self._error
@@ -861,6 +868,8 @@ class ClientConnection:
 
     def _check(self, command: str, *, needs_hello: bool = False) -> None:
         """Refuse a command the session cannot take now."""
+        if self._error is not None:
+            raise self._error
         phase = self._phase
         if phase is _Phase.GREETING:
             raise LocalProtocolError("wait for the server's greeting")

@@ -1106,12 +1106,14 @@ def test_malformed_replies(data: bytes) -> None:
     if not data.startswith(b"250 unexpected"):
         conn.noop()
     conn.receive_data(data)
-    with pytest.raises(RemoteProtocolError):
+    with pytest.raises(RemoteProtocolError) as first:
         events(conn)
-    with pytest.raises(RemoteProtocolError):
-        conn.next_event()  # and it stays broken
-    with pytest.raises(LocalProtocolError):
-        conn.noop()
+    # The core stays failed: every later call raises the same error.
+    for call in (conn.next_event, conn.noop, lambda: conn.receive_data(b"250 OK\r\n"),
+                 lambda: conn.receive_data(b"")):
+        with pytest.raises(RemoteProtocolError) as again:
+            call()
+        assert again.value is first.value
     assert conn.closed
 
 
