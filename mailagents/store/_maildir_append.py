@@ -1,24 +1,29 @@
 """Maildir append: a message streamed into ``tmp/`` and delivered by rename
-(:class:`_MaildirAppendWriter`), and the batch writer behind
-:meth:`MaildirFolder.append_batch` (one directory fsync for many messages).
+(:class:`_MaildirAppendWriter`), the batch writer behind
+:meth:`MaildirFolder.append_batch` (one directory fsync for many messages), and the copy
+of one message file into another folder (a hard link, else a copy through ``tmp/``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import os
+import shutil
 from collections.abc import Sequence
 from typing import cast
 
 from mailagents.store._fileio import write_all
-from mailagents.store._maildir_io import LFConverter, fsync_dir
+from mailagents.store._maildir_io import _RENAME_RETRIES, LFConverter, fsync_dir
 from mailagents.store._maildir_names import (
     build_info,
     file_name,
     keyword_letters_needed,
+    name_size,
     sized_name,
     split_flags,
+    split_name,
     unique_name,
     unique_names,
 )
@@ -236,3 +241,46 @@ def append_batch(core: _Core, messages: Sequence[bytes]) -> list[AppendResult | 
         raise
     # Every place holds a result or an exception by now.
     return cast(list[AppendResult | Exception], outcomes)
+
+
+def copy_one(src: _Core, dst: _Core, name: str, size: int, new_info: str) -> str | None:
+    base = split_name(name)[0]
+    for _ in range(_RENAME_RETRIES):
+        source = os.path.join(src.cur, name)
+        try:
+            disk = name_size(base, "S")
+            if disk is None:
+                disk = os.stat(source).st_size
+            new_base = sized_name(unique_name(), disk, size)
+            target = os.path.join(dst.cur, file_name(new_base, new_info))
+            try:
+                os.link(source, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                _copy_file(source, dst, target, fsync=dst.fsync)
+            return new_base
+        except FileNotFoundError:
+            found = src.find(base)
+            if found is None:
+                return None
+            name = found
+    return None
+
+
+def _copy_file(source: str, dst: _Core, target: str, *, fsync: bool) -> None:
+    """Copy a message file through ``tmp/`` when a hard link is not possible."""
+    tmp = os.path.join(dst.tmp, unique_name())
+    st = os.stat(source)
+    try:
+        with open(source, "rb") as fin, open(tmp, "xb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 16)
+            fout.flush()
+            os.utime(fout.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+            if fsync:
+                os.fsync(fout.fileno())
+        os.rename(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

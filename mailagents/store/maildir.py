@@ -40,18 +40,15 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import logging
 import os
 import shutil
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from typing import BinaryIO
 
-from mailagents._mutf7 import decode_mutf7, encode_mutf7
-from mailagents.store._locking import DotLock
-from mailagents.store._maildir_append import _MaildirAppendWriter, append_batch
+from mailagents.store._maildir_append import _MaildirAppendWriter, append_batch, copy_one
 from mailagents.store._maildir_flags import change_flags
-from mailagents.store._maildir_io import _RENAME_RETRIES, _write_file_atomic, fsync_dir, open_crlf
+from mailagents.store._maildir_io import _RENAME_RETRIES, fsync_dir, open_crlf
 from mailagents.store._maildir_names import (
     INBOX,
     api_name,
@@ -60,21 +57,30 @@ from mailagents.store._maildir_names import (
     file_name,
     folder_levels,
     keyword_letters_needed,
-    name_size,
-    parse_dir_name,
     parse_info,
-    sized_name,
     split_flags,
     split_name,
     unique_name,
 )
 
-# SNAPSHOT_MIN, TMP_MAX_AGE and _Core stay importable from here; the constants are read
-# in _maildir_sync (patch them there).
+# SNAPSHOT_MIN, TMP_MAX_AGE, _Core, SUBSCRIPTIONS and SPECIAL_USE_FILE stay importable
+# from here; the constants are read where they are defined (patch them there).
 from mailagents.store._maildir_sync import SNAPSHOT_MIN as SNAPSHOT_MIN
 from mailagents.store._maildir_sync import TMP_MAX_AGE as TMP_MAX_AGE
 from mailagents.store._maildir_sync import _Core as _Core
 from mailagents.store._maildir_sync import _ensure_subdirs, _make_maildir
+from mailagents.store._maildir_tree import SPECIAL_USE_FILE as SPECIAL_USE_FILE
+from mailagents.store._maildir_tree import SUBSCRIPTIONS as SUBSCRIPTIONS
+from mailagents.store._maildir_tree import (
+    existing_folders,
+    forget_special_use,
+    read_subscriptions,
+    rename_in_lists,
+    set_special_use,
+    special_use_by_folder,
+    subscriptions_lock,
+    write_subscriptions,
+)
 from mailagents.store._model import (
     DELETED,
     SEEN,
@@ -97,19 +103,6 @@ from mailagents.store._model import (
 )
 
 __all__ = ["MaildirFolder", "MaildirStore"]
-
-log = logging.getLogger(__name__)
-
-SUBSCRIPTIONS = "subscriptions"
-SPECIAL_USE_FILE = "mailagents-special-use"
-_V2_HEADER = b"V\t2\n\n"
-_DEFAULT_SPECIAL_USE = {
-    "Sent": "\\Sent",
-    "Drafts": "\\Drafts",
-    "Trash": "\\Trash",
-    "Junk": "\\Junk",
-    "Archive": "\\Archive",
-}
 
 
 class MaildirFolder(Folder):
@@ -284,7 +277,7 @@ class MaildirFolder(Folder):
             for uid, name, info in items:
                 named, extra = split_flags(info.flags, letters)
                 new_info = build_info(None, named, letters, names)
-                new_base = self._copy_one(src, dst, name, info.size, new_info)
+                new_base = copy_one(src, dst, name, info.size, new_info)
                 if new_base is not None:
                     copied.append((uid, new_base))
                     if extra:
@@ -295,31 +288,6 @@ class MaildirFolder(Folder):
             for new_base, (new_name, extra) in extras.items():
                 dst.record_new(assigned[new_base], new_name, extra)
         return {uid: assigned[base] for uid, base in copied}
-
-    @staticmethod
-    def _copy_one(src: _Core, dst: _Core, name: str, size: int, new_info: str) -> str | None:
-        base = split_name(name)[0]
-        for _ in range(_RENAME_RETRIES):
-            source = os.path.join(src.cur, name)
-            try:
-                disk = name_size(base, "S")
-                if disk is None:
-                    disk = os.stat(source).st_size
-                new_base = sized_name(unique_name(), disk, size)
-                target = os.path.join(dst.cur, file_name(new_base, new_info))
-                try:
-                    os.link(source, target)
-                except OSError as exc:
-                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                        raise
-                    _copy_file(source, dst, target, fsync=dst.fsync)
-                return new_base
-            except FileNotFoundError:
-                found = src.find(base)
-                if found is None:
-                    return None
-                name = found
-        return None
 
     def _copy_generic(self, uids: Collection[int], target: Folder) -> dict[int, int]:
         mapping: dict[int, int] = {}
@@ -480,24 +448,6 @@ class MaildirFolder(Folder):
         self._sorted = None
 
 
-def _copy_file(source: str, dst: _Core, target: str, *, fsync: bool) -> None:
-    """Copy a message file through ``tmp/`` when a hard link is not possible."""
-    tmp = os.path.join(dst.tmp, unique_name())
-    st = os.stat(source)
-    try:
-        with open(source, "rb") as fin, open(tmp, "xb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 16)
-            fout.flush()
-            os.utime(fout.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
-            if fsync:
-                os.fsync(fout.fileno())
-        os.rename(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 class MaildirStore(Store):
     """A user's Maildir: ``root`` is INBOX, Maildir++ subfolders beside it.
 
@@ -545,34 +495,19 @@ class MaildirStore(Store):
             for path in paths:
                 self._cores.pop(path, None)
 
-    def _existing(self) -> list[tuple[str, ...]]:
-        """Levels of every folder directory (not INBOX)."""
-        found = []
-        for name in os.listdir(self.root):
-            levels = parse_dir_name(name)
-            if levels is None:
-                continue
-            if levels[0].upper() == INBOX and (len(levels) == 1 or levels[0] != INBOX):
-                continue  # ".INBOX" would shadow the root; ".inbox.x" is not canonical
-            if dir_name(levels) != name:
-                continue  # not the canonical encoding of its name
-            if os.path.isdir(os.path.join(self.root, name)):
-                found.append(levels)
-        return found
-
     # -- folders ---------------------------------------------------------------------
 
     def folders(self) -> list[FolderInfo]:
         """Every folder: INBOX first, then by name; parents that exist only as a
         level of a deeper name are listed ``\\Noselect``."""
-        existing = set(self._existing())
+        existing = set(existing_folders(self.root))
         every = set(existing)
         for levels in existing:
             for i in range(2 if levels[0] == INBOX else 1, len(levels)):
                 every.add(levels[:i])
         every.add(())
         parents = {levels[:i] for levels in every for i in range(1, len(levels))}
-        special = self._special_use()
+        special = special_use_by_folder(self.root)
         subscribed = set(self.subscriptions())
         result = []
         for levels in sorted(every, key=lambda lv: (lv != (), api_name(lv))):
@@ -628,7 +563,7 @@ class MaildirStore(Store):
         if self.fsync:
             fsync_dir(self.root)
         if special_use is not None:
-            self._set_special_use(api_name(levels), special_use)
+            set_special_use(self.root, api_name(levels), special_use, fsync=self.fsync)
 
     def rename_folder(self, old: str, new: str) -> None:
         """Rename a folder and its children (renaming INBOX moves its messages into
@@ -641,7 +576,7 @@ class MaildirStore(Store):
             return
         if new_levels[: len(old_levels)] == old_levels:
             raise InvalidFolderNameError(f"cannot rename {old!r} under itself")
-        existing = self._existing()
+        existing = existing_folders(self.root)
         sources = [lv for lv in existing if lv[: len(old_levels)] == old_levels]
         if not sources:
             raise FolderNotFoundError(old)
@@ -656,23 +591,7 @@ class MaildirStore(Store):
             fsync_dir(self.root)
         self._forget([self._path(lv) for move in moves for lv in move])
         old_name, new_name = api_name(old_levels), api_name(new_levels)
-
-        def rename(name: str) -> str:
-            if name == old_name:
-                return new_name
-            if name.startswith(old_name + "/"):
-                return new_name + name[len(old_name) :]
-            return name
-
-        subs = self._read_subscriptions()
-        if any(rename(s) != s for s in subs):
-            with self._subscriptions_lock():
-                self._write_subscriptions([rename(s) for s in self._read_subscriptions()])
-        explicit = self._read_special_use()
-        if any(rename(n) != n for n in explicit.values()):
-            with DotLock(os.path.join(self.root, SPECIAL_USE_FILE + ".lock")):
-                current = self._read_special_use()
-                self._write_special_use({a: rename(n) for a, n in current.items()})
+        rename_in_lists(self.root, old_name, new_name, fsync=self.fsync)
 
     def _rename_inbox(self, new_levels: tuple[str, ...]) -> None:
         new_name = api_name(new_levels)
@@ -704,7 +623,7 @@ class MaildirStore(Store):
             raise StoreError("INBOX cannot be deleted")
         path = self._path(levels)
         if not os.path.isdir(path):
-            if any(lv[: len(levels)] == levels for lv in self._existing()):
+            if any(lv[: len(levels)] == levels for lv in existing_folders(self.root)):
                 raise StoreError(f"{name!r} is \\Noselect and has children")
             raise FolderNotFoundError(name)
         trash = os.path.join(self.root, "..mailagents-trash-" + unique_name())
@@ -713,141 +632,33 @@ class MaildirStore(Store):
             fsync_dir(self.root)
         self._forget([path])
         shutil.rmtree(trash, ignore_errors=True)
-        explicit = self._read_special_use()
-        if api_name(levels) in explicit.values():
-            with DotLock(os.path.join(self.root, SPECIAL_USE_FILE + ".lock")):
-                current = self._read_special_use()
-                self._write_special_use({a: n for a, n in current.items() if n != api_name(levels)})
+        forget_special_use(self.root, api_name(levels), fsync=self.fsync)
 
     # -- subscriptions ---------------------------------------------------------------
-
-    def _subscriptions_lock(self) -> DotLock:
-        return DotLock(os.path.join(self.root, SUBSCRIPTIONS + ".lock"), stale_after=30.0)
-
-    def _read_subscriptions(self) -> list[str]:
-        try:
-            with open(os.path.join(self.root, SUBSCRIPTIONS), "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        names: list[str] = []
-        if data.startswith(_V2_HEADER):
-            for raw in data[len(_V2_HEADER) :].split(b"\n"):
-                if not raw:
-                    continue
-                levels = [_tab_unescape(p) for p in raw.decode("utf-8", "replace").split("\t")]
-                self._add_subscription(names, levels)
-        else:
-            for raw in data.split(b"\n"):
-                line = raw.decode("utf-8", "replace").strip()
-                if not line:
-                    continue
-                levels = line.split("/") if "/" in line else line.split(".")
-                self._add_subscription(names, levels)
-        return names
-
-    @staticmethod
-    def _add_subscription(names: list[str], levels: list[str]) -> None:
-        decoded = []
-        for level in levels:
-            try:
-                decoded.append(decode_mutf7(level))
-            except ValueError:
-                decoded.append(level)
-        try:
-            name = api_name(folder_levels("/".join(decoded)))
-        except InvalidFolderNameError:
-            return
-        if name not in names:
-            names.append(name)
-
-    def _write_subscriptions(self, names: list[str]) -> None:
-        lines = []
-        for name in names:
-            levels = folder_levels(name) or (INBOX,)
-            lines.append("\t".join(_tab_escape(encode_mutf7(lv)) for lv in levels) + "\n")
-        data = _V2_HEADER + "".join(lines).encode("utf-8")
-        _write_file_atomic(os.path.join(self.root, SUBSCRIPTIONS), data, fsync=self.fsync)
 
     def subscribe(self, name: str) -> None:
         """Add to ``subscriptions`` (the folder need not exist)."""
         canonical = api_name(folder_levels(name))
-        with self._subscriptions_lock():
-            names = self._read_subscriptions()
+        with subscriptions_lock(self.root):
+            names = read_subscriptions(self.root)
             if canonical not in names:
-                self._write_subscriptions([*names, canonical])
+                write_subscriptions(self.root, [*names, canonical], fsync=self.fsync)
 
     def unsubscribe(self, name: str) -> None:
         """Remove from ``subscriptions``."""
         canonical = api_name(folder_levels(name))
-        with self._subscriptions_lock():
-            names = self._read_subscriptions()
+        with subscriptions_lock(self.root):
+            names = read_subscriptions(self.root)
             if canonical in names:
-                self._write_subscriptions([n for n in names if n != canonical])
+                remaining = [n for n in names if n != canonical]
+                write_subscriptions(self.root, remaining, fsync=self.fsync)
 
     def subscriptions(self) -> list[str]:
         """Subscribed folder names, in file order."""
-        return self._read_subscriptions()
-
-    # -- special-use -----------------------------------------------------------------
-
-    def _read_special_use(self) -> dict[str, str]:
-        """Explicit attribute → folder name."""
-        try:
-            with open(os.path.join(self.root, SPECIAL_USE_FILE), encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
-            return {}
-        result = {}
-        for line in text.splitlines():
-            attr, sep, name = line.partition("\t")
-            if sep and attr in SPECIAL_USE and name:
-                result[attr] = name
-        return result
-
-    def _write_special_use(self, mapping: dict[str, str]) -> None:
-        data = "".join(f"{a}\t{n}\n" for a, n in sorted(mapping.items())).encode("utf-8")
-        _write_file_atomic(os.path.join(self.root, SPECIAL_USE_FILE), data, fsync=self.fsync)
-
-    def _set_special_use(self, name: str, attribute: str) -> None:
-        with DotLock(os.path.join(self.root, SPECIAL_USE_FILE + ".lock")):
-            mapping = {a: n for a, n in self._read_special_use().items() if n != name}
-            mapping[attribute] = name
-            self._write_special_use(mapping)
-
-    def _special_use(self) -> dict[str, str]:
-        """Folder name → special-use attribute, defaults included."""
-        explicit = self._read_special_use()
-        result = {n: a for a, n in explicit.items()}
-        for name, attr in _DEFAULT_SPECIAL_USE.items():
-            if attr not in explicit and name not in result:
-                result[name] = attr
-        return result
+        return read_subscriptions(self.root)
 
     def close(self) -> None:
         """Stop the executor and forget cached folder state."""
         super().close()
         with self._cores_lock:
             self._cores.clear()
-
-
-_TAB_ESCAPES = {"\x01": "\x011", "\t": "\x01t", "\r": "\x01r", "\n": "\x01n"}
-_TAB_UNESCAPES = {"1": "\x01", "t": "\t", "r": "\r", "n": "\n"}
-
-
-def _tab_escape(text: str) -> str:
-    return "".join(_TAB_ESCAPES.get(ch, ch) for ch in text)
-
-
-def _tab_unescape(text: str) -> str:
-    out = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\x01" and i + 1 < len(text):
-            out.append(_TAB_UNESCAPES.get(text[i + 1], text[i + 1]))
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
