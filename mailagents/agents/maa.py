@@ -282,14 +282,14 @@ strongest first; USER/PASS is offered too, over TLS only unless ``allow_plaintex
 MailboxFormat = Literal["maildir", "mbox"]
 
 _IN_USE = Reject(
-    response=Response(ok=False, code="IN-USE", text="Maildrop already locked by another session")
+    reply=Response(ok=False, code="IN-USE", text="Maildrop already locked by another session")
 )
 _UNAVAILABLE = Reject(
-    response=Response(ok=False, code="SYS/TEMP", text="Maildrop unavailable, try again later")
+    reply=Response(ok=False, code="SYS/TEMP", text="Maildrop unavailable, try again later")
 )
-_GONE = Reject(response=Response(ok=False, text="Message was removed by another client"))
+_GONE = Reject(reply=Response(ok=False, text="Message was removed by another client"))
 _NOT_REMOVED = Reject(
-    response=Response(ok=False, code="SYS/TEMP", text="Some deleted messages not removed")
+    reply=Response(ok=False, code="SYS/TEMP", text="Some deleted messages not removed")
 )
 _DROP = "maa.maildrop"
 _AHEAD = "maa.read_ahead"
@@ -662,7 +662,7 @@ class MAA(AsyncClosing):
         last = self._last_login.get(identity)
         if delay and last is not None and time.monotonic() - last < delay:
             return Reject(
-                response=Response(ok=False, code="LOGIN-DELAY", text="Logged in too recently")
+                reply=Response(ok=False, code="LOGIN-DELAY", text="Logged in too recently")
             )
         return None
 

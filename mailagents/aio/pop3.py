@@ -77,24 +77,21 @@ _T = TypeVar("_T")
 IDLE_TIMEOUT = 600.0
 """The default inactivity autologout: RFC 1939 §3 asks for at least 10 minutes."""
 
-# Refusal greetings by reason: a -ERR greeting, then the connection closes. RFC 2449
-# §8.1.2 and RFC 3206 §4: [SYS/TEMP] for a temporary problem of the server.
+# Refusal greetings by reason (the core makes them -ERR [SYS/TEMP] greetings), then the
+# connection closes.
 _REFUSALS: dict[Refusal, str] = {
     "connections": "Too many connections, try again later",
     "address": "Too many connections from your address, try again later",
     "shutdown": "Service shutting down",
 }
-# Nothing in progress that a graceful shutdown would cut short: before login. A session
-# in TRANSACTION gets the grace period to finish (its deletions happen only at QUIT).
-_BOUNDARY_STATES = frozenset({State.AUTHORIZATION, State.CLOSED})
 
 _REJECT_LOCAL = Reject(
-    response=Response(ok=False, code="SYS/TEMP", text="Local error in processing")
+    reply=Response(ok=False, code="SYS/TEMP", text="Local error in processing")
 )
 _REJECT_AUTH = Reject(
-    response=Response(ok=False, code="SYS/TEMP", text="Temporary authentication failure")
+    reply=Response(ok=False, code="SYS/TEMP", text="Temporary authentication failure")
 )
-_NO_MESSAGE = Reject(response=Response(ok=False, text="No such message"))
+_NO_MESSAGE = Reject(reply=Response(ok=False, text="No such message"))
 # Octets of a RETR/TOP response held back to be written at once (see _retrieve).
 _COALESCE = 64 * 1024
 
@@ -197,10 +194,13 @@ class _Connection(StreamSession):
         super().connection_made(transport)
 
     def refuse(self, why: Refusal) -> None:
+        # The core writes the refusal greeting (-ERR [SYS/TEMP], RFC 3206 §4), then the
+        # listener closes.
         self._core = None
         self.session = None
-        text = f"{self._server.config.hostname} {_REFUSALS[why]}"
-        self.write(Response(ok=False, code="SYS/TEMP", text=text).to_bytes())
+        core = ServerConnection(self._server.config)
+        core.refuse(_REFUSALS[why])
+        self.write(core.data_to_send())
 
     def failed(self) -> None:
         if self._core is not None and self._core.state is not State.CLOSED:
@@ -209,7 +209,7 @@ class _Connection(StreamSession):
 
     def at_boundary(self) -> bool:
         core = self._core
-        return core is None or core.state in _BOUNDARY_STATES
+        return core is None or core.at_boundary
 
     async def _ask(self, call: Awaitable[_T], fallback: _T) -> _T:
         """A handler call with the client's clock stopped; its exception is logged and
@@ -295,10 +295,10 @@ class _Connection(StreamSession):
                          event.mechanism)
             elif isinstance(event, AuthenticationFailed):
                 log.info("%s failed to log in (%s): %s", session.peer, event.mechanism,
-                         event.response.code)
+                         event.reply.code)
                 # A temporary failure is ours, not a wrong password: not counted. The
                 # core's -ERR waits in its buffer until the delay has passed.
-                if event.response.code != "SYS/TEMP" and await self.login_failed():
+                if not event.temporary and await self.login_failed():
                     core.shutdown("Too many authentication failures, closing connection")
                     self.write(core.data_to_send())
                     return
@@ -317,7 +317,7 @@ class _Connection(StreamSession):
                 return
             elif isinstance(event, CommandRejected):
                 log.debug("%s: %s rejected: %s", session.peer, event.command,
-                          event.response.text)
+                          event.reply.text)
 
     def _gone(self) -> bool:
         transport = self.transport

@@ -86,22 +86,22 @@ MessageSink: TypeAlias = BinaryIO | Callable[[bytes], object]
 
 
 class POP3Error(Exception):
-    """The base of every error the client raises. ``response`` is the server's status
+    """The base of every error the client raises. ``reply`` is the server's status
     line that caused it, when there is one."""
 
-    def __init__(self, message: str, response: Response | None = None) -> None:
+    def __init__(self, message: str, reply: Response | None = None) -> None:
         super().__init__(message)
-        self.response = response
+        self.reply = reply
 
     @property
     def code(self) -> str | None:
         """The response code (``"IN-USE"``, ``"SYS/TEMP"``, RFC 2449 §8), if any."""
-        return self.response.code if self.response is not None else None
+        return self.reply.code if self.reply is not None else None
 
     @property
     def text(self) -> str:
         """The response's text (``""`` without a response)."""
-        return self.response.text if self.response is not None else ""
+        return self.reply.text if self.reply is not None else ""
 
 
 def _describe(response: Response) -> str:
@@ -109,7 +109,7 @@ def _describe(response: Response) -> str:
 
 
 class POP3ResponseError(POP3Error):
-    """The server answered ``-ERR``: ``response`` says why. The session goes on."""
+    """The server answered ``-ERR``: ``reply`` says why. The session goes on."""
 
     response: Response
 
@@ -118,9 +118,9 @@ class POP3ResponseError(POP3Error):
 
 
 class POP3AuthenticationError(POP3Error):
-    """A login failed: the server refused it (``response``, perhaps with code
+    """A login failed: the server refused it (``reply``, perhaps with code
     ``AUTH``, ``IN-USE``, ``LOGIN-DELAY`` or ``SYS/TEMP``), the password would have
-    crossed the network in the clear (no ``response``), or the server failed to prove
+    crossed the network in the clear (no ``reply``), or the server failed to prove
     itself (``error`` says how; the connection is then closed: it may be an impostor)."""
 
     def __init__(
@@ -317,10 +317,10 @@ class POP3Client:
         async with self._lock:
             event = await self._event(None)
             assert isinstance(event, Greeting)
-            self._greeting = event.response
-            if not event.response.ok:
+            self._greeting = event.reply
+            if not event.reply.ok:
                 raise POP3ResponseError(
-                    event.response, f"the server refused the session: {_describe(event.response)}"
+                    event.reply, f"the server refused the session: {_describe(event.reply)}"
                 )
             await self._event(self._core.capa)
             core = self._core
@@ -332,13 +332,13 @@ class POP3Client:
                 return
             event = await self._event(core.stls)
             assert isinstance(event, Reply)
-            if not event.response.ok:
+            if not event.reply.ok:
                 if stls:
-                    raise POP3TLSError(f"STLS refused: {_describe(event.response)}", event.response)
+                    raise POP3TLSError(f"STLS refused: {_describe(event.reply)}", event.reply)
                 log.info(
                     "STLS refused by %s (%s); going on without TLS",
                     self._host,
-                    _describe(event.response),
+                    _describe(event.reply),
                 )
                 return
             await _client.start_tls(
@@ -436,13 +436,13 @@ class POP3Client:
         event = await self._call(start)
         assert isinstance(event, AuthResult)
         if event.success:
-            return event.response
+            return event.reply
         if event.error is not None:
             self._abort()
             raise POP3AuthenticationError(
-                f"the server did not prove itself: {event.error}", event.response, event.error
+                f"the server did not prove itself: {event.error}", event.reply, event.error
             )
-        raise POP3AuthenticationError(f"login failed: {_describe(event.response)}", event.response)
+        raise POP3AuthenticationError(f"login failed: {_describe(event.reply)}", event.reply)
 
     # --- the maildrop -------------------------------------------------------------------
 
@@ -499,7 +499,7 @@ class POP3Client:
         async with self._lock:
             event = await self._event(start)
             if isinstance(event, Reply):
-                raise POP3ResponseError(event.response)
+                raise POP3ResponseError(event.reply)
             assert isinstance(event, MessageStart)
             try:
                 while True:
@@ -530,7 +530,7 @@ class POP3Client:
     async def _simple(self, start: Callable[[], None]) -> Response:
         event = await self._call(start)
         assert isinstance(event, Reply)
-        return event.response
+        return event.reply
 
     # --- fetchmail's keep mode ----------------------------------------------------------
 
@@ -600,7 +600,7 @@ class POP3Client:
         finally:
             await self.close()
         assert isinstance(event, Reply)
-        return event.response
+        return event.reply
 
     async def close(self) -> None:
         """Close the connection without QUIT (the server deletes nothing, RFC 1939 §6);
@@ -633,8 +633,8 @@ class POP3Client:
         :class:`POP3ResponseError`."""
         async with self._lock:
             event = await self._event(start)
-        if isinstance(event, Reply | Capabilities) and not event.response.ok:
-            raise POP3ResponseError(event.response)
+        if isinstance(event, Reply | Capabilities) and not event.reply.ok:
+            raise POP3ResponseError(event.reply)
         return event
 
     async def _event(self, start: Callable[[], None] | None) -> ClientEvent:

@@ -62,7 +62,6 @@ from mailagents.smtp import (
     ServerConfig,
     ServerConnection,
     StartTLS,
-    State,
 )
 
 __all__ = ["SMTPHandler", "SMTPServer", "Session", "serve_smtp"]
@@ -76,17 +75,13 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-# Refusal greetings by reason (the core strips the enhanced code from a greeting, as
-# RFC 2034 §4 says, and sends the rest).
-_REFUSALS: dict[Refusal, Reply] = {
-    "connections": Reply(code=421, enhanced="4.3.2",
-                         lines=("Too many connections, try again later",)),
-    "address": Reply(code=421, enhanced="4.7.0",
-                     lines=("Too many connections from your address, try again later",)),
-    "shutdown": Reply(code=421, enhanced="4.3.2", lines=("Service shutting down",)),
+# Refusal greetings by reason: the core makes each a 421 greeting (RFC 5321 §3.1; no
+# enhanced code in a greeting, RFC 2034 §4), then the connection closes.
+_REFUSALS: dict[Refusal, str] = {
+    "connections": "Too many connections, try again later",
+    "address": "Too many connections from your address, try again later",
+    "shutdown": "Service shutting down",
 }
-# No transaction in progress: a graceful shutdown may end the session here.
-_BOUNDARY_STATES = frozenset({State.CONNECTED, State.READY, State.REFUSED, State.CLOSED})
 
 _ACCEPT = Accept()
 _LOCAL_ERROR = Reply(code=451, enhanced="4.3.0", lines=("Local error in processing",))
@@ -237,10 +232,9 @@ class _Connection(StreamSession):
         # The core writes the refusal greeting (RFC 5321 §3.1), then the listener closes.
         self._core = None
         self.session = None
-        hostname = self._server.config.hostname
-        reply = _REFUSALS[why]
-        greeting = Reply(code=421, enhanced=reply.enhanced, lines=(f"{hostname} {reply.text}",))
-        self.write(ServerConnection(self._server.config, greeting=greeting).data_to_send())
+        core = ServerConnection(self._server.config)
+        core.refuse(_REFUSALS[why])
+        self.write(core.data_to_send())
 
     def failed(self) -> None:
         if self._core is not None:
@@ -249,7 +243,7 @@ class _Connection(StreamSession):
 
     def at_boundary(self) -> bool:
         core = self._core
-        return core is None or core.state in _BOUNDARY_STATES
+        return core is None or core.at_boundary
 
     # --- the session -----------------------------------------------------------------
     #
@@ -450,9 +444,9 @@ class _Connection(StreamSession):
     def _on_authentication_failed(self, event: AuthenticationFailed) -> _Job | None:
         log.info("%s failed to authenticate (%s): %s", self.peer, event.mechanism,
                  event.reply.code)
-        # A temporary failure (4xx) is ours, not a wrong password: not counted.
+        # A temporary failure is ours, not a wrong password: not counted.
         # The core's reply waits in its buffer until the delay has passed.
-        if event.reply.code >= 500:
+        if not event.temporary:
             return self._login_failed_job()
         return None
 

@@ -180,7 +180,7 @@ class _GreetingOp(_StatusOp):
             # too many connections") and close: nothing may be sent.
             conn._phase = _Phase.CLOSING
             conn._ops.clear()
-        conn._emit(Greeting(response=response, challenge=challenge))
+        conn._emit(Greeting(reply=response, challenge=challenge))
 
 
 class _Simple(_StatusOp):
@@ -193,7 +193,7 @@ class _Simple(_StatusOp):
         self.pipelinable = pipelinable
 
     def answered(self, conn: ClientConnection, response: Response) -> None:
-        conn._emit(Reply(command=self.command, response=response))
+        conn._emit(Reply(command=self.command, reply=response))
         if self.command == "QUIT":
             # RFC 1939 §6: whatever the answer, the server closes the connection.
             conn._close()
@@ -214,7 +214,7 @@ class _MultiLine(_Op):
         super().__init__()
         self.command = command
         self.line = line
-        self.response: Response | None = None
+        self.reply: Response | None = None
         self.count = 0
 
     def start(self, conn: ClientConnection) -> None:
@@ -224,15 +224,15 @@ class _MultiLine(_Op):
         line = conn._take_line()
         if line is None:
             return False
-        if self.response is None:
-            self.response = response = conn._status(line)
+        if self.reply is None:
+            self.reply = response = conn._status(line)
             if not response.ok:
                 self.done = True
                 self.refused(conn, response)
             return True
         if line == b".":
             self.done = True
-            self.finish(conn, self.response)
+            self.finish(conn, self.reply)
             return True
         if line.startswith(b"."):
             line = line[1:]  # RFC 1939 §3: byte-stuffed termination octet
@@ -246,7 +246,7 @@ class _MultiLine(_Op):
         return conn._max_entries
 
     def refused(self, conn: ClientConnection, response: Response) -> None:
-        conn._emit(Reply(command=self.command, response=response))
+        conn._emit(Reply(command=self.command, reply=response))
 
     def add(self, conn: ClientConnection, line: bytes) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -267,7 +267,7 @@ class _Capa(_MultiLine):
         # RFC 2449 §5: a server without CAPA answers -ERR; it has no extensions.
         conn._capabilities = {}
         conn._capabilities_known = True
-        conn._emit(Capabilities(response=response))
+        conn._emit(Capabilities(reply=response))
 
     def add(self, conn: ClientConnection, line: bytes) -> None:
         words = line.decode("utf-8", "replace").split()
@@ -280,7 +280,7 @@ class _Capa(_MultiLine):
     def finish(self, conn: ClientConnection, response: Response) -> None:
         conn._capabilities = dict(self.found)
         conn._capabilities_known = True
-        conn._emit(Capabilities(response=response, capabilities=MappingProxyType(dict(self.found))))
+        conn._emit(Capabilities(reply=response, capabilities=MappingProxyType(dict(self.found))))
 
 
 class _ListAll(_MultiLine):
@@ -305,9 +305,9 @@ class _ListAll(_MultiLine):
 
     def finish(self, conn: ClientConnection, response: Response) -> None:
         if self.command == "LIST":
-            conn._emit(Listing(response=response, entries=tuple(self.sizes)))
+            conn._emit(Listing(reply=response, entries=tuple(self.sizes)))
         else:
-            conn._emit(UniqueIds(response=response, entries=tuple(self.uids)))
+            conn._emit(UniqueIds(reply=response, entries=tuple(self.uids)))
 
 
 class _SingleLine(_StatusOp):
@@ -322,25 +322,25 @@ class _SingleLine(_StatusOp):
 
     def answered(self, conn: ClientConnection, response: Response) -> None:
         if not response.ok:
-            conn._emit(Reply(command=self.command, response=response))
+            conn._emit(Reply(command=self.command, reply=response))
             return
         text = response.text
         if self.command == "UIDL":
             uid = _NUMBER_UID_TEXT.fullmatch(text)
             if uid is None or int(uid.group(1)) != self.number:
                 raise RemoteProtocolError(f"malformed UIDL response {text[:80]!r}")
-            conn._emit(UniqueIds(response=response, entries=((self.number, uid.group(2)),)))
+            conn._emit(UniqueIds(reply=response, entries=((self.number, uid.group(2)),)))
             return
         match = _NUMBER_SIZE_TEXT.fullmatch(text)
         if match is None:
             raise RemoteProtocolError(f"malformed {self.command} response {text[:60]!r}")
         first, second = int(match.group(1)), int(match.group(2))
         if self.command == "STAT":
-            conn._emit(Stat(response=response, count=first, size=second))
+            conn._emit(Stat(reply=response, count=first, size=second))
         else:
             if first != self.number:
                 raise RemoteProtocolError(f"LIST {self.number} answered for message {first}")
-            conn._emit(Listing(response=response, entries=((first, second),)))
+            conn._emit(Listing(reply=response, entries=((first, second),)))
 
 
 class _Retrieve(_Op):
@@ -369,11 +369,11 @@ class _Retrieve(_Op):
             response = conn._status(line)
             if not response.ok:
                 self.done = True
-                conn._emit(Reply(command=self.command, response=response))
+                conn._emit(Reply(command=self.command, reply=response))
                 return True
             self.in_body = True
             conn._at_line_start = True
-            conn._emit(MessageStart(number=self.number, response=response))
+            conn._emit(MessageStart(number=self.number, reply=response))
             return True
         data, ended = conn._take_body()
         if data:
@@ -418,7 +418,7 @@ class _Login(_Op):
         if self.stage == "USER":
             if not response.ok and not self.pipelined:
                 self.done = True
-                conn._emit(AuthResult(success=False, response=response, mechanism="USER"))
+                conn._emit(AuthResult(success=False, reply=response, mechanism="USER"))
                 return True
             if not response.ok:
                 self.refused = response  # the pipelined PASS is answered too
@@ -430,7 +430,7 @@ class _Login(_Op):
         self.done = True
         success = response.ok and self.refused is None
         conn._authenticated = conn._authenticated or success
-        conn._emit(AuthResult(success=success, response=self.refused or response, mechanism="USER"))
+        conn._emit(AuthResult(success=success, reply=self.refused or response, mechanism="USER"))
         return True
 
 
@@ -443,7 +443,7 @@ class _Apop(_StatusOp):
 
     def answered(self, conn: ClientConnection, response: Response) -> None:
         conn._authenticated = conn._authenticated or response.ok
-        conn._emit(AuthResult(success=response.ok, response=response, mechanism="APOP"))
+        conn._emit(AuthResult(success=response.ok, reply=response, mechanism="APOP"))
 
 
 class _Auth(_Op):
@@ -484,10 +484,10 @@ class _Auth(_Op):
         # a challenge (answered with an empty line) before +OK.
         if response.ok and exchange.verify(None):
             conn._authenticated = True
-            conn._emit(AuthResult(success=True, response=response, mechanism=name))
+            conn._emit(AuthResult(success=True, reply=response, mechanism=name))
             return True
         conn._emit(
-            AuthResult(success=False, response=response, mechanism=name, error=exchange.error)
+            AuthResult(success=False, reply=response, mechanism=name, error=exchange.error)
         )
         return True
 

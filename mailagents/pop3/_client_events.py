@@ -3,7 +3,7 @@
 
 Every event that answers a command carries the server's status line as a
 :class:`~mailagents.pop3.Response`. A command the server refused with ``-ERR`` ends
-with :class:`~mailagents.pop3.client.Reply` (``response.ok`` false), whatever the
+with :class:`~mailagents.pop3.client.Reply` (``reply.ok`` false), whatever the
 command, except CAPA (an empty :class:`~mailagents.pop3.client.Capabilities`) and the
 logins (:class:`~mailagents.pop3.client.AuthResult`).
 """
@@ -40,7 +40,7 @@ class Greeting:
     greeting carries one, else ``None``. A ``-ERR`` greeting means no service: the
     server is about to close."""
 
-    response: Response
+    reply: Response
     challenge: str | None = None
 
 
@@ -50,7 +50,7 @@ class Capabilities:
     (``{"SASL": ("PLAIN", "SCRAM-SHA-256"), "TOP": ()}``). Empty when the server
     answered ``-ERR`` (it predates RFC 2449)."""
 
-    response: Response
+    reply: Response
     capabilities: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
@@ -68,20 +68,20 @@ class Reply:
     """
 
     command: str
-    response: Response
+    reply: Response
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthResult:
     """The end of a login: ``mechanism`` is ``"USER"`` (USER/PASS), ``"APOP"``, or the
     SASL mechanism's name (RFC 5034). ``success`` is true only after ``+OK`` *and* the
-    mechanism's check of the server (SCRAM's server signature); ``response`` is the
+    mechanism's check of the server (SCRAM's server signature); ``reply`` is the
     status line that ended the exchange (for USER/PASS, USER's ``-ERR`` when the name
     was refused). ``error`` says why the client gave up when the failure is ours to
     report (a malformed or forged server challenge): the server may be an impostor."""
 
     success: bool
-    response: Response
+    reply: Response
     mechanism: str
     error: str | None = None
 
@@ -91,7 +91,7 @@ class Stat:
     """The answer to STAT (RFC 1939 §5): messages in the maildrop and their total size
     in octets, messages marked as deleted not counted."""
 
-    response: Response
+    reply: Response
     count: int
     size: int
 
@@ -101,7 +101,7 @@ class Listing:
     """The answer to LIST (RFC 1939 §5): ``(number, size in octets)`` pairs, one pair
     for ``LIST n``."""
 
-    response: Response
+    reply: Response
     entries: tuple[tuple[int, int], ...]
 
 
@@ -110,7 +110,7 @@ class UniqueIds:
     """The answer to UIDL (RFC 1939 §7): ``(number, unique-id)`` pairs, one pair for
     ``UIDL n``."""
 
-    response: Response
+    reply: Response
     entries: tuple[tuple[int, str], ...]
 
 
@@ -121,7 +121,7 @@ class MessageStart:
     :class:`~mailagents.pop3.client.MessageEnd`."""
 
     number: int
-    response: Response
+    reply: Response
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailagents._protocol import LocalProtocolError
-from mailagents.pop3._response import Response
+from mailagents.pop3._response import Response, is_temporary
 
 __all__ = [
     "Accept",
@@ -82,11 +82,19 @@ class Authenticated:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthenticationFailed:
-    """USER/PASS, APOP or AUTH failed or was cancelled; ``response`` has been queued. An
-    adapter counts these to slow down password guessing."""
+    """USER/PASS, APOP or AUTH failed or was cancelled; ``reply`` has been queued. An
+    adapter counts these to slow down password guessing, except the
+    :attr:`temporary` ones."""
 
     mechanism: str
-    response: Response
+    reply: Response
+
+    @property
+    def temporary(self) -> bool:
+        """The failure is the server's and may pass (``[SYS/TEMP]``, ``[IN-USE]``,
+        ``[LOGIN-DELAY]``): not a wrong password, so not to be counted against the
+        client; else it is permanent."""
+        return is_temporary(self.reply)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,7 +135,12 @@ class CommandRejected:
     it could not be read)."""
 
     command: str
-    response: Response
+    reply: Response
+
+    @property
+    def temporary(self) -> bool:
+        """The refusal may pass (``[SYS/TEMP]``, ``[IN-USE]``, ``[LOGIN-DELAY]``)."""
+        return is_temporary(self.reply)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,12 +163,12 @@ class Accept:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reject:
-    """Refuse the event awaiting a decision with ``response`` (an ``-ERR``)."""
+    """Refuse the event awaiting a decision with ``reply`` (an ``-ERR``)."""
 
-    response: Response
+    reply: Response
 
     def __post_init__(self) -> None:
-        if self.response.ok:
+        if self.reply.ok:
             raise LocalProtocolError("Reject needs an -ERR response (ok=False)")
 
 

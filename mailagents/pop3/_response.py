@@ -50,6 +50,23 @@ class Response:
         return line.encode("utf-8") + b"\r\n"
 
 
+# The codes of an -ERR that may pass without the client changing anything: RFC 2449
+# §8.1 (IN-USE: the maildrop is locked by another session; LOGIN-DELAY: too soon since
+# the last login) and RFC 3206 §4 (SYS/TEMP: a temporary problem of the server).
+# SYS/PERM, AUTH and the rest are permanent. Codes are hierarchical (RFC 2449 §8): a
+# sub-level under one of these ("SYS/TEMP/DISK") is temporary too.
+_TEMPORARY = ("IN-USE", "LOGIN-DELAY", "SYS/TEMP")
+
+
+def is_temporary(response: Response) -> bool:
+    """An ``-ERR`` whose response code says the failure may pass (see ``_TEMPORARY``)."""
+    code = response.code
+    if response.ok or code is None:
+        return False
+    code = code.upper()
+    return any(code == t or code.startswith(t + "/") for t in _TEMPORARY)
+
+
 def parse_response(line: bytes) -> Response | None:
     """Parse one status line (without its CRLF); ``None`` when it starts with neither
     ``+OK`` nor ``-ERR`` (RFC 1939 §3: the indicators are upper case, but we accept any

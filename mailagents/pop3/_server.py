@@ -16,7 +16,7 @@ import hmac
 import re
 from base64 import b64encode
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeAlias
 
 from mailagents import sasl
@@ -140,6 +140,8 @@ def _count(n: int) -> str:
 _AUTH_FAILURES = _auth_failures()
 # The table as the core runs it (see mailagents._protocol._machine).
 _MOVES: dict[State, Moves[State]] = compile_moves(TRANSITIONS)
+# Where a graceful shutdown may end a session (see at_boundary).
+_BOUNDARY = frozenset({State.AUTHORIZATION, State.CLOSED})
 
 
 class ServerConnection:
@@ -179,6 +181,7 @@ class ServerConnection:
         self._messages: tuple[MaildropEntry, ...] = ()
         self._deleted: set[int] = set()
         self._stuffer: DotStuffer | None = None
+        self._fresh = True  # nothing taken with data_to_send() yet
         greeting = f"{cfg.hostname} POP3 server ready"
         if challenge is not None and cfg.allow_apop:
             greeting = f"{greeting} {challenge}"
@@ -248,9 +251,39 @@ class ServerConnection:
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the client now (responses in command order)."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
+        self._fresh = False
         return out
+
+    @property
+    def at_boundary(self) -> bool:
+        """Nothing is in progress that a graceful shutdown would cut short: the session
+        has not logged in (or is over) and no decision is awaited. A session in
+        TRANSACTION is not at a boundary: its deletions happen only at QUIT (RFC 1939
+        §6), so an adapter lets it finish within its grace period."""
+        return self._pending is None and self._state in _BOUNDARY
+
+    def refuse(self, text: str = "Service not available, try again later") -> None:
+        """Refuse the session before it began (connection limits, shutting down): the
+        greeting queued at construction becomes ``-ERR [SYS/TEMP] hostname text``
+        (RFC 3206 §4: a temporary problem of the server, so a client retries later),
+        and the session is closed. Only before the first :meth:`data_to_send`."""
+        if not self._fresh or self._state is not State.AUTHORIZATION:
+            raise LocalProtocolError("refuse() only before the greeting was sent")
+        self._out.clear()
+        self._close(_err(f"{self.config.hostname} {text}", "SYS/TEMP"))
+
+    def events(self) -> Iterator[ServerEvent]:
+        """Iterate over :meth:`next_event` until it returns ``NEED_DATA`` or ``PAUSED``
+        (answer a decision event with :meth:`send` before taking the next)."""
+        while True:
+            event = self.next_event()
+            if isinstance(event, Sentinel):
+                return
+            yield event
 
     def next_event(self) -> ServerEvent | Sentinel:
         """The next event, or ``NEED_DATA`` / ``PAUSED``.
@@ -354,7 +387,7 @@ class ServerConnection:
             self._in.clear()
             self._fail(response)
         self._queue(response)
-        self._emit(CommandRejected(command=command, response=response))
+        self._emit(CommandRejected(command=command, reply=response))
 
     def _transition(self, event: str) -> None:
         """Take the transition of ``event`` (a command carried out, or one of
@@ -643,14 +676,14 @@ class ServerConnection:
         self._sasl = None
         self._transition("AUTH_END")
         self._queue(response)
-        self._emit(AuthenticationFailed(mechanism=self._auth_label, response=response))
+        self._emit(AuthenticationFailed(mechanism=self._auth_label, reply=response))
 
     def _answer_credentials(self, decision: Decision) -> None:
         event = self._pending
         assert isinstance(event, sasl.NeedCredentials)
         if isinstance(decision, Reject):
             self._pending = None
-            self._auth_end(decision.response)
+            self._auth_end(decision.reply)
             return
         if not isinstance(decision, _SASL_ANSWERS):
             raise LocalProtocolError("answer NeedCredentials with a sasl answer or Reject")
@@ -682,7 +715,7 @@ class ServerConnection:
             # The credentials were right (no AuthenticationFailed), but the maildrop
             # cannot be opened: [IN-USE], [LOGIN-DELAY], [SYS/TEMP] (RFC 2449 §8, 3206).
             self._pending = None
-            self._queue(decision.response)
+            self._queue(decision.reply)
             return
         if not isinstance(decision, Maildrop):
             raise LocalProtocolError("answer OpenMaildrop with Maildrop or Reject")
@@ -801,7 +834,7 @@ class ServerConnection:
         if stuffer is None:
             if isinstance(decision, Reject):
                 self._pending = None
-                self._queue(decision.response)
+                self._queue(decision.reply)
                 return
             if not isinstance(decision, Accept):
                 raise LocalProtocolError("answer Retrieve with Accept or Reject first")
@@ -824,7 +857,7 @@ class ServerConnection:
 
     def _decide_update(self, decision: Decision) -> None:
         if isinstance(decision, Reject):
-            response = decision.response
+            response = decision.reply
         elif isinstance(decision, Accept):
             left = len(self._messages) - len(self._deleted)
             what = f"{_count(left)} left" if left else "maildrop empty"

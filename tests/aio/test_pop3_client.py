@@ -89,7 +89,7 @@ class Mailbox:
             return [SCRAM]
         if isinstance(event, OpenMaildrop):
             if self.in_use:
-                return [Reject(response=Response(ok=False, code="IN-USE", text="busy"))]
+                return [Reject(reply=Response(ok=False, code="IN-USE", text="busy"))]
             self.snapshot = list(self.messages)
             return [
                 Maildrop(

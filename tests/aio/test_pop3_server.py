@@ -104,7 +104,7 @@ class Memory(POP3Handler):
         if "not-iterable" in self.fail:
             return self.messages[0]  # type: ignore[return-value]
         if "vanished" in self.fail:
-            return Reject(response=Response(ok=False, code="SYS/TEMP", text="vanished"))
+            return Reject(reply=Response(ok=False, code="SYS/TEMP", text="vanished"))
         data = self.messages[event.number - 1]
         broken = "stream" in self.fail
 

@@ -179,7 +179,7 @@ class Session:
     def start_tls(self, context: ssl.SSLContext) -> None:
         self.conn.stls()
         (reply,) = self.wait(Reply)
-        assert isinstance(reply, Reply) and reply.response.ok, reply
+        assert isinstance(reply, Reply) and reply.reply.ok, reply
         self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
         self.conn.tls_started()
 
@@ -228,7 +228,7 @@ def test_our_client_reads_what_poplib_reads(
     _, stored = mailbox
     view = pop3_view(dovecot.pop3_port, dovecot.user, dovecot.password)
     session = open_session(session_factory, dovecot.pop3_port, read_size=read_size)
-    assert session.greeting.response.ok
+    assert session.greeting.reply.ok
     assert session.capa().capabilities.get("PIPELINING") == ()
     # Pipelined (Dovecot announced PIPELINING): every request queued at once.
     conn = session.conn
@@ -262,7 +262,7 @@ def test_our_client_reads_what_poplib_reads(
         assert top == header, number
     conn.quit()
     events = session.wait(ConnectionClosed)
-    assert isinstance(events[0], Reply) and events[0].response.ok
+    assert isinstance(events[0], Reply) and events[0].reply.ok
     assert pop3_view(dovecot.pop3_port, dovecot.user, dovecot.password) == view
 
 
@@ -283,12 +283,12 @@ def test_dele_and_quit_really_delete(
     events = session.wait(Stat)
     assert [type(e) for e in events] == [AuthResult, Reply, Reply, Reply, Reply, Reply, Stat]
     replies = [e for e in events if isinstance(e, Reply)]
-    assert [r.response.ok for r in replies] == [True, True, True, True, False]
+    assert [r.reply.ok for r in replies] == [True, True, True, True, False]
     stat = events[-1]
     assert isinstance(stat, Stat) and stat.count == len(MESSAGES) - 2
     conn.quit()
     (quit_reply, closed) = session.wait(ConnectionClosed)
-    assert isinstance(quit_reply, Reply) and quit_reply.response.ok, quit_reply
+    assert isinstance(quit_reply, Reply) and quit_reply.reply.ok, quit_reply
     after = pop3_view(dovecot.pop3_port, dovecot.user, dovecot.password)
     assert after.count == len(MESSAGES) - 2
     assert sorted(after.uids.values()) == sorted(
@@ -308,7 +308,7 @@ def test_wrong_password_is_refused(
     session.conn.login(dovecot.user, "wrong")
     (failed,) = session.wait(AuthResult)
     assert isinstance(failed, AuthResult) and not failed.success
-    assert failed.response.code == "AUTH", failed
+    assert failed.reply.code == "AUTH", failed
     assert not session.conn.authenticated
 
 

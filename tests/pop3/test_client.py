@@ -74,7 +74,7 @@ def greeted(greeting: bytes = GREETING, **kwargs: int) -> ClientConnection:
     conn = ClientConnection(**kwargs)  # type: ignore[arg-type]
     conn.receive_data(greeting)
     [event] = events(conn)
-    assert isinstance(event, Greeting) and event.response.ok
+    assert isinstance(event, Greeting) and event.reply.ok
     return conn
 
 
@@ -102,7 +102,7 @@ def test_greeting_with_apop_timestamp(bytewise: bool) -> None:
     assert conn.awaiting == "GREETING"
     assert feed(conn, GREETING, bytewise=bytewise) == [
         Greeting(
-            response=Response(ok=True, text=f"POP3 server ready {CHALLENGE}"), challenge=CHALLENGE
+            reply=Response(ok=True, text=f"POP3 server ready {CHALLENGE}"), challenge=CHALLENGE
         )
     ]
     assert conn.challenge == CHALLENGE
@@ -140,7 +140,7 @@ def test_err_greeting_closes() -> None:
     conn.stat()
     conn.receive_data(b"-ERR [SYS/TEMP] too busy\r\n+OK junk\r\n")
     [event] = events(conn)
-    assert event == Greeting(response=Response(ok=False, code="SYS/TEMP", text="too busy"))
+    assert event == Greeting(reply=Response(ok=False, code="SYS/TEMP", text="too busy"))
     assert conn.data_to_send() == b""
     with pytest.raises(LocalProtocolError):
         conn.noop()
@@ -182,7 +182,7 @@ def test_apop(bytewise: bool) -> None:
     assert feed(conn, ok, bytewise=bytewise) == [
         AuthResult(
             success=True,
-            response=Response(ok=True, text="mrose's maildrop has 2 messages (320 octets)"),
+            reply=Response(ok=True, text="mrose's maildrop has 2 messages (320 octets)"),
             mechanism="APOP",
         )
     ]
@@ -197,7 +197,7 @@ def test_apop_refused() -> None:
     conn.data_to_send()
     conn.receive_data(b"-ERR [AUTH] permission denied\r\n")
     [event] = events(conn)
-    assert isinstance(event, AuthResult) and not event.success and event.response.code == "AUTH"
+    assert isinstance(event, AuthResult) and not event.success and event.reply.code == "AUTH"
     assert not conn.authenticated
 
 
@@ -214,7 +214,7 @@ def test_capa(bytewise: bool) -> None:
         b"..DOTTED x\r\n\r\nIMPLEMENTATION Shlemazle Plotz v302\r\nEXPIRE NEVER\n.\r\n"
     )
     [event] = feed(conn, data, bytewise=bytewise)
-    assert isinstance(event, Capabilities) and event.response.text == "Capability list follows"
+    assert isinstance(event, Capabilities) and event.reply.text == "Capability list follows"
     expected = {
         "TOP": (),
         "SASL": ("PLAIN", "SCRAM-SHA-256"),
@@ -232,7 +232,7 @@ def test_capa_refused_means_no_extensions() -> None:
     conn.capa()
     conn.data_to_send()
     conn.receive_data(b"-ERR unknown command\r\n")
-    assert events(conn) == [Capabilities(response=Response(ok=False, text="unknown command"))]
+    assert events(conn) == [Capabilities(reply=Response(ok=False, text="unknown command"))]
     assert dict(conn.capabilities) == {}
     # Known now: STLS and SASL are refused locally.
     with pytest.raises(LocalProtocolError, match="STLS"):
@@ -272,7 +272,7 @@ def test_login_without_pipelining(bytewise: bool) -> None:
     assert feed(conn, b"+OK maildrop locked and ready\r\n", bytewise=bytewise) == [
         AuthResult(
             success=True,
-            response=Response(ok=True, text="maildrop locked and ready"),
+            reply=Response(ok=True, text="maildrop locked and ready"),
             mechanism="USER",
         )
     ]
@@ -286,7 +286,7 @@ def test_login_user_refused_without_pipelining_sends_no_password() -> None:
     conn.receive_data(b"-ERR never heard of nobody\r\n")
     [event] = events(conn)
     assert event == AuthResult(
-        success=False, response=Response(ok=False, text="never heard of nobody"), mechanism="USER"
+        success=False, reply=Response(ok=False, text="never heard of nobody"), mechanism="USER"
     )
     assert conn.data_to_send() == b""
     assert not conn.authenticated
@@ -311,8 +311,8 @@ def test_login_pipelined(user_line: bytes, pass_line: bytes, success: bool, repo
     conn.receive_data(user_line + pass_line + b"+OK 2 320\r\n")
     auth, stat = events(conn)
     assert isinstance(auth, AuthResult) and auth.success is success
-    assert auth.response.text == reported
-    assert stat == Stat(response=Response(ok=True, text="2 320"), count=2, size=320)
+    assert auth.reply.text == reported
+    assert stat == Stat(reply=Response(ok=True, text="2 320"), count=2, size=320)
 
 
 # --- SASL -------------------------------------------------------------------------------
@@ -328,7 +328,7 @@ def test_auth_plain_initial_response(bytewise: bool) -> None:
     assert feed(conn, b"+OK maildrop locked and ready\r\n", bytewise=bytewise) == [
         AuthResult(
             success=True,
-            response=Response(ok=True, text="maildrop locked and ready"),
+            reply=Response(ok=True, text="maildrop locked and ready"),
             mechanism="PLAIN",
         )
     ]
@@ -345,7 +345,7 @@ def test_auth_plain_without_initial_response(bytewise: bool) -> None:
     [event] = feed(conn, b"-ERR [AUTH] Authentication failed\r\n", bytewise=bytewise)
     assert event == AuthResult(
         success=False,
-        response=Response(ok=False, code="AUTH", text="Authentication failed"),
+        reply=Response(ok=False, code="AUTH", text="Authentication failed"),
         mechanism="PLAIN",
     )
     assert not conn.authenticated
@@ -368,7 +368,7 @@ def test_auth_not_pipelined() -> None:
     conn.stat()
     assert conn.data_to_send() == b"NOOP\r\n"  # AUTH waits for the requests before it
     conn.receive_data(b"+OK\r\n")
-    assert events(conn) == [Reply(command="NOOP", response=OK)]
+    assert events(conn) == [Reply(command="NOOP", reply=OK)]
     assert conn.data_to_send().startswith(b"AUTH PLAIN ")  # STAT waits for AUTH's end
     conn.receive_data(b"+OK\r\n")
     assert isinstance(conn.next_event(), AuthResult)
@@ -434,7 +434,7 @@ def test_auth_scram_sha_256() -> None:
     assert got == [
         AuthResult(
             success=True,
-            response=Response(ok=True, text="maildrop ready"),
+            reply=Response(ok=True, text="maildrop ready"),
             mechanism="SCRAM-SHA-256",
         )
     ]
@@ -565,7 +565,7 @@ def test_stat(bytewise: bool) -> None:
     assert conn.data_to_send() == b"STAT\r\n"
     assert conn.awaiting == "STAT"
     assert feed(conn, b"+OK 2 320\r\n", bytewise=bytewise) == [
-        Stat(response=Response(ok=True, text="2 320"), count=2, size=320)
+        Stat(reply=Response(ok=True, text="2 320"), count=2, size=320)
     ]
 
 
@@ -577,7 +577,7 @@ def test_list_all(bytewise: bool) -> None:
     data = b"+OK 2 messages (320 octets)\r\n1 120\r\n2 200 extra info\n.\r\n"
     assert feed(conn, data, bytewise=bytewise) == [
         Listing(
-            response=Response(ok=True, text="2 messages (320 octets)"), entries=((1, 120), (2, 200))
+            reply=Response(ok=True, text="2 messages (320 octets)"), entries=((1, 120), (2, 200))
         )
     ]
 
@@ -589,8 +589,8 @@ def test_list_one_and_empty(bytewise: bool) -> None:
     conn.list()
     assert conn.data_to_send() == b"LIST 2\r\nLIST\r\n"
     assert feed(conn, b"+OK 2 200\r\n+OK\r\n.\r\n", bytewise=bytewise) == [
-        Listing(response=Response(ok=True, text="2 200"), entries=((2, 200),)),
-        Listing(response=OK, entries=()),
+        Listing(reply=Response(ok=True, text="2 200"), entries=((2, 200),)),
+        Listing(reply=OK, entries=()),
     ]
 
 
@@ -606,10 +606,10 @@ def test_uidl(bytewise: bool) -> None:
     )
     assert feed(conn, data, bytewise=bytewise) == [
         UniqueIds(
-            response=OK, entries=((1, "whqtswO00WBw418f9t5JxYwZ"), (2, "QhdPYR:00WBw1Ph7x7"))
+            reply=OK, entries=((1, "whqtswO00WBw418f9t5JxYwZ"), (2, "QhdPYR:00WBw1Ph7x7"))
         ),
         UniqueIds(
-            response=Response(ok=True, text="2 QhdPYR:00WBw1Ph7x7"),
+            reply=Response(ok=True, text="2 QhdPYR:00WBw1Ph7x7"),
             entries=((2, "QhdPYR:00WBw1Ph7x7"),),
         ),
     ]
@@ -644,7 +644,7 @@ def test_err_gives_reply(command: str, n: int | None) -> None:
     assert events(conn) == [
         Reply(
             command=command,
-            response=Response(ok=False, text="no such message, only 2 messages in maildrop"),
+            reply=Response(ok=False, text="no such message, only 2 messages in maildrop"),
         )
     ]
     conn.noop()  # the session goes on
@@ -732,7 +732,7 @@ def test_retr_unstuffs(bytewise: bool) -> None:
     wire = b"+OK 120 octets\r\n" + stuff(MESSAGE) + b".\r\n"
     assert b"\r\n...two dots\r\n" in wire and b"\r\n..\r\n" in wire
     assert retrieve(conn, wire, bytewise=bytewise) == [
-        MessageStart(number=1, response=Response(ok=True, text="120 octets")),
+        MessageStart(number=1, reply=Response(ok=True, text="120 octets")),
         MessageChunk(number=1, data=MESSAGE),
         MessageEnd(number=1, size=len(MESSAGE)),
     ]
@@ -748,10 +748,10 @@ def test_retr_bare_lf_and_lone_cr(bytewise: bool) -> None:
     assert conn.data_to_send() == b"RETR 1\r\nNOOP\r\n"
     evs = merged(feed(conn, wire, bytewise=bytewise))
     assert evs == [
-        MessageStart(number=1, response=OK),
+        MessageStart(number=1, reply=OK),
         MessageChunk(number=1, data=b"a\r\nb\r\n.c\r\n\rd\r\r\n\r\n"),
         MessageEnd(number=1, size=17),
-        Reply(command="NOOP", response=OK),
+        Reply(command="NOOP", reply=OK),
     ]
 
 
@@ -759,7 +759,7 @@ def test_retr_bare_lf_and_lone_cr(bytewise: bool) -> None:
 def test_empty_message(bytewise: bool) -> None:
     conn = ready()
     assert retrieve(conn, b"+OK 0 octets\r\n.\r\n", bytewise=bytewise) == [
-        MessageStart(number=1, response=Response(ok=True, text="0 octets")),
+        MessageStart(number=1, reply=Response(ok=True, text="0 octets")),
         MessageEnd(number=1, size=0),
     ]
 
@@ -772,7 +772,7 @@ def test_top(bytewise: bool) -> None:
     assert conn.awaiting == "TOP"
     evs = merged(feed(conn, b"+OK\r\nSubject: x\r\n\r\n.\r\n", bytewise=bytewise))
     assert evs == [
-        MessageStart(number=2, response=OK),
+        MessageStart(number=2, reply=OK),
         MessageChunk(number=2, data=b"Subject: x\r\n\r\n"),
         MessageEnd(number=2, size=14),
     ]
@@ -785,7 +785,7 @@ def test_eof_in_the_middle_of_a_message() -> None:
     conn.receive_data(b"")
     evs = merged(events(conn))
     assert evs == [
-        MessageStart(number=1, response=OK),
+        MessageStart(number=1, reply=OK),
         MessageChunk(number=1, data=b"Subject: x\r\n\r\nbody"),
         ConnectionClosed(),
     ]
@@ -852,10 +852,10 @@ def test_retr_any_fragmentation(cuts: list[int], chunk_size: int) -> None:
             assert len(event.data) <= chunk_size + 2
             assert not event.data.endswith(b"\r")
     assert merged(got) == [
-        MessageStart(number=1, response=OK),
+        MessageStart(number=1, reply=OK),
         MessageChunk(number=1, data=MESSAGE),
         MessageEnd(number=1, size=len(MESSAGE)),
-        Stat(response=Response(ok=True, text="1 2"), count=1, size=2),
+        Stat(reply=Response(ok=True, text="1 2"), count=1, size=2),
     ]
 
 
@@ -870,14 +870,14 @@ def test_simple_commands(bytewise: bool) -> None:
     conn.rset()
     assert conn.data_to_send() == b"DELE 1\r\n"
     assert feed(conn, b"+OK message 1 deleted\r\n", bytewise=bytewise) == [
-        Reply(command="DELE", response=Response(ok=True, text="message 1 deleted"))
+        Reply(command="DELE", reply=Response(ok=True, text="message 1 deleted"))
     ]
     assert conn.data_to_send() == b"NOOP\r\n"
-    assert feed(conn, b"+OK\r\n", bytewise=bytewise) == [Reply(command="NOOP", response=OK)]
+    assert feed(conn, b"+OK\r\n", bytewise=bytewise) == [Reply(command="NOOP", reply=OK)]
     assert conn.data_to_send() == b"RSET\r\n"
     assert conn.awaiting == "RSET"
     assert feed(conn, b"+OK maildrop has 2 messages\r\n", bytewise=bytewise) == [
-        Reply(command="RSET", response=Response(ok=True, text="maildrop has 2 messages"))
+        Reply(command="RSET", reply=Response(ok=True, text="maildrop has 2 messages"))
     ]
 
 
@@ -926,7 +926,7 @@ def test_utf8() -> None:
     conn.utf8()
     assert conn.data_to_send() == b"UTF8\r\n"
     conn.receive_data(b"+OK UTF8 enabled\r\n")
-    assert events(conn) == [Reply(command="UTF8", response=Response(ok=True, text="UTF8 enabled"))]
+    assert events(conn) == [Reply(command="UTF8", reply=Response(ok=True, text="UTF8 enabled"))]
     assert conn.utf8_enabled
     conn.login("jürgen", "pässword")
     assert conn.data_to_send() == "USER jürgen\r\nPASS pässword\r\n".encode()
@@ -948,15 +948,15 @@ TRANSACTION: list[tuple[Callable[[ClientConnection], None], bytes, bytes]] = [
 
 def expected_transaction() -> list[ClientEvent]:
     return [
-        Stat(response=Response(ok=True, text="2 320"), count=2, size=320),
-        UniqueIds(response=OK, entries=((1, "aaa"), (2, "bbb"))),
-        MessageStart(number=1, response=OK),
+        Stat(reply=Response(ok=True, text="2 320"), count=2, size=320),
+        UniqueIds(reply=OK, entries=((1, "aaa"), (2, "bbb"))),
+        MessageStart(number=1, reply=OK),
         MessageChunk(number=1, data=b".x\r\n"),
         MessageEnd(number=1, size=4),
-        Reply(command="DELE", response=OK),
-        Reply(command="TOP", response=Response(ok=False, text="no")),
-        Listing(response=OK, entries=((2, 200),)),
-        Reply(command="QUIT", response=Response(ok=True, text="bye")),
+        Reply(command="DELE", reply=OK),
+        Reply(command="TOP", reply=Response(ok=False, text="no")),
+        Listing(reply=OK, entries=((2, 200),)),
+        Reply(command="QUIT", reply=Response(ok=True, text="bye")),
         ConnectionClosed(),
     ]
 
@@ -1027,7 +1027,7 @@ def test_stls() -> None:
     assert conn.awaiting == "STLS"
     conn.receive_data(b"+OK Begin TLS negotiation\r\n-ERR injected in plaintext\r\n")
     assert events(conn) == [
-        Reply(command="STLS", response=Response(ok=True, text="Begin TLS negotiation"))
+        Reply(command="STLS", reply=Response(ok=True, text="Begin TLS negotiation"))
     ]
     assert conn.awaiting is None
     with pytest.raises(LocalProtocolError, match="tls_started"):
@@ -1052,7 +1052,7 @@ def test_stls_refused_and_rules() -> None:
     conn = ready(None)
     conn.stls()
     conn.receive_data(b"-ERR not now\r\n")
-    assert events(conn) == [Reply(command="STLS", response=Response(ok=False, text="not now"))]
+    assert events(conn) == [Reply(command="STLS", reply=Response(ok=False, text="not now"))]
     assert not conn.tls_active
     conn.login("a", "b")
     with pytest.raises(LocalProtocolError, match="before login"):

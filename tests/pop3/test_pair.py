@@ -83,7 +83,7 @@ class Mailbox:
             return [SCRAM]
         if isinstance(event, OpenMaildrop):
             if self.in_use:
-                return [Reject(response=Response(ok=False, code="IN-USE", text="locked"))]
+                return [Reject(reply=Response(ok=False, code="IN-USE", text="locked"))]
             entries = tuple(
                 MaildropEntry(size=crlf_size(m), uid=f"uid{i:04d}")
                 for i, m in enumerate(self.messages, 1)
@@ -149,7 +149,7 @@ class ConnectionPair:
         new: list[ClientEvent] = []
         for event in self.client.events():
             new.append(event)
-            if isinstance(event, Reply) and event.command == "STLS" and event.response.ok:
+            if isinstance(event, Reply) and event.command == "STLS" and event.reply.ok:
                 self.client.tls_started()
                 assert self._server_tls_pending
                 self.server.tls_started()
@@ -207,7 +207,7 @@ bytewise = pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "byt
 
 def start(pair: ConnectionPair) -> Greeting:
     [greeting] = pair.run()
-    assert isinstance(greeting, Greeting) and greeting.response.ok
+    assert isinstance(greeting, Greeting) and greeting.reply.ok
     return greeting
 
 
@@ -239,17 +239,17 @@ def test_full_session_user_pass(bytewise: bool) -> None:
     sizes = [crlf_size(m) for m in (MSG1, MSG2, MSG3)]
     evs = pair.run()
     assert evs == [
-        Stat(response=Response(ok=True, text=f"3 {sum(sizes)}"), count=3, size=sum(sizes)),
+        Stat(reply=Response(ok=True, text=f"3 {sum(sizes)}"), count=3, size=sum(sizes)),
         Listing(
-            response=Response(ok=True, text=f"3 messages ({sum(sizes)} octets)"),
+            reply=Response(ok=True, text=f"3 messages ({sum(sizes)} octets)"),
             entries=((1, sizes[0]), (2, sizes[1]), (3, sizes[2])),
         ),
-        Listing(response=Response(ok=True, text=f"3 {sizes[2]}"), entries=((3, sizes[2]),)),
+        Listing(reply=Response(ok=True, text=f"3 {sizes[2]}"), entries=((3, sizes[2]),)),
         UniqueIds(
-            response=evs[3].response,  # type: ignore[union-attr]
+            reply=evs[3].reply,  # type: ignore[union-attr]
             entries=((1, "uid0001"), (2, "uid0002"), (3, "uid0003")),
         ),
-        UniqueIds(response=Response(ok=True, text="2 uid0002"), entries=((2, "uid0002"),)),
+        UniqueIds(reply=Response(ok=True, text="2 uid0002"), entries=((2, "uid0002"),)),
     ]
 
     for n, expected in ((1, MSG1), (2, MSG2), (3, MSG3_CRLF)):
@@ -275,13 +275,13 @@ def test_full_session_user_pass(bytewise: bool) -> None:
     c.stat()
     evs = pair.run()
     assert [type(e).__name__ for e in evs] == ["Reply", "Reply", "Reply", "Reply", "Reply", "Stat"]
-    assert evs[0] == Reply(command="DELE", response=evs[0].response)  # type: ignore[union-attr]
-    assert evs[0].response.ok and not evs[1].response.ok  # type: ignore[union-attr]
-    assert evs[5] == Stat(response=evs[5].response, count=2, size=sizes[0] + sizes[1])  # type: ignore[union-attr]
+    assert evs[0] == Reply(command="DELE", reply=evs[0].reply)  # type: ignore[union-attr]
+    assert evs[0].reply.ok and not evs[1].reply.ok  # type: ignore[union-attr]
+    assert evs[5] == Stat(reply=evs[5].reply, count=2, size=sizes[0] + sizes[1])  # type: ignore[union-attr]
 
     c.quit()
     quit_reply, closed = pair.run()
-    assert isinstance(quit_reply, Reply) and quit_reply.command == "QUIT" and quit_reply.response.ok
+    assert isinstance(quit_reply, Reply) and quit_reply.command == "QUIT" and quit_reply.reply.ok
     assert closed == ConnectionClosed() and c.closed
     [update] = pair.mailbox.updates
     assert update.numbers == (3,)
@@ -305,7 +305,7 @@ def test_apop_wrong_secret() -> None:
     start(pair)
     pair.client.apop(USER, "wrong")
     [auth] = pair.run()
-    assert isinstance(auth, AuthResult) and not auth.success and auth.response.code == "AUTH"
+    assert isinstance(auth, AuthResult) and not auth.success and auth.reply.code == "AUTH"
     assert any(isinstance(e, AuthenticationFailed) for e in pair.server_events)
 
 
@@ -324,7 +324,7 @@ def test_sasl(bytewise: bool, initial: bool, mechanism: str) -> None:
     )
     pair.client.authenticate(mech, initial=initial)
     [auth] = pair.run()
-    assert auth == AuthResult(success=True, response=auth.response, mechanism=mechanism)  # type: ignore[union-attr]
+    assert auth == AuthResult(success=True, reply=auth.reply, mechanism=mechanism)  # type: ignore[union-attr]
     pair.client.stat()
     [stat] = pair.run()
     assert isinstance(stat, Stat) and stat.count == 3
@@ -342,7 +342,7 @@ def test_sasl_wrong_password(mechanism: str) -> None:
     pair.client.authenticate(mech)
     [auth] = pair.run()
     assert isinstance(auth, AuthResult) and not auth.success
-    assert auth.response.code == "AUTH" and auth.error is None
+    assert auth.reply.code == "AUTH" and auth.error is None
     assert not pair.client.authenticated
     pair.client.login(USER, PASSWORD)  # the session goes on
     [auth] = pair.run()
@@ -354,7 +354,7 @@ def test_maildrop_in_use() -> None:
     start(pair)
     pair.client.login(USER, PASSWORD)
     [auth] = pair.run()
-    assert isinstance(auth, AuthResult) and not auth.success and auth.response.code == "IN-USE"
+    assert isinstance(auth, AuthResult) and not auth.success and auth.reply.code == "IN-USE"
     assert not any(isinstance(e, AuthenticationFailed) for e in pair.server_events)
 
 
@@ -371,7 +371,7 @@ def test_stls_flow(bytewise: bool) -> None:
     assert "STLS" in capa.capabilities and "USER" not in capa.capabilities
     c.stls()
     [reply] = pair.run()
-    assert isinstance(reply, Reply) and reply.command == "STLS" and reply.response.ok
+    assert isinstance(reply, Reply) and reply.command == "STLS" and reply.reply.ok
     assert c.tls_active and pair.server.tls_active
     assert dict(c.capabilities) == {}
     c.capa()
@@ -451,7 +451,7 @@ def test_server_rejects_commands_out_of_state() -> None:
     pair.client.stat()  # before login
     pair.client.retr(1)
     evs = pair.run()
-    assert [(e.command, e.response.ok) for e in evs] == [("STAT", False), ("RETR", False)]  # type: ignore[union-attr]
+    assert [(e.command, e.reply.ok) for e in evs] == [("STAT", False), ("RETR", False)]  # type: ignore[union-attr]
 
 
 line_text = st.text(alphabet=".ab \t", max_size=12).map(str.encode)

@@ -155,12 +155,12 @@ def test_user_pass_failure(data: bytes, app: App) -> None:
     assert result.lines[2].startswith(b"-ERR ")  # STAT before login
     assert result.lines[4].startswith(b"+OK maildrop")
     failed = [e for e in result.events if isinstance(e, AuthenticationFailed)]
-    assert failed == [AuthenticationFailed(mechanism="USER", response=Response(
+    assert failed == [AuthenticationFailed(mechanism="USER", reply=Response(
         ok=False, code="AUTH", text="Authentication failed"))]
 
 
 def test_credentials_rejected_temporarily() -> None:
-    reject = Reject(response=Response(ok=False, code="SYS/TEMP", text="user store down"))
+    reject = Reject(reply=Response(ok=False, code="SYS/TEMP", text="user store down"))
     result = run(b"USER mrose\r\nPASS tanstaaf\r\n", ServerConnection(plain_config()),
                  App(credentials_reject=reject))
     assert result.lines[1] == b"-ERR [SYS/TEMP] user store down"
@@ -381,7 +381,7 @@ def test_send_without_pending_event() -> None:
 
 @pytest.mark.parametrize("code", ["IN-USE", "LOGIN-DELAY", "SYS/TEMP", "SYS/PERM"])
 def test_open_maildrop_rejected(code: str) -> None:
-    reject = Reject(response=Response(ok=False, code=code, text="maildrop busy"))
+    reject = Reject(reply=Response(ok=False, code=code, text="maildrop busy"))
     server = ServerConnection(plain_config())
     result = run(b"USER mrose\r\nPASS tanstaaf\r\nSTAT\r\n", server, App(open_reject=reject))
     assert result.lines[1] == f"-ERR [{code}] maildrop busy".encode()

@@ -7,11 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailagents import sasl
 from mailagents.pop3 import (
     NEED_DATA,
     Accept,
+    AuthenticationFailed,
     CommandRejected,
+    LocalProtocolError,
+    Quit,
     RemoteProtocolError,
+    Response,
     ServerConfig,
     ServerConnection,
     State,
@@ -29,7 +34,7 @@ def test_line_of_255_octets_with_crlf_is_accepted(bytewise: bool) -> None:
     assert result.out == b"+OK Send PASS\r\n"
     result = run(b"USER " + name + b"m\r\nNOOP\r\n", server, bytewise=bytewise)
     assert result.lines == [b"-ERR Line too long", b"-ERR NOOP only after login"]
-    assert result.events[0] == CommandRejected(command="", response=result.events[0].response)  # type: ignore[union-attr]
+    assert result.events[0] == CommandRejected(command="", reply=result.events[0].reply)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("bytewise", [False, True])
@@ -183,3 +188,72 @@ def test_a_failed_core_stays_failed() -> None:
             call()
         assert again.value is first.value
     assert server.data_to_send() == b""
+
+
+# --- the adapter-facing API: at_boundary, refuse, events, temporary ----------------------
+
+
+def test_at_boundary_before_login_and_after_the_end_only() -> None:
+    server = ServerConnection(plain_config())
+    assert server.at_boundary  # greeted, AUTHORIZATION
+    server.receive_data(b"USER mrose\r\nPASS tanstaaf\r\n")
+    assert [type(e) for e in server.events()] == [sasl.NeedCredentials]  # then PAUSED
+    assert server.paused and not server.at_boundary  # a decision is awaited
+    logged = logged_in()
+    assert logged.state is State.TRANSACTION and not logged.at_boundary
+    run(b"QUIT\r\n", logged)
+    assert logged.state is State.CLOSED and logged.at_boundary
+
+
+def test_at_boundary_is_false_during_a_sasl_exchange() -> None:
+    server = ServerConnection(plain_config())
+    run(b"AUTH PLAIN\r\n", server)
+    assert server.state is State.AUTH and not server.at_boundary
+
+
+def test_refuse_replaces_the_greeting_with_a_temporary_error() -> None:
+    server = ServerConnection(ServerConfig(hostname="pop.test"))
+    server.refuse("Too many connections")
+    # RFC 3206 §4: [SYS/TEMP], a problem of the server that may pass.
+    assert server.data_to_send() == b"-ERR [SYS/TEMP] pop.test Too many connections\r\n"
+    assert server.state is State.CLOSED and server.at_boundary
+    server.receive_data(b"USER mrose\r\n")
+    assert server.next_event() is NEED_DATA and server.data_to_send() == b""
+    greeted = ServerConnection()
+    assert greeted.data_to_send().startswith(b"+OK ")
+    with pytest.raises(LocalProtocolError):
+        greeted.refuse()
+
+
+def test_events_iterates_until_a_sentinel() -> None:
+    server = ServerConnection(plain_config())
+    server.receive_data(b"CAPA\r\nNOOP\r\nUSER mrose\r\n")
+    assert [type(e) for e in server.events()] == [CommandRejected]  # NOOP; then NEED_DATA
+    server.receive_data(b"QUIT\r\n")
+    assert [type(e) for e in server.events()] == [Quit]
+
+
+@pytest.mark.parametrize(
+    ("code", "temporary"),
+    [
+        ("SYS/TEMP", True),  # RFC 3206 §4
+        ("SYS/TEMP/DISK", True),  # a sub-level of a temporary code (RFC 2449 §8)
+        ("IN-USE", True),  # RFC 2449 §8.1.1
+        ("LOGIN-DELAY", True),  # RFC 2449 §8.1.2
+        ("SYS/PERM", False),  # RFC 3206 §4
+        ("AUTH", False),  # RFC 3206 §5: the credentials
+        ("SYSTEM", False),  # not SYS
+        (None, False),
+    ],
+)
+def test_failure_events_say_whether_they_are_temporary(code: str | None, temporary: bool) -> None:
+    reply = Response(ok=False, code=code, text="no")
+    assert AuthenticationFailed(mechanism="USER", reply=reply).temporary is temporary
+    assert CommandRejected(command="RETR", reply=reply).temporary is temporary
+
+
+def test_a_wrong_password_is_a_permanent_failure_event() -> None:
+    server = ServerConnection(plain_config())
+    result = run(b"USER mrose\r\nPASS wrong\r\n", server, App())
+    failed = [e for e in result.events if isinstance(e, AuthenticationFailed)]
+    assert len(failed) == 1 and not failed[0].temporary

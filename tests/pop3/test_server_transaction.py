@@ -161,7 +161,7 @@ def test_top_cut_stops_wanting_more() -> None:
 
 
 def test_retrieve_rejected() -> None:
-    reject = Reject(response=Response(ok=False, code="SYS/TEMP", text="message vanished"))
+    reject = Reject(reply=Response(ok=False, code="SYS/TEMP", text="message vanished"))
     server = logged_in(App(retrieve_reject=reject))
     result = run(b"RETR 1\r\nNOOP\r\n", server, App(retrieve_reject=reject))
     assert result.out == b"-ERR [SYS/TEMP] message vanished\r\n+OK\r\n"
@@ -183,7 +183,7 @@ def test_update_accepted() -> None:
 
 
 def test_update_all_deleted_and_rejected() -> None:
-    reject = Reject(response=Response(ok=False, code="SYS/TEMP",
+    reject = Reject(reply=Response(ok=False, code="SYS/TEMP",
                                       text="some deleted messages not removed"))
     app = App(update_reject=reject)
     server = logged_in(app)
@@ -277,4 +277,4 @@ def test_maildrop_entry_validation(kw: dict[str, object]) -> None:
 
 def test_reject_needs_err() -> None:
     with pytest.raises(LocalProtocolError):
-        Reject(response=Response(ok=True, text="fine"))
+        Reject(reply=Response(ok=True, text="fine"))

@@ -124,7 +124,7 @@ def test_a_sasl_exchange_passes_through_auth() -> None:
 
 
 def test_a_refused_maildrop_stays_in_authorization() -> None:
-    app = App(open_reject=Reject(response=Response(ok=False, text="busy", code="IN-USE")))
+    app = App(open_reject=Reject(reply=Response(ok=False, text="busy", code="IN-USE")))
     server = new_server()
     run(b"USER mrose\r\nPASS tanstaaf\r\n", server, app)
     assert server.state is TRANSITIONS[State.AUTHORIZATION]["AUTH_END"]
