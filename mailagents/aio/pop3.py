@@ -64,7 +64,6 @@ from mailagents.pop3 import (
     ServerConfig,
     ServerConnection,
     StartTLS,
-    State,
     Update,
 )
 
@@ -203,7 +202,7 @@ class _Connection(StreamSession):
         self.write(core.data_to_send())
 
     def failed(self) -> None:
-        if self._core is not None and self._core.state is not State.CLOSED:
+        if self._core is not None:  # a session already over stays quiet
             self._core.shutdown("Local error, closing connection")
             self.write(self._core.data_to_send())
 

@@ -601,7 +601,13 @@ class ClientConnection:
     # --- I/O -------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes received from the server; ``b""`` means the server closed."""
+        """Feed bytes received from the server; ``b""`` means the server closed.
+
+        Raises :class:`~mailagents.pop3.LocalProtocolError` for bytes fed between STLS
+        and :meth:`tls_started`, and, once :meth:`next_event` raised
+        :class:`~mailagents.pop3.RemoteProtocolError`, that same error again."""
+        if self._error is not None:
+            raise self._error
         if self._phase is _Phase.TLS_PENDING and data:
             raise LocalProtocolError("receive_data before tls_started(): start TLS first")
         if not data:
@@ -623,7 +629,8 @@ class ClientConnection:
         Handling a response may queue the next commands: write :meth:`data_to_send` whenever
         this returns ``NEED_DATA``. Raises :class:`~mailagents.pop3.RemoteProtocolError`
         when the server broke the protocol (a malformed or over-long line, a response
-        nothing asked for); the session cannot go on, and later calls raise it again.
+        nothing asked for); the session cannot go on, and the core stays failed: every
+        later :meth:`receive_data`, :meth:`next_event` and request raises the same error.
         """
         if self._error is not None:
             raise self._error
@@ -846,6 +853,8 @@ class ClientConnection:
 
     def _check(self) -> None:
         """Refuse a request the session cannot take now."""
+        if self._error is not None:
+            raise self._error
         phase = self._phase
         if phase is _Phase.TLS_PENDING:
             raise LocalProtocolError("start TLS and call tls_started() first")

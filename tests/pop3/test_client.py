@@ -159,8 +159,14 @@ def test_bad_greeting(line: bytes) -> None:
     conn.receive_data(line)
     with pytest.raises(RemoteProtocolError):
         conn.next_event()
-    with pytest.raises(RemoteProtocolError):  # sticky
+    with pytest.raises(RemoteProtocolError) as first:
         conn.next_event()
+    # The core stays failed: every later call raises that same error.
+    for call in (conn.next_event, lambda: conn.receive_data(b"+OK\r\n"), conn.noop,
+                 lambda: conn.login("u", "p"), conn.quit):
+        with pytest.raises(RemoteProtocolError) as again:
+            call()
+        assert again.value is first.value
     assert conn.closed
 
 
