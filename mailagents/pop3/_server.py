@@ -11,140 +11,27 @@ the maildrop, streams messages and removes the deleted ones.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-from base64 import b64encode
-from collections import deque
-from collections.abc import Callable, Iterator
-from typing import NoReturn, TypeAlias
+from collections.abc import Iterator
 
 from mailagents import sasl
-from mailagents._protocol import (
-    LineReader,
-    LocalProtocolError,
-    Moves,
-    RemoteProtocolError,
-    compile_moves,
-)
-from mailagents.pop3._config import ServerConfig
-from mailagents.pop3._dotstuff import DotStuffer
-from mailagents.pop3._events import (
-    Accept,
-    Authenticated,
-    AuthenticationFailed,
-    CommandRejected,
-    ConnectionClosed,
-    Maildrop,
-    MaildropEntry,
-    MessageChunk,
-    MessageEnd,
-    OpenMaildrop,
-    Quit,
-    Reject,
-    Retrieve,
-    StartTLS,
-    Update,
-)
-from mailagents.pop3._response import NEED_DATA, PAUSED, Response, Sentinel
-from mailagents.pop3._state import COMMANDS, INITIAL, TRANSITIONS, State
-from mailagents.sasl._exchange import ExchangeFailure, ExchangeStep, ServerExchange
+from mailagents._protocol import LocalProtocolError
+from mailagents.pop3._auth import Authorization
+from mailagents.pop3._events import OpenMaildrop, Quit, Retrieve, StartTLS, Update
+from mailagents.pop3._maildrop import Transaction
+from mailagents.pop3._response import PAUSED, Sentinel
+from mailagents.pop3._server_core import Decision, ServerEvent, err, multiline, ok
+from mailagents.pop3._state import COMMANDS, State
 
 __all__ = ["Decision", "ServerConnection", "ServerEvent"]
 
-ServerEvent: TypeAlias = (
-    OpenMaildrop
-    | Retrieve
-    | Update
-    | sasl.NeedCredentials
-    | Authenticated
-    | AuthenticationFailed
-    | StartTLS
-    | CommandRejected
-    | Quit
-    | ConnectionClosed
-)
-"""Everything :meth:`ServerConnection.next_event` can return besides the sentinels."""
-
-Decision: TypeAlias = (
-    Accept
-    | Reject
-    | Maildrop
-    | MessageChunk
-    | MessageEnd
-    | sasl.PasswordVerdict
-    | sasl.ScramSecrets
-    | sasl.NoSuchUser
-    | sasl.TokenVerdict
-    | sasl.LegacySecret
-)
-"""What :meth:`ServerConnection.send` takes."""
-
-# How LIST and UIDL show one entry.
-_Value: TypeAlias = Callable[[int, MaildropEntry], str]
-
-_SASL_ANSWERS = (
-    sasl.PasswordVerdict,
-    sasl.ScramSecrets,
-    sasl.NoSuchUser,
-    sasl.TokenVerdict,
-    sasl.LegacySecret,
-)
-_DECISION_EVENTS = (OpenMaildrop, Retrieve, Update, sasl.NeedCredentials)
-# Message numbers and TOP line counts: plain decimal digits; more than 10 cannot be meant.
-_MAX_DIGITS = 10
 # Control characters (TAB included: RFC 2449 §3 separates arguments with one SPACE).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# RFC 1939 §7: the APOP timestamp is a msg-id, "<" ... ">".
-_CHALLENGE = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+>")
-_DIGEST = re.compile(r"[0-9a-fA-F]{32}")
-# Mechanisms that send the password itself: only over TLS unless allowed (RFC 2595 §2.3).
-_PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
-
-
-def _auth_failures() -> dict[ExchangeFailure, Response]:
-    # RFC 5034 §4: a cancelled exchange MUST get -ERR; RFC 3206 §4: [AUTH] says the
-    # credentials, not the server, were at fault; [SYS/TEMP] that it may pass.
-    return {
-        ExchangeFailure.CANCELLED: _err("Authentication cancelled"),
-        ExchangeFailure.BAD_BASE64: _err("Invalid base64 in response"),
-        ExchangeFailure.CREDENTIALS: _err("Authentication failed", "AUTH"),
-        ExchangeFailure.TEMPORARY: _err("Temporary authentication failure", "SYS/TEMP"),
-    }
-
-
-def _ok(text: str = "") -> Response:
-    return Response(ok=True, text=text)
-
-
-def _err(text: str, code: str | None = None) -> Response:
-    return Response(ok=False, text=text, code=code)
-
-
-def _multiline(status: Response, lines: list[str]) -> bytes:
-    """A multi-line response (RFC 1939 §3): status, byte-stuffed lines, ``.``."""
-    out = bytearray(status.to_bytes())
-    for line in lines:
-        if line.startswith("."):  # pragma: no cover - no listing line starts with "."
-            out += b"."
-        out += line.encode("utf-8") + b"\r\n"
-    out += b".\r\n"
-    return bytes(out)
-
-
-
-def _count(n: int) -> str:
-    """``1 message``, ``2 messages``: the counts in status texts."""
-    return f"{n} message" if n == 1 else f"{n} messages"
-
-_AUTH_FAILURES = _auth_failures()
-# The table as the core runs it (see mailagents._protocol._machine).
-_MOVES: dict[State, Moves[State]] = compile_moves(TRANSITIONS)
 # Where a graceful shutdown may end a session (see at_boundary).
 _BOUNDARY = frozenset({State.AUTHORIZATION, State.CLOSED})
 
 
-class ServerConnection:
+class ServerConnection(Transaction, Authorization):
     """One POP3 session, server side, with no I/O.
 
     ``challenge`` is the APOP timestamp (RFC 1939 §7, ``<pid.clock@hostname>``, made
@@ -153,39 +40,8 @@ class ServerConnection:
     without APOP has no reason to show its process id and clock).
     """
 
-    def __init__(self, config: ServerConfig | None = None, *, challenge: str | None = None):
-        self.config = config if config is not None else ServerConfig()
-        cfg = self.config
-        if challenge is not None and not _CHALLENGE.fullmatch(challenge):
-            raise LocalProtocolError("challenge must look like <pid.clock@host> (RFC 1939 §7)")
-        self._challenge = challenge
-        self._in = LineReader()
-        self._out = bytearray()
-        self._events: deque[ServerEvent] = deque()
-        self._pending: ServerEvent | None = None
-        self._state = INITIAL
-        self._row = _MOVES[INITIAL]
-        self._error: RemoteProtocolError | None = None
-        self._eof = False
-        self._closed_reported = False
-        self._errors = 0
-        self._bad_commands = 0
-        self._rejected = False
-        self._tls = cfg.tls_active
-        self._utf8 = False
-        self._user: str | None = None
-        self._identity: str | None = None
-        self._sasl: ServerExchange | None = None
-        self._auth_label = ""
-        self._apop_digest = ""
-        self._messages: tuple[MaildropEntry, ...] = ()
-        self._deleted: set[int] = set()
-        self._stuffer: DotStuffer | None = None
-        self._fresh = True  # nothing taken with data_to_send() yet
-        greeting = f"{cfg.hostname} POP3 server ready"
-        if challenge is not None and cfg.allow_apop:
-            greeting = f"{greeting} {challenge}"
-        self._queue(_ok(greeting))
+    # The session state and its primitives are in _server_core, the logins in _auth,
+    # the maildrop commands in _maildrop; the public API and the other commands here.
 
     # --- public API ------------------------------------------------------------------
 
@@ -247,7 +103,7 @@ class ServerConnection:
         self._in.append(data)
         if self._pending is not None and len(self._in) > self.config.max_buffer:
             self._in.clear()
-            self._fatal(_err("Too much pipelined input, closing connection", "SYS/PERM"))
+            self._fatal(err("Too much pipelined input, closing connection", "SYS/PERM"))
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the client now (responses in command order)."""
@@ -274,7 +130,7 @@ class ServerConnection:
         if not self._fresh or self._state is not State.AUTHORIZATION:
             raise LocalProtocolError("refuse() only before the greeting was sent")
         self._out.clear()
-        self._close(_err(f"{self.config.hostname} {text}", "SYS/TEMP"))
+        self._close(err(f"{self.config.hostname} {text}", "SYS/TEMP"))
 
     def events(self) -> Iterator[ServerEvent]:
         """Iterate over :meth:`next_event` until it returns ``NEED_DATA`` or ``PAUSED``
@@ -313,9 +169,9 @@ class ServerConnection:
             if not isinstance(line, bytes):  # TOO_LONG: POP3 takes bare LF line ends
                 self._user = None
                 if state is State.AUTH:
-                    self._auth_end(_err("Line too long"))
+                    self._auth_end(err("Line too long"))
                 else:
-                    self._reject("", _err("Line too long"))
+                    self._reject("", err("Line too long"))
             elif state is State.AUTH:
                 self._auth_line(line)
             else:
@@ -357,81 +213,13 @@ class ServerConnection:
         """End the session from the server side: queue ``-ERR [SYS/TEMP] text``
         (RFC 3206 §4) and refuse everything that follows; nothing is deleted. Write
         :meth:`data_to_send`, then close."""
-        self._close(_err(text, "SYS/TEMP"))
+        self._close(err(text, "SYS/TEMP"))
 
     def timed_out(self) -> None:
         """End the session because the client was idle too long (the adapter owns the
         clock; RFC 1939 §3 says at least 10 minutes). The session does NOT enter the
         UPDATE state: nothing is deleted."""
-        self._close(_err("Autologout; idle for too long"))
-
-    # --- output helpers --------------------------------------------------------------
-
-    def _queue(self, response: Response) -> None:
-        self._out += response.to_bytes()
-
-    def _emit(self, event: ServerEvent) -> None:
-        self._events.append(event)
-        if isinstance(event, _DECISION_EVENTS):
-            self._pending = event
-
-    def _reject(self, command: str, response: Response) -> None:
-        """Answer a command with an ``-ERR`` the core decided on."""
-        self._rejected = True
-        self._errors += 1
-        self._bad_commands += 1
-        cfg = self.config
-        if self._errors >= cfg.max_errors or self._bad_commands >= cfg.max_bad_commands:
-            response = _err(f"{response.text}; too many errors, closing connection")
-            self._queue(response)
-            self._in.clear()
-            self._fail(response)
-        self._queue(response)
-        self._emit(CommandRejected(command=command, reply=response))
-
-    def _transition(self, event: str) -> None:
-        """Take the transition of ``event`` (a command carried out, or one of
-        :data:`~mailagents.pop3._state.EVENTS`) from the current state: the only place
-        the session's state changes."""
-        move = self._row.get(event)
-        if move is None:
-            raise LocalProtocolError(f"no transition from {self._state.name} on {event}")
-        self._state, self._row = move
-
-    def _fatal(self, response: Response) -> None:
-        self._queue(response)
-        self._fail(response)
-
-    def _fail(self, response: Response) -> NoReturn:
-        """End the session on a protocol error; the core stays failed."""
-        if self._state is not State.CLOSED:
-            self._transition("CLOSE")
-        self._pending = None
-        self._stuffer = None
-        self._events.clear()
-        self._error = RemoteProtocolError(response.text)
-        raise self._error
-
-    def _close(self, response: Response) -> None:
-        if self._state is State.CLOSED:
-            return
-        self._queue(response)
-        self._transition("CLOSE")
-        self._pending = None
-        self._stuffer = None
-        self._sasl = None
-        self._events.clear()
-        self._in.clear()
-
-    def _need_data(self) -> ServerEvent | Sentinel:
-        if self._eof and not self._closed_reported:
-            # RFC 1939 §6: without QUIT the session never enters UPDATE.
-            self._closed_reported = True
-            if self._state is not State.CLOSED:
-                self._transition("CLOSE")
-            self._sasl = None
-            return ConnectionClosed()
-        return NEED_DATA
+        self._close(err("Autologout; idle for too long"))
 
     # --- commands --------------------------------------------------------------------
 
@@ -440,24 +228,24 @@ class ServerConnection:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
             self._user = None
-            self._reject("", _err("Invalid UTF-8 in command"))
+            self._reject("", err("Invalid UTF-8 in command"))
             return
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
         # RFC 1939 §7: PASS only immediately after a successful USER.
         user, self._user = self._user, None
         if not verb.isascii() or verb not in COMMANDS:
-            self._reject(verb[:16] if verb.isascii() else "", _err("Unknown command"))
+            self._reject(verb[:16] if verb.isascii() else "", err("Unknown command"))
             return
         if _CONTROL.search(line):
-            self._reject(verb, _err("Control characters in command"))
+            self._reject(verb, err("Control characters in command"))
             return
         if verb not in self._row:
             if self._state is State.AUTHORIZATION:
                 text = f"{verb} only after login"
             else:
                 text = f"{verb} not allowed after login"
-            self._reject(verb, _err(text))
+            self._reject(verb, err(text))
             return
         self._rejected = False
         if verb == "PASS":
@@ -466,28 +254,6 @@ class ServerConnection:
             getattr(self, "_cmd_" + verb.lower())(arg)
         if not self._rejected:
             self._errors = 0
-
-    @staticmethod
-    def _args(arg: str) -> list[str]:
-        return [a for a in arg.split(" ") if a]
-
-    def _no_args(self, verb: str, arg: str) -> bool:
-        if arg.strip(" "):
-            self._reject(verb, _err(f"{verb} takes no arguments"))
-            return False
-        return True
-
-    # --- AUTHORIZATION ---------------------------------------------------------------
-
-    def _plaintext_ok(self) -> bool:
-        return self._tls or self.config.allow_plaintext_login
-
-    def _usable_mechanisms(self) -> list[str]:
-        return [
-            m.upper()
-            for m in self.config.auth_mechanisms
-            if self._plaintext_ok() or m.upper() not in _PLAINTEXT_MECHANISMS
-        ]
 
     def _cmd_capa(self, arg: str) -> None:
         if not self._no_args("CAPA", arg):
@@ -512,18 +278,18 @@ class ServerConnection:
             caps.append("UTF8 USER" if auth and self._plaintext_ok() else "UTF8")
         if cfg.implementation:
             caps.append(f"IMPLEMENTATION {cfg.implementation}")
-        self._out += _multiline(_ok("Capability list follows"), caps)
+        self._out += multiline(ok("Capability list follows"), caps)
 
     def _cmd_stls(self, arg: str) -> None:
         if self._tls:
-            self._reject("STLS", _err("Already using TLS"))
+            self._reject("STLS", err("Already using TLS"))
             return
         if not self.config.tls_available:
-            self._reject("STLS", _err("STLS not available"))
+            self._reject("STLS", err("STLS not available"))
             return
         if not self._no_args("STLS", arg):
             return
-        self._queue(_ok("Begin TLS negotiation"))
+        self._queue(ok("Begin TLS negotiation"))
         # RFC 2595 §4 (and CVE-2011-0411): nothing sent after the STLS line before the
         # handshake may be acted on: it is thrown away.
         self._in.clear()
@@ -532,12 +298,12 @@ class ServerConnection:
 
     def _cmd_utf8(self, arg: str) -> None:
         if not self.config.utf8:
-            self._reject("UTF8", _err("UTF8 not available"))
+            self._reject("UTF8", err("UTF8 not available"))
             return
         if not self._no_args("UTF8", arg):
             return
         self._utf8 = True
-        self._queue(_ok("UTF8 enabled"))
+        self._queue(ok("UTF8 enabled"))
 
     def _cmd_quit(self, arg: str) -> None:
         if not self._no_args("QUIT", arg):
@@ -549,324 +315,7 @@ class ServerConnection:
             deleted = tuple(self._messages[n - 1] for n in numbers)
             self._emit(Update(deleted=deleted, numbers=numbers))
             return
-        self._queue(_ok(f"{self.config.hostname} POP3 server signing off"))
+        self._queue(ok(f"{self.config.hostname} POP3 server signing off"))
         self._transition("QUIT")
         self._in.clear()
         self._emit(Quit())
-
-    def _login_refused(self, verb: str) -> bool:
-        if self._plaintext_ok():
-            return False
-        self._reject(
-            verb,
-            _err("Clear-text login needs TLS: use STLS first", "AUTH"),
-        )
-        return True
-
-    def _check_text(self, verb: str, what: str, text: str) -> bool:
-        if not text:
-            self._reject(verb, _err(f"Syntax: {verb} {what}"))
-            return False
-        if not text.isascii() and not self._utf8:
-            # RFC 6856 §2: UTF-8 user names and passwords only after UTF8.
-            self._reject(verb, _err(f"Non-ASCII {what}: send UTF8 first"))
-            return False
-        return True
-
-    def _cmd_user(self, arg: str) -> None:
-        if self._login_refused("USER"):
-            return
-        name = arg.strip(" ")
-        if not self._check_text("USER", "name", name):
-            return
-        self._user = name
-        self._queue(_ok("Send PASS"))
-
-    def _cmd_pass(self, arg: str, user: str | None) -> None:
-        if self._login_refused("PASS"):
-            return
-        if user is None:
-            self._reject("PASS", _err("Send USER first"))
-            return
-        # RFC 1939 §7: PASS has exactly one argument, so spaces belong to the password.
-        if not self._check_text("PASS", "password", arg):
-            return
-        # USER/PASS runs as SASL PLAIN with its initial response (no challenge, so the
-        # session stays in AUTHORIZATION), so the application answers one request type.
-        self._sasl = exchange = ServerExchange(sasl.server_mechanism("PLAIN"))
-        self._auth_label = "USER"
-        message = b"\x00" + user.encode("utf-8") + b"\x00" + arg.encode("utf-8")
-        self._auth_step(exchange.start(message))
-
-    def _cmd_apop(self, arg: str) -> None:
-        if not (self.config.allow_apop and self._challenge is not None):
-            self._reject("APOP", _err("APOP not available"))
-            return
-        parts = self._args(arg)
-        if len(parts) != 2 or not _DIGEST.fullmatch(parts[1]):
-            self._reject("APOP", _err("Syntax: APOP name digest"))
-            return
-        name, digest = parts
-        if not self._check_text("APOP", "name", name):
-            return
-        self._sasl = None
-        self._auth_label = "APOP"
-        self._apop_digest = digest.lower()
-        self._emit(sasl.NeedCredentials(mechanism="APOP", authcid=name, authzid=None))
-
-    def _cmd_auth(self, arg: str) -> None:
-        mechs = self._usable_mechanisms()
-        args = self._args(arg)
-        if not args:
-            # RFC 5034's grammar needs a mechanism; listing them for a bare AUTH is
-            # what the RFC 1734-era clients probing for SASL expect (CAPA is the RFC way).
-            self._out += _multiline(_ok("Mechanisms follow"), mechs)
-            return
-        if len(args) > 2:
-            self._reject("AUTH", _err("Syntax: AUTH mechanism [initial-response]"))
-            return
-        name = args[0].upper()
-        if name not in mechs:
-            if name in (m.upper() for m in self.config.auth_mechanisms):
-                self._reject("AUTH", _err(f"{name} needs TLS: use STLS first", "AUTH"))
-            else:
-                self._reject("AUTH", _err("Unrecognized authentication mechanism"))
-            return
-        initial: bytes | None = None
-        if len(args) == 2:
-            initial = ServerExchange.decode_initial(args[1])
-            if initial is None:
-                self._reject("AUTH", _err("Invalid base64 in initial response"))
-                return
-        try:
-            mech = sasl.server_mechanism(name, allow_legacy=self.config.allow_legacy_auth)
-        except KeyError:
-            self._reject("AUTH", _err("Unrecognized authentication mechanism"))
-            return
-        self._start_exchange(mech, initial)
-
-    def _start_exchange(self, mech: sasl.ServerMechanism, initial: bytes | None) -> None:
-        self._sasl = exchange = ServerExchange(mech)
-        self._auth_label = mech.name
-        self._transition("AUTH")
-        self._auth_step(exchange.start(initial))
-
-    def _auth_line(self, raw: bytes) -> None:
-        exchange = self._sasl
-        assert exchange is not None
-        self._auth_step(exchange.receive_line(raw.decode("ascii", "replace")))
-
-    def _auth_step(self, step: ExchangeStep) -> None:
-        if isinstance(step, sasl.Challenge):
-            # RFC 5034 §4: "+" SP base64 (an empty challenge is "+ ").
-            self._out += b"+ " + b64encode(step.data) + b"\r\n"
-        elif isinstance(step, sasl.NeedCredentials):
-            self._emit(step)
-        elif isinstance(step, sasl.Success):
-            self._auth_success(step)
-        else:
-            self._auth_end(_AUTH_FAILURES[step.failure])
-
-    def _auth_success(self, step: sasl.Success) -> None:
-        self._sasl = None
-        self._transition("AUTH_END")
-        self._emit(OpenMaildrop(identity=step.identity, mechanism=self._auth_label))
-
-    def _auth_end(self, response: Response) -> None:
-        self._sasl = None
-        self._transition("AUTH_END")
-        self._queue(response)
-        self._emit(AuthenticationFailed(mechanism=self._auth_label, reply=response))
-
-    def _answer_credentials(self, decision: Decision) -> None:
-        event = self._pending
-        assert isinstance(event, sasl.NeedCredentials)
-        if isinstance(decision, Reject):
-            self._pending = None
-            self._auth_end(decision.reply)
-            return
-        if not isinstance(decision, _SASL_ANSWERS):
-            raise LocalProtocolError("answer NeedCredentials with a sasl answer or Reject")
-        if self._auth_label == "APOP":
-            self._pending = None
-            self._apop_verdict(event.authcid, decision)
-            return
-        exchange = self._sasl
-        assert exchange is not None
-        step = exchange.provide(decision)  # raises LocalProtocolError for a wrong answer
-        self._pending = None
-        self._auth_step(step)
-
-    def _apop_verdict(self, name: str, answer: sasl.Answer) -> None:
-        if isinstance(answer, sasl.LegacySecret):
-            secret = answer.secret
-            raw = secret.encode("utf-8") if isinstance(secret, str) else secret
-            assert self._challenge is not None
-            expected = hashlib.md5(self._challenge.encode("ascii") + raw).hexdigest()
-            # RFC 1939 §7: the digest is MD5(timestamp + secret), in lower-case hex.
-            if hmac.compare_digest(expected, self._apop_digest):
-                self._auth_success(sasl.Success(identity=name, authcid=name))
-                return
-        # Any other answer (NoSuchUser, a verdict that cannot check a digest) fails.
-        self._auth_end(_err("Authentication failed", "AUTH"))
-
-    def _decide_open(self, event: OpenMaildrop, decision: Decision) -> None:
-        if isinstance(decision, Reject):
-            # The credentials were right (no AuthenticationFailed), but the maildrop
-            # cannot be opened: [IN-USE], [LOGIN-DELAY], [SYS/TEMP] (RFC 2449 §8, 3206).
-            self._pending = None
-            self._queue(decision.reply)
-            return
-        if not isinstance(decision, Maildrop):
-            raise LocalProtocolError("answer OpenMaildrop with Maildrop or Reject")
-        self._pending = None
-        self._messages = decision.messages
-        self._deleted = set()
-        self._identity = event.identity
-        self._transition("MAILDROP_OPEN")
-        count, size = self._totals()
-        self._queue(_ok(f"maildrop locked and ready, {_count(count)} ({size} octets)"))
-        self._emit(Authenticated(identity=event.identity, mechanism=event.mechanism))
-
-    # --- TRANSACTION -----------------------------------------------------------------
-
-    def _totals(self) -> tuple[int, int]:
-        count = size = 0
-        for number, entry in enumerate(self._messages, 1):
-            if number not in self._deleted:
-                count += 1
-                size += entry.size
-        return count, size
-
-    def _number(self, verb: str, text: str) -> int | None:
-        """A message number (RFC 1939 §3: a decimal number from 1, no sign) of a message
-        that exists and is not deleted; otherwise ``-ERR`` and ``None``."""
-        if not (text.isascii() and text.isdigit()):
-            self._reject(verb, _err(f"Invalid message number {text[:20]!r}"))
-            return None
-        total = len(self._messages)
-        if len(text) > _MAX_DIGITS or not 1 <= int(text) <= total:
-            self._reject(verb, _err(f"No such message, only {total} messages in maildrop"))
-            return None
-        number = int(text)
-        if number in self._deleted:
-            self._reject(verb, _err(f"Message {number} already deleted"))
-            return None
-        return number
-
-    def _one_number(self, verb: str, arg: str) -> int | None:
-        args = self._args(arg)
-        if len(args) != 1:
-            self._reject(verb, _err(f"Syntax: {verb} msg"))
-            return None
-        return self._number(verb, args[0])
-
-    def _cmd_stat(self, arg: str) -> None:
-        if self._no_args("STAT", arg):
-            count, size = self._totals()
-            # RFC 1939 §5: the drop listing is exactly "+OK nn mm".
-            self._queue(_ok(f"{count} {size}"))
-
-    def _cmd_list(self, arg: str) -> None:
-        self._listing("LIST", arg, lambda n, e: str(e.size))
-
-    def _cmd_uidl(self, arg: str) -> None:
-        self._listing("UIDL", arg, lambda n, e: e.uid)
-
-    def _listing(self, verb: str, arg: str, value: _Value) -> None:
-        args = self._args(arg)
-        if len(args) > 1:
-            self._reject(verb, _err(f"Syntax: {verb} [msg]"))
-            return
-        if args:
-            number = self._number(verb, args[0])
-            if number is not None:
-                self._queue(_ok(f"{number} {value(number, self._messages[number - 1])}"))
-            return
-        lines = [
-            f"{number} {value(number, entry)}"
-            for number, entry in enumerate(self._messages, 1)
-            if number not in self._deleted
-        ]
-        count, size = self._totals()
-        status = _ok(f"{_count(count)} ({size} octets)") if verb == "LIST" else _ok()
-        self._out += _multiline(status, lines)
-
-    def _cmd_dele(self, arg: str) -> None:
-        number = self._one_number("DELE", arg)
-        if number is not None:
-            self._deleted.add(number)
-            self._queue(_ok(f"Message {number} deleted"))
-
-    def _cmd_noop(self, arg: str) -> None:
-        if self._no_args("NOOP", arg):
-            self._queue(_ok())
-
-    def _cmd_rset(self, arg: str) -> None:
-        if self._no_args("RSET", arg):
-            self._deleted.clear()
-            count, size = self._totals()
-            self._queue(_ok(f"maildrop has {_count(count)} ({size} octets)"))
-
-    def _cmd_retr(self, arg: str) -> None:
-        number = self._one_number("RETR", arg)
-        if number is not None:
-            entry = self._messages[number - 1]
-            self._emit(Retrieve(number=number, uid=entry.uid, lines=None))
-
-    def _cmd_top(self, arg: str) -> None:
-        args = self._args(arg)
-        if len(args) != 2:
-            self._reject("TOP", _err("Syntax: TOP msg n"))
-            return
-        lines_text = args[1]
-        # RFC 1939 §7: n is a non-negative number of body lines.
-        if not (lines_text.isascii() and lines_text.isdigit() and len(lines_text) <= _MAX_DIGITS):
-            self._reject("TOP", _err(f"Invalid number of lines {lines_text[:20]!r}"))
-            return
-        number = self._number("TOP", args[0])
-        if number is not None:
-            entry = self._messages[number - 1]
-            self._emit(Retrieve(number=number, uid=entry.uid, lines=int(lines_text)))
-
-    def _decide_retrieve(self, event: Retrieve, decision: Decision) -> None:
-        stuffer = self._stuffer
-        if stuffer is None:
-            if isinstance(decision, Reject):
-                self._pending = None
-                self._queue(decision.reply)
-                return
-            if not isinstance(decision, Accept):
-                raise LocalProtocolError("answer Retrieve with Accept or Reject first")
-            if event.lines is None:
-                size = self._messages[event.number - 1].size
-                self._queue(_ok(f"{size} octets"))
-            else:
-                self._queue(_ok("top of message follows"))
-            self._stuffer = DotStuffer(event.lines)
-            return
-        if isinstance(decision, MessageChunk):
-            if stuffer.wants_more:
-                self._out += stuffer.feed(decision.data)
-        elif isinstance(decision, MessageEnd):
-            self._out += stuffer.finish()
-            self._stuffer = None
-            self._pending = None
-        else:
-            raise LocalProtocolError("stream the message with MessageChunk and MessageEnd")
-
-    def _decide_update(self, decision: Decision) -> None:
-        if isinstance(decision, Reject):
-            response = decision.reply
-        elif isinstance(decision, Accept):
-            left = len(self._messages) - len(self._deleted)
-            what = f"{_count(left)} left" if left else "maildrop empty"
-            response = _ok(f"{self.config.hostname} POP3 server signing off ({what})")
-        else:
-            raise LocalProtocolError("answer Update with Accept or Reject")
-        self._pending = None
-        self._queue(response)
-        self._transition("UPDATE_END")
-        self._in.clear()
-        self._emit(Quit())
-

@@ -199,8 +199,8 @@ def test_the_table_says_what_the_rfcs_say(
 def test_the_core_changes_state_only_through_the_table() -> None:
     import inspect
 
-    from mailagents.pop3 import _server
+    from mailagents.pop3 import _auth, _maildrop, _server, _server_core
 
-    source = inspect.getsource(_server)
+    source = "".join(inspect.getsource(m) for m in (_server_core, _server, _auth, _maildrop))
     assert source.count("self._state = ") == 1  # the first state, in the constructor
     assert source.count("self._state, self._row = move") == 1
