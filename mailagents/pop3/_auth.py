@@ -21,17 +21,10 @@ from mailagents.pop3._events import (
 )
 from mailagents.pop3._response import Response
 from mailagents.pop3._server_core import Decision, ServerCore, err, multiline, n_messages, ok
-from mailagents.sasl._exchange import ExchangeFailure, ExchangeStep, ServerExchange
+from mailagents.sasl._exchange import ANSWERS, ExchangeFailure, ExchangeStep, ServerExchange
 
 __all__ = ["Authorization"]
 
-_SASL_ANSWERS = (
-    sasl.PasswordVerdict,
-    sasl.ScramSecrets,
-    sasl.NoSuchUser,
-    sasl.TokenVerdict,
-    sasl.LegacySecret,
-)
 _DIGEST = re.compile(r"[0-9a-fA-F]{32}")
 # Mechanisms that send the password itself: only over TLS unless allowed (RFC 2595 §2.3).
 _PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
@@ -189,7 +182,7 @@ class Authorization(ServerCore):
             self._pending = None
             self._auth_end(decision.reply)
             return
-        if not isinstance(decision, _SASL_ANSWERS):
+        if not isinstance(decision, ANSWERS):
             raise LocalProtocolError("answer NeedCredentials with a sasl answer or Reject")
         if self._auth_label == "APOP":
             self._pending = None

@@ -23,20 +23,30 @@ from mailagents.sasl._base import (
     AuthenticationError,
     Challenge,
     ClientMechanism,
+    LegacySecret,
     NeedCredentials,
+    NoSuchUser,
+    PasswordVerdict,
+    ScramSecrets,
     ServerMechanism,
     ServerStep,
     Success,
+    TokenVerdict,
 )
 from mailagents.sasl._framing import decode_base64
 
 __all__ = [
+    "ANSWERS",
     "ClientExchange",
     "ExchangeFailed",
     "ExchangeFailure",
     "ExchangeStep",
     "ServerExchange",
 ]
+
+ANSWERS = (PasswordVerdict, ScramSecrets, NoSuchUser, TokenVerdict, LegacySecret)
+"""The decisions that answer :class:`~mailagents.sasl.NeedCredentials` (the members of
+:data:`~mailagents.sasl.Answer`), for a core's ``isinstance`` check."""
 
 
 class ExchangeFailure(enum.Enum):

@@ -7,22 +7,13 @@ from base64 import b64encode
 
 from mailagents import sasl
 from mailagents._protocol import LocalProtocolError
-from mailagents.sasl._exchange import ExchangeStep, ServerExchange
+from mailagents.sasl._exchange import ANSWERS, ExchangeStep, ServerExchange
 from mailagents.smtp._events import Authenticated, AuthenticationFailed, Reject
 from mailagents.smtp._replies import AUTH_FAILURES, reply
 from mailagents.smtp._reply import Reply
 from mailagents.smtp._server_core import Decision, ServerCore
 
-__all__ = ["SASL_ANSWERS", "Authentication"]
-
-SASL_ANSWERS = (
-    sasl.PasswordVerdict,
-    sasl.ScramSecrets,
-    sasl.NoSuchUser,
-    sasl.TokenVerdict,
-    sasl.LegacySecret,
-)
-"""The decisions that answer :class:`~mailagents.sasl.NeedCredentials`."""
+__all__ = ["Authentication"]
 
 
 class Authentication(ServerCore):
@@ -104,7 +95,7 @@ class Authentication(ServerCore):
             self._pending = None
             self._auth_end(decision.reply)
             return
-        if not isinstance(decision, SASL_ANSWERS):
+        if not isinstance(decision, ANSWERS):
             raise LocalProtocolError("answer NeedCredentials with a sasl credentials answer")
         self._pending = None
         self._auth_step(exchange.provide(decision))

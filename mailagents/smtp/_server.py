@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator
 
 from mailagents import sasl
 from mailagents._protocol import BARE_LF, TOO_LONG, LocalProtocolError
+from mailagents.sasl._exchange import ANSWERS
 from mailagents.smtp._address import (
     AddressError,
     parse_forward_path,
     parse_reverse_path,
     split_path_and_parameters,
 )
-from mailagents.smtp._auth import SASL_ANSWERS, Authentication
+from mailagents.smtp._auth import Authentication
 from mailagents.smtp._bdat import Chunking
 from mailagents.smtp._data import DataReader
 from mailagents.smtp._events import (
@@ -251,7 +252,7 @@ class ServerConnection(Chunking, Authentication):
         if isinstance(event, sasl.NeedCredentials):
             self._answer_credentials(decision)
             return
-        if isinstance(decision, SASL_ANSWERS):
+        if isinstance(decision, ANSWERS):
             raise LocalProtocolError("a credentials answer only answers NeedCredentials")
         if isinstance(decision, LMTPReplies):
             if not isinstance(event, MessageComplete) or not self.config.lmtp:
