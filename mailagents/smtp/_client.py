@@ -424,14 +424,7 @@ class ClientConnection:
         fwd = [_to_path(r, sender=False) for r in recipients]
         if not fwd:
             raise LocalProtocolError("a transaction needs at least one recipient")
-        if recipient_parameters is None:
-            rparams: list[RcptParameters] = [RcptParameters()] * len(fwd)
-        else:
-            rparams = list(recipient_parameters)
-            if len(rparams) != len(fwd):
-                raise LocalProtocolError("one RcptParameters per recipient")
-            if not all(isinstance(p, RcptParameters) for p in rparams):
-                raise LocalProtocolError("recipient_parameters must be RcptParameters")
+        rparams = _recipient_parameters(recipient_parameters, len(fwd))
         params = parameters if parameters is not None else MailParameters()
         if not isinstance(params, MailParameters):
             raise LocalProtocolError("parameters must be MailParameters")
@@ -452,27 +445,7 @@ class ClientConnection:
         if use_bdat and not chunking:
             raise LocalProtocolError("the server does not offer CHUNKING (BDAT)")
         bdat = chunking and use_bdat is not False
-        body = params.body.upper() if isinstance(params.body, str) else params.body
-        eight_bit = not message.isascii()
-        if body is None:
-            if eight_bit or utf8:
-                if "8BITMIME" in ext:
-                    body = "8BITMIME"
-                elif eight_bit and bdat and "BINARYMIME" in ext:
-                    body = "BINARYMIME"
-                elif eight_bit:
-                    raise LocalProtocolError("an 8-bit message needs the server's 8BITMIME")
-        elif body == "7BIT":
-            if eight_bit:
-                raise LocalProtocolError("BODY=7BIT but the message has 8-bit octets")
-        elif body == "8BITMIME":
-            if "8BITMIME" not in ext:
-                raise LocalProtocolError("the server does not offer 8BITMIME")
-        elif body == "BINARYMIME":
-            if "BINARYMIME" not in ext or not bdat:
-                raise LocalProtocolError("BODY=BINARYMIME needs BINARYMIME and BDAT (RFC 3030)")
-        else:
-            raise LocalProtocolError(f"unknown BODY {params.body!r}")
+        body = _choose_body(params.body, message, ext, utf8=utf8, bdat=bdat)
 
         # The content, and SIZE (RFC 1870): counted as sent, before dot-stuffing.
         if body == "BINARYMIME":
@@ -481,27 +454,8 @@ class ClientConnection:
             content = normalize_line_ends(message)
             if not bdat and content and not content.endswith(b"\r\n"):
                 content += b"\r\n"
-        size = params.size
-        if "SIZE" in ext:
-            limit = self.max_size
-            if limit is not None and len(content) > limit:
-                raise LocalProtocolError(
-                    f"the message ({len(content)} octets) exceeds the server's SIZE {limit}"
-                )
-            if size is None:
-                size = len(content)
-        elif size is not None:
-            raise LocalProtocolError("the server does not offer SIZE")
-
-        # Parameters of other extensions only if offered.
-        if (params.ret is not None or params.envid is not None) and "DSN" not in ext:
-            raise LocalProtocolError("RET/ENVID need the server's DSN (RFC 3461)")
-        if any(p.notify is not None or p.orcpt is not None for p in rparams) and "DSN" not in ext:
-            raise LocalProtocolError("NOTIFY/ORCPT need the server's DSN (RFC 3461)")
-        if params.auth is not None and "AUTH" not in ext:
-            raise LocalProtocolError("the AUTH= parameter needs the server's AUTH (RFC 4954)")
-        if params.requiretls and "REQUIRETLS" not in ext:
-            raise LocalProtocolError("the server does not offer REQUIRETLS (RFC 8689)")
+        size = _size(params.size, len(content), ext, self.max_size)
+        _check_offered(params, rparams, ext)
 
         final = replace(params, size=size, body=body, smtputf8=utf8)
         text = format_mail_parameters(final)
@@ -516,12 +470,7 @@ class ClientConnection:
         data: bytes | None = None
         chunks: list[bytes] | None = None
         if bdat:
-            pieces = [content[i : i + chunk_size] for i in range(0, len(content), chunk_size)]
-            pieces = pieces or [b""]
-            chunks = [
-                f"BDAT {len(p)}{' LAST' if i == len(pieces) - 1 else ''}\r\n".encode("ascii") + p
-                for i, p in enumerate(pieces)
-            ]
+            chunks = _bdat_chunks(content, chunk_size)
         else:
             data = dot_stuff(content) + b".\r\n"
         self._queue(
@@ -620,3 +569,87 @@ class ClientConnection:
             self._ops.popleft()
             if self._ops and self._phase in (_Phase.READY, _Phase.REFUSED):
                 self._ops[0].start(self)
+
+
+# --- the checks of send_mail, step by step -------------------------------------------
+
+
+def _recipient_parameters(
+    given: Sequence[RcptParameters] | None, count: int
+) -> list[RcptParameters]:
+    """One RcptParameters per recipient (empty ones when none are given)."""
+    if given is None:
+        return [RcptParameters()] * count
+    rparams = list(given)
+    if len(rparams) != count:
+        raise LocalProtocolError("one RcptParameters per recipient")
+    if not all(isinstance(p, RcptParameters) for p in rparams):
+        raise LocalProtocolError("recipient_parameters must be RcptParameters")
+    return rparams
+
+
+def _choose_body(
+    given: str | None, message: bytes, ext: Mapping[str, str], *, utf8: bool, bdat: bool
+) -> str | None:
+    """The BODY parameter (RFC 6152, RFC 3030): the one given, checked against the
+    message and the server's extensions, or the one an 8-bit or UTF-8 message needs."""
+    body = given.upper() if isinstance(given, str) else given
+    eight_bit = not message.isascii()
+    if body is None:
+        if eight_bit or utf8:
+            if "8BITMIME" in ext:
+                return "8BITMIME"
+            if eight_bit and bdat and "BINARYMIME" in ext:
+                return "BINARYMIME"
+            if eight_bit:
+                raise LocalProtocolError("an 8-bit message needs the server's 8BITMIME")
+    elif body == "7BIT":
+        if eight_bit:
+            raise LocalProtocolError("BODY=7BIT but the message has 8-bit octets")
+    elif body == "8BITMIME":
+        if "8BITMIME" not in ext:
+            raise LocalProtocolError("the server does not offer 8BITMIME")
+    elif body == "BINARYMIME":
+        if "BINARYMIME" not in ext or not bdat:
+            raise LocalProtocolError("BODY=BINARYMIME needs BINARYMIME and BDAT (RFC 3030)")
+    else:
+        raise LocalProtocolError(f"unknown BODY {given!r}")
+    return body
+
+
+def _size(given: int | None, octets: int, ext: Mapping[str, str], limit: int | None) -> int | None:
+    """The SIZE parameter (RFC 1870): the content's size when the server offers SIZE
+    (refused here above its limit), else none."""
+    if "SIZE" in ext:
+        if limit is not None and octets > limit:
+            raise LocalProtocolError(
+                f"the message ({octets} octets) exceeds the server's SIZE {limit}"
+            )
+        return octets if given is None else given
+    if given is not None:
+        raise LocalProtocolError("the server does not offer SIZE")
+    return None
+
+
+def _check_offered(
+    params: MailParameters, rparams: list[RcptParameters], ext: Mapping[str, str]
+) -> None:
+    """Parameters of other extensions only if the server offers them."""
+    if (params.ret is not None or params.envid is not None) and "DSN" not in ext:
+        raise LocalProtocolError("RET/ENVID need the server's DSN (RFC 3461)")
+    if any(p.notify is not None or p.orcpt is not None for p in rparams) and "DSN" not in ext:
+        raise LocalProtocolError("NOTIFY/ORCPT need the server's DSN (RFC 3461)")
+    if params.auth is not None and "AUTH" not in ext:
+        raise LocalProtocolError("the AUTH= parameter needs the server's AUTH (RFC 4954)")
+    if params.requiretls and "REQUIRETLS" not in ext:
+        raise LocalProtocolError("the server does not offer REQUIRETLS (RFC 8689)")
+
+
+def _bdat_chunks(content: bytes, chunk_size: int) -> list[bytes]:
+    """The BDAT commands with their chunks (RFC 3030 §2), the last one with LAST."""
+    pieces = [content[i : i + chunk_size] for i in range(0, len(content), chunk_size)]
+    pieces = pieces or [b""]
+    return [
+        f"BDAT {len(p)}{' LAST' if i == len(pieces) - 1 else ''}\r\n".encode("ascii") + p
+        for i, p in enumerate(pieces)
+    ]
