@@ -4,7 +4,7 @@ its recipients' Maildirs, durably, before the agent that accepted it answers.
 It is the :class:`~mailagents.agents.MSA`'s default ``deliver`` callable; an
 :class:`~mailagents.agents.MAA` given the same path template serves what it delivered.
 Messages for one Maildir that arrive together are committed as one batch (group
-commit; the batching code is all in this module), and ``writer="process"`` moves that
+commit, on the shared helper of ``store._groupcommit``), and ``writer="process"`` moves that
 file work into a writer process of its own.
 """
 
@@ -15,13 +15,13 @@ import contextlib
 import os
 import threading
 import weakref
-from collections import deque
 from typing import TYPE_CHECKING, Literal
 
 from mailagents.agents._lifecycle import safe_name
 from mailagents.agents._writer import WriterClient
 from mailagents.smtp import Mailbox
-from mailagents.store import AppendWriter, MaildirFolder, MaildirStore
+from mailagents.store import AppendResult, AppendWriter, MaildirFolder, MaildirStore
+from mailagents.store._groupcommit import AsyncGroupCommit
 
 if TYPE_CHECKING:  # the MSA imports this module for its default delivery
     from mailagents.agents.msa import Submission
@@ -136,7 +136,7 @@ class MaildirDelivery:
         """Messages in one batch at most."""
         # Per event loop, per Maildir: the messages waiting for a batch.
         self._queues: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[str, _BatchQueue]
+            asyncio.AbstractEventLoop, dict[str, AsyncGroupCommit[bytes, AppendResult]]
         ] = weakref.WeakKeyDictionary()
         self._inboxes: dict[str, tuple[MaildirStore, MaildirFolder]] = {}
         self._lock = threading.Lock()
@@ -204,58 +204,19 @@ class MaildirDelivery:
     ) -> None:
         """Queue ``message`` for the Maildir's next batch and wait until it is durable."""
         loop = asyncio.get_running_loop()
-        queues = self._queues.get(loop)
-        if queues is None:
-            queues = self._queues[loop] = {}
-        queue = queues.get(directory)
-        if queue is None:
-            queue = queues[directory] = _BatchQueue()
-        done: asyncio.Future[None] = loop.create_future()
-        queue.pending.append((message, done))
-        if queue.running < self.max_batches:
-            queue.running += 1
-            task = loop.create_task(self._drain(queue, store, inbox))
-            queue.tasks.add(task)
-            task.add_done_callback(queue.tasks.discard)
-        await done
+        groups = self._queues.get(loop)
+        if groups is None:
+            groups = self._queues[loop] = {}
+        group = groups.get(directory)
+        if group is None:
 
-    async def _drain(self, queue: _BatchQueue, store: MaildirStore, inbox: MaildirFolder) -> None:
-        """Write batches of what waits in ``queue`` until nothing does."""
-        batch: list[tuple[bytes, asyncio.Future[None]]] = []
-        try:
-            while queue.pending:
-                batch = []
-                while queue.pending and len(batch) < self.max_batch:
-                    item = queue.pending.popleft()
-                    if not item[1].done():  # its caller gave up (cancelled): not written
-                        batch.append(item)
-                if not batch:
-                    continue
-                try:
-                    outcomes = await store.run(inbox.append_batch, [m for m, _ in batch])
-                except Exception as exc:  # the executor could not run it at all
-                    outcomes = [exc] * len(batch)
-                for (_, done), outcome in zip(batch, outcomes, strict=True):
-                    if done.done():
-                        continue
-                    if isinstance(outcome, Exception):
-                        done.set_exception(outcome)
-                    else:
-                        done.set_result(None)
-                batch = []
-        except BaseException as exc:
-            # Cancelled (the loop is closing): nobody will write what waits.
-            for _, done in batch + list(queue.pending):
-                if done.done():
-                    continue
-                if isinstance(exc, Exception):
-                    done.set_exception(exc)
-                else:
-                    done.cancel()
-            queue.pending.clear()
-            raise
-        finally:
-            queue.running -= 1
+            async def commit(messages: list[bytes]) -> list[AppendResult | Exception]:
+                return await store.run(inbox.append_batch, messages)
+
+            group = groups[directory] = AsyncGroupCommit(
+                commit, max_batches=self.max_batches, max_batch=self.max_batch
+            )
+        await group.submit(message)
 
     def _opened(self, directory: str) -> tuple[MaildirStore, MaildirFolder] | None:
         with self._lock:
@@ -336,14 +297,3 @@ class MaildirDelivery:
         for store, inbox in inboxes:
             inbox.close()
             store.close()
-
-
-class _BatchQueue:
-    """The messages waiting to be delivered into one Maildir (on one event loop)."""
-
-    __slots__ = ("pending", "running", "tasks")
-
-    def __init__(self) -> None:
-        self.pending: deque[tuple[bytes, asyncio.Future[None]]] = deque()
-        self.running = 0  # batches being written
-        self.tasks: set[asyncio.Task[None]] = set()  # the tasks writing them

@@ -3,8 +3,11 @@ with group commit (concurrent callers share them)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+
+from mailagents.store._groupcommit import GroupCommit
 
 __all__ = ["fsync_dir", "write_all"]
 
@@ -16,60 +19,17 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-class _DirSyncer:
-    """Directory fsyncs shared by concurrent callers (group commit).
-
-    A caller that renamed a file into the directory needs an fsync that *started*
-    after its rename. Generations count the fsyncs started; a caller waits until a
-    generation greater than the one started before it arrived has completed, or runs
-    that fsync itself when none is running. N concurrent commits then cost about two
-    directory fsyncs instead of N.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._cond = threading.Condition()
-        self._started = 0
-        self._completed = 0
-        self._running = False
-        self._failed_gen = 0
-        self._failure: OSError | None = None
-
-    def sync(self) -> None:
-        with self._cond:
-            target = self._started + 1
-            while True:
-                if self._completed >= target:
-                    if self._failure is not None and self._failed_gen >= target:
-                        raise self._failure
-                    return
-                if not self._running:
-                    self._running = True
-                    self._started += 1
-                    gen = self._started
-                    break
-                self._cond.wait()
-        error: OSError | None = None
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            error = exc
-        with self._cond:
-            self._running = False
-            self._completed = gen
-            if error is not None:
-                self._failure = error
-                self._failed_gen = gen
-            self._cond.notify_all()
-        if error is not None:
-            raise error
+def _fsync_once(path: str, items: list[None]) -> list[None]:
+    """One directory fsync for every caller of the group."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return [None] * len(items)
 
 
-_syncers: dict[str, _DirSyncer] = {}
+_syncers: dict[str, GroupCommit[None, None]] = {}
 _syncers_lock = threading.Lock()
 
 
@@ -80,5 +40,8 @@ def fsync_dir(path: str) -> None:
     with _syncers_lock:
         syncer = _syncers.get(path)
         if syncer is None:
-            syncer = _syncers[path] = _DirSyncer(path)
-    syncer.sync()
+            syncer = _syncers[path] = GroupCommit()
+    # A caller that renamed a file into the directory needs an fsync that started after
+    # its rename: the group commit's rule (see _groupcommit). N concurrent commits cost
+    # about two directory fsyncs instead of N.
+    syncer.submit(None, functools.partial(_fsync_once, path))

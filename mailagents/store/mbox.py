@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from mailagents.store._fileio import fsync_dir
+from mailagents.store._groupcommit import GroupCommit
 from mailagents.store._locking import FileLock, pid_alive
 from mailagents.store._mbox_format import (
     FLAG_HEADERS,
@@ -234,19 +235,6 @@ class _Spooled:
     sender: bytes | None
 
 
-class _Waiting:
-    """One commit in a group (see :meth:`MboxFolder._commit_grouped`)."""
-
-    __slots__ = ("done", "error", "item", "lead", "uid")
-
-    def __init__(self, item: _Spooled) -> None:
-        self.item = item
-        self.done = threading.Event()
-        self.lead = False  # woken to lead the next group, not with a result
-        self.uid = 0
-        self.error: BaseException | None = None
-
-
 class _MboxAppendWriter(AppendWriter):
     """Spools the transformed message to an anonymous temporary file; the commit copies
     it into the mbox under the locks (see the module docs)."""
@@ -338,9 +326,7 @@ class MboxFolder(Folder):
         self._mutex = threading.RLock()
         # Group commit: appends committed while another is being written wait and go
         # together in the next group (one lock, three fsyncs for all).
-        self._group_mutex = threading.Lock()
-        self._waiting: list[_Waiting] = []
-        self._leading = False
+        self._group: GroupCommit[_Spooled, int] = GroupCommit()
         self._state = IndexState()
         self._snap: dict[int, Entry] = {}
         self._snap_meta = (0, 1, 1)
@@ -365,9 +351,7 @@ class MboxFolder(Folder):
     def _locked(self) -> Iterator[int]:
         self._check_open()
         with self._mutex:
-            lock = MboxLock(
-                self._path, timeout=self._store.lock_timeout, create=self._is_inbox
-            )
+            lock = MboxLock(self._path, timeout=self._store.lock_timeout, create=self._is_inbox)
             try:
                 fd = lock.acquire()
             except FileNotFoundError:
@@ -461,8 +445,7 @@ class MboxFolder(Folder):
             records = ["C\n"]
         else:
             if size > old:
-                log.warning("%s: removing an unfinished append (%d bytes)", self._path,
-                            size - old)
+                log.warning("%s: removing an unfinished append (%d bytes)", self._path, size - old)
                 os.ftruncate(fd, old)
                 self._fsync(fd)
             state = self._state
@@ -522,25 +505,36 @@ class MboxFolder(Folder):
         modseq = state.highestmodseq + 1
         msgs: dict[int, Entry] = {e.info.uid: e for e in prefix}
         if not ascending:
-            log.warning("%s: messages reordered by another program: new UIDVALIDITY",
-                        self._path)
+            log.warning("%s: messages reordered by another program: new UIDVALIDITY", self._path)
             state.uidvalidity = self._store._next_uidvalidity(state.uidvalidity)
             state.uidnext = 1
             state.expunged.clear()
             msgs = {}
         for s, e in matched:
             if e is not None and ascending:
-                msgs[e.info.uid] = Entry(e.info, s.offset, e.length, s.from_len, e.crc,
-                                         s.quoted, e.cmodseq, state.ref)
+                msgs[e.info.uid] = Entry(
+                    e.info, s.offset, e.length, s.from_len, e.crc, s.quoted, e.cmodseq, state.ref
+                )
                 continue
             uid = state.uidnext
             state.uidnext += 1
             new = self._entry(s, uid, modseq)
             if e is not None:  # renumbered: keep what the index knew
                 new = Entry(
-                    MessageInfo(uid=uid, flags=e.info.flags, internaldate=e.info.internaldate,
-                                size=e.info.size, modseq=modseq),
-                    s.offset, s.length, s.from_len, s.crc, s.quoted, modseq, state.ref,
+                    MessageInfo(
+                        uid=uid,
+                        flags=e.info.flags,
+                        internaldate=e.info.internaldate,
+                        size=e.info.size,
+                        modseq=modseq,
+                    ),
+                    s.offset,
+                    s.length,
+                    s.from_len,
+                    s.crc,
+                    s.quoted,
+                    modseq,
+                    state.ref,
                 )
             msgs[uid] = new
         if ascending:
@@ -623,8 +617,9 @@ class MboxFolder(Folder):
         unquoted and the flag headers left out on the fly."""
         e = self._lookup(uid)
         assert e.ref is not None
-        raw = MessageStream(e.ref, e.offset + e.from_len, e.offset + e.length,
-                            e.info.size, e.quoted)
+        raw = MessageStream(
+            e.ref, e.offset + e.from_len, e.offset + e.length, e.info.size, e.quoted
+        )
         return io.BufferedReader(raw, buffer_size=65536)
 
     # --- writing -------------------------------------------------------------------------
@@ -653,46 +648,7 @@ class MboxFolder(Folder):
         with one :meth:`_commit` (one lock hold, three fsyncs) and hands the lead to a
         waiting caller, so that no thread writes for the others for ever. Each caller
         gets its own UID, or the error of its group (nothing of which was kept)."""
-        me = _Waiting(item)
-        with self._group_mutex:
-            self._waiting.append(me)
-            if self._leading:
-                lead = False
-            else:
-                self._leading = lead = True
-        while not lead:
-            me.done.wait()
-            if not me.lead:
-                if me.error is not None:
-                    raise me.error
-                return me.uid
-            me.lead, lead = False, True
-            me.done.clear()
-        with self._group_mutex:
-            group, self._waiting = self._waiting, []
-        try:
-            uids = self._commit([w.item for w in group])
-            for w, uid in zip(group, uids, strict=True):
-                w.uid = uid
-        except BaseException as exc:
-            # Nothing of the group was kept (_commit undoes it); an interruption of
-            # this thread (KeyboardInterrupt...) is an ordinary error for the others.
-            shared = exc if isinstance(exc, Exception) else StoreError("commit interrupted")
-            for w in group:
-                w.error = exc if w is me else shared
-        finally:
-            with self._group_mutex:
-                if self._waiting:
-                    self._waiting[0].lead = True  # it leads the next group
-                    self._waiting[0].done.set()
-                else:
-                    self._leading = False
-            for w in group:
-                if w is not me:
-                    w.done.set()
-        if me.error is not None:
-            raise me.error
-        return me.uid
+        return self._group.submit(item, self._commit)
 
     def _commit(self, items: list[_Spooled]) -> list[int]:
         """Append spooled messages: pending record, write, fsync, index records."""
@@ -723,10 +679,23 @@ class MboxFolder(Folder):
                     item.spool.seek(0)
                     while chunk := item.spool.read(_CHUNK):
                         pos += _pwrite_all(fd, chunk, pos)
-                    info = MessageInfo(uid=uid + k, flags=item.flags, internaldate=item.date,
-                                       size=item.size, modseq=modseq + k)
-                    entry = Entry(info, offset, pos - offset, len(from_line),
-                                  head_crc(head[: pos - offset]), True, modseq + k, state.ref)
+                    info = MessageInfo(
+                        uid=uid + k,
+                        flags=item.flags,
+                        internaldate=item.date,
+                        size=item.size,
+                        modseq=modseq + k,
+                    )
+                    entry = Entry(
+                        info,
+                        offset,
+                        pos - offset,
+                        len(from_line),
+                        head_crc(head[: pos - offset]),
+                        True,
+                        modseq + k,
+                        state.ref,
+                    )
                     lines.append(entry.record("A"))
                     uids.append(uid + k)
                 self._fsync(fd)
@@ -740,8 +709,10 @@ class MboxFolder(Folder):
                     for u in [u for u, e in state.msgs.items() if e.offset >= size]:
                         del state.msgs[u]
                     append_records(
-                        state, self._index,
-                        ["C\n", stat_record(stat_key(os.fstat(fd)))], fsync,
+                        state,
+                        self._index,
+                        ["C\n", stat_record(stat_key(os.fstat(fd)))],
+                        fsync,
                     )
                 raise
             uidvalidity, uidnext, highest = self._snap_meta
@@ -862,7 +833,8 @@ class MboxFolder(Folder):
         with self._locked() as fd:
             state = self._state
             gone = [
-                uid for uid, e in state.msgs.items()
+                uid
+                for uid, e in state.msgs.items()
                 if DELETED in e.info.flags and (only is None or uid in only)
             ]
             if gone:
@@ -883,12 +855,14 @@ class MboxFolder(Folder):
         st = os.fstat(fd)
         directory, base = os.path.split(self._path)
         tmp = os.path.join(directory, "." + base + _TMP_MARK + secrets.token_hex(6))
-        out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                      st.st_mode & 0o7777)
+        out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, st.st_mode & 0o7777)
         ref = FileRef(out)
         new = IndexState(
-            uidvalidity=state.uidvalidity, uidnext=state.uidnext,
-            highestmodseq=state.highestmodseq, expunged=state.expunged.copy(), ref=ref,
+            uidvalidity=state.uidvalidity,
+            uidnext=state.uidnext,
+            highestmodseq=state.highestmodseq,
+            expunged=state.expunged.copy(),
+            ref=ref,
         )
         try:
             with contextlib.suppress(OSError):
@@ -916,8 +890,16 @@ class MboxFolder(Folder):
                     if buffered >= _CHUNK:
                         _pwrite_all(out, b"".join(buf), pos - buffered)
                         buf, buffered = [], 0
-                new.msgs[uid] = Entry(e.info, offset, pos - offset, len(from_line),
-                                      head_crc(head[: pos - offset]), e.quoted, e.cmodseq, ref)
+                new.msgs[uid] = Entry(
+                    e.info,
+                    offset,
+                    pos - offset,
+                    len(from_line),
+                    head_crc(head[: pos - offset]),
+                    e.quoted,
+                    e.cmodseq,
+                    ref,
+                )
             if buf:
                 _pwrite_all(out, b"".join(buf), pos - buffered)
             if fsync:
@@ -966,9 +948,13 @@ class MboxFolder(Folder):
             expunged = [
                 uid for uid, m in self._state.expunged if m > modseq and uid not in self._snap
             ]
-            return Changes(uidvalidity=uidvalidity, highestmodseq=highest,
-                           added=tuple(added), changed=tuple(changed),
-                           expunged=tuple(sorted(set(expunged))))
+            return Changes(
+                uidvalidity=uidvalidity,
+                highestmodseq=highest,
+                added=tuple(added),
+                changed=tuple(changed),
+                expunged=tuple(sorted(set(expunged))),
+            )
 
     def close(self) -> None:
         """Release the handle (streams still open keep their descriptor)."""
@@ -997,8 +983,10 @@ class MboxFolder(Folder):
                 if fsync:
                     os.fsync(out)
                 copy = IndexState(
-                    uidvalidity=state.uidvalidity, uidnext=state.uidnext,
-                    highestmodseq=state.highestmodseq, msgs=dict(state.msgs),
+                    uidvalidity=state.uidvalidity,
+                    uidnext=state.uidnext,
+                    highestmodseq=state.highestmodseq,
+                    msgs=dict(state.msgs),
                     mbox_stat=stat_key(os.fstat(out)),
                 )
                 write_full(copy, index_path, fsync, rename=False)
@@ -1067,7 +1055,8 @@ class MboxStore(Store):
         elif not os.path.isdir(self.root):
             raise FileNotFoundError(errno.ENOENT, "no mbox store here", self.root)
         self.inbox_path = (
-            os.path.abspath(os.fspath(inbox)) if inbox is not None
+            os.path.abspath(os.fspath(inbox))
+            if inbox is not None
             else os.path.join(self.root, "INBOX")
         )
         self.fsync = fsync
@@ -1208,9 +1197,7 @@ class MboxStore(Store):
         result = [
             FolderInfo(
                 name="INBOX",
-                attributes=frozenset(
-                    {"\\HasChildren" if inbox_children else "\\HasNoChildren"}
-                ),
+                attributes=frozenset({"\\HasChildren" if inbox_children else "\\HasNoChildren"}),
                 subscribed="INBOX" in subscribed,
             )
         ]
@@ -1233,8 +1220,9 @@ class MboxStore(Store):
         is_inbox = levels == ["INBOX"]
         if not is_inbox and not os.path.isfile(path):
             raise FolderNotFoundError(name)
-        return MboxFolder(self, self.separator.join(levels), path, self._index(levels),
-                          is_inbox=is_inbox)
+        return MboxFolder(
+            self, self.separator.join(levels), path, self._index(levels), is_inbox=is_inbox
+        )
 
     def _make_file(self, path: str) -> bool:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
@@ -1401,5 +1389,3 @@ def _looks_like_mbox(path: str) -> bool:
     except OSError:
         return True
     return head in (b"", b"From ")
-
-

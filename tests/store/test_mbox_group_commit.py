@@ -63,7 +63,7 @@ def test_commits_that_arrive_during_a_group_go_together_in_the_next(
         def slow_first_commit(self: MboxFolder, items: list[Any]) -> list[int]:
             groups.append(len(items))
             if len(groups) == 1:  # hold the first group until all others queue behind it
-                wait_for(lambda: len(self._waiting) == THREADS - 1)
+                wait_for(lambda: len(self._group._waiting) == THREADS - 1)
             return real_commit(self, items)
 
         monkeypatch.setattr(MboxFolder, "_commit", slow_first_commit)
@@ -87,7 +87,7 @@ def test_commits_that_arrive_during_a_group_go_together_in_the_next(
         # One group of one, then one group of all the others, led by one of them.
         assert groups == [1, THREADS - 1]
         assert sorted(uids) == list(range(1, THREADS + 1))
-        assert not inbox._leading and not inbox._waiting
+        assert not inbox._group._leading and not inbox._group._waiting
 
 
 def test_a_failed_group_fails_each_of_its_commits_and_keeps_nothing(
@@ -103,7 +103,7 @@ def test_a_failed_group_fails_each_of_its_commits_and_keeps_nothing(
             nonlocal calls
             calls += 1
             if calls == 1:
-                wait_for(lambda: len(self._waiting) == 3)
+                wait_for(lambda: len(self._group._waiting) == 3)
                 return real_commit(self, items)
             raise OSError(28, "No space left on device")
 
