@@ -48,52 +48,39 @@ import contextlib
 import datetime
 import errno
 import io
-import logging
 import os
-import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from mailagents.store._fileio import fsync_dir
 from mailagents.store._groupcommit import GroupCommit
-from mailagents.store._locking import FileLock, pid_alive
-from mailagents.store._mbox_format import (
-    FLAG_HEADERS,
-    HEAD,
-    LOOKAHEAD,
-    FileRef,
-    InputTransformer,
-    MessageStream,
-    PreadLines,
-    Scanned,
-    flag_header_lines,
-    flags_from_headers,
-    head_crc,
-    header_name,
-    make_from_line,
-    scan,
+from mailagents.store._locking import FileLock
+from mailagents.store._mbox_append import (
+    CHUNK,
+    MboxAppendWriter,
+    Spooled,
+    append_spooled,
+    spool_message,
 )
-from mailagents.store._mbox_index import (
-    Entry,
-    IndexCorrupt,
-    IndexState,
-    append_records,
-    complete_new_index,
-    load,
-    stat_key,
-    stat_record,
-    write_full,
+from mailagents.store._mbox_format import MessageStream
+from mailagents.store._mbox_index import Entry, IndexState, append_records, stat_key, stat_record
+from mailagents.store._mbox_lock import MboxLock
+from mailagents.store._mbox_reconcile import reconcile, remove_stale_tmp
+from mailagents.store._mbox_rewrite import export, rewrite
+from mailagents.store._mbox_tree import (
+    children_dir,
+    find_folders,
+    folder_file,
+    folder_levels,
+    index_file,
+    make_file,
 )
-from mailagents.store._mbox_lock import MboxLock, fcntl_try_lock, fcntl_unlock
 from mailagents.store._model import (
     DELETED,
     SEEN,
     SPECIAL_USE,
-    AppendResult,
     AppendWriter,
     Changes,
     FlagMode,
@@ -112,195 +99,11 @@ from mailagents.store._model import (
 
 __all__ = ["MboxFolder", "MboxStore"]
 
-log = logging.getLogger(__name__)
-
-INDEX_SUFFIX = ".mailagents-index"
-_TMP_MARK = ".mailagents-tmp-"
-_CHILDREN = ".sbd"
 _SUBSCRIPTIONS = ".mailagents-subscriptions"
 _SPECIAL_USE = ".mailagents-special-use"
 _UIDVALIDITY = ".mailagents-uidvalidity"
 _META_LOCK = ".mailagents-meta.lock"
-_COMPACT_MIN = 1000
 _COPY_BATCH = 64
-_CHUNK = 256 * 1024
-
-
-def _pwrite_all(fd: int, data: bytes, pos: int) -> int:
-    view = memoryview(data)
-    done = 0
-    while done < len(view):
-        done += os.pwrite(fd, view[done:], pos + done)
-    return done
-
-
-def _foreign_after(fd: int, start: int, end: int) -> bool:
-    """Whether another message's separator follows ``start`` (someone appended after a
-    partial append of ours)."""
-    pos = start + 1
-    tail = b""
-    while pos < end:
-        block = os.pread(fd, min(_CHUNK, end - pos), pos)
-        if not block:
-            break
-        if (tail + block).find(b"\n\nFrom ") >= 0:
-            return True
-        tail = block[-6:]
-        pos += len(block)
-    return False
-
-
-def _rewrite_message(fd: int, e: Entry, flags: frozenset[str]) -> Iterator[bytes]:
-    """The stored bytes of one message for a rewritten mbox: verbatim when its flag
-    headers already say ``flags``, else with those headers regenerated. Always ends with
-    the empty line before the next separator."""
-    start = e.offset + e.from_len
-    end = e.offset + e.length
-    # First pass: the header section (bounded), to read the flag headers there.
-    lines = PreadLines(fd, start, end)
-    hidden: list[bytes] = []
-    header_bytes = 0
-    terminated = False
-    bol = True
-    skip_cont = False
-    while header_bytes < 256 * 1024:
-        piece = lines.readline(LOOKAHEAD + 1)
-        if not piece:
-            break
-        header_bytes += len(piece)
-        if bol:
-            if piece == b"\n":
-                terminated = True
-                break
-            name = header_name(piece)
-            if name in FLAG_HEADERS or (skip_cont and piece[:1] in (b" ", b"\t")):
-                hidden.append(piece)
-                skip_cont = True
-            else:
-                skip_cont = False
-        bol = piece.endswith(b"\n")
-    current, old = flags_from_headers(hidden)
-    regenerate = (current != flags) and (terminated or header_bytes < 256 * 1024)
-    last = b""
-    if e.from_len:
-        reader = PreadLines(fd, e.offset, end)
-        yield reader.read(e.from_len)
-    else:
-        yield make_from_line(None, e.info.internaldate)
-    lines = PreadLines(fd, start, end)
-    if regenerate:
-        bol = True
-        skip_cont = False
-        while True:
-            piece = lines.readline(LOOKAHEAD + 1)
-            if not piece or (bol and piece == b"\n"):
-                if last and not last.endswith(b"\n"):
-                    yield b"\n"
-                yield b"".join(flag_header_lines(flags, old))
-                last = b"\n"
-                if piece:
-                    yield piece
-                    last = b"\n\n"
-                break
-            if bol:
-                name = header_name(piece)
-                if name in FLAG_HEADERS or (skip_cont and piece[:1] in (b" ", b"\t")):
-                    skip_cont = True
-                    bol = piece.endswith(b"\n")
-                    continue
-                skip_cont = False
-            bol = piece.endswith(b"\n")
-            yield piece
-            last = piece[-2:] if len(piece) >= 2 else last[-1:] + piece
-    while True:
-        block = lines.read(_CHUNK)
-        if not block:
-            break
-        yield block
-        last = block[-2:] if len(block) >= 2 else last[-1:] + block
-    if not last.endswith(b"\n"):
-        yield b"\n\n"
-    elif not last.endswith(b"\n\n"):
-        yield b"\n"
-
-
-@dataclass
-class _Spooled:
-    """A message transformed and waiting in a temporary file for its commit."""
-
-    spool: BinaryIO
-    size: int
-    flags: frozenset[str]
-    date: datetime.datetime
-    sender: bytes | None
-
-
-class _MboxAppendWriter(AppendWriter):
-    """Spools the transformed message to an anonymous temporary file; the commit copies
-    it into the mbox under the locks (see the module docs)."""
-
-    def __init__(
-        self,
-        folder: MboxFolder,
-        flags: frozenset[str],
-        date: datetime.datetime,
-        assign_uid: bool,
-    ) -> None:
-        self._folder = folder
-        self._flags = flags
-        self._date = date
-        self._assign_uid = assign_uid
-        self._tx = InputTransformer()
-        self._spool: BinaryIO | None = None
-        self._done = False
-
-    def write(self, chunk: bytes) -> None:
-        """Transform and spool the next piece."""
-        if self._done:
-            raise StoreError("the append is over")
-        data = self._tx.feed(bytes(chunk))
-        if data:
-            self._spool_file().write(data)
-
-    def _spool_file(self) -> BinaryIO:
-        if self._spool is None:
-            self._spool = tempfile.TemporaryFile(dir=self._folder._store.root)  # noqa: SIM115
-        return self._spool
-
-    def commit(self) -> AppendResult:
-        """Append to the mbox; returns after the mbox and the index are fsynced."""
-        if self.result is not None:
-            return self.result
-        if self._done:
-            raise StoreError("the append was aborted")
-        try:
-            spool = self._spool_file()
-            spool.write(self._tx.finish())
-            spool.flush()
-            item = _Spooled(spool, self._tx.size, self._flags, self._date, self._tx.return_path)
-            uid = self._folder._commit_grouped(item)
-        except BaseException:
-            self.abort()
-            raise
-        folder = self._folder
-        self.result = AppendResult(
-            uidvalidity=folder._state.uidvalidity,
-            uid=uid if self._assign_uid else None,
-            size=self._tx.size,
-        )
-        self._close()
-        return self.result
-
-    def _close(self) -> None:
-        self._done = True
-        spool, self._spool = self._spool, None
-        if spool is not None:
-            spool.close()
-
-    def abort(self) -> None:
-        """Drop the spooled message; the mbox was never touched."""
-        if self.result is None:
-            self._close()
 
 
 class MboxFolder(Folder):
@@ -326,14 +129,14 @@ class MboxFolder(Folder):
         self._mutex = threading.RLock()
         # Group commit: appends committed while another is being written wait and go
         # together in the next group (one lock, three fsyncs for all).
-        self._group: GroupCommit[_Spooled, int] = GroupCommit()
+        self._group: GroupCommit[Spooled, int] = GroupCommit()
         self._state = IndexState()
         self._snap: dict[int, Entry] = {}
         self._snap_meta = (0, 1, 1)
         self._closed = False
         self._lock: MboxLock | None = None
         with self._locked():
-            self._remove_stale_tmp()
+            remove_stale_tmp(self._path)
         self._take_snapshot()
 
     # --- plumbing ----------------------------------------------------------------------
@@ -364,189 +167,18 @@ class MboxFolder(Folder):
                 self._lock = None
                 lock.release()
 
-    def _fsync(self, fd: int) -> None:
-        if self._store.fsync:
-            os.fsync(fd)
-
-    def _fsync_dirs(self) -> None:
-        if self._store.fsync:
-            fsync_dir(os.path.dirname(self._path))
-            if os.path.dirname(self._index) != os.path.dirname(self._path):
-                fsync_dir(os.path.dirname(self._index))
-
-    def _remove_stale_tmp(self) -> None:
-        """Under the lock: remove what a killed rewrite or dotlock attempt left."""
-        base = os.path.basename(self._path)
-        rewrite, dotlock = "." + base + _TMP_MARK, "." + base + ".lock."
-        with contextlib.suppress(OSError), os.scandir(os.path.dirname(self._path)) as it:
-            for entry in it:
-                stale = entry.name.startswith(rewrite)
-                if entry.name.startswith(dotlock):
-                    pid = entry.name[len(dotlock) :].partition(".")[0]
-                    stale = pid.isdigit() and not pid_alive(int(pid))
-                if stale:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
-
     def _sync(self, fd: int) -> None:
-        """Under the lock: bring the index state up to date with the index file and the
-        mbox (recover a pending append, rescan after changes by other programs)."""
-        state = self._state
-        st = os.fstat(fd)
-        if state.ref is None or not os.path.samestat(os.fstat(state.ref.fd), st):
-            state.ref = FileRef(os.dup(fd))
-        new = self._index + ".new"
-        if os.path.exists(new):
-            if complete_new_index(new, stat_key(st)):
-                os.replace(new, self._index)
-            else:
-                os.unlink(new)
-        try:
-            found = load(state, self._index)
-        except IndexCorrupt as exc:
-            log.warning("mbox index %s unusable (%s): rebuilding it", self._index, exc)
-            state.reset()
-            found = False
-        if not found:
-            self._fresh_index(fd)
-            return
-        if state.tail:
-            os.truncate(self._index, state.pos)
-            state.tail = 0
-        if state.pending is not None:
-            self._recover(fd, state.pending)
-        st = os.fstat(fd)
-        if state.mbox_stat != stat_key(st):
-            self._rescan(fd, st)
-        elif state.records > max(_COMPACT_MIN, len(state.msgs)):
-            write_full(state, self._index, self._store.fsync)
-
-    def _entry(self, s: Scanned, uid: int, modseq: int) -> Entry:
-        date = s.date or datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-        info = MessageInfo(uid=uid, flags=s.flags, internaldate=date, size=s.size, modseq=modseq)
-        return Entry(info, s.offset, s.length, s.from_len, s.crc, s.quoted, modseq, self._state.ref)
-
-    def _fresh_index(self, fd: int) -> None:
-        state = self._state
-        st = os.fstat(fd)
-        state.reset()
-        state.uidvalidity = self._store._next_uidvalidity()
-        for s in scan(fd, 0, st.st_size):
-            uid = state.uidnext
-            state.uidnext += 1
-            state.msgs[uid] = self._entry(s, uid, 1)
-        state.mbox_stat = stat_key(st)
-        write_full(state, self._index, self._store.fsync)
-
-    def _recover(self, fd: int, old: int) -> None:
-        size = os.fstat(fd).st_size
-        if size > old and _foreign_after(fd, old, size):
-            log.warning("%s: another program appended after an unfinished append", self._path)
-            records = ["C\n"]
-        else:
-            if size > old:
-                log.warning("%s: removing an unfinished append (%d bytes)", self._path, size - old)
-                os.ftruncate(fd, old)
-                self._fsync(fd)
-            state = self._state
-            for uid in [u for u, e in state.msgs.items() if e.offset >= old]:
-                del state.msgs[uid]  # recorded, but the append never returned
-            records = ["C\n"]
-        records.append(stat_record(stat_key(os.fstat(fd))))
-        append_records(self._state, self._index, records, self._store.fsync)
-
-    def _from_line_ok(self, fd: int, e: Entry, size: int) -> bool:
-        if e.offset + e.from_len > size:
-            return False
-        if e.offset and os.pread(fd, 1, e.offset - 1) != b"\n":
-            return False
-        return head_crc(os.pread(fd, min(e.length, HEAD), e.offset)) == e.crc
-
-    def _rescan(self, fd: int, st: os.stat_result) -> None:
-        """The mbox was changed by another program: keep the UIDs of messages found where
-        the index has them (same offset, ``From`` line and length or size), give new
-        UIDs to the rest, and a new UIDVALIDITY if the kept UIDs would not ascend."""
-        state = self._state
-        old_stat = state.mbox_stat
-        entries = list(state.msgs.values())
-        prefix: list[Entry] = []
-        candidates = entries
-        start = 0
-        grew = (
-            old_stat is not None
-            and (old_stat[0], old_stat[1]) == (st.st_dev, st.st_ino)
-            and st.st_size >= old_stat[2]
+        """Under the lock: bring the index state up to date (see
+        :mod:`mailagents.store._mbox_reconcile`)."""
+        store = self._store
+        reconcile(
+            self._state,
+            fd,
+            self._path,
+            self._index,
+            fsync=store.fsync,
+            next_uidvalidity=store._next_uidvalidity,
         )
-        if grew and entries and all(self._from_line_ok(fd, e, st.st_size) for e in entries):
-            prefix, candidates, start = entries[:-1], entries[-1:], entries[-1].offset
-        scanned = scan(fd, start, st.st_size)
-        by_offset = {e.offset: e for e in candidates}
-        matched: list[tuple[Scanned, Entry | None]] = []
-        for s in scanned:
-            e = by_offset.get(s.offset)
-            if (
-                e is not None
-                and (e.length == s.length or e.info.size == s.size)
-                and (e.crc == s.crc or self._from_line_ok(fd, e, st.st_size))
-            ):
-                matched.append((s, e))
-            else:
-                matched.append((s, None))
-        ascending = True
-        last = prefix[-1].info.uid if prefix else 0
-        seen_new = False
-        for _, e in matched:
-            if e is None:
-                seen_new = True
-            elif seen_new or e.info.uid <= last:
-                ascending = False
-            else:
-                last = e.info.uid
-        modseq = state.highestmodseq + 1
-        msgs: dict[int, Entry] = {e.info.uid: e for e in prefix}
-        if not ascending:
-            log.warning("%s: messages reordered by another program: new UIDVALIDITY", self._path)
-            state.uidvalidity = self._store._next_uidvalidity(state.uidvalidity)
-            state.uidnext = 1
-            state.expunged.clear()
-            msgs = {}
-        for s, e in matched:
-            if e is not None and ascending:
-                msgs[e.info.uid] = Entry(
-                    e.info, s.offset, e.length, s.from_len, e.crc, s.quoted, e.cmodseq, state.ref
-                )
-                continue
-            uid = state.uidnext
-            state.uidnext += 1
-            new = self._entry(s, uid, modseq)
-            if e is not None:  # renumbered: keep what the index knew
-                new = Entry(
-                    MessageInfo(
-                        uid=uid,
-                        flags=e.info.flags,
-                        internaldate=e.info.internaldate,
-                        size=e.info.size,
-                        modseq=modseq,
-                    ),
-                    s.offset,
-                    s.length,
-                    s.from_len,
-                    s.crc,
-                    s.quoted,
-                    modseq,
-                    state.ref,
-                )
-            msgs[uid] = new
-        if ascending:
-            for uid in state.msgs:
-                if uid not in msgs:
-                    state.expunged.append((uid, modseq))
-        if not ascending or set(msgs) != set(state.msgs):
-            state.highestmodseq = modseq
-        state.msgs = msgs
-        state.mbox_stat = stat_key(st)
-        state.pending = None
-        write_full(state, self._index, self._store.fsync)
 
     def _take_snapshot(self) -> Changes:
         with self._mutex:
@@ -640,9 +272,9 @@ class MboxFolder(Folder):
         date = internaldate or datetime.datetime.now(datetime.UTC)
         if date.tzinfo is None:
             date = date.replace(tzinfo=datetime.UTC)
-        return _MboxAppendWriter(self, wanted, date, assign_uid)
+        return MboxAppendWriter(self, wanted, date, assign_uid)
 
-    def _commit_grouped(self, item: _Spooled) -> int:
+    def _commit_grouped(self, item: Spooled) -> int:
         """Commit ``item`` together with the commits of other threads that arrive while
         a group is being written: the first caller leads, writes every waiting item
         with one :meth:`_commit` (one lock hold, three fsyncs) and hands the lead to a
@@ -650,71 +282,12 @@ class MboxFolder(Folder):
         gets its own UID, or the error of its group (nothing of which was kept)."""
         return self._group.submit(item, self._commit)
 
-    def _commit(self, items: list[_Spooled]) -> list[int]:
-        """Append spooled messages: pending record, write, fsync, index records."""
-        fsync = self._store.fsync
+    def _commit(self, items: list[Spooled]) -> list[int]:
+        """Append spooled messages under the locks (see
+        :mod:`mailagents.store._mbox_append`)."""
         with self._locked() as fd:
             state = self._state
-            size = os.fstat(fd).st_size
-            prefix = b""
-            if size:
-                tail = os.pread(fd, 2, max(size - 2, 0))
-                if not tail.endswith(b"\n"):
-                    prefix = b"\n\n"
-                elif not (tail == b"\n\n" or size == 1):
-                    prefix = b"\n"
-            append_records(state, self._index, [f"P {size}\n"], fsync)
-            try:
-                pos = size + (_pwrite_all(fd, prefix, size) if prefix else 0)
-                lines = []
-                modseq = state.highestmodseq + 1
-                uid = state.uidnext
-                uids = []
-                for k, item in enumerate(items):
-                    from_line = make_from_line(item.sender, item.date)
-                    offset = pos
-                    pos += _pwrite_all(fd, from_line, pos)
-                    item.spool.seek(0)
-                    head = from_line + item.spool.read(HEAD)
-                    item.spool.seek(0)
-                    while chunk := item.spool.read(_CHUNK):
-                        pos += _pwrite_all(fd, chunk, pos)
-                    info = MessageInfo(
-                        uid=uid + k,
-                        flags=item.flags,
-                        internaldate=item.date,
-                        size=item.size,
-                        modseq=modseq + k,
-                    )
-                    entry = Entry(
-                        info,
-                        offset,
-                        pos - offset,
-                        len(from_line),
-                        head_crc(head[: pos - offset]),
-                        True,
-                        modseq + k,
-                        state.ref,
-                    )
-                    lines.append(entry.record("A"))
-                    uids.append(uid + k)
-                self._fsync(fd)
-                lines.append(stat_record(stat_key(os.fstat(fd))))
-                lines.append("C\n")
-                append_records(state, self._index, lines, fsync)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, size)
-                    self._fsync(fd)
-                    for u in [u for u, e in state.msgs.items() if e.offset >= size]:
-                        del state.msgs[u]
-                    append_records(
-                        state,
-                        self._index,
-                        ["C\n", stat_record(stat_key(os.fstat(fd)))],
-                        fsync,
-                    )
-                raise
+            uids = append_spooled(state, fd, self._index, items, fsync=self._store.fsync)
             uidvalidity, uidnext, highest = self._snap_meta
             self._snap_meta = (uidvalidity, max(uidnext, state.uidnext), highest)
             return uids
@@ -775,7 +348,7 @@ class MboxFolder(Folder):
         if isinstance(target, MboxFolder):
             for i in range(0, len(entries), _COPY_BATCH):
                 batch = entries[i : i + _COPY_BATCH]
-                items: list[_Spooled] = []
+                items: list[Spooled] = []
                 try:
                     for e in batch:
                         items.append(self._spool_copy(e))
@@ -789,7 +362,7 @@ class MboxFolder(Folder):
             writer = target.append(flags=e.info.flags, internaldate=e.info.internaldate)
             try:
                 with self.open_message(e.info.uid) as stream:
-                    while chunk := stream.read(_CHUNK):
+                    while chunk := stream.read(CHUNK):
                         writer.write(chunk)
                 result = writer.commit()
             except BaseException:
@@ -799,19 +372,9 @@ class MboxFolder(Folder):
                 mapping[e.info.uid] = result.uid
         return mapping
 
-    def _spool_copy(self, e: Entry) -> _Spooled:
-        tx = InputTransformer()
-        spool: BinaryIO = tempfile.TemporaryFile(dir=self._store.root)  # noqa: SIM115
-        try:
-            with self.open_message(e.info.uid) as stream:
-                while chunk := stream.read(_CHUNK):
-                    spool.write(tx.feed(chunk))
-            spool.write(tx.finish())
-            spool.flush()
-        except BaseException:
-            spool.close()
-            raise
-        return _Spooled(spool, tx.size, e.info.flags, e.info.internaldate, tx.return_path)
+    def _spool_copy(self, e: Entry) -> Spooled:
+        with self.open_message(e.info.uid) as stream:
+            return spool_message(stream, e.info.flags, e.info.internaldate, self._store.root)
 
     def move(self, uids: Collection[int], target: Folder) -> dict[int, int]:
         """Copy, then expunge the originals (whatever their flags)."""
@@ -850,78 +413,16 @@ class MboxFolder(Folder):
             self._rewrite(fd, set())
 
     def _rewrite(self, fd: int, drop: set[int]) -> None:
-        state = self._state
-        fsync = self._store.fsync
-        st = os.fstat(fd)
-        directory, base = os.path.split(self._path)
-        tmp = os.path.join(directory, "." + base + _TMP_MARK + secrets.token_hex(6))
-        out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, st.st_mode & 0o7777)
-        ref = FileRef(out)
-        new = IndexState(
-            uidvalidity=state.uidvalidity,
-            uidnext=state.uidnext,
-            highestmodseq=state.highestmodseq,
-            expunged=state.expunged.copy(),
-            ref=ref,
+        lock = self._lock
+        self._state = rewrite(
+            self._state,
+            fd,
+            self._path,
+            self._index,
+            drop,
+            fsync=self._store.fsync,
+            touch=lock.touch if lock is not None else lambda: None,
         )
-        try:
-            with contextlib.suppress(OSError):
-                os.fchown(out, -1, st.st_gid)
-            fcntl_try_lock(out)
-            pos = 0
-            buf: list[bytes] = []
-            buffered = 0
-            for n, (uid, e) in enumerate(state.msgs.items()):
-                if uid in drop:
-                    continue
-                if n % 1000 == 999 and self._lock is not None:
-                    self._lock.touch()
-                offset = pos
-                from_line = b""
-                head = b""
-                for piece in _rewrite_message(fd, e, e.info.flags):
-                    if not from_line:
-                        from_line = piece
-                    if len(head) < HEAD:
-                        head += piece[: HEAD - len(head)]
-                    buf.append(piece)
-                    buffered += len(piece)
-                    pos += len(piece)
-                    if buffered >= _CHUNK:
-                        _pwrite_all(out, b"".join(buf), pos - buffered)
-                        buf, buffered = [], 0
-                new.msgs[uid] = Entry(
-                    e.info,
-                    offset,
-                    pos - offset,
-                    len(from_line),
-                    head_crc(head[: pos - offset]),
-                    e.quoted,
-                    e.cmodseq,
-                    ref,
-                )
-            if buf:
-                _pwrite_all(out, b"".join(buf), pos - buffered)
-            if fsync:
-                os.fsync(out)
-            if drop:
-                new.highestmodseq += 1
-                for uid in sorted(drop):
-                    new.expunged.append((uid, new.highestmodseq))
-            new.mbox_stat = stat_key(os.fstat(out))
-            write_full(new, self._index, fsync, rename=False)
-            os.rename(tmp, self._path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            with contextlib.suppress(OSError):
-                os.unlink(self._index + ".new")
-            raise
-        os.replace(self._index + ".new", self._index)
-        self._fsync_dirs()
-        with contextlib.suppress(OSError):
-            fcntl_unlock(out)
-        self._state = new
 
     # --- changes -------------------------------------------------------------------------
 
@@ -969,64 +470,15 @@ class MboxFolder(Folder):
         fsync = self._store.fsync
         with self._locked() as fd:
             state = self._state
-            size = os.fstat(fd).st_size
-            directory, base = os.path.split(path)
-            tmp = os.path.join(directory, "." + base + _TMP_MARK + secrets.token_hex(6))
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                pos = 0
-                while pos < size:
-                    block = os.pread(fd, min(_CHUNK, size - pos), pos)
-                    if not block:
-                        break
-                    pos += _pwrite_all(out, block, pos)
-                if fsync:
-                    os.fsync(out)
-                copy = IndexState(
-                    uidvalidity=state.uidvalidity,
-                    uidnext=state.uidnext,
-                    highestmodseq=state.highestmodseq,
-                    msgs=dict(state.msgs),
-                    mbox_stat=stat_key(os.fstat(out)),
-                )
-                write_full(copy, index_path, fsync, rename=False)
-                _publish_new(tmp, path)
-                os.replace(index_path + ".new", index_path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                with contextlib.suppress(OSError):
-                    os.unlink(index_path + ".new")
-                raise
-            finally:
-                os.close(out)
-            if fsync:
-                fsync_dir(directory)
+            export(state, fd, path, index_path, fsync=fsync)
             os.ftruncate(fd, 0)
-            self._fsync(fd)
+            if fsync:
+                os.fsync(fd)
             modseq = state.highestmodseq + 1
             lines = [f"X {uid} {modseq}\n" for uid in state.msgs]
             lines.append(stat_record(stat_key(os.fstat(fd))))
             append_records(state, self._index, lines, fsync)
             self._snap = {}
-
-
-def _publish_new(tmp: str, path: str) -> None:
-    """Give ``tmp`` the name ``path``, which must not exist: a hard link fails if it
-    does, so a folder another process created meanwhile is never replaced. Where hard
-    links are not possible, the check and the rename leave a small window."""
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise FolderExistsError(path) from None
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
-            raise
-        if os.path.exists(path):
-            raise FolderExistsError(path) from None
-        os.rename(tmp, path)
-    else:
-        os.unlink(tmp)
 
 
 class MboxStore(Store):
@@ -1066,40 +518,16 @@ class MboxStore(Store):
     # --- names ---------------------------------------------------------------------------
 
     def _levels(self, name: str) -> list[str]:
-        if not isinstance(name, str) or not name:
-            raise InvalidFolderNameError(f"invalid folder name {name!r}")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-            raise InvalidFolderNameError(f"control character in folder name {name!r}")
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidFolderNameError(f"folder name not encodable: {name!r}") from None
-        levels = name.split(self.separator)
-        for level in levels:
-            if (
-                not level
-                or level.startswith(".")
-                or level.endswith((_CHILDREN, ".lock"))
-                or len(level.encode("utf-8")) > 200
-            ):
-                raise InvalidFolderNameError(f"invalid folder name {name!r}")
-        if levels[0].upper() == "INBOX":
-            levels[0] = "INBOX"
-        return levels
+        return folder_levels(name, self.separator)
 
     def _file(self, levels: list[str]) -> str:
-        if levels == ["INBOX"]:
-            return self.inbox_path
-        return os.path.join(self.root, *[lv + _CHILDREN for lv in levels[:-1]], levels[-1])
+        return folder_file(self.root, self.inbox_path, levels)
 
     def _children(self, levels: list[str]) -> str:
-        return os.path.join(self.root, *[lv + _CHILDREN for lv in levels])
+        return children_dir(self.root, levels)
 
     def _index(self, levels: list[str]) -> str:
-        if levels == ["INBOX"]:
-            return os.path.join(self.root, ".INBOX" + INDEX_SUFFIX)
-        directory, base = os.path.split(self._file(levels))
-        return os.path.join(directory, "." + base + INDEX_SUFFIX)
+        return index_file(self.root, self.inbox_path, levels)
 
     # --- meta files ----------------------------------------------------------------------
 
@@ -1157,42 +585,7 @@ class MboxStore(Store):
         ``\\Noselect``)."""
         subscribed = set(self.subscriptions())
         special = self._special()
-        found: dict[str, tuple[bool, bool]] = {}
-
-        def walk(directory: str, prefix: list[str]) -> bool:
-            try:
-                entries = list(os.scandir(directory))
-            except (FileNotFoundError, NotADirectoryError):
-                return False
-            here: dict[str, list[bool]] = {}
-            for entry in entries:
-                n = entry.name
-                if n.startswith("."):
-                    continue
-                if n.endswith(_CHILDREN) and entry.is_dir(follow_symlinks=False):
-                    base = n[: -len(_CHILDREN)]
-                    if base and walk(entry.path, [*prefix, base]):
-                        here.setdefault(base, [False, False])[1] = True
-                elif not n.endswith(".lock") and entry.is_file() and _looks_like_mbox(entry.path):
-                    here.setdefault(n, [False, False])[0] = True
-            any_found = False
-            for base, (is_file, children) in here.items():
-                levels = [*prefix, base]
-                name = self.separator.join(levels)
-                try:
-                    if self._levels(name) != levels:
-                        continue  # "inbox" and other spellings of INBOX on disk
-                except InvalidFolderNameError:
-                    continue
-                if levels == ["INBOX"]:
-                    found["INBOX"] = (True, children)
-                    any_found = True
-                    continue
-                found[name] = (is_file, children)
-                any_found = True
-            return any_found
-
-        walk(self.root, [])
+        found = find_folders(self.root, self.separator, self._levels)
         inbox_children = found.pop("INBOX", (True, False))[1]
         result = [
             FolderInfo(
@@ -1225,19 +618,7 @@ class MboxStore(Store):
         )
 
     def _make_file(self, path: str) -> bool:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            return False
-        os.close(fd)
-        directory, base = os.path.split(path)
-        for suffix in ("", ".new"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(directory, "." + base + INDEX_SUFFIX + suffix))
-        if self.fsync:
-            fsync_dir(directory)
-        return True
+        return make_file(path, fsync=self.fsync)
 
     def _make_parents(self, levels: list[str]) -> None:
         for n in range(1, len(levels)):
@@ -1381,11 +762,3 @@ class MboxStore(Store):
         """Subscribed names, in the order they were subscribed."""
         return self._read_meta(_SUBSCRIPTIONS)
 
-
-def _looks_like_mbox(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(5)
-    except OSError:
-        return True
-    return head in (b"", b"From ")

@@ -33,8 +33,9 @@ from mailagents.store import (
     FolderExistsError,
     FolderNotFoundError,
     InvalidFolderNameError,
+    _mbox_append,
+    _mbox_rewrite,
 )
-from mailagents.store import mbox as mbox_module
 from mailagents.store._locking import LockTimeout
 from mailagents.store._mbox_lock import MboxLock
 from mailagents.store.mbox import MboxFolder, MboxStore
@@ -473,7 +474,7 @@ def test_failed_append_truncates_back(store: MboxStore, root: Path,
     with store.folder("INBOX") as f:
         f.append_bytes(make_message("kept"))
         size = (root / "INBOX").stat().st_size
-        real = mbox_module._pwrite_all
+        real = _mbox_append.pwrite_all
         calls = []
 
         def failing(fd: int, data: bytes, pos: int) -> int:
@@ -483,7 +484,7 @@ def test_failed_append_truncates_back(store: MboxStore, root: Path,
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real(fd, data, pos)
 
-        monkeypatch.setattr(mbox_module, "_pwrite_all", failing)
+        monkeypatch.setattr(_mbox_append, "pwrite_all", failing)
         with pytest.raises(OSError) as info:
             f.append_bytes(make_message("doomed", size=3000))
         assert info.value.errno == errno.ENOSPC
@@ -833,19 +834,19 @@ def test_renaming_inbox_never_replaces_a_folder_created_meanwhile(
     with store.folder("INBOX") as inbox:
         inbox.append_bytes(b"Subject: one\r\n\r\nbody\r\n")
     target = tmp_path / "Saved"
-    real_write_full = mbox_module.write_full
+    real_write_full = _mbox_rewrite.write_full
 
     def write_full_then_race(*args: Any, **kwargs: Any) -> Any:
         result = real_write_full(*args, **kwargs)
         target.write_bytes(b"theirs")
         return result
 
-    monkeypatch.setattr(mbox_module, "write_full", write_full_then_race)
+    monkeypatch.setattr(_mbox_rewrite, "write_full", write_full_then_race)
     if not links:
         def no_links(src: Any, dst: Any) -> None:
             raise OSError(errno.EPERM, "no hard links here")
 
-        monkeypatch.setattr(mbox_module.os, "link", no_links)
+        monkeypatch.setattr(_mbox_rewrite.os, "link", no_links)
     with pytest.raises(FolderExistsError):
         store.rename_folder("INBOX", "Saved")
     assert target.read_bytes() == b"theirs"
@@ -874,8 +875,8 @@ def test_renaming_inbox_loses_no_race_at_the_last_instant(
 
         return call
 
-    monkeypatch.setattr(mbox_module.os, "link", racing(os.link))
-    monkeypatch.setattr(mbox_module.os, "rename", racing(os.rename))
+    monkeypatch.setattr(_mbox_rewrite.os, "link", racing(os.link))
+    monkeypatch.setattr(_mbox_rewrite.os, "rename", racing(os.rename))
     with pytest.raises(FolderExistsError):
         store.rename_folder("INBOX", "Saved")
     monkeypatch.undo()
