@@ -1,15 +1,16 @@
-"""File I/O shared by the store formats: writing a whole buffer, and directory fsyncs
-with group commit (concurrent callers share them)."""
+"""File I/O shared by the store formats: writing a whole buffer, replacing a small file
+atomically, and directory fsyncs with group commit (concurrent callers share them)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
 
 from mailagents.store._groupcommit import GroupCommit
 
-__all__ = ["fsync_dir", "write_all"]
+__all__ = ["fsync_dir", "write_all", "write_atomic"]
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -45,3 +46,25 @@ def fsync_dir(path: str) -> None:
     # its rename: the group commit's rule (see _groupcommit). N concurrent commits cost
     # about two directory fsyncs instead of N.
     syncer.submit(None, functools.partial(_fsync_once, path))
+
+
+def write_atomic(path: str, data: bytes, *, fsync: bool) -> None:
+    """Write ``path`` anew: temporary file, fsync, rename, fsync of the directory."""
+    directory = os.path.dirname(path)
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        write_all(fd, data)
+        if fsync:
+            os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.rename(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        fsync_dir(directory)

@@ -3,15 +3,13 @@ for reading. (Directory fsyncs with group commit live in ``_fileio``, shared wit
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import threading
 from typing import BinaryIO
 
-from mailagents.store._fileio import fsync_dir, write_all
+from mailagents.store._fileio import fsync_dir
 
-# Also used by the other _maildir_* modules: _RENAME_RETRIES, _write_file_atomic.
+# Also used by the other _maildir_* modules: _RENAME_RETRIES.
 __all__ = ["CRLFReader", "LFConverter", "fsync_dir", "open_crlf"]
 
 
@@ -101,25 +99,3 @@ def open_crlf(fd: int) -> BinaryIO:
 
 
 _RENAME_RETRIES = 10  # tries of an open or rename that another program's rename raced
-
-
-def _write_file_atomic(path: str, data: bytes, *, fsync: bool) -> None:
-    """Write ``path`` anew: temporary file, fsync, rename, fsync of the directory."""
-    directory = os.path.dirname(path)
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        write_all(fd, data)
-        if fsync:
-            os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.rename(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if fsync:
-        fsync_dir(directory)

@@ -1,6 +1,7 @@
 """The mbox folder tree, for :class:`~mailagents.store.mbox.MboxStore`: which folder
-names are valid, where a folder's file, children and index live, and which files under
-the root are folders (see the layout in :mod:`mailagents.store.mbox`).
+names are valid, where a folder's file, children and index live, which files under the
+root are folders, and the side files in the root that hold the folder lists of
+:mod:`mailagents.store._folder_lists` (see the layout in :mod:`mailagents.store.mbox`).
 """
 
 from __future__ import annotations
@@ -9,14 +10,25 @@ import contextlib
 import os
 from collections.abc import Callable
 
-from mailagents.store._fileio import fsync_dir
-from mailagents.store._model import InvalidFolderNameError
+from mailagents.store._fileio import fsync_dir, write_atomic
+from mailagents.store._folder_lists import FolderLists
+from mailagents.store._locking import FileLock
+from mailagents.store._model import SPECIAL_USE, InvalidFolderNameError
 
 CHILDREN = ".sbd"
 """The suffix of the directory that holds a folder's children (Thunderbird's)."""
 
 INDEX_SUFFIX = ".mailagents-index"
 """The suffix of a folder's side index, ``.NAME.mailagents-index``."""
+
+SUBSCRIPTIONS = ".mailagents-subscriptions"
+"""Subscribed names, one a line."""
+
+SPECIAL_USE_FILE = ".mailagents-special-use"
+"""``<attribute> <folder>`` lines (:rfc:`6154`)."""
+
+META_LOCK = ".mailagents-meta.lock"
+"""The lock of the root's side files (the lists and the last UIDVALIDITY)."""
 
 _MAX_LEVEL = 200
 """Octets of one level of a folder name at most (a file name, with room for the
@@ -138,3 +150,67 @@ def make_file(path: str, *, fsync: bool) -> bool:
     if fsync:
         fsync_dir(directory)
     return True
+
+
+def read_lines(path: str) -> list[str]:
+    """The non-empty lines of the text file ``path`` (none if it is missing)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def write_lines(path: str, lines: list[str], *, fsync: bool) -> None:
+    """Replace the text file ``path`` with ``lines`` atomically."""
+    write_atomic(path, "".join(line + "\n" for line in lines).encode("utf-8"), fsync=fsync)
+
+
+class MboxListFiles:
+    """The folder lists' side files in an mbox store's root (a
+    :class:`~mailagents.store._folder_lists.ListFiles`), both under the root's one
+    lock."""
+
+    def __init__(self, root: str, *, fsync: bool, lock_timeout: float) -> None:
+        self.root = root
+        self.fsync = fsync
+        self.lock_timeout = lock_timeout
+
+    def meta_lock(self) -> FileLock:
+        """The lock of the root's side files."""
+        return FileLock(os.path.join(self.root, META_LOCK), timeout=self.lock_timeout)
+
+    def subscriptions_lock(self) -> FileLock:
+        """The root's lock (:meth:`meta_lock`)."""
+        return self.meta_lock()
+
+    def special_use_lock(self) -> FileLock:
+        """The root's lock (:meth:`meta_lock`)."""
+        return self.meta_lock()
+
+    def read_subscriptions(self) -> list[str]:
+        """Subscribed names, in file order."""
+        return read_lines(os.path.join(self.root, SUBSCRIPTIONS))
+
+    def write_subscriptions(self, names: list[str]) -> None:
+        """Replace the subscriptions."""
+        write_lines(os.path.join(self.root, SUBSCRIPTIONS), names, fsync=self.fsync)
+
+    def read_special_use(self) -> dict[str, str]:
+        """Explicit attribute → folder name (a later line for an attribute wins)."""
+        result = {}
+        for line in read_lines(os.path.join(self.root, SPECIAL_USE_FILE)):
+            attr, _, name = line.partition(" ")
+            if attr in SPECIAL_USE and name:
+                result[attr] = name
+        return result
+
+    def write_special_use(self, mapping: dict[str, str]) -> None:
+        """Replace the explicit special-use attributes, by folder name."""
+        lines = [f"{a} {n}" for a, n in sorted(mapping.items(), key=lambda an: an[1])]
+        write_lines(os.path.join(self.root, SPECIAL_USE_FILE), lines, fsync=self.fsync)
+
+
+def mbox_lists(root: str, *, fsync: bool, lock_timeout: float) -> FolderLists:
+    """The subscriptions and special-use attributes of the mbox store at ``root``."""
+    return FolderLists(MboxListFiles(root, fsync=fsync, lock_timeout=lock_timeout))

@@ -71,16 +71,7 @@ from mailagents.store._maildir_sync import _Core as _Core
 from mailagents.store._maildir_sync import _ensure_subdirs, _make_maildir
 from mailagents.store._maildir_tree import SPECIAL_USE_FILE as SPECIAL_USE_FILE
 from mailagents.store._maildir_tree import SUBSCRIPTIONS as SUBSCRIPTIONS
-from mailagents.store._maildir_tree import (
-    existing_folders,
-    forget_special_use,
-    read_subscriptions,
-    rename_in_lists,
-    set_special_use,
-    special_use_by_folder,
-    subscriptions_lock,
-    write_subscriptions,
-)
+from mailagents.store._maildir_tree import existing_folders, maildir_lists
 from mailagents.store._model import (
     DELETED,
     SEEN,
@@ -477,6 +468,7 @@ class MaildirStore(Store):
             raise FileNotFoundError(errno.ENOENT, "not a Maildir", self.root)
         self._cores: dict[str, _Core] = {}
         self._cores_lock = threading.Lock()
+        self._lists = maildir_lists(self.root, fsync=fsync)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -507,7 +499,7 @@ class MaildirStore(Store):
                 every.add(levels[:i])
         every.add(())
         parents = {levels[:i] for levels in every for i in range(1, len(levels))}
-        special = special_use_by_folder(self.root)
+        special = self._lists.special_use()
         subscribed = set(self.subscriptions())
         result = []
         for levels in sorted(every, key=lambda lv: (lv != (), api_name(lv))):
@@ -563,7 +555,7 @@ class MaildirStore(Store):
         if self.fsync:
             fsync_dir(self.root)
         if special_use is not None:
-            set_special_use(self.root, api_name(levels), special_use, fsync=self.fsync)
+            self._lists.set_special_use(api_name(levels), special_use)
 
     def rename_folder(self, old: str, new: str) -> None:
         """Rename a folder and its children (renaming INBOX moves its messages into
@@ -590,8 +582,7 @@ class MaildirStore(Store):
         if self.fsync:
             fsync_dir(self.root)
         self._forget([self._path(lv) for move in moves for lv in move])
-        old_name, new_name = api_name(old_levels), api_name(new_levels)
-        rename_in_lists(self.root, old_name, new_name, fsync=self.fsync)
+        self._lists.renamed(api_name(old_levels), api_name(new_levels), self.separator)
 
     def _rename_inbox(self, new_levels: tuple[str, ...]) -> None:
         new_name = api_name(new_levels)
@@ -632,30 +623,21 @@ class MaildirStore(Store):
             fsync_dir(self.root)
         self._forget([path])
         shutil.rmtree(trash, ignore_errors=True)
-        forget_special_use(self.root, api_name(levels), fsync=self.fsync)
+        self._lists.deleted(api_name(levels))
 
     # -- subscriptions ---------------------------------------------------------------
 
     def subscribe(self, name: str) -> None:
         """Add to ``subscriptions`` (the folder need not exist)."""
-        canonical = api_name(folder_levels(name))
-        with subscriptions_lock(self.root):
-            names = read_subscriptions(self.root)
-            if canonical not in names:
-                write_subscriptions(self.root, [*names, canonical], fsync=self.fsync)
+        self._lists.subscribe(api_name(folder_levels(name)))
 
     def unsubscribe(self, name: str) -> None:
         """Remove from ``subscriptions``."""
-        canonical = api_name(folder_levels(name))
-        with subscriptions_lock(self.root):
-            names = read_subscriptions(self.root)
-            if canonical in names:
-                remaining = [n for n in names if n != canonical]
-                write_subscriptions(self.root, remaining, fsync=self.fsync)
+        self._lists.unsubscribe(api_name(folder_levels(name)))
 
     def subscriptions(self) -> list[str]:
         """Subscribed folder names, in file order."""
-        return read_subscriptions(self.root)
+        return self._lists.subscriptions()
 
     def close(self) -> None:
         """Stop the executor and forget cached folder state."""

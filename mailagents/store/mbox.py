@@ -70,12 +70,16 @@ from mailagents.store._mbox_lock import MboxLock
 from mailagents.store._mbox_reconcile import reconcile, remove_stale_tmp
 from mailagents.store._mbox_rewrite import export, rewrite
 from mailagents.store._mbox_tree import (
+    META_LOCK,
     children_dir,
     find_folders,
     folder_file,
     folder_levels,
     index_file,
     make_file,
+    mbox_lists,
+    read_lines,
+    write_lines,
 )
 from mailagents.store._model import (
     DELETED,
@@ -99,10 +103,7 @@ from mailagents.store._model import (
 
 __all__ = ["MboxFolder", "MboxStore"]
 
-_SUBSCRIPTIONS = ".mailagents-subscriptions"
-_SPECIAL_USE = ".mailagents-special-use"
 _UIDVALIDITY = ".mailagents-uidvalidity"
-_META_LOCK = ".mailagents-meta.lock"
 _COPY_BATCH = 64
 
 
@@ -513,7 +514,8 @@ class MboxStore(Store):
         )
         self.fsync = fsync
         self.lock_timeout = lock_timeout
-        self._meta_lock = os.path.join(self.root, _META_LOCK)
+        self._meta_lock = os.path.join(self.root, META_LOCK)
+        self._lists = mbox_lists(self.root, fsync=fsync, lock_timeout=lock_timeout)
 
     # --- names ---------------------------------------------------------------------------
 
@@ -531,52 +533,16 @@ class MboxStore(Store):
 
     # --- meta files ----------------------------------------------------------------------
 
-    def _read_meta(self, name: str) -> list[str]:
-        try:
-            with open(os.path.join(self.root, name), encoding="utf-8") as f:
-                return [line.rstrip("\n") for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
-
-    def _write_meta(self, name: str, lines: list[str]) -> None:
-        path = os.path.join(self.root, name)
-        tmp = path + ".new"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(line + "\n" for line in lines)
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if self.fsync:
-            fsync_dir(self.root)
-
     def _next_uidvalidity(self, above: int = 0) -> int:
+        path = os.path.join(self.root, _UIDVALIDITY)
         with FileLock(self._meta_lock, timeout=self.lock_timeout):
-            lines = self._read_meta(_UIDVALIDITY)
+            lines = read_lines(path)
             last = int(lines[0]) if lines and lines[0].isdigit() else 0
             value = max(int(time.time()), last + 1, above + 1)
             if value >= 2**32:
                 value = 1 + (value % (2**32 - 1))
-            self._write_meta(_UIDVALIDITY, [str(value)])
+            write_lines(path, [str(value)], fsync=self.fsync)
             return value
-
-    def _special(self) -> dict[str, str]:
-        out = {}
-        for line in self._read_meta(_SPECIAL_USE):
-            attr, _, name = line.partition(" ")
-            if attr in SPECIAL_USE and name:
-                out[name] = attr
-        return out
-
-    def _edit_special(self, change: dict[str, str | None]) -> None:
-        with FileLock(self._meta_lock, timeout=self.lock_timeout):
-            current = self._special()
-            for name, attr in change.items():
-                if attr is None:
-                    current.pop(name, None)
-                else:
-                    current[name] = attr
-            self._write_meta(_SPECIAL_USE, [f"{a} {n}" for n, a in sorted(current.items())])
 
     # --- folders -------------------------------------------------------------------------
 
@@ -584,7 +550,7 @@ class MboxStore(Store):
         """INBOX, then every folder by name (a level that only has children is
         ``\\Noselect``)."""
         subscribed = set(self.subscriptions())
-        special = self._special()
+        special = self._lists.special_use()
         found = find_folders(self.root, self.separator, self._levels)
         inbox_children = found.pop("INBOX", (True, False))[1]
         result = [
@@ -639,7 +605,7 @@ class MboxStore(Store):
         if not self._make_file(self._file(levels)):
             raise FolderExistsError(name)
         if special_use is not None:
-            self._edit_special({self.separator.join(levels): special_use})
+            self._lists.set_special_use(self.separator.join(levels), special_use)
 
     def _prune(self, levels: list[str]) -> None:
         while levels:
@@ -676,9 +642,7 @@ class MboxStore(Store):
         if self.fsync:
             fsync_dir(os.path.dirname(path))
         self._prune(levels[:-1])
-        full = self.separator.join(levels)
-        if full in self._special():
-            self._edit_special({full: None})
+        self._lists.deleted(self.separator.join(levels))
 
     def rename_folder(self, old: str, new: str) -> None:
         """Rename a folder with its children and index (UIDs kept). Renaming INBOX
@@ -730,35 +694,19 @@ class MboxStore(Store):
             fsync_dir(os.path.dirname(old_path))
             fsync_dir(os.path.dirname(new_path))
         self._prune(old_levels[:-1])
-        special = self._special()
-        old_name, new_name = self.separator.join(old_levels), self.separator.join(new_levels)
-        change: dict[str, str | None] = {}
-        for name, attr in special.items():
-            if name == old_name or name.startswith(old_name + self.separator):
-                change[name] = None
-                change[new_name + name[len(old_name) :]] = attr
-        if change:
-            self._edit_special(change)
+        sep = self.separator
+        self._lists.renamed(sep.join(old_levels), sep.join(new_levels), sep)
 
     # --- subscriptions -------------------------------------------------------------------
 
     def subscribe(self, name: str) -> None:
         """Add to the subscriptions (the folder need not exist)."""
-        canonical = self.separator.join(self._levels(name))
-        with FileLock(self._meta_lock, timeout=self.lock_timeout):
-            names = self._read_meta(_SUBSCRIPTIONS)
-            if canonical not in names:
-                self._write_meta(_SUBSCRIPTIONS, [*names, canonical])
+        self._lists.subscribe(self.separator.join(self._levels(name)))
 
     def unsubscribe(self, name: str) -> None:
         """Remove from the subscriptions."""
-        canonical = self.separator.join(self._levels(name))
-        with FileLock(self._meta_lock, timeout=self.lock_timeout):
-            names = self._read_meta(_SUBSCRIPTIONS)
-            if canonical in names:
-                self._write_meta(_SUBSCRIPTIONS, [n for n in names if n != canonical])
+        self._lists.unsubscribe(self.separator.join(self._levels(name)))
 
     def subscriptions(self) -> list[str]:
         """Subscribed names, in the order they were subscribed."""
-        return self._read_meta(_SUBSCRIPTIONS)
-
+        return self._lists.subscriptions()

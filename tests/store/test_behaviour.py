@@ -1298,6 +1298,48 @@ def test_subscribe_twice_lists_once(store: Store) -> None:
     assert store.subscriptions().count("Lists") == 1
 
 
+# --- the folder lists, kept by the same code for every store (store/_folder_lists.py) --
+
+
+def test_subscriptions_follow_a_renamed_folder_and_its_children(store: Store) -> None:
+    store.create_folder("Lists/ietf")
+    for name in ("Lists", "Lists/ietf", "Listserv", "INBOX"):
+        store.subscribe(name)
+    store.rename_folder("Lists", "Archive/Lists")
+    # "Listserv" only shares a prefix with "Lists": it is not a child and stays.
+    assert store.subscriptions() == ["Archive/Lists", "Archive/Lists/ietf", "Listserv", "INBOX"]
+    by = folder_map(store)
+    assert by["Archive/Lists"].subscribed and by["Archive/Lists/ietf"].subscribed
+
+
+def test_a_deleted_folder_stays_subscribed_and_loses_its_attribute(store: Store) -> None:
+    # RFC 9051 §6.3.7: the server should not remove a name from the subscriptions.
+    store.create_folder("Sent", special_use="\\Sent")
+    store.create_folder("Outbox", special_use="\\Sent")  # moves the attribute here
+    store.subscribe("Outbox")
+    store.delete_folder("Outbox")
+    assert store.subscriptions() == ["Outbox"]
+    store.create_folder("Outbox")
+    assert "\\Sent" not in folder_map(store)["Outbox"].attributes
+
+
+def test_a_special_use_attribute_marks_one_folder(store: Store) -> None:
+    store.create_folder("Old Sent", special_use="\\Sent")
+    store.create_folder("Sent Mail", special_use="\\Sent")
+    by = folder_map(reopen(store))
+    assert "\\Sent" in by["Sent Mail"].attributes
+    assert "\\Sent" not in by["Old Sent"].attributes
+
+
+def test_a_special_use_attribute_follows_a_rename(store: Store) -> None:
+    store.create_folder("Papers/2026", special_use="\\Archive")
+    store.rename_folder("Papers", "Old papers")
+    by = folder_map(store)
+    assert "\\Archive" in by["Old papers/2026"].attributes
+    store.create_folder("Papers/2026")
+    assert "\\Archive" not in folder_map(store)["Papers/2026"].attributes
+
+
 INVALID_NAMES = ["..", "a/../b", "../escape", "a/..", "/abs", "/", "a//b", "a\x00b", "",
                  "a\nb", "a\rb"]
 
