@@ -7,6 +7,7 @@ import contextlib
 import functools
 import os
 import threading
+from collections.abc import Callable
 
 from mailagents.store._groupcommit import GroupCommit
 
@@ -30,7 +31,8 @@ def _fsync_once(path: str, items: list[None]) -> list[None]:
     return [None] * len(items)
 
 
-_syncers: dict[str, GroupCommit[None, None]] = {}
+_Syncer = tuple[GroupCommit[None, None], Callable[[list[None]], list[None]]]
+_syncers: dict[str, _Syncer] = {}
 _syncers_lock = threading.Lock()
 
 
@@ -38,14 +40,17 @@ def fsync_dir(path: str) -> None:
     """fsync the directory ``path`` (so that a rename or create in it is durable),
     sharing the fsync with concurrent callers."""
     path = path or "."
-    with _syncers_lock:
-        syncer = _syncers.get(path)
-        if syncer is None:
-            syncer = _syncers[path] = GroupCommit()
+    syncer = _syncers.get(path)
+    if syncer is None:
+        with _syncers_lock:
+            syncer = _syncers.get(path)
+            if syncer is None:
+                syncer = _syncers[path] = (GroupCommit(), functools.partial(_fsync_once, path))
     # A caller that renamed a file into the directory needs an fsync that started after
     # its rename: the group commit's rule (see _groupcommit). N concurrent commits cost
     # about two directory fsyncs instead of N.
-    syncer.submit(None, functools.partial(_fsync_once, path))
+    group, commit = syncer
+    group.submit(None, commit)
 
 
 def write_atomic(path: str, data: bytes, *, fsync: bool) -> None:

@@ -168,6 +168,13 @@ def _copy_messages(
     return msgs
 
 
+def _discard(*paths: str) -> None:
+    """Remove what a failed rewrite or copy wrote."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def rewrite(
     state: IndexState,
     fd: int,
@@ -207,10 +214,7 @@ def rewrite(
         write_full(new, index, fsync, rename=False)
         os.rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        with contextlib.suppress(OSError):
-            os.unlink(index + ".new")
+        _discard(tmp, index + ".new")
         raise
     os.replace(index + ".new", index)
     if fsync:
@@ -248,10 +252,7 @@ def export(state: IndexState, fd: int, path: str, index: str, *, fsync: bool) ->
         publish_new(tmp, path)
         os.replace(index + ".new", index)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        with contextlib.suppress(OSError):
-            os.unlink(index + ".new")
+        _discard(tmp, index + ".new")
         raise
     finally:
         os.close(out)

@@ -49,14 +49,21 @@ class _Gate:
         return [i * 10 for i in items]
 
 
-def _pile_up(group: GroupCommit[int, int], gate: _Gate, n: int) -> dict[int, object]:
-    """Item 0 leads and blocks; items 1..n-1 arrive meanwhile; then release."""
+def _pile_up(
+    group: GroupCommit[int, int],
+    gate: _Gate,
+    n: int,
+    commit: Callable[[list[int]], list[int]] | None = None,
+) -> dict[int, object]:
+    """Item 0 leads and blocks in ``gate``; items 1..n-1 arrive meanwhile; then release.
+    ``commit`` (default: the gate itself) is what every caller submits with."""
     outcomes: dict[int, object] = {}
+    run_group = commit or gate
 
     def caller(i: int) -> Callable[[], None]:
         def run() -> None:
             try:
-                outcomes[i] = group.submit(i, gate)
+                outcomes[i] = group.submit(i, run_group)
             except BaseException as exc:
                 outcomes[i] = exc
 
@@ -134,32 +141,7 @@ def test_an_interrupted_leader_fails_its_followers_and_nothing_hangs() -> None:
             raise KeyboardInterrupt
         return gate(items)
 
-    outcomes: dict[int, object] = {}
-
-    def caller(i: int) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                outcomes[i] = group.submit(i, interrupted)
-            except BaseException as exc:
-                outcomes[i] = exc
-
-        return run
-
-    first = threading.Thread(target=caller(0), daemon=True)
-    first.start()
-    assert gate.started.wait(JOIN)
-    others = [threading.Thread(target=caller(i), daemon=True) for i in (1, 2, 3)]
-    for t in others:
-        t.start()
-    for _ in range(1000):
-        with group._mutex:
-            if len(group._waiting) == 3:
-                break
-        threading.Event().wait(0.01)
-    gate.release.set()
-    for t in [first, *others]:
-        t.join(JOIN)
-        assert not t.is_alive(), "a submit hung"
+    outcomes = _pile_up(group, gate, 4, interrupted)
     assert outcomes[0] == 0
     kinds = sorted(type(outcomes[i]).__name__ for i in (1, 2, 3))
     # The thread that led the interrupted group got its KeyboardInterrupt; the others
