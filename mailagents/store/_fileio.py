@@ -34,6 +34,17 @@ def _fsync_once(path: str, items: list[None]) -> list[None]:
 _Syncer = tuple[GroupCommit[None, None], Callable[[list[None]], list[None]]]
 _syncers: dict[str, _Syncer] = {}
 _syncers_lock = threading.Lock()
+MAX_SYNCERS = 1024
+"""Directories whose fsync group is kept at most; beyond that, the idle ones are
+dropped (an MDA writes into the folders of every user it serves)."""
+
+
+def _drop_idle() -> None:
+    """With ``_syncers_lock`` held: forget the groups nobody is in. A caller that still
+    holds one it looked up just before runs its own fsync in it, which is as durable
+    (it started after that caller's rename), only not shared."""
+    for path in [p for p, (group, _) in _syncers.items() if group.idle]:
+        del _syncers[path]
 
 
 def fsync_dir(path: str) -> None:
@@ -45,6 +56,8 @@ def fsync_dir(path: str) -> None:
         with _syncers_lock:
             syncer = _syncers.get(path)
             if syncer is None:
+                if len(_syncers) >= MAX_SYNCERS:
+                    _drop_idle()
                 syncer = _syncers[path] = (GroupCommit(), functools.partial(_fsync_once, path))
     # A caller that renamed a file into the directory needs an fsync that started after
     # its rename: the group commit's rule (see _groupcommit). N concurrent commits cost

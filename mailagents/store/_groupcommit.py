@@ -72,6 +72,11 @@ class GroupCommit(Generic[T, R]):
         self._waiting: list[_Waiter[T, R]] = []
         self._leading = False
 
+    @property
+    def idle(self) -> bool:
+        """Whether no commit is running and nobody waits (a snapshot)."""
+        return not self._leading and not self._waiting
+
     def submit(self, item: T, commit: Callable[[list[T]], Sequence[R]]) -> R:
         """Commit ``item`` with whatever else waits; return its result (blocks)."""
         me: _Waiter[T, R] = _Waiter(item)

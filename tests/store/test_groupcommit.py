@@ -185,6 +185,27 @@ def test_fsync_dir_survives_an_interrupted_fsync(
     assert errors == []
 
 
+def test_fsync_dir_keeps_a_bounded_number_of_groups(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An MDA fsyncs the directories of every user it serves: the groups it keeps are
+    # bounded, idle ones dropped first; a group in use is kept.
+    monkeypatch.setattr(_fileio, "_syncers", {})
+    monkeypatch.setattr(_fileio, "MAX_SYNCERS", 8)
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    base = str(tmp_path)
+    busy: GroupCommit[None, None] = GroupCommit()
+    busy._leading = True  # as if a commit were running in it
+    _fileio._syncers["busy"] = (busy, lambda items: [None] * len(items))
+    for n in range(50):
+        path = os.path.join(base, f"d{n}")
+        os.mkdir(path)
+        _fileio.fsync_dir(path)
+        assert len(_fileio._syncers) <= 8
+    assert _fileio._syncers["busy"][0] is busy
+    assert os.path.join(base, "d49") in _fileio._syncers
+
+
 # -- asyncio ----------------------------------------------------------------------
 
 
