@@ -199,9 +199,7 @@ class MaildirDelivery:
             raise
         return writers
 
-    async def _batched(
-        self, directory: str, store: MaildirStore, inbox: MaildirFolder, message: bytes
-    ) -> None:
+    async def _batched(self, directory: str, message: bytes) -> None:
         """Queue ``message`` for the Maildir's next batch and wait until it is durable."""
         loop = asyncio.get_running_loop()
         groups = self._queues.get(loop)
@@ -211,6 +209,9 @@ class MaildirDelivery:
         if group is None:
 
             async def commit(messages: list[bytes]) -> list[AppendResult | Exception]:
+                # Looked up at each batch, not kept: close() closes the stores, and the
+                # next delivery opens the Maildir again.
+                store, inbox = await self._opened_inbox(directory)
                 return await store.run(inbox.append_batch, messages)
 
             group = groups[directory] = AsyncGroupCommit(
@@ -218,9 +219,14 @@ class MaildirDelivery:
             )
         await group.submit(message)
 
-    def _opened(self, directory: str) -> tuple[MaildirStore, MaildirFolder] | None:
+    async def _opened_inbox(self, directory: str) -> tuple[MaildirStore, MaildirFolder]:
+        """The store and INBOX of ``directory``: a lookup once it is open (opening is
+        blocking work, done off the loop)."""
         with self._lock:
-            return self._inboxes.get(directory)
+            found = self._inboxes.get(directory)
+        if found is None:
+            found = await asyncio.to_thread(self._inbox, directory)
+        return found
 
     async def __call__(self, submission: Submission) -> list[str]:
         """Deliver ``submission`` to each recipient's Maildir; see the class."""
@@ -234,18 +240,11 @@ class MaildirDelivery:
         if len(unique) == 1 and self.writer == "process":
             await self._client().deliver(unique[0], submission.message)
             return unique
-        inboxes: list[tuple[MaildirStore, MaildirFolder]] = []
-        for directory in unique:
-            # Opened once (blocking work, off the loop); after that a lookup.
-            found = self._opened(directory)
-            if found is None:
-                found = await asyncio.to_thread(self._inbox, directory)
-            inboxes.append(found)
-        if len(inboxes) == 1:
+        if len(unique) == 1:
             # The common case: into the Maildir's next batch (see the class).
-            store, inbox = inboxes[0]
-            await self._batched(unique[0], store, inbox, submission.message)
+            await self._batched(unique[0], submission.message)
             return unique
+        inboxes = [await self._opened_inbox(directory) for directory in unique]
         writers = await inboxes[0][0].run(self._write_all, inboxes, submission.message)
         # Every copy is written: commit them all at once, each in its own store's
         # executor so that the fsyncs overlap (a failed commit removes its own).

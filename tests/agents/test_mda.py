@@ -322,6 +322,25 @@ def test_a_restarted_delivery_leaves_earlier_messages_in_new(tmp_path: Path, wri
     assert files(tmp_path, "bob", "cur") == []
 
 
+def test_a_closed_delivery_delivers_again_in_the_same_loop(tmp_path: Path) -> None:
+    # Regression: the Maildir's batch group kept the store and INBOX of its first
+    # delivery; after close() (which closes them) every later single-recipient
+    # delivery in that event loop failed on the closed store.
+    delivery = MaildirDelivery(tmp_path / "{local}")
+
+    async def main() -> None:
+        await delivery(submission("bob"))
+        await asyncio.to_thread(delivery.close)
+        await delivery(submission("bob"))
+        await asyncio.gather(*(delivery(submission("bob")) for _ in range(5)))
+
+    try:
+        run(main())
+    finally:
+        delivery.close()
+    assert len(files(tmp_path, "bob", "new")) == 7 and files(tmp_path, "bob", "tmp") == []
+
+
 def test_maildir_paths_are_confined(tmp_path: Path) -> None:
     delivery = MaildirDelivery(tmp_path / "{domain}" / "{local}")
     path = delivery.maildir(Mailbox(local_part="../../etc/x", domain="Example.TEST"))
