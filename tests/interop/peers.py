@@ -41,17 +41,36 @@ def require_binary(name: str) -> str:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    """Wait until something accepts connections on 127.0.0.1:``port``."""
+def free_ports(n: int) -> list[int]:
+    """``n`` different TCP ports on 127.0.0.1 that nothing listens on now (each socket
+    is held until all are chosen, so that no two are the same)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+class PeerExited(RuntimeError):
+    """A peer's process ended before it listened on its ports."""
+
+
+def wait_port(
+    port: int, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until something accepts connections on 127.0.0.1:``port``; with
+    ``process``, fail at once (:class:`PeerExited`) if it ends first."""
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
+        if process is not None and process.poll() is not None:
+            raise PeerExited(f"exited ({process.returncode}) before listening on port {port}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
         time.sleep(0.05)
@@ -81,9 +100,16 @@ class Dovecot:
         os.chmod(self.base, 0o755)
         nobody = pwd.getpwnam("nobody")
         self.uid, self.gid = nobody.pw_uid, nobody.pw_gid
-        self.imap_port = free_port()
-        self.pop3_port = free_port()
+        self.imap_port = self.pop3_port = 0
+        self._new_ports()
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _new_ports(self) -> None:
+        self.imap_port, self.pop3_port = free_ports(2)
+
+    def _ports(self) -> list[int]:
+        """The ports the daemon listens on once it is up."""
+        return [self.imap_port, self.pop3_port]
 
     def _config(self) -> Path:
         base = self.base
@@ -139,20 +165,33 @@ service pop3-login {{
 """)
         return conf
 
-    def start(self) -> None:
-        """Hand the Maildir to the mail user and start the daemon."""
-        conf = self._config()
+    def start(self, attempts: int = 3) -> None:
+        """Hand the Maildir to the mail user and start the daemon. A daemon that exits
+        before it listens (one of its ports was taken meanwhile by another program) is
+        started again on new ports, up to ``attempts`` times in all."""
         for parent in (self.maildir.parent, *self.maildir.parent.parents):
             if parent == Path("/"):
                 break
             os.chmod(parent, os.stat(parent).st_mode | 0o711)
         chown_tree(self.maildir.parent, self.uid, self.gid)
-        log = open(self.base / "stdout.log", "wb")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(
-            [self.binary, "-F", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
-        )
-        wait_port(self.imap_port)
-        wait_port(self.pop3_port)
+        for attempt in range(1, attempts + 1):
+            conf = self._config()
+            with open(self.base / "stdout.log", "wb") as log:
+                process = self.process = subprocess.Popen(
+                    [self.binary, "-F", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+                )
+            try:
+                for port in self._ports():
+                    wait_port(port, process=process)
+                return
+            except PeerExited as exc:
+                output = self.log() + (self.base / "stdout.log").read_text(errors="replace")
+                if attempt == attempts:
+                    raise PeerExited(f"Dovecot {exc}:\n{output}") from None
+                self._new_ports()
+            except TimeoutError as exc:
+                output = self.log() + (self.base / "stdout.log").read_text(errors="replace")
+                raise TimeoutError(f"Dovecot: {exc}:\n{output}") from None
 
     def stop(self) -> None:
         """Stop the daemon and wait for it."""
@@ -258,8 +297,7 @@ class Postfix:
         self.maillog = self.base / "maillog"
         nobody = pwd.getpwnam("nobody")
         self.uid, self.gid = nobody.pw_uid, nobody.pw_gid
-        self.port = free_port()
-        self.data_port = free_port()
+        self.port, self.data_port = free_ports(2)
         self.started = False
 
     def _config(self) -> None:
@@ -448,12 +486,23 @@ class DovecotPOP3(Dovecot):
         key_pem: bytes | None = None,
         no_flag_updates: bool = False,
     ) -> None:
-        super().__init__(maildir)
         if (cert_pem is None) != (key_pem is None):
             raise ValueError("give both cert_pem and key_pem, or neither")
+        # Chosen with the others by _new_ports (called by Dovecot.__init__).
+        self.pop3s_port: int | None = 0 if cert_pem is not None else None
+        super().__init__(maildir)
         self.cert_pem, self.key_pem = cert_pem, key_pem
         self.no_flag_updates = no_flag_updates
-        self.pop3s_port = free_port() if cert_pem is not None else None
+
+    def _new_ports(self) -> None:
+        if self.pop3s_port is None:
+            super()._new_ports()
+        else:
+            self.imap_port, self.pop3_port, self.pop3s_port = free_ports(3)
+
+    def _ports(self) -> list[int]:
+        extra = [] if self.pop3s_port is None else [self.pop3s_port]
+        return [*super()._ports(), *extra]
 
     def _config(self) -> Path:
         conf = super()._config()
@@ -475,12 +524,6 @@ class DovecotPOP3(Dovecot):
             assert f"port = {self.pop3s_port}" in text, "Dovecot template changed"
         conf.write_text(text + extra)
         return conf
-
-    def start(self) -> None:
-        """Start as :meth:`Dovecot.start` does, then wait for the POP3S listener too."""
-        super().start()
-        if self.pop3s_port is not None:
-            wait_port(self.pop3s_port)
 
 
 @contextlib.contextmanager

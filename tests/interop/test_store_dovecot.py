@@ -6,6 +6,7 @@ from __future__ import annotations
 import imaplib
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +162,25 @@ def test_dovecot_reads_what_a_delivery_handle_wrote_into_a_fresh_maildir(tree: P
         assert {m.uid: inbox.read_message(m.uid) for m in inbox.messages()} == {
             uid: body for uid, (_, _, body) in theirs.items()
         }
+
+
+def test_dovecot_starts_again_on_new_ports_when_one_was_taken(tree: Path) -> None:
+    # The fixture's own robustness: between choosing a free port and Dovecot binding
+    # it, another program may take it (a fresh-clone run failed so). The daemon exits;
+    # start() picks new ports and starts it again instead of waiting 15 s for nothing.
+    from mailagents.store.maildir import MaildirStore
+
+    MaildirStore(tree / "Maildir").close()
+    dovecot = Dovecot(tree / "Maildir")
+    taken = dovecot.imap_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))  # bound, not listening: Dovecot's bind fails
+        try:
+            dovecot.start()
+            assert dovecot.imap_port != taken
+            client = imaplib.IMAP4("127.0.0.1", dovecot.imap_port)
+            client.login(dovecot.user, dovecot.password)
+            assert client.select("INBOX")[0] == "OK"
+            client.logout()
+        finally:
+            dovecot.stop()
