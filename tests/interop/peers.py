@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -165,10 +166,12 @@ service pop3-login {{
 """)
         return conf
 
-    def start(self, attempts: int = 3) -> None:
+    def start(self, attempts: int = 3, timeout: float = 20.0) -> None:
         """Hand the Maildir to the mail user and start the daemon. A daemon that exits
-        before it listens (one of its ports was taken meanwhile by another program) is
-        started again on new ports, up to ``attempts`` times in all."""
+        before it listens (one of its ports was taken meanwhile by another program), or
+        does not listen within ``timeout`` seconds, is stopped and started again on new
+        ports, up to ``attempts`` times in all; each failed attempt is reported as a
+        warning with Dovecot's log, so that a retry is seen in the test summary."""
         for parent in (self.maildir.parent, *self.maildir.parent.parents):
             if parent == Path("/"):
                 break
@@ -182,19 +185,19 @@ service pop3-login {{
                 )
             try:
                 for port in self._ports():
-                    wait_port(port, process=process)
+                    wait_port(port, timeout, process=process)
                 return
-            except PeerExited as exc:
+            except (PeerExited, TimeoutError) as exc:
                 output = self.log() + (self.base / "stdout.log").read_text(errors="replace")
+                self._kill()
+                failure = f"Dovecot start {attempt} of {attempts}: {exc}; its log:\n{output}"
                 if attempt == attempts:
-                    raise PeerExited(f"Dovecot {exc}:\n{output}") from None
+                    raise PeerExited(failure) from None
+                warnings.warn(failure, stacklevel=2)
                 self._new_ports()
-            except TimeoutError as exc:
-                output = self.log() + (self.base / "stdout.log").read_text(errors="replace")
-                raise TimeoutError(f"Dovecot: {exc}:\n{output}") from None
 
-    def stop(self) -> None:
-        """Stop the daemon and wait for it."""
+    def _kill(self) -> None:
+        """Stop the daemon (SIGTERM, then SIGKILL) and wait for it."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -203,6 +206,10 @@ service pop3-login {{
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+
+    def stop(self) -> None:
+        """Stop the daemon and wait for it."""
+        self._kill()
         shutil.rmtree(self.base, ignore_errors=True)
 
     def log(self) -> str:
