@@ -69,6 +69,7 @@ class _Op:
 
     command = ""
     pipelinable = True
+    line = b""  # the command line that start() writes
 
     def __init__(self) -> None:
         self.started = False
@@ -79,8 +80,8 @@ class _Op:
     def awaiting(self) -> str:
         return self.command
 
-    def start(self, conn: ClientConnection) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def start(self, conn: ClientConnection) -> None:
+        conn._out += self.line
 
     def step(self, conn: ClientConnection) -> bool:  # pragma: no cover - abstract
         """Consume buffered input; return whether anything was consumed."""
@@ -89,11 +90,6 @@ class _Op:
 
 class _StatusOp(_Op):
     """A request answered by one status line, which :meth:`answered` reports."""
-
-    line = b""
-
-    def start(self, conn: ClientConnection) -> None:
-        conn._out += self.line
 
     def step(self, conn: ClientConnection) -> bool:
         line = conn._take_line()
@@ -109,11 +105,8 @@ class _StatusOp(_Op):
 
 
 class _GreetingOp(_StatusOp):
-    command = "GREETING"
+    command = "GREETING"  # never queued: the server speaks first
     pipelinable = False
-
-    def start(self, conn: ClientConnection) -> None:  # pragma: no cover - never queued
-        pass
 
     def answered(self, conn: ClientConnection, response: Response) -> None:
         challenge = None
@@ -163,9 +156,6 @@ class _MultiLine(_Op):
         self.line = line
         self.reply: Response | None = None
         self.count = 0
-
-    def start(self, conn: ClientConnection) -> None:
-        conn._out += self.line
 
     def step(self, conn: ClientConnection) -> bool:
         line = conn._take_line()
@@ -305,9 +295,6 @@ class _Retrieve(_Op):
         self.in_body = False
         self.size = 0
 
-    def start(self, conn: ClientConnection) -> None:
-        conn._out += self.line
-
     def step(self, conn: ClientConnection) -> bool:
         if not self.in_body:
             line = conn._take_line()
@@ -406,7 +393,7 @@ class _Auth(_Op):
         self.rounds = 0
 
     def start(self, conn: ClientConnection) -> None:
-        conn._out += self.line
+        super().start(conn)
         self.sent_all = False
 
     def step(self, conn: ClientConnection) -> bool:

@@ -583,13 +583,10 @@ class MboxStore(Store):
             self, self.separator.join(levels), path, self._index(levels), is_inbox=is_inbox
         )
 
-    def _make_file(self, path: str) -> bool:
-        return make_file(path, fsync=self.fsync)
-
     def _make_parents(self, levels: list[str]) -> None:
         for n in range(1, len(levels)):
             if levels[:n] != ["INBOX"]:
-                self._make_file(self._file(levels[:n]))
+                make_file(self._file(levels[:n]), fsync=self.fsync)
         os.makedirs(os.path.dirname(self._file(levels)), mode=0o700, exist_ok=True)
         if self.fsync:
             fsync_dir(self.root)
@@ -602,7 +599,7 @@ class MboxStore(Store):
         if levels == ["INBOX"]:
             raise FolderExistsError(name)
         self._make_parents(levels)
-        if not self._make_file(self._file(levels)):
+        if not make_file(self._file(levels), fsync=self.fsync):
             raise FolderExistsError(name)
         if special_use is not None:
             self._lists.set_special_use(self.separator.join(levels), special_use)
