@@ -5,6 +5,7 @@ table (:class:`StaticLookup`, for tests and closed setups)."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -131,7 +132,7 @@ class DnspythonLookup:
             rdtype=rdtype,
             canonical=_ascii(answer.canonical_name),
             records=records,
-            ttl=max(0, int(answer.expiration - time.time())),
+            ttl=max(0, math.ceil(answer.expiration - time.time())),
             authenticated=bool(answer.response.flags & dns.flags.AD),
         )
 

@@ -24,6 +24,9 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import dns.message
+import dns.query
+import dns.rcode
 import pytest
 
 T = TypeVar("T")
@@ -580,6 +583,116 @@ def pop3_view(port: int, user: str, password: str, *, timeout: float = 5.0) -> P
             client.quit()
         client.close()
     return POP3View(count, size, sizes, uids, messages)
+
+
+class Knot:
+    """A private Knot DNS (``knotd``, authoritative only) serving ``zones`` on
+    127.0.0.1:``port``, UDP and TCP: ``{"example.test": "<zone file text>"}``. A zone
+    whose text does not parse is not loaded and answers SERVFAIL, as a broken authority
+    does. Everything lives in a private folder; the daemon runs as root (no user)."""
+
+    def __init__(self, zones: dict[str, str]) -> None:
+        self.binary = require_binary("knotd")
+        self.zones = zones
+        self.base = Path(tempfile.mkdtemp(prefix="mailagents-knot-"))
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _config(self) -> Path:
+        base = self.base
+        for name in ("run", "db"):
+            (base / name).mkdir(exist_ok=True)
+        for zone, text in self.zones.items():
+            (base / f"{zone}.zone").write_text(text)
+        zones = "".join(f"  - domain: {zone}\n" for zone in self.zones)
+        conf = base / "knot.conf"
+        conf.write_text(f"""server:
+    rundir: "{base}/run"
+    listen: [ 127.0.0.1@{self.port} ]
+log:
+  - target: "{base}/knotd.log"
+    any: info
+database:
+    storage: "{base}/db"
+template:
+  - id: default
+    storage: "{base}"
+    file: "%s.zone"
+    zonefile-sync: -1
+    journal-content: none
+zone:
+{zones}""")
+        return conf
+
+    def start(self, attempts: int = 3, timeout: float = 20.0) -> None:
+        """Start the daemon and wait until it answers for its first zone. A daemon that
+        exits or does not answer within ``timeout`` seconds is stopped and started again
+        on a new port, up to ``attempts`` times; each failed attempt is a warning that
+        carries Knot's log."""
+        for attempt in range(1, attempts + 1):
+            self.port = free_port()
+            conf = self._config()
+            with open(self.base / "stdout.log", "wb") as log:
+                process = self.process = subprocess.Popen(
+                    [self.binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+                )
+            try:
+                wait_port(self.port, timeout, process=process)
+                self._wait_answering(timeout, process)
+                return
+            except (PeerExited, TimeoutError) as exc:
+                output = self.log() + (self.base / "stdout.log").read_text(errors="replace")
+                self._kill()
+                failure = f"Knot start {attempt} of {attempts}: {exc}; its log:\n{output}"
+                if attempt == attempts:
+                    raise PeerExited(failure) from None
+                warnings.warn(failure, stacklevel=2)
+
+    def _wait_answering(self, timeout: float, process: subprocess.Popen[bytes]) -> None:
+        zone = next(iter(self.zones))
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(Exception):
+                query = dns.message.make_query(zone, "SOA")
+                response = dns.query.udp(query, "127.0.0.1", timeout=0.5, port=self.port)
+                if response.rcode() == dns.rcode.NOERROR and response.answer:
+                    return
+            if process.poll() is not None:
+                raise PeerExited(f"exited ({process.returncode}) before answering")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Knot does not answer for {zone} on port {self.port}")
+            time.sleep(0.05)
+
+    def _kill(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+    def stop(self) -> None:
+        """Stop the daemon, wait for it and remove its folder."""
+        self._kill()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def log(self) -> str:
+        """What Knot logged (for failure messages)."""
+        path = self.base / "knotd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@contextlib.contextmanager
+def running_knot(zones: dict[str, str]) -> Iterator[Knot]:
+    """Start Knot DNS serving ``zones`` for the duration of the block."""
+    server = Knot(zones)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class LoopThread:
