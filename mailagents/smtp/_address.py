@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import unicodedata
 from dataclasses import dataclass
+
+import idna
 
 __all__ = [
     "AddressError",
@@ -105,22 +106,19 @@ def _check_chars(text: str, utf8: bool, what: str) -> None:
 
 
 def _is_u_label(label: str) -> bool:
-    """An approximation of an IDNA2008 U-label (RFC 5890 §2.3.2.1): letters, marks,
-    digits and hyphens, not starting or ending with a hyphen, whose A-label form
-    ("xn--" + Punycode) fits in 63 octets."""
-    if label[0] == "-" or label[-1] == "-":
-        return False
-    for ch in label:
-        if ch.isascii():
-            if not (ch.isalnum() or ch == "-"):
-                return False
-        elif unicodedata.category(ch)[0] not in "LMN":
-            return False
+    """Whether ``label`` is an IDNA 2008 U-label (RFC 5890 §2.3.2.1) once mapped by
+    UTS #46 (case folding, width), as mailagents.dns converts it for the lookup: the
+    code points IDNA 2008 allows, its contextual and bidi rules, and an A-label form
+    that fits in 63 octets."""
     try:
-        encoded = label.encode("punycode")
-    except UnicodeError:  # pragma: no cover - punycode encodes any str
+        mapped = idna.uts46_remap(label, std3_rules=True, transitional=False)
+        # The mapping turns some dots (U+3002 and others) into "."; a label has none.
+        if "." in mapped:
+            return False
+        alabel = idna.alabel(mapped)
+    except (idna.IDNAError, UnicodeError):
         return False
-    return len(encoded) + 4 <= _MAX_LABEL
+    return len(alabel) <= _MAX_LABEL
 
 
 def _check_domain(domain: str, utf8: bool) -> None:

@@ -297,3 +297,11 @@ def test_a_stopped_server_is_a_temporary_failure() -> None:
     assert (result.kind, result.enhanced, result.temporary) == (
         FailureKind.TEMPORARY, "4.4.3", True,
     )  # fmt: skip
+
+
+def test_it_runs_on_uvloop(knot: Knot) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    r = resolver(knot)
+    result = uvloop.run(asyncio.wait_for(r.route("many.example.test"), 30))
+    assert isinstance(result, Route) and len(result.exchangers) == 10  # max_exchangers
+    assert [s.reason for s in result.skipped] == ["beyond the first 10"] * (MANY - 10)

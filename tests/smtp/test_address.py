@@ -252,6 +252,7 @@ UTF8_PATHS = [
     ("<user@bücher.example>", "user", "bücher.example"),
     ('<"j o sé"@example.com>', "j o sé", "example.com"),
     ("<@bücher.example:u@c.example>", "u", "c.example"),
+    ("<user@Bücher.example>", "user", "Bücher.example"),  # UTS #46 maps the case
 ]
 
 
@@ -274,6 +275,11 @@ def test_utf8_paths(text: str, local: str, domain: str) -> None:
         "<a\ud800@example.com>",
         '<"a\\é"@example.com>',  # quoted-pairSMTP is not widened
         "<a@[IPv6:2001:db8::é]>",
+        # IDNA 2008 (RFC 5891 §4.2.3, RFC 5893), no longer approximated:
+        "<a@\u0301bc.example>",  # a label must not begin with a combining mark
+        "<a@a\u05d0.example>",  # the Bidi rule: left-to-right and Hebrew in one label
+        "<a@a\u200db.example>",  # ZERO WIDTH JOINER outside its context (CONTEXTJ)
+        "<a@\u2603.example>",  # a symbol: IDNA 2003 had it, IDNA 2008 does not
     ],
 )
 def test_utf8_invalid(text: str) -> None:
