@@ -52,8 +52,9 @@ class Lookup(Protocol):
 
     ``name`` is an ASCII domain without the trailing dot and ``rdtype`` a record type
     such as ``"MX"``. An answer, even "no such name", is a :class:`RecordSet`; a
-    :class:`DnsFailure` (kind :attr:`FailureKind.TEMPORARY`) means there was no
-    answer (SERVFAIL, REFUSED, a time-out). It never raises for a DNS outcome.
+    :class:`DnsFailure` means there was no usable answer: of kind
+    :attr:`FailureKind.TEMPORARY` for SERVFAIL, REFUSED or a time-out, of kind
+    :attr:`FailureKind.BAD_NAME` for YXDOMAIN. It never raises for a DNS outcome.
     """
 
     async def query(self, name: str, rdtype: str) -> RecordSet | DnsFailure: ...

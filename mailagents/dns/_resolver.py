@@ -197,21 +197,24 @@ class MXResolver:
                 SkippedExchanger(host=".", preference=0, reason="a null MX among others")
             )
         candidates = self._ordered(best)
+        # RFC 5321 §5.1: if we are an MX, every MX of equal or higher preference number
+        # is dropped; if none is better than us, delivering would loop. Our names are
+        # known before any lookup, so they are checked on the whole list; our
+        # addresses only on the hosts resolved (the first max_exchangers).
+        ours = [c.preference for c in candidates if c.host in self.config.local_names]
+        if ours:
+            candidates = _drop_from(min(ours), candidates, skipped)
+            if not candidates:
+                return self._loop(name, min(ours), implicit=False)
         kept = candidates[: self.config.max_exchangers]
         for candidate in candidates[self.config.max_exchangers :]:
             skipped.append(_skip(candidate, f"beyond the first {self.config.max_exchangers}"))
         kept = list(await asyncio.gather(*(self._resolve(c) for c in kept)))
-        ours = [c.preference for c in kept if c.host in self.config.local_names or self._is_us(c)]
+        ours = [c.preference for c in kept if self._is_us(c)]
         if ours:
-            # RFC 5321 §5.1: if we are an MX, every MX of equal or higher preference
-            # number is dropped; if none is better than us, delivering would loop.
-            limit = min(ours)
-            for candidate in kept:
-                if candidate.preference >= limit:
-                    skipped.append(_skip(candidate, f"we are an MX of preference {limit}"))
-            kept = [c for c in kept if c.preference < limit]
+            kept = _drop_from(min(ours), kept, skipped)
             if not kept:
-                return self._loop(name, limit, implicit=False)
+                return self._loop(name, min(ours), implicit=False)
         exchangers = []
         for candidate in kept:
             if candidate.failure is None:
@@ -387,6 +390,17 @@ def parse_mta_sts(domain: str, text: bytes, *, ttl: int = 0) -> MtaStsRecord | N
     if ident is None:
         return None
     return MtaStsRecord(domain=domain, id=ident, extensions=tuple(extensions), ttl=ttl)
+
+
+def _drop_from(
+    limit: int, candidates: list[_Candidate], skipped: list[SkippedExchanger]
+) -> list[_Candidate]:
+    """The candidates better than ``limit`` (our own preference); the others go to
+    ``skipped``."""
+    for candidate in candidates:
+        if candidate.preference >= limit:
+            skipped.append(_skip(candidate, f"we are an MX of preference {limit}"))
+    return [c for c in candidates if c.preference < limit]
 
 
 def _skip(candidate: _Candidate, reason: str, temporary: bool = False) -> SkippedExchanger:

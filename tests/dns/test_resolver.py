@@ -378,3 +378,19 @@ def test_static_lookup_answers_as_dns_does() -> None:
     assert isinstance(run(lookup.query("broken.test", "A")), DnsFailure)
     loop = StaticLookup({"a.test": {"CNAME": ["b.test."]}, "b.test": {"CNAME": ["a.test."]}})
     assert isinstance(run(loop.query("a.test", "A")), DnsFailure)
+
+
+def test_we_are_found_by_name_beyond_max_exchangers() -> None:
+    """Regression: the cut to max_exchangers came before the search for ourselves, so
+    an MX of our own preference could stay when we were past the cut."""
+    zone = {
+        "peers.test": {"MX": ["10 a.test.", "10 b.test.", "10 me.test."]},
+        "a.test": {"A": ["192.0.2.1"]},
+        "b.test": {"A": ["192.0.2.2"]},
+        "me.test": {"A": ["192.0.2.3"]},
+    }
+    config = ResolverConfig(local_names=frozenset({"me.test"}), max_exchangers=1)
+    for seed in range(20):
+        r = MXResolver(config, lookup=StaticLookup(zone), rng=random.Random(seed))
+        result = run(r.route("peers.test"))
+        assert isinstance(result, DnsFailure) and result.kind is FailureKind.LOOP, seed
