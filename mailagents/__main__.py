@@ -42,6 +42,7 @@ from mailagents import __version__
 from mailagents.agents import MAA, MSA, MaildirDelivery, Submission
 from mailagents.aio import Session, SMTPHandler, make_self_signed, serve_smtp, server_context
 from mailagents.smtp import Accept, Envelope, LMTPReplies, Reject, ServerConfig
+from mailagents.store import StoreResolver
 from mailagents.userdb import PasswordFile
 
 __all__ = [
@@ -283,7 +284,10 @@ async def _serve_demo(args: argparse.Namespace) -> None:
     password = secrets.token_urlsafe(12)
     users = PasswordFile(folder / "users")
     await asyncio.to_thread(users.set_password, args.user, password)
-    maildirs = MaildirDelivery(folder / "{user}" / "Maildir")
+    # One resolver from an address to its Maildir for both agents: one executor, one
+    # store object per Maildir.
+    stores = StoreResolver(folder / "{user}" / "Maildir")
+    maildirs = MaildirDelivery(stores)
 
     async def deliver(submission: Submission) -> None:
         directories = await maildirs(submission)
@@ -296,7 +300,7 @@ async def _serve_demo(args: argparse.Namespace) -> None:
 
     domain = args.user.rpartition("@")[2]
     stop = _stop_on_signals()
-    maa = MAA("localhost", users, folder / "{user}" / "Maildir", ssl_context=context)
+    maa = MAA("localhost", users, stores, ssl_context=context)
     msa = MSA(
         "localhost",
         users,
@@ -332,6 +336,7 @@ async def _serve_demo(args: argparse.Namespace) -> None:
             print("mailagents demo: stopping", flush=True)
     finally:
         await asyncio.to_thread(maildirs.close)
+        await asyncio.to_thread(stores.close)
         users.close()
 
 

@@ -6,12 +6,12 @@ safe path component for the agents' path templates."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
 from mailagents.aio import AuthThrottle
+from mailagents.store import safe_name
 
 __all__ = ["AsyncClosing", "Listener", "bound_port", "close_listeners", "safe_name", "start_pair"]
 
@@ -105,14 +105,3 @@ async def close_listeners(*listeners: Listener | None) -> None:
     await asyncio.gather(*(x.close() for x in listeners if x is not None))
 
 
-_UNSAFE = re.compile(r"[^\w@.+=-]")
-
-
-def safe_name(text: str) -> str:
-    """``text`` as one safe path component: any character other than letters, digits
-    and ``@.+=_-`` written ``%XX`` (its UTF-8 bytes), a leading dot as ``%2E``, and an
-    empty text as ``%00``; so that no address can name a path outside its own folder."""
-    safe = _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
-    if safe.startswith("."):
-        safe = "%2E" + safe[1:]
-    return safe or "%00"

@@ -27,18 +27,16 @@ import dataclasses
 import logging
 import os
 import ssl
-import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 from mailagents import sasl
 from mailagents.agents._lifecycle import (
     AsyncClosing,
     bound_port,
     close_listeners,
-    safe_name,
     start_pair,
 )
 from mailagents.aio import POP3Handler, POP3Server, POP3Session
@@ -57,12 +55,12 @@ from mailagents.store import (
     DELETED,
     SEEN,
     Folder,
+    MailboxFormat,
     MailboxInUseError,
-    MaildirStore,
-    MboxStore,
     MessageNotFoundError,
     SessionLock,
     Store,
+    StoreResolver,
 )
 from mailagents.userdb import UserStore
 
@@ -279,7 +277,6 @@ MAA_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-256", "PLAIN")
 """The SASL mechanisms an :class:`MAA` offers by default with AUTH (RFC 5034),
 strongest first; USER/PASS is offered too, over TLS only unless ``allow_plaintext``."""
 
-MailboxFormat = Literal["maildir", "mbox"]
 
 _IN_USE = Reject(
     reply=Response(ok=False, code="IN-USE", text="Maildrop already locked by another session")
@@ -529,9 +526,11 @@ class MAA(AsyncClosing):
     as path components; an identity without ``@`` is ``{user}`` and ``{local}``, with
     ``{domain}`` empty), naming a Maildir, or with ``mailbox_format="mbox"`` the root of
     an :class:`~mailagents.store.MboxStore`; or a callable from the identity to the
-    user's :class:`~mailagents.store.Store` (which the MAA then does not close).
-    Stores made from a template are opened once and closed with the MAA; ``fsync=False``
-    is for tests only.
+    user's :class:`~mailagents.store.Store` (which the MAA then does not close); or a
+    :class:`~mailagents.store.StoreResolver` shared with other agents (which the MAA
+    does not close either). Stores made from a template (through a resolver of the
+    MAA's own: a bounded number kept open, one executor shared) are closed with the
+    MAA; ``fsync=False`` is for tests only.
 
     Each session sees INBOX as it was at login (messages delivered later wait for the
     next session), with unique-ids made of UIDVALIDITY and UID (:func:`uidl`). A second
@@ -558,7 +557,10 @@ class MAA(AsyncClosing):
         self,
         hostname: str,
         users: UserStore,
-        mailboxes: str | os.PathLike[str] | Callable[[str], Store] = "mail/{user}/Maildir",
+        mailboxes: str
+        | os.PathLike[str]
+        | Callable[[str], Store]
+        | StoreResolver = "mail/{user}/Maildir",
         *,
         ssl_context: ssl.SSLContext,
         mailbox_format: MailboxFormat = "maildir",
@@ -571,17 +573,21 @@ class MAA(AsyncClosing):
         config: ServerConfig | None = None,
         server_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if mailbox_format not in ("maildir", "mbox"):
-            raise ValueError(f"unknown mailbox format {mailbox_format!r}")
         self.hostname = hostname
         """The server's name."""
         self.users = users
         """The :class:`~mailagents.userdb.UserStore` that answers logins."""
-        self.mailboxes: str | Callable[[str], Store] = (
-            mailboxes if callable(mailboxes) else os.fspath(mailboxes)
-        )
+        if isinstance(mailboxes, StoreResolver):
+            self._own_resolver = False
+            resolver = mailboxes
+        else:
+            self._own_resolver = True
+            resolver = StoreResolver(mailboxes, format=mailbox_format, fsync=fsync)
+        self.resolver = resolver
+        """The :class:`~mailagents.store.StoreResolver` from an identity to its store."""
+        self.mailboxes: str | Callable[[str], Store] = resolver.mailboxes
         """The path template, or the callable giving each identity's store."""
-        self.mailbox_format: MailboxFormat = mailbox_format
+        self.mailbox_format: MailboxFormat = resolver.format
         """What a template names: ``"maildir"`` or ``"mbox"`` (an mbox store's root)."""
         self.mark_seen = mark_seen
         """Set ``\\Seen`` on messages retrieved whole."""
@@ -589,7 +595,7 @@ class MAA(AsyncClosing):
             raise ValueError("read_ahead must not be negative")
         self.read_ahead = read_ahead
         """Octets of small messages read ahead per executor call (``0``: none)."""
-        self.fsync = fsync
+        self.fsync = resolver.fsync
         """Whether the stores opened from the template fsync."""
         self.ssl_context = ssl_context
         """The TLS context of both listeners."""
@@ -608,50 +614,18 @@ class MAA(AsyncClosing):
         """The POP3 listener (STLS, port 110) once :meth:`serve` has run."""
         self.pop3s: POP3Server | None = None
         """The POP3S listener (implicit TLS, port 995) once :meth:`serve` has run."""
-        self._stores: dict[str, Store] = {}
-        self._stores_lock = threading.Lock()
         self._last_login: dict[str, float] = {}
 
     # ----------------------------------------------------------------- mailboxes
 
     def mailbox_path(self, identity: str) -> str:
         """The (absolute) path the template gives for ``identity``."""
-        template = self.mailboxes
-        if callable(template):
-            raise TypeError("mailboxes is a callable, not a path template")
-        local, at, domain = identity.lower().rpartition("@")
-        if at and local:
-            local, domain = safe_name(local), safe_name(domain)
-            user = f"{local}@{domain}"
-        else:
-            local = user = safe_name(identity.lower())
-            domain = ""
-        return os.path.abspath(template.format(user=user, local=local, domain=domain))
-
-    def _open_store(self, path: str) -> Store:
-        """The store at ``path``, made once (blocks: it may create directories)."""
-        with self._stores_lock:
-            found = self._stores.get(path)
-        if found is not None:
-            return found
-        made: Store
-        if self.mailbox_format == "mbox":
-            made = MboxStore(path, fsync=self.fsync)
-        else:
-            made = MaildirStore(path, fsync=self.fsync)
-        with self._stores_lock:
-            found = self._stores.setdefault(path, made)
-        if found is not made:
-            made.close()
-        return found
+        return self.resolver.path(identity)
 
     async def store_for(self, identity: str) -> Store:
         """The store of ``identity``: from the ``mailboxes`` callable, or the template's
         store (created when missing, as a delivery would)."""
-        mailboxes = self.mailboxes
-        if callable(mailboxes):
-            return mailboxes(identity)
-        return await asyncio.to_thread(self._open_store, self.mailbox_path(identity))
+        return await self.resolver.store_for(identity)
 
     # ----------------------------------------------------------------- login delay
 
@@ -725,9 +699,6 @@ class MAA(AsyncClosing):
         servers = (self.pop3, self.pop3s)
         self.pop3 = self.pop3s = None
         await close_listeners(*servers)
-        with self._stores_lock:
-            stores = list(self._stores.values())
-            self._stores.clear()
-        for store in stores:
+        if self._own_resolver:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(store.close)
+                await asyncio.to_thread(self.resolver.close)

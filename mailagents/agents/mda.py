@@ -11,16 +11,22 @@ file work into a writer process of its own.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import threading
 import weakref
 from typing import TYPE_CHECKING, Literal
 
-from mailagents.agents._lifecycle import safe_name
 from mailagents.agents._writer import WriterClient
 from mailagents.smtp import Mailbox
-from mailagents.store import AppendResult, AppendWriter, MaildirFolder, MaildirStore
+from mailagents.store import (
+    AppendResult,
+    AppendWriter,
+    MaildirFolder,
+    MaildirStore,
+    StoreResolver,
+)
 from mailagents.store._groupcommit import AsyncGroupCommit
 
 if TYPE_CHECKING:  # the MSA imports this module for its default delivery
@@ -28,12 +34,14 @@ if TYPE_CHECKING:  # the MSA imports this module for its default delivery
 
 __all__ = ["MaildirDelivery"]
 
-_MAX_PATHS = 4096  # recipients whose Maildir path MaildirDelivery remembers
+_MAX_INBOXES = 256  # Maildirs whose INBOX handle MaildirDelivery keeps open
 
 
 class MaildirDelivery:
     """The default delivery: each recipient's Maildir, through
-    :class:`~mailagents.store.MaildirStore` and the store's own executor.
+    :class:`~mailagents.store.MaildirStore`, in the executor that every recipient's store
+    shares (through a :class:`~mailagents.store.StoreResolver`, of its own or given as
+    ``path``; the INBOX handles of the last 256 Maildirs are kept open).
 
     ``path`` is a template for each recipient's Maildir: ``{user}`` is the address
     (``alice@example.test``), ``{local}`` and ``{domain}`` its parts; all in lower case,
@@ -89,7 +97,7 @@ class MaildirDelivery:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | StoreResolver,
         *,
         fsync: bool = True,
         max_workers: int = 16,
@@ -124,12 +132,27 @@ class MaildirDelivery:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WriterClient] = (
             weakref.WeakKeyDictionary()
         )
-        self.path = os.fspath(path)
+        if isinstance(path, StoreResolver):
+            if not path.is_template or path.format != "maildir":
+                raise ValueError("MaildirDelivery needs a resolver with a Maildir template")
+            self._own_resolver = False
+            resolver = path
+        else:
+            self._own_resolver = True
+            resolver = StoreResolver(path, fsync=fsync, max_workers=max_workers)
+        self.resolver = resolver
+        """The :class:`~mailagents.store.StoreResolver` giving each recipient's Maildir
+        (one executor shared by every Maildir); given one, the delivery shares it and
+        does not close it."""
+        template = resolver.mailboxes
+        assert isinstance(template, str)
+        self.path = template
         """The Maildir path template."""
         self.fsync = fsync
         """Whether writes are fsynced (durable) before the call returns."""
         self.max_workers = max_workers
-        """Threads of each user's store executor."""
+        """Threads of the executor the recipients' stores share (of the resolver made
+        here; a resolver given keeps its own)."""
         self.max_batches = max_batches
         """Batches of messages for one Maildir written at once."""
         self.max_batch = max_batch
@@ -138,42 +161,33 @@ class MaildirDelivery:
         self._queues: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, AsyncGroupCommit[bytes, AppendResult]]
         ] = weakref.WeakKeyDictionary()
-        self._inboxes: dict[str, tuple[MaildirStore, MaildirFolder]] = {}
+        # Maildir directory → its store and INBOX handle, the last _MAX_INBOXES used.
+        self._inboxes: collections.OrderedDict[str, tuple[MaildirStore, MaildirFolder]] = (
+            collections.OrderedDict()
+        )
         self._lock = threading.Lock()
-        # Recipient → Maildir path, computed once per recipient (bounded), when the
-        # template is absolute (a relative one depends on the working directory).
-        self._paths: dict[tuple[str, str], str] = {}
-        self._cache_paths = os.path.isabs(self.path)
 
     def maildir(self, mailbox: Mailbox) -> str:
         """The Maildir directory of ``mailbox`` (absolute)."""
-        key = (mailbox.local_part, mailbox.domain)
-        path = self._paths.get(key)
-        if path is None:
-            local = safe_name(mailbox.local_part.lower())
-            domain = safe_name(mailbox.domain.lower())
-            path = os.path.abspath(
-                self.path.format(user=f"{local}@{domain}", local=local, domain=domain)
-            )
-            if self._cache_paths:
-                if len(self._paths) >= _MAX_PATHS:
-                    self._paths.clear()
-                self._paths[key] = path
-        return path
+        return self.resolver.path(f"{mailbox.local_part}@{mailbox.domain}")
 
     def _inbox(self, directory: str) -> tuple[MaildirStore, MaildirFolder]:
-        """The store and INBOX of the Maildir at ``directory``, created and opened once.
-        Blocks."""
+        """The store and INBOX of the Maildir at ``directory``, created and opened once
+        (the last few hundred used are kept). Blocks."""
         with self._lock:
             found = self._inboxes.get(directory)
-        if found is None:
-            store = MaildirStore(directory, fsync=self.fsync, max_workers=self.max_workers)
-            mine = (store, store.folder("INBOX", deliver_only=True))
-            with self._lock:
-                found = self._inboxes.setdefault(directory, mine)
-            if found is not mine:
-                mine[1].close()
-                store.close()
+            if found is not None:
+                self._inboxes.move_to_end(directory)
+                return found
+        store = self.resolver.store_at(directory)
+        assert isinstance(store, MaildirStore)
+        mine = (store, store.folder("INBOX", deliver_only=True))
+        with self._lock:
+            found = self._inboxes.setdefault(directory, mine)
+            while len(self._inboxes) > _MAX_INBOXES:
+                self._inboxes.popitem(last=False)
+        if found is not mine:
+            mine[1].close()
         return found
 
     @staticmethod
@@ -293,6 +307,7 @@ class MaildirDelivery:
         with self._lock:
             inboxes = list(self._inboxes.values())
             self._inboxes.clear()
-        for store, inbox in inboxes:
+        for _, inbox in inboxes:
             inbox.close()
-            store.close()
+        if self._own_resolver:
+            self.resolver.close()

@@ -28,6 +28,7 @@ from mailagents.store._model import (
     StoreError,
     check_keyword,
 )
+from mailagents.store._resolver import MailboxFormat, StoreResolver, safe_name
 from mailagents.store._session_lock import MailboxInUseError, SessionLock
 from mailagents.store.maildir import MaildirFolder, MaildirStore
 from mailagents.store.mbox import MboxFolder, MboxStore
@@ -50,6 +51,7 @@ __all__ = [
     "FolderNotFoundError",
     "FolderStatus",
     "InvalidFolderNameError",
+    "MailboxFormat",
     "MailboxInUseError",
     "MaildirFolder",
     "MaildirStore",
@@ -59,6 +61,8 @@ __all__ = [
     "MessageNotFoundError",
     "SessionLock",
     "Store",
+    "StoreResolver",
     "StoreError",
     "check_keyword",
+    "safe_name",
 ]

@@ -324,15 +324,20 @@ class Store(abc.ABC):
     separator: str = "/"
     """The hierarchy separator in folder names."""
 
-    def __init__(self, *, max_workers: int = 16) -> None:
+    def __init__(
+        self, *, max_workers: int = 16, executor: ThreadPoolExecutor | None = None
+    ) -> None:
         self._max_workers = max_workers
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: ThreadPoolExecutor | None = executor
+        self._owns_executor = executor is None
         self._executor_lock = threading.Lock()
 
     @property
     def executor(self) -> ThreadPoolExecutor:
-        """The store's own thread pool for blocking work, created on first use (about
-        16 threads, so that the fsyncs of concurrent deliveries overlap)."""
+        """The thread pool for blocking work: the one given to the constructor (shared
+        by many stores, see :class:`~mailagents.store.StoreResolver`), else the store's
+        own, created on first use (about 16 threads, so that the fsyncs of concurrent
+        deliveries overlap)."""
         with self._executor_lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
@@ -379,7 +384,10 @@ class Store(abc.ABC):
         """Subscribed folder names."""
 
     def close(self) -> None:
-        """Stop the executor (waiting for running work)."""
+        """Stop the store's own executor (waiting for running work); an executor given
+        to the constructor is left running for the stores that share it."""
+        if not self._owns_executor:
+            return
         with self._executor_lock:
             executor, self._executor = self._executor, None
         if executor is not None:

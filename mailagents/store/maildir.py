@@ -44,6 +44,7 @@ import os
 import shutil
 import threading
 from collections.abc import Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from mailagents.store._maildir_append import _MaildirAppendWriter, append_batch, copy_one
@@ -445,6 +446,8 @@ class MaildirStore(Store):
     :param root: the Maildir directory (created with ``tmp/``, ``new/`` and ``cur/``
         when ``create`` is true; :class:`FileNotFoundError` otherwise if missing).
     :param max_workers: threads of the store's executor (:meth:`mailagents.store.Store.run`).
+    :param executor: a thread pool shared with other stores (then :meth:`close` leaves it
+        running), instead of one of its own.
     :param fsync: fsync files and directories before reporting success (turn off
         only for tests and throw-away stores).
     """
@@ -457,9 +460,10 @@ class MaildirStore(Store):
         *,
         create: bool = True,
         max_workers: int = 16,
+        executor: ThreadPoolExecutor | None = None,
         fsync: bool = True,
     ) -> None:
-        super().__init__(max_workers=max_workers)
+        super().__init__(max_workers=max_workers, executor=executor)
         self.root = os.path.abspath(os.fspath(root))
         self.fsync = fsync
         if create:

@@ -52,6 +52,7 @@ import os
 import threading
 import time
 from collections.abc import Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from mailagents.store._fileio import fsync_dir
@@ -487,7 +488,8 @@ class MboxStore(Store):
 
     ``inbox`` names the INBOX file when it is not ``root/INBOX`` (a spool such as
     ``/var/mail/user``). ``create`` makes a missing root; ``fsync=False`` skips the
-    fsyncs (tests only); ``lock_timeout`` bounds the wait for the locks of one mbox."""
+    fsyncs (tests only); ``lock_timeout`` bounds the wait for the locks of one mbox;
+    ``executor`` is a thread pool shared with other stores, instead of its own."""
 
     separator = "/"
 
@@ -498,10 +500,11 @@ class MboxStore(Store):
         inbox: str | os.PathLike[str] | None = None,
         create: bool = True,
         max_workers: int = 16,
+        executor: ThreadPoolExecutor | None = None,
         fsync: bool = True,
         lock_timeout: float = 30.0,
     ) -> None:
-        super().__init__(max_workers=max_workers)
+        super().__init__(max_workers=max_workers, executor=executor)
         self.root = os.path.abspath(os.fspath(root))
         if create:
             os.makedirs(self.root, mode=0o700, exist_ok=True)

@@ -348,3 +348,40 @@ def test_maildir_paths_are_confined(tmp_path: Path) -> None:
     assert delivery.maildir(Mailbox(local_part="a%2Fb", domain="x.test")).endswith("a%252fb")
     quoted = delivery.maildir(Mailbox(local_part='a "b" c', domain="[192.0.2.1]"))
     assert quoted == os.path.join(tmp_path, "%5B192.0.2.1%5D", "a%20%22b%22%20c")
+
+
+def test_the_open_inboxes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: MaildirDelivery kept every Maildir it ever delivered to open."""
+    from mailagents.agents import mda
+
+    monkeypatch.setattr(mda, "_MAX_INBOXES", 2)
+    delivery = MaildirDelivery(tmp_path / "{local}", fsync=False)
+
+    async def main() -> None:
+        for n in range(6):
+            await delivery(submission(f"user{n}"))
+
+    try:
+        run(main())
+        assert len(delivery._inboxes) == 2
+        for n in range(6):
+            assert len(files(tmp_path, f"user{n}", "new")) == 1
+    finally:
+        delivery.close()
+
+
+def test_a_shared_resolver_is_used_and_left_open(tmp_path: Path) -> None:
+    from mailagents.store import StoreResolver
+
+    stores = StoreResolver(tmp_path / "{local}", fsync=False)
+    delivery = MaildirDelivery(stores)
+    try:
+        run(delivery(submission("bob", "carol")))
+        delivery.close()
+        bob = stores.open("bob@example.test")
+        assert len(bob.folder("INBOX").messages()) == 1  # the delivery's store, still open
+        assert run(bob.run(lambda: "alive")) == "alive"
+    finally:
+        stores.close()
+    with pytest.raises(ValueError):
+        MaildirDelivery(StoreResolver(tmp_path / "{local}", format="mbox"))
