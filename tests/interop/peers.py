@@ -88,7 +88,36 @@ def chown_tree(path: Path, uid: int, gid: int) -> None:
             os.lchown(os.path.join(root, name), uid, gid)
 
 
-class Dovecot:
+class _Daemon:
+    """A peer daemon in a private folder (``base``): stopping it, and its log."""
+
+    base: Path
+    process: subprocess.Popen[bytes] | None = None
+    log_name = ""
+
+    def _kill(self) -> None:
+        """Stop the daemon (SIGTERM, then SIGKILL) and wait for it."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+    def stop(self) -> None:
+        """Stop the daemon, wait for it and remove its folder."""
+        self._kill()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def log(self) -> str:
+        """What the daemon logged (for failure messages)."""
+        path = self.base / self.log_name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class Dovecot(_Daemon):
     """A private Dovecot 2.3 serving one user's Maildir over IMAP and POP3.
 
     The Maildir is ``maildir`` (a path we choose); the user is ``test`` / ``pass``; the
@@ -96,6 +125,7 @@ class Dovecot:
 
     user = "test"
     password = "pass"
+    log_name = "dovecot.log"
 
     def __init__(self, maildir: Path) -> None:
         self.binary = require_binary("dovecot")
@@ -199,26 +229,6 @@ service pop3-login {{
                 warnings.warn(failure, stacklevel=2)
                 self._new_ports()
 
-    def _kill(self) -> None:
-        """Stop the daemon (SIGTERM, then SIGKILL) and wait for it."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-
-    def stop(self) -> None:
-        """Stop the daemon and wait for it."""
-        self._kill()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def log(self) -> str:
-        """What Dovecot logged (for failure messages)."""
-        path = self.base / "dovecot.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
 
 @contextlib.contextmanager
@@ -585,11 +595,13 @@ def pop3_view(port: int, user: str, password: str, *, timeout: float = 5.0) -> P
     return POP3View(count, size, sizes, uids, messages)
 
 
-class Knot:
+class Knot(_Daemon):
     """A private Knot DNS (``knotd``, authoritative only) serving ``zones`` on
     127.0.0.1:``port``, UDP and TCP: ``{"example.test": "<zone file text>"}``. A zone
     whose text does not parse is not loaded and answers SERVFAIL, as a broken authority
     does. Everything lives in a private folder; the daemon runs as root (no user)."""
+
+    log_name = "knotd.log"
 
     def __init__(self, zones: dict[str, str]) -> None:
         self.binary = require_binary("knotd")
@@ -663,25 +675,6 @@ zone:
                 raise TimeoutError(f"Knot does not answer for {zone} on port {self.port}")
             time.sleep(0.05)
 
-    def _kill(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-
-    def stop(self) -> None:
-        """Stop the daemon, wait for it and remove its folder."""
-        self._kill()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def log(self) -> str:
-        """What Knot logged (for failure messages)."""
-        path = self.base / "knotd.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
 
 @contextlib.contextmanager
