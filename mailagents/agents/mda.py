@@ -171,14 +171,20 @@ class MaildirDelivery:
         """The Maildir directory of ``mailbox`` (absolute)."""
         return self.resolver.path(f"{mailbox.local_part}@{mailbox.domain}")
 
-    def _inbox(self, directory: str) -> tuple[MaildirStore, MaildirFolder]:
-        """The store and INBOX of the Maildir at ``directory``, created and opened once
-        (the last few hundred used are kept). Blocks."""
+    def _kept_inbox(self, directory: str) -> tuple[MaildirStore, MaildirFolder] | None:
+        """The store and INBOX of ``directory`` if they are open (marked as used)."""
         with self._lock:
             found = self._inboxes.get(directory)
             if found is not None:
                 self._inboxes.move_to_end(directory)
-                return found
+            return found
+
+    def _inbox(self, directory: str) -> tuple[MaildirStore, MaildirFolder]:
+        """The store and INBOX of the Maildir at ``directory``, created and opened once
+        (the last few hundred used are kept). Blocks."""
+        found = self._kept_inbox(directory)
+        if found is not None:
+            return found
         store = self.resolver.store_at(directory)
         assert isinstance(store, MaildirStore)
         mine = (store, store.folder("INBOX", deliver_only=True))
@@ -236,8 +242,7 @@ class MaildirDelivery:
     async def _opened_inbox(self, directory: str) -> tuple[MaildirStore, MaildirFolder]:
         """The store and INBOX of ``directory``: a lookup once it is open (opening is
         blocking work, done off the loop)."""
-        with self._lock:
-            found = self._inboxes.get(directory)
+        found = self._kept_inbox(directory)
         if found is None:
             found = await asyncio.to_thread(self._inbox, directory)
         return found

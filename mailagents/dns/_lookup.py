@@ -110,11 +110,7 @@ class DnspythonLookup:
                 qname, rdtype, raise_on_no_answer=False, search=False
             )
         except dns.resolver.NXDOMAIN as exc:
-            canonical = exc.canonical_name if exc.qnames() else qname  # type: ignore[no-untyped-call]
-            return RecordSet(
-                name=name, rdtype=rdtype, canonical=_ascii(canonical), nxdomain=True,
-                ttl=_negative_ttl(exc), authenticated=_nx_authenticated(exc),
-            )  # fmt: skip
+            return _nxdomain(name, rdtype, qname, exc)
         except dns.resolver.YXDOMAIN:
             # A DNAME made the name longer than DNS allows (RFC 6672 §2.2).
             return DnsFailure(
@@ -157,24 +153,26 @@ def _why_no_nameservers(exc: dns.resolver.NoNameservers) -> str:
     return "; ".join(dict.fromkeys(said)) or "no name server could answer"
 
 
-def _negative_ttl(exc: dns.resolver.NXDOMAIN) -> int:
-    try:
-        response = exc.response(exc.qnames()[-1])  # type: ignore[no-untyped-call]
-    except (KeyError, IndexError):
-        return 0
-    for rrset in response.authority:
-        if rrset.rdtype == dns.rdatatype.SOA:
-            # RFC 2308 §5: the lesser of the SOA's TTL and its MINIMUM field.
-            return int(min(rrset.ttl, rrset[0].minimum))
-    return 0
-
-
-def _nx_authenticated(exc: dns.resolver.NXDOMAIN) -> bool:
-    try:
-        response = exc.response(exc.qnames()[-1])  # type: ignore[no-untyped-call]
-    except (KeyError, IndexError):
-        return False
-    return bool(response.flags & dns.flags.AD)
+def _nxdomain(
+    name: str, rdtype: str, qname: dns.name.Name, exc: dns.resolver.NXDOMAIN
+) -> RecordSet:
+    """The denial as a :class:`RecordSet`: its canonical name, its negative TTL (RFC
+    2308 §5: the lesser of the SOA's TTL and its MINIMUM field) and its AD bit."""
+    ttl, authenticated, canonical = 0, False, qname
+    qnames = exc.qnames()  # type: ignore[no-untyped-call]
+    if qnames:
+        canonical = exc.canonical_name
+        response = exc.responses().get(qnames[-1])  # type: ignore[no-untyped-call]
+        if response is not None:
+            authenticated = bool(response.flags & dns.flags.AD)
+            for rrset in response.authority:
+                if rrset.rdtype == dns.rdatatype.SOA:
+                    ttl = int(min(rrset.ttl, rrset[0].minimum))
+                    break
+    return RecordSet(
+        name=name, rdtype=rdtype, canonical=_ascii(canonical), nxdomain=True,
+        ttl=ttl, authenticated=authenticated,
+    )  # fmt: skip
 
 
 class StaticLookup:

@@ -128,14 +128,19 @@ class StoreResolver:
         while len(self._recent) > self.max_stores:
             self._recent.popitem(last=False)  # still in _live while someone uses it
 
-    def store_at(self, path: str) -> Store:
-        """The template's store at ``path`` (absolute), made once. Blocks (it may
-        create directories)."""
+    def _open_already(self, path: str) -> Store | None:
         with self._lock:
             found = self._live.get(path)
             if found is not None:
                 self._remember(path, found)
-                return found
+            return found
+
+    def store_at(self, path: str) -> Store:
+        """The template's store at ``path`` (absolute), made once. Blocks (it may
+        create directories)."""
+        found = self._open_already(path)
+        if found is not None:
+            return found
         executor = self._shared_executor()
         made: Store
         if self.format == "mbox":
@@ -165,11 +170,9 @@ class StoreResolver:
         if not isinstance(mailboxes, str):
             return mailboxes(identity)
         path = self.path(identity)
-        with self._lock:
-            found = self._live.get(path)
-            if found is not None:
-                self._remember(path, found)
-                return found
+        found = self._open_already(path)
+        if found is not None:
+            return found
         return await asyncio.to_thread(self.store_at, path)
 
     def open_stores(self) -> int:

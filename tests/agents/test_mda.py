@@ -385,3 +385,22 @@ def test_a_shared_resolver_is_used_and_left_open(tmp_path: Path) -> None:
         stores.close()
     with pytest.raises(ValueError):
         MaildirDelivery(StoreResolver(tmp_path / "{local}", format="mbox"))
+
+
+def test_the_inbox_used_last_stays_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a delivery to an open INBOX did not mark it used, so the bound
+    dropped the busiest Maildir first."""
+    from mailagents.agents import mda
+
+    monkeypatch.setattr(mda, "_MAX_INBOXES", 2)
+    delivery = MaildirDelivery(tmp_path / "{local}", fsync=False)
+
+    async def main() -> None:
+        for local in ("a", "b", "a", "c"):
+            await delivery(submission(local))
+
+    try:
+        run(main())
+        assert list(delivery._inboxes) == [str(tmp_path / "a"), str(tmp_path / "c")]
+    finally:
+        delivery.close()

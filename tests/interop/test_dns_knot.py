@@ -305,3 +305,13 @@ def test_it_runs_on_uvloop(knot: Knot) -> None:
     result = uvloop.run(asyncio.wait_for(r.route("many.example.test"), 30))
     assert isinstance(result, Route) and len(result.exchangers) == 10  # max_exchangers
     assert [s.reason for s in result.skipped] == ["beyond the first 10"] * (MANY - 10)
+
+
+def test_a_denial_carries_its_negative_ttl(knot: Knot) -> None:
+    lookup = DnspythonLookup(nameservers=["127.0.0.1"], port=knot.port, cache_size=0)
+    answer = run(lookup.query("nosuch.example.test", "MX"))
+    assert not isinstance(answer, DnsFailure) and answer.nxdomain
+    # RFC 2308 §5: the lesser of the SOA's TTL (300) and its MINIMUM (120)
+    assert (answer.ttl, answer.authenticated, answer.records) == (120, False, ())
+    alias = run(lookup.query("alias.example.test", "A"))
+    assert not isinstance(alias, DnsFailure) and alias.canonical == "example.test"
