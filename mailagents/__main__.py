@@ -41,6 +41,7 @@ from pathlib import Path
 from mailagents import __version__
 from mailagents.agents import MAA, MSA, MaildirDelivery, Submission
 from mailagents.aio import Session, SMTPHandler, make_self_signed, serve_smtp, server_context
+from mailagents.delivery import RecipientResult
 from mailagents.smtp import Accept, Envelope, LMTPReplies, Reject, ServerConfig
 from mailagents.store import StoreResolver
 from mailagents.userdb import PasswordFile
@@ -289,14 +290,17 @@ async def _serve_demo(args: argparse.Namespace) -> None:
     stores = StoreResolver(folder / "{user}" / "Maildir")
     maildirs = MaildirDelivery(stores)
 
-    async def deliver(submission: Submission) -> None:
-        directories = await maildirs(submission)
-        where = ", ".join(os.path.join(d, "new", "") for d in directories)
+    async def deliver(submission: Submission) -> Sequence[RecipientResult]:
+        results = await maildirs(submission)
+        where = ", ".join(
+            os.path.join(r.location, "new", "") for r in results if r.location is not None
+        )
         print(
             f"mailagents demo: delivered {submission.id} from {submission.envelope.mail_from}"
             f" into {where}",
             flush=True,
         )
+        return results
 
     domain = args.user.rpartition("@")[2]
     stop = _stop_on_signals()

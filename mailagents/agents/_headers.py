@@ -18,16 +18,15 @@ from mailagents.aio import Session
 from mailagents.smtp import Envelope, Mailbox
 
 __all__ = [
-    "added_fields",
     "comment_text",
     "field_addresses",
-    "header_end",
     "lower_address",
     "mailbox_key",
+    "missing_fields",
     "not_owned_field",
     "owns",
     "parse_addresses",
-    "parse_header_section",
+    "parse_fields",
     "received_field",
 ]
 
@@ -94,35 +93,22 @@ def not_owned_field(headers: email.message.Message, owned: frozenset[str]) -> st
 # ------------------------------------------------------------------ header section
 
 
-def header_end(message: bytes) -> int:
-    """Where the header section ends: the offset of the empty line (or the end)."""
-    if message.startswith(b"\r\n"):
-        return 0
-    end = message.find(b"\r\n\r\n")
-    return len(message) if end < 0 else end + 2
-
-
-def parse_header_section(message: bytes) -> tuple[int, email.message.Message]:
-    """Where the header section of ``message`` ends (:func:`header_end`) and its
-    fields, parsed with the default policy (undecodable octets replaced)."""
-    end = header_end(message)
-    headers = email.parser.Parser(policy=email.policy.default).parsestr(
-        message[:end].decode("utf-8", "replace"), headersonly=True
+def parse_fields(header: bytes) -> email.message.Message:
+    """The fields of a header section (the octets before its empty line), parsed with
+    the default policy (undecodable octets replaced)."""
+    return email.parser.Parser(policy=email.policy.default).parsestr(
+        header.decode("utf-8", "replace"), headersonly=True
     )
-    return end, headers
 
 
-def added_fields(headers: email.message.Message, message: bytes, end: int, hostname: str) -> bytes:
-    """The ``Date:`` and ``Message-ID:`` fields to insert at ``end`` (the end of the
-    header section of ``message``) where ``headers`` has none, after a line end if the
-    message ends in an unterminated header line."""
+def missing_fields(headers: email.message.Message, hostname: str) -> bytes:
+    """The ``Date:`` and ``Message-ID:`` fields to add at the end of the header section
+    where ``headers`` has none (RFC 6409 §8.2, §8.3)."""
     added = b""
     if "Date" not in headers:
         added += f"Date: {email.utils.formatdate(localtime=True)}\r\n".encode()
     if "Message-ID" not in headers:
         added += f"Message-ID: {email.utils.make_msgid(domain=hostname)}\r\n".encode()
-    if end == len(message) and message and not message.endswith(b"\r\n"):
-        added = b"\r\n" + added
     return added
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, cast
 
 from mailagents.agents._writer import WriterClient
-from mailagents.smtp import Mailbox
+from mailagents.delivery import Handoff, Message, RecipientResult
+from mailagents.smtp import Mailbox, Reply
 from mailagents.store import (
     AppendResult,
     AppendWriter,
@@ -29,11 +31,14 @@ from mailagents.store import (
 )
 from mailagents.store._groupcommit import AsyncGroupCommit
 
-if TYPE_CHECKING:  # the MSA imports this module for its default delivery
-    from mailagents.agents.msa import Submission
-
 __all__ = ["MaildirDelivery"]
 
+log = logging.getLogger(__name__)
+
+_NOT_WRITTEN = Reply(
+    code=451, enhanced="4.3.0", lines=("Local error: the message was not written",)
+)
+_Written = tuple[MaildirStore, AppendWriter]  # a copy in tmp/, and its store
 _MAX_INBOXES = 256  # Maildirs whose INBOX handle MaildirDelivery keeps open
 
 
@@ -48,12 +53,15 @@ class MaildirDelivery:
     with any character other than letters, digits and ``@.+=_-`` written ``%XX`` and a
     leading dot as ``%2E``, so that no address can name a path outside its own folder.
 
-    A call writes the message into every recipient's ``tmp/`` first, then commits each
-    (fsync of the file and the directory). If anything fails, whatever was not yet
-    committed is removed and the exception propagates (the MSA answers 451); a
-    recipient already committed keeps its copy, so a retry may duplicate, never lose
-    (RFC 5321 §6.1). Returns the Maildir directories written to, in recipient order.
-    ``fsync=False`` is for tests only.
+    A call (a :data:`~mailagents.delivery.Deliver`) streams the message into every
+    recipient's ``tmp/`` first, then commits each (fsync of the file and the
+    directory), and returns one :class:`~mailagents.delivery.RecipientResult` per
+    recipient, in order, its ``location`` the Maildir directory. If a copy cannot be
+    written, those written are removed and the exception propagates (the MSA answers
+    451, and nothing was delivered). If a commit fails, that copy is removed and its
+    recipients get a temporary failure (451 4.3.0) while the others keep their copies,
+    so a retry may duplicate, never lose (RFC 5321 §6.1); with one Maildir, a failed
+    commit raises. ``fsync=False`` is for tests only.
 
     Messages for one recipient (the common case) that arrive while others for the same
     Maildir are being written are delivered together (group commit): one executor call
@@ -90,8 +98,9 @@ class MaildirDelivery:
     hundred milliseconds on a loaded machine) has its own deadline, ``start_timeout``
     (seconds, default 30), after which the writer is killed and counted as a failed
     start; deliveries that arrive meanwhile wait for it. Messages for
-    several recipients still take the thread path (all copies written before any is
-    committed). Stop it with :meth:`aclose` (waits for the
+    several Maildirs, and messages spooled to a file (larger than the spool's memory
+    limit), still take the thread path (all copies written before any is committed,
+    the spool read once). Stop it with :meth:`aclose` (waits for the
     pending acknowledgements, then stops the writer); :meth:`close` only signals it.
     """
 
@@ -197,26 +206,27 @@ class MaildirDelivery:
         return found
 
     @staticmethod
-    def _start(folder: MaildirFolder, message: bytes) -> AppendWriter:
-        writer = folder.append(assign_uid=False)
-        writer.write(message)
-        return writer
-
-    @staticmethod
     def _write_all(
-        inboxes: list[tuple[MaildirStore, MaildirFolder]], message: bytes
-    ) -> list[tuple[MaildirStore, AppendWriter]]:
-        """Write every copy into its ``tmp/``; if one fails, remove those written and
-        raise. Blocks."""
-        writers: list[tuple[MaildirStore, AppendWriter]] = []
-        try:
-            for store, inbox in inboxes:
-                writers.append((store, MaildirDelivery._start(inbox, message)))
-        except BaseException:
-            for _, writer in writers:
-                with contextlib.suppress(Exception):
-                    writer.abort()
-            raise
+        inboxes: list[tuple[MaildirStore, MaildirFolder]], message: Message
+    ) -> list[_Written | Exception]:
+        """Write every copy into its ``tmp/``, reading the message once; a copy that
+        fails is removed and its place holds the exception. Blocks."""
+        writers: list[_Written | Exception] = []
+        for store, inbox in inboxes:
+            try:
+                writers.append((store, inbox.append(assign_uid=False)))
+            except Exception as exc:
+                writers.append(exc)
+        for chunk in message.chunks():
+            for i, entry in enumerate(writers):
+                if isinstance(entry, Exception):
+                    continue
+                try:
+                    entry[1].write(chunk)
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        entry[1].abort()
+                    writers[i] = exc
         return writers
 
     async def _batched(self, directory: str, message: bytes) -> None:
@@ -247,33 +257,63 @@ class MaildirDelivery:
             found = await asyncio.to_thread(self._inbox, directory)
         return found
 
-    async def __call__(self, submission: Submission) -> list[str]:
-        """Deliver ``submission`` to each recipient's Maildir; see the class."""
+    async def __call__(self, handoff: Handoff) -> list[RecipientResult]:
+        """Deliver ``handoff`` to each recipient's Maildir; one result per recipient,
+        in order (see the class)."""
+        recipients = handoff.envelope.recipients
         directories: list[str] = []
-        for recipient in submission.envelope.recipients:
+        for recipient in recipients:
             mailbox = recipient.path.mailbox
             if mailbox is None:
                 raise ValueError(f"no mailbox to deliver to: {recipient.path}")
             directories.append(self.maildir(mailbox))
         unique = list(dict.fromkeys(directories))
-        if len(unique) == 1 and self.writer == "process":
-            await self._client().deliver(unique[0], submission.message)
-            return unique
-        if len(unique) == 1:
-            # The common case: into the Maildir's next batch (see the class).
-            await self._batched(unique[0], submission.message)
-            return unique
-        inboxes = [await self._opened_inbox(directory) for directory in unique]
-        writers = await inboxes[0][0].run(self._write_all, inboxes, submission.message)
-        # Every copy is written: commit them all at once, each in its own store's
-        # executor so that the fsyncs overlap (a failed commit removes its own).
+        outcome: dict[str, BaseException | None] = {}
+        message = handoff.message
+        if len(unique) == 1 and message.in_memory:
+            # One copy: its failure is the whole delivery's, and raises.
+            if self.writer == "process":
+                await self._client().deliver(unique[0], message.read())
+            else:
+                # The common case: into the Maildir's next batch (see the class).
+                await self._batched(unique[0], message.read())
+            outcome[unique[0]] = None
+        else:
+            outcome = await self._deliver_each(unique, message)
+        results = []
+        for recipient, directory in zip(recipients, directories, strict=True):
+            error = outcome[directory]
+            if error is None:
+                results.append(RecipientResult.ok(recipient, location=directory))
+            else:
+                log.warning("delivery of %s into %s failed: %s", handoff.id, directory, error)
+                results.append(RecipientResult.failed(recipient, _NOT_WRITTEN))
+        return results
+
+    async def _deliver_each(
+        self, directories: list[str], message: Message
+    ) -> dict[str, BaseException | None]:
+        """Stream ``message`` into each Maildir's ``tmp/`` (if one copy fails, those
+        written are removed and the exception propagates), then commit every copy at
+        once, each in its own store's executor so that the fsyncs overlap; a failed
+        commit is its directory's alone."""
+        inboxes = [await self._opened_inbox(directory) for directory in directories]
+        writers = await inboxes[0][0].run(self._write_all, inboxes, message)
+        failed = next((w for w in writers if isinstance(w, Exception)), None)
+        if failed is not None:
+            for entry in writers:
+                if not isinstance(entry, Exception):
+                    with contextlib.suppress(Exception):
+                        entry[1].abort()
+            raise failed
         committed = await asyncio.gather(
-            *(store.run(writer.commit) for store, writer in writers), return_exceptions=True
+            *(store.run(writer.commit) for store, writer in cast(list[_Written], writers)),
+            return_exceptions=True,
         )
-        for outcome in committed:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return unique
+        return {
+            directory: result if isinstance(result, BaseException) else None
+            for directory, result in zip(directories, committed, strict=True)
+        }
 
     def _client(self) -> WriterClient:
         loop = asyncio.get_running_loop()

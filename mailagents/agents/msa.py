@@ -23,17 +23,26 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import os
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mailagents import sasl
 from mailagents.agents import _headers
 from mailagents.agents._lifecycle import AsyncClosing, bound_port, close_listeners, start_pair
+from mailagents.agents._spooling import SpoolingHandler
 from mailagents.agents.mda import MaildirDelivery
-from mailagents.aio import Session, SMTPHandler, SMTPServer
+from mailagents.aio import Session, SMTPServer
+from mailagents.delivery import (
+    MEMORY_LIMIT,
+    Deliver,
+    Handoff,
+    Message,
+    RecipientResult,
+    all_delivered,
+)
 from mailagents.smtp import (
     Accept,
     Envelope,
@@ -41,6 +50,7 @@ from mailagents.smtp import (
     Mailbox,
     MailFrom,
     RcptTo,
+    Recipient,
     Reject,
     Reply,
     ServerConfig,
@@ -62,25 +72,11 @@ MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-256", "PLAIN", "LOGIN")
 TLS: the core never offers AUTH in the clear)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Submission:
-    """One accepted message, as handed to the delivery callable."""
-
-    id: str
-    """The identifier the MSA gave it (in the ``Received:`` header and the 250 reply)."""
-    identity: str
-    """The authenticated (authorised) identity that submitted it."""
-    envelope: Envelope
-    """The envelope: reverse-path, recipients (all accepted) and parameters."""
-    message: bytes
-    """The message with CRLF line ends, with the ``Received:`` header and any
-    ``Message-ID:`` and ``Date:`` the MSA added."""
-
-
-Deliver = Callable[[Submission], Awaitable[object]]
-"""Where a message goes: an async callable that returns only once the message is
-durable (then the client gets 250) and raises if it could not make it so (then 451
-4.3.0). Its return value is ignored by the MSA."""
+Submission = Handoff
+"""What the MSA hands its delivery callable: a :class:`~mailagents.delivery.Handoff`
+whose ``identity`` is the authenticated user, whose ``id`` is the one in the
+``Received:`` field and the 250 reply, and whose message carries the ``Received:``
+field and any ``Message-ID:`` and ``Date:`` the MSA added."""
 
 SendersPolicy = (
     Callable[[str], Collection[str] | Awaitable[Collection[str]]] | Mapping[str, Collection[str]]
@@ -99,15 +95,17 @@ _NOT_YOUR_FROM = _reply(
     550, "5.7.1", "From: or Sender: address not owned by the authenticated user"
 )
 _NO_FROM = _reply(550, "5.6.0", "The message has no From: header (RFC 5322 §3.6)")
+_HEADER_TOO_LONG = _reply(550, "5.6.0", "The header section is too long")
 _NO_RELAY = _reply(550, "5.7.1", "Relaying denied: not a local recipient")
 _NOT_DELIVERED = _reply(451, "4.3.0", "Delivery failed, try again later")
 _AUTH_FIRST = _reply(530, "5.7.0", "Authentication required")
 
 
-class _Handler(SMTPHandler):
+class _Handler(SpoolingHandler):
     """The MSA's decisions for the sessions of its listeners."""
 
     def __init__(self, msa: MSA) -> None:
+        super().__init__(memory_limit=msa.memory_limit, spool_directory=msa.spool_directory)
         self.msa = msa
 
     async def on_credentials(self, session: Session, request: sasl.NeedCredentials) -> sasl.Answer:
@@ -132,10 +130,9 @@ class _Handler(SMTPHandler):
             return Accept()
         return _NO_RELAY
 
-    async def on_message(
-        self, session: Session, envelope: Envelope, message: bytes
-    ) -> Accept | Reject | LMTPReplies:
-        """Check From:/Sender:, add the headers, deliver, and only then say 250."""
+    async def _submit(
+        self, session: Session, envelope: Envelope, message: Message
+    ) -> Accept | Reject:
         identity = session.identity
         if identity is None:  # pragma: no cover - MAIL needed AUTH
             return _AUTH_FIRST
@@ -144,7 +141,9 @@ class _Handler(SMTPHandler):
             owned: frozenset[str] = cached[1]
         else:  # pragma: no cover - MAIL computed it
             owned = await self.msa.addresses_of(identity)
-        end, headers = _headers.parse_header_section(message)
+        if not message.header_complete:
+            return _HEADER_TOO_LONG
+        headers = _headers.parse_fields(message.header)
         if "From" not in headers:
             return _NO_FROM
         name = _headers.not_owned_field(headers, owned)
@@ -153,29 +152,57 @@ class _Handler(SMTPHandler):
             return _NOT_YOUR_FROM
         msa = self.msa
         submission_id = secrets.token_hex(8)
-        added = _headers.added_fields(headers, message, end, msa.hostname)
-        final = (
-            msa.received_header(session, envelope, submission_id)
-            + message[:end]
-            + added
-            + message[end:]
-        )
-        submission = Submission(
+        final = message.insert_at_header_end(
+            _headers.missing_fields(headers, msa.hostname)
+        ).prepend(msa.received_header(session, envelope, submission_id))
+        submission = Handoff(
             id=submission_id, identity=identity, envelope=envelope, message=final
         )
         try:
-            await msa.deliver(submission)
+            results = await msa.deliver(submission)
         except Exception:
             log.exception("delivery of %s failed", submission_id)
             return _NOT_DELIVERED
+        recipients = envelope.recipients
+        if not all_delivered(results, recipients):
+            return _failed_reply(submission_id, results, recipients)
         log.info(
             "%s (%s) submitted %s for %d recipient(s)",
             session.peer,
             identity,
             submission_id,
-            len(envelope.recipients),
+            len(recipients),
         )
         return Accept(reply=Reply(code=250, enhanced="2.0.0", lines=(f"Ok: {submission_id}",)))
+
+    async def on_message(
+        self, session: Session, envelope: Envelope, message: bytes
+    ) -> Accept | Reject | LMTPReplies:
+        """Check From:/Sender:, add the headers, deliver, and only then say 250."""
+        spooled = self.take_message(session)
+        try:
+            return await self._submit(session, envelope, spooled)
+        finally:
+            spooled.close()
+
+
+def _failed_reply(
+    submission_id: str, results: Sequence[RecipientResult], recipients: Sequence[Recipient]
+) -> Reject:
+    """SMTP has one reply after DATA: 451 if any recipient is not delivered (the client
+    retries; those delivered may get a second copy, none is lost), unless none was
+    delivered and every failure is permanent (the first one's reply, a 5xx)."""
+    if len(results) != len(recipients):
+        log.error("delivery of %s gave %d results for %d recipients",
+                  submission_id, len(results), len(recipients))
+        return _NOT_DELIVERED
+    for result in results:
+        if not result.delivered:
+            log.info("%s for %s: %s %s", submission_id, result.recipient.path,
+                     result.reply.code, " ".join(result.reply.lines))
+    if all(r.status == "permanent" for r in results):
+        return Reject(reply=results[0].reply)
+    return _NOT_DELIVERED
 
 
 class MSA(AsyncClosing):
@@ -194,9 +221,14 @@ class MSA(AsyncClosing):
       after DATA). Without it, or for an identity a mapping does not list, an identity
       owns itself when it is an address (``alice@example.test``). Addresses compare
       case-insensitively.
-    * ``deliver``: an async callable (see :data:`~mailagents.agents.Deliver`) called
-      with each :class:`Submission`; the client hears 250 only once it has returned,
-      and 451 4.3.0 if it raised. The default is a :class:`MaildirDelivery` into
+    * ``deliver``: an async callable (see :data:`~mailagents.delivery.Deliver`) called
+      with each :class:`Submission`, which returns one
+      :class:`~mailagents.delivery.RecipientResult` per recipient. SMTP has one reply
+      after DATA: the client hears 250 only once it has returned with every recipient
+      delivered; else 451 4.3.0 (the client retries; a recipient already delivered may
+      get a second copy, none is lost), or, when no recipient was delivered and every
+      failure is permanent, the first failure's 5xx reply. If it raised: 451 4.3.0.
+      The default is a :class:`MaildirDelivery` into
       ``mail/{user}/Maildir`` (relative to the working directory), which the MSA
       closes with itself.
 
@@ -208,7 +240,10 @@ class MSA(AsyncClosing):
     :class:`~mailagents.smtp.ServerConfig` (the MSA sets the host name, the mechanisms,
     ``require_auth`` and the size limit in it); ``server_options`` are more keyword
     arguments for each :class:`~mailagents.aio.SMTPServer` (time-outs, connection
-    limits, the failed-login throttle).
+    limits, the failed-login throttle). A message is spooled as it arrives: up to
+    ``memory_limit`` octets in memory, the rest in an unnamed file in
+    ``spool_directory`` (the system's temporary directory by default); its header
+    section is read from the first 256 KiB (a longer one is refused with 550 5.6.0).
 
     Call :meth:`serve`, then :meth:`close`; or use ``async with`` (which closes).
     """
@@ -228,6 +263,8 @@ class MSA(AsyncClosing):
         max_message_size: int | None = ServerConfig().max_message_size,
         config: ServerConfig | None = None,
         server_options: Mapping[str, Any] | None = None,
+        memory_limit: int = MEMORY_LIMIT,
+        spool_directory: str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(local_domains, str):
             raise TypeError("local_domains is a collection of domains, not one string")
@@ -262,6 +299,10 @@ class MSA(AsyncClosing):
         self.server_options: dict[str, Any] = dict(server_options or {})
         """More keyword arguments for each :class:`~mailagents.aio.SMTPServer` (time-outs,
         connection limits, the failed-login throttle)."""
+        self.memory_limit = memory_limit
+        """Octets of a message kept in memory; the rest is spooled to a file."""
+        self.spool_directory = spool_directory
+        """Where spool files are made (``None``: the temporary directory)."""
         self.submission: SMTPServer | None = None
         """The submission listener (STARTTLS, port 587) once :meth:`serve` has run."""
         self.submissions: SMTPServer | None = None

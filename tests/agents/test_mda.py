@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mailagents.agents import MaildirDelivery, Submission
+from mailagents.delivery import Message
 from mailagents.smtp import Envelope, Mailbox, Recipient
 from mailagents.smtp import Path as SMTPPath
 from mailagents.smtp._params import MailParameters
@@ -21,6 +22,11 @@ from mailagents.store import MaildirStore, _maildir_append
 from mailagents.store import maildir as maildir_module
 
 MESSAGE = b"Subject: hi\r\n\r\nline one\r\nline two\r\n"
+
+
+def locations(results: Any) -> list[str | None]:
+    """Where each recipient's copy went (the delivery's per-recipient results)."""
+    return [r.location for r in results]
 
 
 def submission(*locals_: str) -> Submission:
@@ -32,7 +38,9 @@ def submission(*locals_: str) -> Submission:
         ),
         size=len(MESSAGE),
     )
-    return Submission(id="id1", identity="a", envelope=envelope, message=MESSAGE)
+    return Submission(
+        id="id1", identity="a", envelope=envelope, message=Message.from_bytes(MESSAGE)
+    )
 
 
 def files(root: Path, user: str, sub: str) -> list[str]:
@@ -67,7 +75,7 @@ def test_one_executor_call_per_single_recipient_message_in_sequence(
 
     async def main() -> None:
         for _ in range(3):
-            assert await delivery(submission("bob")) == [str(tmp_path / "bob")]
+            assert locations(await delivery(submission("bob"))) == [str(tmp_path / "bob")]
 
     try:
         run(main())
@@ -144,13 +152,13 @@ def test_several_recipients_each_get_a_committed_copy(tmp_path: Path) -> None:
     delivery = MaildirDelivery(tmp_path / "{local}")
 
     async def main() -> list[str]:
-        return list(await delivery(submission("bob", "carol", "Bob")))
+        return locations(await delivery(submission("bob", "carol", "Bob")))
 
     try:
         directories = run(main())
     finally:
         delivery.close()
-    assert directories == [str(tmp_path / "bob"), str(tmp_path / "carol")]
+    assert directories == [str(tmp_path / "bob"), str(tmp_path / "carol"), str(tmp_path / "bob")]
     for user in ("bob", "carol"):
         assert len(files(tmp_path, user, "new")) == 1 and files(tmp_path, user, "tmp") == []
 

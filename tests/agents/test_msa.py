@@ -11,7 +11,7 @@ import re
 import runpy
 import smtplib
 import ssl
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +20,8 @@ import pytest
 from mailagents import sasl
 from mailagents.agents import MSA, MaildirDelivery, Submission
 from mailagents.aio import ListenerLimits, SelfSignedCertificate, make_self_signed
+from mailagents.delivery import RecipientResult
+from mailagents.smtp import Reply
 from mailagents.userdb import PasswordFile
 
 # The failed-login throttle, made short for the tests.
@@ -367,7 +369,7 @@ def test_failing_deliver_callable_is_451(
     run_with_msa(cert, users, mail, client, deliver=deliver)
     [submission] = calls
     assert submission.identity == ALICE
-    assert submission.message.startswith(b"Received: ")
+    assert submission.message.read().startswith(b"Received: ")
 
 
 def test_unwritable_maildir_is_451_and_nothing_half_delivered(
@@ -480,3 +482,107 @@ def test_example_runs(
 
     asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))
     assert len(maildir_files(tmp_path / "mail", ALICE)) == 1
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        (["delivered", "delivered"], 250),
+        (["delivered", "temporary"], 451),  # one reply after DATA: retry, none lost
+        (["delivered", "permanent"], 451),  # a copy is out: no 5xx that would bounce it
+        (["temporary", "permanent"], 451),
+        (["permanent", "permanent"], 552),  # nothing delivered, nothing will be: the 5xx
+    ],
+)
+def test_the_reply_after_data_follows_every_recipients_result(
+    cert: SelfSignedCertificate,
+    users: PasswordFile,
+    mail: Path,
+    statuses: list[str],
+    expected: int,
+) -> None:
+    replies = {
+        "delivered": Reply(code=250, enhanced="2.0.0", lines=("ok",)),
+        "temporary": Reply(code=452, enhanced="4.2.2", lines=("Mailbox full",)),
+        "permanent": Reply(code=552, enhanced="5.2.2", lines=("Mailbox full for good",)),
+    }
+
+    async def deliver(submission: Submission) -> list[RecipientResult]:
+        return [
+            RecipientResult(recipient=r, status=s, reply=replies[s])  # type: ignore[arg-type]
+            for r, s in zip(submission.envelope.recipients, statuses, strict=True)
+        ]
+
+    def client(msa: MSA) -> None:
+        with starttls(msa, cert) as smtp:
+            smtp.login(ALICE, ALICE_PW)
+            if expected == 250:
+                assert smtp.sendmail(ALICE, [ALICE, "bob@example.test"], MESSAGE) == {}
+                return
+            with pytest.raises(smtplib.SMTPDataError) as failed:
+                smtp.sendmail(ALICE, [ALICE, "bob@example.test"], MESSAGE)
+            assert failed.value.smtp_code == expected
+
+    run_with_msa(cert, users, mail, client, deliver=deliver)
+
+
+def test_a_result_list_of_the_wrong_length_is_451(
+    cert: SelfSignedCertificate, users: PasswordFile, mail: Path
+) -> None:
+    async def deliver(submission: Submission) -> list[RecipientResult]:
+        return []
+
+    def client(msa: MSA) -> None:
+        with starttls(msa, cert) as smtp:
+            smtp.login(ALICE, ALICE_PW)
+            with pytest.raises(smtplib.SMTPDataError) as failed:
+                smtp.sendmail(ALICE, [ALICE], MESSAGE)
+            assert failed.value.smtp_code == 451
+
+    run_with_msa(cert, users, mail, client, deliver=deliver)
+
+
+def test_a_large_message_is_spooled_to_a_file_and_delivered_whole(
+    cert: SelfSignedCertificate, users: PasswordFile, mail: Path
+) -> None:
+    seen: list[bool] = []
+    body = "".join(f"line {i:06d} of a long message\r\n" for i in range(4000))
+
+    async def deliver(submission: Submission) -> Sequence[RecipientResult]:
+        seen.append(submission.message.in_memory)
+        return await maildirs(submission)
+
+    maildirs = MaildirDelivery(mail / "{user}" / "Maildir")
+
+    def client(msa: MSA) -> None:
+        with starttls(msa, cert) as smtp:
+            smtp.login(ALICE, ALICE_PW)
+            assert smtp.sendmail(ALICE, [ALICE, "bob@example.test"], MESSAGE + body) == {}
+
+    try:
+        run_with_msa(cert, users, mail, client, deliver=deliver, memory_limit=1000)
+    finally:
+        maildirs.close()
+    assert seen == [False]
+    for user in (ALICE, "bob@example.test"):
+        [message] = delivered(mail, user)
+        assert message.get_content().replace("\r\n", "\n") == ("Hello Bob.\r\n" + body).replace(
+            "\r\n", "\n"
+        )
+        assert message["Received"] and message["Message-ID"] and message["Date"]
+
+
+def test_a_header_section_past_the_limit_is_refused(
+    cert: SelfSignedCertificate, users: PasswordFile, mail: Path
+) -> None:
+    long_header = "".join(f"X-Filler-{i}: {'y' * 70}\r\n" for i in range(4000))
+
+    def client(msa: MSA) -> None:
+        with starttls(msa, cert) as smtp:
+            smtp.login(ALICE, ALICE_PW)
+            with pytest.raises(smtplib.SMTPDataError) as failed:
+                smtp.sendmail(ALICE, [ALICE], long_header + MESSAGE)
+            assert (failed.value.smtp_code, failed.value.smtp_error[:5]) == (550, b"5.6.0")
+
+    run_with_msa(cert, users, mail, client)
+    assert delivered(mail, ALICE) == []

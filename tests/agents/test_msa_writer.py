@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from mailagents.agents import _writer
 from mailagents.agents.msa import MSA, MaildirDelivery, Submission
 from mailagents.aio import make_self_signed
+from mailagents.delivery import Message
 from mailagents.smtp import Envelope, Mailbox, Recipient
 from mailagents.smtp import Path as SMTPPath
 from mailagents.smtp._params import MailParameters
@@ -28,6 +29,11 @@ from mailagents.userdb import PasswordFile
 
 MESSAGE = b"Subject: hi\r\n\r\nline one\r\nline two\r\n"
 ON_DISK = MESSAGE.replace(b"\r\n", b"\n")
+
+
+def locations(results: Any) -> list[str | None]:
+    """Where each recipient's copy went (the delivery's per-recipient results)."""
+    return [r.location for r in results]
 
 
 def submission(*locals_: str, message: bytes = MESSAGE) -> Submission:
@@ -39,7 +45,9 @@ def submission(*locals_: str, message: bytes = MESSAGE) -> Submission:
         ),
         size=len(message),
     )
-    return Submission(id="id1", identity="a", envelope=envelope, message=message)
+    return Submission(
+        id="id1", identity="a", envelope=envelope, message=Message.from_bytes(message)
+    )
 
 
 def new_files(root: Path, user: str, *, tmp_empty: bool = True) -> list[bytes]:
@@ -205,7 +213,7 @@ def test_single_recipient_deliveries_land_through_the_writer(tmp_path: Path) -> 
             await mda.aclose(5)
 
     result, pid = run(main())
-    assert result == [str(tmp_path / "alice")]
+    assert locations(result) == [str(tmp_path / "alice")]
     assert new_files(tmp_path, "alice") == [ON_DISK]
     assert pid is not None and gone(pid)
     assert not mda._inboxes  # nothing opened in this process
@@ -253,8 +261,8 @@ def test_failing_append_is_a_per_message_error(tmp_path: Path) -> None:
             await mda.aclose(5)
 
     outcomes = run(main())
-    assert outcomes[0] == [str(tmp_path / "alice")]
-    assert outcomes[2] == [str(tmp_path / "bob")]
+    assert locations(outcomes[0]) == [str(tmp_path / "alice")]
+    assert locations(outcomes[2]) == [str(tmp_path / "bob")]
     assert isinstance(outcomes[1], _writer.WriterError)
     assert "could not deliver" in str(outcomes[1])
     assert new_files(tmp_path, "alice") == new_files(tmp_path, "bob") == [ON_DISK]
