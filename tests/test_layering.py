@@ -6,7 +6,7 @@ A module imports only from layers with a smaller number:
    top-level modules such as ``_protocol`` and the root ``__init__``, which every core
    import runs): sans-I/O, so no sockets, asyncio, ssl, clock, filesystem, threads,
    processes or logging either;
-2. ``store``, ``dns``, ``queue``;
+2. ``store``, ``dns``, ``queue``, ``userdb``, ``delivery``;
 3. ``aio``;
 4. ``agents``;
 5. ``__main__``.
@@ -39,6 +39,7 @@ LAYER: dict[str, int] = {
     "dns": 2,
     "queue": 2,
     "userdb": 2,
+    "delivery": 2,
     "aio": 3,
     "agents": 4,
     "__main__": 5,
