@@ -1,7 +1,8 @@
 """What every protocol server (SMTP, POP3) does around its
 :class:`~mailagents.aio._listener.Listener`, written once: the constructor's shortcuts
-for the limits, the listener with the implicit-TLS context, and the lifecycle (start,
-the listening sockets and port, the sessions open, close, the async context manager).
+for the limits, the listener with the implicit-TLS context, and the lifecycle (start on
+TCP or on a Unix socket, the listening sockets, port and path, the sessions open, close,
+the async context manager).
 
 A server subclasses :class:`ListeningServer`, builds its limits with
 :func:`server_limits`, calls :meth:`ListeningServer._listen` with its session factory,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -79,6 +81,35 @@ class ListeningServer:
             raise RuntimeError("the server is already started")
         await self._listener.start(host, port)
 
+    async def start_unix(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mode: int = 0o660,
+        owner: int | str | None = None,
+        group: int | str | None = None,
+    ) -> None:
+        """Listen on the Unix socket ``path`` instead (as Postfix reaches an LMTP
+        server: ``lmtp:unix:/path``), with a backlog of ``limits.backlog``; see
+        :attr:`path`.
+
+        A stale socket file at ``path`` is replaced; anything else there (a regular
+        file, a directory, a symbolic link, or a socket another server listens on) is
+        left alone and :exc:`OSError` raised (:exc:`FileExistsError` if it is not a
+        socket). The socket file gets the permissions ``mode`` (a client needs write
+        permission to connect) and, unless ``None``, the user ``owner`` and the group
+        ``group`` (names or numeric ids; an unknown name raises :exc:`LookupError`)
+        before any client can connect; :meth:`close` removes it. Create it in a
+        directory that only the server's user may write to.
+
+        Each client is counted (``max_connections_per_address``, the failed-login
+        throttle) under its own process, as told by the kernel (``SO_PEERCRED`` on
+        Linux; elsewhere each connection counts alone), and its session's ``peer`` is
+        ``("unix", pid, uid)``, or ``("unix",)`` when the process is not known."""
+        if self._listener.sockets:
+            raise RuntimeError("the server is already started")
+        await self._listener.start_unix(path, mode=mode, owner=owner, group=group)
+
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
         """The listening sockets (empty before :meth:`start` and after :meth:`close`)."""
@@ -86,11 +117,23 @@ class ListeningServer:
 
     @property
     def port(self) -> int:
-        """The port of the first listening socket (the real one when started on 0)."""
+        """The port of the first listening socket (the real one when started on 0).
+        Raises :exc:`RuntimeError` when not listening, or listening on a Unix socket
+        (see :attr:`path`)."""
         sockets = self.sockets
         if not sockets:
             raise RuntimeError("the server is not listening")
+        path = self._listener.path
+        if path is not None:
+            raise RuntimeError(f"the server listens on the Unix socket {path!r}, which has "
+                               "no port (see path)")
         return int(sockets[0].getsockname()[1])
+
+    @property
+    def path(self) -> str | None:
+        """The path of the Unix socket listened on (see :meth:`start_unix`), or ``None``
+        (not listening, or listening on TCP)."""
+        return self._listener.path
 
     @property
     def connections(self) -> int:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from mailagents.aio._deadlines import Deadlines
 from mailagents.aio._input import InputBuffer
-from mailagents.aio._throttle import address_key
+from mailagents.aio._throttle import address_key, unix_peer
 
 if TYPE_CHECKING:
     from mailagents.aio._listener import Listener, Refusal
@@ -92,10 +92,12 @@ class StreamSession(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         """The transport (replaced by the TLS one after :meth:`start_tls`)."""
         self.peer: tuple[Any, ...] = ()
-        """The client's socket address."""
+        """The client's socket address; on a Unix socket ``("unix", pid, uid)``, or
+        ``("unix",)`` when the client's process is not known."""
         self.address = ""
         """The key the client is counted under (see
-        :func:`~mailagents.aio._throttle.address_key`)."""
+        :func:`~mailagents.aio._throttle.address_key` and
+        :func:`~mailagents.aio._throttle.unix_key`)."""
         self.task: asyncio.Task[None] | None = None
         """The task running :meth:`serve` (``None`` for a refused connection)."""
         self.context: contextvars.Context | None = None
@@ -168,12 +170,17 @@ class StreamSession(asyncio.Protocol):
         # from asyncio.Transport, so no isinstance check here (it failed on uvloop).
         stream = self.transport = cast(asyncio.Transport, transport)
         peer = stream.get_extra_info("peername")
-        if type(peer) is tuple:
+        if type(peer) is tuple:  # TCP: (host, port) or (host, port, flowinfo, scope_id)
             self.peer = peer
-        elif isinstance(peer, tuple | list):
-            self.peer = tuple(peer)
+            self.address = address_key(peer, self.limits.ipv6_prefix)
+        elif (local := unix_peer(stream)) is not None:
+            # A Unix socket (peername "" or a path): counted per client process.
+            self.peer, self.address = local
+        else:
+            if isinstance(peer, tuple | list):
+                self.peer = tuple(peer)
+            self.address = address_key(peer, self.limits.ipv6_prefix)
         listener = self.listener
-        self.address = address_key(peer, self.limits.ipv6_prefix)
         refusal = listener._admit(self)
         if refusal is not None:
             self._lost = True

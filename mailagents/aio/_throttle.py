@@ -1,11 +1,17 @@
 """The failed-login throttle: failed logins counted per source address within a sliding
 window, and the growing delay each is answered after (:class:`AuthThrottle`, exported as
 :class:`mailagents.aio.AuthThrottle`); :func:`address_key`, the source a connection is
-counted under (also for the per-address connection limit)."""
+counted under (also for the per-address connection limit), and :func:`unix_peer`, the
+peer and key of a client on a Unix socket (its process, not one bucket for all local
+clients)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import itertools
+import socket
+import struct
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -13,7 +19,7 @@ from typing import Any
 
 from mailagents.aio._limits import ListenerLimits
 
-__all__ = ["AuthThrottle", "address_key"]
+__all__ = ["AuthThrottle", "address_key", "peer_credentials", "unix_key", "unix_peer"]
 
 # Source addresses remembered by the login throttle at most (oldest forgotten first).
 _MAX_TRACKED = 65_536
@@ -36,6 +42,56 @@ def address_key(peer: Any, ipv6_prefix: int = 64) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
     return str(ip)
+
+
+# struct ucred (Linux, <sys/socket.h>): pid_t pid; uid_t uid; gid_t gid.
+_UCRED = struct.Struct("3i")
+_AF_UNIX: int | None = getattr(socket, "AF_UNIX", None)
+# Numbers the Unix-socket clients whose process is unknown, each its own key.
+_anonymous = itertools.count(1)
+
+
+def peer_credentials(sock: Any) -> tuple[int, int, int] | None:
+    """``(pid, uid, gid)`` of the process at the other end of a connected ``AF_UNIX``
+    socket (``SO_PEERCRED``, Linux), or ``None`` where they are not known: no such
+    option on this system, or a process id of 0 (a peer in another pid namespace)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    try:
+        data = sock.getsockopt(socket.SOL_SOCKET, option, _UCRED.size)
+    except (OSError, AttributeError, TypeError, ValueError):
+        return None
+    if not isinstance(data, bytes) or len(data) != _UCRED.size:
+        return None
+    pid, uid, gid = _UCRED.unpack(data)
+    if pid <= 0:
+        return None
+    return pid, uid, gid
+
+
+def unix_key(credentials: tuple[int, int, int] | None) -> str:
+    """The key a Unix-socket client is counted under (the per-address connection limit,
+    the failed-login throttle): ``"unix:pid=<pid>"``, its process (Postfix runs many
+    LMTP client processes under one uid), or when the process is unknown a key of its
+    own, ``"unix:#<n>"``, so that local clients are never lumped together."""
+    if credentials is not None:
+        return f"unix:pid={credentials[0]}"
+    return f"unix:#{next(_anonymous)}"
+
+
+def unix_peer(transport: asyncio.BaseTransport) -> tuple[tuple[Any, ...], str] | None:
+    """For a connection on a Unix socket, the client's peer (``("unix", pid, uid)``,
+    or ``("unix",)`` when its process is unknown) and the key it is counted under (see
+    :func:`unix_key`); ``None`` for any other transport."""
+    sock = transport.get_extra_info("socket")
+    if _AF_UNIX is None or sock is None or getattr(sock, "family", None) != _AF_UNIX:
+        return None
+    credentials = peer_credentials(sock)
+    peer: tuple[Any, ...] = (
+        ("unix",) if credentials is None else ("unix", credentials[0], credentials[1])
+    )
+    return peer, unix_key(credentials)
 
 
 class AuthThrottle:

@@ -470,8 +470,10 @@ class POP3Server(ListeningServer):
 
     # The lifecycle is ListeningServer's, bound here to be documented with the class.
     start = ListeningServer.start
+    start_unix = ListeningServer.start_unix
     sockets = ListeningServer.sockets
     port = ListeningServer.port
+    path = ListeningServer.path
     connections = ListeningServer.connections
     throttle = ListeningServer.throttle
 

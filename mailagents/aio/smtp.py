@@ -197,9 +197,10 @@ class SMTPHandler:
         return sasl.NoSuchUser()
 
     async def on_reset(self, session: Session) -> None:
-        """The current transaction was abandoned (RSET, a new EHLO, STARTTLS, or the core
-        rejected the message): throw away what :meth:`on_data_chunk` kept. The default
-        collector's :attr:`Session.message` is already cleared."""
+        """The current transaction was abandoned (RSET, a new EHLO, STARTTLS, the core
+        rejected the message, or :meth:`on_data_chunk` raised): throw away what
+        :meth:`on_data_chunk` kept. The default collector's :attr:`Session.message` is
+        already cleared."""
 
 
 class _Connection(StreamSession):
@@ -403,10 +404,9 @@ class _Connection(StreamSession):
         assert session is not None and self._core is not None
         message = bytes(session.message)
         session.message.clear()
-        if self._chunk_failed:
-            self._chunk_failed = False
+        if self._chunk_failed:  # the transaction is abandoned: on_reset() is told
             self._core.send(_REJECT_LOCAL)
-            return None
+            return self._on_reset(event)
         return self._call(self._server.handler.on_message(session, event.envelope, message),
                           _REJECT_LOCAL, self._decide)
 
@@ -419,7 +419,7 @@ class _Connection(StreamSession):
         return self._call(server.handler.on_hello(self.session, event), _REJECT_LOCAL,
                           self._hello_done)
 
-    def _on_reset(self, event: Reset | MessageRejected) -> _Job | None:
+    def _on_reset(self, event: Reset | MessageRejected | MessageComplete) -> _Job | None:
         session = self.session
         assert session is not None
         session.message.clear()
@@ -689,8 +689,10 @@ class SMTPServer(ListeningServer):
 
     # The lifecycle is ListeningServer's, bound here to be documented with the class.
     start = ListeningServer.start
+    start_unix = ListeningServer.start_unix
     sockets = ListeningServer.sockets
     port = ListeningServer.port
+    path = ListeningServer.path
     connections = ListeningServer.connections
     throttle = ListeningServer.throttle
 
