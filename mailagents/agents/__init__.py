@@ -4,16 +4,22 @@ adapters, with policy hooks (plain callables) where a user decides.
 - :class:`MSA`: the submission agent (RFC 6409) on ports 587 (STARTTLS) and 465
   (implicit TLS), AUTH required, the sender the user's own; it hands each
   :class:`Submission` to a delivery callable, by default :class:`MaildirDelivery`.
-- :class:`MaildirDelivery` (:mod:`mailagents.agents.mda`): local delivery, an MDA
-  that writes each message durably into its recipients' Maildirs, batching the
-  messages that arrive together for one Maildir.
+- :class:`MDA` (:mod:`mailagents.agents.mda`): local delivery into the stores
+  (Maildir or mbox) of the users and aliases of a :class:`LocalRecipients` table, one
+  result per recipient; :class:`MaildirDelivery`, the plain form, writes each message
+  durably into its recipients' Maildirs from a path template, batching the messages
+  that arrive together for one Maildir.
+- :class:`LMTPServer` (:mod:`mailagents.agents.lmtp`): LMTP (RFC 2033) on a TCP port or
+  a Unix socket in front of an MDA, one reply per recipient.
 - :class:`MAA`: the POP3 access agent (RFC 1939) on ports 110 (STLS) and 995
   (implicit TLS) over the users' Maildir or mbox stores (:class:`StoreMaildrop` is the
   store side of one session); given the same path template as the MSA's
   :class:`MaildirDelivery`, it serves the mail the MSA delivered.
 """
 
+from mailagents.agents._recipients import LocalRecipients, LocalTarget
 from mailagents.agents._writer import WriterError
+from mailagents.agents.lmtp import CheckRecipient, LMTPServer
 from mailagents.agents.maa import (
     MAA,
     MAA_MECHANISMS,
@@ -21,7 +27,7 @@ from mailagents.agents.maa import (
     StoreMaildrop,
     uidl,
 )
-from mailagents.agents.mda import MaildirDelivery
+from mailagents.agents.mda import MDA, MaildirDelivery
 from mailagents.agents.msa import (
     MECHANISMS,
     MSA,
@@ -33,8 +39,13 @@ from mailagents.agents.msa import (
 __all__ = [
     "MAA",
     "MAA_MECHANISMS",
+    "CheckRecipient",
+    "LMTPServer",
+    "MDA",
     "MECHANISMS",
     "MSA",
+    "LocalRecipients",
+    "LocalTarget",
     "Deliver",
     "MaildirDelivery",
     "MaildropMessage",

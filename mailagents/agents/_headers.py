@@ -127,15 +127,24 @@ def received_field(
     *,
     hostname: str,
     show_auth_user: bool,
+    lmtp: bool = False,
 ) -> bytes:
     """The ``Received:`` trace field (RFC 5321 §4.4) for one message that ``hostname``
     accepted in ``session``, with the protocol of RFC 3848 (``ESMTPA``, ``ESMTPS``,
-    ``ESMTPSA``); ``show_auth_user`` names the authenticated user in a comment."""
-    protocol = "ESMTP" + ("S" if session.tls else "") + ("A" if session.identity else "")
-    address = str(session.peer[0]) if session.peer else "unknown"
-    literal = f"IPv6:{address}" if ":" in address else address
+    ``ESMTPSA``; ``LMTP`` and its forms with ``lmtp``); ``show_auth_user`` names the
+    authenticated user in a comment. A client on a Unix socket has no address: the
+    field says so (with its uid when known)."""
+    base = "LMTP" if lmtp else "ESMTP"
+    protocol = base + ("S" if session.tls else "") + ("A" if session.identity else "")
     helo = comment_text(session.helo or "unknown")
-    source = f"from {helo} ([{literal}])"
+    peer = session.peer
+    if peer[:1] == ("unix",):  # a local client on a Unix socket: no address
+        uid = f" uid {peer[2]}" if len(peer) > 2 else ""
+        source = f"from {helo} (via a Unix socket{uid})"
+    else:
+        address = str(peer[0]) if peer else "unknown"
+        literal = f"IPv6:{address}" if ":" in address else address
+        source = f"from {helo} ([{literal}])"
     if show_auth_user and session.identity:
         source += f"\r\n\t(authenticated as {comment_text(session.identity)})"
     clause = ""

@@ -1,358 +1,265 @@
-"""Local delivery (an MDA): :class:`MaildirDelivery` writes each accepted message into
-its recipients' Maildirs, durably, before the agent that accepted it answers.
+"""Local delivery (an MDA): :class:`MDA` writes each message into its local recipients'
+stores (Maildir or mbox), streaming, with one result per recipient, so that an LMTP
+server (:class:`~mailagents.agents.LMTPServer`) can answer each and ``python -m
+mailagents deliver`` can say which exit status.
 
-It is the :class:`~mailagents.agents.MSA`'s default ``deliver`` callable; an
-:class:`~mailagents.agents.MAA` given the same path template serves what it delivered.
-Messages for one Maildir that arrive together are committed as one batch (group
-commit, on the shared helper of ``store._groupcommit``), and ``writer="process"`` moves that
-file work into a writer process of its own.
+Who is local and where their mail goes is a :class:`~mailagents.agents.LocalRecipients`
+table (a users file and an aliases file). :class:`MaildirDelivery`, the MSA's default
+delivery, is the plain form: every recipient's Maildir from a path template, with
+group commit (``mailagents.agents._maildir_delivery``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
 import threading
-import weakref
-from typing import Literal, cast
+import time
+from collections.abc import Callable
+from typing import Literal
 
-from mailagents.agents._writer import WriterClient
+from mailagents.agents._maildir_delivery import MaildirDelivery
+from mailagents.agents._recipients import LocalRecipients, LocalTarget
 from mailagents.delivery import Handoff, Message, RecipientResult
 from mailagents.smtp import Mailbox, Reply
 from mailagents.store import (
-    AppendResult,
-    AppendWriter,
-    MaildirFolder,
+    Folder,
+    FolderNotFoundError,
+    MailboxFormat,
     MaildirStore,
+    Store,
     StoreResolver,
 )
-from mailagents.store._groupcommit import AsyncGroupCommit
 
-__all__ = ["MaildirDelivery"]
+__all__ = ["MDA", "MaildirDelivery"]
 
 log = logging.getLogger(__name__)
 
-_NOT_WRITTEN = Reply(
-    code=451, enhanced="4.3.0", lines=("Local error: the message was not written",)
-)
-_Written = tuple[MaildirStore, AppendWriter]  # a copy in tmp/, and its store
-_MAX_INBOXES = 256  # Maildirs whose INBOX handle MaildirDelivery keeps open
+_NO_SUCH_USER = Reply(code=550, enhanced="5.1.1", lines=("No such user here",))
+_LOOP = Reply(code=554, enhanced="5.4.6", lines=("Too many Received: fields: a mail loop?",))
+_NOT_WRITTEN = Reply(code=451, enhanced="4.3.0", lines=("Local error: the copy was not written",))
+_OVER_QUOTA = {
+    "temporary": Reply(code=452, enhanced="4.2.2", lines=("Mailbox full",)),
+    "permanent": Reply(code=552, enhanced="5.2.2", lines=("Mailbox full",)),
+}
 
 
-class MaildirDelivery:
-    """The default delivery: each recipient's Maildir, through
-    :class:`~mailagents.store.MaildirStore`, in the executor that every recipient's store
-    shares (through a :class:`~mailagents.store.StoreResolver`, of its own or given as
-    ``path``; the INBOX handles of the last 256 Maildirs are kept open).
+def count_received(header: bytes) -> int:
+    """How many ``Received:`` fields a header section holds (RFC 5321 §6.3 counts them
+    to find loops)."""
+    count = 1 if header[:9].lower() == b"received:" else 0
+    return count + header.lower().count(b"\nreceived:")
 
-    ``path`` is a template for each recipient's Maildir: ``{user}`` is the address
-    (``alice@example.test``), ``{local}`` and ``{domain}`` its parts; all in lower case,
-    with any character other than letters, digits and ``@.+=_-`` written ``%XX`` and a
-    leading dot as ``%2E``, so that no address can name a path outside its own folder.
 
-    A call (a :data:`~mailagents.delivery.Deliver`) streams the message into every
-    recipient's ``tmp/`` first, then commits each (fsync of the file and the
-    directory), and returns one :class:`~mailagents.delivery.RecipientResult` per
-    recipient, in order, its ``location`` the Maildir directory. If a copy cannot be
-    written, those written are removed and the exception propagates (the MSA answers
-    451, and nothing was delivered). If a commit fails, that copy is removed and its
-    recipients get a temporary failure (451 4.3.0) while the others keep their copies,
-    so a retry may duplicate, never lose (RFC 5321 §6.1); with one Maildir, a failed
-    commit raises. ``fsync=False`` is for tests only.
+def _du(path: str) -> int:
+    """Octets in the files under ``path`` (a store's size). Blocks."""
+    total = 0
+    for directory, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):  # renamed or removed meanwhile
+                total += os.lstat(os.path.join(directory, name)).st_size
+    return total
 
-    Messages for one recipient (the common case) that arrive while others for the same
-    Maildir are being written are delivered together (group commit): one executor call
-    writes each into ``tmp/``, fsyncs each, renames each into ``new/``, then fsyncs
-    ``new/`` once (:meth:`~mailagents.store.MaildirFolder.append_batch`), and only then
-    does any of those calls return. At most ``max_batches`` such batches per Maildir
-    are written at once, each of at most ``max_batch`` messages: with one batch at a
-    time (the default), what arrives meanwhile waits for the next, larger batch and
-    shares its directory fsync; more let a slow message (a big one) hold up fewer
-    others, and may help a disk that gains from parallel writes.
 
-    ``writer`` says where that file work runs. ``"thread"`` (the default): in the
-    store's executor, in this process. ``"process"`` (opt-in): in one long-lived writer
-    process per event loop (``mailagents.agents._writer``, started on the first
-    delivery), fed over a socket; it groups what has arrived per Maildir into batches
-    of at most 16, and acknowledges each message only after its batch is durable, so
-    the call still returns only then. Why a process: in a thread the file work holds
-    the GIL often enough to slow the event loop; on two CPUs, ``benchmarks/smtp_server.py``
-    (20 concurrent sessions) measured about 1.5 times the durable acceptance rate of
-    the thread mode. Trade-offs: an extra process (its
-    start, about a quarter of a second, delays the first delivery); each message is
-    copied once more, over the socket; messages larger than ``max_message_size`` are
-    refused; and if the writer dies, every delivery waiting for
-    it raises (the MSA answers 451; a message it had written but not yet acknowledged
-    may then be delivered twice after the client's retry, never lost), and the next
-    delivery starts a new writer, after a back-off of 50 ms doubling up to 2 s while
-    writers keep dying. A writer that stays alive but hangs (a stalled disk, a bug) is
-    caught by ``ack_timeout`` (seconds, default 120): once the oldest delivery waiting
-    for it has waited longer than that, the writer is killed (SIGKILL) and handled as
-    one that died (every delivery waiting raises, a message written but not
-    acknowledged may be duplicated on retry, never lost; the next delivery starts a new
-    writer); keep it well above the slowest fsync the disk may take. That clock starts
-    only once a new writer has said it is ready: start-up (a Python process, a few
-    hundred milliseconds on a loaded machine) has its own deadline, ``start_timeout``
-    (seconds, default 30), after which the writer is killed and counted as a failed
-    start; deliveries that arrive meanwhile wait for it. Messages for
-    several Maildirs, and messages spooled to a file (larger than the spool's memory
-    limit), still take the thread path (all copies written before any is committed,
-    the spool read once). Stop it with :meth:`aclose` (waits for the
-    pending acknowledgements, then stops the writer); :meth:`close` only signals it.
+class MDA:
+    """A local delivery agent: messages into the stores of local users.
+
+    ``stores`` gives each user's store: a :class:`~mailagents.store.StoreResolver`
+    (shared with the MAA, say), or a path template or callable for one made here
+    (``format``: ``"maildir"`` or ``"mbox"``; ``fsync``, ``max_workers`` as for the
+    resolver). ``recipients`` is the :class:`~mailagents.agents.LocalRecipients` table.
+
+    :meth:`check_recipient` is the RCPT-time check (unknown users get 550 5.1.1 there,
+    never a bounce later; a user over quota 452 4.2.2, or 552 5.2.2 with
+    ``quota_reply="permanent"``). A call (a :data:`~mailagents.delivery.Deliver`) then
+    delivers a :class:`~mailagents.delivery.Handoff` and returns one
+    :class:`~mailagents.delivery.RecipientResult` per recipient, in order:
+
+    * a message with more than ``max_received`` ``Received:`` fields (default 100,
+      RFC 5321 §6.3) is refused for every recipient with 554 5.4.6 (a loop);
+    * each recipient is resolved to its users (aliases expand; two recipients that
+      reach the same user's folder get one copy); an address extension
+      (``user+tag@``) delivers into the folder ``tag`` when it exists, else INBOX;
+    * a copy that would take its user past the quota fails with the quota reply;
+    * each copy gets ``Return-Path:`` (the envelope sender) and ``Delivered-To:`` (the
+      user's address) on top, and is streamed into the store (never read whole into
+      memory), then committed (durable: the file and its directory fsynced) before
+      the call returns; all copies are written at once, in the stores' executors;
+    * a recipient is delivered when each of its copies is; otherwise its result is
+      the first failure's (451 4.3.0 for a copy that could not be written).
+
+    A store's usage is measured (the size of its files) when first needed and again
+    after ``usage_ttl`` seconds, and counted up with each copy meanwhile.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | StoreResolver,
+        stores: StoreResolver | str | os.PathLike[str] | Callable[[str], Store],
+        recipients: LocalRecipients,
         *,
+        format: MailboxFormat = "maildir",
+        quota_reply: Literal["temporary", "permanent"] = "temporary",
+        max_received: int = 100,
+        usage_ttl: float = 60.0,
         fsync: bool = True,
         max_workers: int = 16,
-        max_batches: int = 1,
-        max_batch: int = 64,
-        writer: Literal["thread", "process"] = "thread",
-        max_message_size: int = 1 << 28,
-        ack_timeout: float = 120.0,
-        start_timeout: float = 30.0,
     ) -> None:
-        if max_batches < 1 or max_batch < 1:
-            raise ValueError("max_batches and max_batch must be at least 1")
-        if writer not in ("thread", "process"):
-            raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
-        if not 0 < max_message_size < 1 << 32:
-            raise ValueError("max_message_size must be between 1 and 2**32 - 1")
-        if not ack_timeout > 0:
-            raise ValueError("ack_timeout must be positive")
-        if not start_timeout > 0:
-            raise ValueError("start_timeout must be positive")
-        self.writer = writer
-        """Where single-recipient deliveries are written: ``"thread"`` or ``"process"``."""
-        self.max_message_size = max_message_size
-        """The largest message the writer process takes (``writer="process"``)."""
-        self.ack_timeout = ack_timeout
-        """Seconds the writer process may leave a delivery unacknowledged before it is
-        taken to be hung and killed (``writer="process"``), counted from the moment
-        the writer said it is ready."""
-        self.start_timeout = start_timeout
-        """Seconds a new writer process may take to say it is ready before it is
-        killed and counted as a failed start (``writer="process"``)."""
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WriterClient] = (
-            weakref.WeakKeyDictionary()
-        )
-        if isinstance(path, StoreResolver):
-            if not path.is_template or path.format != "maildir":
-                raise ValueError("MaildirDelivery needs a resolver with a Maildir template")
+        if quota_reply not in _OVER_QUOTA:
+            raise ValueError("quota_reply is 'temporary' or 'permanent'")
+        if max_received < 1:
+            raise ValueError("max_received must be at least 1")
+        if isinstance(stores, StoreResolver):
             self._own_resolver = False
-            resolver = path
+            resolver = stores
         else:
             self._own_resolver = True
-            resolver = StoreResolver(path, fsync=fsync, max_workers=max_workers)
+            resolver = StoreResolver(stores, format=format, fsync=fsync, max_workers=max_workers)
         self.resolver = resolver
-        """The :class:`~mailagents.store.StoreResolver` giving each recipient's Maildir
-        (one executor shared by every Maildir); given one, the delivery shares it and
-        does not close it."""
-        template = resolver.mailboxes
-        assert isinstance(template, str)
-        self.path = template
-        """The Maildir path template."""
-        self.fsync = fsync
-        """Whether writes are fsynced (durable) before the call returns."""
-        self.max_workers = max_workers
-        """Threads of the executor the recipients' stores share (of the resolver made
-        here; a resolver given keeps its own)."""
-        self.max_batches = max_batches
-        """Batches of messages for one Maildir written at once."""
-        self.max_batch = max_batch
-        """Messages in one batch at most."""
-        # Per event loop, per Maildir: the messages waiting for a batch.
-        self._queues: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[str, AsyncGroupCommit[bytes, AppendResult]]
-        ] = weakref.WeakKeyDictionary()
-        # Maildir directory → its store and INBOX handle, the last _MAX_INBOXES used.
-        self._inboxes: collections.OrderedDict[str, tuple[MaildirStore, MaildirFolder]] = (
-            collections.OrderedDict()
-        )
-        self._lock = threading.Lock()
+        """The :class:`~mailagents.store.StoreResolver` from a user to its store."""
+        self.recipients = recipients
+        """The :class:`~mailagents.agents.LocalRecipients` table."""
+        self.quota_reply = quota_reply
+        """Whether a full mailbox is a temporary (4.2.2) or permanent (5.2.2) failure."""
+        self.max_received = max_received
+        """More ``Received:`` fields than this is a loop (554 5.4.6)."""
+        self.usage_ttl = usage_ttl
+        """Seconds a measured store usage is trusted (counted up meanwhile)."""
+        self._usage: dict[str, tuple[float, int]] = {}
+        self._usage_lock = threading.Lock()
 
-    def maildir(self, mailbox: Mailbox) -> str:
-        """The Maildir directory of ``mailbox`` (absolute)."""
-        return self.resolver.path(f"{mailbox.local_part}@{mailbox.domain}")
+    # ---------------------------------------------------------------- recipients
 
-    def _kept_inbox(self, directory: str) -> tuple[MaildirStore, MaildirFolder] | None:
-        """The store and INBOX of ``directory`` if they are open (marked as used)."""
-        with self._lock:
-            found = self._inboxes.get(directory)
-            if found is not None:
-                self._inboxes.move_to_end(directory)
-            return found
+    async def check_recipient(self, mailbox: Mailbox | None) -> Reply | None:
+        """The RCPT-time check: ``None`` to accept ``mailbox``, else the reply (550
+        5.1.1 for no such user, the quota reply for a user already over quota)."""
+        targets = None if mailbox is None else self.recipients.resolve(mailbox)
+        if not targets:
+            return _NO_SUCH_USER
+        for target in targets:
+            if await self._over_quota(target.identity, 0):
+                return _OVER_QUOTA[self.quota_reply]
+        return None
 
-    def _inbox(self, directory: str) -> tuple[MaildirStore, MaildirFolder]:
-        """The store and INBOX of the Maildir at ``directory``, created and opened once
-        (the last few hundred used are kept). Blocks."""
-        found = self._kept_inbox(directory)
-        if found is not None:
-            return found
-        store = self.resolver.store_at(directory)
-        assert isinstance(store, MaildirStore)
-        mine = (store, store.folder("INBOX", deliver_only=True))
-        with self._lock:
-            found = self._inboxes.setdefault(directory, mine)
-            while len(self._inboxes) > _MAX_INBOXES:
-                self._inboxes.popitem(last=False)
-        if found is not mine:
-            mine[1].close()
-        return found
+    async def _over_quota(self, identity: str, size: int) -> bool:
+        quota = self.recipients.quota(identity)
+        if quota is None:
+            return False
+        used = await self._used(identity)
+        # Full at the quota; a message may take the store up to it, not past it.
+        return used >= quota if size == 0 else used + size > quota
 
-    @staticmethod
-    def _write_all(
-        inboxes: list[tuple[MaildirStore, MaildirFolder]], message: Message
-    ) -> list[_Written | Exception]:
-        """Write every copy into its ``tmp/``, reading the message once; a copy that
-        fails is removed and its place holds the exception. Blocks."""
-        writers: list[_Written | Exception] = []
-        for store, inbox in inboxes:
-            try:
-                writers.append((store, inbox.append(assign_uid=False)))
-            except Exception as exc:
-                writers.append(exc)
-        for chunk in message.chunks():
-            for i, entry in enumerate(writers):
-                if isinstance(entry, Exception):
-                    continue
-                try:
-                    entry[1].write(chunk)
-                except Exception as exc:
-                    with contextlib.suppress(Exception):
-                        entry[1].abort()
-                    writers[i] = exc
-        return writers
+    async def _used(self, identity: str) -> int:
+        now = time.monotonic()
+        with self._usage_lock:
+            known = self._usage.get(identity)
+        if known is not None and now - known[0] < self.usage_ttl:
+            return known[1]
+        store = await self.resolver.store_for(identity)
+        root = getattr(store, "root", None)
+        used = await store.run(_du, root) if isinstance(root, str) else 0
+        with self._usage_lock:
+            self._usage[identity] = (now, used)
+        return used
 
-    async def _batched(self, directory: str, message: bytes) -> None:
-        """Queue ``message`` for the Maildir's next batch and wait until it is durable."""
-        loop = asyncio.get_running_loop()
-        groups = self._queues.get(loop)
-        if groups is None:
-            groups = self._queues[loop] = {}
-        group = groups.get(directory)
-        if group is None:
+    def _count(self, identity: str, size: int) -> None:
+        with self._usage_lock:
+            known = self._usage.get(identity)
+            if known is not None:
+                self._usage[identity] = (known[0], known[1] + size)
 
-            async def commit(messages: list[bytes]) -> list[AppendResult | Exception]:
-                # Looked up at each batch, not kept: close() closes the stores, and the
-                # next delivery opens the Maildir again.
-                store, inbox = await self._opened_inbox(directory)
-                return await store.run(inbox.append_batch, messages)
-
-            group = groups[directory] = AsyncGroupCommit(
-                commit, max_batches=self.max_batches, max_batch=self.max_batch
-            )
-        await group.submit(message)
-
-    async def _opened_inbox(self, directory: str) -> tuple[MaildirStore, MaildirFolder]:
-        """The store and INBOX of ``directory``: a lookup once it is open (opening is
-        blocking work, done off the loop)."""
-        found = self._kept_inbox(directory)
-        if found is None:
-            found = await asyncio.to_thread(self._inbox, directory)
-        return found
+    # ------------------------------------------------------------------ delivery
 
     async def __call__(self, handoff: Handoff) -> list[RecipientResult]:
-        """Deliver ``handoff`` to each recipient's Maildir; one result per recipient,
-        in order (see the class)."""
+        """Deliver ``handoff`` (see the class)."""
         recipients = handoff.envelope.recipients
-        directories: list[str] = []
+        message = handoff.message
+        received = count_received(message.header)
+        if received > self.max_received:
+            log.warning("%s: %d Received: fields, refused as a loop", handoff.id, received)
+            return [RecipientResult.failed(r, _LOOP) for r in recipients]
+        # Each recipient's targets, and each copy (a user's folder) written once.
+        wanted: list[list[LocalTarget] | None] = []
+        copies: dict[tuple[str, str | None], LocalTarget] = {}
         for recipient in recipients:
             mailbox = recipient.path.mailbox
-            if mailbox is None:
-                raise ValueError(f"no mailbox to deliver to: {recipient.path}")
-            directories.append(self.maildir(mailbox))
-        unique = list(dict.fromkeys(directories))
-        outcome: dict[str, BaseException | None] = {}
-        message = handoff.message
-        if len(unique) == 1 and message.in_memory:
-            # One copy: its failure is the whole delivery's, and raises.
-            if self.writer == "process":
-                await self._client().deliver(unique[0], message.read())
-            else:
-                # The common case: into the Maildir's next batch (see the class).
-                await self._batched(unique[0], message.read())
-            outcome[unique[0]] = None
-        else:
-            outcome = await self._deliver_each(unique, message)
+            targets = None if mailbox is None else self.recipients.resolve(mailbox)
+            wanted.append(targets)
+            for target in targets or ():
+                copies.setdefault((target.identity, target.folder), target)
+        sender = handoff.envelope.mail_from
+        outcomes = await asyncio.gather(
+            *(self._deliver_copy(handoff.id, target, message, str(sender))
+              for target in copies.values())
+        )
+        done = dict(zip(copies, outcomes, strict=True))
         results = []
-        for recipient, directory in zip(recipients, directories, strict=True):
-            error = outcome[directory]
-            if error is None:
-                results.append(RecipientResult.ok(recipient, location=directory))
+        for recipient, targets in zip(recipients, wanted, strict=True):
+            if not targets:
+                results.append(RecipientResult.failed(recipient, _NO_SUCH_USER))
+                continue
+            replies = [done[(t.identity, t.folder)] for t in targets]
+            failed = [reply for reply, _ in replies if reply is not None]
+            if failed:
+                results.append(RecipientResult.failed(recipient, failed[0]))
             else:
-                log.warning("delivery of %s into %s failed: %s", handoff.id, directory, error)
-                results.append(RecipientResult.failed(recipient, _NOT_WRITTEN))
+                where = ", ".join(str(location) for _, location in replies)
+                results.append(RecipientResult.ok(recipient, location=where))
         return results
 
-    async def _deliver_each(
-        self, directories: list[str], message: Message
-    ) -> dict[str, BaseException | None]:
-        """Stream ``message`` into each Maildir's ``tmp/`` (if one copy fails, those
-        written are removed and the exception propagates), then commit every copy at
-        once, each in its own store's executor so that the fsyncs overlap; a failed
-        commit is its directory's alone."""
-        inboxes = [await self._opened_inbox(directory) for directory in directories]
-        writers = await inboxes[0][0].run(self._write_all, inboxes, message)
-        failed = next((w for w in writers if isinstance(w, Exception)), None)
-        if failed is not None:
-            for entry in writers:
-                if not isinstance(entry, Exception):
-                    with contextlib.suppress(Exception):
-                        entry[1].abort()
-            raise failed
-        committed = await asyncio.gather(
-            *(store.run(writer.commit) for store, writer in cast(list[_Written], writers)),
-            return_exceptions=True,
-        )
-        return {
-            directory: result if isinstance(result, BaseException) else None
-            for directory, result in zip(directories, committed, strict=True)
-        }
-
-    def _client(self) -> WriterClient:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = WriterClient(
-                max_message=self.max_message_size,
-                fsync=self.fsync,
-                ack_timeout=self.ack_timeout,
-                start_timeout=self.start_timeout,
+    async def _deliver_copy(
+        self, handoff_id: str, target: LocalTarget, message: Message, sender: str
+    ) -> tuple[Reply | None, str | None]:
+        """Write one copy: ``(None, where)`` once it is durable, else ``(reply, None)``."""
+        try:
+            if await self._over_quota(target.identity, message.size):
+                log.info("%s: %s is over quota", handoff_id, target.identity)
+                return _OVER_QUOTA[self.quota_reply], None
+            store = await self.resolver.store_for(target.identity)
+            copy = message.prepend(
+                f"Return-Path: {sender}\r\nDelivered-To: {target.address}\r\n".encode()
             )
-        return client
-
-    def writer_pid(self) -> int | None:
-        """The process id of this event loop's writer process, if one runs."""
-        client = self._clients.get(asyncio.get_running_loop())
-        return None if client is None else client.pid
-
-    async def aclose(self, timeout: float = 5.0) -> None:
-        """Wait (at most ``timeout`` seconds) for the deliveries pending in this event
-        loop's writer process, stop it (killed if it does not exit in time), then
-        :meth:`close`."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose(timeout)
-        await asyncio.to_thread(self.close)
+            where = await store.run(_write, store, target.folder, copy)
+        except Exception:
+            log.exception("%s: the copy for %s was not written", handoff_id, target.identity)
+            return _NOT_WRITTEN, None
+        self._count(target.identity, message.size)
+        log.info("%s: delivered to %s (%s)", handoff_id, target.identity, where)
+        return None, where
 
     def close(self) -> None:
-        """Close every store opened (their executors stop), and signal any writer
-        process to stop at once (deliveries it has not acknowledged fail; prefer
-        :meth:`aclose`)."""
-        clients = list(self._clients.values())
-        self._clients.clear()
-        for client in clients:
-            client.terminate()
-        with self._lock:
-            inboxes = list(self._inboxes.values())
-            self._inboxes.clear()
-        for _, inbox in inboxes:
-            inbox.close()
+        """Close the stores of the resolver made here (not of one given)."""
         if self._own_resolver:
             self.resolver.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, off the event loop."""
+        await asyncio.to_thread(self.close)
+
+
+def _open_folder(store: Store, name: str) -> Folder:
+    if isinstance(store, MaildirStore):
+        return store.folder(name, deliver_only=True)
+    return store.folder(name)
+
+
+def _write(store: Store, folder_name: str | None, message: Message) -> str:
+    """Stream ``message`` into the folder (``None`` or a missing folder: INBOX) and
+    commit it. Blocks. Returns the folder's name."""
+    folder = None
+    if folder_name is not None:
+        try:
+            folder = _open_folder(store, folder_name)
+        except (FolderNotFoundError, ValueError):
+            folder = None
+    if folder is None:
+        folder = _open_folder(store, "INBOX")
+    try:
+        with folder.append(assign_uid=False) as writer:
+            for chunk in message.chunks():
+                writer.write(chunk)
+        return folder.name
+    finally:
+        folder.close()
+

@@ -32,8 +32,8 @@ from typing import Any
 from mailagents import sasl
 from mailagents.agents import _headers
 from mailagents.agents._lifecycle import AsyncClosing, bound_port, close_listeners, start_pair
+from mailagents.agents._maildir_delivery import MaildirDelivery
 from mailagents.agents._spooling import SpoolingHandler
-from mailagents.agents.mda import MaildirDelivery
 from mailagents.aio import Session, SMTPServer
 from mailagents.delivery import (
     MEMORY_LIMIT,
