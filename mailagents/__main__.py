@@ -20,6 +20,10 @@ message it receives.
 (:class:`mailagents.userdb.PasswordFile`): sets a user's password (asked twice on the
 terminal, or read as one line from standard input), deletes a user, or checks a
 password (exit status 0 when it is right, 1 otherwise).
+
+``python -m mailagents deliver -d USER ...`` delivers the message on standard input to
+local users (exit 0, 67 for an unknown user, 75 to defer) and ``python -m mailagents
+lmtp`` runs an LMTP server in front of the same MDA (see ``mailagents._cli_mda``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailagents import __version__
+from mailagents import __version__, _cli_mda
 from mailagents.agents import MAA, MSA, MaildirDelivery, Submission
 from mailagents.aio import Session, SMTPHandler, make_self_signed, serve_smtp, server_context
 from mailagents.delivery import RecipientResult
@@ -174,7 +178,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="mailagents demo: an MSA (RFC 6409) and a POP3 server (RFC 1939) on "
         "loopback over the same Maildirs, with a self-signed certificate and one user. "
         "Other commands: "
-        "'python -m mailagents smtp-sink --help', 'python -m mailagents passwd --help'.",
+        "'python -m mailagents smtp-sink --help', 'python -m mailagents passwd --help', "
+        "'python -m mailagents deliver --help', 'python -m mailagents lmtp --help'.",
     )
     parser.add_argument("--version", action="version", version=f"mailagents {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -444,6 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["passwd"]:
         return passwd(arguments[1:])
+    if arguments[:1] == ["deliver"]:
+        return _cli_mda.deliver(arguments[1:])
+    if arguments[:1] == ["lmtp"]:
+        return _cli_mda.lmtp(arguments[1:])
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     if arguments[:1] == ["smtp-sink"]:

@@ -43,6 +43,7 @@ LAYER: dict[str, int] = {
     "aio": 3,
     "agents": 4,
     "__main__": 5,
+    "_cli_mda": 5,
 }
 
 # Standard library (and third-party) modules that a protocol core must not import:
