@@ -304,8 +304,17 @@ class Postfix:
     domain = "example.test"
     users = ("alice", "bob", "carol", "dave", "erin")
 
-    def __init__(self, *, cert_pem: bytes | None = None, key_pem: bytes | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cert_pem: bytes | None = None,
+        key_pem: bytes | None = None,
+        transport: str | None = None,
+    ) -> None:
         self.binary = require_binary("postfix")
+        self.transport = transport
+        """Where mail for the users goes instead of virtual(8): a Postfix transport
+        such as ``lmtp:inet:127.0.0.1:2424`` or ``lmtp:unix:/path/to/socket``."""
         require_root("Postfix")
         if (cert_pem is None) != (key_pem is None):
             raise ValueError("give both cert_pem and key_pem, or neither")
@@ -376,7 +385,11 @@ smtp_dns_support_level = disabled
 alias_maps =
 alias_database =
 virtual_mailbox_domains = {self.domain}
-virtual_transport = virtual
+virtual_transport = {self.transport or "virtual"}
+# A deferred recipient is retried soon (tests wait for it).
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+queue_run_delay = 1s
 virtual_mailbox_base = {self.mail}
 virtual_mailbox_maps = texthash:{etc}/vmailbox
 virtual_uid_maps = static:{self.uid}
@@ -479,10 +492,13 @@ virtual_mailbox_limit = 0
 
 @contextlib.contextmanager
 def running_postfix(
-    *, cert_pem: bytes | None = None, key_pem: bytes | None = None
+    *,
+    cert_pem: bytes | None = None,
+    key_pem: bytes | None = None,
+    transport: str | None = None,
 ) -> Iterator[Postfix]:
     """Start a private Postfix for the duration of the block."""
-    server = Postfix(cert_pem=cert_pem, key_pem=key_pem)
+    server = Postfix(cert_pem=cert_pem, key_pem=key_pem, transport=transport)
     try:
         server.start()
         yield server
