@@ -17,7 +17,7 @@ a full mailbox with ``--quota-reply permanent``), 64 (EX_USAGE) for bad argument
 
 The options both share: ``--users FILE`` and ``--aliases FILE`` (see
 :class:`~mailagents.agents.LocalRecipients`; without ``--users``, each ``-d`` names a
-user and postmaster is the first), ``--domain D`` (a local domain, repeatable; by
+user; without ``--aliases``, postmaster is the first user), ``--domain D`` (a local domain, repeatable; by
 default the domains of the ``-d`` addresses and of the users file, else
 ``localhost``), ``--mail TEMPLATE`` (each
 user's store, ``{user}``, ``{local}``, ``{domain}``; default ``mail/{user}/Maildir``),
@@ -80,16 +80,14 @@ def _recipients(args: argparse.Namespace, named: Sequence[str]) -> LocalRecipien
     domains = list(args.domain) or sorted(
         {n.rpartition("@")[2].lower() for n in names if "@" in n}
     ) or ["localhost"]
-    if args.users is not None:
-        return LocalRecipients(args.users, args.aliases, local_domains=domains)
-    if not named:
+    users: str | list[str] = args.users if args.users is not None else list(named)
+    if not names:
         raise ValueError("--users is needed (no -d names a user)")
-    aliases: dict[str, list[str]] = {}
-    if args.aliases is None:
-        first = named[0] if "@" in named[0] else f"{named[0]}@{domains[0]}"
-        aliases["postmaster"] = [first]
-        return LocalRecipients(list(named), aliases, local_domains=domains)
-    return LocalRecipients(list(named), args.aliases, local_domains=domains)
+    if args.aliases is not None:
+        return LocalRecipients(users, args.aliases, local_domains=domains)
+    # No aliases file: postmaster is the first user.
+    first = names[0] if "@" in names[0] else f"{names[0]}@{domains[0]}"
+    return LocalRecipients(users, {"postmaster": [first]}, local_domains=domains)
 
 
 def _mda(args: argparse.Namespace, recipients: LocalRecipients) -> MDA:

@@ -162,8 +162,11 @@ class Fetchmail:
         )
 
     def run(self, port: int, *, options: str, server: str = "", user: str = USER,
-            password: str = PASSWORD) -> tuple[int, str]:
-        """One poll of ``port`` on 127.0.0.1; (exit status, transcript)."""
+            password: str = PASSWORD, mda: str | None = None) -> tuple[int, str]:
+        """One poll of ``port`` on 127.0.0.1; (exit status, transcript). ``mda`` is
+        the delivery command (default: one file per message in :attr:`out`)."""
+        if mda is None:
+            mda = f"{sys.executable} {self.mda} {self.out}"
         rc = self.home / "fetchmailrc"
         rc.write_text(
             "set no syslog\n"
@@ -172,7 +175,7 @@ class Fetchmail:
             f" {server}\n"
             f'  user "{user}" there with password "{password}" is root here\n'
             f"  {options}\n"
-            f'  mda "{sys.executable} {self.mda} {self.out}"\n'
+            f'  mda "{mda}"\n'
         )
         rc.chmod(0o600)
         done = subprocess.run(
@@ -385,3 +388,42 @@ def test_getmail6_keep_uidl_then_new_mail_then_delete(
     assert status == 0, log
     assert new_files(getmail.out, before) == sorted([*MESSAGES, NEW]), log
     assert server.stored() == []
+
+
+# ------------------------------------------------- fetchmail through our MDA (deliver -d)
+
+
+def test_fetchmail_delivers_through_our_mda_and_keeps_what_it_defers(
+    server: Server, fetchmail: Fetchmail, tmp_path: Path
+) -> None:
+    """fetchmail hands each message to ``python -m mailagents deliver -d``: delivered
+    ones are deleted on the server; one the MDA defers (exit 75: over quota) stays
+    there for the next poll, which delivers it once there is room."""
+    mail = tmp_path / "local"
+    users = tmp_path / "local-users"
+    users.write_text("me@example.test 200000\n")
+    package = Path(__file__).resolve().parent.parent.parent
+    deliver = (f"env PYTHONPATH={package} {sys.executable} -m mailagents deliver"
+               f" -d me@example.test -f %F --users {users} --mail {mail}/{{user}}")
+    small = MESSAGES[:2]
+    server.deliver(*small, MESSAGES[2])  # the big one (2 MB) is over the quota
+    status, log = fetchmail.run(server.maa.pop3_port, options=f"no keep {fetchmail.tls()}",
+                                mda=deliver)
+    assert status == FM_MAIL, log
+    mine = mail / "me@example.test"
+    with MaildirStore(mine, fsync=False) as store, store.folder("INBOX") as inbox:
+        got = [inbox.read_message(m.uid) for m in inbox.messages()]
+    assert len(got) == 2
+    for copy, sent in zip(sorted(got, key=len), sorted(small, key=len), strict=True):
+        assert copy.startswith(b"Return-Path: <a@example.test>\r\n"
+                               b"Delivered-To: me@example.test\r\n")
+        assert copy.endswith(sent[sent.index(b"\r\n\r\n"):])  # the body as sent
+    assert server.stored() == [MESSAGES[2]]  # deferred: left on the server
+
+    users.write_text("me@example.test 100M\n")
+    status, log = fetchmail.run(server.maa.pop3_port, options=f"no keep {fetchmail.tls()}",
+                                mda=deliver)
+    assert status == FM_MAIL, log
+    assert server.stored() == []
+    with MaildirStore(mine, fsync=False) as store, store.folder("INBOX") as inbox:
+        assert len(inbox.messages()) == 3
