@@ -17,11 +17,10 @@ a full mailbox with ``--quota-reply permanent``), 64 (EX_USAGE) for bad argument
 
 The options both share: ``--users FILE`` and ``--aliases FILE`` (see
 :class:`~mailagents.agents.LocalRecipients`; without ``--users``, each ``-d`` names a
-user; without ``--aliases``, postmaster is the first user), ``--domain D`` (a local domain, repeatable; by
-default the domains of the ``-d`` addresses and of the users file, else
-``localhost``), ``--mail TEMPLATE`` (each
-user's store, ``{user}``, ``{local}``, ``{domain}``; default ``mail/{user}/Maildir``),
-``--format maildir|mbox``, ``--quota-reply temporary|permanent`` and
+user; without ``--aliases``, postmaster is the first user), ``--domain D`` (a local
+domain, repeatable; by default the domains of the ``-d`` addresses and of the users
+file, else ``localhost``), ``--mail TEMPLATE`` (each user's store, ``{user}``,
+``{local}``, ``{domain}``; default ``mail/{user}/Maildir``), ``--format maildir|mbox``, ``--quota-reply temporary|permanent`` and
 ``--max-received N``.
 """
 
