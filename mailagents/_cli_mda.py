@@ -20,8 +20,8 @@ The options both share: ``--users FILE`` and ``--aliases FILE`` (see
 user; without ``--aliases``, postmaster is the first user), ``--domain D`` (a local
 domain, repeatable; by default the domains of the ``-d`` addresses and of the users
 file, else ``localhost``), ``--mail TEMPLATE`` (each user's store, ``{user}``,
-``{local}``, ``{domain}``; default ``mail/{user}/Maildir``), ``--format maildir|mbox``, ``--quota-reply temporary|permanent`` and
-``--max-received N``.
+``{local}``, ``{domain}``; default ``mail/{user}/Maildir``), ``--format
+maildir|mbox``, ``--quota-reply temporary|permanent`` and ``--max-received N``.
 """
 
 from __future__ import annotations
