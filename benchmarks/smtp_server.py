@@ -57,7 +57,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from _harness import HOST, ServerFailed, free_port, stop_process, wait_port  # noqa: E402
 
-from mailagents.agents.msa import MaildirDelivery, Submission  # noqa: E402
+from mailagents.agents import MaildirDelivery, Submission  # noqa: E402
+from mailagents.delivery import Message  # noqa: E402
 from mailagents.aio import Session, SMTPHandler, SMTPServer  # noqa: E402
 from mailagents.smtp import Accept, Envelope, LMTPReplies, Reject  # noqa: E402
 
@@ -137,7 +138,8 @@ class Durable(SMTPHandler):
         self, session: Session, envelope: Envelope, message: bytes
     ) -> Accept | Reject | LMTPReplies:
         submission = Submission(
-            id=secrets.token_hex(8), identity="", envelope=envelope, message=message
+            id=secrets.token_hex(8), identity="", envelope=envelope,
+            message=Message.from_bytes(message),
         )
         await self.delivery(submission)
         return Accept()

@@ -3,7 +3,7 @@ adapters, with policy hooks (plain callables) where a user decides.
 
 - :class:`MSA`: the submission agent (RFC 6409) on ports 587 (STARTTLS) and 465
   (implicit TLS), AUTH required, the sender the user's own; it hands each
-  :class:`Submission` to a delivery callable, by default :class:`MaildirDelivery`.
+  :data:`Submission` to a delivery callable, by default :class:`MaildirDelivery`.
 - :class:`MDA` (:mod:`mailagents.agents.mda`): local delivery into the stores
   (Maildir or mbox) of the users and aliases of a :class:`LocalRecipients` table, one
   result per recipient; :class:`MaildirDelivery`, the plain form, writes each message

@@ -4,9 +4,9 @@ server (:class:`~mailagents.agents.LMTPServer`) can answer each and ``python -m
 mailagents deliver`` can say which exit status.
 
 Who is local and where their mail goes is a :class:`~mailagents.agents.LocalRecipients`
-table (a users file and an aliases file). :class:`MaildirDelivery`, the MSA's default
-delivery, is the plain form: every recipient's Maildir from a path template, with
-group commit (``mailagents.agents._maildir_delivery``).
+table (a users file and an aliases file). :class:`~mailagents.agents.MaildirDelivery`,
+the MSA's default delivery, is the plain form: every recipient's Maildir from a path
+template, with group commit (``mailagents.agents._maildir_delivery``).
 """
 
 from __future__ import annotations

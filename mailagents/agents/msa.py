@@ -222,7 +222,7 @@ class MSA(AsyncClosing):
       owns itself when it is an address (``alice@example.test``). Addresses compare
       case-insensitively.
     * ``deliver``: an async callable (see :data:`~mailagents.delivery.Deliver`) called
-      with each :class:`Submission`, which returns one
+      with each :data:`Submission`, which returns one
       :class:`~mailagents.delivery.RecipientResult` per recipient. SMTP has one reply
       after DATA: the client hears 250 only once it has returned with every recipient
       delivered; else 451 4.3.0 (the client retries; a recipient already delivered may
