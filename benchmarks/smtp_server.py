@@ -58,8 +58,8 @@ sys.path.insert(0, str(HERE.parent))
 from _harness import HOST, ServerFailed, free_port, stop_process, wait_port  # noqa: E402
 
 from mailagents.agents import MaildirDelivery, Submission  # noqa: E402
-from mailagents.delivery import Message  # noqa: E402
 from mailagents.aio import Session, SMTPHandler, SMTPServer  # noqa: E402
+from mailagents.delivery import Message  # noqa: E402
 from mailagents.smtp import Accept, Envelope, LMTPReplies, Reject  # noqa: E402
 
 SESSIONS = 20
