@@ -104,7 +104,8 @@ class POP3Session:
 
     peer: tuple[Any, ...]
     """The client's socket address: ``(host, port)`` for IPv4, ``(host, port, flowinfo,
-    scope_id)`` for IPv6."""
+    scope_id)`` for IPv6, ``("unix", pid, uid)`` (or ``("unix",)`` when the peer's
+    credentials are unknown) for a client on a Unix socket."""
     tls: bool = False
     """The session runs over TLS (implicit TLS, or after STLS)."""
     identity: str | None = None
@@ -191,6 +192,12 @@ class _Connection(StreamSession):
             challenge = f"<{os.getpid()}.{secrets.token_hex(8)}@{config.hostname}>"
         self._core = ServerConnection(config, challenge=challenge)
         super().connection_made(transport)
+
+    def begin(self) -> None:
+        # The listener's view of the peer (a Unix-socket client is ("unix", pid, uid),
+        # not its raw peername).
+        if self.session is not None:
+            self.session.peer = self.peer
 
     def refuse(self, why: Refusal) -> None:
         # The core writes the refusal greeting (-ERR [SYS/TEMP], RFC 3206 §4), then the

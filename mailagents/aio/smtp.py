@@ -131,7 +131,8 @@ class Session:
 
     peer: tuple[Any, ...]
     """The client's socket address: ``(host, port)`` for IPv4, ``(host, port, flowinfo,
-    scope_id)`` for IPv6."""
+    scope_id)`` for IPv6, ``("unix", pid, uid)`` (or ``("unix",)`` when the peer's
+    credentials are unknown) for a client on a Unix socket."""
     tls: bool = False
     """The session runs over TLS (implicit TLS, or after STARTTLS)."""
     identity: str | None = None

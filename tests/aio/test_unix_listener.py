@@ -552,7 +552,10 @@ def test_session_is_counted_under_its_process(tmp_path: Path) -> None:
 
 
 class OneUser(POP3Handler):
-    """``user``/``secret`` with one message."""
+    """``user``/``secret`` with one message; remembers the sessions' peers."""
+
+    def __init__(self) -> None:
+        self.peers: list[tuple[object, ...]] = []
 
     async def on_credentials(
         self, session: POP3Session, request: sasl.NeedCredentials
@@ -562,6 +565,7 @@ class OneUser(POP3Handler):
         return sasl.NoSuchUser()
 
     async def on_open(self, session: POP3Session, event: OpenMaildrop) -> Maildrop:
+        self.peers.append(session.peer)
         return Maildrop(messages=(MaildropEntry(size=10, uid="one"),))
 
 
@@ -569,8 +573,10 @@ def test_pop3_over_a_unix_socket(tmp_path: Path) -> None:
     path = socket_path(tmp_path, "pop3.sock")
     config = POP3Config(hostname="pop.test", allow_plaintext_login=True)
 
+    handler = OneUser()
+
     async def main() -> list[bytes]:
-        server = POP3Server(OneUser(), config, limits=QUICK)
+        server = POP3Server(handler, config, limits=QUICK)
         await server.start_unix(path, mode=0o600)
         try:
             assert server.path == str(path)
@@ -590,4 +596,9 @@ def test_pop3_over_a_unix_socket(tmp_path: Path) -> None:
     assert all(line.startswith(b"+OK") for line in lines), lines
     assert lines[3].startswith(b"+OK 1 10")
     assert not os.path.lexists(path)
+    # The handler sees the listener's peer (it saw the raw peername, '' here).
+    [peer] = handler.peers
+    assert peer[0] == "unix"
+    if PEERCRED:
+        assert peer[1:] == (os.getpid(), os.getuid())
 
