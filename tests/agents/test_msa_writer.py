@@ -488,8 +488,10 @@ def test_a_writer_never_ready_is_killed_after_start_timeout(
             with pytest.raises(_writer.WriterError, match="not ready within 1 s") as info:
                 await mda(submission("alice"))
             stuck = mda.writer_pid()
-            # Once the writer can start again, the next delivery gets a new one.
+            # Once the writer can start again, the next delivery gets a new one (with
+            # time to start: a real writer may take more than 1 s on a loaded machine).
             monkeypatch.undo()
+            mda._client().start_timeout = 60.0
             await mda(submission("alice", message=b"after\r\n"))
             return str(info.value), stuck
         finally:
