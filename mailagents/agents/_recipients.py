@@ -290,9 +290,11 @@ class LocalRecipients:
         if domain not in self.local_domains:
             return None
         candidates: list[tuple[str, str | None]] = [(local, None)]
-        if self.delimiter and self.delimiter in local.strip(self.delimiter):
+        # An extension after the first delimiter (not a leading one); an empty one
+        # (``bob+``) is INBOX.
+        if self.delimiter and self.delimiter in local[1:]:
             base, _, tag = mailbox.local_part.partition(self.delimiter)
-            candidates.append((base.lower(), tag))
+            candidates.append((base.lower(), tag or None))
         for candidate, folder in candidates:
             found = self._expand(candidate, domain, 0, frozenset())
             if found:
