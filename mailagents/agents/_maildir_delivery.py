@@ -229,6 +229,12 @@ class MaildirDelivery:
                     writers[i] = exc
         return writers
 
+    async def deliver_bytes(self, directory: str, message: bytes) -> None:
+        """Write ``message`` (CRLF line ends) into the INBOX of the Maildir at
+        ``directory`` (absolute) with the next batch, and return once it is durable
+        (the :class:`~mailagents.agents.MDA` uses it for its copies)."""
+        await self._batched(directory, message)
+
     async def _batched(self, directory: str, message: bytes) -> None:
         """Queue ``message`` for the Maildir's next batch and wait until it is durable."""
         loop = asyncio.get_running_loop()

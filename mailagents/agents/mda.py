@@ -83,6 +83,8 @@ class MDA:
       reach the same user's folder get one copy); an address extension
       (``user+tag@``) delivers into the folder ``tag`` when it exists, else INBOX;
     * a copy that would take its user past the quota fails with the quota reply;
+    * copies for a Maildir INBOX that arrive together are committed as one batch
+      (one directory fsync for them all, as :class:`MaildirDelivery` does);
     * each copy gets ``Return-Path:`` (the envelope sender) and ``Delivered-To:`` (the
       user's address) on top, and is streamed into the store (never read whole into
       memory), then committed (durable: the file and its directory fsynced) before
@@ -118,6 +120,14 @@ class MDA:
             resolver = StoreResolver(stores, format=format, fsync=fsync, max_workers=max_workers)
         self.resolver = resolver
         """The :class:`~mailagents.store.StoreResolver` from a user to its store."""
+        # Copies for a Maildir INBOX, held in memory, are committed in batches (one
+        # directory fsync for the copies that arrive together): MaildirDelivery's
+        # group commit, over the same resolver.
+        self._batcher = (
+            MaildirDelivery(resolver)
+            if resolver.is_template and resolver.format == "maildir"
+            else None
+        )
         self.recipients = recipients
         """The :class:`~mailagents.agents.LocalRecipients` table."""
         self.quota_reply = quota_reply
@@ -216,11 +226,16 @@ class MDA:
             if await self._over_quota(target.identity, message.size):
                 log.info("%s: %s is over quota", handoff_id, target.identity)
                 return _OVER_QUOTA[self.quota_reply], None
-            store = await self.resolver.store_for(target.identity)
             copy = message.prepend(
                 f"Return-Path: {sender}\r\nDelivered-To: {target.address}\r\n".encode()
             )
-            where = await store.run(_write, store, target.folder, copy)
+            if self._batcher is not None and target.folder is None and copy.in_memory:
+                directory = self.resolver.path(target.identity)
+                await self._batcher.deliver_bytes(directory, copy.read())
+                where = "INBOX"
+            else:
+                store = await self.resolver.store_for(target.identity)
+                where = await store.run(_write, store, target.folder, copy)
         except Exception:
             log.exception("%s: the copy for %s was not written", handoff_id, target.identity)
             return _NOT_WRITTEN, None
@@ -230,6 +245,8 @@ class MDA:
 
     def close(self) -> None:
         """Close the stores of the resolver made here (not of one given)."""
+        if self._batcher is not None:
+            self._batcher.close()
         if self._own_resolver:
             self.resolver.close()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mailagents.agents import MDA, LocalRecipients
+from mailagents.agents import MDA, LocalRecipients, MaildirDelivery
 from mailagents.agents import mda as mda_module
 from mailagents.delivery import Handoff, Message, MessageSpool
 from mailagents.smtp import Envelope, Mailbox, Recipient
@@ -206,26 +206,61 @@ def test_a_spooled_message_is_streamed_not_read_whole(
         assert copy.endswith(MESSAGE + body)
 
 
+@pytest.mark.parametrize("path", ["batch", "stream"])
 def test_a_failed_copy_fails_only_its_recipients(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    real = mda_module._write
+    real_write = mda_module._write
+    real_batch = MaildirDelivery.deliver_bytes
 
     def write(store: Store, folder: str | None, message: Message) -> str:
         if "bob" in str(getattr(store, "root", "")):
             raise OSError("bob's disk is on fire")
-        return real(store, folder, message)
+        return real_write(store, folder, message)
+
+    async def batch(self: MaildirDelivery, directory: str, message: bytes) -> None:
+        if "bob" in directory:
+            raise OSError("bob's disk is on fire")
+        await real_batch(self, directory, message)
 
     monkeypatch.setattr(mda_module, "_write", write)
+    monkeypatch.setattr(MaildirDelivery, "deliver_bytes", batch)
     mda = make_mda(tmp_path)
+    message: bytes | Message = MESSAGE
+    if path == "stream":  # spooled to a file: streamed, not batched
+        spool = MessageSpool(memory_limit=10, directory=tmp_path)
+        spool.write(MESSAGE)
+        message = spool.finish()
     try:
         results = run(mda(handoff("alice@example.test", "bob@example.test",
-                                  "team@example.test")))
+                                  "team@example.test", message=message)))
     finally:
         mda.close()
     assert [(r.status, r.reply.code) for r in results] == [
         ("delivered", 250), ("temporary", 451), ("temporary", 451)]
     assert len(messages(tmp_path, "alice@example.test", "maildir")) == 1
+
+
+def test_inbox_copies_held_in_memory_are_batched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_batch = MaildirDelivery.deliver_bytes
+
+    async def batch(self: MaildirDelivery, directory: str, message: bytes) -> None:
+        calls.append(os.path.basename(directory))
+        await real_batch(self, directory, message)
+
+    monkeypatch.setattr(MaildirDelivery, "deliver_bytes", batch)
+    with store_of(tmp_path, "alice@example.test", "maildir") as store:
+        store.create_folder("lists")
+    mda = make_mda(tmp_path)
+    try:
+        run(mda(handoff("alice@example.test", "alice+lists@example.test")))
+    finally:
+        mda.close()
+    assert calls == ["alice@example.test"]  # the INBOX copy; the folder one is streamed
+    assert len(messages(tmp_path, "alice@example.test", "maildir", "lists")) == 1
 
 
 def test_a_shared_resolver_is_not_closed(tmp_path: Path) -> None:
