@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 _NO_SUCH_USER = Reply(code=550, enhanced="5.1.1", lines=("No such user here",))
 _LOOP = Reply(code=554, enhanced="5.4.6", lines=("Too many Received: fields: a mail loop?",))
+_BROKEN_ALIAS = Reply(
+    code=451, enhanced="4.3.0", lines=("Local configuration error, try again later",)
+)
 _NOT_WRITTEN = Reply(code=451, enhanced="4.3.0", lines=("Local error: the copy was not written",))
 _OVER_QUOTA = {
     "temporary": Reply(code=452, enhanced="4.2.2", lines=("Mailbox full",)),
@@ -89,6 +92,8 @@ class MDA:
       user's address) on top, and is streamed into the store (never read whole into
       memory), then committed (durable: the file and its directory fsynced) before
       the call returns; all copies are written at once, in the stores' executors;
+    * a recipient whose alias broke after loading (a user deleted from a password
+      file since) fails temporarily (451 4.3.0), never permanently;
     * a recipient is delivered when each of its copies is; otherwise its result is
       the first failure's (451 4.3.0 for a copy that could not be written).
 
@@ -144,7 +149,11 @@ class MDA:
     async def check_recipient(self, mailbox: Mailbox | None) -> Reply | None:
         """The RCPT-time check: ``None`` to accept ``mailbox``, else the reply (550
         5.1.1 for no such user, the quota reply for a user already over quota)."""
-        targets = None if mailbox is None else self.recipients.resolve(mailbox)
+        try:
+            targets = None if mailbox is None else self.recipients.resolve(mailbox)
+        except ValueError:  # an alias broke after loading (a user deleted meanwhile)
+            log.exception("cannot resolve %s", mailbox)
+            return _BROKEN_ALIAS
         if not targets:
             return _NO_SUCH_USER
         for target in targets:
@@ -192,9 +201,15 @@ class MDA:
         # Each recipient's targets, and each copy (a user's folder) written once.
         wanted: list[list[LocalTarget] | None] = []
         copies: dict[tuple[str, str | None], LocalTarget] = {}
-        for recipient in recipients:
+        broken: set[int] = set()
+        for index, recipient in enumerate(recipients):
             mailbox = recipient.path.mailbox
-            targets = None if mailbox is None else self.recipients.resolve(mailbox)
+            try:
+                targets = None if mailbox is None else self.recipients.resolve(mailbox)
+            except ValueError:  # an alias broke after loading: try again later
+                log.exception("%s: cannot resolve %s", handoff.id, mailbox)
+                broken.add(index)
+                targets = None
             wanted.append(targets)
             for target in targets or ():
                 copies.setdefault((target.identity, target.folder), target)
@@ -205,9 +220,10 @@ class MDA:
         )
         done = dict(zip(copies, outcomes, strict=True))
         results = []
-        for recipient, targets in zip(recipients, wanted, strict=True):
+        for index, (recipient, targets) in enumerate(zip(recipients, wanted, strict=True)):
             if not targets:
-                results.append(RecipientResult.failed(recipient, _NO_SUCH_USER))
+                reply = _BROKEN_ALIAS if index in broken else _NO_SUCH_USER
+                results.append(RecipientResult.failed(recipient, reply))
                 continue
             replies = [done[(t.identity, t.folder)] for t in targets]
             failed = [reply for reply, _ in replies if reply is not None]

@@ -291,3 +291,24 @@ def test_delivery_does_not_move_new_to_cur(tmp_path: Path) -> None:
         mda.close()
     assert len(os.listdir(tmp_path / "alice@example.test" / "new")) == 2
     assert os.listdir(tmp_path / "alice@example.test" / "cur") == []
+
+
+def test_an_alias_broken_after_loading_is_a_temporary_failure(tmp_path: Path) -> None:
+    from mailagents.userdb import PasswordFile
+
+    store = PasswordFile(tmp_path / "passwd", scrypt_n=2**8)
+    store.set_password("alice@example.test", "pw")
+    store.set_password("bob@example.test", "pw")
+    recipients = LocalRecipients(store, {"postmaster": ["alice"], "team": ["alice", "bob"]},
+                                 local_domains={"example.test"})
+    mda = MDA(str(tmp_path / "{user}"), recipients, fsync=False)
+    try:
+        store.delete("bob@example.test")  # the alias team now leads to nobody
+        reply = run(mda.check_recipient(Mailbox("team", "example.test")))
+        assert reply is not None and (reply.code, reply.enhanced) == (451, "4.3.0")
+        results = run(mda(handoff("team@example.test", "alice@example.test")))
+        assert [(r.status, r.reply.code) for r in results] == [("temporary", 451),
+                                                              ("delivered", 250)]
+    finally:
+        mda.close()
+        store.close()
