@@ -18,8 +18,9 @@ in messages per second: (a) Postfix's acceptance rate (smtp-source's time), and 
 end-to-end delivered rate: from the load's start until every copy is a file in the
 target's Maildirs (``new/`` and ``cur/`` counted; bounded wait). (b) is the figure that
 compares the LMTP servers; beside it, the CPU time the server's processes (all of
-Dovecot's) spent per message. Each figure is the best of two runs (one with
-``--quick``) after a warm-up of 200 messages.
+Dovecot's) spent per message. Both servers (and their Postfix instances) run at once
+and their runs alternate, so that other work on the machine weighs on both alike; each
+figure is the best of two runs (one with ``--quick``) after a warm-up of 200 messages.
 
 The last line is the ratio ours/Dovecot of the delivered rate with one recipient per
 message (goal 1.0 or better); the line before it, the same with two.
@@ -58,6 +59,8 @@ SESSIONS = 5  # sessions each
 LOCALS = [f"u{i}" for i in range(LOADS)] + [f"2u{i}" for i in range(LOADS)]
 WAIT = 180.0  # seconds for every copy of a run to arrive
 PROFILE_ENV = "MAILAGENTS_BENCH_PROFILE"
+NAMES = {"ours": "ours (mailagents lmtp)", "dovecot": "Dovecot LMTP"}
+FAILURES = (ServerFailed, RuntimeError, OSError, subprocess.SubprocessError)
 SBIN = "/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/postfix/sbin"
 
 
@@ -124,7 +127,8 @@ def started(process: subprocess.Popen[Any], port: int, log: Path, what: str) -> 
 class Target:
     port: int
     maildirs: list[Path]
-    pid: int | None
+    process: subprocess.Popen[Any]  # ours, or Dovecot's master
+    log: Path
 
 
 # --- the LMTP servers -------------------------------------------------------------------
@@ -151,12 +155,9 @@ def ours(root: Path) -> Iterator[Target]:
                                    cwd=HERE.parent)
     try:
         started(process, port, log, "mailagents lmtp")
-        yield Target(port, [root / "mail" / f"{u}@{DOMAIN}" for u in LOCALS], process.pid)
+        yield Target(port, [root / "mail" / f"{u}@{DOMAIN}" for u in LOCALS], process, log)
     finally:
         stop_process(process, grace=30)
-    if process.returncode not in (0, -15):
-        raise ServerFailed(f"mailagents lmtp exited {process.returncode}: "
-                           f"{log.read_text(errors='replace')[-800:]}")
 
 
 @contextlib.contextmanager
@@ -212,7 +213,8 @@ service lmtp {{
                                    stderr=subprocess.STDOUT)
     try:
         started(process, port, root / "dovecot.log", "Dovecot")
-        yield Target(port, [home / u / "Maildir" for u in LOCALS], process.pid)
+        yield Target(port, [home / u / "Maildir" for u in LOCALS], process,
+                     root / "dovecot.log")
     finally:
         stop_process(process, grace=30)
 
@@ -324,7 +326,7 @@ def run(target: Target, port: int, messages: int, rcpts: int, root: Path) -> Fig
     goal = count_copies(target.maildirs) + each * LOADS * rcpts
     source = program("smtp-source")
     assert source is not None
-    cpu_before = tree_cpu(target.pid)
+    cpu_before = tree_cpu(target.process.pid)
     start = time.perf_counter()
     loads = [
         subprocess.Popen(
@@ -345,31 +347,19 @@ def run(target: Target, port: int, messages: int, rcpts: int, root: Path) -> Fig
             raise ServerFailed(f"smtp-source: {lines[-1]}")
     deadline = start + WAIT
     while (count := count_copies(target.maildirs)) < goal and time.perf_counter() < deadline:
+        if target.process.poll() is not None:
+            text = target.log.read_text(errors="replace")[-600:] if target.log.exists() else ""
+            raise ServerFailed(f"the server exited ({target.process.returncode}): {text}")
         time.sleep(0.05)
     delivered = time.perf_counter() - start
     if count < goal:
         raise ServerFailed(f"{goal - count} copies not delivered within {WAIT:.0f} s; "
                            f"Postfix's log ends: {maillog(root)[-600:]}")
-    cpu_after = tree_cpu(target.pid)
+    cpu_after = tree_cpu(target.process.pid)
     cpu = None
     if cpu_before is not None and cpu_after is not None:
         cpu = (cpu_after - cpu_before) / (each * LOADS)
     return Figures(each * LOADS / accepted, each * LOADS / delivered, cpu)
-
-
-def measure(name: str, target: Target, root: Path, messages: int,
-            runs: int) -> dict[int, Figures]:
-    """Warm up, then the best of ``runs`` with 1 and with 2 recipients per message."""
-    best: dict[int, Figures] = {}
-    with postfix(root / "postfix", target.port) as port:
-        run(target, port, min(200, messages), 2, root / "postfix")  # creates every Maildir
-        for rcpts in (1, 2):
-            for _ in range(runs):
-                got = run(target, port, messages, rcpts, root / "postfix")
-                if rcpts not in best or got.delivered > best[rcpts].delivered:
-                    best[rcpts] = got
-            show(name, rcpts, best[rcpts])
-    return best
 
 
 def show(name: str, rcpts: int, got: Figures) -> None:
@@ -406,22 +396,39 @@ def main(argv: list[str] | None = None) -> int:
           f"{SESSIONS} sessions, connections reused), best of {runs} after a warm-up; "
           "CPU/msg: the LMTP server's processes, user + system")
     began = time.perf_counter()
-    results: dict[str, dict[int, Figures]] = {}
+    results: dict[str, dict[int, Figures]] = {key: {} for key in NAMES}
     root = Path(tempfile.mkdtemp(prefix="bench-lmtp-"))
     os.chmod(root, 0o755)
-    try:
-        for key, name, server in (("ours", "ours (mailagents lmtp)", ours),
-                                  ("dovecot", "Dovecot LMTP", dovecot)):
+    with contextlib.ExitStack() as stack:  # exits in reverse: Postfix, server, temp dir
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        live: dict[str, tuple[Target, int]] = {}
+        for key, server in (("ours", ours), ("dovecot", dovecot)):
             try:
-                with server(root / key / "server") as target:
-                    results[key] = measure(name, target, root / key, messages, runs)
-            except (ServerFailed, RuntimeError, OSError, subprocess.SubprocessError) as exc:
-                print(f"{name + ':':24} FAILED: {exc}", flush=True)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+                target = stack.enter_context(server(root / key / "server"))
+                port = stack.enter_context(postfix(root / key / "postfix", target.port))
+                run(target, port, min(200, messages), 2, root / key / "postfix")  # warm-up
+                live[key] = target, port
+            except FAILURES as exc:
+                print(f"{NAMES[key] + ':':24} FAILED: {exc}", flush=True)
+        # Both are up at once and the runs alternate, so that whatever else the machine
+        # does at the time weighs on both alike.
+        for rcpts in (1, 2):
+            for _ in range(runs):
+                for key, (target, port) in list(live.items()):
+                    try:
+                        got = run(target, port, messages, rcpts, root / key / "postfix")
+                    except FAILURES as exc:
+                        print(f"{NAMES[key] + ':':24} FAILED: {exc}", flush=True)
+                        del live[key]
+                        continue
+                    if rcpts not in results[key] or got.delivered > results[key][rcpts].delivered:
+                        results[key][rcpts] = got
+    for key, figures in results.items():
+        for rcpts, got in figures.items():
+            show(NAMES[key], rcpts, got)
     print(f"elapsed {time.perf_counter() - began:.1f} s")
     for rcpts in (2, 1):
-        if rcpts in results.get("ours", {}) and rcpts in results.get("dovecot", {}):
+        if rcpts in results["ours"] and rcpts in results["dovecot"]:
             ratio = f"{results['ours'][rcpts].delivered / results['dovecot'][rcpts].delivered:.2f}"
         else:
             ratio = "n/a (a figure is missing above)"
