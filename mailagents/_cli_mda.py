@@ -108,6 +108,11 @@ def _lines(stream: BinaryIO) -> Iterable[bytes]:
             yield line + b"\r\n"
 
 
+def _error(text: str, command: str = "deliver") -> None:
+    """A message for the user of the command line (standard error)."""
+    print(f"mailagents {command}: {text}", file=sys.stderr)
+
+
 def _mailbox(text: str, domain: str) -> Mailbox:
     text = text.strip().removeprefix("<").removesuffix(">")
     if "@" not in text:
@@ -134,13 +139,13 @@ def deliver(argv: Sequence[str], stdin: BinaryIO | None = None) -> int:
     try:
         recipients = _recipients(args, args.recipients)
     except (OSError, ValueError) as exc:
-        print(f"mailagents deliver: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EX_CONFIG
     domain = min(recipients.local_domains)
     try:
         rcpts = [_mailbox(r, domain) for r in args.recipients]
     except AddressError as exc:
-        print(f"mailagents deliver: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EX_USAGE
     stream = stdin if stdin is not None else sys.stdin.buffer
     spool = MessageSpool()
@@ -162,7 +167,7 @@ def deliver(argv: Sequence[str], stdin: BinaryIO | None = None) -> int:
         else:
             sender = Path(_mailbox(sender_text, domain))
     except AddressError as exc:
-        print(f"mailagents deliver: the sender: {exc}", file=sys.stderr)
+        _error(f"the sender: {exc}")
         return EX_USAGE
     envelope = Envelope(
         mail_from=sender,
@@ -175,7 +180,7 @@ def deliver(argv: Sequence[str], stdin: BinaryIO | None = None) -> int:
     try:
         results = asyncio.run(mda(handoff))
     except Exception as exc:  # the whole delivery failed: try again later
-        print(f"mailagents deliver: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EX_TEMPFAIL
     finally:
         mda.close()
@@ -190,8 +195,7 @@ def _exit_status(results: Sequence[RecipientResult]) -> int:
         if result.delivered:
             continue
         reply = result.reply
-        print(f"mailagents deliver: {result.recipient.path}: {reply.code} {reply.enhanced} "
-              f"{' '.join(reply.lines)}", file=sys.stderr)
+        _error(f"{result.recipient.path}: {reply.code} {reply.enhanced} {' '.join(reply.lines)}")
         if result.status == "temporary":
             status = EX_TEMPFAIL  # retry: the worst for the caller to get wrong
         elif status != EX_TEMPFAIL:
@@ -223,13 +227,13 @@ def lmtp(argv: Sequence[str]) -> int:
     try:
         recipients = _recipients(args, [])
     except (OSError, ValueError) as exc:
-        print(f"mailagents lmtp: {exc}", file=sys.stderr)
+        _error(str(exc), "lmtp")
         return EX_CONFIG
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         asyncio.run(_serve_lmtp(args, recipients))
     except OSError as exc:
-        print(f"mailagents lmtp: {exc}", file=sys.stderr)
+        _error(str(exc), "lmtp")
         return 1
     return EX_OK
 

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import Literal, cast
+from typing import Literal
 
 from mailagents.agents._writer import WriterClient
 from mailagents.delivery import Handoff, Message, RecipientResult
@@ -208,25 +208,21 @@ class MaildirDelivery:
     @staticmethod
     def _write_all(
         inboxes: list[tuple[MaildirStore, MaildirFolder]], message: Message
-    ) -> list[_Written | Exception]:
-        """Write every copy into its ``tmp/``, reading the message once; a copy that
-        fails is removed and its place holds the exception. Blocks."""
-        writers: list[_Written | Exception] = []
-        for store, inbox in inboxes:
-            try:
+    ) -> list[_Written]:
+        """Write every copy into its ``tmp/``, reading the message once; if one fails,
+        remove those written and raise. Blocks."""
+        writers: list[_Written] = []
+        try:
+            for store, inbox in inboxes:
                 writers.append((store, inbox.append(assign_uid=False)))
-            except Exception as exc:
-                writers.append(exc)
-        for chunk in message.chunks():
-            for i, entry in enumerate(writers):
-                if isinstance(entry, Exception):
-                    continue
-                try:
-                    entry[1].write(chunk)
-                except Exception as exc:
-                    with contextlib.suppress(Exception):
-                        entry[1].abort()
-                    writers[i] = exc
+            for chunk in message.chunks():
+                for _, writer in writers:
+                    writer.write(chunk)
+        except BaseException:
+            for _, writer in writers:
+                with contextlib.suppress(Exception):
+                    writer.abort()
+            raise
         return writers
 
     async def deliver_bytes(self, directory: str, message: bytes) -> None:
@@ -305,15 +301,8 @@ class MaildirDelivery:
         commit is its directory's alone."""
         inboxes = [await self._opened_inbox(directory) for directory in directories]
         writers = await inboxes[0][0].run(self._write_all, inboxes, message)
-        failed = next((w for w in writers if isinstance(w, Exception)), None)
-        if failed is not None:
-            for entry in writers:
-                if not isinstance(entry, Exception):
-                    with contextlib.suppress(Exception):
-                        entry[1].abort()
-            raise failed
         committed = await asyncio.gather(
-            *(store.run(writer.commit) for store, writer in cast(list[_Written], writers)),
+            *(store.run(writer.commit) for store, writer in writers),
             return_exceptions=True,
         )
         return {

@@ -30,7 +30,7 @@ from mailagents.agents import _headers
 from mailagents.agents._lifecycle import AsyncClosing
 from mailagents.agents._spooling import SpoolingHandler
 from mailagents.aio import Session, SMTPServer
-from mailagents.delivery import MEMORY_LIMIT, Deliver, Handoff, RecipientResult
+from mailagents.delivery import MEMORY_LIMIT, Deliver, Handoff, Message, RecipientResult
 from mailagents.smtp import (
     Accept,
     Envelope,
@@ -171,11 +171,10 @@ class LMTPServer(AsyncClosing):
         return self.server.port
 
     async def deliver_replies(
-        self, session: Session, envelope: Envelope, message: Any
+        self, session: Session, envelope: Envelope, message: Message
     ) -> tuple[Reply, ...]:
-        """Deliver one message received in ``session`` and give the reply for each
-        recipient of ``envelope``, in order (used by the handler; ``message`` is the
-        spooled :class:`~mailagents.delivery.Message`)."""
+        """Deliver one message received in ``session`` (spooled) and give the reply
+        for each recipient of ``envelope``, in order (used by the handler)."""
         handoff_id = secrets.token_hex(8)
         received = _headers.received_field(
             session, envelope, handoff_id, hostname=self.hostname, show_auth_user=False,
