@@ -172,6 +172,25 @@ class Message:
         spool.write(data)
         return spool.finish()
 
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, header_limit: int = HEADER_LIMIT) -> Message:
+        """The message in the file ``path`` (CRLF line ends), read in place: the file
+        stays open until :meth:`close`; its header section is looked for in the first
+        ``header_limit`` octets, as :class:`MessageSpool` does."""
+        file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            size = os.fstat(file.fileno()).st_size
+            storage = _Storage(None, file, size)
+            finder = MessageSpool(memory_limit=0, header_limit=header_limit)
+            head = storage.read(0, min(size, header_limit))
+            if head:
+                finder._find_header_end(head)
+            header_end = size if finder._searching else finder._header_end
+            return cls(storage, ((0, size),) if size else (), bytes(finder._header), header_end)
+        except BaseException:
+            file.close()
+            raise
+
     @property
     def in_memory(self) -> bool:
         """Whether the content is held in memory (no spool file)."""

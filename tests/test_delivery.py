@@ -3,6 +3,8 @@ per-recipient results (mailagents.delivery)."""
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -155,3 +157,28 @@ def test_all_delivered() -> None:
     assert not all_delivered(
         [ok_a, RecipientResult.failed(OTHER, Reply(code=451))], [RCPT, OTHER]
     )
+
+
+# --- Message.open: a message file read in place ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"Subject: x\r\n\r\nbody\r\n", b"\r\nno header\r\n", b"Subject: all header",
+     b"A: " + b"x" * 300 + b"\r\n\r\nbody"],
+)
+def test_open_finds_the_header_like_the_spool(tmp_path: pathlib.Path, data: bytes) -> None:
+    path = tmp_path / "m"
+    path.write_bytes(data)
+    spool = MessageSpool(header_limit=100)
+    spool.write(data)
+    expected = spool.finish()
+    with Message.open(path, header_limit=100) as opened:
+        assert (opened.header, opened.header_end, opened.size) == (
+            expected.header, expected.header_end, expected.size)
+        assert opened.read() == data and not opened.in_memory
+
+
+def test_open_of_a_missing_file_raises(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        Message.open(tmp_path / "nothing")
