@@ -89,6 +89,7 @@ class Queue:
             os.makedirs(path, mode=0o700, exist_ok=True)
         self._messages: dict[str, QueuedMessage] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._stamps: dict[str, tuple[int, int]] = {}  # (inode, mtime) of each queue file
         self._lock = threading.Lock()
         self.recovered = self._recover()
         """How many messages were found on opening."""
@@ -199,7 +200,7 @@ class Queue:
             raise
         with self._lock:
             self._messages[queued.id] = queued
-            self._locks[queued.id] = threading.Lock()
+            self._locks.setdefault(queued.id, threading.Lock())
         log.info("%s: queued from <%s> for %d recipient(s), %d octets", queued.id,
                  queued.sender, len(recipients), queued.size)
         return queued
@@ -337,6 +338,9 @@ class Queue:
         assert callable(change)
         with self._lock_of(id):
             message = self.get(id)
+            if not os.path.exists(self._state_path(id)):  # deleted by another process
+                self._remove(id)
+                raise UnknownMessage(id)
             new = change(message)
             assert isinstance(new, QueuedMessage)
             if self.finished(new, now=now):
@@ -366,6 +370,7 @@ class Queue:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        self._stamp(message.id)
         if sync_directory and self.fsync:
             fsync_dir(self._active)
 
@@ -380,6 +385,50 @@ class Queue:
         with self._lock:
             self._messages.pop(id, None)
             self._locks.pop(id, None)
+            self._stamps.pop(id, None)
+
+    def _stamp(self, id: str) -> tuple[int, int] | None:
+        """Note the queue file's identity, to tell our writes from other processes'."""
+        try:
+            st = os.stat(self._state_path(id))
+        except FileNotFoundError:
+            return None
+        stamp = self._stamps[id] = (st.st_ino, st.st_mtime_ns)
+        return stamp
+
+    def refresh(self) -> int:
+        """Take in what another process changed in the directory (``python -m
+        mailagents queue retry`` or ``delete`` while the MTA runs): queue files
+        written by others are read again, new ones loaded, removed ones dropped.
+        Returns how many messages changed. A message being delivered when it was
+        deleted elsewhere is dropped when its attempt is recorded."""
+        changed = 0
+        names = {n for n in os.listdir(self._active) if not n.endswith((_CONTENT, _TEMP))}
+        for id in set(self._messages) - names:
+            with self._lock:
+                self._messages.pop(id, None)
+                self._stamps.pop(id, None)
+            changed += 1
+        for id in names:
+            try:
+                st = os.stat(self._state_path(id))
+            except FileNotFoundError:
+                continue
+            if self._stamps.get(id) == (st.st_ino, st.st_mtime_ns):
+                continue
+            lock = self._locks.setdefault(id, threading.Lock())
+            with lock:
+                try:
+                    with open(self._state_path(id), "rb") as f:
+                        message = decode(f.read())
+                except (OSError, QueueFileError) as error:
+                    log.warning("%s: not read again: %s", id, error)
+                    continue
+                with self._lock:
+                    self._messages[id] = message
+                    self._stamps[id] = (st.st_ino, st.st_mtime_ns)
+            changed += 1
+        return changed
 
     def _recover(self) -> int:
         names = os.listdir(self._active)
@@ -406,6 +455,7 @@ class Queue:
                 continue
             self._messages[name] = message
             self._locks[name] = threading.Lock()
+            self._stamp(name)
         if self._messages:
             log.info("recovered %d queued message(s) from %s", len(self._messages),
                      self.directory)

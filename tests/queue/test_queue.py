@@ -342,3 +342,25 @@ def test_outcome_checks_the_reply_class() -> None:
         Outcome(index=0, status="delivered", reply=NO)
     with pytest.raises(ValueError):
         Outcome(index=0, status="temporary", reply=NO)
+
+
+def test_refresh_takes_in_what_another_process_changed(queue: Queue) -> None:
+    m = queue.enqueue(envelope(), Message.from_bytes(CONTENT), now=0.0)
+    queue.record(m.id, [Outcome(index=0, status="temporary", reply=LATER)], now=0.0)
+    assert queue.refresh() == 0  # our own writes are not news
+    other = Queue(queue.directory, schedule=queue.schedule)
+    other.retry(m.id, now=5.0)
+    new = other.enqueue(envelope(), Message.from_bytes(CONTENT), now=6.0)
+    assert queue.refresh() == 2
+    assert queue.get(m.id).recipients[0].next_attempt == 5.0 and new.id in queue
+    other.delete(m.id)
+    assert queue.refresh() == 1 and m.id not in queue
+    assert queue.refresh() == 0
+
+
+def test_recording_a_message_deleted_elsewhere_drops_it(queue: Queue) -> None:
+    m = queue.enqueue(envelope(), Message.from_bytes(CONTENT), now=0.0)
+    Queue(queue.directory).delete(m.id)
+    with pytest.raises(UnknownMessage):
+        queue.record(m.id, [Outcome(index=0, status="delivered", reply=OK)], now=1.0)
+    assert m.id not in queue and os.listdir(os.path.join(queue.directory, "queue")) == []
