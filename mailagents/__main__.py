@@ -24,6 +24,9 @@ password (exit status 0 when it is right, 1 otherwise).
 ``python -m mailagents deliver -d USER ...`` delivers the message on standard input to
 local users (exit 0, 67 for an unknown user, 75 to defer) and ``python -m mailagents
 lmtp`` runs an LMTP server in front of the same MDA (see ``mailagents._cli_mda``).
+
+``python -m mailagents queue [--queue DIR] list|show ID|retry [ID...]|delete ID...``
+looks at and acts on the MTA's outbound queue (see ``mailagents._cli_queue``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailagents import __version__, _cli_mda
+from mailagents import __version__, _cli_mda, _cli_queue
 from mailagents.agents import MAA, MSA, MaildirDelivery, Submission
 from mailagents.aio import Session, SMTPHandler, make_self_signed, serve_smtp, server_context
 from mailagents.delivery import RecipientResult
@@ -453,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cli_mda.deliver(arguments[1:])
     if arguments[:1] == ["lmtp"]:
         return _cli_mda.lmtp(arguments[1:])
+    if arguments[:1] == ["queue"]:
+        return _cli_queue.main(arguments[1:])
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     if arguments[:1] == ["smtp-sink"]:

@@ -44,6 +44,7 @@ LAYER: dict[str, int] = {
     "agents": 4,
     "__main__": 5,
     "_cli_mda": 5,
+    "_cli_queue": 5,
 }
 
 # Standard library (and third-party) modules that a protocol core must not import:
