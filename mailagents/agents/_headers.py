@@ -145,6 +145,13 @@ def received_field(
         address = str(peer[0]) if peer else "unknown"
         literal = f"IPv6:{address}" if ":" in address else address
         source = f"from {helo} ([{literal}])"
+    version = getattr(session, "tls_version", None)
+    if session.tls and version:
+        # The TLS used, in a comment as Postfix writes it (RFC 8314 §4.3 asks that the
+        # trace say TLS was used; the protocol name ESMTPS says so too).
+        bits = getattr(session, "tls_bits", None)
+        strength = f" ({bits} bits)" if bits else ""
+        source += f"\r\n\t(using {version} with cipher {session.tls_cipher}{strength})"
     if show_auth_user and session.identity:
         source += f"\r\n\t(authenticated as {comment_text(session.identity)})"
     clause = ""

@@ -135,6 +135,12 @@ class Session:
     credentials are unknown) for a client on a Unix socket."""
     tls: bool = False
     """The session runs over TLS (implicit TLS, or after STARTTLS)."""
+    tls_version: str | None = None
+    """The TLS protocol version (``"TLSv1.3"``) when :attr:`tls` is set."""
+    tls_cipher: str | None = None
+    """The cipher suite (``"TLS_AES_256_GCM_SHA384"``) when :attr:`tls` is set."""
+    tls_bits: int | None = None
+    """The cipher's secret bits when :attr:`tls` is set."""
     identity: str | None = None
     """The authorised identity after a successful AUTH, else ``None``."""
     helo: str | None = None
@@ -228,7 +234,17 @@ class _Connection(StreamSession):
     def begin(self) -> None:
         server = self._server
         self.session = Session(peer=self.peer, tls=server._tls_active)
+        if server._tls_active:
+            self._note_tls(self.session)
         self._core = ServerConnection(server.config)
+
+    def _note_tls(self, session: Session) -> None:
+        """What TLS the session runs over (for ``Received:`` fields and logs)."""
+        transport = self.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        cipher = ssl_object.cipher() if ssl_object is not None else None
+        if cipher:
+            session.tls_cipher, session.tls_version, session.tls_bits = cipher
 
     def refuse(self, why: Refusal) -> None:
         # The core writes the refusal greeting (RFC 5321 §3.1), then the listener closes.
@@ -559,6 +575,7 @@ class _Connection(StreamSession):
             return False
         core.tls_started()
         session.tls = True
+        self._note_tls(session)
         session.helo = None
         session.identity = None
         session.message.clear()

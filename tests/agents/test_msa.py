@@ -160,6 +160,7 @@ def test_starttls_auth_and_delivery(
     assert "by mx.example.test" in received
     assert "from client.example ([127.0.0.1])" in received
     assert "for <bob@example.test>" in received
+    assert re.search(r"\(using TLSv1\.[23] with cipher \S+ \(\d+ bits\)\)", received)
     assert ALICE not in received  # show_auth_user is off
     raw = maildir_files(mail, "bob@example.test")[0].read_bytes()
     assert raw.startswith(b"Received: ")  # the trace field goes on top
@@ -181,6 +182,7 @@ def test_implicit_tls(cert: SelfSignedCertificate, users: PasswordFile, mail: Pa
     run_with_msa(cert, users, mail, client, show_auth_user=True)
     [message] = delivered(mail, ALICE)
     assert "with ESMTPSA" in message["Received"]
+    assert "(using TLSv1." in message["Received"]  # implicit TLS is noted too
     assert f"(authenticated as {ALICE})" in message["Received"]
 
 
