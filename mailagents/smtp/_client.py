@@ -16,6 +16,15 @@ from mailagents.smtp._address import AddressError, Mailbox, Path, parse_mailbox,
 from mailagents.smtp._client_events import (
     ClientEvent,
 )
+from mailagents.smtp._client_mail import (
+    BdatContent,
+    DataContent,
+    bdat_chunks,
+    check_offered,
+    choose_body,
+    rcpt_parameters,
+    size_parameter,
+)
 from mailagents.smtp._client_ops import (
     _Auth,
     _Greet,
@@ -192,10 +201,16 @@ class ClientConnection:
         §4.5.3.2's per-step time-outs: ``"GREETING"``; ``"MAIL"``, ``"RCPT"``,
         ``"DATA"`` (the 354), ``"BDAT"`` (a chunk), ``"FINAL"`` (after the message),
         ``"RSET"``; or the command sent (``"EHLO"``, ``"AUTH"``, ``"NOOP"``...).
-        ``None`` when no reply is awaited."""
-        if not self._ops or not self._ops[0].expect:
+        ``"CONTENT"`` when no reply is awaited but a streamed :meth:`send_mail` waits
+        for its next piece (see :attr:`wants_content`). ``None`` when no reply is
+        awaited."""
+        if not self._ops:
             return None
         op = self._ops[0]
+        if not op.expect:
+            if isinstance(op, _Transaction) and op.wants_content:
+                return "CONTENT"
+            return None
         tag = op.expect[0]
         step = tag[0] if isinstance(tag, tuple) and tag else tag
         if isinstance(step, _Tag):
@@ -387,8 +402,10 @@ class ClientConnection:
         self,
         sender: Path | Mailbox | str,
         recipients: Sequence[Path | Mailbox | str],
-        message: bytes,
+        message: bytes | None = None,
         *,
+        size: int | None = None,
+        eight_bit: bool | None = None,
         parameters: MailParameters | None = None,
         recipient_parameters: Sequence[RcptParameters] | None = None,
         use_bdat: bool | None = None,
@@ -413,6 +430,25 @@ class ClientConnection:
         offer, an 8-bit message it cannot take, a non-ASCII address without SMTPUTF8,
         or any CR, LF or NUL raises :class:`~mailagents.smtp.LocalProtocolError` before anything is
         queued. Ends with :class:`TransactionResult`.
+
+        **Streaming.** With ``message=None`` the content is fed in pieces instead of
+        given whole, so that a large message is never held in memory: once the server
+        is ready for it (DATA answered 354, or for BDAT the RCPT replies in, with at
+        least one recipient accepted) :attr:`wants_content` turns true and
+        :attr:`awaiting` says ``"CONTENT"``; call :meth:`send_content` with the next
+        piece each time :attr:`wants_content` is true (after writing
+        :meth:`data_to_send`), and :meth:`end_content` after the last one. The octets
+        on the wire, and the result, are exactly those of the whole message given as
+        bytes, however it is cut. When nobody was accepted, content is never asked
+        for. ``size`` is then the content's size as the bytes mode counts it (after
+        line-end normalisation, with the CRLF that DATA adds to a last line without
+        one), for SIZE: RFC 1870 calls it the client's estimate, so a close figure
+        (the stored size) is fine; without it no SIZE is announced. ``eight_bit``
+        says whether the content has octets above 127, for BODY as in the bytes mode;
+        if it is not true and BODY is not ``8BITMIME`` or ``BINARYMIME``, a piece with
+        such an octet raises :class:`~mailagents.smtp.LocalProtocolError` (the
+        session cannot go on then: close it). ``size`` and ``eight_bit`` are for the
+        streaming mode only.
         """
         self._check("MAIL", needs_hello=True)
         if any(isinstance(op, _Transaction) for op in self._ops):
@@ -424,13 +460,24 @@ class ClientConnection:
         fwd = [_to_path(r, sender=False) for r in recipients]
         if not fwd:
             raise LocalProtocolError("a transaction needs at least one recipient")
-        rparams = _recipient_parameters(recipient_parameters, len(fwd))
+        rparams = rcpt_parameters(recipient_parameters, len(fwd))
         params = parameters if parameters is not None else MailParameters()
         if not isinstance(params, MailParameters):
             raise LocalProtocolError("parameters must be MailParameters")
-        if not isinstance(message, bytes | bytearray | memoryview):
+        streaming = message is None
+        if streaming:
+            if size is not None and (
+                isinstance(size, bool) or not isinstance(size, int) or size < 0
+            ):
+                raise LocalProtocolError("size must be a non-negative int")
+            if eight_bit is not None and not isinstance(eight_bit, bool):
+                raise LocalProtocolError("eight_bit must be a bool")
+        elif size is not None or eight_bit is not None:
+            raise LocalProtocolError("size and eight_bit are for streaming (message=None)")
+        elif not isinstance(message, bytes | bytearray | memoryview):
             raise LocalProtocolError("the message must be bytes")
-        message = bytes(message)
+        else:
+            message = bytes(message)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise LocalProtocolError("chunk_size must be a positive int")
 
@@ -445,19 +492,25 @@ class ClientConnection:
         if use_bdat and not chunking:
             raise LocalProtocolError("the server does not offer CHUNKING (BDAT)")
         bdat = chunking and use_bdat is not False
-        body = _choose_body(params.body, message, ext, utf8=utf8, bdat=bdat)
+        eight = bool(eight_bit) if message is None else not message.isascii()
+        body = choose_body(params.body, eight, ext, utf8=utf8, bdat=bdat)
 
         # The content, and SIZE (RFC 1870): counted as sent, before dot-stuffing.
-        if body == "BINARYMIME":
+        content = b""
+        if message is None:
+            octets = size if size is not None else params.size
+        elif body == "BINARYMIME":
             content = message
+            octets = len(content)
         else:
             content = normalize_line_ends(message)
             if not bdat and content and not content.endswith(b"\r\n"):
                 content += b"\r\n"
-        size = _size(params.size, len(content), ext, self.max_size)
-        _check_offered(params, rparams, ext)
+            octets = len(content)
+        announced = size_parameter(params.size, octets, ext, self.max_size)
+        check_offered(params, rparams, ext)
 
-        final = replace(params, size=size, body=body, smtputf8=utf8)
+        final = replace(params, size=announced, body=body, smtputf8=utf8)
         text = format_mail_parameters(final)
         mail = _encode(f"MAIL FROM:{rev} {text}" if text else f"MAIL FROM:{rev}")
         rcpts: list[tuple[Path, bytes]] = []
@@ -467,22 +520,59 @@ class ClientConnection:
             rcpts.append((path, _encode(f"RCPT TO:{path} {rtext}" if rtext else f"RCPT TO:{path}")))
         _no_controls("MAIL parameters", text)
 
-        data: bytes | None = None
-        chunks: list[bytes] | None = None
-        if bdat:
-            chunks = _bdat_chunks(content, chunk_size)
-        else:
-            data = dot_stuff(content) + b".\r\n"
-        self._queue(
-            _Transaction(
-                mail=mail,
-                recipients=rcpts,
-                data=data,
-                chunks=chunks,
-                pipelining=self.can_pipeline,
-                lmtp=self._lmtp,
-            )
+        transaction = _Transaction(
+            mail=mail,
+            recipients=rcpts,
+            bdat=bdat,
+            pipelining=self.can_pipeline,
+            lmtp=self._lmtp,
         )
+        if streaming:
+            transaction.stream(
+                BdatContent(chunk_size, binary=body == "BINARYMIME") if bdat else DataContent(),
+                # RFC 6152 §3 / RFC 1652: 8-bit octets only with BODY=8BITMIME.
+                ascii_only=not eight and body not in ("8BITMIME", "BINARYMIME"),
+            )
+        elif bdat:
+            transaction.whole(chunks=bdat_chunks(content, chunk_size))
+        else:
+            transaction.whole(data=dot_stuff(content) + b".\r\n")
+        self._queue(transaction)
+
+    @property
+    def wants_content(self) -> bool:
+        """Whether :meth:`send_content` (or :meth:`end_content`) may be called now: a
+        streamed :meth:`send_mail` is ready for the next piece, and what the core had
+        to send was taken with :meth:`data_to_send` (so the core never holds more than
+        one piece, and for BDAT one chunk, beyond what the adapter wrote)."""
+        op = self._ops[0] if self._ops else None
+        return (
+            isinstance(op, _Transaction)
+            and op.wants_content
+            and not self._out
+            and self._phase is _Phase.READY
+        )
+
+    def send_content(self, piece: bytes | bytearray | memoryview) -> None:
+        """Feed the next piece of a streamed message (see :meth:`send_mail`); only
+        while :attr:`wants_content`. Pieces may be cut anywhere, even inside a CRLF."""
+        if not isinstance(piece, bytes | bytearray | memoryview):
+            raise LocalProtocolError("the content must be bytes")
+        self._streaming().feed(self, piece if not isinstance(piece, memoryview) else bytes(piece))
+
+    def end_content(self) -> None:
+        """End a streamed message (see :meth:`send_mail`); only while
+        :attr:`wants_content`. The final reply then ends the transaction."""
+        self._streaming().end(self)
+
+    def _streaming(self) -> _Transaction:
+        if self._error is not None:
+            raise self._error
+        if not self.wants_content:
+            raise LocalProtocolError("no content is wanted now (see wants_content)")
+        op = self._ops[0]
+        assert isinstance(op, _Transaction)
+        return op
 
     def rset(self) -> None:
         """RSET (RFC 5321 §4.1.1.5)."""
@@ -569,87 +659,3 @@ class ClientConnection:
             self._ops.popleft()
             if self._ops and self._phase in (_Phase.READY, _Phase.REFUSED):
                 self._ops[0].start(self)
-
-
-# --- the checks of send_mail, step by step -------------------------------------------
-
-
-def _recipient_parameters(
-    given: Sequence[RcptParameters] | None, count: int
-) -> list[RcptParameters]:
-    """One RcptParameters per recipient (empty ones when none are given)."""
-    if given is None:
-        return [RcptParameters()] * count
-    rparams = list(given)
-    if len(rparams) != count:
-        raise LocalProtocolError("one RcptParameters per recipient")
-    if not all(isinstance(p, RcptParameters) for p in rparams):
-        raise LocalProtocolError("recipient_parameters must be RcptParameters")
-    return rparams
-
-
-def _choose_body(
-    given: str | None, message: bytes, ext: Mapping[str, str], *, utf8: bool, bdat: bool
-) -> str | None:
-    """The BODY parameter (RFC 6152, RFC 3030): the one given, checked against the
-    message and the server's extensions, or the one an 8-bit or UTF-8 message needs."""
-    body = given.upper() if isinstance(given, str) else given
-    eight_bit = not message.isascii()
-    if body is None:
-        if eight_bit or utf8:
-            if "8BITMIME" in ext:
-                return "8BITMIME"
-            if eight_bit and bdat and "BINARYMIME" in ext:
-                return "BINARYMIME"
-            if eight_bit:
-                raise LocalProtocolError("an 8-bit message needs the server's 8BITMIME")
-    elif body == "7BIT":
-        if eight_bit:
-            raise LocalProtocolError("BODY=7BIT but the message has 8-bit octets")
-    elif body == "8BITMIME":
-        if "8BITMIME" not in ext:
-            raise LocalProtocolError("the server does not offer 8BITMIME")
-    elif body == "BINARYMIME":
-        if "BINARYMIME" not in ext or not bdat:
-            raise LocalProtocolError("BODY=BINARYMIME needs BINARYMIME and BDAT (RFC 3030)")
-    else:
-        raise LocalProtocolError(f"unknown BODY {given!r}")
-    return body
-
-
-def _size(given: int | None, octets: int, ext: Mapping[str, str], limit: int | None) -> int | None:
-    """The SIZE parameter (RFC 1870): the content's size when the server offers SIZE
-    (refused here above its limit), else none."""
-    if "SIZE" in ext:
-        if limit is not None and octets > limit:
-            raise LocalProtocolError(
-                f"the message ({octets} octets) exceeds the server's SIZE {limit}"
-            )
-        return octets if given is None else given
-    if given is not None:
-        raise LocalProtocolError("the server does not offer SIZE")
-    return None
-
-
-def _check_offered(
-    params: MailParameters, rparams: list[RcptParameters], ext: Mapping[str, str]
-) -> None:
-    """Parameters of other extensions only if the server offers them."""
-    if (params.ret is not None or params.envid is not None) and "DSN" not in ext:
-        raise LocalProtocolError("RET/ENVID need the server's DSN (RFC 3461)")
-    if any(p.notify is not None or p.orcpt is not None for p in rparams) and "DSN" not in ext:
-        raise LocalProtocolError("NOTIFY/ORCPT need the server's DSN (RFC 3461)")
-    if params.auth is not None and "AUTH" not in ext:
-        raise LocalProtocolError("the AUTH= parameter needs the server's AUTH (RFC 4954)")
-    if params.requiretls and "REQUIRETLS" not in ext:
-        raise LocalProtocolError("the server does not offer REQUIRETLS (RFC 8689)")
-
-
-def _bdat_chunks(content: bytes, chunk_size: int) -> list[bytes]:
-    """The BDAT commands with their chunks (RFC 3030 §2), the last one with LAST."""
-    pieces = [content[i : i + chunk_size] for i in range(0, len(content), chunk_size)]
-    pieces = pieces or [b""]
-    return [
-        f"BDAT {len(p)}{' LAST' if i == len(pieces) - 1 else ''}\r\n".encode("ascii") + p
-        for i, p in enumerate(pieces)
-    ]

@@ -3,7 +3,7 @@ command ends in exactly one of them, in the order queued (the greeting first).""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from mailagents.smtp._address import Path
@@ -62,12 +62,17 @@ class TransactionResult:
     ``accepted`` lists the recipients the server took responsibility for: in SMTP every
     accepted recipient if the final reply is 2xx, else none; in LMTP those whose own
     final reply is 2xx.
+
+    ``recipients`` lists every recipient given to ``send_mail``, in order, including
+    those whose RCPT was never sent; it repeats what the other fields say, so it
+    takes no part in comparisons.
     """
 
     mail_reply: Reply
     recipient_replies: tuple[tuple[Path, Reply], ...]
     data_replies: tuple[Reply, ...]
     accepted: tuple[Path, ...]
+    recipients: tuple[Path, ...] = field(default=(), compare=False)
 
     @property
     def success(self) -> bool:

@@ -8,9 +8,11 @@ import enum
 from collections import deque
 from typing import TYPE_CHECKING
 
+from mailagents._protocol import LocalProtocolError
 from mailagents.sasl._exchange import ClientExchange
 from mailagents.smtp._address import Path
 from mailagents.smtp._client_events import AuthResult, Greeting, Response, TransactionResult
+from mailagents.smtp._client_mail import BdatContent, DataContent
 from mailagents.smtp._client_reply import parse_extensions
 from mailagents.smtp._reply import Reply
 
@@ -154,7 +156,12 @@ class _Tag(enum.Enum):
 
 
 class _Transaction(_Op):
-    """MAIL, RCPT..., then DATA or BDAT, pipelined when the server allows it."""
+    """MAIL, RCPT..., then DATA or BDAT, pipelined when the server allows it.
+
+    The content is given whole (:meth:`whole`) or fed in pieces (:meth:`stream`, then
+    :meth:`feed` and :meth:`end` while :attr:`wants_content`); the commands on the
+    wire are the same either way.
+    """
 
     command = "MAIL"
 
@@ -163,29 +170,87 @@ class _Transaction(_Op):
         *,
         mail: bytes,
         recipients: list[tuple[Path, bytes]],
-        data: bytes | None,
-        chunks: list[bytes] | None,
+        bdat: bool,
         pipelining: bool,
         lmtp: bool,
     ) -> None:
         super().__init__()
         self.mail = mail
         self.recipients = recipients
-        self.data = data  # the dot-stuffed body with the final ".\r\n" (DATA)
-        self.chunks = chunks  # BDAT commands with their octets
+        self.bdat = bdat
         self.pipelining = pipelining
         self.lmtp = lmtp
+        self.data = b""  # DATA given whole: the dot-stuffed body with the final ".\r\n"
+        self.frames: deque[bytes] = deque()  # BDAT commands with their octets, not yet sent
+        self.framed = False  # the BDAT LAST command is in frames (or was sent)
+        self.source: DataContent | BdatContent | None = None  # streamed content
+        self.ascii_only = False  # streamed: refuse a piece with 8-bit octets
+        self.content_open = False  # the server is ready for the content
         self.mail_reply: Reply | None = None
         self.rcpt_replies: list[tuple[Path, Reply]] = []
         self.accepted_rcpts: list[Path] = []
         self.data_replies: list[Reply] = []
         self.final = False  # data_replies hold the final replies to the content
         self.failed = False  # a BDAT failed: swallow the replies still in flight
-        self.next_chunk = 0
+
+    def whole(self, *, data: bytes = b"", chunks: list[bytes] | None = None) -> None:
+        """The content given whole: DATA's ``data``, or BDAT's ``chunks``."""
+        self.data = data
+        self.frames.extend(chunks or ())
+        self.framed = True
+
+    def stream(self, source: DataContent | BdatContent, *, ascii_only: bool) -> None:
+        """The content will be fed in pieces through ``source``."""
+        self.source = source
+        self.ascii_only = ascii_only
 
     @property
     def mail_ok(self) -> bool:
         return self.mail_reply is not None and 200 <= self.mail_reply.code < 300
+
+    @property
+    def wants_content(self) -> bool:
+        """A streamed content's next piece can be taken: the server is ready, nothing
+        ended the transaction, and no BDAT command waits to be sent."""
+        return (
+            self.source is not None
+            and self.content_open
+            and not self.framed
+            and not self.failed
+            and not self.done
+            and not self.frames
+        )
+
+    # --- the streamed content ---------------------------------------------------------
+
+    def feed(self, conn: ClientConnection, piece: bytes | bytearray) -> None:
+        if self.ascii_only and not piece.isascii():
+            # RFC 6152 §3: 8-bit octets need BODY=8BITMIME (the bytes mode checks
+            # the whole message before MAIL; here the piece is refused, not sent).
+            raise LocalProtocolError(
+                "8-bit content but send_mail was not told eight_bit=True (or BODY=8BITMIME)"
+            )
+        source = self.source
+        if isinstance(source, DataContent):
+            conn._out += source.feed(piece)
+        else:
+            assert source is not None
+            self.frames.extend(source.feed(piece))
+            self._send_frames(conn)
+
+    def end(self, conn: ClientConnection) -> None:
+        source = self.source
+        if isinstance(source, DataContent):
+            conn._out += source.end()
+            self.framed = True
+            self.expect.extend([_Tag.FINAL] * self._final_count())
+        else:
+            assert source is not None
+            self.frames.append(source.end())
+            self.framed = True
+            self._send_frames(conn)
+
+    # --- commands ---------------------------------------------------------------------
 
     def start(self, conn: ClientConnection) -> None:
         conn._out += self.mail
@@ -195,7 +260,7 @@ class _Transaction(_Op):
             # waits for the RCPT replies, so that no content goes to nobody.
             for i in range(len(self.recipients)):
                 self._send_rcpt(conn, i)
-            if self.data is not None:
+            if not self.bdat:
                 conn._out += b"DATA\r\n"
                 self.expect.append(_Tag.DATA)
 
@@ -203,12 +268,14 @@ class _Transaction(_Op):
         conn._out += self.recipients[i][1]
         self.expect.append((_Tag.RCPT, i))
 
-    def _send_chunk(self, conn: ClientConnection) -> None:
-        assert self.chunks is not None
-        i = self.next_chunk
-        self.next_chunk += 1
-        conn._out += self.chunks[i]
-        self.expect.append(_Tag.FINAL if i == len(self.chunks) - 1 else _Tag.BDAT)
+    def _send_frames(self, conn: ClientConnection) -> None:
+        """Write the BDAT commands ready: all of them when pipelining (RFC 3030 §4.2:
+        BDAT may be pipelined), else one, once the previous one is answered."""
+        frames = self.frames
+        while frames and not self.failed and (self.pipelining or not self.expect):
+            conn._out += frames.popleft()
+            last = self.framed and not frames
+            self.expect.append(_Tag.FINAL if last else _Tag.BDAT)
 
     def _reset(self, conn: ClientConnection) -> None:
         conn._out += b"RSET\r\n"
@@ -239,38 +306,42 @@ class _Transaction(_Op):
             elif not (self.mail_ok and self.accepted_rcpts):
                 # Nobody to send to (RFC 5321 §3.3): no content. A pipelined DATA is
                 # already on its way and gets its 554/503.
-                if self.data is None or not self.pipelining:
+                if self.bdat or not self.pipelining:
                     if self.mail_ok:
                         self._reset(conn)
                     else:
                         self._finish(conn)
-            elif self.data is not None:
+            elif not self.bdat:
                 if not self.pipelining:
                     conn._out += b"DATA\r\n"
                     self.expect.append(_Tag.DATA)
             else:
-                self._send_chunk(conn)
-                while self.pipelining and self.next_chunk < len(self.chunks or ()):
-                    self._send_chunk(conn)  # RFC 3030 §4.2: BDAT may be pipelined
+                # RFC 3030 §2: the chunks follow once someone is there to take them.
+                self.content_open = True
+                self._send_frames(conn)
         elif tag is _Tag.DATA:
-            if reply.code == 354:
-                # RFC 2920 §3.1: a 354 although nobody was accepted gets an empty message.
-                send = self.data if self.mail_ok and self.accepted_rcpts else b".\r\n"
-                assert send is not None
-                conn._out += send
-                self.expect.extend([_Tag.FINAL] * self._final_count())
-            else:
+            if reply.code != 354:
                 self.data_replies.append(reply)
                 self._finish(conn)
+            elif not (self.mail_ok and self.accepted_rcpts):
+                # RFC 2920 §3.1: a 354 although nobody was accepted gets an empty message.
+                conn._out += b".\r\n"
+                self.expect.extend([_Tag.FINAL] * self._final_count())
+            elif self.source is not None:
+                self.content_open = True  # the caller feeds it: wants_content
+            else:
+                conn._out += self.data
+                self.expect.extend([_Tag.FINAL] * self._final_count())
         elif tag is _Tag.BDAT:
             if self.failed:
                 pass
             elif not ok:
                 # RFC 3030 §2: no more chunks after a failed one; the transaction is over.
                 self.failed = True
+                self.frames.clear()
                 self.data_replies.append(reply)
             elif not self.pipelining:
-                self._send_chunk(conn)
+                self._send_frames(conn)
             if self.failed and not self.expect:
                 self._reset(conn)
         elif tag is _Tag.FINAL:
@@ -279,7 +350,7 @@ class _Transaction(_Op):
                 return
             if not self.final:
                 self.final = True
-                if self.chunks is not None:
+                if self.bdat:
                     # BDAT LAST: one reply per accepted recipient in LMTP, like DATA's dot.
                     self.expect.extend([_Tag.FINAL] * (self._final_count() - 1))
             self.data_replies.append(reply)
@@ -318,5 +389,6 @@ class _Transaction(_Op):
                 recipient_replies=tuple(self.rcpt_replies),
                 data_replies=tuple(self.data_replies),
                 accepted=accepted,
+                recipients=tuple(path for path, _ in self.recipients),
             )
         )

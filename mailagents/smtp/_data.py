@@ -35,6 +35,8 @@ __all__ = [
     "BareLineEndPolicy",
     "DataError",
     "DataReader",
+    "DotStuffer",
+    "LineEndNormalizer",
     "dot_stuff",
     "normalize_line_ends",
 ]
@@ -439,3 +441,79 @@ def dot_stuff(body: bytes | bytearray | memoryview) -> bytes:
     if data[0] == _DOT:
         data = b"." + data
     return data.replace(b"\n", b"\r\n")
+
+
+class LineEndNormalizer:
+    """:func:`normalize_line_ends` for content that comes in pieces: the output of
+    :meth:`feed` over any cutting of a body, joined, equals ``normalize_line_ends``
+    of the whole body.
+
+    A CR at the end of a piece is written as a line end at once (it is one, bare or
+    followed by LF: RFC 5321 §2.3.8); an LF that starts the next piece is then the
+    rest of that CRLF and is dropped. Nothing is held back, so the output never lags
+    the input.
+    """
+
+    __slots__ = ("_after_cr", "_at_line_start", "_empty")
+
+    def __init__(self) -> None:
+        self._after_cr = False  # the last octet fed was a CR
+        self._at_line_start = True  # the output so far ends with CRLF (or is empty)
+        self._empty = True  # nothing has been written yet
+
+    @property
+    def at_line_start(self) -> bool:
+        """Whether the output so far is empty or ends with a line end."""
+        return self._at_line_start
+
+    @property
+    def empty(self) -> bool:
+        """Whether no octet has been written yet."""
+        return self._empty
+
+    def _lines(self, piece: bytes | bytearray | memoryview) -> bytes:
+        """``piece`` with its line ends as LF only (the caller turns them into CRLF),
+        the LF of a CRLF split from the previous piece removed."""
+        data = piece if isinstance(piece, bytes) else bytes(piece)
+        if not data:
+            return data
+        if self._after_cr and data[0] == _LF:
+            data = data[1:]
+        self._after_cr = piece[-1] == _CR
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if data:
+            self._empty = False
+            self._at_line_start = data[-1] == _LF
+        return data
+
+    def feed(self, piece: bytes | bytearray | memoryview) -> bytes:
+        """The next piece of content, normalised."""
+        data = self._lines(piece)
+        return data.replace(b"\n", b"\r\n") if b"\n" in data else data
+
+
+class DotStuffer(LineEndNormalizer):
+    """:func:`dot_stuff` for content that comes in pieces: the output of :meth:`feed`
+    over any cutting of a body, then :meth:`end`, joined, equals ``dot_stuff`` of the
+    whole body (RFC 5321 §4.5.2: a period that starts a line is doubled, whichever
+    piece the line began in; line ends are normalised as :class:`LineEndNormalizer`
+    does)."""
+
+    __slots__ = ()
+
+    def feed(self, piece: bytes | bytearray | memoryview) -> bytes:
+        """The next piece of content, normalised and dot-stuffed."""
+        line_start = self._at_line_start
+        data = self._lines(piece)
+        if not data:
+            return data
+        data = data.replace(b"\n.", b"\n..")
+        if line_start and data[0] == _DOT:
+            data = b"." + data
+        return data.replace(b"\n", b"\r\n")
+
+    def end(self) -> bytes:
+        """What ends the content: CRLF when the last line has none, else nothing (an
+        empty body stays empty). The ``.<CRLF>`` that ends DATA is not included."""
+        return b"" if self._at_line_start else b"\r\n"
