@@ -11,6 +11,11 @@ adapters, with policy hooks (plain callables) where a user decides.
   that arrive together for one Maildir.
 - :class:`LMTPServer` (:mod:`mailagents.agents.lmtp`): LMTP (RFC 2033) on a TCP port or
   a Unix socket in front of an MDA, one reply per recipient.
+- :class:`MTA` (:mod:`mailagents.agents.mta`): SMTP on port 25 for its own domains and
+  the clients it relays for (:class:`RelayPolicy`: never an open relay), a durable
+  :class:`~mailagents.queue.Queue`, and :class:`Outbound`, the loop that delivers from
+  it (local domains to an MDA, others by MX lookup over SMTP) with retries and
+  delivery status notifications; :class:`QueueDelivery` lets the MSA submit into it.
 - :class:`MAA`: the POP3 access agent (RFC 1939) on ports 110 (STLS) and 995
   (implicit TLS) over the users' Maildir or mbox stores (:class:`StoreMaildrop` is the
   store side of one session); given the same path template as the MSA's
@@ -35,6 +40,17 @@ from mailagents.agents.msa import (
     SendersPolicy,
     Submission,
 )
+from mailagents.agents.mta import (
+    MTA,
+    ConnectOptions,
+    Local,
+    Outbound,
+    QueueDelivery,
+    Refused,
+    Relay,
+    RelayDecision,
+    RelayPolicy,
+)
 
 __all__ = [
     "MAA",
@@ -44,6 +60,15 @@ __all__ = [
     "MDA",
     "MECHANISMS",
     "MSA",
+    "MTA",
+    "ConnectOptions",
+    "Local",
+    "Outbound",
+    "QueueDelivery",
+    "Refused",
+    "Relay",
+    "RelayDecision",
+    "RelayPolicy",
     "LocalRecipients",
     "LocalTarget",
     "Deliver",

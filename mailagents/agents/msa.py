@@ -33,6 +33,7 @@ from mailagents import sasl
 from mailagents.agents import _headers
 from mailagents.agents._lifecycle import AsyncClosing, bound_port, close_listeners, start_pair
 from mailagents.agents._maildir_delivery import MaildirDelivery
+from mailagents.agents._outbound import Outbound, QueueDelivery
 from mailagents.agents._spooling import SpoolingHandler
 from mailagents.aio import Session, SMTPServer
 from mailagents.delivery import (
@@ -43,6 +44,7 @@ from mailagents.delivery import (
     RecipientResult,
     all_delivered,
 )
+from mailagents.queue import Queue
 from mailagents.smtp import (
     Accept,
     Envelope,
@@ -228,9 +230,12 @@ class MSA(AsyncClosing):
       delivered; else 451 4.3.0 (the client retries; a recipient already delivered may
       get a second copy, none is lost), or, when no recipient was delivered and every
       failure is permanent, the first failure's 5xx reply. If it raised: 451 4.3.0.
-      The default is a :class:`MaildirDelivery` into
-      ``mail/{user}/Maildir`` (relative to the working directory), which the MSA
-      closes with itself.
+      The default goes through a :class:`~mailagents.queue.Queue` of its own in
+      ``queue`` (a directory, by default ``spool/queue``, or a queue), delivered by an
+      :class:`~mailagents.agents.Outbound` loop: local domains into
+      ``mail/{user}/Maildir`` (relative to the working directory) with a
+      :class:`MaildirDelivery`, other domains (with ``relay``) by MX lookup, retried
+      and bounced as an MTA does. The MSA closes them with itself.
 
     A recipient is accepted when its domain is in ``local_domains`` (others get 550
     5.7.1: no relaying), or any recipient with ``relay=True`` (for a ``deliver`` that
@@ -265,6 +270,7 @@ class MSA(AsyncClosing):
         server_options: Mapping[str, Any] | None = None,
         memory_limit: int = MEMORY_LIMIT,
         spool_directory: str | os.PathLike[str] | None = None,
+        queue: Queue | str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(local_domains, str):
             raise TypeError("local_domains is a collection of domains, not one string")
@@ -273,8 +279,15 @@ class MSA(AsyncClosing):
         self.users = users
         """The :class:`~mailagents.userdb.UserStore` that answers AUTH."""
         self._own_delivery: MaildirDelivery | None = None
+        self._outbound: Outbound | None = None
         if deliver is None:
-            deliver = self._own_delivery = MaildirDelivery("mail/{user}/Maildir")
+            # Through a queue of its own: local domains into Maildirs, the rest (with
+            # relay=True) by MX lookup, each retried and bounced as an MTA does.
+            self._own_delivery = MaildirDelivery("mail/{user}/Maildir")
+            own_queue = queue if isinstance(queue, Queue) else Queue(queue or "spool/queue")
+            self._outbound = Outbound(own_queue, hostname=hostname, local=self._own_delivery,
+                                      local_domains=local_domains)
+            deliver = QueueDelivery(own_queue, self._outbound)
         self.deliver: Deliver = deliver
         """The delivery callable."""
         self.local_domains = frozenset(d.lower().rstrip(".") for d in local_domains)
@@ -374,6 +387,8 @@ class MSA(AsyncClosing):
         await start_pair(
             self, make, keep, host, submission_port, submissions_port, self.server_options
         )
+        if self._outbound is not None:
+            self._outbound.start()
 
     @property
     def submission_port(self) -> int:
@@ -390,5 +405,7 @@ class MSA(AsyncClosing):
         servers = (self.submission, self.submissions)
         self.submission = self.submissions = None
         await close_listeners(*servers)
+        if self._outbound is not None:
+            await self._outbound.close()
         if self._own_delivery is not None:
             await asyncio.to_thread(self._own_delivery.close)

@@ -475,8 +475,14 @@ def test_example_runs(
                     smtp.sendmail(ALICE, [ALICE], MESSAGE)
 
             await asyncio.to_thread(client)
-            await asyncio.sleep(0.2)  # "for a second", shortened
+            # The default delivery goes through the MSA's queue: wait for the copy.
+            queued = tmp_path / "spool" / "queue" / "queue"
+            for _ in range(200):
+                if maildir_files(tmp_path / "mail", ALICE) and not list(queued.iterdir()):
+                    break
+                await asyncio.sleep(0.05)
             assert not task.done()
+            assert not list(queued.iterdir())
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
