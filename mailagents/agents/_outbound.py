@@ -115,11 +115,18 @@ class _Destination:
                             outcomes = await hop.deliver(job, content)
                         finally:
                             content.close()
-                    except BaseException as error:
+                    except Exception as error:
+                        # A bug or a broken disk: this job is tried again at the next
+                        # pass (its message task logs it); the connection is dropped.
                         if not future.done():
                             future.set_exception(error)
-                        raise
+                        await hop.close()
+                        continue
                     future.set_result(outcomes)
+        except Exception:
+            log.exception("delivery to %s failed", self.domain)
+            self._fail_waiting(None, "temporary",
+                               refusal(451, "4.3.0", f"delivery to {self.domain} failed"))
         finally:
             if hop is not None:
                 await hop.close()

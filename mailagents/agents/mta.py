@@ -201,10 +201,15 @@ class MTA(AsyncClosing):
         """The user store that answers AUTH (``None``: no AUTH)."""
         self.queue = queue if isinstance(queue, Queue) else Queue(queue, schedule=schedule)
         """The queue."""
+        options = dict(outbound_options or {})
+        if local_domains:
+            # Notices about failed notices go to a postmaster the MDA knows
+            # (RFC 5321 §4.5.1: every local domain has one).
+            options.setdefault("postmaster", f"postmaster@{min(local_domains)}")
         self.outbound = Outbound(
             self.queue, hostname=hostname, resolver=resolver, local=deliver,
             local_domains=local_domains, connect_options=connect_options,
-            port=outbound_port, **dict(outbound_options or {}),
+            port=outbound_port, **options,
         )
         """The delivery loop."""
         self.delivery = QueueDelivery(self.queue, self.outbound)

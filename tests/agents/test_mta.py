@@ -480,3 +480,52 @@ def test_the_example_mta_delivers_locally(tmp_path: Path, monkeypatch: pytest.Mo
                 await task
 
     run(main())
+
+
+def test_a_failed_message_from_null_sender_is_reported_to_the_postmaster(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        port = free_port()
+        no = Reply(code=550, enhanced="5.1.1", lines=("No such user here",))
+        peer = Peer(rcpt=lambda a: no)
+        server = await start_peer(peer, "127.0.0.2", port)
+        local = Local()
+        mta = make_mta(tmp_path, port, local=local)
+        out = mta.outbound
+        try:
+            queued = await _enqueue(mta, ["nobody@b.test"], sender="")
+            await out.run_once(now=1000.0)
+            assert queued not in mta.queue
+            await out.run_once(now=1000.0)
+            [(envelope, data)] = local.messages
+            assert [str(r.path) for r in envelope.recipients] == ["<postmaster@a.test>"]
+            assert envelope.mail_from.mailbox is None
+            assert status_blocks(email.message_from_bytes(
+                data, policy=email.policy.default))[1]["Status"] == "5.1.1"
+            assert len(mta.queue) == 0
+        finally:
+            await out.close()
+            await server.close()
+
+    run(main())
+
+
+def test_a_failed_notice_to_the_postmaster_is_dropped(tmp_path: Path) -> None:
+    async def main() -> None:
+        class Refusing(Local):
+            async def __call__(self, handoff: Handoff) -> list[RecipientResult]:
+                no = Reply(code=550, enhanced="5.1.1", lines=("No",))
+                return [RecipientResult.failed(r, no) for r in handoff.envelope.recipients]
+
+        mta = make_mta(tmp_path, free_port(), local=Refusing())
+        out = mta.outbound
+        try:
+            await _enqueue(mta, ["someone@a.test"], sender="")  # a bounce that fails
+            for _ in range(3):
+                await out.run_once(now=1000.0)
+            assert len(mta.queue) == 0  # reported to the postmaster, who failed: dropped
+        finally:
+            await out.close()
+
+    run(main())
