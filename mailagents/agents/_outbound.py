@@ -301,8 +301,10 @@ class Outbound(AsyncClosing):
                 groups.setdefault(self._destination_of(message.recipients[i]), []).append(i)
             opener = functools.partial(self.queue.open, message.id)
             waits: list[asyncio.Future[list[Outcome]]] = []
+            jobs: list[Job] = []
             for domain, indices in groups.items():
                 job = Job(message=message, indices=tuple(indices), content=opener)
+                jobs.append(job)
                 if domain == _LOCAL:
                     waits.append(asyncio.ensure_future(self._deliver_local(job)))
                 else:
@@ -311,11 +313,17 @@ class Outbound(AsyncClosing):
                         destination = self._destinations[domain] = _Destination(self, domain)
                     waits.append(destination.submit(job))
             outcomes: list[Outcome] = []
-            for result in await asyncio.gather(*waits, return_exceptions=True):
+            results = await asyncio.gather(*waits, return_exceptions=True)
+            for job, result in zip(jobs, results, strict=True):
                 if isinstance(result, BaseException):
+                    # A bug or a broken disk: deferred by the schedule, not retried
+                    # in a tight loop.
                     log.error("%s: delivery failed: %r", message.id, result)
-                    continue  # those recipients stay due; tried again next pass
-                outcomes.extend(result)
+                    reply = refusal(451, "4.3.0", "delivery failed here; will retry")
+                    outcomes.extend(Outcome(index=i, status="temporary", reply=reply)
+                                    for i in job.indices)
+                else:
+                    outcomes.extend(result)
             self.attempts += len(outcomes)
             for o in outcomes:
                 r = message.recipients[o.index]
