@@ -529,3 +529,31 @@ def test_a_failed_notice_to_the_postmaster_is_dropped(tmp_path: Path) -> None:
             await out.close()
 
     run(main())
+
+
+def test_a_delivery_that_raises_is_deferred_by_the_schedule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailagents.agents import _hop
+
+    async def broken(self: Any, job: Any, content: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(_hop.Hop, "deliver", broken)
+
+    async def main() -> None:
+        port = free_port()
+        server = await start_peer(Peer(), "127.0.0.2", port)
+        mta = make_mta(tmp_path, port)
+        out = mta.outbound
+        try:
+            queued = await _enqueue(mta, ["bob@b.test"])
+            await out.run_once(now=1000.0)
+            r = mta.queue.get(queued).recipients[0]
+            assert (r.state, r.attempts, r.next_attempt) == ("queued", 1, 1060.0)
+            assert r.reply is not None and r.reply.enhanced == "4.3.0"
+        finally:
+            await out.close()
+            await server.close()
+
+    run(main())
