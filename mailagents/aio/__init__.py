@@ -14,7 +14,10 @@ protocol decision of its own: those live in the cores (:mod:`mailagents.smtp`).
   each message streamed, the deletions at QUIT), and each call gets the connection's
   :class:`POP3Session`.
 - :class:`SMTPClient`: an SMTP or LMTP client (STARTTLS, AUTH, pipelining, BDAT,
-  per-recipient results), with typed errors carrying the server's reply.
+  per-recipient results), with typed errors carrying the server's reply; it streams a
+  spooled :class:`mailagents.delivery.Message`, binds a source address, and follows a
+  :class:`TLSPolicy` (none, opportunistic, required, verified) reporting a
+  :class:`TLSOutcome` per connection, as a relaying MTA needs.
 - :class:`POP3Client`: a POP3 client (implicit TLS or STLS, verified by default; login
   by SCRAM, PLAIN or USER/PASS; streamed RETR; :meth:`POP3Client.fetch`, fetchmail's
   "keep" mode by unique id), with typed errors carrying the server's response.
@@ -23,6 +26,7 @@ protocol decision of its own: those live in the cores (:mod:`mailagents.smtp`).
 """
 
 from mailagents.aio._limits import ListenerLimits
+from mailagents.aio._smtp_tls import TLSOutcome, TLSPolicy
 from mailagents.aio._throttle import AuthThrottle
 from mailagents.aio.pop3 import POP3Handler, POP3Server, POP3Session, serve_pop3
 from mailagents.aio.pop3_client import (
@@ -91,6 +95,8 @@ __all__ = [
     "SMTPTLSError",
     "SMTPTimeout",
     "SendResult",
+    "TLSOutcome",
+    "TLSPolicy",
     "SMTPHandler",
     "SMTPServer",
     "SelfSignedCertificate",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import ssl
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -27,6 +27,7 @@ __all__ = [
     "ClientErrors",
     "ClientStream",
     "Connecting",
+    "Feed",
     "Wait",
     "open_connection",
     "request",
@@ -128,12 +129,22 @@ class ClientStream(asyncio.Protocol):
         ``deadline`` (loop time)."""
         while not self._buffer and not self._eof:
             await self._wait(deadline)
+        return self._take()
+
+    def _take(self) -> bytes:
         data = bytes(self._buffer)
         self._buffer.clear()
         if self._reading_paused and self.transport is not None:
             self._reading_paused = False
             self.transport.resume_reading()
         return data
+
+    def poll(self) -> bytes | None:
+        """What arrived, without waiting: ``None`` when nothing did, ``b""`` at end
+        of input."""
+        if not self._buffer and not self._eof:
+            return None
+        return self._take()
 
     def clear(self) -> None:
         """Forget what arrived and was not read (before a TLS handshake, whose
@@ -185,8 +196,10 @@ async def open_connection(
     server_hostname: str | None,
     timeout: float,
     errors: ClientErrors,
+    local_addr: tuple[str, int] | None = None,
 ) -> ClientStream:
-    """Connect to ``host``:``port`` within ``timeout`` seconds. With ``ssl_context``
+    """Connect to ``host``:``port`` within ``timeout`` seconds, from ``local_addr``
+    (an address and port to bind, port 0 for any) if given. With ``ssl_context``
     the connection starts with a TLS handshake (implicit TLS, RFC 8314) that verifies
     ``server_hostname`` (default ``host``)."""
     loop = asyncio.get_running_loop()
@@ -200,6 +213,7 @@ async def open_connection(
                 ssl=ssl_context,
                 server_hostname=(server_hostname or host) if tls else None,
                 ssl_handshake_timeout=timeout if tls else None,
+                local_addr=local_addr,
             )
     except TimeoutError:
         raise errors.timeout(f"could not connect to {host}:{port} within {timeout:g} s") from None
@@ -276,6 +290,17 @@ class Wait:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Feed:
+    """Content a request streams to the core while it runs: whenever ``ready()`` (the
+    core wants the next piece, and what it had was written and drained), ``step()``
+    gives it one piece (or ends the content). Replies that arrived meanwhile are fed
+    to the core first, without waiting for more."""
+
+    ready: Callable[[], bool]
+    step: Callable[[], Awaitable[None]]
+
+
 async def request(
     core: ClientCore[EventT],
     stream: ClientStream,
@@ -287,10 +312,12 @@ async def request(
     closed_event: type,
     drain_timeout: float | None = None,
     rearm_after_write: bool = False,
+    feed: Feed | None = None,
 ) -> EventT:
     """Queue a request on the core (``start``; ``None`` queues nothing, to wait for a
     greeting or the next piece of a response) and run the connection until the core
-    gives an event, which is returned.
+    gives an event, which is returned. With ``feed``, content is streamed to the core
+    as it asks (see :class:`Feed`).
 
     ``wait()`` says what the client waits for; a time-out starts after ``start`` and
     again whenever the key of ``wait()`` changes, or with ``rearm_after_write`` after
@@ -312,6 +339,7 @@ async def request(
             errors=errors,
             drain_timeout=drain_timeout,
             rearm_after_write=rearm_after_write,
+            feed=feed,
         )
     except asyncio.CancelledError:
         stream.abort()
@@ -331,8 +359,10 @@ async def _next_event(
     errors: ClientErrors,
     drain_timeout: float | None,
     rearm_after_write: bool,
+    feed: Feed | None = None,
 ) -> EventT:
-    """Write what the core has, read, feed it, until it gives an event."""
+    """Write what the core has, read, feed it, until it gives an event; stream the
+    content of ``feed`` whenever the core wants it."""
     loop = asyncio.get_running_loop()
     armed = wait()
     deadline = loop.time() + armed.seconds
@@ -353,6 +383,18 @@ async def _next_event(
         if now.key != armed.key or (out and rearm_after_write):
             armed = now
             deadline = loop.time() + armed.seconds
+        if feed is not None and feed.ready():
+            # Replies already in (a refused BDAT chunk, say) come before more content.
+            early = stream.poll()
+            if early is not None:
+                core.receive_data(early)
+            else:
+                try:
+                    await feed.step()
+                except BaseException:
+                    stream.abort()  # mid-content: the session cannot go on
+                    raise
+            continue
         try:
             data = await stream.read(deadline)
         except TimeoutError:

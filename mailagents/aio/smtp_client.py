@@ -13,29 +13,29 @@ recipient, the parameters the server allows) lives in the core::
         accepted, refused = result.accepted, result.refused
 
 ``connect`` uses STARTTLS whenever the server offers it and verifies the server's
-certificate with :func:`~mailagents.aio.client_context` unless given another context.
+certificate with :func:`~mailagents.aio.client_context` unless given another context;
+a relaying MTA gives a :class:`TLSPolicy` instead (opportunistic TLS, RFC 7435, by
+default) and reads the :class:`TLSOutcome` in :attr:`SMTPClient.tls`. A spooled
+:class:`mailagents.delivery.Message` is streamed through the core, never read whole.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import email.utils
 import logging
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from email.generator import BytesGenerator
 from email.message import Message
-from email.policy import EmailPolicy
-from io import BytesIO
 from types import TracebackType
 from typing import Any
 
-from mailagents import sasl
+from mailagents import delivery, sasl
 from mailagents.aio import _client
+from mailagents.aio._smtp_content import Address, Pieces, eight_bit, from_message
+from mailagents.aio._smtp_tls import TLSOutcome, TLSPolicy
 from mailagents.aio.tls import client_context
-from mailagents.smtp import Mailbox, MailParameters, Path, RcptParameters, Reply
+from mailagents.smtp import MailParameters, Path, RcptParameters, Reply
 from mailagents.smtp.client import (
     AuthResult,
     ClientConnection,
@@ -72,11 +72,6 @@ _PASSWORD_MECHANISMS: Mapping[str, Callable[[str, str], sasl.ClientMechanism]] =
     "CRAM-MD5": sasl.CramMd5Client,
 }
 
-Address = str | Mailbox | Path
-"""An address as the core takes it: ``"a@b.example"``, ``"<a@b.example>"``, a
-:class:`~mailagents.smtp.Mailbox` or a :class:`~mailagents.smtp.Path`."""
-
-
 # --- exceptions ---------------------------------------------------------------------
 
 
@@ -111,21 +106,48 @@ def _describe(reply: Reply) -> str:
 
 class SMTPResponseError(SMTPError):
     """The server refused a request: ``reply`` says why (a 4xx is worth a retry later,
-    a 5xx is not)."""
+    a 5xx is not).
+
+    When it ends a mail transaction (:meth:`SMTPClient.send_message`: MAIL refused,
+    DATA or the content refused, a 421), ``transaction`` is the core's full account
+    and ``replies`` gives each recipient the reply that decided its fate, so that a
+    queue can record every one: its RCPT refusal; else the refusal of MAIL, of DATA or
+    of the content, or in LMTP its own reply after the data; the 421 for a recipient
+    cut off by one. Otherwise ``transaction`` is ``None`` and ``replies`` empty."""
 
     reply: Reply
 
-    def __init__(self, reply: Reply, message: str | None = None) -> None:
+    def __init__(
+        self,
+        reply: Reply,
+        message: str | None = None,
+        *,
+        transaction: TransactionResult | None = None,
+        replies: Mapping[str, Reply] | None = None,
+    ) -> None:
         super().__init__(message or _describe(reply), reply)
+        self.transaction = transaction
+        self.replies: dict[str, Reply] = dict(replies or {})
 
 
 class SMTPRecipientsRefused(SMTPResponseError):
-    """No recipient was accepted. ``refused`` maps each recipient to its reply;
-    ``reply`` is the first of them."""
+    """No recipient was accepted. ``refused`` maps each recipient to its reply (as
+    ``replies`` does); ``reply`` is the first of them."""
 
-    def __init__(self, refused: dict[str, Reply]) -> None:
+    def __init__(
+        self,
+        refused: dict[str, Reply],
+        *,
+        transaction: TransactionResult | None = None,
+        replies: Mapping[str, Reply] | None = None,
+    ) -> None:
         first = next(iter(refused.values()))
-        super().__init__(first, f"every recipient was refused: {_refused_text(refused)}")
+        super().__init__(
+            first,
+            f"every recipient was refused: {_refused_text(refused)}",
+            transaction=transaction,
+            replies=refused if replies is None else replies,
+        )
         self.refused = refused
 
 
@@ -171,6 +193,10 @@ class SMTPConnectionClosed(SMTPError, ConnectionError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+class _HandshakeFailed(Exception):
+    """A failed STARTTLS handshake that the policy answers with a plaintext retry."""
 
 
 _ERRORS = _client.ClientErrors(
@@ -257,6 +283,38 @@ def _replies(result: TransactionResult) -> list[Reply]:
     return out + list(result.data_replies)
 
 
+def _deciding_replies(result: TransactionResult, *, lmtp: bool) -> dict[str, Reply]:
+    """Each recipient (every one given, in order) with the reply that decided its
+    fate: MAIL's refusal for all when MAIL was refused (the RCPT replies that follow a
+    pipelined refused MAIL only repeat it); else its RCPT refusal, or its own final
+    reply in LMTP (RFC 2033 §4.2), or the reply to the content (or DATA's refusal);
+    the last reply (a 421) for a recipient whose fate it cut off."""
+    paths = result.recipients or tuple(path for path, _ in result.recipient_replies)
+    last = _replies(result)[-1]
+    mail = result.mail_reply
+    if not 200 <= mail.code < 300:
+        return {_address(path): mail for path in paths}
+    at_rcpt = dict(zip(
+        (_address(p) for p, _ in result.recipient_replies),
+        (r for _, r in result.recipient_replies),
+        strict=True,
+    ))
+    taken = [a for a, r in at_rcpt.items() if 200 <= r.code < 300]
+    own = dict(zip(taken, result.data_replies, strict=False)) if lmtp else {}
+    final = result.data_replies[-1] if result.data_replies else last
+    replies: dict[str, Reply] = {}
+    for path in paths:
+        address = _address(path)
+        reply = at_rcpt.get(address)
+        if reply is None:
+            replies[address] = last
+        elif not 200 <= reply.code < 300:
+            replies[address] = reply
+        else:
+            replies[address] = own.get(address, final)
+    return replies
+
+
 # --- the client ---------------------------------------------------------------------------
 
 
@@ -277,8 +335,11 @@ class SMTPClient:
     _host: str
     _server_hostname: str | None
     _ssl_context: ssl.SSLContext | None
+    _policy: TLSPolicy | None
     _timeouts: ClientTimeouts
     _lock: asyncio.Lock
+    _tls: TLSOutcome | None
+    _downgraded: bool
 
     def __init__(self) -> None:
         """Not for direct use: make a client with :meth:`connect`."""
@@ -293,6 +354,7 @@ class SMTPClient:
         host: str,
         server_hostname: str | None,
         ssl_context: ssl.SSLContext | None,
+        policy: TLSPolicy | None,
         timeouts: ClientTimeouts,
     ) -> SMTPClient:
         self = cls.__new__(cls)
@@ -301,8 +363,11 @@ class SMTPClient:
         self._host = host
         self._server_hostname = server_hostname
         self._ssl_context = ssl_context
+        self._policy = policy
         self._timeouts = timeouts
         self._lock = asyncio.Lock()
+        self._tls = None
+        self._downgraded = False
         return self
 
     # --- opening ------------------------------------------------------------------------
@@ -320,6 +385,8 @@ class SMTPClient:
         starttls: bool | None = None,
         server_hostname: str | None = None,
         timeouts: ClientTimeouts = ClientTimeouts(),
+        source_address: tuple[str, int] | None = None,
+        tls_policy: TLSPolicy | None = None,
     ) -> SMTPConnecting:
         """Connect, wait for the greeting, say EHLO (LHLO with ``lmtp``; HELO if the
         server refuses EHLO with a 5xx) and set up TLS.
@@ -335,6 +402,16 @@ class SMTPClient:
         ``server_hostname`` (default ``host``) with ``ssl_context``, by default
         :func:`~mailagents.aio.client_context` (the system's trusted authorities).
         A greeting other than 220 raises :class:`SMTPResponseError`.
+
+        ``tls_policy`` (a :class:`TLSPolicy`, which an MTA picks per destination)
+        replaces ``starttls`` and ``ssl_context``: give one or the other, not both
+        (:class:`ValueError`). Its ``server_hostname``, when set, wins over the
+        argument of that name. With ``implicit_tls`` it gives the handshake's context
+        (mode ``"none"`` is refused, and there is no plaintext retry). How TLS turned
+        out is :attr:`SMTPClient.tls`, logged at INFO once per connection.
+
+        ``source_address`` is the local ``(address, port)`` to connect from (port 0:
+        any), for a host with several addresses (the one its PTR and SPF records name).
         """
         return SMTPConnecting(
             cls,
@@ -347,10 +424,57 @@ class SMTPClient:
             starttls=starttls,
             server_hostname=server_hostname,
             timeouts=timeouts,
+            source_address=source_address,
+            tls_policy=tls_policy,
         )
 
     @classmethod
     async def _open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        implicit_tls: bool,
+        ssl_context: ssl.SSLContext | None,
+        starttls: bool | None,
+        tls_policy: TLSPolicy | None,
+        **options: Any,
+    ) -> SMTPClient:
+        if implicit_tls and starttls:
+            raise ValueError("implicit_tls and starttls=True exclude each other")
+        if tls_policy is not None:
+            if not isinstance(tls_policy, TLSPolicy):
+                raise TypeError("tls_policy must be a TLSPolicy")
+            if starttls is not None or ssl_context is not None:
+                raise ValueError("tls_policy replaces starttls and ssl_context: give one only")
+            if implicit_tls and tls_policy.mode == "none":
+                raise ValueError("implicit_tls with a TLS policy of mode 'none'")
+        try:
+            client = await cls._open_once(
+                host, port, implicit_tls=implicit_tls, ssl_context=ssl_context,
+                starttls=starttls, policy=tls_policy, **options,
+            )
+        except _HandshakeFailed as failure:
+            # RFC 7435 §3 puts getting through first: the policy allows one more
+            # connection, without TLS. Said loudly, and reported by tls_downgraded.
+            log.warning(
+                "TLS handshake with %s:%d failed (%s); reconnecting without TLS as the "
+                "policy allows", host, port, failure,
+            )
+            client = await cls._open_once(
+                host, port, implicit_tls=False, ssl_context=None, starttls=False,
+                policy=TLSPolicy(mode="none"), **options,
+            )
+            client._downgraded = True
+        if client._tls is not None:
+            log.info("TLS with %s:%d: %s", host, port, client._tls)
+        else:
+            log.info("no TLS with %s:%d%s", host, port,
+                     " (plaintext retry after a failed handshake)" if client._downgraded else "")
+        return client
+
+    @classmethod
+    async def _open_once(
         cls,
         host: str,
         port: int,
@@ -360,17 +484,21 @@ class SMTPClient:
         implicit_tls: bool,
         ssl_context: ssl.SSLContext | None,
         starttls: bool | None,
+        policy: TLSPolicy | None,
         server_hostname: str | None,
         timeouts: ClientTimeouts,
+        source_address: tuple[str, int] | None,
     ) -> SMTPClient:
-        if implicit_tls and starttls:
-            raise ValueError("implicit_tls and starttls=True exclude each other")
+        if policy is not None:
+            ssl_context = policy.context() if policy.mode != "none" else None
+            starttls = policy.starttls
+            server_hostname = policy.server_hostname or server_hostname
         context: ssl.SSLContext | None = None
         if implicit_tls:
             context = ssl_context if ssl_context is not None else client_context()
         stream = await _client.open_connection(
             host, port, ssl_context=context, server_hostname=server_hostname,
-            timeout=timeouts.connect, errors=_ERRORS,
+            timeout=timeouts.connect, errors=_ERRORS, local_addr=source_address,
         )
         core = ClientConnection(lmtp=lmtp, tls_active=implicit_tls)
         client = cls._create(
@@ -379,14 +507,27 @@ class SMTPClient:
             host=host,
             server_hostname=server_hostname,
             ssl_context=ssl_context,
+            policy=policy,
             timeouts=timeouts,
         )
+        if context is not None:
+            client._tls = client._outcome(context, implicit=True)
         try:
             await client._start(local_hostname, starttls)
         except BaseException:
             client._abort()
             raise
         return client
+
+    def _outcome(self, context: ssl.SSLContext, *, implicit: bool) -> TLSOutcome | None:
+        transport = self._stream.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is None:  # pragma: no cover - every loop we know reports it
+            return None
+        return TLSOutcome.of(
+            ssl_object, context, server_hostname=self._server_hostname or self._host,
+            implicit=implicit,
+        )
 
     async def _start(self, local_hostname: str, starttls: bool | None) -> None:
         event = await self._call(None)
@@ -411,10 +552,24 @@ class SMTPClient:
             log.info("STARTTLS refused by %s (%s); going on without TLS",
                      self._host, _describe(event.reply))
             return
-        await _client.start_tls(
-            self._stream, self._ssl_context, host=self._host,
-            server_hostname=self._server_hostname, timeout=self._timeouts.connect, errors=_ERRORS,
-        )
+        context = self._ssl_context if self._ssl_context is not None else client_context()
+        try:
+            await _client.start_tls(
+                self._stream, context, host=self._host,
+                server_hostname=self._server_hostname, timeout=self._timeouts.connect,
+                errors=_ERRORS,
+            )
+        except (SMTPTLSError, SMTPConnectionClosed, SMTPTimeout) as exc:
+            policy = self._policy
+            if policy is None:
+                raise
+            if policy.on_handshake_failure == "plaintext":
+                raise _HandshakeFailed(str(exc)) from exc
+            if isinstance(exc, SMTPTLSError):
+                raise
+            # "defer": any failed handshake is a TLS failure; the queue retries later.
+            raise SMTPTLSError(f"TLS handshake with {self._host} failed: {exc}") from exc
+        self._tls = self._outcome(context, implicit=False)
         core.tls_started()
         await self._hello(local_hostname)
 
@@ -438,6 +593,19 @@ class SMTPClient:
     def tls_active(self) -> bool:
         """Whether the session runs over TLS."""
         return self._core.tls_active
+
+    @property
+    def tls(self) -> TLSOutcome | None:
+        """How this connection's TLS turned out (version, cipher, whether the
+        certificate was verified, the certificate itself), or ``None`` when the
+        session is in plaintext."""
+        return self._tls
+
+    @property
+    def tls_downgraded(self) -> bool:
+        """Whether the TLS handshake failed and this session is the plaintext retry
+        that the :class:`TLSPolicy` allowed (``on_handshake_failure="plaintext"``)."""
+        return self._downgraded
 
     @property
     def authenticated(self) -> bool:
@@ -519,82 +687,122 @@ class SMTPClient:
 
     async def send_message(
         self,
-        message: Message | bytes,
+        message: Message | bytes | delivery.Message,
         *,
         sender: Address | None = None,
         recipients: Sequence[Address] | None = None,
         parameters: MailParameters | None = None,
         recipient_parameters: Sequence[RcptParameters] | None = None,
+        use_bdat: bool | None = None,
+        chunk_size: int = 1 << 20,
     ) -> SendResult:
         """Send one message in one mail transaction; the connection stays open for more.
 
         ``message`` is an :class:`email.message.EmailMessage` (or any
-        :class:`email.message.Message`) or the message's bytes. For a message object the
+        :class:`email.message.Message`), the message's bytes, or a
+        :class:`mailagents.delivery.Message` (a spooled message, as a queue holds it).
+        For a message object the
         envelope comes from its headers when not given, as ``smtplib.SMTP.send_message``
         does it: the sender from Sender or else From, the recipients from To, Cc and Bcc
         (the ``Resent-`` headers instead when there is one Resent-Date); Bcc and
-        Resent-Bcc are left out of what is sent. Bytes need ``sender`` and
-        ``recipients``.
+        Resent-Bcc are left out of what is sent. Bytes and a
+        :class:`~mailagents.delivery.Message` need ``sender`` and ``recipients``.
 
-        The core uses PIPELINING and BDAT when the server offers them, and adds SIZE,
-        BODY and SMTPUTF8 as the message needs. ``parameters`` and
-        ``recipient_parameters`` add others (DSN, REQUIRETLS).
+        A :class:`~mailagents.delivery.Message` is streamed, never read whole: its
+        pieces (64 KiB reads of the spool file, in a worker thread) go to the core's
+        streaming mode one at a time, each written and drained before the next is
+        read (a server that takes nothing for ``timeouts.data_block`` seconds raises
+        :class:`SMTPTimeout`). The octets sent are those its bytes would give. SIZE
+        announces its stored size; unless ``parameters`` give BODY, it is first read
+        through once to see whether it has 8-bit octets, so that BODY is chosen (or
+        the message refused) as for bytes.
+
+        The core uses PIPELINING and BDAT when the server offers them (``use_bdat``:
+        ``False`` never, ``True`` requires CHUNKING; chunks of ``chunk_size``
+        octets), and adds SIZE, BODY and SMTPUTF8 as the message needs.
+        ``parameters`` and ``recipient_parameters`` add others (DSN, REQUIRETLS).
 
         Returns a :class:`SendResult` when at least one recipient was accepted. Raises
         :class:`SMTPRecipientsRefused` when every recipient was refused (at RCPT or, in
         LMTP, after the data), :class:`SMTPResponseError` when MAIL, DATA or the content
-        was refused or the server closed with 421.
+        was refused or the server closed with 421; either carries the transaction and
+        each recipient's deciding reply (``transaction``, ``replies``).
         """
+        streamed: delivery.Message | None = None
+        data: bytes | None = None
         if isinstance(message, Message):
-            sender, recipients, data = _from_message(message, sender, recipients)
-        elif isinstance(message, bytes | bytearray | memoryview):
+            sender, recipients, data = from_message(message, sender, recipients)
+        elif isinstance(message, bytes | bytearray | memoryview | delivery.Message):
             if sender is None or recipients is None:
                 raise ValueError("a message given as bytes needs sender and recipients")
-            data = bytes(message)
+            if isinstance(message, delivery.Message):
+                streamed = message
+            else:
+                data = bytes(message)
         else:
-            raise TypeError(f"message must be an email Message or bytes, not {message!r}")
+            raise TypeError(
+                f"message must be an email Message, bytes or a delivery.Message, not {message!r}"
+            )
         rcpts = list(recipients)
         if not rcpts:
             raise ValueError("no recipients")
         core = self._core
-        event = await self._call(
-            lambda: core.send_mail(
-                sender,
-                rcpts,
-                data,
-                parameters=parameters,
-                recipient_parameters=recipient_parameters,
-            )
-        )
+        options: dict[str, Any] = {
+            "parameters": parameters,
+            "recipient_parameters": recipient_parameters,
+            "use_bdat": use_bdat,
+            "chunk_size": chunk_size,
+        }
+        if streamed is None:
+            event = await self._call(lambda: core.send_mail(sender, rcpts, data, **options))
+        else:
+            if parameters is None or parameters.body is None:
+                options["eight_bit"] = await eight_bit(streamed)
+            pieces = Pieces(streamed)
+
+            async def step() -> None:
+                piece = await pieces.next()
+                if piece is None:
+                    core.end_content()
+                else:
+                    core.send_content(piece)
+
+            try:
+                event = await self._call(
+                    lambda: core.send_mail(sender, rcpts, None, size=streamed.size, **options),
+                    feed=_client.Feed(ready=lambda: core.wants_content, step=step),
+                )
+            finally:
+                pieces.close()
         assert isinstance(event, TransactionResult)
         return self._send_result(event)
 
     def _send_result(self, result: TransactionResult) -> SendResult:
         data_replies = result.data_replies
+        replies = _deciding_replies(result, lmtp=self.lmtp)
         for reply in _replies(result):
             if reply.code == 421:
-                raise SMTPResponseError(reply, f"the server is closing: {_describe(reply)}")
+                raise SMTPResponseError(
+                    reply, f"the server is closing: {_describe(reply)}",
+                    transaction=result, replies=replies,
+                )
         if not 200 <= result.mail_reply.code < 300:
             raise SMTPResponseError(
-                result.mail_reply, f"the sender was refused: {_describe(result.mail_reply)}"
+                result.mail_reply, f"the sender was refused: {_describe(result.mail_reply)}",
+                transaction=result, replies=replies,
             )
         rcpt_ok = [_address(p) for p, r in result.recipient_replies if 200 <= r.code < 300]
-        lmtp_final = dict(zip(rcpt_ok, data_replies, strict=False)) if self.lmtp else {}
-        last = data_replies[-1] if data_replies else result.mail_reply
-        replies: dict[str, Reply] = {}
-        for path, reply in result.recipient_replies:
-            address = _address(path)
-            if not 200 <= reply.code < 300:
-                replies[address] = reply
-            else:
-                replies[address] = lmtp_final.get(address, last)
         accepted = tuple(_address(p) for p in result.accepted)
         taken = set(accepted)
         refused = {a: r for a, r in replies.items() if a not in taken}
         if not accepted:
             if not rcpt_ok or (self.lmtp and len(data_replies) == len(rcpt_ok)):
-                raise SMTPRecipientsRefused(refused)
-            raise SMTPResponseError(last, f"the message was refused: {_describe(last)}")
+                raise SMTPRecipientsRefused(refused, transaction=result, replies=replies)
+            last = data_replies[-1] if data_replies else result.mail_reply
+            raise SMTPResponseError(
+                last, f"the message was refused: {_describe(last)}",
+                transaction=result, replies=replies,
+            )
         return SendResult(
             accepted=accepted,
             refused=refused,
@@ -658,15 +866,19 @@ class SMTPClient:
     def _abort(self) -> None:
         self._stream.abort()
 
-    async def _call(self, start: Callable[[], None] | None) -> ClientEvent:
+    async def _call(
+        self, start: Callable[[], None] | None, *, feed: _client.Feed | None = None
+    ) -> ClientEvent:
         """Queue one request on the core (``start``) and run the connection until its
-        event arrives. ``None`` waits for the greeting."""
+        event arrives, streaming ``feed``'s content as the core asks. ``None`` waits
+        for the greeting."""
         async with self._lock:
             event: ClientEvent = await _client.request(
                 self._core, self._stream, start, self._wait,
                 host=self._host, errors=_ERRORS, closed_event=ConnectionClosed,
                 drain_timeout=self._timeouts.data_block,
                 rearm_after_write=True,  # each step's time-out starts with its write
+                feed=feed,
             )
             assert not isinstance(event, ConnectionClosed)  # request() raised instead
             replies = _replies(event) if isinstance(event, TransactionResult) else [event.reply]
@@ -697,6 +909,7 @@ class SMTPClient:
             "RCPT": t.rcpt,
             "DATA": t.data_initiation,
             "BDAT": t.data_block,
+            "CONTENT": t.data_block,
             "FINAL": t.data_termination,
         }.get(step, t.command)
 
@@ -707,46 +920,3 @@ class SMTPConnecting(_client.Connecting[SMTPClient]):
 
     def __init__(self, cls: type[SMTPClient], host: str, port: int, **options: Any) -> None:
         super().__init__(lambda: cls._open(host, port, **options))
-
-
-# --- messages ----------------------------------------------------------------------------
-
-
-def _from_message(
-    message: Message, sender: Address | None, recipients: Sequence[Address] | None
-) -> tuple[Address, Sequence[Address], bytes]:
-    """The envelope from the headers (when not given) and the bytes to send."""
-    resent = message.get_all("Resent-Date")
-    if resent is None:
-        prefix = ""
-    elif len(resent) == 1:
-        prefix = "Resent-"
-    else:
-        raise ValueError("the message has more than one Resent- header block")
-    if sender is None:
-        header = message.get(prefix + "Sender") or message.get(prefix + "From")
-        if header is None:
-            raise ValueError(f"the message has no {prefix}Sender or {prefix}From header")
-        found = [addr for _, addr in email.utils.getaddresses([str(header)]) if addr]
-        if not found:
-            raise ValueError(f"no address in {prefix}From: {header}")
-        sender = found[0]
-    if recipients is None:
-        values = [
-            str(value)
-            for name in ("To", "Cc", "Bcc")
-            for value in message.get_all(prefix + name, [])
-        ]
-        recipients = [addr for _, addr in email.utils.getaddresses(values) if addr]
-    stripped = copy.copy(message)
-    del stripped["Bcc"]
-    del stripped["Resent-Bcc"]
-    international = any(
-        not str(a).isascii() for a in [sender, *recipients]
-    )
-    policy = message.policy
-    if international and isinstance(policy, EmailPolicy):
-        policy = policy.clone(utf8=True)
-    buffer = BytesIO()
-    BytesGenerator(buffer, policy=policy).flatten(stripped, linesep="\r\n")
-    return sender, recipients, buffer.getvalue()

@@ -454,22 +454,16 @@ class LineEndNormalizer:
     the input.
     """
 
-    __slots__ = ("_after_cr", "_at_line_start", "_empty")
+    __slots__ = ("_after_cr", "_at_line_start")
 
     def __init__(self) -> None:
         self._after_cr = False  # the last octet fed was a CR
         self._at_line_start = True  # the output so far ends with CRLF (or is empty)
-        self._empty = True  # nothing has been written yet
 
     @property
     def at_line_start(self) -> bool:
         """Whether the output so far is empty or ends with a line end."""
         return self._at_line_start
-
-    @property
-    def empty(self) -> bool:
-        """Whether no octet has been written yet."""
-        return self._empty
 
     def _lines(self, piece: bytes | bytearray | memoryview) -> bytes:
         """``piece`` with its line ends as LF only (the caller turns them into CRLF),
@@ -483,7 +477,6 @@ class LineEndNormalizer:
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if data:
-            self._empty = False
             self._at_line_start = data[-1] == _LF
         return data
 

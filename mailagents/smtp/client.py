@@ -9,6 +9,11 @@ one event, and the core owns the protocol rules: pipelining (RFC 2920), dot-stuf
 BDAT chunks (RFC 3030), SASL framing (RFC 4954), the parameters the server's extensions
 allow (SIZE, 8BITMIME, SMTPUTF8, DSN, REQUIRETLS) and LMTP's one reply per recipient.
 
+A large message need not be held in memory: ``send_mail(..., message=None)`` streams
+it, the caller feeding :meth:`ClientConnection.send_content` whenever
+:attr:`ClientConnection.wants_content` is true (and :meth:`~ClientConnection.end_content`
+at the end); the bytes on the wire are those of the whole message.
+
 Every value the caller gives is checked before a byte is queued: a CR, LF or NUL in a
 domain, an address, a parameter or VRFY text raises
 :class:`~mailagents.smtp.LocalProtocolError` (the command-injection class of bugs), and so
