@@ -49,6 +49,9 @@ class Pieces:
     async def next(self) -> bytes | None:
         """The next piece, or ``None`` after the last one."""
         if not self._threaded:
+            # Let the loop run between pieces: replies that came (a refused BDAT
+            # chunk) are seen, and other sessions get their turn.
+            await asyncio.sleep(0)
             return next(self._iterator, None)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, next, self._iterator, None)

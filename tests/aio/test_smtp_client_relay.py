@@ -511,3 +511,44 @@ def test_explicit_mail_parameters_body_skips_the_scan(spooled: Spool,
 
     handler = run(with_server(body))
     assert [m for _, m, _ in handler.messages] == [MESSAGE, MESSAGE]
+
+
+def test_refused_bdat_chunk_stops_the_stream(spooled: Spool) -> None:
+    """Pipelined BDAT (RFC 3030 §4.2): a chunk refused while the message streams ends
+    the sending early, not after the whole spool file went out."""
+    message = spooled(big_message(16))
+    seen: list[int] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 raw.example ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"250-raw.example\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
+        while line := await reader.readline():
+            verb, _, rest = line.strip().partition(b" ")
+            if verb == b"BDAT":
+                size = int(rest.split()[0])
+                await reader.readexactly(size)
+                seen.append(size)
+                if len(seen) == 1:
+                    writer.write(b"552 5.3.4 too big\r\n")
+                    await writer.drain()
+                    await asyncio.sleep(0.2)  # time for the client to see it
+                else:
+                    writer.write(b"503 5.5.1 no transaction\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                return
+            else:
+                writer.write(b"250 ok\r\n")
+
+    async def body(port: int) -> None:
+        async with SMTPClient.connect(HOST, port, timeouts=FAST) as client:
+            with pytest.raises(SMTPResponseError) as info:
+                await client.send_message(message, sender="a@example.test",
+                                          recipients=["b@example.test"], chunk_size=1 << 16)
+            assert info.value.code == 552
+            assert info.value.replies == {"b@example.test": info.value.reply}
+            assert (await client.noop()).code == 250  # the session goes on after RSET
+
+    run(raw_server(script, body), timeout=30)
+    assert sum(seen) < message.size // 2, sum(seen)  # it stopped well before the end
