@@ -25,7 +25,6 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
 from email.message import Message
 from types import TracebackType
 from typing import Any
@@ -33,9 +32,25 @@ from typing import Any
 from mailagents import delivery, sasl
 from mailagents.aio import _client
 from mailagents.aio._smtp_content import Address, Pieces, eight_bit, from_message
+from mailagents.aio._smtp_results import (
+    ClientTimeouts,
+    SendResult,
+    SMTPAuthenticationError,
+    SMTPConnectionClosed,
+    SMTPError,
+    SMTPProtocolError,
+    SMTPRecipientsRefused,
+    SMTPResponseError,
+    SMTPTimeout,
+    SMTPTLSError,
+    address,
+    all_replies,
+    deciding_replies,
+    describe,
+)
 from mailagents.aio._smtp_tls import TLSOutcome, TLSPolicy
 from mailagents.aio.tls import client_context
-from mailagents.smtp import MailParameters, Path, RcptParameters, Reply
+from mailagents.smtp import MailParameters, RcptParameters, Reply
 from mailagents.smtp.client import (
     AuthResult,
     ClientConnection,
@@ -72,132 +87,12 @@ _PASSWORD_MECHANISMS: Mapping[str, Callable[[str, str], sasl.ClientMechanism]] =
     "CRAM-MD5": sasl.CramMd5Client,
 }
 
-# --- exceptions ---------------------------------------------------------------------
-
-
-class SMTPError(Exception):
-    """The base of every error the client raises. ``reply`` is the server's reply
-    that caused it, when there is one."""
-
-    def __init__(self, message: str, reply: Reply | None = None) -> None:
-        super().__init__(message)
-        self.reply = reply
-
-    @property
-    def code(self) -> int | None:
-        """The reply code (``550``), or ``None`` when no reply caused the error."""
-        return self.reply.code if self.reply is not None else None
-
-    @property
-    def enhanced(self) -> str | None:
-        """The enhanced status code (``"5.1.1"``, RFC 3463), if the server sent one."""
-        return self.reply.enhanced if self.reply is not None else None
-
-    @property
-    def text(self) -> str:
-        """The reply's text, lines joined with a newline (``""`` without a reply)."""
-        return self.reply.text if self.reply is not None else ""
-
-
-def _describe(reply: Reply) -> str:
-    enhanced = f" {reply.enhanced}" if reply.enhanced else ""
-    return f"{reply.code}{enhanced} {reply.text}".rstrip()
-
-
-class SMTPResponseError(SMTPError):
-    """The server refused a request: ``reply`` says why (a 4xx is worth a retry later,
-    a 5xx is not).
-
-    When it ends a mail transaction (:meth:`SMTPClient.send_message`: MAIL refused,
-    DATA or the content refused, a 421), ``transaction`` is the core's full account
-    and ``replies`` gives each recipient the reply that decided its fate, so that a
-    queue can record every one: its RCPT refusal; else the refusal of MAIL, of DATA or
-    of the content, or in LMTP its own reply after the data; the 421 for a recipient
-    cut off by one. Otherwise ``transaction`` is ``None`` and ``replies`` empty."""
-
-    reply: Reply
-
-    def __init__(
-        self,
-        reply: Reply,
-        message: str | None = None,
-        *,
-        transaction: TransactionResult | None = None,
-        replies: Mapping[str, Reply] | None = None,
-    ) -> None:
-        super().__init__(message or _describe(reply), reply)
-        self.transaction = transaction
-        self.replies: dict[str, Reply] = dict(replies or {})
-
-
-class SMTPRecipientsRefused(SMTPResponseError):
-    """No recipient was accepted. ``refused`` maps each recipient to its reply (as
-    ``replies`` does); ``reply`` is the first of them."""
-
-    def __init__(
-        self,
-        refused: dict[str, Reply],
-        *,
-        transaction: TransactionResult | None = None,
-        replies: Mapping[str, Reply] | None = None,
-    ) -> None:
-        first = next(iter(refused.values()))
-        super().__init__(
-            first,
-            f"every recipient was refused: {_refused_text(refused)}",
-            transaction=transaction,
-            replies=refused if replies is None else replies,
-        )
-        self.refused = refused
-
-
-def _refused_text(refused: Mapping[str, Reply]) -> str:
-    """``"a@example.org: 550 5.1.1 No such user; ..."`` for error messages and logs."""
-    return "; ".join(f"{address}: {_describe(reply)}" for address, reply in refused.items())
-
-
-class SMTPAuthenticationError(SMTPError):
-    """AUTH failed: the server refused the credentials (``reply``, often 535), offers
-    no usable mechanism (no ``reply``), or failed to prove itself (``error`` says how;
-    the connection is then closed: the server may be an impostor)."""
-
-    def __init__(
-        self, message: str, reply: Reply | None = None, error: str | None = None
-    ) -> None:
-        super().__init__(message, reply)
-        self.error = error
-
-
-class SMTPTLSError(SMTPError):
-    """TLS could not be set up: STARTTLS was required but not offered or refused, or
-    the handshake failed (an untrusted certificate: the :class:`ssl.SSLError` is the
-    ``__cause__``). The connection is closed."""
-
-
-class SMTPProtocolError(SMTPError):
-    """The server broke the protocol so badly that the session cannot go on (a
-    malformed reply, one nothing asked for). The connection is closed."""
-
-
-class SMTPTimeout(SMTPError, TimeoutError):
-    """The server did not answer (or take our data) within the configured time-out.
-    The connection is closed."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-
-
-class SMTPConnectionClosed(SMTPError, ConnectionError):
-    """The connection is closed: the server closed it (in the middle of a request,
-    or after a 421), or it was closed here before."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-
 
 class _HandshakeFailed(Exception):
     """A failed STARTTLS handshake that the policy answers with a plaintext retry."""
 
+
+_DEFAULT_TIMEOUTS = ClientTimeouts()
 
 _ERRORS = _client.ClientErrors(
     timeout=SMTPTimeout,
@@ -205,114 +100,6 @@ _ERRORS = _client.ClientErrors(
     closed=SMTPConnectionClosed,
     protocol=SMTPProtocolError,
 )
-
-
-# --- configuration and results ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClientTimeouts:
-    """Seconds the client waits, per step, before it gives up with :class:`SMTPTimeout`.
-
-    The defaults are the minimums of RFC 5321 §4.5.3.2. Each time-out bounds one reply
-    as a whole (a server that trickles a reply out byte by byte is cut off too), and a
-    new one starts with each reply or write.
-    """
-
-    connect: float = 60.0
-    """The TCP connection and each TLS handshake (implicit TLS, STARTTLS)."""
-    greeting: float = 300.0
-    """The initial 220 greeting (§4.5.3.2.1)."""
-    mail: float = 300.0
-    """The reply to MAIL (§4.5.3.2.2)."""
-    rcpt: float = 300.0
-    """The reply to each RCPT (§4.5.3.2.3)."""
-    data_initiation: float = 120.0
-    """The 354 reply to DATA (§4.5.3.2.4)."""
-    data_block: float = 180.0
-    """Each block of data handed to the network (§4.5.3.2.5), and the reply to a BDAT
-    chunk that is not the last."""
-    data_termination: float = 600.0
-    """The reply after the final dot, or to BDAT LAST (§4.5.3.2.6)."""
-    command: float = 300.0
-    """Any other command: EHLO, STARTTLS, AUTH, RSET, NOOP, QUIT."""
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"ClientTimeouts.{f.name} must be a positive number")
-
-    @classmethod
-    def uniform(cls, seconds: float) -> ClientTimeouts:
-        """The same time-out for every step (handy in tests)."""
-        return cls(**{f.name: seconds for f in fields(cls)})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SendResult:
-    """The outcome of :meth:`SMTPClient.send_message` when at least one recipient was
-    accepted (otherwise it raises).
-
-    Addresses are the recipients' mailboxes as strings (``"b@example.org"``).
-    """
-
-    accepted: tuple[str, ...]
-    """The recipients the server took responsibility for, in RCPT order."""
-    refused: dict[str, Reply]
-    """The other recipients with the reply that refused each: its RCPT reply, or in
-    LMTP its own reply after the data."""
-    data_replies: tuple[Reply, ...]
-    """The replies to the content: one in SMTP; in LMTP one per recipient accepted at
-    RCPT, in order (RFC 2033 §4.2)."""
-    replies: dict[str, Reply]
-    """Every recipient with the reply that decided its fate."""
-    transaction: TransactionResult
-    """The core's full account (MAIL's reply, each RCPT's reply, ...)."""
-
-
-# --- helpers -------------------------------------------------------------------------
-
-
-def _address(path: Path) -> str:
-    return str(path.mailbox) if path.mailbox is not None else str(path)
-
-
-def _replies(result: TransactionResult) -> list[Reply]:
-    out = [result.mail_reply, *(reply for _, reply in result.recipient_replies)]
-    return out + list(result.data_replies)
-
-
-def _deciding_replies(result: TransactionResult, *, lmtp: bool) -> dict[str, Reply]:
-    """Each recipient (every one given, in order) with the reply that decided its
-    fate: MAIL's refusal for all when MAIL was refused (the RCPT replies that follow a
-    pipelined refused MAIL only repeat it); else its RCPT refusal, or its own final
-    reply in LMTP (RFC 2033 §4.2), or the reply to the content (or DATA's refusal);
-    the last reply (a 421) for a recipient whose fate it cut off."""
-    paths = result.recipients or tuple(path for path, _ in result.recipient_replies)
-    last = _replies(result)[-1]
-    mail = result.mail_reply
-    if not 200 <= mail.code < 300:
-        return {_address(path): mail for path in paths}
-    at_rcpt = dict(zip(
-        (_address(p) for p, _ in result.recipient_replies),
-        (r for _, r in result.recipient_replies),
-        strict=True,
-    ))
-    taken = [a for a, r in at_rcpt.items() if 200 <= r.code < 300]
-    own = dict(zip(taken, result.data_replies, strict=False)) if lmtp else {}
-    final = result.data_replies[-1] if result.data_replies else last
-    replies: dict[str, Reply] = {}
-    for path in paths:
-        address = _address(path)
-        reply = at_rcpt.get(address)
-        if reply is None:
-            replies[address] = last
-        elif not 200 <= reply.code < 300:
-            replies[address] = reply
-        else:
-            replies[address] = own.get(address, final)
-    return replies
 
 
 # --- the client ---------------------------------------------------------------------------
@@ -384,7 +171,7 @@ class SMTPClient:
         ssl_context: ssl.SSLContext | None = None,
         starttls: bool | None = None,
         server_hostname: str | None = None,
-        timeouts: ClientTimeouts = ClientTimeouts(),
+        timeouts: ClientTimeouts = _DEFAULT_TIMEOUTS,
         source_address: tuple[str, int] | None = None,
         tls_policy: TLSPolicy | None = None,
     ) -> SMTPConnecting:
@@ -534,7 +321,7 @@ class SMTPClient:
         assert isinstance(event, Greeting)
         if event.reply.code != 220:
             raise SMTPResponseError(
-                event.reply, f"the server refused the session: {_describe(event.reply)}"
+                event.reply, f"the server refused the session: {describe(event.reply)}"
             )
         await self._hello(local_hostname)
         core = self._core
@@ -548,9 +335,9 @@ class SMTPClient:
         assert isinstance(event, Response)
         if event.reply.code != 220:
             if starttls:
-                raise SMTPTLSError(f"STARTTLS refused: {_describe(event.reply)}", event.reply)
+                raise SMTPTLSError(f"STARTTLS refused: {describe(event.reply)}", event.reply)
             log.info("STARTTLS refused by %s (%s); going on without TLS",
-                     self._host, _describe(event.reply))
+                     self._host, describe(event.reply))
             return
         context = self._ssl_context if self._ssl_context is not None else client_context()
         try:
@@ -682,7 +469,7 @@ class SMTPClient:
                 f"the server did not prove itself: {event.error}", event.reply, event.error
             )
         raise SMTPAuthenticationError(
-            f"authentication failed: {_describe(event.reply)}", event.reply
+            f"authentication failed: {describe(event.reply)}", event.reply
         )
 
     async def send_message(
@@ -779,20 +566,20 @@ class SMTPClient:
 
     def _send_result(self, result: TransactionResult) -> SendResult:
         data_replies = result.data_replies
-        replies = _deciding_replies(result, lmtp=self.lmtp)
-        for reply in _replies(result):
+        replies = deciding_replies(result, lmtp=self.lmtp)
+        for reply in all_replies(result):
             if reply.code == 421:
                 raise SMTPResponseError(
-                    reply, f"the server is closing: {_describe(reply)}",
+                    reply, f"the server is closing: {describe(reply)}",
                     transaction=result, replies=replies,
                 )
         if not 200 <= result.mail_reply.code < 300:
             raise SMTPResponseError(
-                result.mail_reply, f"the sender was refused: {_describe(result.mail_reply)}",
+                result.mail_reply, f"the sender was refused: {describe(result.mail_reply)}",
                 transaction=result, replies=replies,
             )
-        rcpt_ok = [_address(p) for p, r in result.recipient_replies if 200 <= r.code < 300]
-        accepted = tuple(_address(p) for p in result.accepted)
+        rcpt_ok = [address(p) for p, r in result.recipient_replies if 200 <= r.code < 300]
+        accepted = tuple(address(p) for p in result.accepted)
         taken = set(accepted)
         refused = {a: r for a, r in replies.items() if a not in taken}
         if not accepted:
@@ -800,7 +587,7 @@ class SMTPClient:
                 raise SMTPRecipientsRefused(refused, transaction=result, replies=replies)
             last = data_replies[-1] if data_replies else result.mail_reply
             raise SMTPResponseError(
-                last, f"the message was refused: {_describe(last)}",
+                last, f"the message was refused: {describe(last)}",
                 transaction=result, replies=replies,
             )
         return SendResult(
@@ -881,7 +668,7 @@ class SMTPClient:
                 feed=feed,
             )
             assert not isinstance(event, ConnectionClosed)  # request() raised instead
-            replies = _replies(event) if isinstance(event, TransactionResult) else [event.reply]
+            replies = all_replies(event) if isinstance(event, TransactionResult) else [event.reply]
             if any(reply.code == 421 for reply in replies) or (
                 isinstance(event, Response) and event.command == "QUIT"
             ):
