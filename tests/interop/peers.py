@@ -48,16 +48,35 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` different TCP ports on 127.0.0.1 that nothing listens on now (each socket
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` different TCP ports on ``host`` that nothing listens on now (each socket
     is held until all are chosen, so that no two are the same)."""
     with contextlib.ExitStack() as stack:
         ports = []
         for _ in range(n):
             sock = stack.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((host, 0))
             ports.append(int(sock.getsockname()[1]))
         return ports
+
+
+def shared_port(hosts: tuple[str, ...], attempts: int = 50) -> int:
+    """One TCP port free on every address of ``hosts`` (and on 0.0.0.0, so that no
+    wildcard listener holds it): for peers on several loopback addresses that an
+    MTA reaches on its one outbound port."""
+    for _ in range(attempts):
+        with socket.socket() as probe:
+            probe.bind(("0.0.0.0", 0))
+            port = int(probe.getsockname()[1])
+        with contextlib.ExitStack() as stack:
+            try:
+                for host in hosts:
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no port free on all of {hosts}")
 
 
 class PeerExited(RuntimeError):
@@ -65,18 +84,21 @@ class PeerExited(RuntimeError):
 
 
 def wait_port(
-    port: int, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
+    port: int,
+    timeout: float = 30.0,
+    process: subprocess.Popen[bytes] | None = None,
+    host: str = "127.0.0.1",
 ) -> None:
-    """Wait until something accepts connections on 127.0.0.1:``port``; with
+    """Wait until something accepts connections on ``host``:``port``; with
     ``process``, fail at once (:class:`PeerExited`) if it ends first."""
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
             return
         if process is not None and process.poll() is not None:
             raise PeerExited(f"exited ({process.returncode}) before listening on port {port}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+            raise TimeoutError(f"nothing listens on {host}:{port}")
         time.sleep(0.05)
 
 
@@ -290,7 +312,9 @@ postlog    unix-dgram n - n - 1 postlogd
 
 
 class Postfix:
-    """A private Postfix (3.4 or newer) receiving mail for ``example.test`` on 127.0.0.1.
+    """A private Postfix (3.4 or newer) receiving mail for ``example.test`` on ``host``
+    (127.0.0.1 unless told; another loopback address such as 127.0.0.3 for an MTA that
+    reaches several peers on one port), at ``port`` (a free one unless told).
 
     Two SMTP listeners: ``port`` offers every extension Postfix has (PIPELINING,
     CHUNKING, STARTTLS when a certificate is given, ...), ``data_port`` the same without
@@ -299,6 +323,17 @@ class Postfix:
     ``mail/<user>/Maildir/`` as ``nobody``. Nothing leaves the machine: every other
     domain goes to the error transport. Configuration, queue, data and log live in a
     private folder; the daemons run as the ``postfix`` user that the package creates.
+
+    ``recipient_access``, when given, is the text of a ``check_recipient_access``
+    table (``texthash``: ``carol@example.test 451 4.7.1 Not now`` lines), consulted at
+    RCPT before the user check; :meth:`set_recipient_access` changes it while Postfix
+    runs (and reloads it).
+
+    ``transport_map``, when given, is the text of a ``transport_maps`` table
+    (``texthash``: ``b.test smtp:[127.0.0.2]:2525`` lines): mail Postfix takes for
+    those domains from ``mynetworks`` is relayed there by smtp(8), with no DNS (it
+    cannot ask a name server on a test port); every other domain still goes to the
+    error transport.
     """
 
     domain = "example.test"
@@ -310,8 +345,16 @@ class Postfix:
         cert_pem: bytes | None = None,
         key_pem: bytes | None = None,
         transport: str | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        recipient_access: str | None = None,
+        transport_map: str | None = None,
     ) -> None:
         self.binary = require_binary("postfix")
+        self.transport_map = transport_map
+        self.host = host
+        """The address both listeners are on."""
+        self.recipient_access = recipient_access
         self.transport = transport
         """Where mail for the users goes instead of virtual(8): a Postfix transport
         such as ``lmtp:inet:127.0.0.1:2424`` or ``lmtp:unix:/path/to/socket``."""
@@ -326,7 +369,11 @@ class Postfix:
         self.maillog = self.base / "maillog"
         nobody = pwd.getpwnam("nobody")
         self.uid, self.gid = nobody.pw_uid, nobody.pw_gid
-        self.port, self.data_port = free_ports(2)
+        self.port, self.data_port = free_ports(2, host)
+        if port is not None:
+            self.port = port
+            while self.data_port == port:
+                self.data_port = free_ports(1, host)[0]
         self.started = False
 
     def _config(self) -> None:
@@ -351,6 +398,15 @@ smtpd_tls_key_file = {key}
 smtpd_tls_security_level = may
 smtpd_tls_loglevel = 1
 """
+        extra = ""
+        if self.recipient_access is not None:
+            (etc / "access").write_text(self.recipient_access)
+            extra = (
+                f"smtpd_recipient_restrictions = check_recipient_access texthash:{etc}/access"
+            )
+        if self.transport_map is not None:
+            (etc / "transport").write_text(self.transport_map)
+            extra += f"\ntransport_maps = texthash:{etc}/transport"
         (etc / "vmailbox").write_text(
             "".join(f"{user}@{self.domain} {user}/Maildir/\n" for user in self.users)
         )
@@ -366,6 +422,9 @@ maillog_file_prefixes = {base}
 myhostname = mx.{self.domain}
 mydomain = {self.domain}
 myorigin = $myhostname
+# Postfix refuses an inet_interfaces address that no interface has (127.0.0.3 is
+# reached through lo's 127.0.0.0/8 but is not its address); the listeners in master.cf
+# name their address themselves, so this one only says "loopback".
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mydestination =
@@ -396,10 +455,11 @@ virtual_uid_maps = static:{self.uid}
 virtual_gid_maps = static:{self.gid}
 virtual_minimum_uid = 1
 virtual_mailbox_limit = 0
+{extra}
 {tls}""")
         (etc / "master.cf").write_text(
-            f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
-            f"127.0.0.1:{self.data_port} inet n - n - - smtpd\n"
+            f"{self.host}:{self.port} inet n - n - - smtpd\n"
+            f"{self.host}:{self.data_port} inet n - n - - smtpd\n"
             "  -o smtpd_discard_ehlo_keywords=silent-discard,chunking\n"
             + _POSTFIX_SERVICES
         )
@@ -420,8 +480,20 @@ virtual_mailbox_limit = 0
                 f"postfix start failed ({done.returncode}): {done.stdout}{done.stderr}"
                 f"\n{self.log()}"
             )
-        wait_port(self.port, timeout)
-        wait_port(self.data_port, timeout)
+        wait_port(self.port, timeout, host=self.host)
+        wait_port(self.data_port, timeout, host=self.host)
+
+    def set_recipient_access(self, text: str, timeout: float = 15.0) -> None:
+        """Replace the ``recipient_access`` table and reload Postfix: SMTP sessions
+        that start after the reload see the new table (a texthash table is read when
+        an smtpd process starts; the reload makes the master start new ones)."""
+        if self.recipient_access is None:
+            raise RuntimeError("Postfix was started without a recipient_access table")
+        self.recipient_access = text
+        (self.etc / "access").write_text(text)
+        done = self._postfix("reload", timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"postfix reload failed: {done.stdout}{done.stderr}")
 
     def master_pid(self) -> int | None:
         """The pid of the running master process, if any."""
@@ -496,9 +568,15 @@ def running_postfix(
     cert_pem: bytes | None = None,
     key_pem: bytes | None = None,
     transport: str | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    recipient_access: str | None = None,
+    transport_map: str | None = None,
 ) -> Iterator[Postfix]:
     """Start a private Postfix for the duration of the block."""
-    server = Postfix(cert_pem=cert_pem, key_pem=key_pem, transport=transport)
+    server = Postfix(cert_pem=cert_pem, key_pem=key_pem, transport=transport, host=host,
+                     port=port, recipient_access=recipient_access,
+                     transport_map=transport_map)
     try:
         server.start()
         yield server
