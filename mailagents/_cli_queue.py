@@ -39,7 +39,7 @@ def _print_message(m: QueuedMessage, out: TextIO, *, all_recipients: bool) -> No
     print(f"{m.id}  {m.size:>9}  {_when(m.arrival)}  <{m.sender}>  "
           f"({pending} of {len(m.recipients)} to go)", file=out)
     for r in m.recipients:
-        if not all_recipients and r.state in ("delivered", "relayed"):
+        if not all_recipients and r.state in ("delivered", "transferred", "relayed"):
             continue
         reply = ""
         if r.reply is not None:

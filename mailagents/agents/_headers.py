@@ -135,6 +135,9 @@ def received_field(
     authenticated user in a comment. A client on a Unix socket has no address: the
     field says so (with its uid when known)."""
     base = "LMTP" if lmtp else "ESMTP"
+    if envelope.mail_parameters.smtputf8:
+        # RFC 6531 §3.7.3: UTF8SMTP (UTF8LMTP), with S and A as for ESMTP.
+        base = "UTF8LMTP" if lmtp else "UTF8SMTP"
     protocol = base + ("S" if session.tls else "") + ("A" if session.identity else "")
     helo = comment_text(session.helo or "unknown")
     peer = session.peer

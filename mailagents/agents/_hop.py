@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailagents.aio import SMTPClient
+from mailagents.aio import SMTPClient, TLSPolicy
 from mailagents.aio.smtp_client import (
     ClientTimeouts,
     SMTPConnectionClosed,
@@ -66,9 +66,11 @@ class HopConfig:
     """The client's time-outs (RFC 5321 §4.5.3.2 minimums by default)."""
     max_recipients: int = MAX_RECIPIENTS
     """Recipients per transaction (the rest go in more transactions)."""
+    tls: Callable[[str, Exchanger], TLSPolicy] | None = None
+    """The TLS policy per destination and host (``None``: opportunistic STARTTLS,
+    the certificate not checked, RFC 7435)."""
     connect_options: Callable[[str, Exchanger], dict[str, Any]] | None = None
-    """Extra :meth:`SMTPClient.connect` keyword arguments per destination and host
-    (the TLS policy)."""
+    """Extra :meth:`SMTPClient.connect` keyword arguments per destination and host."""
 
 
 def _all(indices: Sequence[int], status: str, reply: Reply, remote: str | None) -> list[Outcome]:
@@ -84,9 +86,11 @@ class Hop:
     """A connection to one destination (``domain``), opened on the first job."""
 
     def __init__(self, config: HopConfig, domain: str,
-                 targets: Sequence[tuple[Exchanger, IPAddress]]) -> None:
+                 targets: Sequence[tuple[Exchanger, IPAddress]], *,
+                 requiretls: bool = False) -> None:
         self.config = config
         self.domain = domain
+        self.requiretls = requiretls  # RFC 8689: only verified TLS will do
         self.targets = list(targets)
         self.client: SMTPClient | None = None
         self.host: str | None = None  # the MX host connected to
@@ -105,6 +109,15 @@ class Hop:
                 options = self.config.connect_options(self.domain, exchanger)
             if self.config.source_address is not None:
                 options.setdefault("source_address", (self.config.source_address, 0))
+            policy = (self.config.tls(self.domain, exchanger) if self.config.tls is not None
+                      else TLSPolicy(mode="opportunistic"))
+            if self.requiretls and policy.mode != "verified":
+                # RFC 8689 §4.1: a verified certificate, whatever the domain's policy.
+                # (The system's authorities: a domain whose policy is "verified" with a
+                # context of its own keeps it.)
+                policy = TLSPolicy(mode="verified", server_hostname=policy.server_hostname)
+            if not {"starttls", "ssl_context"} & options.keys():
+                options.setdefault("tls_policy", policy)
             try:
                 self.client = await SMTPClient.connect(
                     str(address), self.config.port, local_hostname=self.config.hostname,
@@ -120,8 +133,11 @@ class Hop:
                                                         f"[{address}] failed: {error}")
             else:
                 self.host = exchanger.host
-                log.info("connected to %s[%s] for %s (TLS %s)", exchanger.host, address,
-                         self.domain, "on" if self.client.tls_active else "off")
+                tls = self.client.tls
+                log.info("connected to %s[%s] for %s: %s%s", exchanger.host, address,
+                         self.domain, tls.received_comment() if tls is not None else "no TLS",
+                         " (plaintext after a failed handshake)"
+                         if self.client.tls_downgraded else "")
                 return True
             log.info("%s: %s", self.domain, self.last_error.text)
         return False
@@ -164,7 +180,7 @@ class Hop:
             retry_now: list[int] = []
             for i, (status, reply) in zip(batch, result, strict=True):
                 if reply.code == 452 and status == "temporary" and any(
-                    s in ("delivered", "relayed") for s, _ in result
+                    s in ("transferred", "relayed") for s, _ in result
                 ):
                     # RFC 5321 §4.5.3.1.10: too many recipients; the rest go in a new
                     # transaction at once.
@@ -204,8 +220,8 @@ class Hop:
         if message.requiretls:
             # RFC 8689 §4.1: only over TLS with a verified certificate, to a server
             # that offers REQUIRETLS.
-            outcome = getattr(client, "tls", None)
-            verified = bool(getattr(outcome, "verified", False))
+            outcome = client.tls
+            verified = outcome is not None and outcome.verified
             if "REQUIRETLS" not in ext or not verified:
                 return refusal(550, "5.7.30", f"REQUIRETLS: {self.host} offers no verified "
                                               "TLS with REQUIRETLS")
@@ -226,17 +242,19 @@ class Hop:
         )
         rparams = [RcptParameters(notify=r.notify if dsn else None,
                                   orcpt=r.orcpt if dsn else None) for r in recipients]
-        delivered = "delivered" if dsn else "relayed"
+        # RFC 3461 §6.2.2: a hop without DSN ends our duty to report ("relayed"); one
+        # with DSN takes it over ("transferred").
+        delivered = "transferred" if dsn else "relayed"
         try:
             sent = await client.send_message(
-                content.read(),
+                content,
                 sender=message.sender,
                 recipients=[r.address for r in recipients],
                 parameters=params,
                 recipient_parameters=rparams,
             )
         except SMTPResponseError as error:
-            replies: dict[str, Reply] = dict(getattr(error, "replies", None) or {})
+            replies: dict[str, Reply] = dict(error.replies or {})
             fallback = error.reply
             return [(_status(reply), reply)
                     for reply in (replies.get(r.address, fallback) for r in recipients)]

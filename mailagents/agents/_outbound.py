@@ -10,12 +10,13 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from mailagents.agents._bounce import DSNRecipient, build_dsn
 from mailagents.agents._hop import MAX_RECIPIENTS, Hop, HopConfig, Job, refusal
 from mailagents.agents._lifecycle import AsyncClosing
+from mailagents.aio import TLSPolicy
 from mailagents.aio.smtp_client import ClientTimeouts
 from mailagents.delivery import Deliver, Handoff, RecipientResult
 from mailagents.dns import DnsFailure, Exchanger, MXResolver, to_ascii
@@ -30,18 +31,44 @@ from mailagents.smtp import (
     Reply,
 )
 
-__all__ = ["ConnectOptions", "Outbound", "QueueDelivery"]
+__all__ = ["ConnectOptions", "Outbound", "QueueDelivery", "TLSChoice"]
 
 log = logging.getLogger("mailagents.agents.mta")
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
+TLSChoice = TLSPolicy | Mapping[str, TLSPolicy] | Callable[[str, Exchanger], TLSPolicy] | None
+"""The TLS policy of the outbound connections: one for all, one per destination
+domain (a mapping; the domains it does not name get opportunistic TLS), or a callable
+given the domain and the MX host. ``None``: opportunistic STARTTLS for all."""
+
+
+def _tls_choice(choice: TLSChoice) -> Callable[[str, Exchanger], TLSPolicy] | None:
+    if choice is None or callable(choice):
+        return choice
+    if isinstance(choice, TLSPolicy):
+        policy = choice
+        return lambda domain, exchanger: policy
+    table = {to_ascii(domain): policy for domain, policy in choice.items()}
+    default = TLSPolicy(mode="opportunistic")
+    return lambda domain, exchanger: table.get(domain, default)
+
+
 ConnectOptions = Callable[[str, Exchanger], dict[str, Any]]
 """Given the destination domain and the MX host, more keyword arguments for
 :meth:`~mailagents.aio.SMTPClient.connect` (its TLS policy, say)."""
 
 _LOCAL = ""  # the destination key of local recipients
+
+
+async def _paired(
+    job: Job, future: asyncio.Future[list[Outcome]]
+) -> tuple[Job, list[Outcome] | BaseException]:
+    try:
+        return job, await future
+    except Exception as error:
+        return job, error
 
 
 def _path(address: str) -> Path:
@@ -52,9 +79,10 @@ def _path(address: str) -> Path:
 class _Destination:
     """The jobs waiting for one remote domain and the connections serving them."""
 
-    def __init__(self, outbound: Outbound, domain: str) -> None:
+    def __init__(self, outbound: Outbound, domain: str, requiretls: bool = False) -> None:
         self.outbound = outbound
         self.domain = domain
+        self.requiretls = requiretls  # its connections need verified TLS (RFC 8689)
         self.jobs: asyncio.Queue[tuple[Job, asyncio.Future[list[Outcome]]]] = asyncio.Queue()
         self.workers = 0
         self.idle = 0
@@ -94,7 +122,8 @@ class _Destination:
                     self._fail_waiting(None, "temporary" if route.temporary else "permanent",
                                        refusal(code, route.enhanced, route.reason))
                     return
-                hop = Hop(out.hop_config, self.domain, list(route.targets()))
+                hop = Hop(out.hop_config, self.domain, list(route.targets()),
+                          requiretls=self.requiretls)
                 while True:
                     self.idle += 1
                     try:
@@ -151,11 +180,17 @@ class Outbound(AsyncClosing):
     built (RFC 3464) and queued with ``MAIL FROM:<>``, and a failure of a message
     from ``<>`` is reported to ``postmaster`` instead.
 
-    ``connect_options`` gives the :meth:`~mailagents.aio.SMTPClient.connect` options
-    per destination (the TLS policy); ``port`` is the next hops' port (25; another
-    one is for tests only) and ``source_address`` the local address to connect
-    from. ``clock`` is the time (``time.time``); blocking queue work runs in
-    ``executor`` (a thread pool of its own by default).
+    ``tls`` is the TLS policy of the outbound connections (see :data:`TLSChoice`):
+    by default opportunistic STARTTLS, the certificate not checked (RFC 7435), and a
+    failed handshake defers to the next MX and a later try, never a silent retry in
+    plaintext (a :class:`~mailagents.aio.TLSPolicy` with
+    ``on_handshake_failure="plaintext"`` asks for that explicitly). A message that
+    came with REQUIRETLS goes over connections of its own that require a verified
+    certificate (RFC 8689 §4.1). ``connect_options`` gives more
+    :meth:`~mailagents.aio.SMTPClient.connect` options per destination; ``port`` is
+    the next hops' port (25; another one is for tests only) and ``source_address``
+    the local address to connect from. ``clock`` is the time (``time.time``);
+    blocking queue work runs in ``executor`` (a thread pool of its own by default).
 
     :meth:`start` runs the loop; :meth:`wake` says new mail was queued;
     :meth:`run_once` makes one pass (for tests and ``queue retry``).
@@ -169,6 +204,7 @@ class Outbound(AsyncClosing):
         resolver: MXResolver | None = None,
         local: Deliver | None = None,
         local_domains: Collection[str] = (),
+        tls: TLSChoice = None,
         connect_options: ConnectOptions | None = None,
         port: int = 25,
         source_address: str | None = None,
@@ -207,14 +243,14 @@ class Outbound(AsyncClosing):
         self.hop_config = HopConfig(
             hostname=hostname, port=port, source_address=source_address,
             timeouts=timeouts or ClientTimeouts(), max_recipients=max_recipients,
-            connect_options=connect_options,
+            tls=_tls_choice(tls), connect_options=connect_options,
         )
         """How next hops are spoken to."""
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=8, thread_name_prefix="mailagents-queue")
         self._own_executor = executor is None
         self._connections = asyncio.Semaphore(max_connections)
-        self._destinations: dict[str, _Destination] = {}
+        self._destinations: dict[tuple[str, bool], _Destination] = {}
         self._busy: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
@@ -300,39 +336,43 @@ class Outbound(AsyncClosing):
             for i in message.due(when):
                 groups.setdefault(self._destination_of(message.recipients[i]), []).append(i)
             opener = functools.partial(self.queue.open, message.id)
-            waits: list[asyncio.Future[list[Outcome]]] = []
-            jobs: list[Job] = []
+            waits: list[Awaitable[tuple[Job, list[Outcome] | BaseException]]] = []
             for domain, indices in groups.items():
                 job = Job(message=message, indices=tuple(indices), content=opener)
-                jobs.append(job)
                 if domain == _LOCAL:
-                    waits.append(asyncio.ensure_future(self._deliver_local(job)))
+                    future: asyncio.Future[list[Outcome]] = asyncio.ensure_future(
+                        self._deliver_local(job))
                 else:
-                    destination = self._destinations.get(domain)
+                    key = (domain, message.requiretls)
+                    destination = self._destinations.get(key)
                     if destination is None:
-                        destination = self._destinations[domain] = _Destination(self, domain)
-                    waits.append(destination.submit(job))
-            outcomes: list[Outcome] = []
-            results = await asyncio.gather(*waits, return_exceptions=True)
-            for job, result in zip(jobs, results, strict=True):
+                        destination = self._destinations[key] = _Destination(
+                            self, domain, message.requiretls)
+                    future = destination.submit(job)
+                waits.append(_paired(job, future))
+            state = message
+            for next_done in asyncio.as_completed(waits):
+                job, result = await next_done
                 if isinstance(result, BaseException):
                     # A bug or a broken disk: deferred by the schedule, not retried
                     # in a tight loop.
                     log.error("%s: delivery failed: %r", message.id, result)
                     reply = refusal(451, "4.3.0", "delivery failed here; will retry")
-                    outcomes.extend(Outcome(index=i, status="temporary", reply=reply)
-                                    for i in job.indices)
+                    outcomes = [Outcome(index=i, status="temporary", reply=reply)
+                                for i in job.indices]
                 else:
-                    outcomes.extend(result)
-            self.attempts += len(outcomes)
-            for o in outcomes:
-                r = message.recipients[o.index]
-                log.info("%s: to=<%s> relay=%s status=%s (%s)", message.id, r.address,
-                         o.remote_mta or "local", o.status, o.reply.text.splitlines()[0]
-                         if o.reply.text else o.reply.code)
-            finished = self.clock() if now is None else now
-            state = await self._blocking(self.queue.record, message.id, outcomes, now=finished)
-            await self._notify(state, finished)
+                    outcomes = result
+                self.attempts += len(outcomes)
+                for o in outcomes:
+                    r = message.recipients[o.index]
+                    log.info("%s: to=<%s> relay=%s status=%s (%s)", message.id, r.address,
+                             o.remote_mta or "local", o.status,
+                             o.reply.text.splitlines()[0] if o.reply.text else o.reply.code)
+                # Each destination's outcomes are on disk as soon as they are known:
+                # a crash while another destination is slow sends nothing twice.
+                when = self.clock() if now is None else now
+                state = await self._blocking(self.queue.record, message.id, outcomes, now=when)
+            await self._notify(state, self.clock() if now is None else now)
         except Exception:
             log.exception("%s: the attempt failed", message.id)
         finally:

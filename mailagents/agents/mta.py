@@ -27,7 +27,7 @@ from typing import Any
 
 from mailagents.agents import _headers
 from mailagents.agents._lifecycle import AsyncClosing, bound_port, close_listeners
-from mailagents.agents._outbound import ConnectOptions, Outbound, QueueDelivery
+from mailagents.agents._outbound import ConnectOptions, Outbound, QueueDelivery, TLSChoice
 from mailagents.agents._relay import Local, Refused, Relay, RelayDecision, RelayPolicy
 from mailagents.agents._spooling import SpoolingHandler
 from mailagents.aio import Session, SMTPServer
@@ -148,10 +148,12 @@ class MTA(AsyncClosing):
     A message with over 100 ``Received:`` fields is refused (554 5.4.6, a loop).
 
     Outbound, :attr:`outbound` (an :class:`Outbound`) delivers from the queue: local
-    recipients to ``deliver``, others by MX lookup (``resolver``) over SMTP, with
-    ``connect_options`` per destination (the TLS policy; opportunistic STARTTLS
-    without certificate checks when not given), to ``outbound_port`` (25: change it
-    only in tests); ``outbound_options`` are more :class:`Outbound` arguments.
+    recipients to ``deliver``, others by MX lookup (``resolver``) over SMTP, with the
+    ``tls`` policy (a :class:`~mailagents.aio.TLSPolicy`, one per domain, or a
+    callable; by default opportunistic STARTTLS without certificate checks, and a
+    failed handshake defers, see :doc:`/mta`), to ``outbound_port`` (25: change it
+    only in tests); ``connect_options`` and ``outbound_options`` are more
+    :meth:`~mailagents.aio.SMTPClient.connect` and :class:`Outbound` arguments.
 
     ``queue`` is a :class:`~mailagents.queue.Queue` or its directory (then made with
     ``schedule``). ``ssl_context`` offers STARTTLS inbound; ``max_message_size`` is
@@ -172,6 +174,7 @@ class MTA(AsyncClosing):
         users: UserStore | None = None,
         ssl_context: ssl.SSLContext | None = None,
         resolver: MXResolver | None = None,
+        tls: TLSChoice = None,
         connect_options: ConnectOptions | None = None,
         outbound_port: int = 25,
         outbound_options: Mapping[str, Any] | None = None,
@@ -208,7 +211,7 @@ class MTA(AsyncClosing):
             options.setdefault("postmaster", f"postmaster@{min(local_domains)}")
         self.outbound = Outbound(
             self.queue, hostname=hostname, resolver=resolver, local=deliver,
-            local_domains=local_domains, connect_options=connect_options,
+            local_domains=local_domains, tls=tls, connect_options=connect_options,
             port=outbound_port, **options,
         )
         """The delivery loop."""

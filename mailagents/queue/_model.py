@@ -17,20 +17,22 @@ __all__ = [
     "RecipientState",
 ]
 
-RecipientState = Literal["queued", "delivered", "relayed", "failed"]
+RecipientState = Literal["queued", "delivered", "transferred", "relayed", "failed"]
 """``"queued"``: still to be delivered (never tried yet, or deferred); ``"delivered"``:
-the next hop took it and offers DSN, or it was delivered locally; ``"relayed"``: the
-next hop took it but offers no DSN (RFC 3461 §6.2.2: no further notices will come);
+delivered here (by the MDA); ``"transferred"``: a next hop that offers DSN took it,
+and with it the duty to report (RFC 3461 §4.1: a success notice comes from where it
+is delivered); ``"relayed"``: a next hop without DSN took it (RFC 3461 §6.2.2: no
+further notices will come, so a success asked for is reported as relayed here);
 ``"failed"``: refused for good, or given up."""
 
-OutcomeStatus = Literal["delivered", "relayed", "temporary", "permanent"]
+OutcomeStatus = Literal["delivered", "transferred", "relayed", "temporary", "permanent"]
 """The result of one attempt for one recipient (see :class:`Outcome`)."""
 
 NoticeKind = Literal["failure", "delay", "success"]
 """The kinds of delivery status notification (RFC 3464): a recipient failed, is
 delayed, or was delivered or relayed (asked for with ``NOTIFY=SUCCESS``)."""
 
-FINAL_STATES: frozenset[str] = frozenset({"delivered", "relayed", "failed"})
+FINAL_STATES: frozenset[str] = frozenset({"delivered", "transferred", "relayed", "failed"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,7 +147,8 @@ class Outcome:
     index: int
     """The recipient's index in :attr:`QueuedMessage.recipients`."""
     status: OutcomeStatus
-    """``"delivered"``, ``"relayed"``, ``"temporary"`` (try again later) or
+    """``"delivered"`` (here), ``"transferred"`` (to a next hop with DSN),
+    ``"relayed"`` (to a next hop without DSN), ``"temporary"`` (try again later) or
     ``"permanent"`` (fail now)."""
     reply: Reply
     """The reply that says so."""

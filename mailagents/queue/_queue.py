@@ -208,8 +208,8 @@ class Queue:
     # --- attempts and notices ---------------------------------------------------------
 
     def record(self, id: str, outcomes: Iterable[Outcome], *, now: float) -> QueuedMessage:
-        """Record one delivery attempt made at ``now``: ``"delivered"`` and
-        ``"relayed"`` recipients are done, ``"permanent"`` ones failed, and
+        """Record one delivery attempt made at ``now``: ``"delivered"``,
+        ``"transferred"`` and ``"relayed"`` recipients are done, ``"permanent"`` ones failed, and
         ``"temporary"`` ones are due again by the schedule (or failed, marked
         :attr:`~QueuedRecipient.expired`, once it gives up). A recipient already final
         is left as it is: what one hop accepted is never tried again. Returns the new
@@ -227,7 +227,7 @@ class Queue:
                 attempts = r.attempts + 1
                 common = {"attempts": attempts, "last_attempt": now, "reply": outcome.reply,
                           "remote_mta": outcome.remote_mta}
-                if outcome.status in ("delivered", "relayed"):
+                if outcome.status in ("delivered", "transferred", "relayed"):
                     r = replace(r, state=outcome.status, **common)  # type: ignore[arg-type]
                 elif outcome.status == "permanent":
                     r = replace(r, state="failed", **common)  # type: ignore[arg-type]
@@ -264,7 +264,10 @@ class Queue:
             elif r.state == "queued":
                 if delay_due and r.attempts and "delay" not in r.notified and r.wants("delay"):
                     delayed.append(i)
-            elif "success" not in r.notified and r.wants("success"):
+            elif r.state != "transferred" and "success" not in r.notified and r.wants(
+                "success"
+            ):
+                # A next hop with DSN reports the success itself (RFC 3461 §4.1).
                 succeeded.append(i)
         if not message.sender:
             # Never a notice to <>: a failure goes to the postmaster, unless the message

@@ -557,3 +557,74 @@ def test_a_delivery_that_raises_is_deferred_by_the_schedule(
             await server.close()
 
     run(main())
+
+
+# --- TLS outbound ----------------------------------------------------------------------
+
+from mailagents.aio import TLSPolicy, make_self_signed  # noqa: E402
+
+CERT = make_self_signed(["mx.b.test", "localhost"])
+
+
+async def start_tls_peer(peer: Peer, port: int, **config: Any) -> SMTPServer:
+    server = SMTPServer(peer, ServerConfig(hostname="mx.b.test", **config),
+                        ssl_context=CERT.server_context())
+    await server.start("127.0.0.2", port)
+    return server
+
+
+def _tls_run(tmp_path: Path, tls: Any, *, message_requiretls: bool = False,
+             **peer_config: Any) -> tuple[Peer, Local, Any]:
+    async def main() -> tuple[Peer, Local, Any]:
+        port = free_port()
+        peer = Peer()
+        server = await start_tls_peer(peer, port, **peer_config)
+        local = Local()
+        mta = make_mta(tmp_path, port, local=local, tls=tls)
+        out = mta.outbound
+        try:
+            queued = await _enqueue(mta, ["bob@b.test"], requiretls=message_requiretls)
+            await out.run_once(now=1000.0)
+            state = mta.queue.get(queued) if queued in mta.queue else None
+            await out.run_once(now=1000.0)  # any notice, to the local sender
+            return peer, local, state
+        finally:
+            await out.close()
+            await server.close()
+
+    result: tuple[Peer, Local, Any] = run(main())
+    return result
+
+
+def test_opportunistic_tls_by_default_with_an_untrusted_certificate(tmp_path: Path) -> None:
+    peer, local, state = _tls_run(tmp_path, None)
+    assert len(peer.messages) == 1 and state is None and local.messages == []
+
+
+def test_a_verified_policy_refuses_an_untrusted_certificate_and_defers(tmp_path: Path) -> None:
+    peer, local, state = _tls_run(tmp_path, {"b.test": TLSPolicy(mode="verified")})
+    assert peer.messages == []
+    r = state.recipients[0]
+    assert r.state == "queued" and r.reply.enhanced == "4.7.5"  # never sent in plaintext
+
+
+def test_a_verified_policy_with_the_right_authority_delivers(tmp_path: Path) -> None:
+    policy = TLSPolicy(mode="verified", ssl_context=CERT.client_context())
+    peer, _, state = _tls_run(tmp_path, {"b.test": policy})
+    assert len(peer.messages) == 1 and state is None
+
+
+def test_requiretls_needs_the_extension_and_a_verified_certificate(tmp_path: Path) -> None:
+    policy = TLSPolicy(mode="verified", ssl_context=CERT.client_context())
+    peer, _, state = _tls_run(tmp_path, {"b.test": policy}, message_requiretls=True,
+                              requiretls=True)
+    assert len(peer.messages) == 1 and state is None
+    assert peer.messages[0][0].mail_parameters.requiretls  # passed on (RFC 8689 §4.1)
+
+
+def test_requiretls_to_a_hop_without_it_fails_with_5_7_30(tmp_path: Path) -> None:
+    policy = TLSPolicy(mode="verified", ssl_context=CERT.client_context())
+    peer, local, _ = _tls_run(tmp_path, {"b.test": policy}, message_requiretls=True)
+    assert peer.messages == []
+    dsn = email.message_from_bytes(local.messages[0][1], policy=email.policy.default)
+    assert status_blocks(dsn)[1]["Status"] == "5.7.30"

@@ -17,7 +17,8 @@ from Postfix through a check_recipient_access table) is retried until delivered;
 550 for one of two recipients bounces that one with an RFC 3464 report (RFC 6533's
 global types for an SMTPUTF8 message) while the other is delivered; a null MX (RFC
 7505) fails at once with 5.1.10; NOTIFY=SUCCESS through a hop without DSN is reported
-"relayed". The xfail tests describe what the MTA does wrong.
+"relayed", and through a hop with DSN is left to that hop (RFC 3461); Received:
+says UTF8SMTP for an SMTPUTF8 message (RFC 6531 §3.7.3).
 
 Postfix here only receives; where it relays (the comparison at the end) it uses a
 transport map, since it cannot be told to query DNS on Knot's test port.
@@ -378,9 +379,6 @@ def test_relayed_by_mx_unchanged_to_our_mta_and_to_postfix(
     run(test, tmp_path, knot, postfix, port)
 
 
-@pytest.mark.xfail(strict=True, reason="MTA's Received: says 'with ESMTP' for a message "
-                   "that came with SMTPUTF8; RFC 6531 §3.7.3/§4.3 register UTF8SMTP for it "
-                   "(mailagents/agents/_headers.py received_field)")
 def test_received_names_utf8smtp_for_an_smtputf8_message(
     tmp_path: Path, knot: Knot, postfix: Postfix, port: int
 ) -> None:
@@ -643,12 +641,6 @@ def test_notify_success_through_a_hop_without_dsn_is_reported_relayed(
     run(test, tmp_path, knot, postfix, port, scripted_config={"dsn": False})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Queue.owed (mailagents/queue/_queue.py, the 'elif ... wants(\"success\")' branch) "
-    "owes a success notice for every 'delivered' recipient, including one handed to "
-    "a next hop that offers DSN (Outbound records those as 'delivered', _hop.py "
-    "'delivered = \"delivered\" if dsn'): MTA A sends 'Action: delivered' for mail it "
-    "only relayed, and the final MTA sends its own"))
 def test_notify_success_through_a_hop_with_dsn_is_left_to_the_hop(
     tmp_path: Path, knot: Knot, postfix: Postfix, port: int
 ) -> None:
