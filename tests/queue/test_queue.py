@@ -364,3 +364,13 @@ def test_recording_a_message_deleted_elsewhere_drops_it(queue: Queue) -> None:
     with pytest.raises(UnknownMessage):
         queue.record(m.id, [Outcome(index=0, status="delivered", reply=OK)], now=1.0)
     assert m.id not in queue and os.listdir(os.path.join(queue.directory, "queue")) == []
+
+
+def test_a_hop_with_dsn_takes_over_the_success_notice(queue: Queue) -> None:
+    m = queue.enqueue(envelope(notify=frozenset({"SUCCESS"})), Message.from_bytes(CONTENT),
+                      now=0.0)
+    state = queue.record(m.id, [Outcome(index=0, status="transferred", reply=OK),
+                                Outcome(index=1, status="delivered", reply=OK)], now=1.0)
+    assert [r.state for r in state.recipients] == ["transferred", "delivered"]
+    # RFC 3461: the next hop reports the first; we report the one delivered here.
+    assert queue.owed(state, now=1.0) == [Notice(kind="success", recipients=(1,))]

@@ -29,7 +29,7 @@ recipients = st.builds(
     orcpt=st.one_of(st.none(), st.tuples(st.just("rfc822"), text)),
     notify=st.one_of(st.none(), st.just(frozenset({"NEVER"})),
                      st.sets(st.sampled_from(["SUCCESS", "FAILURE", "DELAY"])).map(frozenset)),
-    state=st.sampled_from(["queued", "delivered", "relayed", "failed"]),
+    state=st.sampled_from(["queued", "delivered", "transferred", "relayed", "failed"]),
     attempts=st.integers(0, 1000),
     next_attempt=st.floats(0, 2e9),
     last_attempt=st.one_of(st.none(), st.floats(0, 2e9)),
