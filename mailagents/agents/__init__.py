@@ -50,6 +50,7 @@ from mailagents.agents.mta import (
     Relay,
     RelayDecision,
     RelayPolicy,
+    TLSChoice,
 )
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "Relay",
     "RelayDecision",
     "RelayPolicy",
+    "TLSChoice",
     "LocalRecipients",
     "LocalTarget",
     "Deliver",

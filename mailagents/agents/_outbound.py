@@ -180,7 +180,7 @@ class Outbound(AsyncClosing):
     built (RFC 3464) and queued with ``MAIL FROM:<>``, and a failure of a message
     from ``<>`` is reported to ``postmaster`` instead.
 
-    ``tls`` is the TLS policy of the outbound connections (see :data:`TLSChoice`):
+    ``tls`` is the TLS policy of the outbound connections (see :data:`~mailagents.agents.TLSChoice`):
     by default opportunistic STARTTLS, the certificate not checked (RFC 7435), and a
     failed handshake defers to the next MX and a later try, never a silent retry in
     plaintext (a :class:`~mailagents.aio.TLSPolicy` with

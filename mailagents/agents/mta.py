@@ -55,6 +55,7 @@ __all__ = [
     "Relay",
     "RelayDecision",
     "RelayPolicy",
+    "TLSChoice",
 ]
 
 log = logging.getLogger(__name__)
