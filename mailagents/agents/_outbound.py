@@ -180,13 +180,14 @@ class Outbound(AsyncClosing):
     built (RFC 3464) and queued with ``MAIL FROM:<>``, and a failure of a message
     from ``<>`` is reported to ``postmaster`` instead.
 
-    ``tls`` is the TLS policy of the outbound connections (see :data:`~mailagents.agents.TLSChoice`):
-    by default opportunistic STARTTLS, the certificate not checked (RFC 7435), and a
-    failed handshake defers to the next MX and a later try, never a silent retry in
-    plaintext (a :class:`~mailagents.aio.TLSPolicy` with
-    ``on_handshake_failure="plaintext"`` asks for that explicitly). A message that
+    ``tls`` is the TLS policy of the outbound connections (see
+    :data:`~mailagents.agents.TLSChoice`): by default opportunistic STARTTLS, the
+    certificate not checked (RFC 7435), and a failed handshake defers to the next MX and
+    a later try, never a silent retry in plaintext (a :class:`~mailagents.aio.TLSPolicy`
+    with ``on_handshake_failure="plaintext"`` asks for that explicitly). A message that
     came with REQUIRETLS goes over connections of its own that require a verified
-    certificate (RFC 8689 §4.1). ``connect_options`` gives more
+    certificate (RFC 8689 §4.1).
+    ``connect_options`` gives more
     :meth:`~mailagents.aio.SMTPClient.connect` options per destination; ``port`` is
     the next hops' port (25; another one is for tests only) and ``source_address``
     the local address to connect from. ``clock`` is the time (``time.time``);
