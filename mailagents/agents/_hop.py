@@ -92,6 +92,7 @@ class Hop:
         self.domain = domain
         self.requiretls = requiretls  # RFC 8689: only verified TLS will do
         self.targets = list(targets)
+        self._all = list(targets)
         self.client: SMTPClient | None = None
         self.host: str | None = None  # the MX host connected to
         self.last_error: Reply | None = None
@@ -141,6 +142,11 @@ class Hop:
                 return True
             log.info("%s: %s", self.domain, self.last_error.text)
         return False
+
+    def rewind(self) -> None:
+        """Start again from the best target: after a connection that worked ends (it
+        broke, or a local failure dropped it), the next job tries every MX anew."""
+        self.targets = list(self._all)
 
     async def close(self) -> None:
         client, self.client = self.client, None

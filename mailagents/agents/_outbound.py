@@ -150,8 +150,11 @@ class _Destination:
                         if not future.done():
                             future.set_exception(error)
                         await hop.close()
+                        hop.rewind()  # the next job starts from the best MX again
                         continue
                     future.set_result(outcomes)
+                    if hop.client is None:
+                        hop.rewind()  # the connection ended: the next job tries every MX
         except Exception:
             log.exception("delivery to %s failed", self.domain)
             self._fail_waiting(None, "temporary",
@@ -282,9 +285,14 @@ class Outbound(AsyncClosing):
                 self._dispatch(await self._blocking(self.queue.due, self.clock()))
             except Exception:  # a broken disk must not end the loop
                 log.exception("reading the queue failed")
-            wakeup = self.queue.next_wakeup()
             wait = self.poll_interval
+            try:
+                wakeup = await self._blocking(self.queue.next_wakeup, frozenset(self._busy))
+            except Exception:
+                log.exception("reading the queue failed")
+                wakeup = None
             if wakeup is not None:
+                # (Messages under way are left out: their end wakes the loop.)
                 wait = min(wait, max(wakeup - self.clock(), 0.05))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
@@ -301,12 +309,24 @@ class Outbound(AsyncClosing):
     def _dispatch(self, due: Sequence[QueuedMessage],
                   now: float | None = None) -> list[asyncio.Task[Any]]:
         started = []
-        for message in due:
-            if message.id in self._busy:
+        when = self.clock() if now is None else now
+        for listed in due:
+            if listed.id in self._busy:
+                continue
+            # The list was read in a worker thread: an attempt may have ended since.
+            # Go by the message's state now, or not at all (it may be done).
+            message = self.queue.current(listed.id)
+            if message is None or not message.due(when):
                 continue
             self._busy.add(message.id)
             started.append(self._spawn(self._attempt(message, now)))
         return started
+
+    def offer(self, message: QueuedMessage) -> None:
+        """Start on a message just queued, without a look at the whole queue (the
+        loop must be running; otherwise it waits for the next pass)."""
+        if self._runner is not None:
+            self._dispatch([message])
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -422,7 +442,9 @@ class Outbound(AsyncClosing):
                 continue
             state = await self._blocking(self.queue.mark_notified, state.id, notice.kind,
                                          notice.recipients, now=now)
-        self.wake()
+            self.wake()  # the notice is due now
+        if state.pending:
+            self.wake()  # its next try changes when the loop must look again
 
     async def _send_notice(self, message: QueuedMessage, notice: Notice, now: float) -> None:
         to = self.postmaster if notice.to_postmaster else message.sender
@@ -489,7 +511,7 @@ class Outbound(AsyncClosing):
 
 class QueueDelivery:
     """A :data:`~mailagents.delivery.Deliver` that puts each message into ``queue``
-    (durably) and wakes ``outbound``: every recipient is then "delivered" in the sense
+    (durably) and hands it to ``outbound`` at once: every recipient is then "delivered" in the sense
     of the interface, the queue being responsible for it. The MSA's delivery when it
     submits into an MTA's queue."""
 
@@ -507,6 +529,6 @@ class QueueDelivery:
             identity=handoff.identity, client=client,
         )
         if self.outbound is not None:
-            self.outbound.wake()
+            self.outbound.offer(queued)
         reply = Reply(code=250, enhanced="2.0.0", lines=(f"Ok: queued as {queued.id}",))
         return [RecipientResult.ok(r, reply=reply) for r in handoff.envelope.recipients]

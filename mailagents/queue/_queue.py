@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 
 from mailagents.delivery import Message
@@ -120,9 +120,16 @@ class Queue:
         found = [m for m in self.messages() if m.due(now)]
         return sorted(found, key=lambda m: (m.next_attempt or 0.0, m.id))
 
-    def next_wakeup(self) -> float | None:
-        """When the next recipient is due (``None`` when nothing is queued)."""
-        times = [t for m in self.messages() if (t := m.next_attempt) is not None]
+    def current(self, id: str) -> QueuedMessage | None:
+        """The message ``id`` as it stands now, or ``None`` when it is not queued."""
+        return self._messages.get(id)
+
+    def next_wakeup(self, exclude: Collection[str] = ()) -> float | None:
+        """When the next recipient is due (``None`` when nothing is queued), leaving
+        out the messages ``exclude`` names (those under way)."""
+        with self._lock:
+            found = list(self._messages.values())
+        times = [t for m in found if m.id not in exclude and (t := m.next_attempt) is not None]
         return min(times) if times else None
 
     def open(self, id: str) -> Message:

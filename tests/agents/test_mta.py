@@ -628,3 +628,60 @@ def test_requiretls_to_a_hop_without_it_fails_with_5_7_30(tmp_path: Path) -> Non
     assert peer.messages == []
     dsn = email.message_from_bytes(local.messages[0][1], policy=email.policy.default)
     assert status_blocks(dsn)[1]["Status"] == "5.7.30"
+
+
+def test_a_stale_listing_never_attempts_a_message_twice(tmp_path: Path) -> None:
+    async def main() -> None:
+        port = free_port()
+        peer = Peer()
+        server = await start_peer(peer, "127.0.0.2", port)
+        mta = make_mta(tmp_path, port)
+        out = mta.outbound
+        try:
+            queued = await _enqueue(mta, ["bob@b.test"])
+            stale = mta.queue.due(1000.0)  # read before the attempt, as the loop does
+            await out.run_once(now=1000.0)
+            assert queued not in mta.queue
+            assert out._dispatch(stale, 1000.0) == []  # regression: it was sent again
+            assert len(peer.messages) == 1
+        finally:
+            await out.close()
+            await server.close()
+
+    run(main())
+
+
+def test_after_a_failed_job_the_next_one_reconnects_to_the_same_mx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailagents.agents import _hop
+
+    real = _hop.Hop.deliver
+    calls = []
+
+    async def once_broken(self: Any, job: Any, content: Any) -> Any:
+        calls.append(job.message.id)
+        if len(calls) == 1:
+            raise RuntimeError("a bug, once")
+        return await real(self, job, content)
+
+    monkeypatch.setattr(_hop.Hop, "deliver", once_broken)
+
+    async def main() -> None:
+        port = free_port()
+        peer = Peer()
+        server = await start_peer(peer, "127.0.0.2", port)
+        mta = make_mta(tmp_path, port, outbound_options={"max_per_destination": 1})
+        out = mta.outbound
+        try:
+            for i in range(3):
+                await _enqueue(mta, [f"u{i}@b.test"], now=1000.0 + i)
+            await out.run_once(now=1010.0)
+            # regression: the single MX was used up, and the rest were deferred with
+            # "no host to reach"
+            assert len(peer.messages) == 2 and len(mta.queue) == 1
+        finally:
+            await out.close()
+            await server.close()
+
+    run(main())
