@@ -269,9 +269,7 @@ class Hop:
             return [("permanent", reply)] * len(batch)
         out: list[tuple[str, Reply]] = []
         for r in recipients:
-            got = sent.replies.get(r.address) or sent.replies.get(r.address.lower())
-            assert got is not None
-            reply = got
+            reply = sent.replies[r.address]  # keyed by str(Mailbox), as the queue is
             if 200 <= reply.code < 300:
                 out.append((delivered, reply))
             else:

@@ -29,6 +29,7 @@ from mailagents.smtp import (
     RcptParameters,
     Recipient,
     Reply,
+    parse_mailbox,
 )
 
 __all__ = ["ConnectOptions", "Outbound", "QueueDelivery", "TLSChoice"]
@@ -72,8 +73,11 @@ async def _paired(
 
 
 def _path(address: str) -> Path:
-    local, at, domain = address.rpartition("@")
-    return Path(Mailbox(local if at else address, domain if at else ""))
+    """The path of an address as the queue keeps it (``str(Mailbox)``: a quoted local
+    part stays quoted, so it is parsed, not split), or of a bare ``postmaster``."""
+    if address.lower() == "postmaster":
+        return Path(Mailbox(address, ""))
+    return Path(parse_mailbox(address, utf8=True))
 
 
 class _Destination:

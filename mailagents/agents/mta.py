@@ -20,16 +20,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import ssl
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from mailagents import sasl
 from mailagents.agents import _headers
 from mailagents.agents._lifecycle import AsyncClosing, bound_port, close_listeners
 from mailagents.agents._outbound import ConnectOptions, Outbound, QueueDelivery, TLSChoice
 from mailagents.agents._relay import Local, Refused, Relay, RelayDecision, RelayPolicy
 from mailagents.agents._spooling import SpoolingHandler
+from mailagents.agents.lmtp import CheckRecipient
+from mailagents.agents.mda import count_received
 from mailagents.aio import Session, SMTPServer
 from mailagents.delivery import MEMORY_LIMIT, Deliver, Handoff
 from mailagents.dns import MXResolver
@@ -62,7 +64,6 @@ log = logging.getLogger(__name__)
 
 # RFC 5321 §6.3: a message with more Received: fields than this is looping.
 MAX_RECEIVED = 100
-_RECEIVED = re.compile(rb"(?im)^received[ \t]*:")
 
 
 def _reject(code: int, enhanced: str, text: str) -> Reject:
@@ -81,7 +82,7 @@ class _Handler(SpoolingHandler):
         super().__init__(memory_limit=mta.memory_limit, spool_directory=mta.spool_directory)
         self.mta = mta
 
-    async def on_credentials(self, session: Session, request: Any) -> Any:
+    async def on_credentials(self, session: Session, request: sasl.NeedCredentials) -> sasl.Answer:
         users = self.mta.users
         assert users is not None  # AUTH is offered only with users
         return await users.answer_async(request)
@@ -107,7 +108,7 @@ class _Handler(SpoolingHandler):
     ) -> Accept | Reject | LMTPReplies:
         spooled = self.take_message(session)
         try:
-            if len(_RECEIVED.findall(spooled.header)) > MAX_RECEIVED:
+            if count_received(spooled.header) > MAX_RECEIVED:
                 return _LOOP
             mta = self.mta
             trace_id = os.urandom(8).hex()
@@ -168,7 +169,7 @@ class MTA(AsyncClosing):
         local_domains: Collection[str],
         queue: Queue | str | os.PathLike[str],
         deliver: Deliver | None = None,
-        check_recipient: Any = None,
+        check_recipient: CheckRecipient | None = None,
         relay_domains: Collection[str] = (),
         relay_networks: Collection[str] = (),
         policy: RelayPolicy | None = None,

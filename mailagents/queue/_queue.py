@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 
 from mailagents.delivery import Message
@@ -344,15 +344,15 @@ class Queue:
         except KeyError:
             raise UnknownMessage(id) from None
 
-    def _update(self, id: str, change: object, now: float) -> QueuedMessage:
-        assert callable(change)
+    def _update(
+        self, id: str, change: Callable[[QueuedMessage], QueuedMessage], now: float
+    ) -> QueuedMessage:
         with self._lock_of(id):
             message = self.get(id)
             if not os.path.exists(self._state_path(id)):  # deleted by another process
                 self._remove(id)
                 raise UnknownMessage(id)
             new = change(message)
-            assert isinstance(new, QueuedMessage)
             if self.finished(new, now=now):
                 self._remove(id)
                 log.info("%s: done", id)

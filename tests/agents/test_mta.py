@@ -685,3 +685,29 @@ def test_after_a_failed_job_the_next_one_reconnects_to_the_same_mx(
             await server.close()
 
     run(main())
+
+
+def test_a_quoted_local_part_reaches_the_local_delivery_unchanged(tmp_path: Path) -> None:
+    async def main() -> None:
+        from mailagents.delivery import Message
+        from mailagents.smtp import Mailbox, MailParameters, Recipient
+        from mailagents.smtp import Path as SMTPPath
+
+        local = Local()
+        mta = make_mta(tmp_path, free_port(), local=local)
+        out = mta.outbound
+        try:
+            quoted = Mailbox("joe@home", "a.test")  # "joe@home"@a.test
+            envelope = Envelope(mail_from=SMTPPath(Mailbox("x", "y.test")),
+                                mail_parameters=MailParameters(),
+                                recipients=(Recipient(path=SMTPPath(quoted)),), size=0)
+            await asyncio.to_thread(mta.queue.enqueue, envelope,
+                                    Message.from_bytes(MESSAGE), now=1000.0)
+            await out.run_once(now=1000.0)
+            # regression: the queued text was split at its last @ ('"joe@home"', quotes
+            # and all, as the local part)
+            assert [r.path.mailbox for r in local.messages[0][0].recipients] == [quoted]
+        finally:
+            await out.close()
+
+    run(main())

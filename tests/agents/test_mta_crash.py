@@ -381,7 +381,16 @@ def test_a_recipient_taken_by_its_hop_is_recorded_before_the_other_destination_e
             while not (fast.snapshot() and slow.holding):
                 assert asyncio.get_running_loop().time() < deadline, "never got there"
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)  # time enough to record what is known
+            # Until bob's outcome is recorded (the queue writes its file, then its
+            # memory), however long a busy machine takes; before the fix this never
+            # came while carol's hop held the message.
+            while True:
+                state = mta.queue.current(queued.id)
+                assert state is not None
+                if state.recipients[0].final:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "bob never recorded"
+                await asyncio.sleep(0.01)
             crashed = tmp_path / "as-left-by-a-crash"
             await asyncio.to_thread(shutil.copytree, tmp_path / "q", crashed)
             slow.release.set()
