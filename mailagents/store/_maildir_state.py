@@ -18,6 +18,18 @@ over. Expunges older than the newest :data:`EXPUNGE_LOG` are forgotten then, and
 says up to which MODSEQ the log is incomplete. A torn last line is ignored. A header
 whose UIDVALIDITY is not the uidlist's means the state belongs to an older life of the
 folder and is started afresh.
+
+HIGHESTMODSEQ never goes backwards under one UIDVALIDITY (RFC 7162 §3.1.1), even when
+the journal is lost or its header is unreadable: a state started afresh for a folder
+whose uidlist already existed starts above every MODSEQ this process has seen, above
+every MODSEQ still readable in the damaged journal, and above :func:`clock_floor`, the
+current time in microseconds. Every MODSEQ handed out under the UIDVALIDITY is below
+that floor: each one was either counted up from 1, or from an earlier floor, by one per
+fsynced change, and no folder changes a million times a second, so a counter started at
+an earlier instant stays below the clock. The expunge log then starts empty with ``E``
+at the restart point, so that clients asking about an earlier MODSEQ are told that the
+log is incomplete (``Changes.expunged_complete``). Only a folder whose uidlist we create
+ourselves starts at 1.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -33,7 +46,7 @@ from urllib.parse import quote, unquote
 from mailagents.store._fileio import write_all
 from mailagents.store._maildir_io import fsync_dir
 
-__all__ = ["Entry", "ModseqState"]
+__all__ = ["Entry", "ModseqState", "clock_floor"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +54,12 @@ STATE = "mailagents-modseq"
 EXPUNGE_LOG = 10_000
 _MAGIC = "mailagents-modseq"
 _NO_EXTRA: frozenset[str] = frozenset()
+
+
+def clock_floor() -> int:
+    """The lowest MODSEQ a state started afresh may use: the time in microseconds (see
+    the module docs for why no MODSEQ handed out before can be above it)."""
+    return time.time_ns() // 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +83,19 @@ class ModseqState:
         self.path = os.path.join(folder_path, STATE)
         self.fsync = fsync
         self._lazy_lock = threading.Lock()
+        self._max_seen: dict[int, int] = {}
+        """UIDVALIDITY → the highest MODSEQ this object ever saw under it (kept across
+        resets: a journal lost under our feet must not take our memory with it)."""
+        self.uidvalidity = 0
+        self.highest = 1
         self._reset(0)
 
     def _reset(self, uidvalidity: int) -> None:
+        if self.uidvalidity:
+            seen = self._max_seen.get(self.uidvalidity, 0)
+            self._max_seen[self.uidvalidity] = max(seen, self.highest)
+        self.salvaged = 0
+        """The highest MODSEQ read from a journal whose header was unusable."""
         self.uidvalidity = uidvalidity
         self.highest = 1
         self.forgotten = 0
@@ -277,6 +306,7 @@ class ModseqState:
         end = data.find(b"\n")
         if end < 0 or not self._parse_header(data[:end].decode("ascii", "replace")):
             self._ident = None
+            self.salvaged = _salvage(data)
             return before
         self._offset = end + 1
         changed = self._parse(data[end + 1 :])
@@ -389,10 +419,23 @@ class ModseqState:
 
     # -- writing (the caller holds the uidlist lock) ----------------------------------
 
-    def start(self, uidvalidity: int) -> None:
-        """Begin changes under the lock; a different UIDVALIDITY starts afresh."""
+    def start(self, uidvalidity: int, *, new_folder: bool = False) -> None:
+        """Begin changes under the lock; a different UIDVALIDITY, a missing or damaged
+        journal starts afresh: at 1 when ``new_folder`` (the caller has just created the
+        uidlist: no MODSEQ was ever handed out under its UIDVALIDITY), else above
+        every MODSEQ that may have been handed out (see the module docs)."""
         if self.uidvalidity != uidvalidity or self._ident is None:
+            salvaged = self.salvaged
             self._reset(uidvalidity)
+            if not new_folder:
+                floor = max(salvaged, self._max_seen.get(uidvalidity, 0), clock_floor())
+                log.warning(
+                    "%s: MODSEQ state started afresh above %d (journal missing or damaged)",
+                    self.path,
+                    floor,
+                )
+                self.highest = floor
+                self.forgotten = floor
             self._pending = ["!"]  # marker: a full rewrite is needed
         else:
             self._pending = []
@@ -477,6 +520,17 @@ class ModseqState:
         self._ident = (st.st_dev, st.st_ino)
         self._offset = self._size = len(data)
         self._lines = len(lines) - 1
+
+
+def _salvage(data: bytes) -> int:
+    """The highest MODSEQ in the records of a journal whose header is unusable."""
+    highest = 0
+    for line in data.split(b"\n")[1:]:
+        parts = line.split(b" ")
+        field = parts[2] if len(parts) > 2 and parts[0] in (b"m", b"x") else b""
+        if field.isdigit():
+            highest = max(highest, int(field))
+    return highest
 
 
 def _check_ints(*values: object) -> None:

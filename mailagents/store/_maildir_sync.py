@@ -165,8 +165,12 @@ class _Core:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
                     os.unlink(entry.path)
-                    log.info("%s: removed %s, left in tmp/ since %s", self.path, entry.name,
-                             _utc(int(st.st_mtime)).isoformat())
+                    log.info(
+                        "%s: removed %s, left in tmp/ since %s",
+                        self.path,
+                        entry.name,
+                        _utc(int(st.st_mtime)).isoformat(),
+                    )
             except OSError:
                 continue
 
@@ -235,8 +239,11 @@ class _Core:
             _, sep, info = name.partition(":")
             if entry.info != (info if sep else None):
                 update.append(uid)
-        missing = {u for u in ul.by_uid if u not in present and u not in expunged}
-        missing.update(u for u in entries if u not in present)
+        # Gone: what the state knows as live. A uidlist record the state does not know
+        # (its expunge forgotten by the bounded log, or a message another program added
+        # and removed before we saw it) was never shown live since the log's start:
+        # reporting it again would only bump HIGHESTMODSEQ for nothing.
+        missing = {u for u in entries if u not in present}
         return _Plan(present, unassigned, missing, update)
 
     # -- syncing ---------------------------------------------------------------------
@@ -303,7 +310,7 @@ class _Core:
             new_uidlist = not ul.exists
             if new_uidlist:
                 ul.create()
-            st.start(ul.uidvalidity)
+            st.start(ul.uidvalidity, new_folder=new_uidlist)
             files, _ = self._scan()
             plan = self._plan(files)
             if plan.missing:
@@ -519,6 +526,10 @@ class _Core:
             if not ul.exists:
                 ul.create()
                 ul.rewrite()
+                # The journal too, empty: no MODSEQ was handed out under this new
+                # UIDVALIDITY, which the next reader could not tell from a lost journal.
+                self.state.start(ul.uidvalidity, new_folder=True)
+                self.state.commit()
             return ul.uidvalidity
 
     def record_new(self, uid: int, name: str, extra: frozenset[str]) -> None:
@@ -556,4 +567,3 @@ class _Core:
                 first = ul.next_uid
                 ul.append([UidRecord(first + i, b) for i, b in enumerate(missing)])
             return {b: ul.by_base[b].uid for b in bases}
-

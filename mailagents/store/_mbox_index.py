@@ -4,7 +4,7 @@ A text file (UTF-8), one record a line, fields separated by single spaces. A ful
 index is written whole (to ``.NAME.mailagents-index.new``, fsynced, renamed over)::
 
     mailagents-mbox-index 1
-    V <uidvalidity> <uidnext> <highestmodseq>
+    V <uidvalidity> <uidnext> <highestmodseq> [<forgotten>]
     S <st_dev> <st_ino> <st_size> <st_mtime_ns>        the mbox as the index knows it
     M <uid> <offset> <length> <from_len> <crc> <size> <quoted> <modseq> <cmodseq>
       <internaldate> [flag ...]                         one per message, by UID
@@ -25,6 +25,11 @@ and then grows by appended journal records (each append fsynced):
 ``quoted`` whether mboxrd unquoting applies (not for mboxcl2 messages), ``cmodseq`` the
 MODSEQ at which the message appeared. A journal line cut short by a crash is ignored and
 truncated away. The journal is compacted into a full index now and then.
+
+The expunge log keeps the newest :data:`EXPUNGE_LOG_MAX` expunges; ``forgotten`` (the
+last field of ``V``, absent in older indexes: 0) is the highest MODSEQ of an expunge
+dropped from it, so that a question about an earlier MODSEQ is known to be answered
+incompletely (``Changes.expunged_complete``).
 """
 
 from __future__ import annotations
@@ -120,6 +125,8 @@ class IndexState:
     expunged: collections.deque[tuple[int, int]] = field(
         default_factory=lambda: collections.deque(maxlen=EXPUNGE_LOG_MAX)
     )
+    forgotten: int = 0
+    """The highest MODSEQ of an expunge the bounded log no longer holds."""
     mbox_stat: StatKey | None = None
     pending: int | None = None
     ino: tuple[int, int] | None = None
@@ -137,6 +144,18 @@ class IndexState:
         self.__init__()  # type: ignore[misc]
         self.ref = ref
 
+    def log_expunge(self, uid: int, modseq: int) -> None:
+        """Add to the expunge log, remembering the MODSEQ of what falls out of it."""
+        log = self.expunged
+        if log.maxlen is not None and len(log) >= log.maxlen:
+            self.forgotten = max(self.forgotten, log[0][1])
+        log.append((uid, modseq))
+
+    def new_life(self) -> None:
+        """Forget the expunge log (a new UIDVALIDITY: nothing before it counts)."""
+        self.expunged.clear()
+        self.forgotten = 0
+
     def apply(self, line: str) -> None:
         """Replay one record."""
         parts = line.split(" ")
@@ -153,8 +172,14 @@ class IndexState:
                     modseq=modseq,
                 )
                 self.msgs[uid] = Entry(
-                    info, int(parts[2]), int(parts[3]), int(parts[4]), int(parts[5]),
-                    parts[7] == "1", int(parts[9]), self.ref,
+                    info,
+                    int(parts[2]),
+                    int(parts[3]),
+                    int(parts[4]),
+                    int(parts[5]),
+                    parts[7] == "1",
+                    int(parts[9]),
+                    self.ref,
                 )
                 self.uidnext = max(self.uidnext, uid + 1)
                 self.highestmodseq = max(self.highestmodseq, modseq)
@@ -167,7 +192,7 @@ class IndexState:
             elif tag == "X":
                 uid, modseq = int(parts[1]), int(parts[2])
                 self.msgs.pop(uid, None)
-                self.expunged.append((uid, modseq))
+                self.log_expunge(uid, modseq)
                 self.highestmodseq = max(self.highestmodseq, modseq)
             elif tag == "P":
                 self.pending = int(parts[1])
@@ -180,6 +205,8 @@ class IndexState:
                 self.uidvalidity = int(parts[1])
                 self.uidnext = max(self.uidnext, int(parts[2]))
                 self.highestmodseq = max(self.highestmodseq, int(parts[3]))
+                if len(parts) > 4:
+                    self.forgotten = max(self.forgotten, int(parts[4]))
             elif tag == "E":
                 pass
             else:
@@ -189,7 +216,10 @@ class IndexState:
 
     def full_text(self) -> bytes:
         """The whole index as a full (compacted) index."""
-        out = [MAGIC + "\n", f"V {self.uidvalidity} {self.uidnext} {self.highestmodseq}\n"]
+        out = [
+            MAGIC + "\n",
+            f"V {self.uidvalidity} {self.uidnext} {self.highestmodseq} {self.forgotten}\n",
+        ]
         if self.mbox_stat is not None:
             out.append(stat_record(self.mbox_stat))
         out.extend(e.record() for e in self.msgs.values())

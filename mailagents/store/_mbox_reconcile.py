@@ -248,7 +248,7 @@ def _rescan(
         log.warning("%s: messages reordered by another program: new UIDVALIDITY", path)
         state.uidvalidity = next_uidvalidity(state.uidvalidity)
         state.uidnext = 1
-        state.expunged.clear()
+        state.new_life()
         msgs = {}
     for s, e in matched:
         if e is not None and ascending:
@@ -265,7 +265,7 @@ def _rescan(
     if ascending:
         for uid in state.msgs:
             if uid not in msgs:
-                state.expunged.append((uid, modseq))
+                state.log_expunge(uid, modseq)
     if not ascending or set(msgs) != set(state.msgs):
         state.highestmodseq = modseq
     state.msgs = msgs

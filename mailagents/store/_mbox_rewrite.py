@@ -197,6 +197,7 @@ def rewrite(
         uidnext=state.uidnext,
         highestmodseq=state.highestmodseq,
         expunged=state.expunged.copy(),
+        forgotten=state.forgotten,
         ref=ref,
     )
     try:
@@ -209,7 +210,7 @@ def rewrite(
         if drop:
             new.highestmodseq += 1
             for uid in sorted(drop):
-                new.expunged.append((uid, new.highestmodseq))
+                new.log_expunge(uid, new.highestmodseq)
         new.mbox_stat = stat_key(os.fstat(out))
         write_full(new, index, fsync, rename=False)
         os.rename(tmp, path)

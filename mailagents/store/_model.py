@@ -61,8 +61,9 @@ DRAFT = "\\Draft"
 SYSTEM_FLAGS = frozenset({SEEN, ANSWERED, FLAGGED, DELETED, DRAFT})
 """The IMAP system flags a store keeps (RFC 9051 §2.3.2; \\Recent is session state)."""
 
-SPECIAL_USE = frozenset({"\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All",
-                         "\\Flagged"})
+SPECIAL_USE = frozenset(
+    {"\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged"}
+)
 """Special-use folder attributes (RFC 6154 §2)."""
 
 # RFC 9051 §9: flag-keyword = "$MDNSent" / "$Forwarded" / ... / atom; atom excludes
@@ -153,6 +154,14 @@ class Changes:
     """Messages whose flags changed (not new ones)."""
     expunged: tuple[int, ...] = ()
     """UIDs that are gone."""
+    expunged_complete: bool = True
+    """Whether ``expunged`` is exact. ``False`` from
+    :meth:`Folder.changes_since` when the store's expunge history no longer reaches
+    back to the MODSEQ asked about (it keeps the newest expunges only, and says from
+    which MODSEQ on it is whole): ``expunged`` then holds every UID below UIDNEXT that
+    is not in the folder, a superset that RFC 7162 §3.2.5 lets a server send as
+    ``VANISHED (EARLIER)``. Clients must not be told a HIGHESTMODSEQ-based answer is
+    exact then."""
 
     @property
     def empty(self) -> bool:

@@ -380,9 +380,7 @@ class MaildirFolder(Folder):
         if old:
             added = tuple(infos[uid] for uid in ordered if uid not in old)
             changed = tuple(
-                infos[uid]
-                for uid in ordered
-                if uid in old and old[uid].modseq != infos[uid].modseq
+                infos[uid] for uid in ordered if uid in old and old[uid].modseq != infos[uid].modseq
             )
             self._sorted = None
         else:  # everything is new (a folder being opened)
@@ -417,7 +415,8 @@ class MaildirFolder(Folder):
             info = self._infos[uid]
             if info.modseq > modseq:
                 (added if created.get(uid, 0) > modseq else changed).append(info)
-        if modseq < forgotten:
+        complete = modseq >= forgotten
+        if not complete:
             gone = [u for u in range(1, self._uidnext) if u not in self._infos]
         else:
             gone = sorted(
@@ -431,6 +430,7 @@ class MaildirFolder(Folder):
             added=tuple(added),
             changed=tuple(changed),
             expunged=tuple(gone),
+            expunged_complete=complete,
         )
 
     def close(self) -> None:

@@ -437,10 +437,12 @@ class MboxFolder(Folder):
     def changes_since(self, modseq: int) -> Changes:
         """What the snapshot holds above ``modseq``: messages that appeared after it
         (``added``), messages changed after it (``changed``), and the UIDs expunged
-        after it as far as the bounded expunge log remembers."""
+        after it from the bounded expunge log; when the log no longer reaches back to
+        ``modseq``, every UID below UIDNEXT not in the snapshot, with
+        ``expunged_complete`` false."""
         with self._mutex:
             self._check_open()
-            uidvalidity, _, highest = self._snap_meta
+            uidvalidity, uidnext, highest = self._snap_meta
             added = []
             changed = []
             for e in self._snap.values():
@@ -448,15 +450,20 @@ class MboxFolder(Folder):
                     added.append(e.info)
                 elif e.info.modseq > modseq:
                     changed.append(e.info)
-            expunged = [
-                uid for uid, m in self._state.expunged if m > modseq and uid not in self._snap
-            ]
+            complete = modseq >= self._state.forgotten
+            if complete:
+                expunged = [
+                    uid for uid, m in self._state.expunged if m > modseq and uid not in self._snap
+                ]
+            else:  # the log no longer reaches back: every UID not here may be gone
+                expunged = [u for u in range(1, uidnext) if u not in self._snap]
             return Changes(
                 uidvalidity=uidvalidity,
                 highestmodseq=highest,
                 added=tuple(added),
                 changed=tuple(changed),
                 expunged=tuple(sorted(set(expunged))),
+                expunged_complete=complete,
             )
 
     def close(self) -> None:

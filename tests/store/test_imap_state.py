@@ -1,0 +1,212 @@
+"""What an IMAP server needs of the stores, on both formats: HIGHESTMODSEQ that never
+goes backwards under one UIDVALIDITY, and an expunge history that says when it is
+incomplete (RFC 7162)."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import pytest
+
+from mailagents.store import DELETED, SEEN, Folder, Store, _maildir_state, _mbox_index
+from tests.store.conftest import make_message, reopen, store_kind, store_root
+
+
+def state_file(store: Store) -> Path:
+    """The side file that holds the MODSEQs of INBOX."""
+    root = store_root(store)
+    if store_kind(store) == "maildir":
+        return root / "mailagents-modseq"
+    return root / ".INBOX.mailagents-index"
+
+
+def busy_inbox(store: Store) -> tuple[int, int]:
+    """INBOX with some history (appends, flag changes, an expunge); returns its
+    UIDVALIDITY and HIGHESTMODSEQ."""
+    with store.folder("INBOX") as inbox:
+        uids = [inbox.append_bytes(make_message(f"m{i}")).uid for i in range(5)]
+        inbox.refresh()
+        for _ in range(3):
+            inbox.set_flags(uids, [SEEN], "add")
+            inbox.set_flags(uids, [SEEN], "remove")
+        inbox.set_flags(uids[:1], [DELETED], "add")
+        inbox.expunge()
+        inbox.refresh()
+        status = inbox.status()
+        return status.uidvalidity, status.highestmodseq
+
+
+def assert_monotonic(inbox: Folder, uidvalidity: int, highest: int) -> None:
+    status = inbox.status()
+    if status.uidvalidity == uidvalidity:
+        assert status.highestmodseq > highest
+        # Every message is reported as changed to a client that knew the old state,
+        # and the expunge history is said to be incomplete.
+        changes = inbox.changes_since(highest)
+        assert {m.uid for m in changes.added + changes.changed} == {m.uid for m in inbox.messages()}
+        assert not changes.expunged_complete
+    # A new UIDVALIDITY is the other correct answer (clients resync from scratch).
+    uids = [m.uid for m in inbox.messages()]
+    assert len(uids) == 4
+
+
+@pytest.mark.parametrize("damage", ["lost", "bad-header", "garbage"])
+def test_highestmodseq_never_goes_backwards(store: Store, damage: str) -> None:
+    uidvalidity, highest = busy_inbox(store)
+    path = state_file(store)
+    if damage == "lost":
+        path.unlink()
+    elif damage == "bad-header":
+        lines = path.read_bytes().split(b"\n")
+        path.write_bytes(b"\n".join([b"something else entirely", *lines[1:]]))
+    else:
+        path.write_bytes(b"\x00\xff not a state file at all\n")
+    store = reopen(store)
+    with store.folder("INBOX") as inbox:
+        assert_monotonic(inbox, uidvalidity, highest)
+        # Later changes go on from there, and survive a reopen.
+        before = inbox.status().highestmodseq
+        (changed,), _ = inbox.set_flags([inbox.messages()[0].uid], [SEEN], "add")
+        assert changed.modseq > before
+    store = reopen(store)
+    with store.folder("INBOX") as inbox:
+        assert inbox.status().highestmodseq >= changed.modseq
+
+
+def test_maildir_restart_above_the_records_of_a_bad_header(store: Store) -> None:
+    if store_kind(store) != "maildir":
+        pytest.skip("the Maildir journal")
+    uidvalidity, highest = busy_inbox(store)
+    path = state_file(store)
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join([b"mailagents-modseq 9", *lines[1:]]))
+    real = _maildir_state.clock_floor
+    try:
+        _maildir_state.clock_floor = lambda: 0  # a clock far behind: the records count
+        store = reopen(store)
+        with store.folder("INBOX") as inbox:
+            assert inbox.status().uidvalidity == uidvalidity
+            assert inbox.status().highestmodseq > highest
+    finally:
+        _maildir_state.clock_floor = real
+
+
+def test_maildir_restart_above_what_this_process_saw(store: Store) -> None:
+    """The journal deleted under an open store: the process's own memory counts too,
+    whatever the clock says."""
+    if store_kind(store) != "maildir":
+        pytest.skip("the Maildir journal")
+    uidvalidity, highest = busy_inbox(store)
+    real = _maildir_state.clock_floor
+    try:
+        _maildir_state.clock_floor = lambda: 0
+        state_file(store).unlink()
+        with store.folder("INBOX") as inbox:
+            assert inbox.status().uidvalidity == uidvalidity
+            assert inbox.status().highestmodseq > highest
+    finally:
+        _maildir_state.clock_floor = real
+
+
+def test_new_folders_count_from_one(store: Store) -> None:
+    """Only a folder whose state we make from nothing starts low (no clock floor)."""
+    store.create_folder("Fresh")
+    with store.folder("Fresh") as fresh:
+        fresh.append_bytes(make_message())
+        fresh.refresh()
+        assert fresh.status().highestmodseq < 100
+
+
+def test_delivery_then_reader_counts_from_one(store: Store) -> None:
+    if store_kind(store) != "maildir":
+        pytest.skip("the Maildir delivery handle")
+    store.create_folder("Fresh")
+    with store.folder("Fresh", deliver_only=True) as fresh:  # type: ignore[call-arg]
+        fresh.append_bytes(make_message(), assign_uid=False)
+    with store.folder("Fresh") as fresh:
+        assert fresh.status().highestmodseq < 100
+
+
+# --- the expunge history --------------------------------------------------------------
+
+
+@pytest.fixture
+def small_log(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A short expunge log (the real one keeps 10,000)."""
+    monkeypatch.setattr(_maildir_state, "EXPUNGE_LOG", 5)
+    size = 5
+    # The mbox deque's bound is taken when an index state is made.
+    original = _mbox_index.IndexState.__init__
+
+    def init(self: _mbox_index.IndexState, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        self.expunged = collections.deque(self.expunged, maxlen=size)
+
+    monkeypatch.setattr(_mbox_index.IndexState, "__init__", init)
+    return size
+
+
+def expunge_one_by_one(inbox: Folder, count: int) -> list[tuple[int, int]]:
+    """Append and expunge ``count`` messages one at a time; (UID, MODSEQ before its
+    expunge) of each."""
+    out = []
+    for i in range(count):
+        uid = inbox.append_bytes(make_message(f"gone {i}")).uid
+        assert uid is not None
+        inbox.refresh()
+        inbox.set_flags([uid], [DELETED], "add")
+        inbox.refresh()
+        before = inbox.status().highestmodseq
+        assert inbox.expunge() == [uid]
+        out.append((uid, before))
+    inbox.refresh()
+    return out
+
+
+def test_expunge_history_says_when_it_is_incomplete(store: Store, small_log: int) -> None:
+    with store.folder("INBOX") as inbox:
+        keep = inbox.append_bytes(make_message("keep")).uid
+        start = inbox.refresh().highestmodseq
+        history = expunge_one_by_one(inbox, 3 * small_log)
+        if store_kind(store) == "maildir":
+            # The journal forgets old expunges when it is compacted (it grows by several
+            # times the live records first): compact it now.
+            core = inbox._core  # type: ignore[attr-defined]
+            with core.uidlist.lock(), core.mutex:
+                core.state.compact()
+        # Recent points: exact, as before.
+        uid, before = history[-1]
+        recent = inbox.changes_since(before)
+        assert recent.expunged_complete
+        assert recent.expunged == (uid,)
+        # A point the log no longer reaches: said so, and a superset is given.
+        old = inbox.changes_since(start)
+        assert not old.expunged_complete
+        assert set(old.expunged) >= {u for u, _ in history}
+        assert keep not in old.expunged
+    # The watermark is durable: a new handle of a new store says the same.
+    store = reopen(store)
+    with store.folder("INBOX") as inbox:
+        assert not inbox.changes_since(start).expunged_complete
+        assert inbox.changes_since(history[-1][1]).expunged_complete
+        assert inbox.changes_since(history[-1][1]).expunged == (history[-1][0],)
+
+
+def test_expunge_history_complete_when_short(store: Store) -> None:
+    with store.folder("INBOX") as inbox:
+        start = inbox.refresh().highestmodseq
+        history = expunge_one_by_one(inbox, 3)
+        changes = inbox.changes_since(start)
+        assert changes.expunged_complete
+        assert changes.expunged == tuple(u for u, _ in history)
+
+
+def test_mbox_index_without_watermark_field_reads(tmp_path: Path) -> None:
+    """An index written before the field existed: ``V`` with three numbers."""
+    state = _mbox_index.IndexState()
+    state.apply("V 7 3 9")
+    assert (state.uidvalidity, state.uidnext, state.highestmodseq, state.forgotten) == (7, 3, 9, 0)
+    state.apply("V 7 3 9 4")
+    assert state.forgotten == 4
+    assert b"V 7 3 9 4\n" in state.full_text()
