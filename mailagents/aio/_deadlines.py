@@ -19,6 +19,13 @@ delay or in a TLS handshake is not the client's):
   if the buffer has not drained within ``send_timeout`` the connection is aborted.
   This one runs even while the server's clock is paused.
 
+The idle deadline's duration can depend on the session's state: the adapter names the
+state (:meth:`Deadlines.set_state`, with the duration a :class:`StateTimeouts` gives it),
+so that IMAP, for instance, waits 60 seconds for a login but at least 30 minutes once
+logged in and during IDLE (RFC 9051 §5.4: "If a server has an inactivity autologout
+timer that applies to sessions after authentication, the duration of that timer MUST
+be at least 30 minutes"). Without a state, ``idle_timeout`` applies.
+
 Not here: the TLS handshake's limit (``tls_handshake_timeout``) is asyncio's own
 (``ssl_handshake_timeout`` of ``loop.start_tls`` and ``loop.create_server``), the
 shutdown grace is :meth:`~mailagents.aio._listener.Listener.close`'s wait, and the
@@ -30,14 +37,57 @@ durations come from the :class:`~mailagents.aio.ListenerLimits` it was made with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 from mailagents.aio._limits import ListenerLimits
 
-__all__ = ["DeadlineName", "Deadlines"]
+__all__ = ["DeadlineName", "Deadlines", "StateTimeouts"]
 
 DeadlineName = Literal["idle", "command", "transfer", "send"]
 """Which deadline :meth:`Deadlines.next` says falls first."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateTimeouts:
+    """The idle deadline per session state, in seconds: how long the client may stay
+    silent between commands in that state. A protocol adapter names the state
+    (``StreamSession.set_state``); a state not named here keeps the listener's
+    ``idle_timeout``.
+
+    The defaults are IMAP's: a short wait before login, and RFC 9051 §5.4's "at least
+    30 minutes" after it and during IDLE (RFC 2177 asks clients to re-issue IDLE at
+    least every 29 minutes)."""
+
+    before_login: float = 60.0
+    """The state ``"before_login"``: the client has not logged in yet."""
+    after_login: float = 1800.0
+    """The state ``"after_login"``: logged in, between commands."""
+    idle: float = 1800.0
+    """The state ``"idle"``: inside IMAP's IDLE, waiting for ``DONE``."""
+    others: Mapping[str, float] = field(default_factory=dict)
+    """Any other state names an adapter uses, with their durations."""
+
+    def __post_init__(self) -> None:
+        for name, value in self._items():
+            if not value > 0:
+                raise ValueError(f"the timeout of state {name!r} must be positive")
+
+    def _items(self) -> list[tuple[str, float]]:
+        named = [
+            ("before_login", self.before_login),
+            ("after_login", self.after_login),
+            ("idle", self.idle),
+        ]
+        return named + list(self.others.items())
+
+    def get(self, state: str) -> float | None:
+        """The duration for ``state``, or ``None`` if it has none here."""
+        if state in ("before_login", "after_login", "idle"):
+            value: float = getattr(self, state)
+            return value
+        return self.others.get(state)
 
 
 class Deadlines:
@@ -55,9 +105,11 @@ class Deadlines:
         "_soonest",
         "blocked_at",
         "busy_at",
+        "idle_timeout",
         "input_at",
         "progress_at",
         "read_at",
+        "state",
         "transfer_at",
     )
 
@@ -65,6 +117,10 @@ class Deadlines:
         self._limits = limits
         # The earliest a deadline can fall after a read: see received().
         self._soonest = min(limits.idle_timeout, limits.command_timeout)
+        self.state: str | None = None
+        """The session state named by :meth:`set_state`, or ``None``."""
+        self.idle_timeout = limits.idle_timeout
+        """The idle deadline's duration in the current state."""
         self.progress_at = 0.0
         """When the server last answered (or the connection began)."""
         self.read_at = 0.0
@@ -84,6 +140,18 @@ class Deadlines:
         return self._soonest
 
     # --- what happened -----------------------------------------------------------------
+
+    def set_state(self, state: str | None, idle_timeout: float | None = None) -> None:
+        """The session is now in ``state``, whose idle deadline is ``idle_timeout``
+        seconds (``None``: the listener's ``idle_timeout``). The deadline counts from
+        the same moment as before (the last answer or read), with the new duration."""
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError("idle_timeout must be positive")
+        self.state = state
+        self.idle_timeout = timeout = (
+            idle_timeout if idle_timeout is not None else self._limits.idle_timeout
+        )
+        self._soonest = min(timeout, self._limits.command_timeout)
 
     def start(self, now: float) -> None:
         """The connection began: the idle deadline runs from ``now``."""
@@ -173,11 +241,12 @@ class Deadlines:
         limits = self._limits
         if self.blocked_at is not None:
             return self.blocked_at + limits.send_timeout, "send"
-        idle = self.read_at + limits.idle_timeout
+        idle_timeout = self.idle_timeout
+        idle = self.read_at + idle_timeout
         if self.transfer_at is not None:
             transfer = self.transfer_at + limits.transfer_timeout
             return (idle, "idle") if idle <= transfer else (transfer, "transfer")
         if self.input_at is None:
-            return max(idle, self.progress_at + limits.idle_timeout), "idle"
+            return max(idle, self.progress_at + idle_timeout), "idle"
         command = self.input_at + limits.command_timeout
         return (idle, "idle") if idle <= command else (command, "command")

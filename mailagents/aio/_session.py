@@ -8,6 +8,19 @@ deadlines (:class:`~mailagents.aio._deadlines.Deadlines`, one loop timer armed f
 whichever falls first), the login delay, the TLS upgrade, and the task that runs the
 protocol's loop. Every reply (a refusal greeting, a time-out, a shutdown) comes from
 the protocol core, through the adapter's hooks, never from here.
+
+Three hooks serve a protocol whose sessions last long and do more than answer (IMAP):
+
+- :meth:`StreamSession.set_state` names the session's state, whose idle deadline a
+  :class:`~mailagents.aio._deadlines.StateTimeouts` gives (IMAP: 60 seconds before
+  login, 30 minutes after it and during IDLE);
+- :meth:`StreamSession.wake` (for instance the callback of a folder watch, see
+  ``mailagents.aio._watching``) makes :meth:`StreamSession.read_or_wake` return
+  :data:`WOKEN`, so that the loop can send unsolicited responses while the client is
+  silent;
+- :meth:`StreamSession.install_codec` puts a codec (``mailagents.aio._codec``: RFC
+  4978's DEFLATE) between the transport (TLS included) and the core, from the next
+  write and for every input octet not yet fed to the core.
 """
 
 from __future__ import annotations
@@ -21,14 +34,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
-from mailagents.aio._deadlines import Deadlines
-from mailagents.aio._input import InputBuffer
+from mailagents.aio._codec import Codec, CodecError
+from mailagents.aio._deadlines import Deadlines, StateTimeouts
+from mailagents.aio._input import FEED, InputBuffer
 from mailagents.aio._throttle import address_key, unix_peer
 
 if TYPE_CHECKING:
     from mailagents.aio._listener import Listener, Refusal
 
-__all__ = ["NOTHING", "StopReason", "StreamSession"]
+__all__ = ["NOTHING", "WOKEN", "StopReason", "StreamSession"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +67,22 @@ NOTHING = _Nothing()
 """What :meth:`StreamSession.read_nowait` returns when no input is there yet."""
 
 
+class _Woken:
+    """The type of :data:`WOKEN`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "WOKEN"
+
+
+WOKEN = _Woken()
+"""What :meth:`StreamSession.read_or_wake` returns after :meth:`StreamSession.wake`."""
+
+
+_STATES = StateTimeouts()
+
+
 class StreamSession(asyncio.Protocol):
     """One client connection, protocol-neutral: the transport callbacks, a bounded
     input buffer, back-pressure both ways, the deadlines, the login delay, the TLS
@@ -72,6 +102,11 @@ class StreamSession(asyncio.Protocol):
     the SMTP adapter does (one write per batch of replies, no event-loop round trip per
     command).
     """
+
+    state_timeouts: StateTimeouts | None = None
+    """The idle deadline per state named with :meth:`set_state` (``None``: the
+    defaults of :class:`~mailagents.aio._deadlines.StateTimeouts`); an adapter sets it
+    on its class or per session."""
 
     def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
         self.listener = listener
@@ -119,6 +154,8 @@ class StreamSession(asyncio.Protocol):
         self._sleeper: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._woken = False
+        self._codec: Codec | None = None
 
     # What the command, idle and progress deadlines count from (read by the SMTP
     # adapter's tests, which predate Deadlines).
@@ -215,7 +252,10 @@ class StreamSession(asyncio.Protocol):
         stopping = self.stopping
         if self._lost or (stopping is not None and stopping != "drain"):
             return
-        self._input.append(data)  # pauses reading past read_high_water
+        if self._codec is None:
+            self._input.append(data)  # pauses reading past read_high_water
+        else:
+            self._decode(data)
         if self.deadlines.received(self._now(), self._timer_at):
             self._rearm()
         self.input_arrived()
@@ -248,6 +288,14 @@ class StreamSession(asyncio.Protocol):
         """The core answered a command: the next one starts now (idle deadline), and
         any transfer is over."""
         self.deadlines.answered(self._now())
+
+    def set_state(self, state: str | None) -> None:
+        """The session is now in ``state`` (``None``: none): its idle deadline becomes
+        the state's duration in :attr:`state_timeouts`, or the listener's
+        ``idle_timeout`` for a state not listed there."""
+        timeouts = self.state_timeouts if self.state_timeouts is not None else _STATES
+        self.deadlines.set_state(state, None if state is None else timeouts.get(state))
+        self._rearm()
 
     def transferring(self) -> None:
         """Content is streaming (a message, a literal): the transfer deadline applies
@@ -346,6 +394,27 @@ class StreamSession(asyncio.Protocol):
             if why != "drain":
                 self._wake_sleeper()
 
+    def wake(self) -> None:
+        """Something other than input wants the session loop (a folder changed): the
+        task waiting in :meth:`read_or_wake` returns :data:`WOKEN`. Called on the
+        loop's thread; several calls before the loop looks are one wake-up."""
+        self._woken = True
+        self._wake()
+
+    async def read_or_wake(self) -> bytes | _Woken | None:
+        """What :meth:`read` returns, or :data:`WOKEN` once after :meth:`wake` (before
+        any input waiting: the loop then sends what it has to say and reads again)."""
+        while True:
+            if self._woken:
+                stopping = self.stopping
+                if stopping is None or (stopping == "drain" and not self.at_boundary()):
+                    self._woken = False
+                    return WOKEN
+            data = self.read_nowait()
+            if not isinstance(data, _Nothing):
+                return data
+            await self._wait()
+
     async def read(self) -> bytes | None:
         """The next input for the core (at most 32 KiB), ``b""`` once at end of input,
         or ``None`` when the session must end (see :attr:`stopping`; connection lost)."""
@@ -361,6 +430,8 @@ class StreamSession(asyncio.Protocol):
         stopping = self.stopping
         if stopping is not None and (stopping != "drain" or self.at_boundary()):
             return None
+        if self._codec is not None:
+            self._pump()
         data = self._input.take()
         if data:
             deadlines = self.deadlines
@@ -384,10 +455,69 @@ class StreamSession(asyncio.Protocol):
         self._input.clear()
 
     def write(self, data: bytes) -> None:
-        """Write ``data`` to the client (nothing once the transport is closing)."""
+        """Write ``data`` to the client (nothing once the transport is closing),
+        through the codec once one is installed."""
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
+            if self._codec is not None:
+                data = self._codec.encode(data)
             transport.write(data)
+
+    # --- the codec -------------------------------------------------------------------
+
+    @property
+    def codec(self) -> Codec | None:
+        """The codec between the transport and the core, or ``None``."""
+        return self._codec
+
+    def install_codec(self, codec: Codec, leftover: bytes = b"") -> None:
+        """Put ``codec`` between the transport and the core (RFC 4978's COMPRESS
+        once its ``OK`` has been written: that reply leaves as it is, everything
+        written after this call is encoded). Input not yet fed to the core is decoded:
+        ``leftover`` first (what the core received after the command, handed back by
+        it), then what is still buffered here, then whatever arrives."""
+        if self._codec is not None:
+            raise RuntimeError("a codec is installed already")
+        held = [leftover]
+        while chunk := self._input.take():
+            held.append(chunk)
+        self._codec = codec
+        self._decode(b"".join(held))
+
+    def _decode(self, data: bytes) -> None:
+        """Input through the codec into the input buffer, within its bound."""
+        codec = self._codec
+        assert codec is not None
+        try:
+            codec.feed(data)
+        except CodecError as exc:
+            self._codec_failed(exc)
+            return
+        self._pump()
+
+    def _pump(self) -> None:
+        """Decode held input until the input buffer passes its high-water mark (which
+        pauses reading) or nothing is left: what a small compressed input expands to
+        is never held beyond that bound."""
+        codec = self._codec
+        assert codec is not None
+        buffer = self._input
+        while buffer.size <= buffer.high_water:
+            try:
+                out = codec.read(FEED)
+            except CodecError as exc:
+                self._codec_failed(exc)
+                return
+            if not out:
+                return
+            buffer.append(out)
+
+    def _codec_failed(self, exc: CodecError) -> None:
+        log.info("%s sent input the codec cannot decode (%s): aborting", self.peer, exc)
+        self._input.clear()
+        self.stop("abort")
+        if self.transport is not None:
+            self.transport.abort()
 
     async def drain(self) -> bool:
         """Wait while the client does not read (the write buffer is above the high-water
