@@ -3,9 +3,14 @@ Maildir folder (a file of ours; other programs leave it alone).
 
 An append-only journal, changed only under the folder's uidlist dotlock::
 
-    mailagents-modseq 1 V<uidvalidity> H<highestmodseq> E<forgotten>
+    mailagents-modseq 1 V<uidvalidity> H<highestmodseq> E<forgotten> R<first-recent>
     m <uid> <modseq> <created-modseq> <internaldate> <crlf-size> <info> <extra>
     x <uid> <modseq>
+    r <first-recent>
+
+``R`` and ``r`` (the last one wins, and it only grows) are the \\Recent watermark: the
+messages with this UID or above have not been claimed by an IMAP session yet (RFC 3501
+§2.3.2: exactly one session sees a message as \\Recent).
 
 ``m`` records a message as last seen: its info suffix (``=`` and the suffix
 percent-encoded, ``-`` for none), so that a rename by another program is noticed as a
@@ -96,6 +101,8 @@ class ModseqState:
             self._max_seen[self.uidvalidity] = max(seen, self.highest)
         self.salvaged = 0
         """The highest MODSEQ read from a journal whose header was unusable."""
+        self.first_recent = 1
+        """The lowest UID that no session has claimed as \\Recent yet."""
         self.uidvalidity = uidvalidity
         self.highest = 1
         self.forgotten = 0
@@ -199,6 +206,7 @@ class ModseqState:
             {uid: tuple(sorted(e.extra)) for uid, e in zip(order, rows, strict=True) if e.extra},
             list(expunged),
             list(expunged.values()),
+            self.first_recent,
         )
 
     def restore(self, data: Any) -> None:
@@ -221,8 +229,9 @@ class ModseqState:
             extras,
             x_uids,
             x_modseqs,
+            first_recent,
         ) = data
-        _check_ints(uidvalidity, highest, forgotten, lines, offset, size, *ident)
+        _check_ints(uidvalidity, highest, forgotten, lines, offset, size, first_recent, *ident)
         columns = (uids, modseqs, createds, idates, sizes, x_uids, x_modseqs)
         if (
             uidvalidity <= 0
@@ -253,6 +262,7 @@ class ModseqState:
         self._reset(uidvalidity)
         self.highest = highest
         self.forgotten = forgotten
+        self.first_recent = first_recent
         self._lines = lines
         self._ident = (ident[0], ident[1])
         self._offset = offset
@@ -327,6 +337,8 @@ class ModseqState:
                 self.highest = max(self.highest, int(value))
             elif key == "E":
                 self.forgotten = int(value)
+            elif key == "R":
+                self.first_recent = max(self.first_recent, int(value))
         return True
 
     def _parse(self, data: bytes) -> set[int]:
@@ -407,6 +419,10 @@ class ModseqState:
                 uid, modseq = int(parts[1]), int(parts[2])
                 self.entries.pop(uid, None)
                 self.expunged[uid] = modseq
+            elif parts[0] == "r" and len(parts) == 2:
+                self.first_recent = max(self.first_recent, int(parts[1]))
+                self._lines += 1
+                return None
             else:
                 raise ValueError(line)
         except ValueError:
@@ -457,6 +473,12 @@ class ModseqState:
         self.expunged[uid] = modseq
         self._pending.append(f"x {uid} {modseq}\n")
 
+    def claim_recent(self, first: int) -> None:
+        """Move the \\Recent watermark up to ``first`` (nothing if it is there already)."""
+        if first > self.first_recent:
+            self.first_recent = first
+            self._pending.append(f"r {first}\n")
+
     def commit(self) -> None:
         """Write the pending records durably (append, or compact)."""
         pending, self._pending = self._pending, []
@@ -495,7 +517,10 @@ class ModseqState:
             dropped = ordered[: len(ordered) - EXPUNGE_LOG]
             self.forgotten = max(self.forgotten, max(m for _, m in dropped))
             self._expunged = dict(ordered[len(dropped) :])
-        lines = [f"{_MAGIC} 1 V{self.uidvalidity} H{self.highest} E{self.forgotten}\n"]
+        lines = [
+            f"{_MAGIC} 1 V{self.uidvalidity} H{self.highest} E{self.forgotten}"
+            f" R{self.first_recent}\n"
+        ]
         for uid in sorted(self.entries):
             lines.append(_m_line(uid, self.entries[uid]))
         for uid, modseq in sorted(self.expunged.items(), key=lambda item: item[1]):

@@ -4,7 +4,7 @@ A text file (UTF-8), one record a line, fields separated by single spaces. A ful
 index is written whole (to ``.NAME.mailagents-index.new``, fsynced, renamed over)::
 
     mailagents-mbox-index 1
-    V <uidvalidity> <uidnext> <highestmodseq> [<forgotten>]
+    V <uidvalidity> <uidnext> <highestmodseq> [<forgotten> [<first-recent>]]
     S <st_dev> <st_ino> <st_size> <st_mtime_ns>        the mbox as the index knows it
     M <uid> <offset> <length> <from_len> <crc> <size> <quoted> <modseq> <cmodseq>
       <internaldate> [flag ...]                         one per message, by UID
@@ -29,7 +29,10 @@ truncated away. The journal is compacted into a full index now and then.
 The expunge log keeps the newest :data:`EXPUNGE_LOG_MAX` expunges; ``forgotten`` (the
 last field of ``V``, absent in older indexes: 0) is the highest MODSEQ of an expunge
 dropped from it, so that a question about an earlier MODSEQ is known to be answered
-incompletely (``Changes.expunged_complete``).
+incompletely (``Changes.expunged_complete``). ``first-recent`` is the \\Recent
+watermark: messages with this UID or above have not been claimed by an IMAP session
+yet. A ``V`` record appended to the journal moves it (older readers take such a record
+as it is: same UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ only grow).
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ class IndexState:
     )
     forgotten: int = 0
     """The highest MODSEQ of an expunge the bounded log no longer holds."""
+    first_recent: int = 1
+    """The lowest UID no IMAP session has claimed as \\Recent yet."""
     mbox_stat: StatKey | None = None
     pending: int | None = None
     ino: tuple[int, int] | None = None
@@ -144,6 +149,13 @@ class IndexState:
         self.__init__()  # type: ignore[misc]
         self.ref = ref
 
+    def v_record(self) -> str:
+        """The ``V`` record of this state."""
+        return (
+            f"V {self.uidvalidity} {self.uidnext} {self.highestmodseq} {self.forgotten}"
+            f" {self.first_recent}\n"
+        )
+
     def log_expunge(self, uid: int, modseq: int) -> None:
         """Add to the expunge log, remembering the MODSEQ of what falls out of it."""
         log = self.expunged
@@ -155,6 +167,7 @@ class IndexState:
         """Forget the expunge log (a new UIDVALIDITY: nothing before it counts)."""
         self.expunged.clear()
         self.forgotten = 0
+        self.first_recent = 1
 
     def apply(self, line: str) -> None:
         """Replay one record."""
@@ -207,6 +220,8 @@ class IndexState:
                 self.highestmodseq = max(self.highestmodseq, int(parts[3]))
                 if len(parts) > 4:
                     self.forgotten = max(self.forgotten, int(parts[4]))
+                if len(parts) > 5:
+                    self.first_recent = max(self.first_recent, int(parts[5]))
             elif tag == "E":
                 pass
             else:
@@ -218,7 +233,7 @@ class IndexState:
         """The whole index as a full (compacted) index."""
         out = [
             MAGIC + "\n",
-            f"V {self.uidvalidity} {self.uidnext} {self.highestmodseq} {self.forgotten}\n",
+            self.v_record(),
         ]
         if self.mbox_stat is not None:
             out.append(stat_record(self.mbox_stat))

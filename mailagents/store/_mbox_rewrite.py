@@ -198,6 +198,7 @@ def rewrite(
         highestmodseq=state.highestmodseq,
         expunged=state.expunged.copy(),
         forgotten=state.forgotten,
+        first_recent=state.first_recent,
         ref=ref,
     )
     try:
@@ -247,6 +248,7 @@ def export(state: IndexState, fd: int, path: str, index: str, *, fsync: bool) ->
             uidnext=state.uidnext,
             highestmodseq=state.highestmodseq,
             msgs=dict(state.msgs),
+            first_recent=state.first_recent,
             mbox_stat=stat_key(os.fstat(out)),
         )
         write_full(copy, index, fsync, rename=False)

@@ -121,13 +121,22 @@ class MessageInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FolderStatus:
-    """The numbers IMAP STATUS and SELECT report."""
+    """The numbers IMAP STATUS and SELECT report (RFC 9051 §6.3.11, RFC 7162 §3.1.2,
+    RFC 3501 §6.3.10 for RECENT)."""
 
     messages: int
     uidvalidity: int
     uidnext: int
     highestmodseq: int
     unseen: int
+    """Messages without ``\\Seen``."""
+    deleted: int = 0
+    """Messages with ``\\Deleted`` (STATUS DELETED)."""
+    size: int = 0
+    """The CRLF octets of all messages (STATUS SIZE)."""
+    recent: int = 0
+    """Messages that no session has claimed as ``\\Recent`` yet (see
+    :meth:`Folder.claim_recent`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,6 +325,15 @@ class Folder(abc.ABC):
         """What changed after ``modseq`` (CONDSTORE/QRESYNC): messages added or changed
         with a higher MODSEQ, and UIDs expunged since, as far as the store remembers."""
 
+    def claim_recent(self) -> list[int]:
+        """Claim ``\\Recent`` for this session (IMAP4rev1, RFC 3501 §2.3.2): the UIDs of
+        the snapshot that no session has claimed yet, claimed now, durably, so that
+        exactly one session sees each message as recent. A server calls it after
+        SELECT and after each :meth:`refresh` and keeps the union for the session;
+        EXAMINE (read-only) and POP3 sessions do not call it, and leave the messages
+        recent for the next IMAP session. The base class claims nothing."""
+        return []
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the handle."""
@@ -366,6 +384,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def folder(self, name: str) -> Folder:
         """Open a folder; :class:`FolderNotFoundError` if it does not exist."""
+
+    def status(self, name: str) -> FolderStatus:
+        """A folder's STATUS numbers without opening it for reading (no sync, no change
+        on disk that a mail client could see; see the formats' own docs for what is
+        counted). :class:`FolderNotFoundError` if it does not exist. The base class
+        opens the folder."""
+        with self.folder(name) as folder:
+            return folder.status()
 
     @abc.abstractmethod
     def create_folder(self, name: str, *, special_use: str | None = None) -> None:

@@ -63,6 +63,7 @@ from mailagents.store._maildir_names import (
     split_name,
     unique_name,
 )
+from mailagents.store._maildir_status import claim_recent, peek_status
 
 # SNAPSHOT_MIN, TMP_MAX_AGE, _Core, SUBSCRIPTIONS and SPECIAL_USE_FILE stay importable
 # from here; the constants are read where they are defined (patch them there).
@@ -142,14 +143,27 @@ class MaildirFolder(Folder):
     def status(self) -> FolderStatus:
         """Counts, UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ of the snapshot."""
         self._check_open()
-        unseen = sum(1 for info in self._infos.values() if SEEN not in info.flags)
+        infos = self._infos.values()
+        with self._core.mutex:
+            first_recent = self._core.state.first_recent
         return FolderStatus(
             messages=len(self._infos),
             uidvalidity=self._uidvalidity,
             uidnext=self._uidnext,
             highestmodseq=self._highest,
-            unseen=unseen,
+            unseen=sum(1 for info in infos if SEEN not in info.flags),
+            deleted=sum(1 for info in infos if DELETED in info.flags),
+            size=sum(info.size for info in infos),
+            recent=sum(1 for uid in self._infos if uid >= first_recent),
         )
+
+    def claim_recent(self) -> list[int]:
+        """Claim ``\\Recent`` for this session (see
+        :meth:`mailagents.store.Folder.claim_recent`): a watermark in
+        ``mailagents-modseq``, so that the claim does not depend on ``new/`` (which any
+        reader, POP3 included, empties)."""
+        self._check_open()
+        return claim_recent(self._core, sorted(self._infos))
 
     def messages(self) -> list[MessageInfo]:
         """Every message of the snapshot by ascending UID."""
@@ -537,6 +551,17 @@ class MaildirStore(Store):
             raise FolderNotFoundError(name)
         _ensure_subdirs(path)
         return MaildirFolder(self, path, api_name(levels), deliver_only=deliver_only)
+
+    def status(self, name: str) -> FolderStatus:
+        """A folder's STATUS numbers without opening it: from ``dovecot-uidlist``,
+        ``mailagents-modseq`` and a listing of ``new/`` and ``cur/``, with no sync and
+        ``new/`` left as it is (files not numbered yet count in MESSAGES, UNSEEN, SIZE
+        and RECENT; UIDNEXT and HIGHESTMODSEQ are those of the last sync)."""
+        levels = folder_levels(name)
+        path = self._path(levels)
+        if not os.path.isdir(path):
+            raise FolderNotFoundError(name)
+        return peek_status(self._core(path))
 
     def create_folder(self, name: str, *, special_use: str | None = None) -> None:
         """Create a folder (with its missing parents): ``.Name/`` with ``tmp/``,

@@ -70,6 +70,7 @@ from mailagents.store._mbox_index import Entry, IndexState, append_records, stat
 from mailagents.store._mbox_lock import MboxLock
 from mailagents.store._mbox_reconcile import reconcile, remove_stale_tmp
 from mailagents.store._mbox_rewrite import export, rewrite
+from mailagents.store._mbox_status import peek_status, status_of
 from mailagents.store._mbox_tree import (
     META_LOCK,
     children_dir,
@@ -84,7 +85,6 @@ from mailagents.store._mbox_tree import (
 )
 from mailagents.store._model import (
     DELETED,
-    SEEN,
     SPECIAL_USE,
     AppendWriter,
     Changes,
@@ -227,13 +227,25 @@ class MboxFolder(Folder):
         with self._mutex:
             self._check_open()
             uidvalidity, uidnext, highestmodseq = self._snap_meta
-            return FolderStatus(
-                messages=len(self._snap),
+            return status_of(
+                self._snap.values(),
                 uidvalidity=uidvalidity,
                 uidnext=max(uidnext, self._state.uidnext),
                 highestmodseq=highestmodseq,
-                unseen=sum(1 for e in self._snap.values() if SEEN not in e.info.flags),
+                first_recent=self._state.first_recent,
             )
+
+    def claim_recent(self) -> list[int]:
+        """Claim ``\\Recent`` for this session (see
+        :meth:`mailagents.store.Folder.claim_recent`): the watermark is a ``V`` record
+        in the side index, appended under the locks."""
+        with self._locked():
+            state = self._state
+            mine = [uid for uid in self._snap if uid >= state.first_recent]
+            if mine:
+                state.first_recent = max(mine) + 1
+                append_records(state, self._index, [state.v_record()], self._store.fsync)
+            return sorted(mine)
 
     def messages(self) -> list[MessageInfo]:
         """The snapshot's messages by ascending UID (from the index; no body is read)."""
@@ -581,6 +593,20 @@ class MboxStore(Store):
                 FolderInfo(name=name, attributes=frozenset(attrs), subscribed=name in subscribed)
             )
         return result
+
+    def status(self, name: str) -> FolderStatus:
+        """A folder's STATUS numbers from its side index, read without the locks and
+        without a rescan, when the index describes the mbox as it is; otherwise the
+        folder is opened (which brings the index up to date)."""
+        levels = self._levels(name)
+        path = self._file(levels)
+        if levels != ["INBOX"] and not os.path.isfile(path):
+            raise FolderNotFoundError(name)
+        found = peek_status(path, self._index(levels))
+        if found is not None:
+            return found
+        with self.folder(name) as folder:
+            return folder.status()
 
     def folder(self, name: str) -> MboxFolder:
         """Open a folder (INBOX is created when missing)."""

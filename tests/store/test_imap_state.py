@@ -209,4 +209,143 @@ def test_mbox_index_without_watermark_field_reads(tmp_path: Path) -> None:
     assert (state.uidvalidity, state.uidnext, state.highestmodseq, state.forgotten) == (7, 3, 9, 0)
     state.apply("V 7 3 9 4")
     assert state.forgotten == 4
-    assert b"V 7 3 9 4\n" in state.full_text()
+    assert b"V 7 3 9 4 1\n" in state.full_text()
+    state.apply("V 7 3 9 4 12")
+    assert state.first_recent == 12
+
+
+# --- STATUS without opening -----------------------------------------------------------
+
+
+def folder_files(store: Store) -> dict[str, bytes]:
+    """Every file under the store's root, with its content (what a reader must not
+    change)."""
+    root = store_root(store)
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock")
+    }
+
+
+def test_status_by_name_matches_the_open_folder(store: Store) -> None:
+    with store.folder("INBOX") as inbox:
+        uids = [inbox.append_bytes(make_message(f"s{i}", size=900 + i)).uid for i in range(6)]
+        inbox.refresh()
+        inbox.set_flags(uids[:2], [SEEN], "add")
+        inbox.set_flags(uids[1:4], [DELETED], "add")
+        inbox.refresh()
+        opened = inbox.status()
+    assert (opened.messages, opened.unseen, opened.deleted) == (6, 4, 3)
+    assert opened.size == sum(900 + i for i in range(6))
+    assert opened.recent == 6
+    assert store.status("INBOX") == opened
+    assert store.status("inbox") == opened
+
+
+def test_status_by_name_changes_nothing(store: Store) -> None:
+    store.create_folder("Lists")
+    with store.folder("Lists") as lists:
+        lists.append_bytes(make_message("one"))
+        lists.refresh()
+    with store.folder("Lists") as lists:
+        lists.append_bytes(make_message("two"), assign_uid=False)
+    before = folder_files(store)
+    status = store.status("Lists")
+    assert folder_files(store) == before
+    assert (status.messages, status.unseen, status.recent) == (2, 2, 2)
+    with store.folder("Lists") as lists:
+        opened = lists.status()
+    assert opened.messages == status.messages
+    assert opened.uidvalidity == status.uidvalidity
+    assert opened.uidnext >= status.uidnext
+    assert opened.highestmodseq >= status.highestmodseq
+
+
+def test_status_by_name_of_a_missing_folder(store: Store) -> None:
+    from mailagents.store import FolderNotFoundError
+
+    with pytest.raises(FolderNotFoundError):
+        store.status("Nowhere")
+
+
+def test_maildir_status_leaves_new_alone(store: Store) -> None:
+    if store_kind(store) != "maildir":
+        pytest.skip("Maildir's new/")
+    root = store_root(store)
+    with store.folder("INBOX", deliver_only=True) as inbox:  # type: ignore[call-arg]
+        inbox.append_bytes(make_message("fresh", size=1234), assign_uid=False)
+    status = store.status("INBOX")
+    assert len(list((root / "new").iterdir())) == 1
+    assert (status.messages, status.unseen, status.recent, status.size) == (1, 1, 1, 1234)
+    # Another program marks a numbered message seen behind our back: counted at once.
+    with store.folder("INBOX") as inbox:
+        assert len(inbox.messages()) == 1
+    (path,) = (root / "cur").iterdir()
+    path.rename(path.with_name(path.name + "S"))
+    assert store.status("INBOX").unseen == 0
+
+
+def test_mbox_status_when_another_program_appended(store: Store) -> None:
+    if store_kind(store) != "mbox":
+        pytest.skip("the mbox file")
+    with store.folder("INBOX") as inbox:
+        inbox.append_bytes(make_message("ours"))
+    path = store_root(store) / "INBOX"
+    with open(path, "ab") as f:
+        f.write(b"From someone@example.test Tue Mar  3 10:00:00 2026\nSubject: theirs\n\nhi\n\n")
+    status = store.status("INBOX")
+    assert status.messages == 2
+
+
+# --- \Recent --------------------------------------------------------------------------
+
+
+def test_exactly_one_session_sees_recent(store: Store) -> None:
+    with store.folder("INBOX") as a:
+        first = [a.append_bytes(make_message(f"r{i}")).uid for i in range(3)]
+        a.refresh()
+    with store.folder("INBOX") as a, store.folder("INBOX") as b:
+        assert a.status().recent == 3
+        assert a.claim_recent() == first
+        assert b.claim_recent() == []
+        assert a.claim_recent() == []  # claimed already, by us
+        assert b.status().recent == 0
+        late = b.append_bytes(make_message("late")).uid
+        b.refresh()
+        assert store.status("INBOX").recent == 1
+        a.refresh()
+        assert b.claim_recent() == [late]
+        assert a.claim_recent() == []
+    store = reopen(store)
+    assert store.status("INBOX").recent == 0
+    with store.folder("INBOX") as c:
+        assert c.claim_recent() == []
+        assert c.status().recent == 0
+
+
+def test_a_reader_that_does_not_claim_leaves_recent(store: Store) -> None:
+    """A POP3 session or EXAMINE reads (Maildir: moves new/ to cur/) without claiming."""
+    with store.folder("INBOX") as inbox:
+        uid = inbox.append_bytes(make_message()).uid
+    with store.folder("INBOX") as pop3:
+        pop3.read_message(pop3.messages()[0].uid)
+    with store.folder("INBOX") as imap:
+        assert imap.claim_recent() == [uid]
+
+
+def test_recent_survives_compaction(store: Store) -> None:
+    with store.folder("INBOX") as inbox:
+        uids = [inbox.append_bytes(make_message(f"c{i}")).uid for i in range(4)]
+        inbox.refresh()
+        assert inbox.claim_recent() == uids
+        inbox.set_flags(uids[:1], [DELETED], "add")
+        inbox.expunge()  # mbox: rewrites the index whole
+        if store_kind(store) == "maildir":
+            core = inbox._core  # type: ignore[attr-defined]
+            with core.uidlist.lock(), core.mutex:
+                core.state.compact()
+    store = reopen(store)
+    with store.folder("INBOX") as inbox:
+        assert inbox.claim_recent() == []
+        assert store.status("INBOX").recent == 0
