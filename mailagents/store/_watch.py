@@ -13,7 +13,8 @@ with the last). What it watches:
   expunge), and in the folder's directory the entries ``dovecot-uidlist``, ``new`` and
   ``cur`` (UIDs given by another program; a directory replaced, which is watched again);
 - mbox: the file (written, truncated, its status changed), and in its directory the
-  file's own name (the file replaced by a rename, then watched again). An event only
+  file's own name (the file replaced by a rename, then watched again) and its side
+  index's (flags changed by another process of ours). An event only
   makes the watcher stat the file: only a changed signature (size, times, inode) is
   reported, so that finding out that nothing changed never takes the mbox's lock.
 
@@ -50,7 +51,7 @@ from mailagents.store._watch_inotify import (
     Inotify,
     available,
 )
-from mailagents.store._watch_poll import UIDLIST, FolderProbe
+from mailagents.store._watch_poll import UIDLIST, FolderProbe, mbox_index
 
 __all__ = ["MAX_FOLDERS", "Watcher"]
 
@@ -184,8 +185,14 @@ class Watcher:
                 names=frozenset({"new", "cur", UIDLIST}),
             )
         parent, name = os.path.split(key)
+        index = os.path.basename(mbox_index(key))
         return _Folder(
-            key=key, probe=probe, mbox=True, own=(key,), parent=parent, names=frozenset({name})
+            key=key,
+            probe=probe,
+            mbox=True,
+            own=(key,),
+            parent=parent,
+            names=frozenset({name, index}),
         )
 
     def _watch(self, folder: _Folder) -> bool:

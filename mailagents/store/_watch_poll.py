@@ -7,7 +7,9 @@ ctime in nanoseconds) of each file that tells a change of its folder:
 - Maildir: ``new/``, ``cur/`` (a delivery, a flag change or an expunge renames,
   creates or removes an entry there, which changes the directory's times) and
   ``dovecot-uidlist`` (UIDs given by another program);
-- mbox: the mbox file itself.
+- mbox: the mbox file itself, and our side index beside it
+  (``.NAME.mailagents-index``: flag changes by another process of ours write only
+  there).
 
 :meth:`FolderProbe.check` stats them again and says whether any differs. Only
 ``stat(2)``: no lock, no read, so that an IMAP IDLE poll never competes with a delivery
@@ -35,6 +37,15 @@ RACY_NS = 2_000_000_000
 miss a second change within the same clock tick (two seconds covers FAT's)."""
 
 UIDLIST = "dovecot-uidlist"
+INDEX_SUFFIX = ".mailagents-index"
+
+
+def mbox_index(path: str) -> str:
+    """Where the mbox store keeps the side index of the mbox at ``path`` (beside it;
+    a spool inbox outside the store keeps its index in the store's root, which is
+    not found here)."""
+    parent, name = os.path.split(path)
+    return os.path.join(parent, "." + name + INDEX_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,14 +83,14 @@ def signature(path: str) -> Signature | None:
 def folder_files(path: str) -> tuple[str, ...]:
     """The files whose change tells a change of the folder at ``path``: for a Maildir
     folder (a directory) ``new/``, ``cur/`` and ``dovecot-uidlist``, for an mbox
-    ``path`` itself."""
+    ``path`` itself and its side index."""
     try:
         is_dir = stat_module.S_ISDIR(os.stat(path).st_mode)
     except OSError:
         is_dir = False
     if is_dir:
         return (os.path.join(path, "new"), os.path.join(path, "cur"), os.path.join(path, UIDLIST))
-    return (path,)
+    return (path, mbox_index(path))
 
 
 class FolderProbe:

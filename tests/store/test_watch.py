@@ -125,7 +125,10 @@ def test_folder_files(tmp_path: Path) -> None:
         os.path.join(folder, "cur"),
         os.path.join(folder, "dovecot-uidlist"),
     )
-    assert folder_files(str(tmp_path / "mbox")) == (str(tmp_path / "mbox"),)
+    assert folder_files(str(tmp_path / "mbox")) == (
+        str(tmp_path / "mbox"),
+        str(tmp_path / ".mbox.mailagents-index"),
+    )
     assert signature(str(tmp_path / "missing")) is None
 
 
@@ -222,6 +225,25 @@ def test_watcher_mbox_append_and_replacement(watcher: Watcher, tmp_path: Path) -
     with open(mbox, "ab") as f:
         f.write(b"From e@f Mon Dec  7 12:00:02 2026\n" + MESSAGE)
     assert _changes(watcher) == {key}
+
+
+@pytest.mark.parametrize("watcher", MODES, indirect=True)
+def test_watcher_sees_a_flag_change_of_another_mbox_handle(
+    watcher: Watcher, tmp_path: Path
+) -> None:
+    # Another process of ours changes flags: only the side index is written.
+    store = MboxStore(str(tmp_path / "mail"))
+    folder = store.folder("INBOX")
+    with folder.append() as w:
+        w.write(MESSAGE)
+    folder.refresh()
+    key = watcher.add(folder.path)
+    size = os.path.getsize(folder.path)
+    (info,) = folder.messages()
+    folder.set_flags([info.uid], ["\\Seen"], "add")
+    assert os.path.getsize(folder.path) == size  # the mbox itself is untouched
+    assert _changes(watcher) == {key}
+    store.close()
 
 
 @needs_inotify
