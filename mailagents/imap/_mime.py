@@ -1,0 +1,926 @@
+"""The MIME part map of a message, computed once by a streaming scanner.
+
+:class:`MimeScanner` is fed a message in chunks of any size (``feed``) and hands back a
+:class:`PartMap` at the end (``close``). It never holds the message: only the current
+header block (bounded by :attr:`MimeLimits.max_header`, the excess counted, not kept),
+the start of the current line (a few dozen octets, to recognise a boundary), the
+stack of open parts and the active boundaries. There is no recursion anywhere: nesting
+is an explicit stack, bounded by :attr:`MimeLimits.max_depth`.
+
+Offsets and sizes. Every part records three positions (where its header starts, where
+its body starts, where it ends), each twice: in *stored* octets (the offsets of the
+bytes as fed, what a store seeks to) and in *CRLF* octets (the message as IMAP sends
+it, every bare LF counted as CRLF: RFC 9051 §7.5.2 wants sizes and ``<partial>``
+ranges in that form). :meth:`PartMap.has_bare_lf` says whether the two differ at all;
+``_sections`` translates between them. Line counts are the number of LFs in a range,
+as Dovecot counts them (a last line without a line end is not counted).
+
+The rules follow RFC 2045/2046 and, where those leave room, Dovecot's message parser
+(whose output the interop test compares with ours):
+
+- A header ends at the first empty line; a part is MIME when it has a
+  ``Content-Type`` or ``MIME-Version`` field or is the child of a multipart, and only
+  then are its ``Content-*`` fields used (RFC 2045 §4). Without a type a part is
+  ``text/plain`` (RFC 2045 §5.2), or ``message/rfc822`` below a ``multipart/digest``
+  (RFC 2046 §5.1.5).
+- RFC 2046 §5.1.1: a boundary line is ``--`` and the boundary, then anything (the
+  line only has to *start* with it, as Dovecot accepts; of several matching active
+  boundaries the longest wins, the innermost of equals); ``--`` after the boundary
+  closes the multipart, the rest is its epilogue. The line end before a boundary line
+  belongs to the boundary, unless it ended another boundary line or the header of a
+  multipart or message (a leaf part's header then loses its blank line's line end,
+  as in Dovecot). A
+  boundary of an outer multipart closes the inner parts too (and forgets their
+  boundaries); a missing close delimiter ends everything at the end of the message; a
+  boundary line inside a header ends that header (and the part) there.
+- ``message/rfc822`` (and ``message/global``, RFC 6532 §3.5, which RFC 9051 §7.5.2
+  treats alike) parts hold the embedded message as one child of their own: its header
+  starts where the part's body starts.
+- Limits, as Dovecot has them: past :attr:`MimeLimits.max_parts` parts, boundary lines
+  are no longer recognised (the rest is the body of the last part); a multipart or
+  message part at :attr:`MimeLimits.max_depth` is not descended into (it keeps its
+  type and has no children).
+
+Pure data and computation, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "MIME_FIELDS",
+    "MimeLimits",
+    "MimePart",
+    "MimeScanner",
+    "PartMap",
+    "PartMapError",
+    "parse_content_type",
+    "scan_message",
+    "unfold",
+]
+
+ENVELOPE_FIELDS: tuple[str, ...] = (
+    "date",
+    "subject",
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "in-reply-to",
+    "message-id",
+)
+"""The header fields an ENVELOPE is made of, in its order (RFC 9051 §7.5.2)."""
+
+MIME_FIELDS: tuple[str, ...] = (
+    "content-type",
+    "content-transfer-encoding",
+    "content-id",
+    "content-description",
+    "content-md5",
+    "content-disposition",
+    "content-language",
+    "content-location",
+)
+"""The ``Content-*`` fields a BODYSTRUCTURE is made of, in the order kept in
+:attr:`MimePart.mime`."""
+
+_ENV_INDEX = {name: i for i, name in enumerate(ENVELOPE_FIELDS)}
+_MIME_INDEX = {name: i for i, name in enumerate(MIME_FIELDS)}
+
+# Part flags.
+MULTIPART = 1
+MESSAGE = 2
+DIGEST = 4
+IS_MIME = 8
+TEXT = 16
+HEADER_TRUNCATED = 32
+
+_HEAD = 256
+"""How much of a line starting with ``--`` is kept to match boundaries (RFC 2046
+§5.1.1: at most 70 characters, Dovecot allows a little more; longer boundaries are
+compared on this many octets)."""
+
+
+class PartMapError(ValueError):
+    """A serialised :class:`PartMap` that is not valid (wrong version, truncated,
+    inconsistent offsets, beyond the limits)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MimeLimits:
+    """The scanner's bounds. ``max_depth``: how deep multiparts and embedded messages
+    nest (Dovecot's ``mail_max_nested_mime_parts`` hmm ``message_max_nested_mime_parts``
+    default, 100); ``max_parts``: parts in all (Dovecot's 10,000); ``max_header``:
+    octets of one header block kept for the ``Content-*`` and envelope fields (the
+    rest is counted, not kept)."""
+
+    max_depth: int = 100
+    max_parts: int = 10_000
+    max_header: int = 65_536
+
+    def __post_init__(self) -> None:
+        if self.max_depth < 1 or self.max_parts < 1 or self.max_header < _HEAD:
+            raise ValueError(f"MimeLimits: max_depth, max_parts >= 1, max_header >= {_HEAD}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MimePart:
+    """One node of the part tree.
+
+    The root (index 0) is the message itself; a multipart's children are its body
+    parts; a ``message/rfc822`` part has one child, the embedded message. Offsets:
+    ``header_start``/``body_start``/``end`` in stored octets, the ``*_crlf`` ones in
+    CRLF octets; ``header_lines``/``body_lines`` count LFs. ``mime`` holds the unfolded
+    values of :data:`MIME_FIELDS` (``None`` when absent, or when the part is not MIME),
+    ``envelope`` those of :data:`ENVELOPE_FIELDS` for message nodes (the root and
+    embedded messages), else ``()``.
+    """
+
+    parent: int
+    depth: int
+    flags: int
+    header_start: int
+    body_start: int
+    end: int
+    header_start_crlf: int
+    body_start_crlf: int
+    end_crlf: int
+    header_lines: int
+    body_lines: int
+    children: tuple[int, ...] = ()
+    mime: tuple[str | None, ...] = (None,) * len(MIME_FIELDS)
+    envelope: tuple[str | None, ...] = ()
+
+    @property
+    def is_multipart(self) -> bool:
+        """A multipart (its children are body parts)."""
+        return bool(self.flags & MULTIPART)
+
+    @property
+    def is_message(self) -> bool:
+        """A ``message/rfc822`` or ``message/global`` part (its child, if any, is the
+        embedded message)."""
+        return bool(self.flags & MESSAGE)
+
+    @property
+    def is_mime(self) -> bool:
+        """Whether the part's ``Content-*`` fields count (RFC 2045 §4)."""
+        return bool(self.flags & IS_MIME)
+
+    @property
+    def header_truncated(self) -> bool:
+        """Whether the header block was longer than ``MimeLimits.max_header`` (fields
+        past the limit were not seen)."""
+        return bool(self.flags & HEADER_TRUNCATED)
+
+    @property
+    def header_size(self) -> int:
+        """The header's size in CRLF octets (with its blank line)."""
+        return self.body_start_crlf - self.header_start_crlf
+
+    @property
+    def body_size(self) -> int:
+        """The body's size in CRLF octets (``body-fld-octets``)."""
+        return self.end_crlf - self.body_start_crlf
+
+    def field(self, name: str) -> str | None:
+        """The unfolded value of a ``Content-*`` field of :data:`MIME_FIELDS`."""
+        return self.mime[_MIME_INDEX[name.lower()]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartMap:
+    """The part tree of one message, in pre-order (``parts[0]`` is the message).
+
+    ``size`` is the message's length in stored octets, ``crlf_size`` in CRLF octets
+    (``RFC822.SIZE``). Serialisable with :meth:`to_bytes` / :meth:`from_bytes`.
+    """
+
+    parts: tuple[MimePart, ...]
+    size: int
+    crlf_size: int
+
+    @property
+    def root(self) -> MimePart:
+        """The message itself."""
+        return self.parts[0]
+
+    @property
+    def has_bare_lf(self) -> bool:
+        """Whether stored and CRLF offsets differ anywhere."""
+        return self.size != self.crlf_size
+
+    # Serialisation: a version byte, then varints and length-prefixed UTF-8.
+    VERSION = 1
+    MAX_LOAD_PARTS = 1_000_000
+
+    def to_bytes(self) -> bytes:
+        """A compact form for a cache (read back by :meth:`from_bytes`)."""
+        out = bytearray(b"MPM")
+        out.append(self.VERSION)
+        _put(out, self.size)
+        _put(out, self.crlf_size)
+        _put(out, len(self.parts))
+        for part in self.parts:
+            _put(out, part.parent + 1)
+            _put(out, part.flags)
+            for value in (
+                part.header_start,
+                part.body_start - part.header_start,
+                part.end - part.body_start,
+                part.header_start_crlf,
+                part.body_start_crlf - part.header_start_crlf,
+                part.end_crlf - part.body_start_crlf,
+                part.header_lines,
+                part.body_lines,
+            ):
+                _put(out, value)
+            for text in part.mime:
+                _put_text(out, text)
+            _put(out, len(part.envelope))
+            for text in part.envelope:
+                _put_text(out, text)
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PartMap:
+        """Read back :meth:`to_bytes`; :class:`PartMapError` on anything not valid."""
+        if data[:3] != b"MPM" or len(data) < 4:
+            raise PartMapError("not a serialised PartMap")
+        if data[3] != cls.VERSION:
+            raise PartMapError(f"PartMap version {data[3]} is not {cls.VERSION}")
+        cur = _Cursor(data, 4)
+        size, crlf_size, count = cur.int(), cur.int(), cur.int()
+        if not 1 <= count <= cls.MAX_LOAD_PARTS or crlf_size < size:
+            raise PartMapError("PartMap counts out of range")
+        parts: list[MimePart] = []
+        children: list[list[int]] = []
+        for index in range(count):
+            parent = cur.int() - 1
+            if (index == 0) != (parent == -1) or parent >= index:
+                raise PartMapError("PartMap parent out of order")
+            flags = cur.int()
+            hs, hl, bl, hsc, hlc, blc, hlines, blines = (cur.int() for _ in range(8))
+            mime = tuple(cur.text() for _ in MIME_FIELDS)
+            env_count = cur.int()
+            if env_count not in (0, len(ENVELOPE_FIELDS)):
+                raise PartMapError("PartMap envelope of the wrong length")
+            envelope = tuple(cur.text() for _ in range(env_count))
+            depth = 0 if parent < 0 else parts[parent].depth + 1
+            part = MimePart(
+                parent=parent,
+                depth=depth,
+                flags=flags,
+                header_start=hs,
+                body_start=hs + hl,
+                end=hs + hl + bl,
+                header_start_crlf=hsc,
+                body_start_crlf=hsc + hlc,
+                end_crlf=hsc + hlc + blc,
+                header_lines=hlines,
+                body_lines=blines,
+                mime=mime,
+                envelope=envelope,
+            )
+            if part.end > size or part.end_crlf > crlf_size:
+                raise PartMapError("PartMap part beyond the message")
+            if parent >= 0:
+                up = parts[parent]
+                if not (up.body_start <= part.header_start and part.end <= up.end):
+                    raise PartMapError("PartMap part outside its parent")
+                children[parent].append(index)
+            parts.append(part)
+            children.append([])
+        if not cur.done():
+            raise PartMapError("PartMap followed by extra data")
+        final = tuple(
+            _replace_children(part, tuple(kids)) for part, kids in zip(parts, children, strict=True)
+        )
+        return cls(parts=final, size=size, crlf_size=crlf_size)
+
+    def walk(self) -> Iterator[tuple[int, MimePart]]:
+        """``(index, part)`` in pre-order."""
+        return iter(enumerate(self.parts))
+
+
+def _replace_children(part: MimePart, kids: tuple[int, ...]) -> MimePart:
+    return MimePart(
+        parent=part.parent,
+        depth=part.depth,
+        flags=part.flags,
+        header_start=part.header_start,
+        body_start=part.body_start,
+        end=part.end,
+        header_start_crlf=part.header_start_crlf,
+        body_start_crlf=part.body_start_crlf,
+        end_crlf=part.end_crlf,
+        header_lines=part.header_lines,
+        body_lines=part.body_lines,
+        children=kids,
+        mime=part.mime,
+        envelope=part.envelope,
+    )
+
+
+def _put(out: bytearray, n: int) -> None:
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _put_text(out: bytearray, text: str | None) -> None:
+    if text is None:
+        _put(out, 0)
+        return
+    raw = text.encode("utf-8", "surrogateescape")
+    _put(out, len(raw) + 1)
+    out += raw
+
+
+class _Cursor:
+    def __init__(self, data: bytes, pos: int) -> None:
+        self.data, self.pos = data, pos
+
+    def int(self) -> int:
+        n = shift = 0
+        while True:
+            if self.pos >= len(self.data) or shift > 63:
+                raise PartMapError("PartMap truncated")
+            byte = self.data[self.pos]
+            self.pos += 1
+            n |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return n
+            shift += 7
+
+    def text(self) -> str | None:
+        n = self.int()
+        if n == 0:
+            return None
+        end = self.pos + n - 1
+        if end > len(self.data) or n - 1 > 1 << 20:
+            raise PartMapError("PartMap truncated")
+        raw = self.data[self.pos : end]
+        self.pos = end
+        return raw.decode("utf-8", "surrogateescape")
+
+    def done(self) -> bool:
+        return self.pos == len(self.data)
+
+
+# --- header values -------------------------------------------------------------------
+
+
+def unfold(value: bytes) -> str:
+    """A header field's value as Dovecot hands it on: leading blanks of the first line
+    skipped, CR and LF removed (the folding whitespace itself is kept), decoded as
+    UTF-8 with ``surrogateescape``."""
+    value = value.lstrip(b" \t")
+    if b"\n" in value or b"\r" in value:
+        value = value.replace(b"\r", b"").replace(b"\n", b"")
+    return value.decode("utf-8", "surrogateescape")
+
+
+def header_fields(block: bytes) -> Iterator[tuple[str, bytes]]:
+    """``(lower-case name, raw value)`` of each field of a header block (lines that are
+    not fields are skipped; continuation lines belong to the field before)."""
+    name: str | None = None
+    value: list[bytes] = []
+    for line in block.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t"):
+            if name is not None:
+                value.append(line)
+            continue
+        if name is not None:
+            yield name, b"".join(value)
+        name = None
+        colon = line.find(b":")
+        if colon <= 0:
+            continue
+        raw_name = line[:colon].rstrip(b" \t")
+        if not raw_name or any(c <= 32 or c >= 127 for c in raw_name):
+            continue
+        name = raw_name.decode("ascii").lower()
+        value = [line[colon + 1 :]]
+    if name is not None:
+        yield name, b"".join(value)
+
+
+_TSPECIALS = frozenset(b'()<>@,;:\\"/[]?=')
+
+
+def _skip_cfws(s: str, i: int) -> int:
+    """Skip blanks and (nested) comments from ``i``."""
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c in " \t\r\n":
+            i += 1
+        elif c == "(":
+            depth = 0
+            while i < n:
+                c = s[i]
+                if c == "\\":
+                    i += 2
+                    continue
+                if c == "(":
+                    depth += 1
+                elif c == ")":
+                    depth -= 1
+                    if depth == 0:
+                        i += 1
+                        break
+                i += 1
+        else:
+            break
+    return i
+
+
+def _token(s: str, i: int) -> tuple[str, int]:
+    j = i
+    while j < len(s) and ord(s[j]) > 32 and s[j] != "\x7f" and ord(s[j]) not in _TSPECIALS:
+        j += 1
+    return s[i:j], j
+
+
+def _quoted(s: str, i: int) -> tuple[str, int]:
+    """A quoted-string starting at ``s[i] == '"'``; unquoted, escapes undone."""
+    out: list[str] = []
+    i += 1
+    while i < len(s):
+        c = s[i]
+        if c == '"':
+            return "".join(out), i + 1
+        if c == "\\" and i + 1 < len(s):
+            i += 1
+            c = s[i]
+        out.append(c)
+        i += 1
+    return "".join(out), i
+
+
+def parse_params(s: str, i: int) -> list[tuple[str, str]]:
+    """The ``; attribute=value`` list from ``s[i:]``, as written (RFC 2045 §5.1); a
+    broken parameter is skipped, as Dovecot does."""
+    params: list[tuple[str, str]] = []
+    n = len(s)
+    while True:
+        i = _skip_cfws(s, i)
+        if i >= n:
+            return params
+        if s[i] != ";":
+            # Not a parameter list separator: skip to the next ';'.
+            j = s.find(";", i)
+            if j < 0:
+                return params
+            i = j
+        i = _skip_cfws(s, i + 1)
+        key, i = _token(s, i)
+        i = _skip_cfws(s, i)
+        if not key or i >= n or s[i] != "=":
+            continue
+        i = _skip_cfws(s, i + 1)
+        if i < n and s[i] == '"':
+            value, i = _quoted(s, i)
+        else:
+            value, i = _token(s, i)
+        params.append((key, value))
+
+
+def merge_rfc2231(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """RFC 2231 §3-4 continuations merged as Dovecot merges them: plain parameters
+    first in their order, then each ``name*n[*]`` group sorted by name, joined into
+    ``name*`` (when any segment was extended; the charset and %-escapes are kept,
+    not decoded, a plain segment's ``%`` escaped) or ``name``; a group with a missing
+    index is left as its separate segments."""
+    plain: list[tuple[str, str]] = []
+    segments: list[tuple[str, int, bool, str]] = []
+    for key, value in params:
+        star = key.find("*")
+        if star < 0:
+            plain.append((key, value))
+            continue
+        rest = key[star + 1 :]
+        extended = rest.endswith("*") or not rest
+        digits = rest[:-1] if rest.endswith("*") else rest
+        if digits and not digits.isdigit():
+            plain.append((key, value))
+            continue
+        index = int(digits) if digits else 0
+        segments.append((key[:star], index, extended, value))
+    segments.sort(key=lambda seg: (seg[0].encode("utf-8", "surrogateescape"), seg[1]))
+    merged: list[tuple[str, str]] = []
+    i = 0
+    while i < len(segments):
+        j = i
+        while j < len(segments) and segments[j][0].lower() == segments[i][0].lower():
+            j += 1
+        group = segments[i:j]
+        if any(seg[1] != k for k, seg in enumerate(group)):
+            for name, index, extended, value in group:
+                merged.append((f"{name}*{index}{'*' if extended else ''}", value))
+        else:
+            any_extended = any(seg[2] for seg in group)
+            text = "''" if any_extended and not group[0][2] else ""
+            for _name, _index, extended, value in group:
+                text += value.replace("%", "%25") if any_extended and not extended else value
+            merged.append((group[0][0] + ("*" if any_extended else ""), text))
+        i = j
+    return plain + merged
+
+
+def parse_content_type(value: str | None) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """``(type, subtype, params)`` of a ``Content-Type`` value, as written (RFC 2045
+    §5.1; params merged per :func:`merge_rfc2231`). ``None`` when there is no value.
+    A broken value gives what Dovecot gives: a lone type token ``(type, "", [])``,
+    anything else ``("", "", [])``."""
+    if value is None:
+        return None
+    s = value
+    i = _skip_cfws(s, 0)
+    major, i = _token(s, i)
+    i = _skip_cfws(s, i)
+    if major and i >= len(s):
+        return major, "", []
+    if not major or i >= len(s) or s[i] != "/":
+        return "", "", []
+    i = _skip_cfws(s, i + 1)
+    minor, i = _token(s, i)
+    if not minor:
+        return "", "", []
+    return major, minor, merge_rfc2231(parse_params(s, i))
+
+
+def mime_flags(mime: tuple[str | None, ...], *, in_digest: bool) -> tuple[int, bytes | None]:
+    """The structural flags of a MIME part from its fields, and its boundary."""
+    parsed = parse_content_type(mime[0])
+    if parsed is None:
+        return (MESSAGE if in_digest else TEXT), None
+    major, minor, params = parsed
+    major, minor = major.lower(), minor.lower()
+    if major == "multipart" and minor:
+        flags = MULTIPART | (DIGEST if minor == "digest" else 0)
+        boundary = next((v for k, v in params if k.lower() == "boundary"), None)
+        raw = boundary.encode("utf-8", "surrogateescape") if boundary else None
+        return flags, raw
+    if major == "message" and minor in ("rfc822", "global"):
+        return MESSAGE, None
+    return (TEXT if major == "text" else 0), None
+
+
+# --- the scanner ---------------------------------------------------------------------
+
+_HEADER, _BODY, _SKIP_LINE, _BOUNDARY_REST = range(4)
+
+
+@dataclass(slots=True)
+class _Open:
+    parent: int
+    depth: int
+    flags: int
+    hs: tuple[int, int, int]
+    bs: tuple[int, int, int] | None = None
+    end: tuple[int, int, int] | None = None
+    children: list[int] = field(default_factory=list)
+    mime: tuple[str | None, ...] = (None,) * len(MIME_FIELDS)
+    envelope: tuple[str | None, ...] = ()
+
+
+class MimeScanner:
+    """Computes a :class:`PartMap` from a message fed in chunks; see the module
+    docstring for the rules. ``feed`` after ``close`` is a ``ValueError``."""
+
+    def __init__(self, limits: MimeLimits | None = None) -> None:
+        self._limits = limits or MimeLimits()
+        self._pos = 0
+        self._crlf = 0
+        self._lfs = 0
+        self._last = 0  # the last octet consumed (0 at the start)
+        self._nl = 0  # stored length of the last line end consumed (1 or 2)
+        self._nodes: list[_Open] = [_Open(parent=-1, depth=0, flags=0, hs=(0, 0, 0))]
+        self._stack: list[int] = [0]
+        self._bounds: list[tuple[bytes, int]] = []
+        self._mode = _HEADER
+        self._after_rest = _BODY
+        self._nl_is_content = False
+        self._pending = b""
+        # The current header block and line (bounded).
+        self._header = bytearray()
+        self._line = bytearray()
+        self._line_at = (0, 0, 0)
+        self._line_nl = 0
+        self._header_lines = 0
+        self._truncated = False
+        self._closed = False
+
+    # -- accounting
+
+    def _snap(self) -> tuple[int, int, int]:
+        return (self._pos, self._crlf, self._lfs)
+
+    def _consume(self, buf: bytes, a: int, b: int) -> None:
+        if a >= b:
+            return
+        lfs = buf.count(b"\n", a, b)
+        if lfs:
+            pairs = buf.count(b"\r\n", a, b)
+            if buf[a] == 0x0A and self._last == 0x0D:
+                pairs += 1
+            self._lfs += lfs
+            self._crlf += lfs - pairs
+            if buf[b - 1] == 0x0A:
+                before = buf[b - 2] if b - 2 >= a else self._last
+                self._nl = 2 if before == 0x0D else 1
+        self._pos += b - a
+        self._crlf += b - a
+        self._last = buf[b - 1]
+
+    # -- boundaries
+
+    def _match(self, line: bytes) -> tuple[int, bool] | None:
+        """Which active boundary ``line`` (starting with ``--``, without its line end)
+        is, and whether it closes; ``None`` when it is none (or past the part limit)."""
+        if len(self._nodes) >= self._limits.max_parts:
+            return None
+        body = line[2:]
+        if body.endswith(b"\r"):
+            body = body[:-1]
+        best = -1
+        best_len = -1
+        for i in range(len(self._bounds) - 1, -1, -1):
+            boundary = self._bounds[i][0]
+            if len(boundary) > best_len and body.startswith(boundary):
+                best, best_len = i, len(boundary)
+        if best < 0:
+            return None
+        return best, body[best_len : best_len + 2] == b"--"
+
+    def _boundary(self, which: int, closing: bool, at: tuple[int, int, int], nl: int) -> None:
+        """A boundary line starts at ``at``; the line end before it (``nl`` stored
+        octets) is the boundary's when ``_nl_is_content``."""
+        end = (at[0] - nl, at[1] - 2, at[2] - 1) if self._nl_is_content else at
+        owner = self._bounds[which][1]
+        while self._stack[-1] != owner:
+            node = self._nodes[self._stack.pop()]
+            if node.bs is None:
+                node.bs = end
+                self._end_header(node, descend=False)
+            elif node.bs[0] > end[0]:
+                # The boundary right after the blank line takes its line end.
+                node.bs = end
+            node.end = end
+        del self._bounds[which + 1 :]
+        if closing:
+            self._bounds.pop()
+            self._after_rest = _BODY
+        else:
+            self._after_rest = _HEADER
+        self._mode = _BOUNDARY_REST
+
+    def _rest_done(self) -> None:
+        """The boundary line's end was consumed."""
+        self._nl_is_content = False
+        if self._after_rest == _HEADER:
+            parent = self._stack[-1]
+            self._open(parent, in_multipart=True)
+        else:
+            self._mode = _BODY
+
+    def _open(self, parent: int, *, in_multipart: bool) -> None:
+        up = self._nodes[parent]
+        index = len(self._nodes)
+        node = _Open(
+            parent=parent, depth=up.depth + 1, flags=IS_MIME if in_multipart else 0, hs=self._snap()
+        )
+        self._nodes.append(node)
+        up.children.append(index)
+        self._stack.append(index)
+        self._mode = _HEADER
+        self._header.clear()
+        self._header_lines = 0
+        self._truncated = False
+
+    def _end_header(self, node: _Open, *, descend: bool) -> None:
+        """The header block of ``node`` is complete: read its fields and decide how
+        its body is scanned."""
+        mime: list[str | None] = [None] * len(MIME_FIELDS)
+        message_node = node.parent < 0 or bool(self._nodes[node.parent].flags & MESSAGE)
+        envelope: list[str | None] = [None] * len(ENVELOPE_FIELDS) if message_node else []
+        for name, value in header_fields(bytes(self._header)):
+            k = _MIME_INDEX.get(name)
+            if k is not None:
+                if name == "content-type":
+                    node.flags |= IS_MIME
+                if mime[k] is None:
+                    mime[k] = unfold(value)
+            elif name == "mime-version":
+                node.flags |= IS_MIME
+            if message_node:
+                e = _ENV_INDEX.get(name)
+                if e is not None:
+                    envelope[e] = unfold(value)
+        if self._truncated:
+            node.flags |= HEADER_TRUNCATED
+        in_digest = node.parent >= 0 and bool(self._nodes[node.parent].flags & DIGEST)
+        if node.flags & IS_MIME:
+            node.mime = tuple(mime)
+        flags, boundary = mime_flags(node.mime, in_digest=in_digest)
+        node.flags |= flags
+        node.envelope = tuple(envelope)
+        self._header.clear()
+        if not descend:
+            return
+        deep_ok = node.depth + 1 < self._limits.max_depth
+        index = self._stack[-1]
+        self._nl_is_content = False
+        if node.flags & MULTIPART and boundary and deep_ok:
+            self._bounds.append((boundary, index))
+        elif node.flags & MESSAGE and deep_ok and len(self._nodes) < self._limits.max_parts:
+            self._open(index, in_multipart=False)
+            return
+        else:
+            # A boundary on the first line of the body takes the blank line's line
+            # end (Dovecot: the header then ends before it).
+            self._nl_is_content = True
+        self._mode = _BODY
+
+    def feed(self, data: bytes) -> None:
+        """Scan the next octets of the message."""
+        if self._closed:
+            raise ValueError("MimeScanner.feed after close")
+        if not data:
+            return
+        buf = self._pending + data if self._pending else data
+        self._pending = b""
+        self._run(buf, final=False)
+
+    def close(self) -> PartMap:
+        """The end of the message: the part map."""
+        if self._closed:
+            raise ValueError("MimeScanner.close twice")
+        buf, self._pending = self._pending, b""
+        self._run(buf, final=True)
+        if self._mode == _HEADER and not (self._line and self._header_boundary()):
+            node = self._nodes[self._stack[-1]]
+            if self._line:
+                self._take_header_line()
+            node.bs = self._snap()
+            self._end_header(node, descend=False)
+        end = self._snap()
+        for index in self._stack:
+            self._nodes[index].end = end
+        self._closed = True
+        return self._build()
+
+    def _header_boundary(self) -> bool:
+        """Whether the header line just read (already consumed) is a boundary line:
+        then the header and its part end before it (RFC 2046 §5.1.1)."""
+        if not self._bounds or self._line[:2] != b"--":
+            return False
+        line = bytes(self._line[:_HEAD])
+        e = line.find(b"\n")
+        hit = self._match(line[:e] if e >= 0 else line)
+        if hit is None:
+            return False
+        self._line.clear()
+        self._nl_is_content = self._header_lines > 0
+        self._boundary(*hit, at=self._line_at, nl=self._line_nl)
+        return True
+
+    def _take_header_line(self) -> None:
+        line = bytes(self._line)
+        self._line.clear()
+        self._header_lines += 1
+        if len(self._header) + len(line) <= self._limits.max_header:
+            self._header += line
+        else:
+            self._truncated = True
+
+    def _run(self, buf: bytes, *, final: bool) -> None:
+        p = 0
+        n = len(buf)
+        while p < n:
+            mode = self._mode
+            if mode == _HEADER:
+                if not self._line:
+                    self._line_at, self._line_nl = self._snap(), self._nl
+                e = buf.find(b"\n", p)
+                stop = n if e < 0 else e + 1
+                room = self._limits.max_header - len(self._line)
+                if room > 0:
+                    self._line += buf[p : min(stop, p + room)]
+                self._consume(buf, p, stop)
+                p = stop
+                if e < 0:
+                    return
+                if self._header_boundary():
+                    self._rest_done()
+                    continue
+                if len(self._line) <= 2 and bytes(self._line) in (b"\n", b"\r\n"):
+                    self._line.clear()
+                    node = self._nodes[self._stack[-1]]
+                    node.bs = self._snap()
+                    self._end_header(node, descend=True)
+                    continue
+                self._take_header_line()
+                continue
+            if mode in (_SKIP_LINE, _BOUNDARY_REST):
+                e = buf.find(b"\n", p)
+                if e < 0:
+                    self._consume(buf, p, n)
+                    return
+                self._consume(buf, p, e + 1)
+                p = e + 1
+                if mode == _SKIP_LINE:
+                    self._mode = _BODY
+                    self._nl_is_content = True
+                else:
+                    self._rest_done()
+                continue
+            # _BODY, at the start of a line.
+            if not self._bounds or len(self._nodes) >= self._limits.max_parts:
+                self._consume(buf, p, n)
+                if buf[n - 1] == 0x0A:
+                    self._nl_is_content = True
+                else:
+                    self._mode = _SKIP_LINE
+                return
+            if n - p < 2 and not final:
+                self._pending = buf[p:]
+                return
+            if buf[p : p + 2] != b"--":
+                k = buf.find(b"\n--", p)
+                if k < 0:
+                    last = buf.rfind(b"\n", p)
+                    if last < 0:
+                        self._consume(buf, p, n)
+                        self._mode = _SKIP_LINE
+                        return
+                    self._consume(buf, p, last + 1)
+                    self._nl_is_content = True
+                    p = last + 1
+                    continue
+                self._consume(buf, p, k + 1)
+                self._nl_is_content = True
+                p = k + 1
+            # A line starting with "--" at p.
+            e = buf.find(b"\n", p, p + _HEAD)
+            if e < 0 and n - p < _HEAD and not final:
+                self._pending = buf[p:]
+                return
+            line = buf[p:e] if e >= 0 else buf[p : p + _HEAD]
+            hit = self._match(line)
+            if hit is None:
+                if e >= 0:
+                    self._consume(buf, p, e + 1)
+                    self._nl_is_content = True
+                    p = e + 1
+                else:
+                    self._mode = _SKIP_LINE
+                continue
+            self._boundary(*hit, at=self._snap(), nl=self._nl)
+            if e >= 0:
+                self._consume(buf, p, e + 1)
+                p = e + 1
+                self._rest_done()
+            # else: _BOUNDARY_REST consumes up to the line end.
+
+    def _build(self) -> PartMap:
+        parts: list[MimePart] = []
+        for node in self._nodes:
+            bs = node.bs if node.bs is not None else node.hs
+            end = node.end if node.end is not None else bs
+            if end[0] < bs[0]:
+                end = bs
+            parts.append(
+                MimePart(
+                    parent=node.parent,
+                    depth=node.depth,
+                    flags=node.flags,
+                    header_start=node.hs[0],
+                    body_start=bs[0],
+                    end=end[0],
+                    header_start_crlf=node.hs[1],
+                    body_start_crlf=bs[1],
+                    end_crlf=end[1],
+                    header_lines=bs[2] - node.hs[2],
+                    body_lines=end[2] - bs[2],
+                    children=tuple(node.children),
+                    mime=node.mime,
+                    envelope=node.envelope,
+                )
+            )
+        return PartMap(parts=tuple(parts), size=self._pos, crlf_size=self._crlf)
+
+
+def scan_message(data: bytes, limits: MimeLimits | None = None) -> PartMap:
+    """The :class:`PartMap` of a whole message held in memory."""
+    scanner = MimeScanner(limits)
+    scanner.feed(data)
+    return scanner.close()
