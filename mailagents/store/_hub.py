@@ -24,7 +24,7 @@ import os
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from mailagents.store._model import AppendResult, AppendWriter
 
@@ -34,11 +34,14 @@ __all__ = [
     "NotifyingWriter",
     "Subscription",
     "folder_key",
+    "notified",
     "notify",
     "subscribe",
 ]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 Callback = Callable[[str], object]
 """What a subscriber is called with: the folder's key."""
@@ -183,6 +186,13 @@ def subscribe(path: str | os.PathLike[str], callback: Callback) -> Subscription:
 def notify(path: str | os.PathLike[str]) -> int:
     """:meth:`ChangeHub.notify` on :data:`HUB`: what the stores call after a write."""
     return HUB.notify(path)
+
+
+def notified(result: _T, path: str | os.PathLike[str]) -> _T:
+    """:func:`notify` about ``path``, then return ``result`` (for a store method that
+    ends with ``return write(...)``)."""
+    HUB.notify(path)
+    return result
 
 
 class NotifyingWriter(AppendWriter):

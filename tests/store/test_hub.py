@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from mailagents.store import MaildirStore
-from mailagents.store._hub import HUB, ChangeHub, NotifyingWriter, folder_key, notify, subscribe
+from mailagents.store._hub import (
+    HUB,
+    ChangeHub,
+    NotifyingWriter,
+    folder_key,
+    notified,
+    notify,
+    subscribe,
+)
 
 
 def test_subscriber_is_called_with_the_key(tmp_path: Path) -> None:
@@ -128,8 +136,9 @@ def test_the_process_hub_functions(tmp_path: Path) -> None:
     seen: list[str] = []
     with subscribe(tmp_path, seen.append):
         assert notify(tmp_path) == 1
+        assert notified([1, 2], tmp_path) == [1, 2]
     assert notify(tmp_path) == 0
-    assert seen == [str(tmp_path)]
+    assert seen == [str(tmp_path), str(tmp_path)]
     assert not HUB.watched(tmp_path)
 
 
