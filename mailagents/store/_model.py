@@ -325,6 +325,21 @@ class Folder(abc.ABC):
         """What changed after ``modseq`` (CONDSTORE/QRESYNC): messages added or changed
         with a higher MODSEQ, and UIDs expunged since, as far as the store remembers."""
 
+    def keywords(self) -> frozenset[str]:
+        """The keywords in use in this folder (not the system flags): what IMAP FLAGS
+        and PERMANENTFLAGS list besides the system flags (RFC 9051 §7.1). The base
+        class collects them from :meth:`messages`."""
+        found: set[str] = set()
+        for info in self.messages():
+            found.update(f for f in info.flags if f not in SYSTEM_FLAGS)
+        return frozenset(found)
+
+    def can_create_keywords(self) -> bool:
+        """Whether a new keyword can still be kept where every program sharing the
+        folder sees it; when not, an IMAP server leaves ``\\*`` out of PERMANENTFLAGS
+        (RFC 9051 §7.1). The base class has no limit."""
+        return True
+
     def claim_recent(self) -> list[int]:
         """Claim ``\\Recent`` for this session (IMAP4rev1, RFC 3501 §2.3.2): the UIDs of
         the snapshot that no session has claimed yet, claimed now, durably, so that

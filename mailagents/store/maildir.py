@@ -74,6 +74,7 @@ from mailagents.store._maildir_sync import _ensure_subdirs, _make_maildir
 from mailagents.store._maildir_tree import SPECIAL_USE_FILE as SPECIAL_USE_FILE
 from mailagents.store._maildir_tree import SUBSCRIPTIONS as SUBSCRIPTIONS
 from mailagents.store._maildir_tree import existing_folders, maildir_lists
+from mailagents.store._maildir_uidlist import MAX_KEYWORDS
 from mailagents.store._model import (
     DELETED,
     SEEN,
@@ -156,6 +157,30 @@ class MaildirFolder(Folder):
             size=sum(info.size for info in infos),
             recent=sum(1 for uid in self._infos if uid >= first_recent),
         )
+
+    def keywords(self) -> frozenset[str]:
+        """The keywords named in ``dovecot-keywords`` and those of the snapshot's
+        messages (including the ones past Dovecot's 26 letters, kept in
+        ``mailagents-modseq``)."""
+        self._check_open()
+        core = self._core
+        with core.mutex:
+            core.keywords.refresh()
+            found = {name for name in core.keywords.names if name is not None}
+        for info in self._infos.values():
+            found.update(f for f in info.flags if not f.startswith("\\"))
+        return frozenset(found)
+
+    def can_create_keywords(self) -> bool:
+        """Whether ``dovecot-keywords`` has a letter left (26 at most): past that, new
+        keywords are kept in ``mailagents-modseq`` only, where Dovecot, mutt and other
+        Maildir readers do not see them, so a server should not offer ``\\*``."""
+        self._check_open()
+        core = self._core
+        with core.mutex:
+            core.keywords.refresh()
+            used = sum(1 for name in core.keywords.names if name is not None)
+        return used < MAX_KEYWORDS
 
     def claim_recent(self) -> list[int]:
         """Claim ``\\Recent`` for this session (see

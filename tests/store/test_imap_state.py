@@ -349,3 +349,38 @@ def test_recent_survives_compaction(store: Store) -> None:
     with store.folder("INBOX") as inbox:
         assert inbox.claim_recent() == []
         assert store.status("INBOX").recent == 0
+
+
+# --- keywords -------------------------------------------------------------------------
+
+
+def test_keywords_in_use(store: Store) -> None:
+    with store.folder("INBOX") as inbox:
+        assert inbox.keywords() == frozenset()
+        uid = inbox.append_bytes(make_message(), flags=[SEEN, "$Forwarded", "Work"]).uid
+        assert uid is not None
+        inbox.refresh()
+        assert inbox.keywords() == {"$Forwarded", "Work"}
+        inbox.set_flags([uid], ["Home"], "add")
+        assert inbox.keywords() >= {"$Forwarded", "Work", "Home"}
+        assert inbox.can_create_keywords()
+
+
+def test_keyword_limit_is_reported(store: Store) -> None:
+    names = [f"k{i}" for i in range(30)]
+    with store.folder("INBOX") as inbox:
+        uid = inbox.append_bytes(make_message()).uid
+        assert uid is not None
+        inbox.refresh()
+        inbox.set_flags([uid], names[:25], "add")
+        assert inbox.can_create_keywords()
+        inbox.set_flags([uid], names[25:], "add")
+        assert inbox.keywords() == set(names)  # all kept, past the 26 letters too
+        if store_kind(store) == "maildir":
+            assert not inbox.can_create_keywords()  # Dovecot's 26 letters are used up
+        else:
+            assert inbox.can_create_keywords()  # X-Keywords: no limit
+    store = reopen(store)
+    with store.folder("INBOX") as inbox:
+        assert inbox.keywords() == set(names)
+        assert inbox.info(uid).flags == set(names)
