@@ -114,8 +114,8 @@ class PartMapError(ValueError):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MimeLimits:
     """The scanner's bounds. ``max_depth``: how deep multiparts and embedded messages
-    nest (Dovecot's ``mail_max_nested_mime_parts`` hmm ``message_max_nested_mime_parts``
-    default, 100); ``max_parts``: parts in all (Dovecot's 10,000); ``max_header``:
+    nest (Dovecot's default, 100); ``max_parts``: parts in all, the message itself
+    included (Dovecot's 10,000); ``max_header``:
     octets of one header block kept for the ``Content-*`` and envelope fields (the
     rest is counted, not kept)."""
 
