@@ -52,7 +52,7 @@ class Codec(Protocol):
 
 class DeflateCodec:
     """RFC 4978 COMPRESS=DEFLATE: raw DEFLATE (RFC 1951: no zlib header or checksum,
-    ``wbits=-15``) both ways, with :mod:`zlib`.
+    ``wbits=-15``) both ways, with ``zlib``.
 
     Each :meth:`encode` ends with a ``Z_SYNC_FLUSH``: RFC 4978 has the sender flush
     whenever it waits for its peer, which for a server is after every write, so a

@@ -1,4 +1,4 @@
-"""Linux ``inotify(7)`` through :mod:`ctypes`: no new dependency, no thread.
+"""Linux ``inotify(7)`` through ``ctypes``: no new dependency, no thread.
 
 :class:`Inotify` is one non-blocking inotify descriptor: :meth:`Inotify.add` and
 :meth:`Inotify.remove` manage watches, :meth:`Inotify.read` returns the events queued
