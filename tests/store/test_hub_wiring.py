@@ -150,3 +150,15 @@ def test_keys_meet_through_a_symbolic_link(kind: str, tmp_path: Path) -> None:
         _append(folder)
     assert counter.take() >= 1
     store.close()
+
+
+def test_maildir_batch_delivery_wakes(tmp_path: Path) -> None:
+    store = _open("maildir", tmp_path)
+    folder = store.folder("INBOX")
+    counter = Counter()
+    with HUB.subscribe(folder.path, counter):
+        delivery = store.folder("INBOX", deliver_only=True)
+        results = delivery.append_batch([MESSAGE, MESSAGE])
+        assert len(results) == 2
+        assert counter.take() >= 1
+    store.close()

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailagents.store import MaildirStore, MboxStore
 from mailagents.store._hub import folder_key
@@ -350,4 +352,31 @@ def test_maildir_new_replaced_is_watched_again(tmp_path: Path) -> None:
     _changes(w, 0.05)
     _drop_in_new(folder)
     assert _changes(w) == {key}
+    w.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 2)), max_size=30))
+def test_watches_follow_their_users(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[bool, int]]
+) -> None:
+    root = tmp_path_factory.mktemp("users")
+    folders = [_maildir(root / f"F{n}") for n in range(2)] + [str(root / "mbox")]
+    (root / "mbox").write_bytes(b"")
+    w = Watcher(inotify=available())
+    model = [0, 0, 0]
+    keys = [folder_key(f) for f in folders]
+    for adding, n in ops:
+        if adding:
+            assert w.add(folders[n]) == keys[n]
+            model[n] += 1
+        else:
+            w.remove(keys[n])
+            model[n] = max(0, model[n] - 1)
+        assert [w.users(k) for k in keys] == model
+        assert len(w) == sum(1 for m in model if m)
+    for n, k in enumerate(keys):
+        for _ in range(model[n]):
+            w.remove(k)
+    assert len(w) == 0 and w._paths == {} and w._by_wd == {}
     w.close()
