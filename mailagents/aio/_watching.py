@@ -152,7 +152,8 @@ class FolderWatcher:
         self.max_folders = max_folders
         """Folders watched at once, at most."""
         self._inotify = inotify
-        self._loop = loop
+        self._given_loop = loop
+        self._loop = loop  # the loop in use while something is watched
         self._core: Watcher | None = None
         self._reading: int | None = None  # the descriptor given to add_reader
         self._poller: asyncio.Task[None] | None = None
@@ -218,6 +219,9 @@ class FolderWatcher:
             with contextlib.suppress(Exception):  # the loop may be closed already
                 self._loop.remove_reader(self._reading)
         self._reading = None
+        # Hold no loop while idle: the shared watcher of a finished loop (kept in a
+        # weak dictionary by its loop) must not keep that loop alive.
+        self._loop = self._given_loop
         if self._poller is not None:
             self._poller.cancel()
             self._poller = None
@@ -278,5 +282,5 @@ def folder_watcher(loop: asyncio.AbstractEventLoop | None = None) -> FolderWatch
     loop = loop if loop is not None else asyncio.get_running_loop()
     watcher = _shared.get(loop)
     if watcher is None:
-        watcher = _shared[loop] = FolderWatcher(loop=loop)
+        watcher = _shared[loop] = FolderWatcher()
     return watcher

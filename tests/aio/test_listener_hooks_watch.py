@@ -195,3 +195,21 @@ async def test_a_failing_callback_is_logged(
 @run_async
 async def test_the_shared_watcher_per_loop() -> None:
     assert folder_watcher() is folder_watcher(asyncio.get_running_loop())
+
+
+def test_the_shared_watcher_does_not_keep_a_finished_loop_alive(tmp_path: Path) -> None:
+    import gc
+
+    from mailagents.aio import _watching
+
+    async def use() -> None:
+        with folder_watcher().watch(str(tmp_path)):
+            pass
+
+    asyncio.run(use())
+    gc.collect()
+    before = len(_watching._shared)
+    for _ in range(3):
+        asyncio.run(use())
+    gc.collect()
+    assert len(_watching._shared) <= before
