@@ -1,0 +1,534 @@
+"""BODY and BODYSTRUCTURE from a part map (mailagents/imap/_bodystructure.py).
+
+The expected texts are Dovecot 2.3.19's answers for the same messages (rendered here
+with every string quoted; the interop test tests/interop/test_imap_structure_dovecot.py
+checks them against a running Dovecot), except ``params_2231``, where Dovecot names
+``c*=''x`` ``c*2*`` (a bug we do not copy, see KEPT_DIFFERENCES there).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mailagents.imap._body_model import (
+    Address,
+    Body,
+    Envelope,
+    MultipartBody,
+    Parameters,
+    SinglePartBody,
+)
+from mailagents.imap._bodystructure import (
+    body_structure,
+    empty_text_part,
+    parse_disposition,
+    parse_language,
+)
+from mailagents.imap._mime import MimeLimits, scan_message
+
+
+def quote(text: str | None) -> str:
+    if text is None:
+        return "NIL"
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def params(p: Parameters) -> str:
+    return "(" + " ".join(f"{quote(k)} {quote(v)}" for k, v in p) + ")" if p else "NIL"
+
+
+def addresses(items: tuple[Address, ...] | None) -> str:
+    if not items:
+        return "NIL"
+    return (
+        "("
+        + "".join(
+            f"({quote(x.name)} {quote(x.adl)} {quote(x.mailbox)} {quote(x.host)})" for x in items
+        )
+        + ")"
+    )
+
+
+def envelope(e: Envelope) -> str:
+    parts = [quote(e.date), quote(e.subject)]
+    parts += [addresses(x) for x in (e.from_, e.sender, e.reply_to, e.to, e.cc, e.bcc)]
+    return "(" + " ".join([*parts, quote(e.in_reply_to), quote(e.message_id)]) + ")"
+
+
+def extension(body: SinglePartBody | MultipartBody) -> str:
+    d = body.disposition
+    disposition = "NIL" if d is None else f"({quote(d[0])} {params(d[1])})"
+    language = "NIL" if body.language is None else "(" + " ".join(map(quote, body.language)) + ")"
+    return f"{disposition} {language} {quote(body.location)}"
+
+
+def render(body: Body) -> str:
+    if isinstance(body, MultipartBody):
+        out = "(" + "".join(render(p) for p in body.parts) + " " + quote(body.subtype)
+        if body.extended:
+            out += f" {params(body.params)} {extension(body)}"
+        return out + ")"
+    fields = [quote(body.type), quote(body.subtype), params(body.params), quote(body.id)]
+    fields += [quote(body.description), quote(body.encoding), str(body.size)]
+    if body.envelope is not None and body.body is not None:
+        fields += [envelope(body.envelope), render(body.body), str(body.lines)]
+    elif body.lines is not None:
+        fields.append(str(body.lines))
+    if body.extended:
+        fields += [quote(body.md5), extension(body)]
+    return "(" + " ".join(fields) + ")"
+
+
+CASES: dict[str, tuple[bytes, str]] = {
+    "simple": (
+        b"Date: Mon, 7 Dec 2026 12:00:00 +0000\r\n"
+        b"From: Alice Example <alice@example.test>\r\n"
+        b'To: bob@example.test, "Carol, C." <carol@example.test>\r\n'
+        b"Cc: dave@example.test\r\n"
+        b"Subject: Hello\r\n"
+        b"Message-ID: <1@example.test>\r\n"
+        b"In-Reply-To: <0@example.test>\r\n"
+        b"Bcc: eve@example.test\r\n"
+        b"Reply-To: list@example.test\r\n"
+        b"Sender: sec@example.test\r\n"
+        b"\r\n"
+        b"line one\r\n"
+        b"line two\r\n",
+        ('("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 20 2 NIL NIL NIL NIL)'),
+    ),
+    "alt": (
+        b"From: a@example.test\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="XX"\r\n'
+        b"\r\n"
+        b"preamble\r\n"
+        b"--XX\r\n"
+        b"Content-Type: text/plain; charset=UTF-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n"
+        b"\r\n"
+        b"h=C3=A9llo\r\n"
+        b"--XX\r\n"
+        b'Content-Type: text/html; charset="utf-8"\r\n'
+        b"\r\n"
+        b"<p>hi</p>\r\n"
+        b"\r\n"
+        b"--XX--\r\n"
+        b"epilogue\r\n",
+        (
+            '(("text" "plain" ("charset" "UTF-8") NIL NIL "quoted-printable" 10 0 NIL NIL NI'
+            'L NIL)("text" "html" ("charset" "utf-8") NIL NIL "7bit" 11 1 NIL NIL NIL NIL) "'
+            'alternative" ("boundary" "XX") NIL NIL NIL)'
+        ),
+    ),
+    "mixed": (
+        b"From: a@example.test\r\n"
+        b"Content-Type: Multipart/Mixed; Boundary=b1\r\n"
+        b"\r\n"
+        b"--b1\r\n"
+        b"\r\n"
+        b"no header part\r\n"
+        b"--b1\r\n"
+        b'Content-Type: application/octet-stream; name="f.bin"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="f.bin"; size=3\r\n'
+        b"Content-ID: <c1@x>\r\n"
+        b"Content-Description: a file\r\n"
+        b"Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\r\n"
+        b"Content-Language: en, de\r\n"
+        b"Content-Location: http://example.test/f\r\n"
+        b"\r\n"
+        b"AQID\r\n"
+        b"--b1--\r\n",
+        (
+            '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 14 0 NIL NIL NIL NIL)("a'
+            'pplication" "octet-stream" ("name" "f.bin") "<c1@x>" "a file" "base64" 4 "Q2hlY'
+            '2sgSW50ZWdyaXR5IQ==" ("attachment" ("filename" "f.bin" "size" "3")) ("en" "de")'
+            ' "http://example.test/f") "Mixed" ("Boundary" "b1") NIL NIL NIL)'
+        ),
+    ),
+    "nested": (
+        b"From: a@example.test\r\n"
+        b"Content-Type: multipart/mixed; boundary=outer\r\n"
+        b"\r\n"
+        b"--outer\r\n"
+        b"Content-Type: multipart/alternative; boundary=inner\r\n"
+        b"\r\n"
+        b"--inner\r\n"
+        b"Content-Type: text/plain\r\n"
+        b"\r\n"
+        b"plain\r\n"
+        b"--inner\r\n"
+        b'Content-Type: multipart/related; boundary="in2"; type="text/'
+        b'html"\r\n'
+        b"\r\n"
+        b"--in2\r\n"
+        b"Content-Type: text/html\r\n"
+        b"\r\n"
+        b"<b>x</b>\r\n"
+        b"--in2\r\n"
+        b"Content-Type: image/png\r\n"
+        b"Content-Transfer-Encoding: base64\r\n"
+        b"\r\n"
+        b"iVBORw0K\r\n"
+        b"--in2--\r\n"
+        b"--inner--\r\n"
+        b"--outer\r\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n"
+        b"\r\n"
+        b"\xe9t\xe9\r\n"
+        b"--outer--\r\n",
+        (
+            '((("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 5 0 NIL NIL NIL NIL)(("'
+            'text" "html" ("charset" "us-ascii") NIL NIL "7bit" 8 0 NIL NIL NIL NIL)("image"'
+            ' "png" NIL NIL NIL "base64" 8 NIL NIL NIL NIL) "related" ("boundary" "in2" "typ'
+            'e" "text/html") NIL NIL NIL) "alternative" ("boundary" "inner") NIL NIL NIL)("t'
+            'ext" "plain" ("charset" "iso-8859-1") NIL NIL "8bit" 3 0 NIL NIL NIL NIL) "mixe'
+            'd" ("boundary" "outer") NIL NIL NIL)'
+        ),
+    ),
+    "rfc822": (
+        b"From: a@example.test\r\n"
+        b"Subject: fwd\r\n"
+        b"Content-Type: multipart/mixed; boundary=zz\r\n"
+        b"\r\n"
+        b"--zz\r\n"
+        b"Content-Type: text/plain\r\n"
+        b"\r\n"
+        b"see below\r\n"
+        b"--zz\r\n"
+        b"Content-Type: message/rfc822\r\n"
+        b"\r\n"
+        b"From: inner@example.test\r\n"
+        b"To: x@example.test\r\n"
+        b"Subject: inner\r\n"
+        b"Date: Tue, 1 Dec 2026 00:00:00 +0100\r\n"
+        b"Content-Type: multipart/alternative; boundary=yy\r\n"
+        b"\r\n"
+        b"--yy\r\n"
+        b"Content-Type: text/plain\r\n"
+        b"\r\n"
+        b"inner text\r\n"
+        b"--yy\r\n"
+        b"Content-Type: text/html\r\n"
+        b"\r\n"
+        b"<i>inner</i>\r\n"
+        b"--yy--\r\n"
+        b"\r\n"
+        b"--zz--\r\n",
+        (
+            '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 9 0 NIL NIL NIL NIL)("me'
+            'ssage" "rfc822" NIL NIL NIL "7bit" 253 ("Tue, 1 Dec 2026 00:00:00 +0100" "inner'
+            '" ((NIL NIL "inner" "example.test")) ((NIL NIL "inner" "example.test")) ((NIL N'
+            'IL "inner" "example.test")) ((NIL NIL "x" "example.test")) NIL NIL NIL NIL) (("'
+            'text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 0 NIL NIL NIL NIL)("text'
+            '" "html" ("charset" "us-ascii") NIL NIL "7bit" 12 0 NIL NIL NIL NIL) "alternati'
+            've" ("boundary" "yy") NIL NIL NIL) 15 NIL NIL NIL NIL) "mixed" ("boundary" "zz"'
+            ") NIL NIL NIL)"
+        ),
+    ),
+    "digest": (
+        b"From: a@example.test\r\n"
+        b"Content-Type: multipart/digest; boundary=d\r\n"
+        b"\r\n"
+        b"--d\r\n"
+        b"\r\n"
+        b"From: one@example.test\r\n"
+        b"Subject: one\r\n"
+        b"\r\n"
+        b"body one\r\n"
+        b"--d\r\n"
+        b"Content-Type: text/plain\r\n"
+        b"\r\n"
+        b"not a message\r\n"
+        b"--d\r\n"
+        b"\r\n"
+        b"From: two@example.test\r\n"
+        b"\r\n"
+        b"body two\r\n"
+        b"--d--\r\n",
+        (
+            '(("message" "rfc822" NIL NIL NIL "7bit" 48 (NIL "one" ((NIL NIL "one" "example.'
+            'test")) ((NIL NIL "one" "example.test")) ((NIL NIL "one" "example.test")) NIL N'
+            'IL NIL NIL NIL) ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 8 0 NIL N'
+            'IL NIL NIL) 3 NIL NIL NIL NIL)("text" "plain" ("charset" "us-ascii") NIL NIL "7'
+            'bit" 13 0 NIL NIL NIL NIL)("message" "rfc822" NIL NIL NIL "7bit" 34 (NIL NIL (('
+            'NIL NIL "two" "example.test")) ((NIL NIL "two" "example.test")) ((NIL NIL "two"'
+            ' "example.test")) NIL NIL NIL NIL NIL) ("text" "plain" ("charset" "us-ascii") N'
+            'IL NIL "7bit" 8 0 NIL NIL NIL NIL) 2 NIL NIL NIL NIL) "digest" ("boundary" "d")'
+            " NIL NIL NIL)"
+        ),
+    ),
+    "rfc2231": (
+        b"From: a@example.test\r\n"
+        b"Content-Type: multipart/mixed; boundary=q\r\n"
+        b"\r\n"
+        b"--q\r\n"
+        b"Content-Type: application/x-stuff;\r\n"
+        b" title*0*=us-ascii'en'This%20is%20even%20more%20;\r\n"
+        b" title*1*=%2A%2A%2Afun%2A%2A%2A%20;\r\n"
+        b' title*2="isn\'t it!"\r\n'
+        b"Content-Disposition: attachment; filename*=UTF-8''%C3%A9t%C3"
+        b"%A9.txt\r\n"
+        b"\r\n"
+        b"data\r\n"
+        b"--q\r\n"
+        b"Content-Type: text/plain; name*=iso-8859-1''%E9t%E9; CHARSET"
+        b"=US-ASCII\r\n"
+        b"\r\n"
+        b"x\r\n"
+        b"--q--\r\n",
+        (
+            '(("application" "x-stuff" ("title*" "us-ascii\'en\'This%20is%20even%20more%20%2'
+            'A%2A%2Afun%2A%2A%2A%20isn\'t it!") NIL NIL "7bit" 4 NIL ("attachment" ("filenam'
+            'e*" "UTF-8\'\'%C3%A9t%C3%A9.txt")) NIL NIL)("text" "plain" ("CHARSET" "US-ASCII'
+            '" "name*" "iso-8859-1\'\'%E9t%E9") NIL NIL "7bit" 1 0 NIL NIL NIL NIL) "mixed" '
+            '("boundary" "q") NIL NIL NIL)'
+        ),
+    ),
+    "no_close": (
+        b"Content-Type: multipart/mixed; boundary=nc\r\n"
+        b"\r\n"
+        b"--nc\r\n"
+        b"Content-Type: text/plain\r\n"
+        b"\r\n"
+        b"one\r\n"
+        b"--nc\r\n"
+        b"Content-Type: text/plain\r\n"
+        b"\r\n"
+        b"two\r\n"
+        b"more",
+        (
+            '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 3 0 NIL NIL NIL NIL)("te'
+            'xt" "plain" ("charset" "us-ascii") NIL NIL "7bit" 9 1 NIL NIL NIL NIL) "mixed" '
+            '("boundary" "nc") NIL NIL NIL)'
+        ),
+    ),
+    "bad_ct": (
+        b"Content-Type: text\r\n\r\nbody\r\n",
+        ('("text" "" ("charset" "us-ascii") NIL NIL "7bit" 6 1 NIL NIL NIL NIL)'),
+    ),
+    "bad_ct2": (
+        b"Content-Type: foo bar; x=\r\nContent-Transfer-Encoding: X-Weird\r\n\r\nbody\r\n",
+        ('("" "" NIL NIL NIL "X-Weird" 6 NIL NIL NIL NIL)'),
+    ),
+    "top_rfc822": (
+        b"From: a@example.test\r\n"
+        b"Content-Type: message/rfc822\r\n"
+        b"\r\n"
+        b"From: b@example.test\r\n"
+        b"Subject: embedded\r\n"
+        b"\r\n"
+        b"hello\r\n",
+        (
+            '("message" "rfc822" NIL NIL NIL "7bit" 50 (NIL "embedded" ((NIL NIL "b" "exampl'
+            'e.test")) ((NIL NIL "b" "example.test")) ((NIL NIL "b" "example.test")) NIL NIL'
+            ' NIL NIL NIL) ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 7 1 NIL NIL'
+            " NIL NIL) 4 NIL NIL NIL NIL)"
+        ),
+    ),
+    "params_case": (
+        b'Content-Type: TEXT/Plain; CharSet="ISO-8859-1"; Format=Flowe'
+        b"d\r\n"
+        b"Content-Transfer-Encoding: QUOTED-PRINTABLE\r\n"
+        b"Content-Disposition: INLINE\r\n"
+        b"\r\n"
+        b"x=\r\n"
+        b"y\r\n",
+        (
+            '("TEXT" "Plain" ("CharSet" "ISO-8859-1" "Format" "Flowed") NIL NIL "QUOTED-PRIN'
+            'TABLE" 7 2 NIL ("INLINE" NIL) NIL NIL)'
+        ),
+    ),
+    "mp_noboundary": (
+        b"Content-Type: multipart/mixed\r\n\r\n--x\r\n\r\nhi\r\n--x--\r\n",
+        (
+            '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "mi'
+            'xed" NIL NIL NIL NIL)'
+        ),
+    ),
+    "cte_only": (
+        b"Content-Transfer-Encoding: base64\r\nContent-ID: <a>\r\n\r\naGk=\r\n",
+        ('("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 1 NIL NIL NIL NIL)'),
+    ),
+    "ct_comment": (
+        b'Content-Type: text/plain (comment); charset="x\\"y"; name="a '
+        b'b"; e=\r\n'
+        b"Content-Type: text/html\r\n"
+        b"Content-Disposition: Attachment\r\n"
+        b"Content-Language: EN\r\n"
+        b"Content-Location:\r\n"
+        b" http://x/\r\n"
+        b"  y\r\n"
+        b"\r\n"
+        b"body\r\n",
+        (
+            '("text" "plain" ("charset" "x\\"y" "name" "a b" "e" "") NIL NIL "7bit" 6 1 NIL '
+            '("Attachment" NIL) ("EN") " http://x/  y")'
+        ),
+    ),
+    "md5_lang": (
+        b"Content-Type: text/plain\r\n"
+        b"Content-MD5:  abc \r\n"
+        b"Content-Language: en-US , fr\r\n"
+        b"Content-Description: \xc3\xa9 desc\r\n"
+        b"Content-ID:  <x> \r\n"
+        b"\r\n"
+        b"x\r\n",
+        (
+            '("text" "plain" ("charset" "us-ascii") "<x> " "é desc" "7bit" 3 1 "abc " NIL ("'
+            'en-US" "fr") NIL)'
+        ),
+    ),
+    "params_2231": (
+        b'Content-Type: application/x; a*1="one"; a*0="zero"; b*0*=utf'
+        b"-8''%41; b*2=x; c*=''x; Name=\"N\"\r\n"
+        b"\r\n"
+        b"x\r\n",
+        (
+            '("application" "x" ("Name" "N" "a" "zeroone" "b*0*" "utf-8\'\'%41" "b*2" "x" "c'
+            '*" "\'\'x") NIL NIL "7bit" 3 NIL NIL NIL NIL)'
+        ),
+    ),
+    "empty_ct": (
+        b"Content-Type: \r\n\r\nx\r\n",
+        ('("" "" NIL NIL NIL "7bit" 3 NIL NIL NIL NIL)'),
+    ),
+    "text_no_charset": (
+        b"Content-Type: text/plain; format=flowed; delsp=yes\r\n"
+        b"Content-Transfer-Encoding: base64 (comment)\r\n"
+        b"\r\n"
+        b"eA==\r\n",
+        (
+            '("text" "plain" ("format" "flowed" "delsp" "yes" "charset" "us-ascii") NIL NIL '
+            '"base64" 6 1 NIL NIL NIL NIL)'
+        ),
+    ),
+    "disp_params": (
+        b"Content-Type: image/gif\r\n"
+        b"Content-Disposition: inline;\r\n"
+        b' filename="a.gif"; creation-date="Wed, 12 Feb 1997 16:29:51 '
+        b'-0500"\r\n'
+        b"Content-Language: (c) en\r\n"
+        b"\r\n"
+        b"GIF\r\n",
+        (
+            '("image" "gif" NIL NIL NIL "7bit" 5 NIL ("inline" ("filename" "a.gif" "creation'
+            '-date" "Wed, 12 Feb 1997 16:29:51 -0500")) ("en") NIL)'
+        ),
+    ),
+    "bare_lf": (
+        b"From: a@example.test\nSubject: bare\n  folded\n\nline\n\nthree\n",
+        ('("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 15 3 NIL NIL NIL NIL)'),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bodystructure(name: str) -> None:
+    data, expected = CASES[name]
+    assert render(body_structure(scan_message(data), extended=True)) == expected
+
+
+@pytest.mark.parametrize("name", ["simple", "alt", "nested", "rfc822", "bad_ct2"])
+def test_body_leaves_out_the_extension_data(name: str) -> None:
+    data, _ = CASES[name]
+    pm = scan_message(data)
+    body = body_structure(pm, extended=False)
+    stack: list[Body] = [body]
+    while stack:
+        node = stack.pop()
+        assert not node.extended
+        if isinstance(node, MultipartBody):
+            assert node.params == () and node.disposition is None
+            stack.extend(node.parts)
+        else:
+            assert node.md5 is None and node.disposition is None and node.location is None
+            if node.body is not None:
+                stack.append(node.body)
+
+
+def test_fields_of_one_part() -> None:
+    data, _ = CASES["mixed"]
+    body = body_structure(scan_message(data), extended=True)
+    assert isinstance(body, MultipartBody) and body.subtype == "Mixed"
+    attachment = body.parts[1]
+    assert attachment == SinglePartBody(
+        type="application",
+        subtype="octet-stream",
+        params=(("name", "f.bin"),),
+        id="<c1@x>",
+        description="a file",
+        encoding="base64",
+        size=4,
+        extended=True,
+        md5="Q2hlY2sgSW50ZWdyaXR5IQ==",
+        disposition=("attachment", (("filename", "f.bin"), ("size", "3"))),
+        language=("en", "de"),
+        location="http://example.test/f",
+    )
+
+
+def test_embedded_message_of_part() -> None:
+    data, _ = CASES["rfc822"]
+    pm = scan_message(data)
+    embedded = pm.parts[2].children[0]
+    inner = body_structure(pm, extended=False, index=embedded)
+    assert isinstance(inner, MultipartBody) and inner.subtype == "alternative"
+    with pytest.raises(IndexError):
+        body_structure(pm, extended=False, index=len(pm.parts))
+
+
+def test_childless_multipart_shows_an_empty_part() -> None:
+    data, _ = CASES["mp_noboundary"]
+    body = body_structure(scan_message(data), extended=False)
+    assert isinstance(body, MultipartBody)
+    assert body.parts == (empty_text_part(extended=False),)
+
+
+def test_deep_nesting_without_recursion() -> None:
+    depth = 3_000
+    head = b"".join(
+        b'--=_%d_=\r\nContent-Type: multipart/mixed; boundary="=_%d_="\r\n\r\n' % (i, i + 1)
+        for i in range(depth)
+    )
+    data = b'Content-Type: multipart/mixed; boundary="=_0_="\r\n\r\n' + head + b"x"
+    pm = scan_message(data, MimeLimits(max_depth=depth + 10, max_parts=depth + 10))
+    body = body_structure(pm, extended=True)
+    levels = 0
+    node: Body = body
+    while isinstance(node, MultipartBody):
+        levels += 1
+        node = node.parts[0]
+    assert levels == depth + 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("INLINE", ("INLINE", ())),
+        (
+            'attachment; filename="a b"; size=3',
+            ("attachment", (("filename", "a b"), ("size", "3"))),
+        ),
+        ("", None),
+        ("attachment; filename*=UTF-8''%C3%A9", ("attachment", (("filename*", "UTF-8''%C3%A9"),))),
+    ],
+)
+def test_parse_disposition(value: str | None, expected: object) -> None:
+    assert parse_disposition(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("en", ("en",)),
+        ("en-US , fr", ("en-US", "fr")),
+        ("(c) en", ("en",)),
+        ("", None),
+    ],
+)
+def test_parse_language(value: str | None, expected: object) -> None:
+    assert parse_language(value) == expected
