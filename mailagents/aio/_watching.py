@@ -239,8 +239,13 @@ class FolderWatcher:
         try:
             found = core.read_changes()
         except OSError:
-            log.exception("reading the inotify descriptor failed")
-            return
+            # A descriptor that keeps failing would be readable for ever: poll instead.
+            log.exception("reading the inotify descriptor failed: polling the folders")
+            if self._reading is not None and self._loop is not None:
+                self._loop.remove_reader(self._reading)
+            self._reading = None
+            found = core.stop_inotify()
+            self._drive()
         if not found:
             return
         self._found |= found

@@ -332,6 +332,20 @@ class Watcher:
         (one ``stat(2)`` per file, no lock, no read)."""
         return {k for k, f in self._folders.items() if not f.watched and f.probe.check()}
 
+    def stop_inotify(self) -> set[str]:
+        """Give inotify up (its descriptor failed): close it and poll every folder
+        from now on. Returns every folder's key: events may have been lost, so each
+        may have changed."""
+        ino, self._inotify = self._inotify, None
+        self._paths.clear()
+        self._by_wd.clear()
+        for folder in self._folders.values():
+            folder.watched = False
+            folder.probe.take()
+        if ino is not None:
+            ino.close()
+        return set(self._folders)
+
     def close(self) -> None:
         """Drop every watch and close the inotify descriptor."""
         self._folders.clear()

@@ -213,3 +213,31 @@ def test_the_shared_watcher_does_not_keep_a_finished_loop_alive(tmp_path: Path) 
         asyncio.run(use())
     gc.collect()
     assert len(_watching._shared) <= before
+
+
+@needs_inotify
+@run_async
+async def test_a_failing_inotify_descriptor_falls_back_to_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _maildir(tmp_path / "Maildir")
+    watcher = FolderWatcher(hub=ChangeHub(), inotify=True, poll_interval=0.05)
+    watch = watcher.watch(folder)
+    core = watcher._core
+    assert core is not None and watcher.mode == "inotify"
+
+    def broken(max_reads: int = 16) -> set[str]:
+        raise OSError("EIO")
+
+    monkeypatch.setattr(core, "read_changes", broken)
+    _drop_in_new(folder, "first")  # makes the descriptor readable: the read fails
+    for _ in range(200):
+        if watcher.mode == "poll":
+            break
+        await asyncio.sleep(0.02)
+    assert watcher.mode == "poll" and watcher._reading is None
+    # The change the failed read could not report is reported all the same.
+    await asyncio.wait_for(watch.wait(), WAIT)
+    _drop_in_new(folder, "second")
+    await asyncio.wait_for(watch.wait(), WAIT)
+    watch.close()
