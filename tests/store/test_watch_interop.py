@@ -1,7 +1,8 @@
-"""Another program's delivery seen by the watcher: Dovecot's LDA (``dovecot-lda``)
-writes a message into a Maildir that our store made, and both the watcher's core
-(inotify and the poll fallback) and the asyncio side (a FolderWatch, as an IDLE
-session holds it) notice it without being told; our store then reads the message."""
+"""Another program's delivery seen by the watcher: Dovecot's LDA (``dovecot-lda``) and
+Postfix's virtual(8) write a message into a Maildir that our store made, and both the
+watcher's core (inotify and the poll fallback) and the asyncio side (a FolderWatch, as
+an IDLE session holds it) notice it without being told; our store then reads the
+message."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from tests.interop.peers import chown_tree, mail_tree, require_binary, require_r
 pytestmark = pytest.mark.interop
 
 LDA = "/usr/lib/dovecot/dovecot-lda"
-MESSAGE = b"From: a@example.test\nTo: nobody@example.test\nSubject: from the LDA\n\nhello\n"
+MESSAGE = b"From: a@example.test\nTo: nobody@example.test\nSubject: from another program\n\nhello\n"
 
 
 def lda() -> str:
@@ -100,3 +101,32 @@ def test_lda_delivery_wakes_a_session_watch(maildir: Path) -> None:
             await asyncio.wait_for(watch.wait(), 20)
 
     asyncio.run(main())
+
+
+def test_postfix_delivery_wakes_a_session_watch() -> None:
+    """Postfix's virtual(8) delivers into a Maildir our store made (as nobody): a
+    session's watch wakes without being told, and our store reads the message."""
+    import smtplib
+
+    from tests.interop.peers import running_postfix
+
+    with running_postfix() as postfix:
+        maildir = postfix.maildir("alice")
+        MaildirStore(str(maildir)).close()
+        chown_tree(postfix.mail / "alice", postfix.uid, postfix.gid)
+
+        async def main() -> None:
+            watcher = FolderWatcher(hub=ChangeHub(), poll_interval=0.1)
+            with watcher.watch(str(maildir)) as watch:
+
+                def send() -> None:
+                    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=20) as smtp:
+                        smtp.sendmail("a@example.test", ["alice@example.test"], MESSAGE)
+
+                await asyncio.to_thread(send)
+                await asyncio.wait_for(watch.wait(), 30)
+
+        asyncio.run(main())
+        with MaildirStore(str(maildir)) as store, store.folder("INBOX") as box:
+            (info,) = box.messages()
+            assert b"from another program" in box.read_message(info.uid)
