@@ -133,7 +133,10 @@ class QuotedPrintableDecoder(BinaryDecoder):
             if len(self._line) <= self._max:
                 return b""
             # A very long line: decode all but a possible escape at its end.
-            cut = len(self._line) - 2
+            cut = len(self._line)
+            tail = self._line.rfind(b"=", cut - 2)
+            if tail >= 0:
+                cut = tail
             piece = bytes(self._line[:cut])
             del self._line[:cut]
             return self._decode_piece(piece)
