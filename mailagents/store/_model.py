@@ -37,6 +37,7 @@ __all__ = [
     "AppendResult",
     "AppendWriter",
     "Changes",
+    "CopyResult",
     "Folder",
     "FolderExistsError",
     "FolderInfo",
@@ -190,6 +191,22 @@ class AppendResult:
     """CRLF size of the stored message."""
 
 
+class CopyResult(dict[int, int]):
+    """What :meth:`Folder.copy` and :meth:`Folder.move` return: a dict of source UID →
+    new UID in the target (messages that were gone are left out), with the target's
+    UIDVALIDITY, the two things UIDPLUS's COPYUID response code needs (RFC 4315 §3)."""
+
+    uidvalidity: int
+    """The target folder's UIDVALIDITY under which the new UIDs were given."""
+
+    def __init__(self, mapping: dict[int, int] | None = None, *, uidvalidity: int) -> None:
+        super().__init__(mapping or {})
+        self.uidvalidity = uidvalidity
+
+    def __repr__(self) -> str:
+        return f"CopyResult({dict(self)!r}, uidvalidity={self.uidvalidity})"
+
+
 class AppendWriter(abc.ABC):
     """A message being appended, streamed: ``write(chunk)`` as the bytes arrive,
     then ``commit()``, which returns only after the message is durable (file and
@@ -302,13 +319,15 @@ class Folder(abc.ABC):
         UIDs that do not exist are ignored. Each changed message gets a new MODSEQ."""
 
     @abc.abstractmethod
-    def copy(self, uids: Collection[int], target: Folder) -> dict[int, int]:
+    def copy(self, uids: Collection[int], target: Folder) -> CopyResult:
         """Copy messages into ``target`` keeping flags and INTERNALDATE; returns
-        source UID → new UID (for UIDPLUS COPYUID)."""
+        source UID → new UID with the target's UIDVALIDITY (UIDPLUS COPYUID)."""
 
     @abc.abstractmethod
-    def move(self, uids: Collection[int], target: Folder) -> dict[int, int]:
-        """Copy, then expunge the originals (RFC 6851); returns source → new UID."""
+    def move(self, uids: Collection[int], target: Folder) -> CopyResult:
+        """Copy, then expunge the originals (RFC 6851); returns what :meth:`copy`
+        does. A crash in between leaves a message in both folders, never in neither:
+        the copies are durable before any original is removed."""
 
     @abc.abstractmethod
     def expunge(self, uids: Collection[int] | None = None) -> list[int]:

@@ -82,6 +82,7 @@ from mailagents.store._model import (
     AppendResult,
     AppendWriter,
     Changes,
+    CopyResult,
     FlagMode,
     Folder,
     FolderExistsError,
@@ -282,9 +283,10 @@ class MaildirFolder(Folder):
         self._sorted = None
         return result, failed
 
-    def copy(self, uids: Collection[int], target: Folder) -> dict[int, int]:
+    def copy(self, uids: Collection[int], target: Folder) -> CopyResult:
         """Copy messages (hard links when possible) keeping flags and INTERNALDATE;
-        returns source UID → new UID."""
+        returns source UID → new UID with the target's UIDVALIDITY. The new files are
+        durable (``cur/`` fsynced) and numbered before this returns."""
         self._check_open()
         if not isinstance(target, MaildirFolder):
             return self._copy_generic(uids, target)
@@ -296,7 +298,7 @@ class MaildirFolder(Folder):
                 if uid in src.files and uid in src.infos
             ]
         if not items:
-            return {}
+            return CopyResult(uidvalidity=dst.delivery_uidvalidity())
         keywords = sorted({k for _, _, info in items for k in keyword_letters_needed(info.flags)})
         copied: list[tuple[int, str]] = []
         with dst.uidlist.lock():
@@ -318,10 +320,12 @@ class MaildirFolder(Folder):
             assigned = dst.assign([b for _, b in copied])
             for new_base, (new_name, extra) in extras.items():
                 dst.record_new(assigned[new_base], new_name, extra)
-        return {uid: assigned[base] for uid, base in copied}
+            uidvalidity = dst.uidlist.uidvalidity
+        return CopyResult({uid: assigned[base] for uid, base in copied}, uidvalidity=uidvalidity)
 
-    def _copy_generic(self, uids: Collection[int], target: Folder) -> dict[int, int]:
+    def _copy_generic(self, uids: Collection[int], target: Folder) -> CopyResult:
         mapping: dict[int, int] = {}
+        uidvalidity = 0
         for uid in sorted(set(uids)):
             info = self._infos.get(uid)
             if info is None:
@@ -339,12 +343,17 @@ class MaildirFolder(Folder):
                 except BaseException:
                     writer.abort()
                     raise
+            uidvalidity = result.uidvalidity
             if result.uid is not None:
                 mapping[uid] = result.uid
-        return mapping
+        if not uidvalidity:
+            uidvalidity = target.status().uidvalidity
+        return CopyResult(mapping, uidvalidity=uidvalidity)
 
-    def move(self, uids: Collection[int], target: Folder) -> dict[int, int]:
-        """Copy, then expunge the originals (whatever their flags)."""
+    def move(self, uids: Collection[int], target: Folder) -> CopyResult:
+        """Copy, then expunge the originals (whatever their flags): per message, a
+        hard link into the target (durable, numbered), then the source's removal, so a
+        crash leaves each message in one folder or both, never in neither."""
         mapping = self.copy(uids, target)
         self._expunge(mapping.keys(), require_deleted=False)
         return mapping

@@ -57,7 +57,6 @@ from typing import BinaryIO
 
 from mailagents.store._fileio import fsync_dir
 from mailagents.store._groupcommit import GroupCommit
-from mailagents.store._hub import notify
 from mailagents.store._locking import FileLock
 from mailagents.store._mbox_append import (
     CHUNK,
@@ -89,6 +88,7 @@ from mailagents.store._model import (
     SPECIAL_USE,
     AppendWriter,
     Changes,
+    CopyResult,
     FlagMode,
     Folder,
     FolderExistsError,
@@ -305,7 +305,6 @@ class MboxFolder(Folder):
             uids = append_spooled(state, fd, self._index, items, fsync=self._store.fsync)
             uidvalidity, uidnext, highest = self._snap_meta
             self._snap_meta = (uidvalidity, max(uidnext, state.uidnext), highest)
-            notify(self._path)  # wake the sessions watching this folder
             return uids
 
     def set_flags(
@@ -346,14 +345,14 @@ class MboxFolder(Folder):
                     lines.append(f"F {uid} {modseq}{''.join(' ' + f for f in sorted(new))}\n")
             if lines:
                 append_records(state, self._index, lines, self._store.fsync)
-                notify(self._path)
             for uid in done:
                 if uid in self._snap:
                     self._snap[uid] = state.msgs[uid]
             return [state.msgs[uid].info for uid in done], refused
 
-    def copy(self, uids: Collection[int], target: Folder) -> dict[int, int]:
-        """Copy messages (flags and INTERNALDATE kept); returns source → new UID."""
+    def copy(self, uids: Collection[int], target: Folder) -> CopyResult:
+        """Copy messages (flags and INTERNALDATE kept); returns source → new UID with
+        the target's UIDVALIDITY."""
         with self._mutex:
             self._check_open()
             entries = []
@@ -374,7 +373,9 @@ class MboxFolder(Folder):
                     for item in items:
                         item.spool.close()
                 mapping.update((e.info.uid, uid) for e, uid in zip(batch, new, strict=True))
-            return mapping
+            with target._locked():
+                return CopyResult(mapping, uidvalidity=target._state.uidvalidity)
+        uidvalidity = 0
         for e in entries:
             writer = target.append(flags=e.info.flags, internaldate=e.info.internaldate)
             try:
@@ -385,16 +386,21 @@ class MboxFolder(Folder):
             except BaseException:
                 writer.abort()
                 raise
+            uidvalidity = result.uidvalidity
             if result.uid is not None:
                 mapping[e.info.uid] = result.uid
-        return mapping
+        if not uidvalidity:
+            uidvalidity = target.status().uidvalidity
+        return CopyResult(mapping, uidvalidity=uidvalidity)
 
     def _spool_copy(self, e: Entry) -> Spooled:
         with self.open_message(e.info.uid) as stream:
             return spool_message(stream, e.info.flags, e.info.internaldate, self._store.root)
 
-    def move(self, uids: Collection[int], target: Folder) -> dict[int, int]:
-        """Copy, then expunge the originals (whatever their flags)."""
+    def move(self, uids: Collection[int], target: Folder) -> CopyResult:
+        """Copy, then expunge the originals (whatever their flags): the copies are
+        appended and fsynced before the source is rewritten without them, so a crash
+        leaves each message in one folder or both, never in neither."""
         mapping = self.copy(uids, target)
         if mapping:
             with self._locked() as fd:
@@ -440,7 +446,6 @@ class MboxFolder(Folder):
             fsync=self._store.fsync,
             touch=lock.touch if lock is not None else lambda: None,
         )
-        notify(self._path)
 
     # --- changes -------------------------------------------------------------------------
 

@@ -384,3 +384,50 @@ def test_keyword_limit_is_reported(store: Store) -> None:
     with store.folder("INBOX") as inbox:
         assert inbox.keywords() == set(names)
         assert inbox.info(uid).flags == set(names)
+
+
+# --- COPY/MOVE and COPYUID ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["copy", "move"])
+def test_copy_and_move_return_the_targets_uidvalidity(store: Store, op: str) -> None:
+    from mailagents.store import CopyResult
+
+    store.create_folder("Target")
+    with store.folder("INBOX") as inbox, store.folder("Target") as target:
+        uids = [inbox.append_bytes(make_message(f"c{i}")).uid for i in range(3)]
+        inbox.refresh()
+        result = getattr(inbox, op)([*uids[:2], 999], target)
+        assert isinstance(result, CopyResult)
+        target.refresh()
+        assert result.uidvalidity == target.status().uidvalidity
+        assert result.uidvalidity != 0
+        assert set(result) == set(uids[:2])  # 999 does not exist
+        assert sorted(result.values()) == [m.uid for m in target.messages()]
+        assert result == dict(result)  # still the plain mapping older callers used
+        assert "uidvalidity=" in repr(result)
+        empty = getattr(inbox, op)([999], target)
+        assert empty == {} and empty.uidvalidity == result.uidvalidity
+        inbox.refresh()
+        left = [m.uid for m in inbox.messages()]
+        assert left == (uids if op == "copy" else uids[2:])
+
+
+def test_copy_across_formats_gives_the_targets_uidvalidity(tmp_path: Path) -> None:
+    from mailagents.store import MaildirStore, MboxStore
+
+    with (
+        MaildirStore(tmp_path / "md", fsync=False) as md,
+        MboxStore(tmp_path / "mb", fsync=False) as mb,
+        md.folder("INBOX") as a,
+        mb.folder("INBOX") as b,
+    ):
+        uid = a.append_bytes(make_message()).uid
+        a.refresh()
+        there = a.copy([uid], b)
+        b.refresh()
+        assert there.uidvalidity == b.status().uidvalidity
+        back = b.move(list(there.values()), a)
+        a.refresh()
+        assert back.uidvalidity == a.status().uidvalidity
+        assert len(back) == 1
