@@ -1,16 +1,19 @@
 """ENVELOPE from a message's header (RFC 9051 §7.5.2).
 
-The fields are the unfolded header values (:func:`mailagents.imap._mime.unfold`; the
-last of repeated fields counts, as in Dovecot). RFC 2047 encoded words stay as they
-are (the client decodes them). Address lists are parsed by a small RFC 5322 §3.4
-parser written to give what Dovecot gives, including for broken input:
+The fields are the unfolded header values (``unfold`` in ``_mime``); of a repeated
+field the last counts, but repeated address fields add up (as in Dovecot). RFC 2047
+encoded words stay as they are (the client decodes them). Address lists are parsed
+by a small RFC 5322 §3.4 parser written to give what Dovecot gives, including for
+broken input:
 
 - a group is a start entry (``mailbox`` the group's name, ``host`` NIL), its members,
   and an end entry (all NIL);
 - a source route (``<@a,@b:user@host>``) goes to ``adl`` as written (``@a,@b``);
 - a missing local part or domain is ``MISSING_MAILBOX`` / ``MISSING_DOMAIN``; a
   display name without an address keeps the name; an empty list entry (``a@b,,c@d``)
-  is a missing address; anything that is not followed by ``,`` ends the list;
+  is a missing address; anything that is not followed by ``,`` ends the list, and so
+  does an unterminated quoted string;
+- the addresses of a repeated address field add up;
 - without a display name, the last comment is the name (``a@b (Real Name)``);
 - the display name's words are joined by single spaces, the Subject's blank runs
   collapsed and trimmed (Dovecot writes both "for humans").
@@ -26,7 +29,7 @@ import re
 from collections.abc import Sequence
 
 from mailagents.imap._body_model import Address, Envelope
-from mailagents.imap._mime import ENVELOPE_FIELDS, header_fields, unfold
+from mailagents.imap._mime import ADDRESS_FIELDS, ENVELOPE_FIELDS, header_fields, unfold
 
 __all__ = ["envelope_from_fields", "envelope_from_header", "parse_address_list"]
 
@@ -48,6 +51,7 @@ class _Parser:
         self.i = 0
         self.n = len(text)
         self.comment: str | None = None
+        self.broken = False
 
     def at(self, c: str) -> bool:
         return self.i < self.n and self.s[self.i] == c
@@ -102,13 +106,14 @@ class _Parser:
             c = self.s[self.i]
             if c == '"':
                 self.i += 1
-                break
+                return "".join(out)
             if c == "\\" and self.i + 1 < self.n:
                 self.i += 1
                 c = self.s[self.i]
             if c not in "\r\n":
                 out.append(c)
             self.i += 1
+        self.broken = True  # no closing quote
         return "".join(out)
 
     def phrase(self) -> str:
@@ -206,6 +211,11 @@ class _Parser:
         start = self.i
         self.comment = None
         name = self.phrase()
+        if self.broken:
+            # An unterminated quoted string: nothing usable is left (Dovecot).
+            self.i = self.n
+            out.append(Address(mailbox=MISSING_MAILBOX, host=MISSING_DOMAIN))
+            return
         self.cfws()
         if self.at("<"):
             self.i += 1
@@ -278,11 +288,18 @@ class _Parser:
 
 def parse_address_list(value: str | None) -> tuple[Address, ...] | None:
     """The addresses of an address-list header value (RFC 5322 §3.4), Dovecot's way
-    (see the module docstring); ``None`` when there is none."""
+    (see the module docstring); ``None`` when there is none. LF separates the values
+    of a repeated field (``ADDRESS_FIELDS``), whose addresses add up."""
     if value is None:
         return None
-    p = _Parser(value)
     out: list[Address] = []
+    for one in value.split("\n"):
+        _parse_one(one, out)
+    return tuple(out) or None
+
+
+def _parse_one(value: str, out: list[Address]) -> None:
+    p = _Parser(value)
     p.cfws()
     while not p.end():
         before = p.i
@@ -294,7 +311,6 @@ def parse_address_list(value: str | None) -> tuple[Address, ...] | None:
         p.cfws()
         if p.i == before:
             break
-    return tuple(out) or None
 
 
 def _for_humans(value: str) -> str:
@@ -332,5 +348,9 @@ def envelope_from_header(header: bytes) -> Envelope:
     for name, value in header_fields(header):
         k = index.get(name)
         if k is not None:
-            fields[k] = unfold(value)
+            text = unfold(value)
+            previous = fields[k]
+            if name in ADDRESS_FIELDS and previous is not None:
+                text = previous + "\n" + text
+            fields[k] = text
     return envelope_from_fields(fields)

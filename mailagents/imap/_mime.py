@@ -50,6 +50,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ADDRESS_FIELDS",
     "ENVELOPE_FIELDS",
     "MIME_FIELDS",
     "MimeLimits",
@@ -88,6 +89,10 @@ MIME_FIELDS: tuple[str, ...] = (
 )
 """The ``Content-*`` fields a BODYSTRUCTURE is made of, in the order kept in
 :attr:`MimePart.mime`."""
+
+ADDRESS_FIELDS: frozenset[str] = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})
+"""The address-list fields of :data:`ENVELOPE_FIELDS`. When one is repeated, the
+values are kept together, separated by LF; any other field's last value counts."""
 
 _ENV_INDEX = {name: i for i, name in enumerate(ENVELOPE_FIELDS)}
 _MIME_INDEX = {name: i for i, name in enumerate(MIME_FIELDS)}
@@ -717,14 +722,22 @@ class MimeScanner:
             if k is not None:
                 if name == "content-type":
                     node.flags |= IS_MIME
-                if mime[k] is None:
+                if mime[k] is None or name == "content-disposition":
+                    # The first of each counts, but the last Content-Disposition
+                    # (as in Dovecot).
                     mime[k] = unfold(value)
             elif name == "mime-version":
                 node.flags |= IS_MIME
             if message_node:
                 e = _ENV_INDEX.get(name)
                 if e is not None:
-                    envelope[e] = unfold(value)
+                    text = unfold(value)
+                    previous = envelope[e]
+                    if name in ADDRESS_FIELDS and previous is not None:
+                        # Repeated address fields add up (as in Dovecot), one value
+                        # a line: an unfolded value holds no line end.
+                        text = previous + "\n" + text
+                    envelope[e] = text
         if self._truncated:
             node.flags |= HEADER_TRUNCATED
         in_digest = node.parent >= 0 and bool(self._nodes[node.parent].flags & DIGEST)

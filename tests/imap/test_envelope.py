@@ -127,6 +127,20 @@ def test_last_field_wins_and_empty_values() -> None:
     assert envelope.date == ""
 
 
+def test_repeated_address_fields_add_up() -> None:
+    envelope = envelope_from_header(
+        b"From: a@b\r\nFrom: c@d\r\nMessage-ID: <1>\r\nMessage-ID: <2>\r\n\r\n"
+    )
+    assert envelope.from_ == (a(None, "a", "b"), a(None, "c", "d"))
+    assert envelope.sender == envelope.from_ and envelope.message_id == "<2>"
+    assert parse_address_list("a@b c@d\ne@f") == (a(None, "a", "b"), a(None, "e", "f"))
+
+
+def test_unterminated_quote_ends_the_list() -> None:
+    assert parse_address_list('"unterminated <x@y>, z@w') == (a(None, M, D),)
+    assert parse_address_list('a@b, "open') == (a(None, "a", "b"), a(None, M, D))
+
+
 def test_encoded_words_stay() -> None:
     envelope = envelope_from_header(b'Subject: =?ISO-8859-1?Q?caf=E9?= and "quotes"\r\n\r\n')
     assert envelope.subject == '=?ISO-8859-1?Q?caf=E9?= and "quotes"'

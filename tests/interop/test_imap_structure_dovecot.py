@@ -463,6 +463,20 @@ MESSAGES: dict[str, bytes] = {
         b"deep\r\n"
         b"--a--\r\n"
     ),
+    "repeated_fields": (
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=a\r\n"
+        b"Content-ID: <first>\r\nContent-ID: <second>\r\n"
+        b"Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 8bit\r\n"
+        b"Content-Disposition: inline\r\nContent-Disposition: attachment\r\n"
+        b"Content-Description: one\r\nContent-Description: two\r\n"
+        b"Content-Language: en\r\nContent-Language: fr\r\n"
+        b"Content-Location: a\r\nContent-Location: b\r\nContent-MD5: x\r\nContent-MD5: y\r\n"
+        b"Content-Type: text/html\r\nFrom: a@b\r\nFrom: c@d\r\n"
+        b"Message-ID: <1>\r\nMessage-ID: <2>\r\n\r\nx\r\n"
+    ),
+    "group_unterminated": (
+        b'To: Team: a@b, c@d\r\nCc: a@b c@d\r\nBcc: "unterminated <x@y>\r\n\r\n'
+    ),
 }
 
 KEPT_DIFFERENCES: dict[str, list[tuple[str, str, str]]] = {
@@ -515,6 +529,12 @@ KEPT_SECTION_DIFFERENCES: dict[tuple[str, str], tuple[str, str]] = {
         "BINARY of a multipart: we send it as it is (RFC 3516 §4.2 defines decoding for "
         "the part's own encoding only); Dovecot decodes the parts inside and rewrites "
         "their Content-Transfer-Encoding to binary",
+    ),
+    ("repeated_fields", "BINARY 1"): (
+        "0 b''",
+        "two Content-Transfer-Encoding fields (base64, then 8bit): we decode with the "
+        "first, the one BODYSTRUCTURE shows (ours and Dovecot's); Dovecot's BINARY sends "
+        "the body as it is",
     ),
     ("cte_only", "BINARY 1"): (
         "6 b'aGk=\\r\\n'",
