@@ -47,6 +47,7 @@ from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
+from mailagents.store._hub import NotifyingWriter, notified, notify
 from mailagents.store._maildir_append import _MaildirAppendWriter, append_batch, copy_one
 from mailagents.store._maildir_flags import change_flags
 from mailagents.store._maildir_io import _RENAME_RETRIES, fsync_dir, open_crlf
@@ -245,7 +246,8 @@ class MaildirFolder(Folder):
         if assign_uid and self._deliver_only:
             raise StoreError("a handle open for delivery only gives no UIDs")
         checked = frozenset(check_keyword(f) for f in flags)
-        return _MaildirAppendWriter(self._core, checked, internaldate, assign_uid)
+        writer = _MaildirAppendWriter(self._core, checked, internaldate, assign_uid)
+        return NotifyingWriter(writer, self._core.path)  # the hub hears of the commit
 
     def append_batch(self, messages: Sequence[bytes]) -> list[AppendResult | Exception]:
         """Deliver several messages (the fast MDA path: no flags, no UID assigned now)
@@ -259,7 +261,7 @@ class MaildirFolder(Folder):
         message renamed before it gets that error, as
         :meth:`~mailagents.store.AppendWriter.commit` would report it)."""
         self._check_open(reading=False)
-        return append_batch(self._core, messages)
+        return notified(append_batch(self._core, messages), self._core.path)
 
     def set_flags(
         self,
@@ -277,6 +279,8 @@ class MaildirFolder(Folder):
         self._check_open()
         wanted = frozenset(check_keyword(f) for f in flags)
         result, failed = change_flags(self._core, uids, wanted, mode, unchanged_since)
+        if result:
+            notify(self._core.path)
         for done in result:
             if done.uid in self._infos:
                 self._infos[done.uid] = done
@@ -321,6 +325,7 @@ class MaildirFolder(Folder):
             for new_base, (new_name, extra) in extras.items():
                 dst.record_new(assigned[new_base], new_name, extra)
             uidvalidity = dst.uidlist.uidvalidity
+        notify(dst.path)
         return CopyResult({uid: assigned[base] for uid, base in copied}, uidvalidity=uidvalidity)
 
     def _copy_generic(self, uids: Collection[int], target: Folder) -> CopyResult:
@@ -400,6 +405,7 @@ class MaildirFolder(Folder):
                 if core.fsync:
                     fsync_dir(core.cur)
                 core._maybe_compact_uidlist()
+                notify(core.path)
         for uid in removed:
             self._infos.pop(uid, None)
         self._sorted = None
