@@ -1,0 +1,97 @@
+"""Configuration of an IMAP server session: what is offered and the limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailagents._protocol import LocalProtocolError
+
+__all__ = ["DEFAULT_EXTENSIONS", "ServerConfig"]
+
+DEFAULT_EXTENSIONS: tuple[str, ...] = (
+    "IMAP4rev1",
+    "IMAP4rev2",
+    "SASL-IR",  # RFC 4959
+    "ID",  # RFC 2971
+    "IDLE",  # RFC 2177
+    "ENABLE",  # RFC 5161
+    "UIDPLUS",  # RFC 4315
+    "MOVE",  # RFC 6851
+    "UNSELECT",  # RFC 3691
+    "NAMESPACE",  # RFC 2342
+    "CONDSTORE",  # RFC 7162
+    "QRESYNC",
+    "BINARY",  # RFC 3516
+)
+"""What the capability list names besides what the core derives (literals, STARTTLS,
+LOGINDISABLED, AUTH=...). The application names only what its store backs."""
+
+# What ENABLE can turn on (RFC 5161 §4): the core tracks these itself.
+_ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC", "IMAP4REV2", "UTF8=ACCEPT"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """What a ``ServerConnection`` offers and enforces. The defaults are safe:
+    passwords travel only over TLS (LOGINDISABLED before it, RFC 9051 §6.2.3), the
+    limits are Dovecot's where the RFCs set none."""
+
+    tls_available: bool = False
+    """Offer STARTTLS (RFC 9051 §6.2.1): set it when the adapter has a TLS context."""
+    tls_active: bool = False
+    """The connection is already encrypted (implicit TLS, port 993, RFC 8314)."""
+    allow_plaintext_login: bool = False
+    """Allow LOGIN and the PLAIN/LOGIN mechanisms without TLS. Off: LOGINDISABLED is
+    announced and LOGIN refused (RFC 9051 §6.2.3, §11.1)."""
+    auth_mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256")
+    """SASL mechanisms offered with AUTHENTICATE (``AUTH=`` capabilities)."""
+    allow_legacy_auth: bool = False
+    """Allow legacy mechanisms (CRAM-MD5) in ``auth_mechanisms``."""
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    """Capability names announced as they are (see ``DEFAULT_EXTENSIONS``)."""
+    literal_plus: bool = True
+    """Announce ``LITERAL+`` (RFC 7888); when false, ``LITERAL-`` (non-synchronising
+    literals up to 4096 octets)."""
+    max_line: int = 65_536
+    """Octets of one physical command line with its CRLF (Dovecot's 64 KiB)."""
+    max_command: int = 262_144
+    """Octets of one command's lines and inline literals together."""
+    max_literal: int = 131_072
+    """Octets of one literal other than an APPEND message."""
+    max_append: int = 64 * 1024 * 1024
+    """Octets of one APPEND message (announced as ``APPENDLIMIT=``, RFC 7889)."""
+    oversized_bye: bool = False
+    """A non-synchronising literal over its limit ends the session with ``* BYE``
+    instead of being skipped and answered ``NO [TOOBIG]`` (RFC 7888 §4 allows both)."""
+    max_bad_commands: int = 3
+    """Invalid commands (syntax, unknown, out of state) before login after which the
+    session ends with ``* BYE`` (Dovecot's rule)."""
+    max_buffer: int = 1_048_576
+    """Octets of input buffered while a command awaits the application's answer; past
+    it the session ends."""
+    chunk_size: int = 65_536
+    """Largest APPEND chunk handed out in one event."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_line", "max_command", "max_literal", "max_bad_commands",
+                     "max_buffer", "chunk_size"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise LocalProtocolError(f"{name} must be positive")
+        if self.max_line < 1000:
+            raise LocalProtocolError("max_line must be at least 1000 (RFC 2683 §3.2.1.5)")
+        if self.max_append < 0:
+            raise LocalProtocolError("max_append must not be negative")
+        if self.max_buffer < self.max_line:
+            raise LocalProtocolError("max_buffer must be at least max_line")
+        if not self.allow_legacy_auth and any(
+            m.upper() == "CRAM-MD5" for m in self.auth_mechanisms
+        ):
+            raise LocalProtocolError("CRAM-MD5 needs allow_legacy_auth=True")
+        for name in (*self.auth_mechanisms, *self.extensions):
+            if not name or not name.isascii() or any(c in name for c in ' ()[]{}"\\\r\n\x00'):
+                raise LocalProtocolError(f"invalid capability or mechanism name {name!r}")
+
+    def enableable(self) -> frozenset[str]:
+        """The ENABLE names this configuration allows (upper case, RFC 5161 §3.1)."""
+        offered = {e.upper() for e in self.extensions}
+        return frozenset(offered & _ENABLEABLE)
