@@ -8,6 +8,7 @@ import os
 from typing import BinaryIO
 
 from mailagents.store._fileio import fsync_dir
+from mailagents.store._ranged import windowed
 
 # Also used by the other _maildir_* modules: _RENAME_RETRIES.
 __all__ = ["CRLFReader", "LFConverter", "fsync_dir", "open_crlf"]
@@ -71,6 +72,25 @@ class CRLFReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def skip(self, count: int) -> None:
+        """Move ``count`` CRLF bytes on: whole chunks are only counted (their CRLF
+        length is their length plus their line ends), only the chunk where the window
+        starts is converted."""
+        if self._pending:
+            take = min(count, len(self._pending))
+            self._pending = self._pending[take:]
+            count -= take
+        while count > 0:
+            data = self._raw.read(1 << 16)
+            if not data:
+                return
+            crlf = len(data) + data.count(b"\n")
+            if crlf <= count:
+                count -= crlf
+                continue
+            self._pending = data.replace(b"\n", b"\r\n")[count:]
+            count = 0
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         want = len(buffer)
         if want == 0:
@@ -91,11 +111,14 @@ class CRLFReader(io.RawIOBase):
         super().close()
 
 
-def open_crlf(fd: int) -> BinaryIO:
-    """A buffered binary stream over the open LF file ``fd`` giving CRLF bytes."""
+def open_crlf(fd: int, start: int = 0, length: int | None = None) -> BinaryIO:
+    """A buffered binary stream over the open LF file ``fd`` giving CRLF bytes, from
+    CRLF offset ``start`` on, at most ``length`` of them."""
     raw = os.fdopen(fd, "rb", buffering=0)
-    reader = io.BufferedReader(CRLFReader(raw), buffer_size=1 << 16)
-    return reader
+    reader = CRLFReader(raw)
+    if start:
+        reader.skip(start)
+    return windowed(reader, length, 1 << 16)
 
 
 _RENAME_RETRIES = 10  # tries of an open or rename that another program's rename raced

@@ -270,8 +270,11 @@ class Folder(abc.ABC):
         """One message's metadata; :class:`MessageNotFoundError` if there is none."""
 
     @abc.abstractmethod
-    def open_message(self, uid: int) -> BinaryIO:
-        """A binary stream of the message with CRLF line ends (never loaded whole)."""
+    def open_message(self, uid: int, start: int = 0, length: int | None = None) -> BinaryIO:
+        """A binary stream of the message with CRLF line ends (never loaded whole):
+        from CRLF offset ``start`` on, and at most ``length`` octets when given (IMAP
+        partial fetches, ``BODY[]<start.length>``, RFC 9051 §6.4.5); what lies past
+        the window is not read. :class:`ValueError` for a negative start or length."""
 
     def read_message(self, uid: int) -> bytes:
         """The whole message with CRLF line ends."""

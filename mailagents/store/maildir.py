@@ -47,7 +47,6 @@ from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
-from mailagents.store._hub import NotifyingWriter, notified, notify
 from mailagents.store._maildir_append import _MaildirAppendWriter, append_batch, copy_one
 from mailagents.store._maildir_flags import change_flags
 from mailagents.store._maildir_io import _RENAME_RETRIES, fsync_dir, open_crlf
@@ -97,6 +96,7 @@ from mailagents.store._model import (
     StoreError,
     check_keyword,
 )
+from mailagents.store._ranged import check_range
 
 __all__ = ["MaildirFolder", "MaildirStore"]
 
@@ -207,9 +207,12 @@ class MaildirFolder(Folder):
         except KeyError:
             raise MessageNotFoundError(uid) from None
 
-    def open_message(self, uid: int) -> BinaryIO:
-        """The message with CRLF line ends, streamed from the LF file."""
+    def open_message(self, uid: int, start: int = 0, length: int | None = None) -> BinaryIO:
+        """The message with CRLF line ends, streamed from the LF file (a window of it
+        with ``start`` and ``length``: the bytes before it are counted, not converted,
+        and nothing after it is read)."""
         self._check_open()
+        check_range(start, length)
         if uid not in self._infos:
             raise MessageNotFoundError(uid)
         core = self._core
@@ -227,7 +230,7 @@ class MaildirFolder(Folder):
                     raise MessageNotFoundError(uid) from None
                 name = found
                 continue
-            return open_crlf(fd)
+            return open_crlf(fd, start, length)
         raise MessageNotFoundError(uid)
 
     def append(
@@ -246,8 +249,7 @@ class MaildirFolder(Folder):
         if assign_uid and self._deliver_only:
             raise StoreError("a handle open for delivery only gives no UIDs")
         checked = frozenset(check_keyword(f) for f in flags)
-        writer = _MaildirAppendWriter(self._core, checked, internaldate, assign_uid)
-        return NotifyingWriter(writer, self._core.path)  # the hub hears of the commit
+        return _MaildirAppendWriter(self._core, checked, internaldate, assign_uid)
 
     def append_batch(self, messages: Sequence[bytes]) -> list[AppendResult | Exception]:
         """Deliver several messages (the fast MDA path: no flags, no UID assigned now)
@@ -261,7 +263,7 @@ class MaildirFolder(Folder):
         message renamed before it gets that error, as
         :meth:`~mailagents.store.AppendWriter.commit` would report it)."""
         self._check_open(reading=False)
-        return notified(append_batch(self._core, messages), self._core.path)
+        return append_batch(self._core, messages)
 
     def set_flags(
         self,
@@ -279,8 +281,6 @@ class MaildirFolder(Folder):
         self._check_open()
         wanted = frozenset(check_keyword(f) for f in flags)
         result, failed = change_flags(self._core, uids, wanted, mode, unchanged_since)
-        if result:
-            notify(self._core.path)
         for done in result:
             if done.uid in self._infos:
                 self._infos[done.uid] = done
@@ -325,7 +325,6 @@ class MaildirFolder(Folder):
             for new_base, (new_name, extra) in extras.items():
                 dst.record_new(assigned[new_base], new_name, extra)
             uidvalidity = dst.uidlist.uidvalidity
-        notify(dst.path)
         return CopyResult({uid: assigned[base] for uid, base in copied}, uidvalidity=uidvalidity)
 
     def _copy_generic(self, uids: Collection[int], target: Folder) -> CopyResult:
@@ -405,7 +404,6 @@ class MaildirFolder(Folder):
                 if core.fsync:
                     fsync_dir(core.cur)
                 core._maybe_compact_uidlist()
-                notify(core.path)
         for uid in removed:
             self._infos.pop(uid, None)
         self._sorted = None

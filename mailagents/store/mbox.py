@@ -47,7 +47,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import io
 import os
 import threading
 import time
@@ -57,7 +56,6 @@ from typing import BinaryIO
 
 from mailagents.store._fileio import fsync_dir
 from mailagents.store._groupcommit import GroupCommit
-from mailagents.store._hub import notify
 from mailagents.store._locking import FileLock
 from mailagents.store._mbox_append import (
     CHUNK,
@@ -103,6 +101,7 @@ from mailagents.store._model import (
     StoreError,
     check_keyword,
 )
+from mailagents.store._ranged import check_range, skip, windowed
 
 __all__ = ["MboxFolder", "MboxStore"]
 
@@ -260,15 +259,19 @@ class MboxFolder(Folder):
         refresh)."""
         return self._lookup(uid).info
 
-    def open_message(self, uid: int) -> BinaryIO:
+    def open_message(self, uid: int, start: int = 0, length: int | None = None) -> BinaryIO:
         """Stream the message from its place in the file: LF made CRLF, ``>From``
-        unquoted and the flag headers left out on the fly."""
+        unquoted and the flag headers left out on the fly. A window (``start``,
+        ``length``) is read line by line up to its end, never further."""
+        check_range(start, length)
         e = self._lookup(uid)
         assert e.ref is not None
         raw = MessageStream(
             e.ref, e.offset + e.from_len, e.offset + e.length, e.info.size, e.quoted
         )
-        return io.BufferedReader(raw, buffer_size=65536)
+        if start:
+            skip(raw, start)
+        return windowed(raw, length, 65536)
 
     # --- writing -------------------------------------------------------------------------
 
@@ -306,7 +309,6 @@ class MboxFolder(Folder):
             uids = append_spooled(state, fd, self._index, items, fsync=self._store.fsync)
             uidvalidity, uidnext, highest = self._snap_meta
             self._snap_meta = (uidvalidity, max(uidnext, state.uidnext), highest)
-            notify(self._path)  # wake the sessions watching this folder
             return uids
 
     def set_flags(
@@ -347,7 +349,6 @@ class MboxFolder(Folder):
                     lines.append(f"F {uid} {modseq}{''.join(' ' + f for f in sorted(new))}\n")
             if lines:
                 append_records(state, self._index, lines, self._store.fsync)
-                notify(self._path)
             for uid in done:
                 if uid in self._snap:
                     self._snap[uid] = state.msgs[uid]
@@ -449,7 +450,6 @@ class MboxFolder(Folder):
             fsync=self._store.fsync,
             touch=lock.touch if lock is not None else lambda: None,
         )
-        notify(self._path)
 
     # --- changes -------------------------------------------------------------------------
 

@@ -5,9 +5,12 @@ incomplete (RFC 7162)."""
 from __future__ import annotations
 
 import collections
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mailagents.store import DELETED, SEEN, Folder, Store, _maildir_state, _mbox_index
 from tests.store.conftest import make_message, reopen, store_kind, store_root
@@ -431,3 +434,65 @@ def test_copy_across_formats_gives_the_targets_uidvalidity(tmp_path: Path) -> No
         a.refresh()
         assert back.uidvalidity == a.status().uidvalidity
         assert len(back) == 1
+
+
+# --- ranged reads ---------------------------------------------------------------------
+
+
+def _rchar() -> int:
+    with open("/proc/self/io") as f:
+        for line in f:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    raise AssertionError("no rchar")
+
+
+@given(
+    start=st.integers(min_value=0, max_value=3000),
+    length=st.one_of(st.none(), st.integers(min_value=0, max_value=3000)),
+)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_open_message_window_is_the_slice(store: Store, start: int, length: int | None) -> None:
+    with store.folder("INBOX") as inbox:
+        if not inbox.messages():
+            body = b"".join(b"line %d\r\n" % i for i in range(150)) + b"From me\r\n>From you\r\n"
+            inbox.append_bytes(make_message(body=body), flags=[SEEN, "Work"])
+            inbox.refresh()
+        uid = inbox.messages()[0].uid
+        whole = inbox.read_message(uid)
+        with inbox.open_message(uid, start, length) as stream:
+            part = stream.read()
+        end = None if length is None else start + length
+        assert part == whole[start:end]
+        with inbox.open_message(uid, start, length) as stream:  # small reads too
+            pieces = []
+            while piece := stream.read(7):
+                pieces.append(piece)
+        assert b"".join(pieces) == whole[start:end]
+
+
+def test_open_message_refuses_a_negative_range(store: Store) -> None:
+    with store.folder("INBOX") as inbox:
+        uid = inbox.append_bytes(make_message()).uid
+        assert uid is not None
+        with pytest.raises(ValueError):
+            inbox.open_message(uid, -1)
+        with pytest.raises(ValueError):
+            inbox.open_message(uid, 0, -5)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs /proc/self/io")
+def test_a_small_window_of_a_big_message_reads_little(store: Store) -> None:
+    size = 20_000_000
+    with store.folder("INBOX") as inbox:
+        uid = inbox.append_bytes(make_message(size=size)).uid
+        assert uid is not None
+        inbox.refresh()
+        before = _rchar()
+        with inbox.open_message(uid, 0, 1024) as stream:
+            head = stream.read()
+        used = _rchar() - before
+    assert len(head) == 1024
+    assert used < 1_000_000, f"{used} bytes read for a 1 KB window of {size}"
