@@ -122,6 +122,9 @@ class ContinuationNeeded:
     """The literal is an APPEND message (limited by the APPEND limit, streamed)."""
     index: int
     """Its place among the command's literals, from 0."""
+    head: Frame | None = None
+    """For an APPEND message, the frame so far (as in :class:`LiteralStart`), so that
+    the server can refuse before the octets come (``NO [TRYCREATE]``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

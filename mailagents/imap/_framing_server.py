@@ -295,9 +295,13 @@ class CommandReader:
         if not ann.non_sync:
             self._pending = (ann.size, ann.binary, message)
             self._mode = _Mode.WAIT
+            head = None
+            if message:
+                head = Frame(lines=tuple(self._lines), literals=tuple(self._literals))
             return ContinuationNeeded(
-                tag=self._tag, size=ann.size, binary=ann.binary, message=message, index=self._index
-            )
+                tag=self._tag, size=ann.size, binary=ann.binary, message=message,
+                index=self._index, head=head,
+            )  # fmt: skip
         return self._start_literal(ann.size, ann.binary, message)
 
     def _too_big(self, size: int, message: bool, non_sync: bool) -> FrameErrorKind | None:

@@ -172,7 +172,10 @@ def test_append_message_is_streamed_but_a_literal_mailbox_is_not(split: int) -> 
         FrameReceived,
     ]
     assert events[0] == ContinuationNeeded(tag="A3", size=5, binary=False, message=False, index=0)
-    assert events[1] == ContinuationNeeded(tag="A3", size=n, binary=False, message=True, index=1)
+    head = Frame(lines=(b"A3 append {5}", data.split(b"\r\n")[1][5:]), literals=(b"INBOX",))
+    assert events[1] == ContinuationNeeded(
+        tag="A3", size=n, binary=False, message=True, index=1, head=head
+    )
     start = events[2]
     assert isinstance(start, LiteralStart) and start.head.literals == (b"INBOX",)
     assert events[3] == LiteralChunk(index=1, data=MESSAGE)
