@@ -71,6 +71,10 @@ class ServerConfig:
     it the session ends."""
     chunk_size: int = 65_536
     """Largest APPEND chunk handed out in one event."""
+    confirm_append: bool = False
+    """Ask the application (``AppendRequested``) before answering ``+`` to a
+    synchronising APPEND message literal, so that it can refuse before the octets
+    come (``NO [TRYCREATE]`` for a missing mailbox, RFC 9051 §6.3.12)."""
 
     def __post_init__(self) -> None:
         for name in ("max_line", "max_command", "max_literal", "max_bad_commands",
