@@ -10,7 +10,8 @@ The rules:
 * a special-use attribute (:rfc:`6154`) marks one folder at a time: giving it to a
   folder takes it from the one that had it, and a folder has at most one. A store may
   give defaults by name (Maildir's ``Sent``, ``Trash``...), which an explicit
-  attribute overrides;
+  attribute overrides; clearing a folder's attribute that is a default gives the
+  attribute to nobody (an empty name in the file);
 * renaming a folder carries its subscription and attribute, and its children's, to the
   new names; deleting it drops its attribute.
 
@@ -91,7 +92,7 @@ class FolderLists:
     def special_use(self) -> dict[str, str]:
         """Folder name → special-use attribute, defaults included."""
         explicit = self._files.read_special_use()
-        result = {n: a for a, n in explicit.items()}
+        result = {n: a for a, n in explicit.items() if n}
         for name, attr in self._defaults.items():
             if attr not in explicit and name not in result:
                 result[name] = attr
@@ -104,6 +105,18 @@ class FolderLists:
             mapping = {a: n for a, n in files.read_special_use().items() if n != name}
             mapping[attribute] = name
             files.write_special_use(mapping)
+
+    def clear_special_use(self, name: str) -> None:
+        """Take folder ``name``'s attribute away, a default one included."""
+        files = self._files
+        with files.special_use_lock():
+            explicit = files.read_special_use()
+            mapping = {a: n for a, n in explicit.items() if n != name}
+            default = self._defaults.get(name)
+            if default is not None and default not in mapping:
+                mapping[default] = ""  # nobody: the default no longer applies
+            if mapping != explicit:
+                files.write_special_use(mapping)
 
     # --- following the folders -----------------------------------------------------------
 

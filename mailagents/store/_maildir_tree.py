@@ -98,7 +98,9 @@ class MaildirListFiles:
         return DotLock(os.path.join(self.root, SPECIAL_USE_FILE + ".lock"))
 
     def read_special_use(self) -> dict[str, str]:
-        """Explicit attribute → folder name (``<attribute><TAB><folder>`` lines)."""
+        """Explicit attribute → folder name (``<attribute><TAB><folder>`` lines; an
+        empty name takes a default attribute from its folder without giving it to
+        another)."""
         try:
             with open(os.path.join(self.root, SPECIAL_USE_FILE), encoding="utf-8") as f:
                 text = f.read()
@@ -107,7 +109,7 @@ class MaildirListFiles:
         result = {}
         for line in text.splitlines():
             attr, sep, name = line.partition("\t")
-            if sep and attr in SPECIAL_USE and name:
+            if sep and attr in SPECIAL_USE:
                 result[attr] = name
         return result
 

@@ -434,6 +434,44 @@ class Store(abc.ABC):
     def create_folder(self, name: str, *, special_use: str | None = None) -> None:
         """Create a folder (and missing parents)."""
 
+    def set_special_use(self, name: str, attribute: str | None) -> None:
+        """Give an existing folder a special-use attribute (RFC 6154; taken from the
+        folder that had it), or with ``None`` take its attribute away (a default one
+        included: Maildir's ``Sent`` and so on). :class:`FolderNotFoundError` if there
+        is no such folder, :class:`ValueError` for an attribute not in
+        :data:`SPECIAL_USE`. The base class cannot."""
+        raise StoreError("this store keeps no special-use attributes")
+
+    def list_folders(self, *, nonexistent: bool = False) -> list[FolderInfo]:
+        """:meth:`folders` for IMAP LIST (RFC 9051 §6.3.9): each subscribed folder's
+        attributes include ``\\Subscribed``, and with ``nonexistent`` the subscribed
+        names whose folder is gone are listed too, as ``\\NonExistent`` (which implies
+        ``\\Noselect``) and ``\\Subscribed``, in name order after the others. Costs
+        one listing and one read of the subscriptions."""
+        listed = self.folders()
+        known = {info.name for info in listed}
+        result = [
+            FolderInfo(
+                name=info.name,
+                attributes=info.attributes | {"\\Subscribed"},
+                subscribed=True,
+            )
+            if info.subscribed
+            else info
+            for info in listed
+        ]
+        if nonexistent:
+            gone = sorted(set(self.subscriptions()) - known)
+            result.extend(
+                FolderInfo(
+                    name=name,
+                    attributes=frozenset({"\\NonExistent", "\\Subscribed"}),
+                    subscribed=True,
+                )
+                for name in gone
+            )
+        return result
+
     @abc.abstractmethod
     def rename_folder(self, old: str, new: str) -> None:
         """Rename a folder and its children (RFC 9051 §6.3.6; renaming INBOX moves its

@@ -624,6 +624,20 @@ class MaildirStore(Store):
         if special_use is not None:
             self._lists.set_special_use(api_name(levels), special_use)
 
+    def set_special_use(self, name: str, attribute: str | None) -> None:
+        """Give folder ``name`` a special-use attribute, or take it away (``None``;
+        see :meth:`mailagents.store.Store.set_special_use`), in
+        ``mailagents-special-use``."""
+        levels = folder_levels(name)
+        if attribute is not None and attribute not in SPECIAL_USE:
+            raise ValueError(f"not a special-use attribute: {attribute!r}")
+        if not os.path.isdir(self._path(levels)):
+            raise FolderNotFoundError(name)
+        if attribute is None:
+            self._lists.clear_special_use(api_name(levels))
+        else:
+            self._lists.set_special_use(api_name(levels), attribute)
+
     def rename_folder(self, old: str, new: str) -> None:
         """Rename a folder and its children (renaming INBOX moves its messages into
         the new folder and leaves INBOX empty). Subscriptions and special-use follow."""

@@ -653,6 +653,19 @@ class MboxStore(Store):
         if special_use is not None:
             self._lists.set_special_use(self.separator.join(levels), special_use)
 
+    def set_special_use(self, name: str, attribute: str | None) -> None:
+        """Give folder ``name`` a special-use attribute, or take it away (``None``;
+        see :meth:`mailagents.store.Store.set_special_use`)."""
+        levels = self._levels(name)
+        if attribute is not None and attribute not in SPECIAL_USE:
+            raise ValueError(f"not a special-use attribute: {attribute!r}")
+        if levels != ["INBOX"] and not os.path.isfile(self._file(levels)):
+            raise FolderNotFoundError(name)
+        if attribute is None:
+            self._lists.clear_special_use(self.separator.join(levels))
+        else:
+            self._lists.set_special_use(self.separator.join(levels), attribute)
+
     def _prune(self, levels: list[str]) -> None:
         while levels:
             try:

@@ -496,3 +496,61 @@ def test_a_small_window_of_a_big_message_reads_little(store: Store) -> None:
         used = _rchar() - before
     assert len(head) == 1024
     assert used < 1_000_000, f"{used} bytes read for a 1 KB window of {size}"
+
+
+# --- special use and LIST ---------------------------------------------------------------
+
+
+def attributes(store: Store) -> dict[str, frozenset[str]]:
+    return {info.name: info.attributes for info in store.list_folders(nonexistent=True)}
+
+
+def test_special_use_set_and_cleared_on_an_existing_folder(store: Store) -> None:
+    from mailagents.store import FolderNotFoundError
+
+    store.create_folder("Papers")
+    store.create_folder("Old")
+    store.set_special_use("Papers", "\\Archive")
+    assert "\\Archive" in attributes(store)["Papers"]
+    store.set_special_use("Old", "\\Archive")  # one folder at a time
+    assert "\\Archive" not in attributes(store)["Papers"]
+    assert "\\Archive" in attributes(store)["Old"]
+    store.set_special_use("Old", None)
+    assert not {"\\Archive"} & (attributes(store)["Old"] | attributes(store)["Papers"])
+    store = reopen(store)
+    assert "\\Archive" not in attributes(store)["Old"]
+    with pytest.raises(FolderNotFoundError):
+        store.set_special_use("Nowhere", "\\Trash")
+    with pytest.raises(ValueError):
+        store.set_special_use("Papers", "\\Important-ish")
+
+
+def test_a_default_special_use_can_be_cleared(store: Store) -> None:
+    store.create_folder("Sent")
+    store.set_special_use("Sent", "\\Sent")
+    assert "\\Sent" in attributes(store)["Sent"]
+    store.set_special_use("Sent", None)
+    assert "\\Sent" not in attributes(store)["Sent"]
+    store.create_folder("Outbox")
+    store.set_special_use("Outbox", "\\Sent")
+    assert "\\Sent" in attributes(store)["Outbox"]
+    assert "\\Sent" not in attributes(store)["Sent"]
+
+
+def test_list_attributes_subscribed_nonexistent_children(store: Store) -> None:
+    store.create_folder("Work/2026")
+    store.create_folder("Gone")
+    store.subscribe("Work")
+    store.subscribe("Gone")
+    store.subscribe("INBOX")
+    store.delete_folder("Gone")
+    store.subscribe("Never/Was")
+    attrs = attributes(store)
+    assert {"\\Subscribed", "\\HasChildren"} <= attrs["Work"]
+    assert "\\HasNoChildren" in attrs["Work/2026"]
+    assert "\\Subscribed" not in attrs["Work/2026"]
+    assert "\\Subscribed" in attrs["INBOX"]
+    assert attrs["Gone"] == {"\\NonExistent", "\\Subscribed"}
+    assert attrs["Never/Was"] == {"\\NonExistent", "\\Subscribed"}
+    plain = {info.name for info in store.list_folders()}
+    assert "Gone" not in plain and "Work" in plain
