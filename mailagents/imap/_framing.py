@@ -91,7 +91,7 @@ class FrameErrorKind(enum.Enum):
     """A literal larger than its limit (``NO [TOOBIG]``, RFC 7888 §4, RFC 5530 §3)."""
     NON_SYNC_TOO_BIG = "NON_SYNC_TOO_BIG"
     """LITERAL- in force and a non-synchronising literal of more than 4096 octets
-    (RFC 7888 §5: refused, ``BAD [TOOBIG]`` here)."""
+    (RFC 7888, and RFC 9051 §4.3 for IMAP4rev2: refused, ``BAD [TOOBIG]`` here)."""
     BAD_LITERAL = "BAD_LITERAL"
     """A literal count beyond ``number64`` (BAD)."""
     NOT_DONE = "NOT_DONE"

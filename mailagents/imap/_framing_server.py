@@ -18,8 +18,8 @@ A synchronising literal over its limit is refused before the client sends it
 command). A non-synchronising one cannot be refused in advance: its octets are read and
 thrown away while counted, and the command is answered once it ends, or, with
 ``oversized_bye``, the session ends at once with ``* BYE`` (RFC 7888 §4 allows both).
-With LITERAL- (RFC 7888 §5) a non-synchronising literal of more than 4096 octets is
-refused the same way.
+With LITERAL- (RFC 7888; built into IMAP4rev2, RFC 9051 §4.3) a non-synchronising
+literal of more than 4096 octets is refused the same way.
 
 The reader is lazy: it reads only when asked, so the server core can switch it to a
 raw line (a SASL response) or to IDLE's ``DONE`` before the next bytes are looked at.
@@ -48,7 +48,7 @@ from mailagents.imap._framing import (
 __all__ = ["LITERAL_MINUS_MAX", "CommandReader"]
 
 LITERAL_MINUS_MAX = 4096
-"""RFC 7888 §5: with LITERAL-, non-synchronising literals of at most 4096 octets."""
+"""RFC 7888 LITERAL- and RFC 9051 §4.3: non-synchronising literals of at most 4096 octets."""
 
 _TAG_SCAN = 1024  # how far into a too-long first line the tag is looked for
 

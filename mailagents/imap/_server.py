@@ -86,7 +86,7 @@ _IDLING = frozenset({State.IDLE_AUTHENTICATED, State.IDLE_SELECTED})
 _NO_UPDATES = frozenset({"CLOSE", "UNSELECT", "LOGOUT"})
 _ERROR_ANSWERS = {
     FrameErrorKind.LITERAL_TOO_BIG: ("NO", "TOOBIG"),  # RFC 7888 §4, RFC 5530 §3
-    FrameErrorKind.NON_SYNC_TOO_BIG: ("BAD", "TOOBIG"),  # RFC 7888 §5
+    FrameErrorKind.NON_SYNC_TOO_BIG: ("BAD", "TOOBIG"),  # RFC 7888 LITERAL-, RFC 9051 §4.3
 }
 
 
