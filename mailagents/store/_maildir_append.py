@@ -123,6 +123,9 @@ class _MaildirAppendWriter(AppendWriter):
                 uid = core.assign([base])[base]
                 if extra:
                     core.record_new(uid, name, extra)
+                minutes = zone_minutes(self._internaldate)
+                if minutes:
+                    core.record_zones({uid: minutes})
         uidvalidity = core.delivery_uidvalidity()
         self.result = AppendResult(uidvalidity=uidvalidity, uid=uid, size=self._conv.crlf_size)
         return self.result
@@ -241,6 +244,12 @@ def append_batch(core: _Core, messages: Sequence[bytes]) -> list[AppendResult | 
         raise
     # Every place holds a result or an exception by now.
     return cast(list[AppendResult | Exception], outcomes)
+
+
+def zone_minutes(date: datetime.datetime | None) -> int:
+    """The offset of ``date`` from UTC in whole minutes (0 for none)."""
+    offset = date.utcoffset() if date is not None else None
+    return 0 if offset is None else int(offset.total_seconds() // 60)
 
 
 def copy_one(src: _Core, dst: _Core, name: str, size: int, new_info: str) -> str | None:

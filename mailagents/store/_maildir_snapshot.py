@@ -35,7 +35,7 @@ __all__ = ["SNAPSHOT", "VERSION", "load", "write"]
 log = logging.getLogger(__name__)
 
 SNAPSHOT = "mailagents-snapshot"
-VERSION = 2
+VERSION = 3
 MAGIC = b"mailagents-snapshot\n"
 _HEADER = struct.Struct(">IIQI")
 _FIXED = len(MAGIC) + _HEADER.size

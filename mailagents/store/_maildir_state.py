@@ -7,10 +7,14 @@ An append-only journal, changed only under the folder's uidlist dotlock::
     m <uid> <modseq> <created-modseq> <internaldate> <crlf-size> <info> <extra>
     x <uid> <modseq>
     r <first-recent>
+    z <uid> <minutes>
 
 ``R`` and ``r`` (the last one wins, and it only grows) are the \\Recent watermark: the
 messages with this UID or above have not been claimed by an IMAP session yet (RFC 3501
 §2.3.2: exactly one session sees a message as \\Recent).
+
+``z`` keeps the time zone of a message's INTERNALDATE (minutes east of UTC), as
+APPEND gave it; the date itself is the file's mtime, in seconds.
 
 ``m`` records a message as last seen: its info suffix (``=`` and the suffix
 percent-encoded, ``-`` for none), so that a rename by another program is noticed as a
@@ -103,6 +107,8 @@ class ModseqState:
         """The highest MODSEQ read from a journal whose header was unusable."""
         self.first_recent = 1
         """The lowest UID that no session has claimed as \\Recent yet."""
+        self.tzoffs: dict[int, int] = {}
+        """UID → the INTERNALDATE's offset from UTC in minutes, where it is not 0."""
         self.uidvalidity = uidvalidity
         self.highest = 1
         self.forgotten = 0
@@ -207,6 +213,7 @@ class ModseqState:
             list(expunged),
             list(expunged.values()),
             self.first_recent,
+            dict(self.tzoffs),
         )
 
     def restore(self, data: Any) -> None:
@@ -230,6 +237,7 @@ class ModseqState:
             x_uids,
             x_modseqs,
             first_recent,
+            tzoffs,
         ) = data
         _check_ints(uidvalidity, highest, forgotten, lines, offset, size, first_recent, *ident)
         columns = (uids, modseqs, createds, idates, sizes, x_uids, x_modseqs)
@@ -244,6 +252,8 @@ class ModseqState:
             or len(x_uids) != len(x_modseqs)
             or (infos and not set(map(type, infos)) <= {str, type(None)})
             or type(extras) is not dict
+            or type(tzoffs) is not dict
+            or any(type(k) is not int or type(v) is not int for k, v in tzoffs.items())
         ):
             raise ValueError("not a state snapshot")
         uid_set = set(uids)
@@ -263,6 +273,7 @@ class ModseqState:
         self.highest = highest
         self.forgotten = forgotten
         self.first_recent = first_recent
+        self.tzoffs = tzoffs
         self._lines = lines
         self._ident = (ident[0], ident[1])
         self._offset = offset
@@ -419,6 +430,12 @@ class ModseqState:
                 uid, modseq = int(parts[1]), int(parts[2])
                 self.entries.pop(uid, None)
                 self.expunged[uid] = modseq
+            elif parts[0] == "z" and len(parts) == 3:
+                uid, minutes = int(parts[1]), int(parts[2])
+                if uid not in self.expunged:
+                    self.tzoffs[uid] = minutes
+                self._lines += 1
+                return None
             elif parts[0] == "r" and len(parts) == 2:
                 self.first_recent = max(self.first_recent, int(parts[1]))
                 self._lines += 1
@@ -467,8 +484,15 @@ class ModseqState:
         self.expunged.pop(uid, None)
         self._pending.append(_m_line(uid, entry))
 
+    def set_tz(self, uid: int, minutes: int) -> None:
+        """Keep the time zone of a message's INTERNALDATE."""
+        if self.tzoffs.get(uid, 0) != minutes:
+            self.tzoffs[uid] = minutes
+            self._pending.append(f"z {uid} {minutes}\n")
+
     def expunge(self, uid: int, modseq: int) -> None:
         """Note an expunge."""
+        self.tzoffs.pop(uid, None)
         self.entries.pop(uid, None)
         self.expunged[uid] = modseq
         self._pending.append(f"x {uid} {modseq}\n")
@@ -523,6 +547,9 @@ class ModseqState:
         ]
         for uid in sorted(self.entries):
             lines.append(_m_line(uid, self.entries[uid]))
+        for uid, minutes in sorted(self.tzoffs.items()):
+            if uid not in self.expunged and minutes:
+                lines.append(f"z {uid} {minutes}\n")
         for uid, modseq in sorted(self.expunged.items(), key=lambda item: item[1]):
             lines.append(f"x {uid} {modseq}\n")
         data = "".join(lines).encode("utf-8")

@@ -42,6 +42,21 @@ def _utc(ts: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC)
 
 
+def _zoned(date: datetime.datetime, minutes: int) -> datetime.datetime:
+    """``date`` in the time zone ``minutes`` east of UTC."""
+    return date.astimezone(datetime.timezone(datetime.timedelta(minutes=minutes)))
+
+
+def _apply_zones(infos: dict[int, MessageInfo], tzoffs: dict[int, int]) -> None:
+    """Give the INTERNALDATEs their APPEND time zone (see ``mailagents-modseq``)."""
+    for uid, minutes in tzoffs.items():
+        info = infos.get(uid)
+        if info is not None and info.internaldate.utcoffset() != datetime.timedelta(
+            minutes=minutes
+        ):
+            infos[uid] = replace(info, internaldate=_zoned(info.internaldate, minutes))
+
+
 def _make_maildir(path: str, *, folder: bool, exist_ok: bool) -> None:
     if folder:
         try:
@@ -390,6 +405,8 @@ class _Core:
                     date = date_cache[entry.internaldate] = _utc(entry.internaldate)
                 info = make(uid, flags, date, entry.size, entry.modseq)
             infos[uid] = info
+        if st.tzoffs:
+            _apply_zones(infos, st.tzoffs)
         self.files = {uid: present[uid] for uid in infos}
         self.infos = infos
         self.uidvalidity = self.uidlist.uidvalidity
@@ -491,17 +508,22 @@ class _Core:
             set_size(info, size)
             set_modseq(info, modseq)
             infos[uid] = info
+        if self.state.tzoffs:
+            _apply_zones(infos, self.state.tzoffs)
         self.files = dict(zip(uids, names, strict=True))
         self.infos = infos
         self.uidvalidity = self.uidlist.uidvalidity
 
-    @staticmethod
-    def make_info(uid: int, entry: Entry, names: list[str | None]) -> MessageInfo:
+    def make_info(self, uid: int, entry: Entry, names: list[str | None]) -> MessageInfo:
         """The :class:`MessageInfo` of a state entry."""
+        date = _utc(entry.internaldate)
+        minutes = self.state.tzoffs.get(uid)
+        if minutes:
+            date = _zoned(date, minutes)
         return MessageInfo(
             uid=uid,
             flags=parse_info(entry.info, names) | entry.extra,
-            internaldate=_utc(entry.internaldate),
+            internaldate=date,
             size=entry.size,
             modseq=entry.modseq,
         )
@@ -551,6 +573,18 @@ class _Core:
                     size = crlf_size_of(path)
                 mtime = int(os.stat(path).st_mtime)
                 st.record(uid, Entry(modseq, modseq, mtime, size, info, extra))
+            st.commit()
+            self._stamp = None
+
+    def record_zones(self, zones: dict[int, int]) -> None:
+        """Keep the INTERNALDATE time zones (UID → minutes east of UTC) of messages
+        just given UIDs (the caller holds the uidlist lock)."""
+        with self.mutex:
+            st = self.state
+            st.refresh()
+            st.start(self.uidlist.uidvalidity)
+            for uid, minutes in zones.items():
+                st.set_tz(uid, minutes)
             st.commit()
             self._stamp = None
 

@@ -47,7 +47,12 @@ from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
-from mailagents.store._maildir_append import _MaildirAppendWriter, append_batch, copy_one
+from mailagents.store._maildir_append import (
+    _MaildirAppendWriter,
+    append_batch,
+    copy_one,
+    zone_minutes,
+)
 from mailagents.store._maildir_flags import change_flags
 from mailagents.store._maildir_io import _RENAME_RETRIES, fsync_dir, open_crlf
 from mailagents.store._maildir_names import (
@@ -324,6 +329,10 @@ class MaildirFolder(Folder):
             assigned = dst.assign([b for _, b in copied])
             for new_base, (new_name, extra) in extras.items():
                 dst.record_new(assigned[new_base], new_name, extra)
+            dates = {uid: info.internaldate for uid, _, info in items}
+            zones = {assigned[b]: zone_minutes(dates[uid]) for uid, b in copied}
+            if any(zones.values()):
+                dst.record_zones({uid: m for uid, m in zones.items() if m})
             uidvalidity = dst.uidlist.uidvalidity
         return CopyResult({uid: assigned[base] for uid, base in copied}, uidvalidity=uidvalidity)
 

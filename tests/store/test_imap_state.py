@@ -5,6 +5,7 @@ incomplete (RFC 7162)."""
 from __future__ import annotations
 
 import collections
+import datetime
 import os
 from pathlib import Path
 
@@ -554,3 +555,80 @@ def test_list_attributes_subscribed_nonexistent_children(store: Store) -> None:
     assert attrs["Never/Was"] == {"\\NonExistent", "\\Subscribed"}
     plain = {info.name for info in store.list_folders()}
     assert "Gone" not in plain and "Work" in plain
+
+
+# --- INTERNALDATE keeps the APPEND time zone --------------------------------------------
+
+ZONES = [
+    datetime.timezone(datetime.timedelta(hours=5, minutes=30)),
+    datetime.timezone(datetime.timedelta(hours=-8)),
+    datetime.UTC,
+]
+
+
+def check_dates(folder: Folder, expected: dict[int, datetime.datetime]) -> None:
+    for uid, date in expected.items():
+        got = folder.info(uid).internaldate
+        assert got == date and got.utcoffset() == date.utcoffset(), (uid, got, date)
+
+
+def test_internaldate_keeps_the_append_time_zone(store: Store) -> None:
+    store.create_folder("Other")
+    dated = {}
+    with store.folder("INBOX") as inbox:
+        for i, zone in enumerate(ZONES):
+            date = datetime.datetime(2026, 3, 3, 10, i, 0, tzinfo=zone)
+            uid = inbox.append_bytes(make_message(f"z{i}"), internaldate=date).uid
+            assert uid is not None
+            dated[uid] = date
+        inbox.refresh()
+        check_dates(inbox, dated)
+        inbox.set_flags(list(dated), [SEEN, "Work"], "add")
+        check_dates(inbox, dated)
+        inbox.refresh()
+        check_dates(inbox, dated)
+        with store.folder("Other") as other:
+            copied = inbox.copy(list(dated), other)
+            other.refresh()
+            check_dates(other, {copied[uid]: date for uid, date in dated.items()})
+    store = reopen(store)
+    with store.folder("INBOX") as inbox:
+        check_dates(inbox, dated)
+        first = min(dated)
+        inbox.set_flags([first], [DELETED], "add")
+        inbox.expunge()
+        del dated[first]
+        check_dates(inbox, dated)
+
+
+def test_maildir_time_zones_survive_the_snapshot_and_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from mailagents.store import MaildirStore, _maildir_sync
+
+    monkeypatch.setattr(_maildir_sync, "_RECENT_WINDOW_NS", 50_000_000)
+    monkeypatch.setattr(_maildir_sync, "SNAPSHOT_MIN", 5)
+    root = tmp_path / "md"
+    zone = ZONES[0]
+    dated = {}
+    with MaildirStore(root, fsync=False) as store, store.folder("INBOX") as inbox:
+        for i in range(8):
+            date = datetime.datetime(2026, 1, 1, 12, i, tzinfo=zone)
+            uid = inbox.append_bytes(make_message(f"s{i}"), internaldate=date).uid
+            assert uid is not None
+            dated[uid] = date
+        core = inbox._core  # type: ignore[attr-defined]
+        with core.uidlist.lock(), core.mutex:
+            core.state.compact()
+    with MaildirStore(root, fsync=False) as store, store.folder("INBOX") as inbox:
+        check_dates(inbox, dated)  # new/ moved to cur/
+    time.sleep(0.1)
+    with MaildirStore(root, fsync=False) as store, store.folder("INBOX") as inbox:
+        check_dates(inbox, dated)  # parsed; writes the snapshot
+    time.sleep(0.1)
+    assert (root / "mailagents-snapshot").exists()
+    with MaildirStore(root, fsync=False) as store, store.folder("INBOX") as inbox:
+        assert inbox._core.state.lazy_rows() is not None  # type: ignore[attr-defined]
+        check_dates(inbox, dated)  # from the snapshot
