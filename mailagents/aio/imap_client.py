@@ -120,9 +120,13 @@ def _command_from_text(tag: str, text: str) -> c.Command:
     allows."""
     frame = Frame(lines=(f"{tag} {text}".encode("utf-8", "surrogateescape"),))
     try:
-        return parse_command(frame, utf8=True)
+        command = parse_command(frame, utf8=True)
     except Exception as exc:
         raise ValueError(f"not an IMAP command: {text!r} ({exc})") from exc
+    if isinstance(command, c.UnknownCommand):
+        # Its arguments would be lost: only the name of an unknown command is kept.
+        raise ValueError(f"not a command this library knows: {text!r}")
+    return command
 
 
 class IMAPClient:
@@ -262,7 +266,7 @@ class IMAPClient:
                 )
             core = self._core
             if core.capabilities is None:
-                await self._run(c.Capability(tag=core.new_tag()))
+                await self._run_locked(c.Capability(tag=core.new_tag()))
             if (
                 starttls is False
                 or core.tls_active
@@ -273,7 +277,7 @@ class IMAPClient:
                 if starttls:
                     raise IMAPTLSError("the server does not offer STARTTLS")
                 return
-            done = await self._run(c.StartTLS(tag=core.new_tag()), check=False)
+            done = await self._run_locked(c.StartTLS(tag=core.new_tag()), check=False)
             if not done.ok:
                 if starttls:
                     raise IMAPTLSError(f"STARTTLS refused: {done.response.text}", done.response)
@@ -288,7 +292,7 @@ class IMAPClient:
                 errors=ERRORS,
             )
             core.tls_started()
-            await self._run(c.Capability(tag=core.new_tag()))  # RFC 9051 §6.2.1
+            await self._run_locked(c.Capability(tag=core.new_tag()))  # RFC 9051 §6.2.1
 
     # --- state --------------------------------------------------------------------------
 
