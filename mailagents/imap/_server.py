@@ -59,10 +59,15 @@ from mailagents.imap._framing import (
     LiteralStart,
     RawLine,
 )
-from mailagents.imap._grammar import GrammarError, Reader
 from mailagents.imap._selected import SelectedMailbox
 from mailagents.imap._server_auth import Authorization
-from mailagents.imap._server_core import ServerEvent, status_line, verb_of
+from mailagents.imap._server_core import (
+    ServerEvent,
+    append_mailbox,
+    status_line,
+    verb_of,
+    view_response,
+)
 from mailagents.imap._state import State, valid_in
 
 __all__ = ["Decision", "ServerConnection"]
@@ -82,25 +87,14 @@ Decision: TypeAlias = (
 """What :meth:`ServerConnection.send` takes."""
 
 _IDLING = frozenset({State.IDLE_AUTHENTICATED, State.IDLE_SELECTED})
+# Where an untagged response may go out while no command awaits an answer (§5.3).
+_UNSOLICITED = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED, *_IDLING})
 # RFC 9051 §6.4.1/§6.4.2: CLOSE and UNSELECT send no EXPUNGE; LOGOUT ends everything.
 _NO_UPDATES = frozenset({"CLOSE", "UNSELECT", "LOGOUT"})
 _ERROR_ANSWERS = {
     FrameErrorKind.LITERAL_TOO_BIG: ("NO", "TOOBIG"),  # RFC 7888 §4, RFC 5530 §3
     FrameErrorKind.NON_SYNC_TOO_BIG: ("BAD", "TOOBIG"),  # RFC 7888 LITERAL-, RFC 9051 §4.3
 }
-
-
-def _append_mailbox(head: Frame, utf8: bool) -> str | None:
-    """The mailbox of an APPEND whose first message literal begins."""
-    try:
-        r = Reader(head, utf8=utf8)
-        r.tag()
-        r.sp()
-        r.expect(b"APPEND")
-        r.sp()
-        return r.mailbox()
-    except GrammarError:
-        return None
 
 
 class ServerConnection(Authorization):
@@ -201,18 +195,34 @@ class ServerConnection(Authorization):
             self._answer_credentials(decision)
         elif isinstance(self._pending, AppendRequested):
             self._answer_append(self._pending, decision)
+        elif (
+            isinstance(decision, Untagged)
+            and self._streaming is None
+            and (self._pending is not None or self._state in _UNSOLICITED)
+        ):
+            self._untagged(decision.frame)
         elif self._pending is None:
             raise LocalProtocolError(f"{type(decision).__name__} with no command pending")
         elif isinstance(decision, LiteralData):
             self._literal_data(decision.data)
         elif self._streaming is not None:
             raise LocalProtocolError("the Streamed literal being sent is not complete")
-        elif isinstance(decision, Untagged):
-            self._write_frame(decision.frame)
         elif isinstance(decision, Complete):
             self._complete(decision)
         else:
             raise LocalProtocolError("answer CommandReceived with Untagged and Complete")
+
+    def _untagged(self, frame: Frame) -> None:
+        """An untagged response of the application's: for the command in progress, or
+        unsolicited (RFC 9051 §5.3: any but EXPUNGE while no command is in progress).
+        While a mailbox is selected, its EXISTS, EXPUNGE and VANISHED go through the
+        view (``mailbox``), which alone keeps the numbers right."""
+        name = view_response(frame)
+        if self._mailbox is not None and name is not None:
+            raise LocalProtocolError(
+                f"{name} of the selected mailbox: tell the SelectedMailbox view and call refresh()"
+            )
+        self._write_frame(frame)
 
     def refresh(self) -> None:
         """Send the selected mailbox's changes that may go out now (RFC 9051 §7.5.1):
@@ -248,7 +258,7 @@ class ServerConnection(Authorization):
             self._frame(event.frame)
         elif isinstance(event, ContinuationNeeded):
             if event.message and self.config.confirm_append and event.head is not None:
-                mailbox = _append_mailbox(event.head, self._utf8)
+                mailbox = append_mailbox(event.head, self._utf8)
                 self._emit(
                     AppendRequested(
                         tag=event.tag,
@@ -262,7 +272,7 @@ class ServerConnection(Authorization):
             self._line(b"+ Ready for literal data\r\n")
             self._reader.go_ahead()
         elif isinstance(event, LiteralStart):
-            mailbox = _append_mailbox(event.head, self._utf8)
+            mailbox = append_mailbox(event.head, self._utf8)
             self._events.append(
                 AppendStart(
                     tag=event.tag,

@@ -31,11 +31,12 @@ from mailagents.imap._events import (
 )
 from mailagents.imap._frame import Frame, Streamed
 from mailagents.imap._framing_server import CommandReader
+from mailagents.imap._grammar import GrammarError, Reader
 from mailagents.imap._selected import Exists, Expunge, SelectedMailbox, Update, Vanished
 from mailagents.imap._state import INITIAL, TRANSITIONS, State
 from mailagents.sasl._exchange import ServerExchange
 
-__all__ = ["ServerCore", "ServerEvent", "verb_of"]
+__all__ = ["ServerCore", "ServerEvent", "append_mailbox", "verb_of", "view_response"]
 
 ServerEvent: TypeAlias = (
     CommandReceived
@@ -78,6 +79,32 @@ def status_line(tag: str | None, status: str, text: str, code: str | None = None
         line += f"[{code}] "
     line += text or status.lower()
     return line.encode("utf-8", "surrogateescape") + b"\r\n"
+
+
+def append_mailbox(head: Frame, utf8: bool) -> str | None:
+    """The mailbox of an APPEND whose first message literal begins."""
+    try:
+        r = Reader(head, utf8=utf8)
+        r.tag()
+        r.sp()
+        r.expect(b"APPEND")
+        r.sp()
+        return r.mailbox()
+    except GrammarError:
+        return None
+
+
+def view_response(frame: Frame) -> str | None:
+    """``EXISTS``, ``EXPUNGE`` or ``VANISHED`` (not ``(EARLIER)``) when ``frame`` is one
+    of the responses only the selected-mailbox view may send, else ``None``."""
+    first = frame.lines[0]
+    words = first.split(b" ", 3)
+    name = (words[2] if len(words) > 2 and words[1].isdigit() else words[1]).upper()
+    if name in (b"EXISTS", b"EXPUNGE"):
+        return name.decode("ascii")
+    if name == b"VANISHED" and not first.upper().startswith(b"* VANISHED (EARLIER)"):
+        return "VANISHED"
+    return None
 
 
 def update_line(update: Update) -> bytes:

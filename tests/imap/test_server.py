@@ -747,3 +747,24 @@ def test_confirm_append_refuses_before_the_octets() -> None:
     result = run(server, b"hi\r\n")
     assert result.lines == [b"r OK APPEND completed"]
     assert isinstance(result.events[0], AppendStart)
+
+
+def test_unsolicited_untagged_and_the_view_guard() -> None:
+    server = new()
+    alert = Untagged(frame=Frame(lines=(b"* OK [ALERT] maintenance at noon",)))
+    server.send(alert)  # RFC 9051 §5.3: allowed while no command is in progress
+    assert server.data_to_send() == b"* OK [ALERT] maintenance at noon\r\n"
+    run(server, SELECT)
+    for line in (b"* 9 EXISTS", b"* 1 EXPUNGE", b"* VANISHED 1:3"):
+        with pytest.raises(LocalProtocolError):
+            server.send(Untagged(frame=Frame(lines=(line,))))
+    server.send(Untagged(frame=Frame(lines=(b"* VANISHED (EARLIER) 1:3",))))
+    server.send(Untagged(frame=Frame(lines=(b"* 1 FETCH (FLAGS ())",))))
+    assert server.data_to_send() == b"* VANISHED (EARLIER) 1:3\r\n* 1 FETCH (FLAGS ())\r\n"
+    run(server, b"i IDLE\r\n")
+    server.send(alert)
+    assert server.data_to_send() == b"* OK [ALERT] maintenance at noon\r\n"
+    run(server, b"DONE\r\no LOGOUT\r\n")
+    assert server.state is State.LOGOUT
+    with pytest.raises(LocalProtocolError):
+        server.send(alert)
