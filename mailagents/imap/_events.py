@@ -54,7 +54,12 @@ class CommandReceived:
     """*Decision.* A valid command for the application to carry out: answer with
     :class:`Untagged` responses, then :class:`Complete`. The core handles the session
     commands itself (CAPABILITY, NOOP, CHECK, LOGOUT, ID, STARTTLS, LOGIN,
-    AUTHENTICATE, ENABLE, IDLE, COMPRESS); everything else arrives here."""
+    AUTHENTICATE, ENABLE, IDLE, COMPRESS); everything else arrives here.
+
+    What a command changes in the selected mailbox (messages an EXPUNGE or MOVE
+    removed, an APPEND or COPY into it) is told to the view (``ServerConnection.mailbox``),
+    not sent as responses: the core sends the EXISTS, EXPUNGE or VANISHED before the
+    tagged response where RFC 9051 §7.5.1 allows them."""
 
     command: Command
 
