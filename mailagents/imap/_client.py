@@ -521,7 +521,7 @@ class ClientConnection:
         self._phase = "ready"
 
     def _continuation(self, frame: Frame) -> None:
-        if len(frame.lines) > 1:
+        if len(frame.lines) > 1:  # pragma: no cover - the reader never makes one
             raise RemoteProtocolError("a continuation request announces no literal")
         sender = self._sender
         if sender.waiting is not None:
@@ -532,8 +532,6 @@ class ClientConnection:
                 self._challenge(pending, frame.lines[0])
                 return
             if isinstance(pending.command, c.Idle) and not pending.idle_started:
-                if sender.pending(pending.tag):
-                    break
                 pending.idle_started = True
                 if pending.done_sent:
                     self._out += b"DONE\r\n"
@@ -553,15 +551,13 @@ class ClientConnection:
 
     def _tagged(self, frame: Frame) -> None:
         response = self._parse(frame)
-        if not is_status(response):
+        # The parser reads a tagged line as a status response, OK, NO or BAD only.
+        if not is_status(response) or response.tag is None:  # pragma: no cover
             raise RemoteProtocolError("a tagged response must be OK, NO or BAD")
-        assert isinstance(response, StatusResponse)
         tag = response.tag
-        pending = self._pending.get(tag or "")
-        if tag is None or pending is None:
-            raise RemoteProtocolError(f"a tagged response for tag {tag!r}, not a pending command")
-        if response.status not in ("OK", "NO", "BAD"):
-            raise RemoteProtocolError(f"a tagged {response.status} (RFC 9051 §7.1)")
+        pending = self._pending.get(tag)
+        if pending is None or self._sender.unsent(tag):
+            raise RemoteProtocolError(f"a tagged response for tag {tag!r}, not a command sent")
         del self._pending[tag]
         self._sender.finished(tag)
         self._completed(pending, response)

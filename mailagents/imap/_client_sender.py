@@ -100,6 +100,11 @@ class Sender:
         """Whether part of the command tagged ``tag`` is not yet on the wire."""
         return any(item.tag == tag for item in self._queue)
 
+    def unsent(self, tag: str) -> bool:
+        """Whether nothing of the command tagged ``tag`` is on the wire yet (it waits
+        behind a command held at a literal)."""
+        return any(item.tag == tag and item.line == 0 for item in self._queue)
+
     def add(self, tag: str, frame: Frame) -> None:
         """Queue a command's frame and write what may go now."""
         for line in frame.lines[:-1]:

@@ -666,3 +666,144 @@ def test_the_public_module() -> None:
 
     assert client.ClientConnection is ClientConnection
     assert set(client.__all__) <= set(dir(client))
+
+
+# --- more of the session's bookkeeping --------------------------------------------------
+
+
+def test_a_tagged_answer_to_a_command_not_yet_sent_is_a_protocol_error() -> None:
+    conn = greeted()
+    conn.login("joe", "a\nb")
+    conn.noop()  # held behind LOGIN's literal: never sent
+    conn.receive_data(b"A0002 OK what\r\n")
+    with pytest.raises(RemoteProtocolError, match="A0002"):
+        conn.next_event()
+
+
+def test_enable_turns_on_utf8_mailbox_names() -> None:
+    conn = greeted(b"* PREAUTH [CAPABILITY IMAP4rev1 ENABLE UTF8=ACCEPT] hi\r\n")
+    assert not conn.utf8
+    conn.send(c.Enable(tag=conn.new_tag(), capabilities=("UTF8=ACCEPT",)))
+    done = only_completed(feed(conn, b"* ENABLED UTF8=ACCEPT\r\nA0001 OK\r\n", bytewise=False))
+    assert len(done.data) == 1
+    assert conn.enabled == {"UTF8=ACCEPT"} and conn.utf8
+    conn.data_to_send()
+    conn.send(c.Select(tag=conn.new_tag(), mailbox="Entwürfe"))
+    assert conn.data_to_send() == 'A0002 SELECT "Entwürfe"\r\n'.encode()
+    events = feed(conn, '* LIST () "/" "Entwürfe"\r\nA0002 OK done\r\n'.encode(), bytewise=False)
+    assert only_completed(events).data[0].mailbox == "Entwürfe"  # type: ignore[union-attr]
+
+
+def test_without_utf8_mailbox_names_are_modified_utf7() -> None:
+    conn = greeted(b"* PREAUTH hi\r\n")
+    conn.send(c.Select(tag=conn.new_tag(), mailbox="Entwürfe"))
+    assert conn.data_to_send() == b"A0001 SELECT Entw&APw-rfe\r\n"
+
+
+def test_close_and_unselect_leave_the_mailbox() -> None:
+    for command in (c.Close, c.Unselect):
+        conn = greeted(b"* PREAUTH hi\r\n")
+        conn.send(c.Select(tag=conn.new_tag(), mailbox="INBOX"))
+        feed(conn, b"A0001 OK done\r\n", bytewise=False)
+        assert conn.state is ClientState.SELECTED
+        conn.send(command(tag=conn.new_tag()))
+        feed(conn, b"A0002 OK done\r\n", bytewise=False)
+        assert conn.state is ClientState.AUTHENTICATED and conn.selected is None
+
+
+def test_a_capability_code_on_any_answer_updates_them() -> None:
+    conn = greeted()
+    conn.noop()
+    feed(conn, b"A0001 OK [CAPABILITY IMAP4rev1 MOVE] done\r\n", bytewise=False)
+    assert conn.capabilities == {"IMAP4REV1", "MOVE"}
+    conn.login("joe", "pw")
+    feed(conn, b"A0002 NO [CAPABILITY IMAP4rev1 X] no\r\n", bytewise=False)
+    assert conn.capabilities == {"IMAP4REV1", "X"}
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [
+        (
+            c.Fetch(tag="T", uid=True, sequence_set=SequenceSet.parse("1"), items="FAST"),
+            "UID FETCH",
+        ),
+        (c.Expunge(tag="T", uid=True, sequence_set=SequenceSet.parse("1:3")), "UID EXPUNGE"),
+        (c.Expunge(tag="T"), "EXPUNGE"),
+        (c.Move(tag="T", sequence_set=SequenceSet.parse("1"), mailbox="x"), "MOVE"),
+    ],
+)
+def test_command_names(command: c.Command, name: str) -> None:
+    conn = greeted(b"* PREAUTH hi\r\n")
+    conn.send(command)
+    conn.receive_data(b"T OK\r\n")
+    done = only_completed(list(conn.events()))
+    assert done.command == name
+
+
+def test_a_server_with_endless_challenges_is_cut_off() -> None:
+    conn = greeted()
+    conn.authenticate(sasl.PlainClient("joe", "pw"), initial=False)
+    conn.receive_data(b"+ \r\n" * 40)
+    with pytest.raises(RemoteProtocolError, match="challenges"):
+        list(conn.events())
+
+
+def test_send_literal_data_misuse() -> None:
+    conn = greeted(b"* PREAUTH hi\r\n")
+    with pytest.raises(LocalProtocolError):
+        conn.send_literal_data(b"x")
+    conn = greeted()
+    conn.starttls()
+    feed(conn, b"A0001 OK go\r\n", bytewise=False)
+    with pytest.raises(LocalProtocolError):
+        conn.send_literal_data(b"x")
+
+
+_SCRIPT_COMMANDS = b"A0001 LOGIN joe {3}\r\n"
+_SCRIPT = (
+    b"+ go\r\n"
+    b"* CAPABILITY IMAP4rev1 IDLE\r\n"
+    b"A0001 OK [CAPABILITY IMAP4rev1 IDLE UIDPLUS] in\r\n"
+    b"* 2 EXISTS\r\n"
+    b"* 1 FETCH (UID 3 BODY[] {12}\r\nHello\r\nWorld FLAGS (\\Seen))\r\n"
+    b"* OK [ALERT] maintenance tonight\r\n"
+    b"A0002 OK [COPYUID 1 1:4294967295 1:4294967295] done\r\n"
+    b"* BYE bye\r\nA0003 OK out\r\n"
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(_SCRIPT)), max_size=25), st.booleans())
+def test_any_fragmentation_gives_the_same_events(cuts: list[int], small: bool) -> None:
+    """The same script cut anywhere (the byte-at-a-time case among them) gives the same
+    events and the same bytes written."""
+
+    def play(pieces: list[bytes]) -> tuple[list[ClientEvent], bytes]:
+        conn = greeted(inline_max=4 if small else 65_536)
+        conn.login("joe", "a\nb")
+        conn.noop()
+        conn.logout()
+        written = conn.data_to_send()
+        events: list[ClientEvent] = []
+        for piece in pieces:
+            conn.receive_data(piece)
+            for event in conn.events():
+                if (
+                    isinstance(event, LiteralData)
+                    and events
+                    and isinstance(events[-1], LiteralData)
+                ):
+                    events[-1] = LiteralData(index=event.index, data=events[-1].data + event.data)
+                else:
+                    events.append(event)
+            written += conn.data_to_send()
+        return events, written
+
+    points = sorted(set(cuts))
+    pieces = [_SCRIPT[a:b] for a, b in zip([0, *points], [*points, len(_SCRIPT)], strict=True)]
+    whole = play([_SCRIPT])
+    assert play([p for p in pieces if p]) == whole
+    events, written = whole
+    assert written.startswith(_SCRIPT_COMMANDS)
+    assert isinstance(events[-1], ConnectionClosed)
