@@ -158,3 +158,44 @@ def test_compress_deflate(dovecot: Dovecot) -> None:
             assert sink.getvalue() == BIG
 
     run(main())
+
+
+def test_qresync_examine_uid_expunge_and_streamed_append(dovecot: Dovecot) -> None:
+    from mailagents.imap._commands import QResync
+    from mailagents.imap._seqset import SequenceSet
+
+    async def main() -> None:
+        async with connect(dovecot) as client:  # type: ignore[attr-defined]
+            await client.login(dovecot.user, dovecot.password, allow_plaintext=True)
+            assert client.has("QRESYNC") and client.has("UIDPLUS"), client.capabilities
+            await client.enable("QRESYNC")
+            first = await client.select("INBOX")
+            assert first.uidvalidity is not None and first.highestmodseq is not None
+            uids = [f.uid for f in await client.fetch("1:*", "(UID)")]
+            assert len(uids) == len(MESSAGES)
+            await client.store(uids[0], ["\\Answered"], uid=True)
+            await client.store(uids[1], ["\\Deleted"], uid=True, silent=True)
+            expunged = await client.expunge(uids=[uids[1]])
+            # With QRESYNC enabled, expunges are reported as VANISHED (RFC 7162 §3.2.10).
+            assert expunged and all(hasattr(r, "uids") for r in expunged), expunged
+            await client.unselect()
+            again = await client.examine(
+                "INBOX",
+                qresync=QResync(
+                    uidvalidity=first.uidvalidity,
+                    modseq=first.highestmodseq,
+                    known_uids=SequenceSet.from_numbers(uids),
+                ),
+            )
+            assert again.read_only
+            vanished = {n for s in again.vanished for n in s.iter_numbers(max(uids))}
+            assert vanished == {uids[1]}, again
+            changed = {f.uid: f.flags for f in again.fetched}
+            assert "\\Answered" in (changed.get(uids[0]) or ()), again.fetched
+            # A message from a file: streamed (LITERAL+ from Dovecot), never read whole.
+            code = await client.append("INBOX", io.BytesIO(BIG), flags=["\\Seen"])
+            assert code is not None
+            status = await client.status("INBOX", ["MESSAGES", "HIGHESTMODSEQ"])
+            assert status.messages == len(MESSAGES) and status.highestmodseq
+
+    run(main())
