@@ -485,3 +485,94 @@ def test_execute_takes_command_text() -> None:
                 await client.execute("NOT A COMMAND (")
 
     run(main())
+
+
+def test_compress_deflate_both_ways() -> None:
+    from mailagents.aio._codec import DeflateCodec
+
+    async def script(peer: Peer) -> None:
+        await peer.send(b"* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n")
+        tag = await peer.expect(b"COMPRESS DEFLATE")
+        codec = DeflateCodec()
+        # The OK in the clear, and compressed data right behind it in the same write.
+        await peer.send(tag.encode() + b" OK compressing\r\n" + codec.encode(b"* 7 EXISTS\r\n"))
+        data = b""
+        while b"\r\n" not in data:
+            codec.feed(await peer.reader.read(4096))
+            data += codec.read(65536)
+        tag, _, rest = data.partition(b" ")
+        assert rest == b"NOOP\r\n", data
+        await peer.send(codec.encode(tag + b" OK " + b"z" * 60_000 + b"\r\n"))
+        await peer.reader.read()
+
+    async def main() -> None:
+        updates: list[object] = []
+        async with server(script) as (port, _):
+            client = await connect(port, on_update=updates.append)
+            await client.compress()
+            done = await client.noop()
+            assert done.response.text == "z" * 60_000
+            assert updates == [ExistsData(count=7)]
+            assert client.core.compressed
+            await client.close()
+
+    run(main())
+
+
+def test_a_corrupt_compressed_stream_is_a_protocol_error() -> None:
+    async def script(peer: Peer) -> None:
+        await peer.send(b"* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n")
+        tag = await peer.expect(b"COMPRESS DEFLATE")
+        await peer.send(tag.encode() + b" OK compressing\r\n\xff\xff\xff\xff garbage")
+        await peer.reader.read()
+
+    async def main() -> None:
+        async with server(script) as (port, _):
+            client = await connect(port)
+            await client.compress()
+            with pytest.raises(IMAPProtocolError, match="compressed"):
+                await client.noop()
+            assert client.closed
+
+    run(main())
+
+
+def test_an_endless_line_is_cut_off() -> None:
+    async def script(peer: Peer) -> None:
+        await logged_in(peer)
+        await peer.expect(b"NOOP")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(200):
+                await peer.send(b"x" * 65536)
+
+    async def main() -> None:
+        async with server(script) as (port, _):
+            client = await connect(port)
+            await client.login("joe", "secret", mechanism="LOGIN", allow_plaintext=True)
+            with pytest.raises(IMAPProtocolError, match="line"):
+                await client.noop()
+
+    run(main())
+
+
+def test_a_sink_that_fails_closes_the_connection() -> None:
+    async def script(peer: Peer) -> None:
+        await logged_in(peer)
+        await peer.answer(
+            b"FETCH 1 (BODY.PEEK[])",
+            b"* 1 FETCH (BODY[] {2000000}\r\n" + b"x" * 2_000_000 + b")\r\n%s OK\r\n",
+        )
+        await peer.reader.read()
+
+    def sink(data: bytes) -> None:
+        raise OSError("disk full")
+
+    async def main() -> None:
+        async with server(script) as (port, _):
+            client = await connect(port)
+            await client.login("joe", "secret", mechanism="LOGIN", allow_plaintext=True)
+            with pytest.raises(OSError, match="disk full"):
+                await client.fetch_message(1, sink)
+            assert client.closed
+
+    run(main())
