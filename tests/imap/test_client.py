@@ -807,3 +807,45 @@ def test_any_fragmentation_gives_the_same_events(cuts: list[int], small: bool) -
     events, written = whole
     assert written.startswith(_SCRIPT_COMMANDS)
     assert isinstance(events[-1], ConnectionClosed)
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+@pytest.mark.parametrize("forged", [False, True], ids=["genuine", "forged"])
+def test_authenticate_scram_against_a_real_server_exchange(bytewise: bool, forged: bool) -> None:
+    """SCRAM-SHA-256 with SASL-IR against the library's own server mechanism; the
+    server's final data comes as one more challenge, answered by an empty line
+    (RFC 9051 §6.2.2), and its signature is checked on the tagged OK."""
+    from mailagents.sasl._exchange import ServerExchange
+
+    secrets = sasl.scram_secrets("pw", salt=b"imap-client-salt", iterations=4096)
+    server = ServerExchange(sasl.ScramSha256Server())
+    conn = greeted(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=SCRAM-SHA-256] hi\r\n")
+    conn.authenticate(sasl.ScramSha256Client("joe", "pw"))
+    line = conn.data_to_send()
+    assert line.startswith(b"A0001 AUTHENTICATE SCRAM-SHA-256 ") and line.endswith(b"\r\n")
+    step = server.start(server.decode_initial(line.split(b" ")[3].strip().decode()))
+    while True:
+        if isinstance(step, sasl.NeedCredentials):
+            step = server.provide(secrets)
+            continue
+        if isinstance(step, sasl.Challenge):
+            data = step.data
+            if forged and data.startswith(b"v="):
+                data = b"v=" + base64.b64encode(b"\x00" * 32)
+            assert feed(conn, b"+ " + base64.b64encode(data) + b"\r\n", bytewise=bytewise) == []
+            answer = conn.data_to_send()
+            assert answer.endswith(b"\r\n")
+            step = server.receive_line(answer[:-2].decode())
+            continue
+        break
+    if forged:
+        # The client refused the forged signature with "*" (the server cancels).
+        assert not isinstance(step, sasl.Success)
+        done = only_completed(feed(conn, b"A0001 BAD cancelled\r\n", bytewise=bytewise))
+        assert not done.ok and done.error
+        assert conn.state is ClientState.NOT_AUTHENTICATED
+    else:
+        assert isinstance(step, sasl.Success)
+        done = only_completed(feed(conn, b"A0001 OK done\r\n", bytewise=bytewise))
+        assert done.ok and done.error is None
+        assert conn.state is ClientState.AUTHENTICATED
