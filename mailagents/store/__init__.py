@@ -27,7 +27,9 @@ from mailagents.store._model import (
     MessageNotFoundError,
     Store,
     StoreError,
+    apply_flags,
     check_keyword,
+    same_flags,
 )
 from mailagents.store._resolver import MailboxFormat, StoreResolver, safe_name
 from mailagents.store._session_lock import MailboxInUseError, SessionLock
@@ -65,6 +67,8 @@ __all__ = [
     "Store",
     "StoreResolver",
     "StoreError",
+    "apply_flags",
     "check_keyword",
     "safe_name",
+    "same_flags",
 ]

@@ -21,7 +21,7 @@ from mailagents.store._maildir_names import (
     split_flags,
     split_name,
 )
-from mailagents.store._model import FlagMode, MessageInfo
+from mailagents.store._model import FlagMode, MessageInfo, apply_flags, same_flags
 
 if TYPE_CHECKING:
     from mailagents.store._maildir_sync import _Core
@@ -71,16 +71,6 @@ def _new_info(
     return info
 
 
-def _apply_mode(old: frozenset[str], flags: frozenset[str], mode: FlagMode) -> frozenset[str]:
-    lowered = {f.lower() for f in flags}
-    if mode == "set":
-        return flags
-    if mode == "add":
-        return old | frozenset(f for f in flags if f.lower() not in {o.lower() for o in old})
-    return frozenset(f for f in old if f.lower() not in lowered)
-
-
-
 def change_flags(
     core: _Core,
     uids: Collection[int],
@@ -116,8 +106,8 @@ def change_flags(
                 for _ in range(_RENAME_RETRIES):
                     base, info = split_name(name)
                     old = parse_info(info, names) | entry.extra
-                    new = _apply_mode(old, wanted, mode)
-                    if {f.lower() for f in new} == {f.lower() for f in old}:
+                    new = apply_flags(old, wanted, mode)
+                    if same_flags(new, old):
                         if info != entry.info:
                             # Changed by another program since the sync: record it.
                             if not modseq:

@@ -48,7 +48,9 @@ __all__ = [
     "MessageNotFoundError",
     "Store",
     "StoreError",
+    "apply_flags",
     "check_keyword",
+    "same_flags",
 ]
 
 _P = ParamSpec("_P")
@@ -81,6 +83,32 @@ def check_keyword(flag: str) -> str:
     if not flag.isascii() or not _ATOM.fullmatch(flag) or len(flag) > 255:
         raise ValueError(f"not a valid keyword: {flag!r}")
     return flag
+
+
+def apply_flags(old: frozenset[str], wanted: frozenset[str], mode: FlagMode) -> frozenset[str]:
+    """The flags of a message after STORE: ``old`` changed by ``wanted`` (checked by
+    :func:`check_keyword`) in ``mode``, the rule every store follows. Flags compare
+    without regard to case (RFC 9051 §9: alphabetic characters of the grammar are
+    case-insensitive, and keywords are atoms; system flags are canonical already), and
+    a keyword a message has keeps the spelling it has: adding ``work`` to a message
+    with ``Work`` changes nothing, and neither does setting it."""
+    have = {f.lower(): f for f in old}
+    if mode == "add":
+        return old | frozenset(f for f in wanted if f.lower() not in have)
+    if mode == "remove":
+        gone = {f.lower() for f in wanted}
+        return frozenset(f for f in old if f.lower() not in gone)
+    if mode == "set":
+        result: dict[str, str] = {}
+        for f in wanted:
+            result.setdefault(f.lower(), have.get(f.lower(), f))
+        return frozenset(result.values())
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+def same_flags(a: Collection[str], b: Collection[str]) -> bool:
+    """Whether two flag sets are the same under :func:`apply_flags`'s rule."""
+    return {f.lower() for f in a} == {f.lower() for f in b}
 
 
 class StoreError(Exception):
@@ -317,9 +345,11 @@ class Folder(abc.ABC):
         *,
         unchanged_since: int | None = None,
     ) -> tuple[list[MessageInfo], list[int]]:
-        """Change flags (IMAP STORE). Returns the messages as changed, and the UIDs not
-        changed because their MODSEQ is above ``unchanged_since`` (RFC 7162 §3.1.3).
-        UIDs that do not exist are ignored. Each changed message gets a new MODSEQ."""
+        """Change flags (IMAP STORE) by the rule of :func:`apply_flags` (no regard to
+        case, a keyword keeps the spelling it has). Returns the messages whose flags
+        changed, as changed (not those already as asked), and the UIDs not changed
+        because their MODSEQ is above ``unchanged_since`` (RFC 7162 §3.1.3). UIDs that
+        do not exist are ignored. Each changed message gets a new MODSEQ."""
 
     @abc.abstractmethod
     def copy(self, uids: Collection[int], target: Folder) -> CopyResult:

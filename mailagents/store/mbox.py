@@ -99,7 +99,9 @@ from mailagents.store._model import (
     MessageNotFoundError,
     Store,
     StoreError,
+    apply_flags,
     check_keyword,
+    same_flags,
 )
 from mailagents.store._ranged import check_range, skip, windowed
 
@@ -319,8 +321,10 @@ class MboxFolder(Folder):
         *,
         unchanged_since: int | None = None,
     ) -> tuple[list[MessageInfo], list[int]]:
-        """Change flags: one fsynced index record per message; the mbox itself is not
-        rewritten (the headers follow at the next rewrite, see the module docs)."""
+        """Change flags (the rule of :func:`mailagents.store.apply_flags`; only the
+        messages whose flags changed are returned): one fsynced index record per
+        message; the mbox itself is not rewritten (the headers follow at the next
+        rewrite, see the module docs)."""
         wanted = frozenset(check_keyword(f) for f in flags)
         done: list[int] = []
         refused: list[int] = []
@@ -336,17 +340,11 @@ class MboxFolder(Folder):
                     refused.append(uid)
                     continue
                 old = e.info.flags
-                if mode == "set":
-                    new = wanted
-                elif mode == "add":
-                    new = old | wanted
-                elif mode == "remove":
-                    new = old - wanted
-                else:
-                    raise ValueError(f"unknown mode {mode!r}")
+                new = apply_flags(old, wanted, mode)
+                if same_flags(new, old):
+                    continue  # unchanged: not reported, no new MODSEQ
                 done.append(uid)
-                if new != old:
-                    lines.append(f"F {uid} {modseq}{''.join(' ' + f for f in sorted(new))}\n")
+                lines.append(f"F {uid} {modseq}{''.join(' ' + f for f in sorted(new))}\n")
             if lines:
                 append_records(state, self._index, lines, self._store.fsync)
             for uid in done:

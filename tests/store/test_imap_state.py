@@ -632,3 +632,68 @@ def test_maildir_time_zones_survive_the_snapshot_and_compaction(
     with MaildirStore(root, fsync=False) as store, store.folder("INBOX") as inbox:
         assert inbox._core.state.lazy_rows() is not None  # type: ignore[attr-defined]
         check_dates(inbox, dated)  # from the snapshot
+
+
+# --- the two stores agree ---------------------------------------------------------------
+
+# (flags before, mode, flags given, flags after); the same on every format.
+FLAG_CASES = [
+    ({"\\Seen"}, "add", ["\\SEEN"], {"\\Seen"}),
+    ({"\\Seen"}, "remove", ["\\seen"], set()),
+    (set(), "add", ["\\fLaGgEd", "\\deleted"], {"\\Flagged", "\\Deleted"}),
+    ({"Work"}, "add", ["work"], {"Work"}),
+    ({"Work"}, "add", ["WORK", "Home"], {"Work", "Home"}),
+    ({"Work", "Home"}, "remove", ["wOrK"], {"Home"}),
+    ({"Work"}, "set", ["work", "\\Seen"], {"Work", "\\Seen"}),
+    ({"$Forwarded"}, "remove", ["$forwarded"], set()),
+    ({"\\Answered", "Work"}, "set", [], set()),
+    ({"\\Draft"}, "set", ["\\draft"], {"\\Draft"}),
+]
+
+
+@pytest.mark.parametrize(("before", "mode", "given", "after"), FLAG_CASES)
+def test_flag_rules_are_the_same_on_both_formats(
+    store: Store, before: set[str], mode: str, given: list[str], after: set[str]
+) -> None:
+    with store.folder("INBOX") as inbox:
+        uid = inbox.append_bytes(make_message(), flags=before).uid
+        other = inbox.append_bytes(make_message("other"), flags=before).uid
+        assert uid is not None and other is not None
+        inbox.refresh()
+        highest = inbox.status().highestmodseq
+        changed, refused = inbox.set_flags([uid], given, mode)  # type: ignore[arg-type]
+        assert refused == []
+        assert inbox.info(uid).flags == after
+        assert inbox.info(other).flags == before
+        if {f.lower() for f in after} == {f.lower() for f in before}:
+            assert changed == []  # only messages that changed are returned
+            assert inbox.info(uid).modseq <= highest
+        else:
+            assert [m.uid for m in changed] == [uid]
+            assert changed[0].flags == after
+            assert changed[0].modseq > highest
+    store = reopen(store)
+    with store.folder("INBOX") as inbox:
+        assert inbox.info(uid).flags == after
+
+
+def test_set_flags_returns_only_the_changed_messages(store: Store) -> None:
+    with store.folder("INBOX") as inbox:
+        seen = inbox.append_bytes(make_message("a"), flags=[SEEN]).uid
+        unseen = inbox.append_bytes(make_message("b")).uid
+        inbox.refresh()
+        changed, _ = inbox.set_flags([seen, unseen, 12345], [SEEN], "add")
+        assert [m.uid for m in changed] == [unseen]
+        changed, _ = inbox.set_flags([seen, unseen], [SEEN], "add")
+        assert changed == []
+
+
+def test_renaming_a_folder_moves_its_subscriptions(store: Store) -> None:
+    store.create_folder("Projects/Alpha")
+    store.subscribe("Projects")
+    store.subscribe("Projects/Alpha")
+    store.subscribe("Elsewhere")
+    store.rename_folder("Projects", "Done")
+    assert sorted(store.subscriptions()) == ["Done", "Done/Alpha", "Elsewhere"]
+    store = reopen(store)
+    assert sorted(store.subscriptions()) == ["Done", "Done/Alpha", "Elsewhere"]
