@@ -73,9 +73,20 @@ from mailagents.imap._client_events import (
     Update,
 )
 from mailagents.imap._command_parser import parse_command
+from mailagents.imap._fetch_data import FetchData
 from mailagents.imap._frame import Frame, Streamed
-from mailagents.imap._responses import Response, StatusData, StatusResponse
-from mailagents.imap._search import SearchKey
+from mailagents.imap._response_codes import AppendUidCode, CopyUidCode
+from mailagents.imap._responses import (
+    ExpungeData,
+    IdData,
+    ListData,
+    NamespaceData,
+    Response,
+    StatusData,
+    StatusResponse,
+    VanishedData,
+)
+from mailagents.imap._search import FlagKey, SearchKey
 from mailagents.imap._seqset import SequenceSet
 
 __all__ = ["IMAPClient", "IMAPConnecting", "IMAPIdle", "MessageSink", "UpdateHandler"]
@@ -433,16 +444,16 @@ class IMAPClient:
         await self._run(c.Enable(tag=self._core.new_tag(), capabilities=caps))
         return self._core.enabled
 
-    async def id(self, parameters: dict[str, str | None] | None = None) -> Response | None:
+    async def id(self, parameters: dict[str, str | None] | None = None) -> IdData | None:
         """ID (RFC 2971): send ours (``None``: NIL), return the server's ID response."""
         params = None if parameters is None else tuple(parameters.items())
         done = await self._run(c.Id(tag=self._core.new_tag(), parameters=params))
-        return done.data[0] if done.data else None
+        return next((r for r in done.data if isinstance(r, IdData)), None)
 
-    async def namespace(self) -> Response | None:
+    async def namespace(self) -> NamespaceData | None:
         """NAMESPACE (RFC 2342, RFC 9051 §6.3.10): the server's NAMESPACE response."""
         done = await self._run(c.Namespace(tag=self._core.new_tag()))
-        return done.data[0] if done.data else None
+        return next((r for r in done.data if isinstance(r, NamespaceData)), None)
 
     async def select(
         self,
@@ -500,7 +511,7 @@ class IMAPClient:
         selection: Sequence[str] = (),
         return_options: Sequence[str] = (),
         status: Sequence[str] | None = None,
-    ) -> tuple[Response, ...]:
+    ) -> tuple[ListData | StatusData, ...]:
         """LIST (RFC 9051 §6.3.9, LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819): the
         ``LIST`` responses (and ``STATUS`` ones with ``status``), in order."""
         patterns = (pattern,) if isinstance(pattern, str) else tuple(pattern)
@@ -514,7 +525,7 @@ class IMAPClient:
                 status=None if status is None else tuple(s.upper() for s in status),
             )
         )
-        return done.data
+        return tuple(r for r in done.data if isinstance(r, ListData | StatusData))
 
     async def status(self, mailbox: str, items: Sequence[str]) -> StatusData:
         """STATUS (RFC 9051 §6.3.11): the server's STATUS response."""
@@ -535,7 +546,7 @@ class IMAPClient:
         uid: bool = False,
         changedsince: int | None = None,
         vanished: bool = False,
-    ) -> tuple[Response, ...]:
+    ) -> tuple[FetchData | VanishedData, ...]:
         """FETCH (``UID FETCH`` with ``uid``): the parsed FETCH responses, and with
         ``vanished`` the VANISHED (EARLIER) ones (RFC 7162 §3.2.6). ``items`` is
         written as in the command (``"(UID FLAGS BODY.PEEK[HEADER])"``, ``"FAST"``).
@@ -543,7 +554,7 @@ class IMAPClient:
         :meth:`fetch_message` for large bodies."""
         command = self._fetch_command(messages, items, uid, changedsince, vanished)
         done = await self._run(command)
-        return done.data
+        return tuple(r for r in done.data if isinstance(r, FetchData | VanishedData))
 
     def _fetch_command(
         self,
@@ -572,7 +583,7 @@ class IMAPClient:
         *,
         uid: bool = False,
         section: str = "BODY.PEEK[]",
-    ) -> tuple[Response, ...]:
+    ) -> tuple[FetchData, ...]:
         """FETCH one message's ``section`` (the whole message by default, without
         setting ``\\Seen``), streaming every literal too big to keep into ``sink`` as
         it arrives (a binary file, or a callable, plain or async, given each chunk);
@@ -592,7 +603,7 @@ class IMAPClient:
                 self._sink = None
         if not done.ok:
             raise IMAPCommandError(done.command, done.response)
-        return done.data
+        return tuple(r for r in done.data if isinstance(r, FetchData))
 
     async def search(
         self,
@@ -605,8 +616,6 @@ class IMAPClient:
         ``criteria`` (the keys of :mod:`mailagents.imap`'s search model; none: ALL).
         With ``return_options`` (``("MIN", "MAX", "COUNT")``) the server answers
         ESEARCH (RFC 4731). Numbers are kept as ranges, never expanded."""
-        from mailagents.imap._search import FlagKey
-
         keys = criteria or (FlagKey(name="ALL"),)
         done = await self._run(
             c.Search(
@@ -649,7 +658,7 @@ class IMAPClient:
 
     async def copy(
         self, messages: SequenceSet | str | int | Iterable[int], mailbox: str, *, uid: bool = False
-    ) -> object:
+    ) -> CopyUidCode | None:
         """COPY messages to ``mailbox``; returns the ``COPYUID`` code (RFC 4315,
         source and destination UIDs kept as ranges) or ``None``."""
         tag = self._core.new_tag()
@@ -660,7 +669,7 @@ class IMAPClient:
 
     async def move(
         self, messages: SequenceSet | str | int | Iterable[int], mailbox: str, *, uid: bool = False
-    ) -> object:
+    ) -> CopyUidCode | None:
         """MOVE messages to ``mailbox`` (RFC 6851); returns the ``COPYUID`` code (from
         the untagged OK or the tagged one) or ``None``. The EXPUNGE or VANISHED
         responses that follow are the mailbox's news (given to ``on_update``)."""
@@ -675,7 +684,7 @@ class IMAPClient:
 
     async def expunge(
         self, uids: SequenceSet | str | int | Iterable[int] | None = None
-    ) -> tuple[Response, ...]:
+    ) -> tuple[ExpungeData | VanishedData, ...]:
         """EXPUNGE, or UID EXPUNGE of ``uids`` (RFC 4315): the EXPUNGE (or VANISHED)
         responses, in order."""
         tag = self._core.new_tag()
@@ -684,7 +693,7 @@ class IMAPClient:
         else:
             command = c.Expunge(tag=tag, uid=True, sequence_set=_set(uids))
         done = await self._run(command)
-        return done.data
+        return tuple(r for r in done.data if isinstance(r, ExpungeData | VanishedData))
 
     async def append(
         self,
@@ -694,7 +703,7 @@ class IMAPClient:
         flags: Sequence[str] = (),
         internal_date: datetime.datetime | None = None,
         size: int | None = None,
-    ) -> object:
+    ) -> AppendUidCode | None:
         """APPEND a message; returns the ``APPENDUID`` code (RFC 4315) or ``None``.
 
         ``message`` is bytes, or a binary file streamed from its current position

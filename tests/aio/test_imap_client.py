@@ -500,9 +500,9 @@ def test_compress_deflate_both_ways() -> None:
         while b"\r\n" not in data:
             codec.feed(await peer.reader.read(4096))
             data += codec.read(65536)
-        tag, _, rest = data.partition(b" ")
+        noop, _, rest = data.partition(b" ")
         assert rest == b"NOOP\r\n", data
-        await peer.send(codec.encode(tag + b" OK " + b"z" * 60_000 + b"\r\n"))
+        await peer.send(codec.encode(noop + b" OK " + b"z" * 60_000 + b"\r\n"))
         await peer.reader.read()
 
     async def main() -> None:

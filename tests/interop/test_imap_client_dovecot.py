@@ -100,7 +100,7 @@ def test_login_and_mailbox_commands(dovecot: Dovecot) -> None:
             await client.fetch_message(3, sink)
             assert sink.getvalue() == BIG
             found = await client.search(TextKey(name="SUBJECT", value="second"))
-            assert list(found.numbers.iter_numbers(10)) == [2]  # type: ignore[union-attr]
+            assert list(found.numbers.iter_numbers(10)) == [2]
             if client.has("ESEARCH"):
                 counted = await client.search(FlagKey(name="ALL"), return_options=["COUNT"])
                 assert counted.count == len(MESSAGES)
