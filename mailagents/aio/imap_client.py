@@ -405,7 +405,9 @@ class IMAPClient:
                 if self._core.capabilities is None:
                     await self._run_locked(c.Capability(tag=self._core.new_tag()))
                 return done.response
-        if done.error is not None and done.response.status == "OK":
+        if done.error is not None:
+            # A forged SCRAM signature, a challenge that is not base64: the server may
+            # be an impostor, the session is not worth keeping.
             self._stream.abort()
             raise IMAPAuthenticationError(
                 f"the server did not prove itself: {done.error}", done.response, done.error
@@ -905,14 +907,12 @@ class IMAPClient:
             wire.receive_data(data)
 
     def _wait(self) -> _client.Wait:
+        """What the core waits for. IDLE's long wait for news is not here: it runs in
+        :meth:`_idle_event`; the ``+`` that starts it and the OK that ends it are
+        answers like any other."""
         step = self._core.awaiting or "COMMAND"
         streaming = self._sink is not None or self._core.literal_wanted is not None
-        if step == "IDLE":
-            seconds = self._timeouts.idle + self._timeouts.command
-        elif streaming:
-            seconds = self._timeouts.data
-        else:
-            seconds = self._timeouts.command
+        seconds = self._timeouts.data if streaming else self._timeouts.command
         return _client.Wait(key=step, step=step, seconds=seconds)
 
 

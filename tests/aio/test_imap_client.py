@@ -576,3 +576,25 @@ def test_a_sink_that_fails_closes_the_connection() -> None:
             assert client.closed
 
     run(main())
+
+
+def test_a_server_that_cannot_prove_itself_is_dropped() -> None:
+    async def script(peer: Peer) -> None:
+        await peer.send(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=SCRAM-SHA-256] hi\r\n")
+        line = await peer.line()
+        tag = line.split(b" ")[0]
+        assert line.split(b" ")[1:3] == [b"AUTHENTICATE", b"SCRAM-SHA-256"]
+        await peer.send(b"+ cj1ub3QtdGhlLXNhbWUtbm9uY2Uscz1jMkZzZEE9PSxpPTQwOTY=\r\n")
+        assert await peer.line() == b"*\r\n"
+        await peer.send(tag + b" BAD cancelled\r\n")
+        await peer.reader.read()
+
+    async def main() -> None:
+        async with server(script) as (port, _):
+            client = await connect(port)
+            with pytest.raises(IMAPAuthenticationError, match="prove") as info:
+                await client.login("joe", "secret")  # SCRAM: no password on the wire
+            assert info.value.error
+            assert client.closed
+
+    run(main())
