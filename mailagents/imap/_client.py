@@ -604,9 +604,10 @@ class ClientConnection:
         )
         if isinstance(command, c.StartTLS) and ok:
             if self._reader.buffered:
-                # RFC 9051 §6.2.1 and RFC 8314 §... the STARTTLS injection attack: bytes
-                # sent in the clear after the go-ahead would pass for TLS-protected
-                # responses. Nothing honest sends them.
+                # The STARTTLS response injection attack (CVE-2011-0411's class, RFC
+                # 9051 §6.2.1: TLS starts right after the OK's CRLF): bytes sent in the
+                # clear after the go-ahead would pass for TLS-protected responses.
+                # Nothing honest sends them.
                 raise RemoteProtocolError("data after STARTTLS's OK, before TLS: an injection")
             self._phase = "tls"
         elif isinstance(command, c.Compress) and ok:
@@ -617,12 +618,11 @@ class ClientConnection:
     def _untagged(self, frame: Frame) -> None:
         kind, correlator = _kind(frame)
         response = self._parse(frame)
-        if kind == "BYE":
-            assert isinstance(response, StatusResponse)
+        if isinstance(response, StatusResponse) and response.status == "BYE":
             self._bye = response
             self._logout = True
             for pending in self._pending.values():
-                if "BYE" in pending.kinds:
+                if isinstance(pending.command, c.Logout):
                     pending.data.append(response)
             self._emit(Bye(response=response))
             return
@@ -631,8 +631,7 @@ class ClientConnection:
             self._capabilities = caps
             if any(isinstance(p.command, c.Login | c.Authenticate) for p in self._pending.values()):
                 self._fresh_capabilities = caps
-        if kind == "ENABLED":
-            self._enabled = self._enabled | enabled_of(response)
+        self._enabled = self._enabled | enabled_of(response)
         target = self._owner(kind, correlator)
         if target is None:
             self._emit(Update(response=response))

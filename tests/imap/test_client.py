@@ -600,6 +600,13 @@ _PIECES = [
     b"\r\n",
     b"garbage",
     b"\x00\xff",
+    b"* 3 BYE x\r\n",
+    b"* 2 CAPABILITY X\r\n",
+    b"* 2 OK x\r\n",
+    b'* ESEARCH (TAG "A0001") COUNT 1\r\n',
+    b'* ESEARCH (TAG "nope") COUNT 1\r\n',
+    b"* ENABLED UTF8=ACCEPT\r\n",
+    b"* LIST () NIL INBOX\r\n",
 ]
 
 
