@@ -31,7 +31,7 @@ from mailagents.imap._frame import Frame
 from mailagents.imap._framing import FrameReceived, LiteralChunk, LiteralEnd, LiteralStart
 from mailagents.imap._framing_client import ResponseReader
 from mailagents.imap._response_parser import parse_response
-from mailagents.imap._responses import Response, StatusResponse
+from mailagents.imap._responses import ESearchData, Response, StatusResponse
 from mailagents.sasl._exchange import ClientExchange
 
 __all__ = ["ClientConnection", "ClientState"]
@@ -40,21 +40,14 @@ _TAG_PREFIX = re.compile(r'[^(){ \x00-\x1f\x7f%*"\\+\]\x80-\U0010ffff]{1,16}')
 _MAX_AUTH_ROUNDS = 32
 
 
-def _kind(frame: Frame) -> tuple[str, str | None]:
-    """The kind of an untagged response, read off its first line (``* 3 EXISTS`` is
-    ``EXISTS``, ``* OK [ALERT] ...`` is ``OK``), and the tag an ESEARCH correlates to
-    (RFC 4731 §3.1: ``* ESEARCH (TAG "A5") ...``)."""
+def _kind(frame: Frame) -> str:
+    """The kind of an untagged response, read off its first line: ``* 3 EXISTS`` is
+    ``EXISTS``, ``* OK [ALERT] ...`` is ``OK``."""
     words = frame.lines[0].split(b" ", 3)
     name = words[1] if len(words) > 1 else b""
     if name.isdigit() and len(words) > 2:
         name = words[2]
-    kind = name.upper().decode("ascii", "replace")
-    correlator = None
-    if kind == "ESEARCH" and len(words) > 2:
-        match = re.match(rb'\(TAG "([^"\\]*)"\)', b" ".join(words[2:]), re.IGNORECASE)
-        if match is not None:
-            correlator = match.group(1).decode("ascii", "replace")
-    return kind, correlator
+    return name.upper().decode("ascii", "replace")
 
 
 class ClientConnection:
@@ -616,8 +609,10 @@ class ClientConnection:
             self._close()
 
     def _untagged(self, frame: Frame) -> None:
-        kind, correlator = _kind(frame)
+        kind = _kind(frame)
         response = self._parse(frame)
+        # RFC 4731 §3.1: an ESEARCH names the command it answers, (TAG "A5").
+        correlator = response.tag if isinstance(response, ESearchData) else None
         if isinstance(response, StatusResponse) and response.status == "BYE":
             self._bye = response
             self._logout = True
