@@ -908,7 +908,7 @@ class IMAPClient:
 
     def _wait(self) -> _client.Wait:
         """What the core waits for. IDLE's long wait for news is not here: it runs in
-        :meth:`_idle_event`; the ``+`` that starts it and the OK that ends it are
+        ``_idle_event``; the ``+`` that starts it and the OK that ends it are
         answers like any other."""
         step = self._core.awaiting or "COMMAND"
         streaming = self._sink is not None or self._core.literal_wanted is not None
