@@ -38,12 +38,4 @@ def enabled_of(response: Response) -> frozenset[str]:
 def take_buffered(reader: ResponseReader) -> bytes:
     """The octets the reader holds and has not read (after COMPRESS's OK: the start of
     the compressed stream), taken out of it."""
-    take = getattr(reader, "take_buffered", None)
-    if callable(take):
-        data = take()
-        assert isinstance(data, bytes)
-        return data
-    buffer: bytearray = reader._buf.buffer
-    data = bytes(buffer)
-    buffer.clear()
-    return data
+    return reader.take_buffered()

@@ -131,6 +131,14 @@ class ResponseReader:
         """Octets received and not yet consumed."""
         return len(self._buf)
 
+    def take_buffered(self) -> bytes:
+        """Take out the octets received and not yet read, between two responses (after
+        COMPRESS's OK, RFC 4978 §3: the start of the compressed stream, which the
+        adapter decodes and feeds back)."""
+        data = bytes(self._buf.buffer)
+        self._buf.clear()
+        return data
+
     @property
     def in_response(self) -> bool:
         """Part of a response was read."""

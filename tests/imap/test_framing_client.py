@@ -163,3 +163,16 @@ def test_any_input_frames_or_raises_remote_protocol_error(stream: bytes) -> None
         reader.next_event()
     except RemoteProtocolError:
         pass
+
+
+def test_take_buffered_hands_over_what_follows_a_response() -> None:
+    # RFC 4978 §3: the compressed stream starts right after the OK's CRLF; the octets
+    # that came with it belong to the decoder, not to this reader.
+    reader = ResponseReader()
+    reader.receive_data(b"A1 OK DEFLATE active\r\n\x78\x9c\x01")
+    event = reader.next_event()
+    assert isinstance(event, FrameReceived)
+    assert event.frame == Frame(lines=(b"A1 OK DEFLATE active",))
+    assert reader.take_buffered() == b"\x78\x9c\x01"
+    assert reader.buffered == 0
+    assert reader.next_event() is NEED_DATA
