@@ -11,7 +11,7 @@ Offsets and sizes. Every part records three positions (where its header starts, 
 its body starts, where it ends), each twice: in *stored* octets (the offsets of the
 bytes as fed, what a store seeks to) and in *CRLF* octets (the message as IMAP sends
 it, every bare LF counted as CRLF: RFC 9051 §7.5.2 wants sizes and ``<partial>``
-ranges in that form). :meth:`PartMap.has_bare_lf` says whether the two differ at all;
+ranges in that form). ``PartMap.has_bare_lf`` says whether the two differ at all;
 ``_sections`` translates between them. Line counts are the number of LFs in a range,
 as Dovecot counts them (a last line without a line end is not counted).
 
@@ -46,6 +46,7 @@ Pure data and computation, no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -88,10 +89,10 @@ MIME_FIELDS: tuple[str, ...] = (
     "content-location",
 )
 """The ``Content-*`` fields a BODYSTRUCTURE is made of, in the order kept in
-:attr:`MimePart.mime`."""
+``MimePart.mime``."""
 
 ADDRESS_FIELDS: frozenset[str] = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})
-"""The address-list fields of :data:`ENVELOPE_FIELDS`. When one is repeated, the
+"""The address-list fields of ``ENVELOPE_FIELDS``. When one is repeated, the
 values are kept together, separated by LF; any other field's last value counts."""
 
 _ENV_INDEX = {name: i for i, name in enumerate(ENVELOPE_FIELDS)}
@@ -141,8 +142,8 @@ class MimePart:
     parts; a ``message/rfc822`` part has one child, the embedded message. Offsets:
     ``header_start``/``body_start``/``end`` in stored octets, the ``*_crlf`` ones in
     CRLF octets; ``header_lines``/``body_lines`` count LFs. ``mime`` holds the unfolded
-    values of :data:`MIME_FIELDS` (``None`` when absent, or when the part is not MIME),
-    ``envelope`` those of :data:`ENVELOPE_FIELDS` for message nodes (the root and
+    values of ``MIME_FIELDS`` (``None`` when absent, or when the part is not MIME),
+    ``envelope`` those of ``ENVELOPE_FIELDS`` for message nodes (the root and
     embedded messages), else ``()``.
     """
 
@@ -194,7 +195,7 @@ class MimePart:
         return self.end_crlf - self.body_start_crlf
 
     def field(self, name: str) -> str | None:
-        """The unfolded value of a ``Content-*`` field of :data:`MIME_FIELDS`."""
+        """The unfolded value of a ``Content-*`` field of ``MIME_FIELDS``."""
         return self.mime[_MIME_INDEX[name.lower()]]
 
 
@@ -294,6 +295,15 @@ class PartMap:
             )
             if part.end > size or part.end_crlf > crlf_size:
                 raise PartMapError("PartMap part beyond the message")
+            if (
+                flags >= HEADER_TRUNCATED << 1
+                or hsc < hs
+                or hlc < hl
+                or blc < bl
+                or hlines > hlc
+                or blines > blc
+            ):
+                raise PartMapError("PartMap part figures out of range")
             if parent >= 0:
                 up = parts[parent]
                 if not (up.body_start <= part.header_start and part.end <= up.end):
@@ -542,7 +552,7 @@ def merge_rfc2231(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def parse_content_type(value: str | None) -> tuple[str, str, list[tuple[str, str]]] | None:
     """``(type, subtype, params)`` of a ``Content-Type`` value, as written (RFC 2045
-    §5.1; params merged per :func:`merge_rfc2231`). ``None`` when there is no value.
+    §5.1; params merged per ``merge_rfc2231``). ``None`` when there is no value.
     A broken value gives what Dovecot gives: a lone type token ``(type, "", [])``,
     anything else ``("", "", [])``."""
     if value is None:
@@ -582,6 +592,7 @@ def mime_flags(mime: tuple[str | None, ...], *, in_digest: bool) -> tuple[int, b
 # --- the scanner ---------------------------------------------------------------------
 
 _HEADER, _BODY, _SKIP_LINE, _BOUNDARY_REST = range(4)
+_ANY_DASHES = (re.compile(rb"\n--"), re.compile(rb"--"))
 
 
 @dataclass(slots=True)
@@ -611,6 +622,10 @@ class MimeScanner:
         self._nodes: list[_Open] = [_Open(parent=-1, depth=0, flags=0, hs=(0, 0, 0))]
         self._stack: list[int] = [0]
         self._bounds: list[tuple[bytes, int]] = []
+        # The same, indexed: boundary -> its positions in _bounds, and the lengths.
+        self._where: dict[bytes, list[int]] = {}
+        self._lengths: dict[int, int] = {}
+        self._by_length: list[int] = []
         self._mode = _HEADER
         self._after_rest = _BODY
         self._nl_is_content = False
@@ -623,6 +638,7 @@ class MimeScanner:
         self._header_lines = 0
         self._truncated = False
         self._closed = False
+        self._finders: dict[tuple[bytes, ...], tuple[re.Pattern[bytes], re.Pattern[bytes]]] = {}
 
     # -- accounting
 
@@ -648,6 +664,23 @@ class MimeScanner:
 
     # -- boundaries
 
+    def _finder(self) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+        """Patterns for the next line that starts with an active boundary, and for
+        such a line here (so that other lines, ``--`` ones included, are skipped at C
+        speed); cached per set of active boundaries."""
+        if len(self._bounds) > 16:
+            return _ANY_DASHES  # deep nesting: compiling would cost more than it saves
+        key = tuple(b for b, _ in self._bounds)
+        patterns = self._finders.get(key)
+        if patterns is None:
+            if len(self._finders) >= 64:
+                self._finders.clear()
+            alternatives = b"|".join(re.escape(b) for b in sorted(set(key), key=len))
+            starter = rb"--(?:" + alternatives + rb")"
+            patterns = (re.compile(rb"\n" + starter), re.compile(starter))
+            self._finders[key] = patterns
+        return patterns
+
     def _match(self, line: bytes) -> tuple[int, bool] | None:
         """Which active boundary ``line`` (starting with ``--``, without its line end)
         is, and whether it closes; ``None`` when it is none (or past the part limit)."""
@@ -656,15 +689,38 @@ class MimeScanner:
         body = line[2:]
         if body.endswith(b"\r"):
             body = body[:-1]
-        best = -1
-        best_len = -1
-        for i in range(len(self._bounds) - 1, -1, -1):
-            boundary = self._bounds[i][0]
-            if len(boundary) > best_len and body.startswith(boundary):
-                best, best_len = i, len(boundary)
-        if best < 0:
-            return None
-        return best, body[best_len : best_len + 2] == b"--"
+        # The longest active boundary the line starts with; of equal ones the
+        # innermost. One look-up per distinct length (at most _HEAD of them).
+        for length in self._by_length:
+            if length <= len(body):
+                where = self._where.get(body[:length])
+                if where:
+                    return where[-1], body[length : length + 2] == b"--"
+        return None
+
+    def _push_bound(self, boundary: bytes, node: int) -> None:
+        """A multipart's boundary becomes active (innermost)."""
+        self._where.setdefault(boundary, []).append(len(self._bounds))
+        self._bounds.append((boundary, node))
+        count = self._lengths.get(len(boundary), 0)
+        self._lengths[len(boundary)] = count + 1
+        if not count:
+            self._by_length = sorted(self._lengths, reverse=True)
+
+    def _keep_bounds(self, keep: int) -> None:
+        """Forget the active boundaries from position ``keep`` on."""
+        while len(self._bounds) > keep:
+            boundary, _ = self._bounds.pop()
+            where = self._where[boundary]
+            where.pop()
+            if not where:
+                del self._where[boundary]
+            count = self._lengths[len(boundary)] - 1
+            if count:
+                self._lengths[len(boundary)] = count
+            else:
+                del self._lengths[len(boundary)]
+                self._by_length = sorted(self._lengths, reverse=True)
 
     def _boundary(self, which: int, closing: bool, at: tuple[int, int, int], nl: int) -> None:
         """A boundary line starts at ``at``; the line end before it (``nl`` stored
@@ -680,9 +736,9 @@ class MimeScanner:
                 # The boundary right after the blank line takes its line end.
                 node.bs = end
             node.end = end
-        del self._bounds[which + 1 :]
+        self._keep_bounds(which + 1)
         if closing:
-            self._bounds.pop()
+            self._keep_bounds(which)
             self._after_rest = _BODY
         else:
             self._after_rest = _HEADER
@@ -753,7 +809,7 @@ class MimeScanner:
         index = self._stack[-1]
         self._nl_is_content = False
         if node.flags & MULTIPART and boundary and deep_ok:
-            self._bounds.append((boundary, index))
+            self._push_bound(boundary, index)
         elif node.flags & MESSAGE and deep_ok and len(self._nodes) < self._limits.max_parts:
             self._open(index, in_multipart=False)
             return
@@ -864,12 +920,15 @@ class MimeScanner:
                 else:
                     self._mode = _SKIP_LINE
                 return
-            if n - p < 2 and not final:
-                self._pending = buf[p:]
-                return
-            if buf[p : p + 2] != b"--":
-                k = buf.find(b"\n--", p)
-                if k < 0:
+            finder, starter = self._finder()
+            if starter.match(buf, p) is None:
+                # Not a boundary line, unless it is cut short by the chunk's end.
+                short = not final and n - p < _HEAD and buf.find(b"\n", p) < 0
+                if short and b"--".startswith(buf[p : p + 2]):
+                    self._pending = buf[p:]
+                    return
+                found = finder.search(buf, p)
+                if found is None:
                     last = buf.rfind(b"\n", p)
                     if last < 0:
                         self._consume(buf, p, n)
@@ -879,6 +938,7 @@ class MimeScanner:
                     self._nl_is_content = True
                     p = last + 1
                     continue
+                k = found.start()
                 self._consume(buf, p, k + 1)
                 self._nl_is_content = True
                 p = k + 1

@@ -79,6 +79,10 @@ CORPUS: dict[str, bytes] = {
         b"Content-Type: multipart/mixed; boundary=q\n\n--q\nContent-Type: text/plain\n\n"
         b"a\nb\n--q\n\nc\n--q--\n"
     ),
+    "dash_lines": (
+        b"Content-Type: multipart/mixed; boundary=big\r\n\r\n--big\r\n\r\n--\r\n---\r\n"
+        b"--bi\r\n-- big\r\n--bIg\r\n--big-ish\r\n\r\nsecond\r\n--big--\r\n"
+    ),
 }
 
 
@@ -192,6 +196,14 @@ def test_longest_boundary_prefix_wins() -> None:
     )
     pm = scan_message(data)
     assert [p.depth for p in pm.parts] == [0, 1, 2, 2]
+
+
+def test_dash_lines_are_content_unless_they_start_with_a_boundary() -> None:
+    pm = scan_message(CORPUS["dash_lines"])
+    first, second = (pm.parts[i] for i in pm.root.children)
+    data = CORPUS["dash_lines"]
+    assert data[first.body_start : first.end] == b"--\r\n---\r\n--bi\r\n-- big\r\n--bIg"
+    assert data[second.body_start : second.end] == b"second"
 
 
 def test_same_boundary_nested_innermost_first() -> None:
