@@ -105,12 +105,16 @@ def envelope_of(value: Any) -> Envelope:
     if type(value) is not list or len(value) != 10:
         raise ResponseSyntaxError("an envelope is a list of ten fields")
     date, subject, from_, sender, reply_to, to, cc, bcc, in_reply_to, message_id = value
+    from_t = _addresses(from_)
+    # RFC 9051 §7.5.2: a server fills sender and reply-to from From when the header
+    # fields are absent, so the lists are often equal; equal lists give equal (frozen)
+    # tuples, built once.
     return Envelope(
         date=date if type(date) is str else nstr(date),
         subject=subject if type(subject) is str else nstr(subject),
-        from_=_addresses(from_),
-        sender=_addresses(sender),
-        reply_to=_addresses(reply_to),
+        from_=from_t,
+        sender=from_t if sender == from_ else _addresses(sender),
+        reply_to=from_t if reply_to == from_ else _addresses(reply_to),
         to=_addresses(to),
         cc=_addresses(cc),
         bcc=_addresses(bcc),
@@ -122,6 +126,10 @@ def envelope_of(value: Any) -> Envelope:
 def _params(value: Any) -> Parameters:
     if value is None:
         return ()
+    if type(value) is list and len(value) == 2:
+        key, val = value
+        if type(key) is str and type(val) is str:
+            return ((key, val),)
     if type(value) is not list or len(value) % 2:
         raise ResponseSyntaxError("body parameters are attribute/value pairs")
     it = iter(value)
@@ -185,45 +193,66 @@ def body_of(value: Any) -> Body:
     if len(value) < 7:
         raise ResponseSyntaxError("a body part has at least seven fields")
     media, subtype, params, id_, description, encoding, size = value[:7]
-    media = string_of(media)
-    subtype = string_of(subtype)
+    if type(media) is not str:
+        media = string_of(media)
+    if type(subtype) is not str:
+        subtype = string_of(subtype)
+    if type(encoding) is not str:
+        encoding = string_of(encoding)
+    if type(size) is not int or size > 4294967295:
+        size = number_of(size)
+    if id_ is not None and type(id_) is not str:
+        id_ = nstr(id_)
+    if description is not None and type(description) is not str:
+        description = nstr(description)
     media_upper = media.upper()
     lines = envelope = inner = None
     i = 7
+    n = len(value)
     if media_upper == "TEXT":
-        if len(value) < 8:
+        if n < 8:
             raise ResponseSyntaxError("a text body part without its line count")
-        lines = number_of(value[7], 2**63 - 1)
+        lines = value[7]
+        if type(lines) is not int:
+            lines = number_of(lines, 2**63 - 1)
         i = 8
     elif media_upper == "MESSAGE" and subtype.upper() in ("RFC822", "GLOBAL"):
-        if len(value) < 10:
+        if n < 10:
             raise ResponseSyntaxError("a message body part without envelope, body, lines")
         envelope = envelope_of(value[7])
         inner = body_of(value[8])
         lines = number_of(value[9], 2**63 - 1)
         i = 10
+    if i == n:
+        return SinglePartBody(
+            type=media,
+            subtype=subtype,
+            params=_params(params),
+            id=id_,
+            description=description,
+            encoding=encoding,
+            size=size,
+            lines=lines,
+            envelope=envelope,
+            body=inner,
+        )
     rest = value[i:]
-    fields: dict[str, Any] = {}
-    if rest:
-        k = len(rest)
-        fields = {
-            "extended": True,
-            "md5": nstr(rest[0]),
-            "disposition": _disposition(rest[1]) if k > 1 else None,
-            "language": _language(rest[2]) if k > 2 else None,
-            "location": nstr(rest[3]) if k > 3 else None,
-            "extensions": tuple(_extension(v) for v in rest[4:]),
-        }
+    k = len(rest)
     return SinglePartBody(
         type=media,
         subtype=subtype,
         params=_params(params),
-        id=nstr(id_),
-        description=nstr(description),
-        encoding=string_of(encoding),
-        size=number_of(size),
+        id=id_,
+        description=description,
+        encoding=encoding,
+        size=size,
         lines=lines,
         envelope=envelope,
         body=inner,
-        **fields,
+        extended=True,
+        md5=nstr(rest[0]),
+        disposition=_disposition(rest[1]) if k > 1 else None,
+        language=_language(rest[2]) if k > 2 else None,
+        location=nstr(rest[3]) if k > 3 else None,
+        extensions=tuple(_extension(v) for v in rest[4:]) if k > 4 else (),
     )

@@ -88,7 +88,7 @@ _SECTION = re.compile(
     r"(?:(?(part)\.)(?P<text>HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?",
     re.IGNORECASE,
 )
-_ORIGIN = re.compile(r"(?:<([0-9]{1,19})>)?")
+_ORIGIN = re.compile(r"<([0-9]{1,19})>")
 _SEQSET_CHARS = re.compile(r"[0-9:,*$]+")
 _STATUS_NUMBERS = frozenset(
     {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "RECENT", "APPENDLIMIT"}
@@ -243,7 +243,8 @@ def _seqset(value: Any) -> SequenceSet:
 
 
 def _atoms(tree: list[Any]) -> tuple[str, ...]:
-    return tuple(string_of(v) for v in tree)
+    # an atom NIL is read as NIL; where only atoms can stand, it is the text "NIL"
+    return tuple("NIL" if v is None else string_of(v) for v in tree)
 
 
 def _flags(value: Any) -> tuple[str, ...]:
@@ -251,7 +252,7 @@ def _flags(value: Any) -> tuple[str, ...]:
         raise ResponseSyntaxError("a flag list expected")
     for flag in value:
         if type(flag) is not str:
-            # a keyword may be all digits ("1"); canonical numbers print back the same
+            # a keyword may be all digits ("1") or NIL; both read back as their text
             return tuple(_flag(f) for f in value)
     return tuple(value)
 
@@ -261,6 +262,8 @@ def _flag(value: Any) -> str:
         return value
     if type(value) is int:
         return str(value)
+    if value is None:
+        return "NIL"
     raise ResponseSyntaxError("a flag expected")
 
 
@@ -576,7 +579,22 @@ def _octets(value: Any) -> bytes | Streamed | None:
     raise ResponseSyntaxError("an nstring expected")
 
 
+_SECTIONS: dict[str, Section] = {}
+
+
 def _section_of(spec: str, fields: Any) -> Section:
+    if fields is None:
+        # Sections are immutable: the few specs a client uses are read once.
+        section = _SECTIONS.get(spec)
+        if section is None:
+            section = _parse_section(spec, None)
+            if len(_SECTIONS) < 1000:
+                _SECTIONS[spec] = section
+        return section
+    return _parse_section(spec, fields)
+
+
+def _parse_section(spec: str, fields: Any) -> Section:
     m = _SECTION.fullmatch(spec)
     if m is None:
         raise ResponseSyntaxError(f"not a section: {spec[:40]!r}")
@@ -646,10 +664,13 @@ def _fetch(number: int, att: list[Any]) -> FetchData:
                 tail = closing[1:].upper()
                 value = att[i + 1]
                 i += 2
-            om = _ORIGIN.fullmatch(tail)
-            if om is None:
-                raise ResponseSyntaxError(f"not a partial origin: {tail[:40]!r}")
-            origin = int(om.group(1)) if om.group(1) else None
+            if tail:
+                om = _ORIGIN.fullmatch(tail)
+                if om is None or not om.group(1):
+                    raise ResponseSyntaxError(f"not a partial origin: {tail[:40]!r}")
+                origin: int | None = int(om.group(1))
+            else:
+                origin = None
             section = _section_of(spec, header_list)
             if head == "BINARY.SIZE":
                 if section.text is not None or origin is not None:

@@ -188,7 +188,9 @@ def _ext(w: Writer, value: ExtValue | BodyExtension) -> None:
             w.raw(value.encode("ascii"))
         else:
             w.string(value)
-    elif isinstance(value, bytes | Streamed):
+    elif isinstance(value, bytes):
+        w.literal(value, binary=b"\x00" in value)
+    elif isinstance(value, Streamed):
         w.literal(value)
     elif isinstance(value, tuple):
         w.open()

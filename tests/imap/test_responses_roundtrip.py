@@ -59,7 +59,8 @@ from mailagents.imap._responses import (
 from mailagents.imap._seqset import SequenceSet
 
 ATOM_CHARS = st.characters(min_codepoint=0x21, max_codepoint=0x7E, blacklist_characters='(){%*"\\]')
-atoms = st.text(ATOM_CHARS, min_size=1, max_size=12)
+# an atom NIL (any case) reads back as NIL, so a capability or flag never is one
+atoms = st.text(ATOM_CHARS, min_size=1, max_size=12).filter(lambda a: a.upper() != "NIL")
 names = st.text(st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ-"), min_size=1, max_size=10).filter(
     lambda s: s != "NIL"
 )
