@@ -1,6 +1,6 @@
 """BODY and BODYSTRUCTURE from a part map (RFC 9051 §7.5.2).
 
-:func:`body_structure` turns a :class:`~mailagents.imap._mime.PartMap` into the
+:func:`body_structure` turns a ``PartMap`` into the
 ``_body_model`` classes, bottom-up over the pre-order part list (no recursion, so the
 depth of a message never meets Python's recursion limit). Where RFC 9051 leaves the
 form open, the values are Dovecot's (compared by the interop test):

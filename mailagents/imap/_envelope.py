@@ -320,7 +320,7 @@ def _for_humans(value: str) -> str:
 
 
 def envelope_from_fields(fields: Sequence[str | None]) -> Envelope:
-    """An :class:`~mailagents.imap._body_model.Envelope` from the unfolded values of
+    """An ``Envelope`` from the unfolded values of
     ``ENVELOPE_FIELDS`` in their order (``MimePart.envelope`` of a part map)."""
     if len(fields) != len(ENVELOPE_FIELDS):
         raise ValueError("envelope_from_fields needs one value per ENVELOPE_FIELDS entry")

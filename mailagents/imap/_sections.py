@@ -2,7 +2,7 @@
 §6.4.5).
 
 :func:`locate_section` maps a ``Section`` (from ``_fetch_items``) to a
-:class:`SectionSpan` of the message using its :class:`~mailagents.imap._mime.PartMap`;
+:class:`SectionSpan` of the message using its ``PartMap``;
 :func:`iter_section` produces the octets to send, reading the stored message through a
 callable ``read(start, length) -> bytes`` (so a store can seek and never load the
 message whole), with every bare LF sent as CRLF and ``<partial>`` counted in those
