@@ -15,12 +15,14 @@ import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, BinaryIO, Generic, Protocol, TypeAlias, TypeVar, cast
 
 from mailagents._protocol import RemoteProtocolError
 from mailagents.aio.tls import client_context
 
 __all__ = [
+    "MessageSink",
+    "sink_writer",
     "CLOSE_GRACE",
     "HIGH_WATER",
     "ClientCore",
@@ -33,6 +35,19 @@ __all__ = [
     "request",
     "start_tls",
 ]
+
+MessageSink: TypeAlias = BinaryIO | Callable[[bytes], object]
+"""Where a client puts a streamed message or literal: a binary file (anything with a
+``write`` method), or a callable, plain or async, given each chunk."""
+
+
+def sink_writer(sink: MessageSink) -> Callable[[bytes], object]:
+    """The callable that takes each chunk for ``sink``: its ``write`` method, or the
+    sink itself."""
+    write = getattr(sink, "write", None)
+    deliver: Callable[[bytes], object] = write if callable(write) else cast(Any, sink)
+    return deliver
+
 
 HIGH_WATER = 256 * 1024
 """Octets received and not yet fed to the core before reading from the socket pauses."""

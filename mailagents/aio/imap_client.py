@@ -32,11 +32,12 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, BinaryIO, TypeAlias, cast
+from typing import Any, BinaryIO, TypeAlias
 
 from mailagents import sasl
 from mailagents._protocol import RemoteProtocolError
 from mailagents.aio import _client
+from mailagents.aio._client import MessageSink, sink_writer
 from mailagents.aio._imap_client_errors import (
     ERRORS,
     IMAPAuthenticationError,
@@ -104,9 +105,6 @@ _CLEARTEXT = frozenset({"LOGIN", "PLAIN"})  # "LOGIN": the command or the mechan
 _APPEND_CHUNK = 65_536
 _DEFAULT_TIMEOUTS = IMAPTimeouts()
 
-MessageSink: TypeAlias = BinaryIO | Callable[[bytes], object]
-"""Where a streamed literal goes: a binary file (anything with ``write``), or a
-callable, plain or async, given each chunk."""
 
 UpdateHandler: TypeAlias = Callable[[Response], object]
 """Called with each untagged response no command asked for (plain or async)."""
@@ -591,8 +589,7 @@ class IMAPClient:
         it arrives (a binary file, or a callable, plain or async, given each chunk);
         smaller ones stay in the returned FETCH responses. If ``sink`` raises, the
         connection is closed (the rest is still on its way) and the error propagates."""
-        write = getattr(sink, "write", None)
-        deliver: Callable[[bytes], object] = write if callable(write) else cast(Any, sink)
+        deliver = sink_writer(sink)
         command = self._fetch_command(message, f"({section})", uid, None, False)
         async with self._lock:
             self._sink = deliver

@@ -27,10 +27,11 @@ import ssl
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableSet
 from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import Any, BinaryIO, TypeAlias, cast
+from typing import Any
 
 from mailagents import sasl
 from mailagents.aio import _client
+from mailagents.aio._client import MessageSink, sink_writer
 from mailagents.aio.tls import client_context
 from mailagents.pop3._client_events import (
     AuthResult,
@@ -75,11 +76,6 @@ _MECHANISMS: Mapping[str, Callable[[str, str], sasl.ClientMechanism]] = {
 }
 # Mechanisms that send the password itself.
 _CLEARTEXT = frozenset({"USER", "PLAIN", "LOGIN"})
-
-
-MessageSink: TypeAlias = BinaryIO | Callable[[bytes], object]
-"""Where :meth:`POP3Client.retrieve` puts a message: a binary file (anything with a
-``write`` method), or a callable, plain or async, given each chunk."""
 
 
 # --- exceptions ---------------------------------------------------------------------------
@@ -294,8 +290,12 @@ class POP3Client:
             ssl_context = client_context(verify=False)
         context = (ssl_context or client_context()) if implicit_tls else None
         stream = await _client.open_connection(
-            host, port, ssl_context=context, server_hostname=server_hostname,
-            timeout=timeouts.connect, errors=_ERRORS,
+            host,
+            port,
+            ssl_context=context,
+            server_hostname=server_hostname,
+            timeout=timeouts.connect,
+            errors=_ERRORS,
         )
         self = cls.__new__(cls)
         self._core = ClientConnection(tls_active=implicit_tls)
@@ -342,8 +342,11 @@ class POP3Client:
                 )
                 return
             await _client.start_tls(
-                self._stream, self._ssl_context, host=self._host,
-                server_hostname=self._server_hostname, timeout=self._timeouts.connect,
+                self._stream,
+                self._ssl_context,
+                host=self._host,
+                server_hostname=self._server_hostname,
+                timeout=self._timeouts.connect,
                 errors=_ERRORS,
             )
             core.tls_started()
@@ -494,8 +497,7 @@ class POP3Client:
         return b"".join(parts)
 
     async def _message(self, start: Callable[[], None], sink: MessageSink) -> int:
-        write = getattr(sink, "write", None)
-        deliver: Callable[[bytes], object] = write if callable(write) else cast(Any, sink)
+        deliver = sink_writer(sink)
         async with self._lock:
             event = await self._event(start)
             if isinstance(event, Reply):
@@ -641,8 +643,13 @@ class POP3Client:
         """Queue a request (``start``) and run the connection until the next event.
         The caller holds the lock."""
         event: ClientEvent = await _client.request(
-            self._core, self._stream, start, self._wait,
-            host=self._host, errors=_ERRORS, closed_event=ConnectionClosed,
+            self._core,
+            self._stream,
+            start,
+            self._wait,
+            host=self._host,
+            errors=_ERRORS,
+            closed_event=ConnectionClosed,
         )
         if isinstance(event, Reply) and event.command == "QUIT":
             self._stream.closed = True
