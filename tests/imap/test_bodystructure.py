@@ -24,7 +24,11 @@ from mailagents.imap._bodystructure import (
     parse_disposition,
     parse_language,
 )
+from mailagents.imap._envelope import envelope_from_fields
+from mailagents.imap._fetch_data import FetchData
 from mailagents.imap._mime import MimeLimits, scan_message
+from mailagents.imap._response_parser import parse_response
+from mailagents.imap._response_writer import write_response
 
 
 def quote(text: str | None) -> str:
@@ -532,3 +536,16 @@ def test_parse_disposition(value: str | None, expected: object) -> None:
 )
 def test_parse_language(value: str | None, expected: object) -> None:
     assert parse_language(value) == expected
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_written_and_read_back_by_the_responses_code(name: str) -> None:
+    """Our values go through the FETCH response writer and parser unchanged."""
+    pm = scan_message(CASES[name][0])
+    fetch = FetchData(
+        number=1,
+        envelope=envelope_from_fields(pm.root.envelope),
+        body=body_structure(pm, extended=False),
+        bodystructure=body_structure(pm, extended=True),
+    )
+    assert parse_response(write_response(fetch)) == fetch
