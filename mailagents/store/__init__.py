@@ -4,6 +4,7 @@ This layer touches the disk; its methods block. Async code calls them through th
 store's own executor (:meth:`Store.run`).
 """
 
+from mailagents.store._limits import Limits, MessageTooBigError, QuotaExceededError
 from mailagents.store._model import (
     ANSWERED,
     DELETED,
@@ -55,6 +56,7 @@ __all__ = [
     "FolderNotFoundError",
     "FolderStatus",
     "InvalidFolderNameError",
+    "Limits",
     "MailboxFormat",
     "MailboxInUseError",
     "MaildirFolder",
@@ -63,6 +65,8 @@ __all__ = [
     "MboxStore",
     "MessageInfo",
     "MessageNotFoundError",
+    "MessageTooBigError",
+    "QuotaExceededError",
     "SessionLock",
     "Store",
     "StoreResolver",

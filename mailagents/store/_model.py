@@ -19,11 +19,14 @@ import datetime
 import functools
 import re
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, Literal, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from mailagents.store._limits import Limits
 
 __all__ = [
     "FlagMode",
@@ -377,6 +380,11 @@ class Folder(abc.ABC):
         """What changed after ``modseq`` (CONDSTORE/QRESYNC): messages added or changed
         with a higher MODSEQ, and UIDs expunged since, as far as the store remembers."""
 
+    @property
+    def deliver_only(self) -> bool:
+        """The handle was opened for delivery only (see :meth:`Store.folder`)."""
+        return False
+
     def keywords(self) -> frozenset[str]:
         """The keywords in use in this folder (not the system flags): what IMAP FLAGS
         and PERMANENTFLAGS list besides the system flags (RFC 9051 §7.1). The base
@@ -425,6 +433,8 @@ class Store(abc.ABC):
         self._executor: ThreadPoolExecutor | None = executor
         self._owns_executor = executor is None
         self._executor_lock = threading.Lock()
+        self._user_limits: Limits | None = None
+        self._folder_limits: dict[str, Limits] = {}
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -444,13 +454,136 @@ class Store(abc.ABC):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(func, *args, **kwargs))
 
+    # --- quota and APPENDLIMIT (see mailagents.store._limits) ---------------------------
+
+    @staticmethod
+    def _limit_key(name: str) -> str:
+        return "INBOX" if name.upper() == "INBOX" else name.strip(Store.separator)
+
+    def set_limits(self, limits: Limits | None, *, folder: str | None = None) -> None:
+        """Set (``None``: remove) the limits of the whole store, or of one folder: its
+        STORAGE and MESSAGE quota (RFC 9208) and APPENDLIMIT (RFC 7889). Every append,
+        delivery and copy into the store then meets both the user's and the folder's
+        limits. Kept in memory: the agent that makes the store sets them."""
+        if folder is None:
+            self._user_limits = limits
+        elif limits is None:
+            self._folder_limits.pop(self._limit_key(folder), None)
+        else:
+            self._folder_limits[self._limit_key(folder)] = limits
+
+    def limits(self, folder: str | None = None) -> Limits:
+        """The limits set for the store, or for ``folder`` (no limits if none)."""
+        from mailagents.store._limits import Limits
+
+        found = (
+            self._user_limits
+            if folder is None
+            else self._folder_limits.get(self._limit_key(folder))
+        )
+        return found if found is not None else Limits()
+
+    def append_limit(self, folder: str) -> int | None:
+        """The APPENDLIMIT that applies to ``folder``: the lower of the user's and the
+        folder's (``None``: none)."""
+        values = [v for v in (self.limits().append_limit, self.limits(folder).append_limit) if v]
+        return min(values) if values else None
+
+    def usage(self, folder: str | None = None) -> tuple[int, int]:
+        """``(octets, messages)`` used by the store, or by ``folder`` (RFC 9208 STORAGE
+        and MESSAGE usage), from :meth:`status` of each folder."""
+        if folder is not None:
+            status = self.status(folder)
+            return status.size, status.messages
+        octets = count = 0
+        for info in self.folders():
+            if "\\Noselect" in info.attributes or "\\NonExistent" in info.attributes:
+                continue
+            status = self.status(info.name)
+            octets += status.size
+            count += status.messages
+        return octets, count
+
+    def check_room(self, folder: str, octets: int, count: int = 1) -> None:
+        """Raise ``QuotaExceededError`` (from ``mailagents.store``) if ``count`` messages
+        of ``octets`` in all (CRLF) may not go into ``folder`` (the APPENDLIMIT is for
+        appends alone: :meth:`limited`); nothing when no quota is set."""
+        from mailagents.store._limits import QuotaExceededError
+
+        for scope, limits in (("", self.limits()), (folder, self.limits(folder))):
+            if limits.storage is None and limits.messages is None:
+                continue
+            used, messages = self.usage(scope or None)
+            if limits.storage is not None and used + octets > limits.storage:
+                raise QuotaExceededError(
+                    f"over the STORAGE quota of {scope or 'the user'}",
+                    resource="STORAGE",
+                    scope=scope,
+                )
+            if limits.messages is not None and messages + count > limits.messages:
+                raise QuotaExceededError(
+                    f"over the MESSAGE quota of {scope or 'the user'}",
+                    resource="MESSAGE",
+                    scope=scope,
+                )
+
+    def limited(self, writer: AppendWriter, folder: str) -> AppendWriter:
+        """``writer`` held to the limits of ``folder`` (unchanged when none are set):
+        what each format's :meth:`Folder.append` returns."""
+        from mailagents.store._limits import LimitedWriter
+
+        if self._user_limits is None and self._limit_key(folder) not in self._folder_limits:
+            return writer
+        return LimitedWriter(
+            writer,
+            append_limit=self.append_limit(folder),
+            check=lambda size: self.check_room(folder, size),
+        )
+
+    def limited_batch(
+        self,
+        folder: str,
+        messages: Sequence[bytes],
+        deliver: Callable[[Sequence[bytes]], list[AppendResult | Exception]],
+    ) -> list[AppendResult | Exception]:
+        """``deliver(messages)`` held to the limits of ``folder``: a message over the
+        APPENDLIMIT gets ``MessageTooBigError`` in its place, and if the rest do not
+        fit the quota together they all get ``QuotaExceededError``; the others are
+        delivered. What a format's ``append_batch`` returns."""
+        from mailagents.store._limits import MessageTooBigError, QuotaExceededError, crlf_length
+
+        if self._user_limits is None and self._limit_key(folder) not in self._folder_limits:
+            return deliver(messages)
+        limit = self.append_limit(folder)
+        outcomes: list[AppendResult | Exception | None] = [None] * len(messages)
+        sizes = [crlf_length(m) for m in messages]
+        for i, size in enumerate(sizes):
+            if limit is not None and size > limit:
+                outcomes[i] = MessageTooBigError(f"over the APPENDLIMIT of {limit}", limit=limit)
+        todo = [i for i, o in enumerate(outcomes) if o is None]
+        try:
+            self.check_room(folder, sum(sizes[i] for i in todo), len(todo))
+        except QuotaExceededError as exc:
+            for i in todo:
+                outcomes[i] = exc
+            todo = []
+        if todo:
+            for i, done in zip(todo, deliver([messages[i] for i in todo]), strict=True):
+                outcomes[i] = done
+        return [o for o in outcomes if o is not None]
+
     @abc.abstractmethod
     def folders(self) -> list[FolderInfo]:
         """Every folder, INBOX first, then by name."""
 
     @abc.abstractmethod
-    def folder(self, name: str) -> Folder:
-        """Open a folder; :class:`FolderNotFoundError` if it does not exist."""
+    def folder(self, name: str, *, deliver_only: bool = False) -> Folder:
+        """Open a folder; :class:`FolderNotFoundError` if it does not exist.
+
+        ``deliver_only``: a handle for delivery (an MDA, an MRA handing messages over):
+        it may be given nothing the readers would notice (Maildir leaves ``new/`` as it
+        is, and such a handle only appends, without UIDs). A format with nothing to
+        spare the readers opens an ordinary handle."""
 
     def status(self, name: str) -> FolderStatus:
         """A folder's STATUS numbers without opening it for reading (no sync, no change

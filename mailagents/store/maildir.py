@@ -254,7 +254,9 @@ class MaildirFolder(Folder):
         if assign_uid and self._deliver_only:
             raise StoreError("a handle open for delivery only gives no UIDs")
         checked = frozenset(check_keyword(f) for f in flags)
-        return _MaildirAppendWriter(self._core, checked, internaldate, assign_uid)
+        return self._core.store.limited(
+            _MaildirAppendWriter(self._core, checked, internaldate, assign_uid), self.name
+        )
 
     def append_batch(self, messages: Sequence[bytes]) -> list[AppendResult | Exception]:
         """Deliver several messages (the fast MDA path: no flags, no UID assigned now)
@@ -268,7 +270,9 @@ class MaildirFolder(Folder):
         message renamed before it gets that error, as
         :meth:`~mailagents.store.AppendWriter.commit` would report it)."""
         self._check_open(reading=False)
-        return append_batch(self._core, messages)
+        return self._core.store.limited_batch(
+            self.name, messages, lambda batch: append_batch(self._core, batch)
+        )
 
     def set_flags(
         self,
@@ -308,6 +312,7 @@ class MaildirFolder(Folder):
             ]
         if not items:
             return CopyResult(uidvalidity=dst.delivery_uidvalidity())
+        target._store.check_room(target.name, sum(i.size for _, _, i in items), len(items))
         keywords = sorted({k for _, _, info in items for k in keyword_letters_needed(info.flags)})
         copied: list[tuple[int, str]] = []
         with dst.uidlist.lock():

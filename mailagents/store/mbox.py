@@ -293,7 +293,7 @@ class MboxFolder(Folder):
         date = internaldate or datetime.datetime.now(datetime.UTC)
         if date.tzinfo is None:
             date = date.replace(tzinfo=datetime.UTC)
-        return MboxAppendWriter(self, wanted, date, assign_uid)
+        return self._store.limited(MboxAppendWriter(self, wanted, date, assign_uid), self.name)
 
     def _commit_grouped(self, item: Spooled) -> int:
         """Commit ``item`` together with the commits of other threads that arrive while
@@ -364,6 +364,8 @@ class MboxFolder(Folder):
                     entries.append(e)
         mapping: dict[int, int] = {}
         if isinstance(target, MboxFolder):
+            total = sum(e.info.size for e in entries)
+            target._store.check_room(target.name, total, len(entries))
             for i in range(0, len(entries), _COPY_BATCH):
                 batch = entries[i : i + _COPY_BATCH]
                 items: list[Spooled] = []
@@ -619,8 +621,9 @@ class MboxStore(Store):
         with self.folder(name) as folder:
             return folder.status()
 
-    def folder(self, name: str) -> MboxFolder:
-        """Open a folder (INBOX is created when missing)."""
+    def folder(self, name: str, *, deliver_only: bool = False) -> MboxFolder:
+        """Open a folder (INBOX is created when missing). ``deliver_only`` is accepted
+        for the interface's sake: an mbox handle changes nothing readers would see."""
         levels = self._levels(name)
         path = self._file(levels)
         is_inbox = levels == ["INBOX"]

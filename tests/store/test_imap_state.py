@@ -697,3 +697,83 @@ def test_renaming_a_folder_moves_its_subscriptions(store: Store) -> None:
     assert sorted(store.subscriptions()) == ["Done", "Done/Alpha", "Elsewhere"]
     store = reopen(store)
     assert sorted(store.subscriptions()) == ["Done", "Done/Alpha", "Elsewhere"]
+
+
+# --- quota, APPENDLIMIT, deliver_only -------------------------------------------------
+
+
+def test_appendlimit_per_user_and_per_folder(store: Store) -> None:
+    from mailagents.store import Limits, MessageTooBigError
+
+    store.create_folder("Small")
+    store.set_limits(Limits(append_limit=5000))
+    store.set_limits(Limits(append_limit=2000), folder="Small")
+    assert store.append_limit("INBOX") == 5000
+    assert store.append_limit("Small") == 2000
+    with store.folder("INBOX") as inbox, store.folder("Small") as small:
+        assert inbox.append_bytes(make_message(size=5000)).size == 5000
+        with pytest.raises(MessageTooBigError) as caught:
+            inbox.append_bytes(make_message(size=5001))
+        assert caught.value.limit == 5000
+        with pytest.raises(MessageTooBigError):
+            small.append_bytes(make_message(size=2001))
+        writer = small.append()  # streamed: refused as soon as the limit is passed
+        writer.write(make_message(size=1990)[:-2])
+        with pytest.raises(MessageTooBigError):
+            writer.write(b"\n" * 20)  # LF counts as CRLF
+        inbox.refresh()
+        small.refresh()
+        assert len(inbox.messages()) == 1 and small.messages() == []
+    store.set_limits(None)
+    store.set_limits(None, folder="Small")
+    with store.folder("Small") as small:
+        small.append_bytes(make_message(size=9000))
+
+
+def test_quota_storage_and_messages(store: Store) -> None:
+    from mailagents.store import Limits, QuotaExceededError
+
+    store.create_folder("Archive")
+    store.set_limits(Limits(storage=10_000, messages=3))
+    with store.folder("INBOX") as inbox, store.folder("Archive") as archive:
+        inbox.append_bytes(make_message(size=4000))
+        archive.append_bytes(make_message(size=4000))
+        assert store.usage() == (8000, 2)
+        with pytest.raises(QuotaExceededError) as caught:
+            inbox.append_bytes(make_message(size=2001))
+        assert (caught.value.resource, caught.value.scope) == ("STORAGE", "")
+        inbox.append_bytes(make_message(size=1000))
+        with pytest.raises(QuotaExceededError) as caught:
+            inbox.append_bytes(make_message(size=800))
+        assert caught.value.resource == "MESSAGE"
+        inbox.refresh()
+        with pytest.raises(QuotaExceededError):  # COPY too
+            inbox.copy([inbox.messages()[0].uid], archive)
+        archive.refresh()
+        assert len(archive.messages()) == 1
+    store.set_limits(Limits(messages=1), folder="Archive")
+    store.set_limits(None)
+    with store.folder("INBOX") as inbox, store.folder("Archive") as archive:
+        inbox.refresh()
+        with pytest.raises(QuotaExceededError) as caught:
+            inbox.copy([inbox.messages()[0].uid], archive)
+        assert caught.value.scope == "Archive"
+        inbox.append_bytes(make_message())  # INBOX has no limit of its own
+
+
+def test_deliver_only_is_part_of_the_interface(store: Store) -> None:
+    from mailagents.store import Limits, MessageTooBigError
+
+    with store.folder("INBOX", deliver_only=True) as inbox:
+        assert inbox.deliver_only == (store_kind(store) == "maildir")
+        inbox.append_bytes(make_message("delivered"), assign_uid=False)
+    assert store.status("INBOX").messages == 1
+    if store_kind(store) == "maildir":
+        store.set_limits(Limits(append_limit=3000))
+        with store.folder("INBOX", deliver_only=True) as inbox:
+            results = inbox.append_batch(  # type: ignore[attr-defined]
+                [make_message(size=2000), make_message(size=4000)]
+            )
+        assert not isinstance(results[0], Exception)
+        assert isinstance(results[1], MessageTooBigError)
+        assert store.status("INBOX").messages == 2

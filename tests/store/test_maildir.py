@@ -1284,6 +1284,7 @@ def test_deliveries_never_write_the_snapshot(root: Path) -> None:
             for _ in range(3):
                 folder = MaildirFolder.__new__(MaildirFolder)
                 folder._core = other._core(str(root))
+                folder.name = "INBOX"
                 folder._closed = False
                 folder.append(assign_uid=False).commit()
         quiet()
