@@ -50,6 +50,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from mailagents._protocol import LocalProtocolError
+
 __all__ = [
     "ADDRESS_FIELDS",
     "ENVELOPE_FIELDS",
@@ -131,7 +133,9 @@ class MimeLimits:
 
     def __post_init__(self) -> None:
         if self.max_depth < 1 or self.max_parts < 1 or self.max_header < _HEAD:
-            raise ValueError(f"MimeLimits: max_depth, max_parts >= 1, max_header >= {_HEAD}")
+            raise LocalProtocolError(
+                f"MimeLimits: max_depth, max_parts >= 1, max_header >= {_HEAD}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -610,7 +614,8 @@ class _Open:
 
 class MimeScanner:
     """Computes a :class:`PartMap` from a message fed in chunks; see the module
-    docstring for the rules. ``feed`` after ``close`` is a ``ValueError``."""
+    docstring for the rules. ``feed`` or ``close`` after ``close`` is a
+    ``LocalProtocolError``. Any octets are accepted: nothing else is raised."""
 
     def __init__(self, limits: MimeLimits | None = None) -> None:
         self._limits = limits or MimeLimits()
@@ -822,7 +827,7 @@ class MimeScanner:
     def feed(self, data: bytes) -> None:
         """Scan the next octets of the message."""
         if self._closed:
-            raise ValueError("MimeScanner.feed after close")
+            raise LocalProtocolError("MimeScanner.feed after close")
         if not data:
             return
         buf = self._pending + data if self._pending else data
@@ -832,7 +837,7 @@ class MimeScanner:
     def close(self) -> PartMap:
         """The end of the message: the part map."""
         if self._closed:
-            raise ValueError("MimeScanner.close twice")
+            raise LocalProtocolError("MimeScanner.close twice")
         buf, self._pending = self._pending, b""
         self._run(buf, final=True)
         if self._mode == _HEADER and not (self._line and self._header_boundary()):

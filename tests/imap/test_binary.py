@@ -197,3 +197,29 @@ def test_not_binascii_errors() -> None:
             decode(Base64Decoder(), junk, [1])
         except binascii.Error:  # pragma: no cover - the assertion below reports it
             pytest.fail(f"binascii.Error on {junk!r}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.binary(max_size=300),
+    encoding=st.sampled_from(["base64", "quoted-printable", "7bit", "x-unknown"]),
+    part=st.lists(st.integers(min_value=1, max_value=3), max_size=3),
+)
+def test_any_message_any_part(body: bytes, encoding: str, part: list[int]) -> None:
+    """Whatever the message, BINARY is octets, UnknownEncoding or None, and
+    BINARY.SIZE agrees with it."""
+    data = (
+        b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n"
+        b"Content-Transfer-Encoding: " + encoding.encode() + b"\r\n\r\n" + body
+    )
+    pm = scan_message(data)
+
+    def get(start: int, length: int) -> bytes:
+        return data[start : start + length]
+
+    chunks = iter_binary(pm, tuple(part), get)
+    size = binary_size(pm, tuple(part), get)
+    if chunks is None or isinstance(chunks, UnknownEncoding):
+        assert size == chunks
+        return
+    assert size == len(b"".join(chunks))

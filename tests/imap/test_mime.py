@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailagents._protocol import LocalProtocolError
 from mailagents.imap._mime import (
     MimeLimits,
     MimeScanner,
@@ -291,13 +292,15 @@ def test_fifty_megabytes_in_bounded_memory() -> None:
     assert pm.parts[1].body_lines == 800 * 1024
 
 
-def test_feed_after_close() -> None:
+def test_misuse() -> None:
     scanner = MimeScanner()
     scanner.close()
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
         scanner.feed(b"x")
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
         scanner.close()
+    with pytest.raises(LocalProtocolError):
+        MimeLimits(max_depth=0)
 
 
 @settings(max_examples=150, deadline=None)

@@ -246,3 +246,39 @@ def test_crlf_split_across_chunks_is_not_doubled() -> None:
             expected = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             assert out == expected[len(expected) - len(out) :]
             assert out.count(b"\r\r") == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.binary(max_size=300),
+    lf_only=st.booleans(),
+    part=st.lists(st.integers(min_value=1, max_value=3), max_size=3),
+    text=st.sampled_from([None, "HEADER", "TEXT", "MIME", "HEADER.FIELDS", "HEADER.FIELDS.NOT"]),
+    partial=st.none() | st.tuples(st.integers(0, 400), st.integers(1, 400)),
+)
+def test_any_message_any_section(
+    body: bytes,
+    lf_only: bool,
+    part: list[int],
+    text: str | None,
+    partial: tuple[int, int] | None,
+) -> None:
+    """Whatever the message, a section is octets or None, its size is its length,
+    and a partial range is a slice of it."""
+    data = b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n" + body
+    if lf_only:
+        data = data.replace(b"\r\n", b"\n")
+    if text == "MIME" and not part:
+        part = [1]
+    fields = ("subject", "content-type") if text and text.startswith("HEADER.FIELDS") else ()
+    section = Section(part=tuple(part), text=text, fields=fields)  # type: ignore[arg-type]
+    pm = scan_message(data)
+    whole = section_octets(pm, section, reader(data))
+    if whole is None:
+        assert section_size(pm, section, reader(data)) is None
+        return
+    assert b"\n" not in whole.replace(b"\r\n", b"")
+    assert section_size(pm, section, reader(data)) == len(whole)
+    if partial is not None:
+        origin, count = partial
+        assert get(section, data, partial) == whole[origin : origin + count]

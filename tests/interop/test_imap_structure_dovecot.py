@@ -709,6 +709,12 @@ def served() -> Iterator[dict[str, str]]:
                     raw = flatten(data).decode("latin-1")
                     assert raw.endswith(' ""') or raw.endswith(' "")'), raw
                     results[f"{name} {spec}"] = ""
+            for spec, (origin, count) in PARTIALS:
+                typ, data = client.fetch(str(i), f"(BODY.PEEK[{spec}]<{origin}.{count}>)")
+                assert typ == "OK"
+                pieces = [p for p in data if isinstance(p, tuple)]
+                text = pieces[0][1].decode("latin-1") if pieces else ""
+                results[f"{name} {spec}<{origin}.{count}>"] = text
             for spec in BINARY_PARTS:
                 typ, data = client.fetch(str(i), f"(BINARY.PEEK[{spec}] BINARY.SIZE[{spec}])")
                 if typ != "OK":
@@ -767,6 +773,24 @@ def test_sections_match_dovecot(served: dict[str, str], name: str) -> None:
 
 
 BINARY_PARTS = ["1", "2", "1.1"]
+PARTIALS = [("", (10, 50)), ("TEXT", (3, 20)), ("1", (0, 5)), ("HEADER", (30, 1000))]
+
+
+@pytest.mark.parametrize("name", list(MESSAGES))
+def test_partial_matches_dovecot(served: dict[str, str], name: str) -> None:
+    data = MESSAGES[name]
+    pm = scan_message(data)
+
+    def read(start: int, length: int) -> bytes:
+        return data[start : start + length]
+
+    for spec, partial in PARTIALS:
+        theirs = served[f"{name} {spec}<{partial[0]}.{partial[1]}>"]
+        octets = section_octets(pm, parse_section(spec), read, partial=partial)
+        mine = "" if octets is None else octets.decode("latin-1")
+        if (name, f"{spec}<{partial[0]}.{partial[1]}>") in KEPT_SECTION_DIFFERENCES:
+            theirs = KEPT_SECTION_DIFFERENCES[name, f"{spec}<{partial[0]}.{partial[1]}>"][0]
+        assert mine == theirs, (spec, partial)
 
 
 @pytest.mark.parametrize("name", list(MESSAGES))
