@@ -12,7 +12,9 @@ its body starts, where it ends), each twice: in *stored* octets (the offsets of 
 bytes as fed, what a store seeks to) and in *CRLF* octets (the message as IMAP sends
 it, every bare LF counted as CRLF: RFC 9051 §7.5.2 wants sizes and ``<partial>``
 ranges in that form). ``PartMap.has_bare_lf`` says whether the two differ at all;
-``_sections`` translates between them. Line counts are the number of LFs in a range,
+for a message where they do, ``PartMap.checkpoints`` holds offset pairs every
+``MimeLimits.checkpoint_every`` stored octets, so that ``_sections`` translates any
+offset either way by reading at most that much. Line counts are the number of LFs in a range,
 as Dovecot counts them (a last line without a line end is not counted).
 
 The rules follow RFC 2045/2046 and, where those leave room, Dovecot's message parser
@@ -130,11 +132,19 @@ class MimeLimits:
     max_depth: int = 100
     max_parts: int = 10_000
     max_header: int = 65_536
+    checkpoint_every: int = 65_536
+    """How many stored octets apart ``PartMap.checkpoints`` are (kept only for a
+    message with bare LFs): translating an offset reads at most this many."""
 
     def __post_init__(self) -> None:
-        if self.max_depth < 1 or self.max_parts < 1 or self.max_header < _HEAD:
+        if (
+            self.max_depth < 1
+            or self.max_parts < 1
+            or self.max_header < _HEAD
+            or self.checkpoint_every < 1
+        ):
             raise LocalProtocolError(
-                f"MimeLimits: max_depth, max_parts >= 1, max_header >= {_HEAD}"
+                f"MimeLimits: max_depth, max_parts, checkpoint_every >= 1, max_header >= {_HEAD}"
             )
 
 
@@ -214,6 +224,30 @@ class PartMap:
     parts: tuple[MimePart, ...]
     size: int
     crlf_size: int
+    checkpoints: tuple[tuple[int, int], ...] = ()
+    """``(stored, crlf)`` offset pairs, ascending, about ``checkpoint_every`` stored
+    octets apart, when the message has bare LFs (``()`` otherwise, where both
+    offsets are the same): from the nearest one, an offset is translated by reading
+    at most that far (``crlf_to_stored`` and ``stored_to_crlf`` in ``_sections``)."""
+
+    def checkpoint_before_crlf(self, crlf: int) -> tuple[int, int]:
+        """The last ``(stored, crlf)`` pair at or before CRLF offset ``crlf``."""
+        return self._before(crlf, 1)
+
+    def checkpoint_before_stored(self, stored: int) -> tuple[int, int]:
+        """The last ``(stored, crlf)`` pair at or before stored offset ``stored``."""
+        return self._before(stored, 0)
+
+    def _before(self, offset: int, which: int) -> tuple[int, int]:
+        points = self.checkpoints
+        lo, hi = 0, len(points)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if points[mid][which] <= offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        return points[lo - 1] if lo else (0, 0)
 
     @property
     def root(self) -> MimePart:
@@ -255,6 +289,12 @@ class PartMap:
             _put(out, len(part.envelope))
             for text in part.envelope:
                 _put_text(out, text)
+        _put(out, len(self.checkpoints))
+        previous = (0, 0)
+        for point in self.checkpoints:
+            _put(out, point[0] - previous[0])
+            _put(out, point[1] - previous[1])
+            previous = point
         return bytes(out)
 
     @classmethod
@@ -315,12 +355,22 @@ class PartMap:
                 children[parent].append(index)
             parts.append(part)
             children.append([])
+        points: list[tuple[int, int]] = []
+        previous = (0, 0)
+        for _ in range(cur.int()):
+            point = (previous[0] + cur.int(), previous[1] + cur.int())
+            if point[1] - point[0] < previous[1] - previous[0] or point[0] <= previous[0]:
+                raise PartMapError("PartMap checkpoints out of order")
+            if point[0] > size or point[1] > crlf_size:
+                raise PartMapError("PartMap checkpoint beyond the message")
+            points.append(point)
+            previous = point
         if not cur.done():
             raise PartMapError("PartMap followed by extra data")
         final = tuple(
             _replace_children(part, tuple(kids)) for part, kids in zip(parts, children, strict=True)
         )
-        return cls(parts=final, size=size, crlf_size=crlf_size)
+        return cls(parts=final, size=size, crlf_size=crlf_size, checkpoints=tuple(points))
 
     def walk(self) -> Iterator[tuple[int, MimePart]]:
         """``(index, part)`` in pre-order."""
@@ -644,6 +694,8 @@ class MimeScanner:
         self._truncated = False
         self._closed = False
         self._finders: dict[tuple[bytes, ...], tuple[re.Pattern[bytes], re.Pattern[bytes]]] = {}
+        self._points: list[tuple[int, int]] = []
+        self._next_point = self._limits.checkpoint_every
 
     # -- accounting
 
@@ -651,6 +703,19 @@ class MimeScanner:
         return (self._pos, self._crlf, self._lfs)
 
     def _consume(self, buf: bytes, a: int, b: int) -> None:
+        if a >= b:
+            return
+        every = self._limits.checkpoint_every
+        while self._pos + (b - a) >= self._next_point:
+            # Cut at the checkpoint, so that it is exact.
+            cut = a + (self._next_point - self._pos)
+            self._consume_range(buf, a, cut)
+            self._points.append((self._pos, self._crlf))
+            self._next_point += every
+            a = cut
+        self._consume_range(buf, a, b)
+
+    def _consume_range(self, buf: bytes, a: int, b: int) -> None:
         if a >= b:
             return
         lfs = buf.count(b"\n", a, b)
@@ -994,7 +1059,8 @@ class MimeScanner:
                     envelope=node.envelope,
                 )
             )
-        return PartMap(parts=tuple(parts), size=self._pos, crlf_size=self._crlf)
+        points = tuple(self._points) if self._crlf != self._pos else ()
+        return PartMap(parts=tuple(parts), size=self._pos, crlf_size=self._crlf, checkpoints=points)
 
 
 def scan_message(data: bytes, limits: MimeLimits | None = None) -> PartMap:

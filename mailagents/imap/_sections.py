@@ -33,12 +33,14 @@ from mailagents.imap._mime import PartMap
 __all__ = [
     "Reader",
     "SectionSpan",
+    "crlf_to_stored",
     "iter_crlf",
     "iter_section",
     "locate_part",
     "locate_section",
     "section_octets",
     "section_size",
+    "stored_to_crlf",
 ]
 
 Reader = Callable[[int, int], bytes]
@@ -282,12 +284,55 @@ def iter_section(
             read, start, min(start + count, span.end), bare_lf=False, chunk_size=chunk_size
         )
     bare = span.end - span.start != span.end_crlf - span.start_crlf or span.fields is not None
-    chunks = iter_crlf(read, span.start, span.end, bare_lf=bare, chunk_size=chunk_size)
+    start, start_crlf = span.start, span.start_crlf
+    if partial is not None and span.fields is None and part_map.checkpoints:
+        # Start from the last checkpoint before the range instead of the span's start.
+        point = part_map.checkpoint_before_crlf(span.start_crlf + partial[0])
+        if point[0] > start:
+            start, start_crlf = point
+            partial = (span.start_crlf + partial[0] - start_crlf, partial[1])
+    chunks = iter_crlf(read, start, span.end, bare_lf=bare, chunk_size=chunk_size)
     if span.fields is not None:
         chunks = _filter_header(chunks, span.fields, span.exclude)
     if partial is not None:
         chunks = _partial(chunks, *partial)
     return chunks
+
+
+def stored_to_crlf(part_map: PartMap, read: Reader, stored: int) -> int:
+    """The CRLF offset of stored offset ``stored`` (reads at most
+    ``MimeLimits.checkpoint_every`` octets, none when the message has no bare LF)."""
+    if not part_map.has_bare_lf:
+        return stored
+    if not 0 <= stored <= part_map.size:
+        raise ValueError("stored_to_crlf: offset beyond the message")
+    point_stored, point_crlf = part_map.checkpoint_before_stored(stored)
+    return point_crlf + sum(len(c) for c in iter_crlf(read, point_stored, stored))
+
+
+def crlf_to_stored(part_map: PartMap, read: Reader, crlf: int) -> int:
+    """The stored offset where CRLF offset ``crlf`` falls (the LF of a CRLF added to
+    a bare LF maps to that LF); reads at most ``MimeLimits.checkpoint_every`` octets."""
+    if not part_map.has_bare_lf:
+        return crlf
+    if not 0 <= crlf <= part_map.crlf_size:
+        raise ValueError("crlf_to_stored: offset beyond the message")
+    stored, at = part_map.checkpoint_before_crlf(crlf)
+    prev_cr = stored > 0 and read(stored - 1, 1) == b"\r"
+    while at < crlf:
+        data = read(stored, min(_CHUNK, part_map.size - stored))
+        if not data:
+            break
+        for octet in data:
+            step = 2 if octet == 0x0A and not prev_cr else 1
+            if at + step > crlf:
+                return stored
+            at += step
+            stored += 1
+            prev_cr = octet == 0x0D
+            if at >= crlf:
+                return stored
+    return stored
 
 
 def section_octets(

@@ -10,13 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailagents.imap._fetch_items import Section
-from mailagents.imap._mime import scan_message
+from mailagents.imap._mime import MimeLimits, MimeScanner, PartMap, scan_message
 from mailagents.imap._sections import (
+    crlf_to_stored,
     iter_crlf,
     locate_part,
     locate_section,
     section_octets,
     section_size,
+    stored_to_crlf,
 )
 
 
@@ -282,3 +284,52 @@ def test_any_message_any_section(
     if partial is not None:
         origin, count = partial
         assert get(section, data, partial) == whole[origin : origin + count]
+
+
+def brute_crlf(data: bytes, stored: int) -> int:
+    before = data[:stored]
+    return stored + before.count(b"\n") - before.count(b"\r\n")
+
+
+MIXED_ENDINGS = b"Subject: m\n\n" + b"".join(
+    (b"line %d\r\n" if i % 3 else b"line %d\n") % i for i in range(300)
+)
+
+
+def test_checkpoints_translate_offsets() -> None:
+    limits = MimeLimits(checkpoint_every=100)
+    pm = scan_message(MIXED_ENDINGS, limits)
+    assert len(pm.checkpoints) == len(MIXED_ENDINGS) // 100
+    for stored, crlf in pm.checkpoints:
+        assert crlf == brute_crlf(MIXED_ENDINGS, stored)
+    read = reader(MIXED_ENDINGS)
+    for stored in range(len(MIXED_ENDINGS) + 1):
+        crlf = stored_to_crlf(pm, read, stored)
+        assert crlf == brute_crlf(MIXED_ENDINGS, stored)
+        assert crlf_to_stored(pm, read, crlf) == stored
+    # The CR added to a bare LF maps to that LF.
+    first_lf = MIXED_ENDINGS.index(b"\n")
+    assert crlf_to_stored(pm, read, first_lf + 1) == first_lf
+    assert PartMap.from_bytes(pm.to_bytes()) == pm
+    # Chunking does not move them.
+    scanner = MimeScanner(limits)
+    for i in range(0, len(MIXED_ENDINGS), 37):
+        scanner.feed(MIXED_ENDINGS[i : i + 37])
+    assert scanner.close() == pm
+
+
+def test_no_checkpoints_without_bare_lf() -> None:
+    data = MIXED_ENDINGS.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    pm = scan_message(data, MimeLimits(checkpoint_every=100))
+    assert pm.checkpoints == ()
+    assert stored_to_crlf(pm, reader(data), 500) == 500
+    assert crlf_to_stored(pm, reader(data), 500) == 500
+
+
+def test_partial_of_a_bare_lf_message_starts_at_a_checkpoint() -> None:
+    pm = scan_message(MIXED_ENDINGS, MimeLimits(checkpoint_every=100))
+    log: list[tuple[int, int]] = []
+    whole = MIXED_ENDINGS.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    out = section_octets(pm, Section(), reader(MIXED_ENDINGS, log), partial=(2000, 40))
+    assert out == whole[2000:2040]
+    assert min(start for start, _ in log) >= crlf_to_stored(pm, reader(MIXED_ENDINGS), 2000) - 101
