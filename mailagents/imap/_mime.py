@@ -63,7 +63,10 @@ __all__ = [
     "MimeScanner",
     "PartMap",
     "PartMapError",
+    "header_fields",
+    "merge_rfc2231",
     "parse_content_type",
+    "parse_params",
     "scan_message",
     "unfold",
 ]

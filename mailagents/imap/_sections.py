@@ -15,8 +15,8 @@ addresses the parts of the embedded message. ``HEADER``, ``HEADER.FIELDS[.NOT]``
 ``TEXT`` apply to the message (no part number) or to a ``message/rfc822`` part
 (its embedded message); ``MIME`` is the header of the numbered part. A multipart
 without parts has an empty part 1 (it is shown with one, see ``_bodystructure``).
-A section that does not exist is ``None`` (the server answers it as it chooses;
-Dovecot sends NIL... or an empty string, see the interop test).
+A section that does not exist is ``None``; Dovecot answers it with an empty string
+(the interop test checks ours against that).
 
 Pure computation; I/O only through the caller's ``read``.
 """
