@@ -602,7 +602,7 @@ class Store(abc.ABC):
         folder that had it), or with ``None`` take its attribute away (a default one
         included: Maildir's ``Sent`` and so on). :class:`FolderNotFoundError` if there
         is no such folder, :class:`ValueError` for an attribute not in
-        :data:`SPECIAL_USE`. The base class cannot."""
+        ``SPECIAL_USE``. The base class cannot."""
         raise StoreError("this store keeps no special-use attributes")
 
     def list_folders(self, *, nonexistent: bool = False) -> list[FolderInfo]:

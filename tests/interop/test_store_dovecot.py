@@ -22,8 +22,10 @@ FETCH = re.compile(rb"UID (\d+) FLAGS \(([^)]*)\) RFC822\.SIZE (\d+)")
 
 
 def message(i: int) -> bytes:
-    return (b"From: a@example.test\r\nTo: b@example.test\r\nSubject: message %d\r\n\r\n"
-            b"Body %d\r\nFrom the start\r\n.leading dot\r\n" % (i, i))
+    return (
+        b"From: a@example.test\r\nTo: b@example.test\r\nSubject: message %d\r\n\r\n"
+        b"Body %d\r\nFrom the start\r\n.leading dot\r\n" % (i, i)
+    )
 
 
 @pytest.fixture
@@ -60,8 +62,13 @@ def test_dovecot_serves_our_maildir_with_our_uids_and_flags(tree: Path) -> None:
     from mailagents.store.maildir import MaildirStore
 
     maildir = tree / "Maildir"
-    flags = [frozenset(), frozenset({SEEN}), frozenset({SEEN, ANSWERED, FLAGGED}),
-             frozenset({"$Forwarded", "project-x"}), frozenset({DELETED, SEEN})]
+    flags = [
+        frozenset(),
+        frozenset({SEEN}),
+        frozenset({SEEN, ANSWERED, FLAGGED}),
+        frozenset({"$Forwarded", "project-x"}),
+        frozenset({DELETED, SEEN}),
+    ]
     with MaildirStore(maildir) as store, store.folder("INBOX") as inbox:
         for i, f in enumerate(flags):
             inbox.append_bytes(message(i), flags=f)
@@ -185,3 +192,51 @@ def test_dovecot_starts_again_on_new_ports_when_one_was_taken(tree: Path) -> Non
             client.logout()
         finally:
             dovecot.stop()
+
+
+def test_our_imap_side_files_leave_dovecot_in_agreement(tree: Path) -> None:
+    # The \Recent watermark, INTERNALDATE zones, STATUS peeks and the expunge
+    # watermark live in files of ours: Dovecot serves the same UIDs, flags and keywords,
+    # and what it changes reaches us with a higher HIGHESTMODSEQ, same UIDVALIDITY.
+    import datetime
+
+    from mailagents.store.maildir import MaildirStore
+
+    maildir = tree / "Maildir"
+    zone = datetime.timezone(datetime.timedelta(hours=2))
+    with MaildirStore(maildir) as store, store.folder("INBOX") as inbox:
+        for i in range(4):
+            date = datetime.datetime(2026, 3, 3, 10, i, tzinfo=zone)
+            inbox.append_bytes(message(i), flags=[SEEN, "Work"], internaldate=date)
+        inbox.refresh()
+        assert len(inbox.claim_recent()) == 4
+        first = inbox.messages()[0].uid
+        inbox.set_flags([first], [DELETED], "add")
+        inbox.expunge()
+        inbox.refresh()
+        ours = {m.uid: m for m in inbox.messages()}
+        before = inbox.status()
+        assert store.status("INBOX") == before
+    with running_dovecot(maildir) as dovecot:
+        uidvalidity, theirs = imap_view(dovecot)
+        assert uidvalidity == before.uidvalidity
+        assert {uid: flags for uid, (flags, _, _) in theirs.items()} == {
+            uid: m.flags for uid, m in ours.items()
+        }
+        client = imaplib.IMAP4("127.0.0.1", dovecot.imap_port)
+        client.login(dovecot.user, dovecot.password)
+        client.select("INBOX")
+        last = max(ours)
+        typ, _ = client.uid("STORE", str(last), "+FLAGS", "(\\Flagged Home)")
+        assert typ == "OK", dovecot.log()
+        client.logout()
+    with MaildirStore(maildir) as store:
+        peek = store.status("INBOX")
+        with store.folder("INBOX") as inbox:
+            after = inbox.status()
+            assert after.uidvalidity == before.uidvalidity
+            assert after.highestmodseq > before.highestmodseq
+            assert peek.messages == after.messages == len(ours)
+            assert inbox.info(last).flags == {SEEN, FLAGGED, "Work", "Home"}
+            assert inbox.info(last).internaldate.utcoffset() == datetime.timedelta(hours=2)
+            assert inbox.claim_recent() == []
