@@ -90,6 +90,10 @@ BAD = [
     'A1 APPEND INBOX "abc"',
     "A1 APPEND INBOX (\\Seen)",
     'A1 APPEND INBOX "bad date" {0}',
+    "A1 APPEND INBOX abc",
+    'A1 LIST "" &Jjo',
+    'A1 LIST "" )',
+    "A1 LSUB x &AGE-",
     # selected state
     "A1 EXPUNGE 1",
     "A1 UID EXPUNGE",
@@ -195,9 +199,26 @@ def test_literal_size_must_match() -> None:
     assert info.value.tag == "A1"
 
 
-def test_streamed_literal_where_text_is_needed() -> None:
-    with pytest.raises(CommandSyntaxError):
-        parse_command(Frame(lines=(b"A1 LOGIN {3}", b" c"), literals=(Streamed(size=3),)))
+@pytest.mark.parametrize(
+    "first",
+    [b"A1 LOGIN {3}", b'A1 LIST "" {3}', b"A1 ID ({3}", b'A1 ID ("a" {3}', b"A1 SEARCH TEXT {3}"],
+)
+def test_streamed_literal_where_text_is_needed(first: bytes) -> None:
+    rest = b")" if first.startswith(b"A1 ID") else b""
+    frame = Frame(
+        lines=(first, b" c" if first.startswith(b"A1 LOGIN") else rest),
+        literals=(Streamed(size=3),),
+    )
+    with pytest.raises(CommandSyntaxError) as info:
+        parse_command(frame)
+    assert info.value.tag == "A1"
+
+
+def test_limits_must_be_positive() -> None:
+    from mailagents._protocol import LocalProtocolError
+
+    with pytest.raises(LocalProtocolError):
+        CommandLimits(max_items=0)
 
 
 @pytest.mark.parametrize("opener", ["(", "NOT ", "OR ALL "])
@@ -247,6 +268,11 @@ def test_item_and_range_limits() -> None:
         parse_command(line("A1 FETCH 1,2,3 FLAGS"), limits=limits)
     with pytest.raises(CommandSyntaxError):
         parse_command(line("A1 SEARCH UID 1,2,3"), limits=limits)
+    with pytest.raises(CommandSyntaxError):
+        parse_command(line("A1 FETCH 1 BODY[HEADER.FIELDS (A B C D)]"), limits=limits)
+    four = Frame(lines=(b"A1 APPEND x {0}", b" {0}", b" {0}", b" {0}", b""), literals=(b"",) * 4)
+    with pytest.raises(CommandSyntaxError):
+        parse_command(four, limits=limits)
 
 
 TOKENS = st.sampled_from(

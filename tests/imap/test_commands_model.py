@@ -75,6 +75,7 @@ INVALID = [
     lambda: Sort(tag="a", criteria=(SortCriterion(key="DATE"),), charset="", search=ALL),
     lambda: Thread(tag="a", algorithm="refs", charset="UTF-8", search=ALL),
     lambda: Thread(tag="a", algorithm="REFS", charset="UTF-8", search=()),
+    lambda: Thread(tag="a", algorithm="REFS", charset="", search=ALL),
     lambda: Id(tag="a", parameters=(("a\x00", None),)),
     lambda: Compress(tag="a", mechanism="deflate"),
 ]

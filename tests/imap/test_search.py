@@ -113,6 +113,7 @@ def test_search_depth() -> None:
         lambda: SizeKey(name="BIGGER", size=1),  # type: ignore[arg-type]
         lambda: KeywordKey(name="KEYWORD", keyword="\\Seen"),
         lambda: KeywordKey(name="KEYWORD", keyword=""),
+        lambda: KeywordKey(name="FLAG", keyword="x"),  # type: ignore[arg-type]
         lambda: ModSeqKey(modseq=-1),
         lambda: ModSeqKey(modseq=1, entry="/flags/x"),
         lambda: ModSeqKey(modseq=1, entry="/flags/x", entry_type="public"),  # type: ignore[arg-type]
