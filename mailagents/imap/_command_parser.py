@@ -1,16 +1,16 @@
 """Client commands from frames: the server side of the command grammar (RFC 9051 §9).
 
-:func:`parse_command` reads one whole :class:`~mailagents.imap._frame.Frame` (the
+``parse_command`` reads one whole ``Frame`` (the
 command's lines and the literals between them) into one of the values of
-:mod:`mailagents.imap._commands`, or raises :class:`CommandSyntaxError`, which the server
+``mailagents.imap._commands``, or raises ``CommandSyntaxError``, which the server
 core answers with ``tag BAD message`` (``* BAD`` when not even the tag could be read).
 Nothing else escapes, whatever the octets (a property the tests check).
 
 The grammar is followed exactly: command names and keywords in any case, exactly one
 SP between items, nothing after the last one (RFC 9051 §9: "SP" is one space, and the
 line ends with the command). A command name this parser does not know is not a syntax
-error but :class:`~mailagents.imap._commands.UnknownCommand`, so the server says what
-it does not support. :class:`CommandLimits` bounds what a single command can make the
+error but ``UnknownCommand``, so the server says what
+it does not support. ``CommandLimits`` bounds what a single command can make the
 server hold: items in a list, nesting of search keys (read without recursion, so
 10,000 nested parentheses are refused cleanly) and ranges in a sequence set.
 
@@ -932,7 +932,7 @@ def parse_command(
 
     ``utf8``: UTF8=ACCEPT or IMAP4rev2 is enabled, so mailbox names are UTF-8 rather
     than modified UTF-7 (RFC 6855 §3, RFC 9051 §6.3.1). Raises
-    :class:`CommandSyntaxError` for anything that is not a command of the grammar
+    ``CommandSyntaxError`` for anything that is not a command of the grammar
     (and for ``limits`` exceeded); an unknown command name gives
     ``UnknownCommand``.
     """

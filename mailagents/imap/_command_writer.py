@@ -1,9 +1,9 @@
 """Client commands to frames: the client side of the command grammar (RFC 9051 §9).
 
-:func:`write_command` is the inverse of
-:func:`~mailagents.imap._command_parser.parse_command`: for every command value,
+``write_command`` is the inverse of
+``parse_command``: for every command value,
 ``parse_command(write_command(c)) == c`` (the tests check it for every option). The
-``Writer`` of :mod:`mailagents.imap._grammar` picks each string's form, so text holding
+``Writer`` of ``mailagents.imap._grammar`` picks each string's form, so text holding
 CR or LF always goes as a literal and can never end the command line early (the
 command-injection class of bugs).
 

@@ -1,7 +1,7 @@
 """The IMAP client commands as data (RFC 9051 §6, RFC 3501 §6 and the extensions).
 
 One frozen dataclass per command, each with the ``tag`` it was sent with. The parser
-(:func:`mailagents.imap._command_parser.parse_command`, server side) turns a frame into
+(``mailagents.imap._command_parser.parse_command``, server side) turns a frame into
 one of them and the writer (``write_command``, client side) does the reverse; a
 command round-trips exactly, so the values hold what the grammar distinguishes and
 nothing more (``FETCH 1 FLAGS`` and ``FETCH 1 (FLAGS)`` are the same value, the macros
@@ -9,9 +9,11 @@ nothing more (``FETCH 1 FLAGS`` and ``FETCH 1 (FLAGS)`` are the same value, the 
 
 Names of commands and keywords are case-insensitive on the wire and upper case here;
 mailbox names are decoded (modified UTF-7, or UTF-8 once UTF8=ACCEPT or IMAP4rev2 is
-enabled) and ``INBOX`` is always upper case; flags and other atoms are kept as written.
+enabled) and ``INBOX`` is always upper case (the writer sends any case of it as
+``INBOX``, the parser reads any case as ``"INBOX"``); flags and other atoms are kept
+as written.
 The ``UID`` prefix (RFC 9051 §6.4.9) is the ``uid`` field of the commands it applies
-to. A command the parser does not know is :class:`UnknownCommand`, so that the server
+to. A command the parser does not know is ``UnknownCommand``, so that the server
 can answer ``BAD`` without treating it as a syntax error.
 
 Pure data, no I/O.
@@ -97,7 +99,7 @@ LIST_SELECTION_OPTIONS: frozenset[str] = frozenset(
 
 LIST_RETURN_OPTIONS: frozenset[str] = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"})
 """The LIST return options of RFC 5258 §3.2 and RFC 6154 §5.2 (``STATUS``, RFC 5819, is
-:attr:`List.status`)."""
+``List.status``)."""
 
 SEARCH_RETURN_OPTIONS: frozenset[str] = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
 """``search-return-opt`` of RFC 9051 §9 (ESEARCH, RFC 4731; ``SAVE``, RFC 5182)."""
@@ -239,7 +241,7 @@ class Select:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Examine:
-    """``EXAMINE`` (RFC 9051 §6.3.3): :class:`Select` read-only, with the same
+    """``EXAMINE`` (RFC 9051 §6.3.3): ``Select`` read-only, with the same
     parameters."""
 
     tag: str
@@ -318,9 +320,11 @@ class List:
     LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154).
 
     ``patterns`` holds one pattern or several (``("INBOX" "Drafts")``, RFC 5258 §3);
-    ``selection`` the selection options (:data:`LIST_SELECTION_OPTIONS`, upper case),
+    ``selection`` the selection options (``LIST_SELECTION_OPTIONS``, upper case),
     ``return_options`` the return options but ``STATUS``, whose items are ``status``
     (``None`` when not asked for). RFC 5258 §3.1: ``RECURSIVEMATCH`` never stands alone.
+    An empty list (``LIST () "" %``, ``RETURN ()``) reads as no options at all: RFC
+    5258 §3 gives it no meaning of its own.
     """
 
     tag: str
@@ -372,7 +376,7 @@ class Namespace:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Status:
     """``STATUS mailbox (items)`` (RFC 9051 §6.3.11); ``items`` from
-    :data:`STATUS_ITEMS`, upper case, in the order asked."""
+    ``STATUS_ITEMS``, upper case, in the order asked."""
 
     tag: str
     mailbox: str

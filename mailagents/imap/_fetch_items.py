@@ -2,7 +2,7 @@
 
 The same classes serve the command side (``FETCH 1 BODY.PEEK[1.2.HEADER]<0.100>``) and
 the response side (``* 1 FETCH (BODY[1.2.HEADER]<0> {100}...)``, where only the origin
-of a partial fetch is repeated): :class:`Section` is the part between the brackets.
+of a partial fetch is repeated): ``Section`` is the part between the brackets.
 
 The relevant rules of RFC 9051 §9::
 
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 SectionText: TypeAlias = Literal["HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"]
-"""The text part of a ``section-spec``; ``None`` in :class:`Section` means the whole
+"""The text part of a ``section-spec``; ``None`` in ``Section`` means the whole
 part (``BODY[]``, ``BODY[1.2]``)."""
 
 SECTION_TEXTS: frozenset[str] = frozenset(
@@ -75,7 +75,7 @@ ATTRIBUTE_NAMES: frozenset[str] = frozenset(
         "SAVEDATE",
     }
 )
-"""The FETCH data items without a section, upper case as :class:`FetchAttribute` keeps
+"""The FETCH data items without a section, upper case as ``FetchAttribute`` keeps
 them."""
 
 FetchMacro: TypeAlias = Literal["ALL", "FAST", "FULL"]
@@ -151,7 +151,7 @@ class Section:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FetchAttribute:
     """A FETCH data item without a section: ``name`` is one of
-    :data:`ATTRIBUTE_NAMES` (upper case), e.g. ``FLAGS``, ``BODYSTRUCTURE``,
+    ``ATTRIBUTE_NAMES`` (upper case), e.g. ``FLAGS``, ``BODYSTRUCTURE``,
     ``RFC822.SIZE``."""
 
     name: str

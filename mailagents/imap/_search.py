@@ -2,24 +2,24 @@
 
 A ``search-key`` is one of a few shapes, each a frozen dataclass:
 
-- :class:`FlagKey`, the keys without an argument (``ALL``, ``SEEN``, ``UNDRAFT``, and
+- ``FlagKey``, the keys without an argument (``ALL``, ``SEEN``, ``UNDRAFT``, and
   IMAP4rev1's ``NEW``, ``OLD``, ``RECENT``, RFC 3501 §6.4.4);
-- :class:`TextKey` (``BCC``, ``BODY``, ``CC``, ``FROM``, ``SUBJECT``, ``TEXT``, ``TO``)
-  and :class:`HeaderKey` (``HEADER field value``);
-- :class:`DateKey` (``BEFORE``, ``ON``, ``SINCE`` and the ``SENT*`` keys), whose dates
+- ``TextKey`` (``BCC``, ``BODY``, ``CC``, ``FROM``, ``SUBJECT``, ``TEXT``, ``TO``)
+  and ``HeaderKey`` (``HEADER field value``);
+- ``DateKey`` (``BEFORE``, ``ON``, ``SINCE`` and the ``SENT*`` keys), whose dates
   carry no time and no zone;
-- :class:`SizeKey` (``LARGER``, ``SMALLER``, ``number64`` in IMAP4rev2);
-- :class:`KeywordKey` (``KEYWORD``, ``UNKEYWORD``);
-- :class:`SetKey`: a bare ``sequence-set`` (message numbers) or ``UID sequence-set``;
+- ``SizeKey`` (``LARGER``, ``SMALLER``, ``number64`` in IMAP4rev2);
+- ``KeywordKey`` (``KEYWORD``, ``UNKEYWORD``);
+- ``SetKey``: a bare ``sequence-set`` (message numbers) or ``UID sequence-set``;
   ``$`` (RFC 5182 SEARCHRES) is a set with ``saved=True``;
-- :class:`ModSeqKey` (RFC 7162 §3.1.5: ``MODSEQ ["/flags/\\Seen" all] 620162338``);
-- :class:`Not`, :class:`Or` and :class:`And` (the parenthesised list; the keys of a
+- ``ModSeqKey`` (RFC 7162 §3.1.5: ``MODSEQ ["/flags/\\Seen" all] 620162338``);
+- ``Not``, ``Or`` and ``And`` (the parenthesised list; the keys of a
   command's top level are ANDed too, and kept as a plain tuple there).
 
 Text values are ``str``: the octets as sent, decoded as UTF-8 with ``surrogateescape``,
 so a search in another ``CHARSET`` keeps its octets; charset handling is the server's.
 
-:class:`SortCriterion` is one ``sort-criterion`` of RFC 5256 §5 (and RFC 5957's
+``SortCriterion`` is one ``sort-criterion`` of RFC 5256 §5 (and RFC 5957's
 ``DISPLAYFROM``/``DISPLAYTO``).
 
 Pure data, no I/O.
@@ -96,7 +96,7 @@ def _check_text(value: str, what: str) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlagKey:
-    """A search key without an argument; ``name`` is one of :data:`FLAG_KEYS`."""
+    """A search key without an argument; ``name`` is one of ``FLAG_KEYS``."""
 
     name: str
 
@@ -269,7 +269,7 @@ def search_depth(keys: tuple[SearchKey, ...]) -> int:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SortCriterion:
-    """``["REVERSE" SP] sort-key`` (RFC 5256 §5); ``key`` is one of :data:`SORT_KEYS`."""
+    """``["REVERSE" SP] sort-key`` (RFC 5256 §5); ``key`` is one of ``SORT_KEYS``."""
 
     key: str
     reverse: bool = False
