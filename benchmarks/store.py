@@ -10,7 +10,9 @@ Prints, for Maildir and mbox:
   process: cold (the first open after the messages arrived, so UIDs get assigned and
   the state is built) and warm (a later open: state on disk, files in the page cache);
 * a second open in that same process (what the next session of a long-running IMAP or
-  POP3 server sees), and the peak RSS of the process (the interpreter included).
+  POP3 server sees), and the peak RSS of the process (the interpreter included);
+* a partial fetch, ``BODY[]<0.1024>`` of a 50 MB message (``open_message(uid, 0,
+  1024)``), beside reading the message whole: time and bytes read (``/proc/self/io``).
 
 The last line is the ratio of our concurrent durable Maildir delivery rate to
 ``mailbox.Maildir.add``; the goal is 0.4 or better.
@@ -43,8 +45,10 @@ SIZE = 10 * 1024
 
 
 def message(i: int) -> bytes:
-    head = (f"From: bench@example.test\r\nTo: user@example.test\r\nSubject: message {i}\r\n"
-            f"Message-ID: <{i}@bench.example.test>\r\n\r\n").encode()
+    head = (
+        f"From: bench@example.test\r\nTo: user@example.test\r\nSubject: message {i}\r\n"
+        f"Message-ID: <{i}@bench.example.test>\r\n\r\n"
+    ).encode()
     line = b"The quick brown fox jumps over the lazy dog, again and again.\r\n"
     body = (line * (SIZE // len(line) + 1))[: SIZE - len(head)]
     return head + body
@@ -143,9 +147,43 @@ def open_in_new_process(kind: str, root: Path) -> tuple[float, int, int, float]:
     """(seconds, messages listed, peak RSS in octets, seconds of a second open in the
     same process) for a fresh process."""
     script = OPEN_SCRIPT.format(repo=str(HERE.parent), root=str(root), kind=kind)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True,
-                         text=True, timeout=600).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, check=True, text=True, timeout=600
+    ).stdout.split()
     return float(out[0]), int(out[1]), int(out[2]), float(out[3])
+
+
+def _rchar() -> int:
+    try:
+        with open("/proc/self/io") as f:
+            for line in f:
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def ranged_read(kind: str, size: int = 50_000_000) -> tuple[float, int, float, int]:
+    """(seconds, bytes read) for 1 KB of a ``size`` message, then for all of it."""
+    root = Path(tempfile.mkdtemp(prefix="bench-range-"))
+    line = b"The quick brown fox jumps over the lazy dog, again and again.\r\n"
+    data = b"Subject: big\r\n\r\n" + line * (size // len(line))
+    try:
+        with make_store(kind, root) as store, store.folder("INBOX") as inbox:
+            uid = inbox.append_bytes(data).uid
+            assert uid is not None
+            inbox.refresh()
+            figures = []
+            for length in (1024, None):
+                before, start = _rchar(), time.perf_counter()
+                with inbox.open_message(uid, 0, length) as stream:
+                    got = len(stream.read())
+                figures += [time.perf_counter() - start, _rchar() - before]
+                assert got == (length or len(data))
+            return figures[0], figures[1], figures[2], figures[3]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def best(func: Callable[[], float], runs: int = 2) -> float:
@@ -160,8 +198,10 @@ def main() -> None:
     args = parser.parse_args()
     count = 500 if args.quick else args.deliveries
     big = 10_000 if args.quick else args.folder_size
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, 10 KB messages, "
-          f"{count} deliveries per run, best of 2")
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, 10 KB messages, "
+        f"{count} deliveries per run, best of 2"
+    )
     ratios: dict[str, float] = {}
     for kind in ("maildir", "mbox"):
         serial = best(lambda k=kind: deliveries(k, count, 1))  # type: ignore[misc]
@@ -170,8 +210,10 @@ def main() -> None:
         ratios[kind] = parallel / peer
         print(f"{kind:8} durable deliveries, one at a time : {serial:>9,.0f}/s")
         print(f"{kind:8} durable deliveries, 16 threads    : {parallel:>9,.0f}/s")
-        print(f"{kind:8} mailbox.{'Maildir' if kind == 'maildir' else 'mbox'}.add (no fsync)"
-              f"{'' if kind == 'maildir' else '   '}: {peer:>9,.0f}/s")
+        print(
+            f"{kind:8} mailbox.{'Maildir' if kind == 'maildir' else 'mbox'}.add (no fsync)"
+            f"{'' if kind == 'maildir' else '   '}: {peer:>9,.0f}/s"
+        )
         root = Path(tempfile.mkdtemp(prefix="bench-open-"))
         try:
             start = time.perf_counter()
@@ -182,14 +224,22 @@ def main() -> None:
             cold, listed, _, _ = open_in_new_process(kind, root)
             warm, listed2, rss, again = min(open_in_new_process(kind, root) for _ in range(3))
             assert listed == listed2 == big, (listed, listed2, big)
-            print(f"{kind:8} open {big:,} messages, list UIDs and flags: cold {cold:.2f} s, "
-                  f"warm {warm:.2f} s (new process), {again:.2f} s (again in the same "
-                  f"process); peak RSS {rss / 1e6:.0f} MB")
+            print(
+                f"{kind:8} open {big:,} messages, list UIDs and flags: cold {cold:.2f} s, "
+                f"warm {warm:.2f} s (new process), {again:.2f} s (again in the same "
+                f"process); peak RSS {rss / 1e6:.0f} MB"
+            )
         finally:
             shutil.rmtree(root, ignore_errors=True)
+        part, part_read, whole, whole_read = ranged_read(kind)
+        print(
+            f"{kind:8} BODY[]<0.1024> of a 50 MB message: {part * 1e3:.2f} ms, "
+            f"{part_read:,} bytes read; whole: {whole:.2f} s, {whole_read:,} bytes read"
+        )
     print(f"ratio mbox 16-thread durable / mailbox.mbox.add: {ratios['mbox']:.2f}")
-    print(f"ratio maildir 16-thread durable / mailbox.Maildir.add: {ratios['maildir']:.2f} "
-          f"(goal 0.4)")
+    print(
+        f"ratio maildir 16-thread durable / mailbox.Maildir.add: {ratios['maildir']:.2f} (goal 0.4)"
+    )
 
 
 if __name__ == "__main__":
