@@ -71,6 +71,11 @@ class ServerConfig:
     it the session ends."""
     chunk_size: int = 65_536
     """Largest APPEND chunk handed out in one event."""
+    server_id: tuple[tuple[str, str | None], ...] | None = None
+    """What the server tells of itself in answer to ID (RFC 2971 §3.2): field-value
+    pairs such as ``(("name", "mailagents"), ("version", "1.0"))``; ``None`` answers
+    ``* ID NIL``. At most 30 pairs, each field name at most 30 octets and named once,
+    each value at most 1024 octets (RFC 2971 §3.3)."""
     confirm_append: bool = False
     """Ask the application (``AppendRequested``) before answering ``+`` to a
     synchronising APPEND message literal, so that it can refuse before the octets
@@ -94,8 +99,38 @@ class ServerConfig:
         for name in (*self.auth_mechanisms, *self.extensions):
             if not name or not name.isascii() or any(c in name for c in ' ()[]{}"\\\r\n\x00'):
                 raise LocalProtocolError(f"invalid capability or mechanism name {name!r}")
+        self._check_server_id()
+
+    def _check_server_id(self) -> None:
+        if self.server_id is None:
+            return
+        if len(self.server_id) > 30:
+            raise LocalProtocolError("server_id: at most 30 field-value pairs (RFC 2971 §3.3)")
+        seen: set[str] = set()
+        for field, value in self.server_id:
+            size = len(field.encode("utf-8", "surrogateescape"))
+            if not field or size > 30:
+                raise LocalProtocolError(
+                    f"server_id field {field!r}: 1 to 30 octets (RFC 2971 §3.3)"
+                )
+            if field.lower() in seen:
+                raise LocalProtocolError(f"server_id field {field!r} named twice (RFC 2971 §3.3)")
+            seen.add(field.lower())
+            if value is not None and len(value.encode("utf-8", "surrogateescape")) > 1024:
+                raise LocalProtocolError(
+                    f"server_id value of {field!r}: at most 1024 octets (RFC 2971 §3.3)"
+                )
+            if any("\x00" in text for text in (field, value or "")):
+                raise LocalProtocolError("server_id must not hold NUL")
 
     def enableable(self) -> frozenset[str]:
         """The ENABLE names this configuration allows (upper case, RFC 5161 §3.1)."""
         offered = {e.upper() for e in self.extensions}
+        if "UTF8=ONLY" in offered:
+            offered.add("UTF8=ACCEPT")  # RFC 6855 §6: UTF8=ONLY implies UTF8=ACCEPT
         return frozenset(offered & _ENABLEABLE)
+
+    @property
+    def utf8_only(self) -> bool:
+        """``UTF8=ONLY`` is announced (RFC 6855 §6)."""
+        return any(e.upper() == "UTF8=ONLY" for e in self.extensions)

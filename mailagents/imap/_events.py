@@ -16,6 +16,7 @@ from typing import Literal
 from mailagents._protocol import LocalProtocolError
 from mailagents.imap._commands import Command
 from mailagents.imap._frame import Frame
+from mailagents.imap._responses import Continuation, Response, StatusResponse
 from mailagents.imap._selected import SelectedMailbox
 
 __all__ = [
@@ -190,14 +191,28 @@ class Greeting:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Untagged:
-    """One untagged response for the command in progress, as a frame (lines without
-    CRLF, the first starting with ``* ``), made by the response writer. A ``Streamed``
-    literal in it (a large ``BODY[]``) is sent as :class:`LiteralData` decisions that
-    follow, exactly its ``size`` octets in all, before anything else."""
+    """One untagged response for the command in progress (or unsolicited), given either
+    as a ``response`` object of ``mailagents.imap._responses`` (``ExistsData``,
+    ``FetchData``, ``ListData``, an untagged ``StatusResponse`` ...), which the core
+    writes with the session's UTF-8 state (mailbox names in UTF-8 once UTF8=ACCEPT or
+    IMAP4rev2 is enabled, modified UTF-7 before; SEARCH results as ESEARCH for an
+    IMAP4rev2 session), or as a ``frame`` (lines without CRLF, the first starting with
+    ``* ``) made by the response writer. A ``Streamed`` literal in it (a large
+    ``BODY[]``) is sent as :class:`LiteralData` decisions that follow, exactly its
+    ``size`` octets in all, before anything else."""
 
-    frame: Frame
+    frame: Frame | None = None
+    response: Response | None = None
 
     def __post_init__(self) -> None:
+        if (self.frame is None) == (self.response is None):
+            raise LocalProtocolError("Untagged takes a frame or a response, not both")
+        if self.response is not None:
+            r = self.response
+            if isinstance(r, Continuation) or (isinstance(r, StatusResponse) and r.tag):
+                raise LocalProtocolError("Untagged.response must be an untagged response")
+            return
+        assert self.frame is not None
         if not self.frame.lines[0].startswith(b"* "):
             raise LocalProtocolError("an untagged response starts with '* '")
         for line in self.frame.lines:

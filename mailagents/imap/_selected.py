@@ -130,6 +130,11 @@ class SelectedMailbox:
         """The number of messages the client knows (its largest sequence number)."""
         return len(self._uids)
 
+    @property
+    def highest_uid(self) -> int:
+        """The highest UID the view knows, told to the client or not (0 when none)."""
+        return self._high
+
     def uid(self, seq: int) -> int:
         """The UID of message ``seq`` as the client numbers it."""
         if not 1 <= seq <= len(self._uids):

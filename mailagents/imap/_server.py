@@ -21,6 +21,7 @@ from mailagents import sasl
 from mailagents._protocol import NEED_DATA, PAUSED, LocalProtocolError, Sentinel
 from mailagents.imap._command_parser import CommandSyntaxError, parse_command
 from mailagents.imap._commands import (
+    Append,
     Authenticate,
     Close,
     Compress,
@@ -59,15 +60,16 @@ from mailagents.imap._framing import (
     LiteralStart,
     RawLine,
 )
+from mailagents.imap._response_writer import write_response
+from mailagents.imap._responses import IdData
 from mailagents.imap._selected import SelectedMailbox
-from mailagents.imap._server_auth import Authorization
 from mailagents.imap._server_core import (
     ServerEvent,
     append_mailbox,
     status_line,
     verb_of,
-    view_response,
 )
+from mailagents.imap._server_session import SessionRules
 from mailagents.imap._state import State, valid_in
 
 __all__ = ["Decision", "ServerConnection"]
@@ -97,7 +99,7 @@ _ERROR_ANSWERS = {
 }
 
 
-class ServerConnection(Authorization):
+class ServerConnection(SessionRules):
     """One IMAP session, server side, with no I/O (see the module text)."""
 
     # --- public API --------------------------------------------------------------------
@@ -200,7 +202,7 @@ class ServerConnection(Authorization):
             and self._streaming is None
             and (self._pending is not None or self._state in _UNSOLICITED)
         ):
-            self._untagged(decision.frame)
+            self._untagged(decision)
         elif self._pending is None:
             raise LocalProtocolError(f"{type(decision).__name__} with no command pending")
         elif isinstance(decision, LiteralData):
@@ -211,18 +213,6 @@ class ServerConnection(Authorization):
             self._complete(decision)
         else:
             raise LocalProtocolError("answer CommandReceived with Untagged and Complete")
-
-    def _untagged(self, frame: Frame) -> None:
-        """An untagged response of the application's: for the command in progress, or
-        unsolicited (RFC 9051 §5.3: any but EXPUNGE while no command is in progress).
-        While a mailbox is selected, its EXISTS, EXPUNGE and VANISHED go through the
-        view (``mailbox``), which alone keeps the numbers right."""
-        name = view_response(frame)
-        if self._mailbox is not None and name is not None:
-            raise LocalProtocolError(
-                f"{name} of the selected mailbox: tell the SelectedMailbox view and call refresh()"
-            )
-        self._write_frame(frame)
 
     def refresh(self) -> None:
         """Send the selected mailbox's changes that may go out now (RFC 9051 §7.5.1):
@@ -346,6 +336,8 @@ class ServerConnection(Authorization):
         if not valid_in(self._state, verb):
             self._reject(command.tag, "BAD", f"{verb} not valid in this state")
             return
+        if not self._admit(command, verb):
+            return
         self._command, self._tag = command, command.tag
         handler = getattr(self, f"_do_{verb.lower()}", None)
         if handler is None:
@@ -377,7 +369,9 @@ class ServerConnection(Authorization):
         self._done("CHECK completed")
 
     def _do_id(self, command: object) -> None:
-        self._line(b"* ID NIL\r\n")  # RFC 2971 §3.2: the server says nothing of itself
+        # RFC 2971 §3.2: the server's own fields (config.server_id), or NIL.
+        frame = write_response(IdData(params=self.config.server_id), utf8=self._utf8)
+        self._write_frame(frame)
         self._done("ID completed")
 
     def _do_logout(self, command: object) -> None:
@@ -405,7 +399,7 @@ class ServerConnection(Authorization):
                 new.append(name)
                 self._enabled.add(name)
         if "QRESYNC" in self._enabled and "CONDSTORE" not in self._enabled:
-            self._enabled.add("CONDSTORE")  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
+            self._enabled.add("CONDSTORE")  # RFC 7162 §3.2.3: ENABLE QRESYNC enables it too
         if self._enabled & {"IMAP4REV2", "UTF8=ACCEPT"}:
             self._utf8 = True  # RFC 9051 §6.3.1, RFC 6855 §3
         self._line(("* ENABLED " + " ".join(new)).rstrip().encode() + b"\r\n")
@@ -435,15 +429,17 @@ class ServerConnection(Authorization):
 
     def _select(self, command: Select | Examine) -> bool:
         if command.qresync is not None and "QRESYNC" not in self._enabled:
-            # RFC 7162 §3.2.5: QRESYNC parameters without ENABLE QRESYNC are BAD.
+            # RFC 7162 §3.2.3 (restated in §3.2.5): the QRESYNC parameter from a client
+            # that has not issued ENABLE QRESYNC gets a tagged BAD.
             self._command = None
             self._reject(command.tag, "BAD", "QRESYNC not enabled")
             return False
         if command.condstore:
-            self._enabled.add("CONDSTORE")  # RFC 7162 §3.1.8: a CONDSTORE enabling command
+            self._condstore_on()  # RFC 7162 §3.1.8: a CONDSTORE enabling command
+        self._select_name, self._modseq_told = command.mailbox, False
         if self._mailbox is not None:
             # RFC 9051 §6.3.2: the selected mailbox is closed first, and told so.
-            self._mailbox = None
+            self._mailbox = self._selected_name = None
             self._line(status_line(None, "OK", "Previous mailbox is now closed", "CLOSED"))
         return True
 
@@ -457,18 +453,27 @@ class ServerConnection(Authorization):
                 view = decision.selected
                 if view is None:
                     raise LocalProtocolError("an OK to SELECT/EXAMINE carries selected=")
+                if "CONDSTORE" in self._enabled and not self._modseq_told:
+                    raise LocalProtocolError(
+                        "after a CONDSTORE enabling command SELECT/EXAMINE sends "
+                        "* OK [HIGHESTMODSEQ n] or * OK [NOMODSEQ] (RFC 7162 §3.1.2)"
+                    )
                 view.condstore = view.condstore or "CONDSTORE" in self._enabled
                 view.qresync = view.qresync or "QRESYNC" in self._enabled
-                self._mailbox = view
+                self._mailbox, self._selected_name = view, self._select_name
                 self._transition(verb)
             else:
                 self._transition("SELECT_FAILED")
+            self._select_name = None
         elif decision.selected is not None:
             raise LocalProtocolError("only an OK to SELECT/EXAMINE carries selected=")
         elif isinstance(command, (Close, Unselect)) and ok:
-            self._mailbox = None
+            self._mailbox = self._selected_name = None
             self._transition(verb)
         else:
+            if isinstance(command, Append) and ok and self._append_watch is not None:
+                self._appended_to_view(decision.code, self._append_watch)
+            self._append_watch = None
             self._refresh_for_command()
         self._pending = None
         label = f"UID {type(command).__name__.upper()}" if verb == "UID" else verb

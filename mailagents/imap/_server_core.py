@@ -153,6 +153,10 @@ class ServerCore:
         self._sasl: ServerExchange | None = None
         self._auth_label = ""
         self._mailbox: SelectedMailbox | None = None
+        self._selected_name: str | None = None  # the selected mailbox's name
+        self._select_name: str | None = None  # the name a SELECT in progress asked for
+        self._modseq_told = False  # HIGHESTMODSEQ or NOMODSEQ sent for that SELECT
+        self._append_watch: int | None = None  # highest UID before an APPEND into it
         self._streaming: tuple[Frame, int, int] | None = None  # frame, literal, left
 
     def _write_frame(self, frame: Frame, start: int = 0) -> None:
@@ -192,6 +196,19 @@ class ServerCore:
     def _status(self, status: str, text: str, code: str | None = None) -> None:
         """The tagged completion of the command in progress."""
         self._out += status_line(self._tag, status, text, code)
+
+    @property
+    def _rev2(self) -> bool:
+        return "IMAP4REV2" in self._enabled
+
+    def _condstore_on(self) -> None:
+        """A CONDSTORE enabling command arrived (RFC 7162 §3.1): from now on the
+        session gets MODSEQ with every flag change, the selected view included."""
+        if "CONDSTORE" not in self.config.enableable():
+            return
+        self._enabled.add("CONDSTORE")
+        if self._mailbox is not None:
+            self._mailbox.condstore = True
 
     def _emit(self, event: ServerEvent) -> None:
         self._events.append(event)
@@ -240,6 +257,7 @@ class ServerCore:
         self._pending = None
         self._sasl = None
         self._mailbox = None
+        self._selected_name = None
         self._tls_pending = False
         self._reader.clear()
         if not self._closed:

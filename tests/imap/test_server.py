@@ -49,6 +49,7 @@ class App:
     answer: Complete | None = None  # the answer to every other command
     log: list[object] = field(default_factory=list)
     appended: bytes = b""
+    next_uid: int = 100
 
     def handle(self, server: ServerConnection, event: object) -> None:
         self.log.append(event)
@@ -64,7 +65,13 @@ class App:
                     server.send(Complete(status="NO", text="No such mailbox", code="NONEXISTENT"))
                     return
                 server.send(Untagged(frame=Frame(lines=(b"* %d EXISTS" % len(self.uids),))))
+                if "CONDSTORE" in server.enabled:  # RFC 7162 §3.1.2
+                    server.send(Untagged(frame=Frame(lines=(b"* OK [HIGHESTMODSEQ 1] Ok",))))
                 server.send(Complete(code="READ-WRITE", selected=SelectedMailbox(self.uids)))
+            elif isinstance(command, Append) and self.answer is None and server.mailbox:
+                first, self.next_uid = self.next_uid, self.next_uid + len(command.messages)
+                uids = f"{first}:{self.next_uid - 1}" if len(command.messages) > 1 else first
+                server.send(Complete(code=f"APPENDUID 1 {uids}"))  # RFC 4315 §3
             else:
                 server.send(self.answer or Complete())
 

@@ -71,6 +71,8 @@ class Store:
                 for i in range(0, len(BODY), 7000):
                     server.send(LiteralData(data=BODY[i : i + 7000]))
                 server.send(Complete())
+            elif isinstance(command, c.Append):  # into the selected INBOX: its new UID
+                server.send(Complete(code="APPENDUID 1 20"))  # RFC 4315 §3
             else:
                 server.send(Complete())
 
