@@ -1,0 +1,246 @@
+"""The on-disk form of a folder's message cache (see ``_cache``): a file header and
+appended records, each checked by CRC-32.
+
+File::
+
+    header  = "MACACHE" %x01 version:u32 uidvalidity:u32 crc32:u32   ; 20 octets
+    record* = "MR" kind:u8 0:u8 length:u32 uid:u32 uidvalidity:u32 payload crc32:u32
+
+All integers big-endian; a record's CRC covers everything before it in the record, so
+a record cut short by a crash, or still being written, fails it. ``kind`` 1 is an entry
+(its payload below), 2 a tombstone (empty payload: the UID's entry is gone). The
+latest record of a UID wins.
+
+Entry payload: varints and length-prefixed UTF-8 (a text is 0 for absent, else its
+length + 1, then the octets)::
+
+    size  part-map-length part-map  references  base-subject  date
+
+``size`` is the message's CRLF size (checked against the caller's at every read),
+``part-map`` what ``PartMap.to_bytes`` wrote, ``date`` 0 when absent, else 1, the
+UTC POSIX seconds + 2**40 and the zone's offset in minutes + 2**20.
+
+Pure computation, no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime
+import struct
+import zlib
+from dataclasses import dataclass
+
+from mailagents.imap._mime import ENVELOPE_FIELDS, PartMap, PartMapError
+
+__all__ = [
+    "DROP",
+    "ENTRY",
+    "FILE_HEADER",
+    "RECORD_HEAD",
+    "CacheFormatError",
+    "CachedMessage",
+    "decode_entry",
+    "decode_header",
+    "encode_entry",
+    "encode_header",
+    "encode_record",
+    "record_at",
+]
+
+MAGIC = b"MACACHE\x01"
+VERSION = 1
+FILE_HEADER = struct.Struct(">8sII")
+HEADER_SIZE = FILE_HEADER.size + 4
+RECORD_HEAD = struct.Struct(">2sBBIII")
+RECORD_OVERHEAD = RECORD_HEAD.size + 4
+ENTRY = 1
+DROP = 2
+MAX_PAYLOAD = 64 << 20
+"""A record longer than this is taken as damage, not read (a part map of the
+scanner's 10,000 parts with their fields is well below)."""
+
+_DATE_BIAS = 1 << 40
+_ZONE_BIAS = 1 << 20
+_INDEX = {name: i for i, name in enumerate(ENVELOPE_FIELDS)}
+
+
+class CacheFormatError(ValueError):
+    """Cache octets that are not valid (wrong magic or version, a CRC that fails,
+    figures out of range)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CachedMessage:
+    """What the cache keeps of one message: the part map (offsets, ``Content-*``
+    fields, and the root's ENVELOPE fields, from which ENVELOPE, BODYSTRUCTURE and
+    every ``BODY[section]`` span follow), and what SEARCH and SORT need beyond it:
+    ``references`` (unfolded, for THREAD=REFERENCES), the RFC 5256 base subject, and
+    the parsed Date (``None`` when absent or unreadable)."""
+
+    uid: int
+    size: int
+    """The message's CRLF size (RFC822.SIZE)."""
+    part_map: PartMap
+    references: str | None
+    base_subject: str
+    sent_date: datetime.datetime | None
+
+    def header(self, name: str) -> str | None:
+        """The unfolded value of ``References`` or of one of the ENVELOPE fields
+        (``Date``, ``Subject``, ``From``, ``Sender``, ``Reply-To``, ``To``, ``Cc``,
+        ``Bcc``, ``In-Reply-To``, ``Message-ID``; repeated address fields joined by
+        LF), ``None`` when the message has none. :class:`KeyError` for another name."""
+        key = name.lower()
+        if key == "references":
+            return self.references
+        envelope = self.part_map.root.envelope
+        index = _INDEX[key]
+        return envelope[index] if envelope else None
+
+
+def encode_header(uidvalidity: int) -> bytes:
+    """A file header for ``uidvalidity``."""
+    head = FILE_HEADER.pack(MAGIC, VERSION, uidvalidity)
+    return head + struct.pack(">I", zlib.crc32(head))
+
+
+def decode_header(data: bytes) -> int:
+    """The UIDVALIDITY of a file header; :class:`CacheFormatError` if not valid."""
+    if len(data) < HEADER_SIZE:
+        raise CacheFormatError("cache header cut short")
+    head = data[: FILE_HEADER.size]
+    magic, version, uidvalidity = FILE_HEADER.unpack(head)
+    (crc,) = struct.unpack_from(">I", data, FILE_HEADER.size)
+    if magic != MAGIC or crc != zlib.crc32(head):
+        raise CacheFormatError("not a cache header")
+    if version != VERSION:
+        raise CacheFormatError(f"cache version {version} is not {VERSION}")
+    return int(uidvalidity)
+
+
+def encode_record(kind: int, uid: int, uidvalidity: int, payload: bytes = b"") -> bytes:
+    """One record, its CRC included."""
+    head = RECORD_HEAD.pack(b"MR", kind, 0, len(payload), uid, uidvalidity)
+    body = head + payload
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def record_at(data: bytes | memoryview, pos: int) -> tuple[int, int, int, int, int] | None:
+    """The record at ``pos`` of ``data``: ``(kind, uid, uidvalidity, payload_start,
+    end)``. ``None`` when ``data`` ends before the record does (a tail still being
+    written, or cut off); :class:`CacheFormatError` when the octets there are not a
+    record (bad framing, or a CRC that fails)."""
+    if len(data) - pos < RECORD_HEAD.size:
+        return None
+    magic, kind, zero, length, uid, uidvalidity = RECORD_HEAD.unpack_from(data, pos)
+    if magic != b"MR" or kind not in (ENTRY, DROP) or zero or length > MAX_PAYLOAD:
+        raise CacheFormatError("not a cache record")
+    end = pos + RECORD_HEAD.size + length + 4
+    if end > len(data):
+        return None
+    (crc,) = struct.unpack_from(">I", data, end - 4)
+    if crc != zlib.crc32(data[pos : end - 4]):
+        raise CacheFormatError("cache record CRC fails")
+    return kind, uid, uidvalidity, pos + RECORD_HEAD.size, end
+
+
+def _put(out: bytearray, n: int) -> None:
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _put_text(out: bytearray, text: str | None) -> None:
+    if text is None:
+        out.append(0)
+        return
+    raw = text.encode("utf-8", "surrogatepass")
+    _put(out, len(raw) + 1)
+    out += raw
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def number(self) -> int:
+        n = shift = 0
+        while True:
+            if self.pos >= len(self.data) or shift > 63:
+                raise CacheFormatError("cache entry cut short")
+            byte = self.data[self.pos]
+            self.pos += 1
+            n |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return n
+            shift += 7
+
+    def raw(self, count: int) -> bytes:
+        if count > len(self.data) - self.pos:
+            raise CacheFormatError("cache entry cut short")
+        chunk = self.data[self.pos : self.pos + count]
+        self.pos += count
+        return chunk
+
+    def text(self) -> str | None:
+        n = self.number()
+        if n == 0:
+            return None
+        try:
+            return self.raw(n - 1).decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise CacheFormatError("cache text not UTF-8") from exc
+
+
+def encode_entry(message: CachedMessage) -> bytes:
+    """The payload of an entry record."""
+    out = bytearray()
+    _put(out, message.size)
+    part_map = message.part_map.to_bytes()
+    _put(out, len(part_map))
+    out += part_map
+    _put_text(out, message.references)
+    _put_text(out, message.base_subject)
+    date = message.sent_date
+    if date is None:
+        out.append(0)
+    else:
+        offset = date.utcoffset() or datetime.timedelta()
+        out.append(1)
+        _put(out, int(date.timestamp()) + _DATE_BIAS)
+        _put(out, int(offset.total_seconds()) // 60 + _ZONE_BIAS)
+    return bytes(out)
+
+
+def decode_entry(uid: int, payload: bytes) -> CachedMessage:
+    """Read back :func:`encode_entry`; :class:`CacheFormatError` if not valid."""
+    cur = _Reader(payload)
+    size = cur.number()
+    try:
+        part_map = PartMap.from_bytes(cur.raw(cur.number()))
+    except PartMapError as exc:
+        raise CacheFormatError(f"cached part map: {exc}") from exc
+    references = cur.text()
+    subject = cur.text()
+    date: datetime.datetime | None = None
+    flag = cur.number()
+    if flag:
+        seconds = cur.number() - _DATE_BIAS
+        minutes = cur.number() - _ZONE_BIAS
+        try:
+            zone = datetime.timezone(datetime.timedelta(minutes=minutes))
+            date = datetime.datetime.fromtimestamp(seconds, zone)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise CacheFormatError("cached date out of range") from exc
+    if flag > 1 or subject is None or cur.pos != len(payload) or size != part_map.crlf_size:
+        raise CacheFormatError("cache entry not valid")
+    return CachedMessage(
+        uid=uid,
+        size=size,
+        part_map=part_map,
+        references=references,
+        base_subject=subject,
+        sent_date=date,
+    )
