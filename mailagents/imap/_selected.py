@@ -21,8 +21,8 @@ rules allow at each point:
 - RFC 9051 §7.4.1 (EXISTS) never reduces the count: new messages are counted after the
   messages still shown, so EXISTS comes first and the expunges then renumber from the
   end of the view backwards, each number valid at the moment it is sent.
-- RFC 7162 §3.1 and §3.2: with CONDSTORE a FETCH of new flags carries MODSEQ, with
-  QRESYNC it carries UID too.
+- RFC 7162 §3.1: once a CONDSTORE enabling command was issued, every untagged FETCH
+  of new flags carries MODSEQ; §3.2.4: with QRESYNC it carries UID too.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class SelectedMailbox:
         self._new = array("I")
         self._expunged: set[int] = set()
         self._flags: dict[int, tuple[tuple[str, ...], int | None]] = {}
-        self.condstore = condstore or qresync  # RFC 7162 §3.2: QRESYNC implies it
+        self.condstore = condstore or qresync  # RFC 7162 §3.2.3: QRESYNC implies it
         self.qresync = qresync
 
     # --- what the client knows ---------------------------------------------------------

@@ -329,6 +329,11 @@ class ServerConnection(SessionRules):
         except CommandSyntaxError as exc:
             self._reject(exc.tag, "BAD", exc.message)
             return
+        if not self._utf8 and not all(line.isascii() for line in frame.lines):
+            # RFC 6855 §3 (RFC 3501 §9): 8-bit octets outside literals only after
+            # ENABLE UTF8=ACCEPT (or IMAP4rev2).
+            self._reject(command.tag, "BAD", "8-bit text needs ENABLE UTF8=ACCEPT")
+            return
         verb = verb_of(command)
         if isinstance(command, UnknownCommand):
             self._reject(command.tag, "BAD", "Unknown command")
