@@ -123,13 +123,15 @@ def _set(value: SequenceSet | str | int | Iterable[int]) -> SequenceSet:
     return SequenceSet.from_numbers(value)
 
 
-def _command_from_text(tag: str, text: str) -> c.Command:
+def _command_from_text(tag: str, text: str, *, utf8: bool) -> c.Command:
     """A command written as text after its tag (``FETCH 1:* (FLAGS)``), read with the
     server's own command parser so that what is sent is exactly what the grammar
-    allows."""
+    allows. Mailbox names in the text are read as the session sends them (modified
+    UTF-7 unless UTF-8 was enabled), so that ``SELECT &ZeVnLIqe-`` is not encoded
+    twice."""
     frame = Frame(lines=(f"{tag} {text}".encode("utf-8", "surrogateescape"),))
     try:
-        command = parse_command(frame, utf8=True)
+        command = parse_command(frame, utf8=utf8)
     except Exception as exc:
         raise ValueError(f"not an IMAP command: {text!r} ({exc})") from exc
     if isinstance(command, c.UnknownCommand):
@@ -426,7 +428,7 @@ class IMAPClient:
         the text after the tag (``'UID FETCH 1:* (FLAGS)'``), read with the command
         parser. With ``check`` a NO or BAD raises :class:`IMAPCommandError`."""
         if isinstance(command, str):
-            command = _command_from_text(self._core.new_tag(), command)
+            command = _command_from_text(self._core.new_tag(), command, utf8=self._core.utf8)
         return await self._run(command, check=check)
 
     async def capability(self) -> frozenset[str]:
@@ -565,7 +567,7 @@ class IMAPClient:
         vanished: bool,
     ) -> c.Fetch:
         tag = self._core.new_tag()
-        parsed = _command_from_text(tag, f"FETCH 1 {items}")
+        parsed = _command_from_text(tag, f"FETCH 1 {items}", utf8=self._core.utf8)
         assert isinstance(parsed, c.Fetch)
         return c.Fetch(
             tag=tag,

@@ -487,6 +487,24 @@ def test_execute_takes_command_text() -> None:
     run(main())
 
 
+def test_command_text_keeps_a_modified_utf7_name() -> None:
+    # Regression: command text was read as if UTF8=ACCEPT were on, so the name
+    # "&ZeVnLIqe-" (modified UTF-7 for 日本語) went out encoded twice, "&-ZeVnLIqe-".
+    async def script(peer: Peer) -> None:
+        await logged_in(peer)
+        await peer.answer(b"STATUS &ZeVnLIqe- (MESSAGES)", b"%s OK done\r\n")
+        await peer.answer(b"LOGOUT", b"%s OK out\r\n")
+
+    async def main() -> None:
+        async with server(script) as (port, _), connect(port) as client:
+            await client.login("joe", "secret", mechanism="LOGIN", allow_plaintext=True)
+            assert (await client.execute("STATUS &ZeVnLIqe- (MESSAGES)")).ok
+            with pytest.raises(ValueError):  # text is the wire form: no 8-bit atom
+                await client.execute("STATUS 日本語 (UIDNEXT)")
+
+    run(main())
+
+
 def test_compress_deflate_both_ways() -> None:
     from mailagents.aio._codec import DeflateCodec
 
