@@ -23,6 +23,7 @@ from typing import Any
 
 from mailagents._mutf7 import decode_mutf7
 from mailagents._protocol import LocalProtocolError
+from mailagents.imap._body_model import Body, MultipartBody
 from mailagents.imap._fetch_data import BodySection, ExtValue, FetchData, SectionName
 from mailagents.imap._fetch_items import Section
 from mailagents.imap._frame import Frame, Streamed
@@ -42,7 +43,7 @@ from mailagents.imap._response_codes import (
     UidValidityCode,
     UnseenCode,
 )
-from mailagents.imap._response_tree import ResponseSyntaxError, read_tree, text_tree
+from mailagents.imap._response_tree import ResponseSyntaxError, fast_tree, read_tree, text_tree
 from mailagents.imap._responses import (
     CapabilityData,
     Continuation,
@@ -139,7 +140,12 @@ def _parse(frame: Frame, utf8: bool, challenge: bool, max_depth: int, max_items:
         name = name.upper()
         if number is None and name in ("OK", "NO", "BAD", "PREAUTH", "BYE"):
             return _status(frame, first)
-        tree = read_tree(frame, first[m.end() :], max_depth=max_depth, max_items=max_items)
+        rest = first[m.end() :]
+        if number is not None and name == "FETCH":
+            fetched = _fast_fetch(number_of(number), frame, rest, max_depth, max_items)
+            if fetched is not None:
+                return fetched
+        tree = read_tree(frame, rest, max_depth=max_depth, max_items=max_items)
         if number is not None:
             n = number_of(number)
             if name == "FETCH":
@@ -576,6 +582,8 @@ def _octets(value: Any) -> bytes | Streamed | None:
         return value  # type: ignore[no-any-return]
     if t is str:
         return value.encode("utf-8", "surrogateescape")  # type: ignore[no-any-return]
+    if t is int:
+        return str(value).encode("ascii")
     raise ResponseSyntaxError("an nstring expected")
 
 
@@ -610,6 +618,37 @@ def _parse_section(spec: str, fields: Any) -> Section:
         text=text.upper() if text else None,  # type: ignore[arg-type]
         fields=header_fields,
     )
+
+
+def _has_extensions(body: Body | None) -> bool:
+    if body is None:
+        return False
+    if body.extensions:
+        return True
+    if isinstance(body, MultipartBody):
+        return any(_has_extensions(part) for part in body.parts)
+    return _has_extensions(body.body)
+
+
+def _fast_fetch(
+    number: int, frame: Frame, rest: str, max_depth: int, max_items: int
+) -> FetchData | None:
+    """FETCH through :func:`fast_tree`, or ``None`` to take the reference path: when
+    the fast tree cannot be had, when it does not read (the reference path then gives
+    the error), or when the response has extension data, whose numbers the fast tree
+    cannot tell from strings."""
+    if number == 0:
+        return None
+    try:
+        tree = fast_tree(frame, rest, max_depth=max_depth, max_items=max_items)
+        if tree is None or type(tree[0]) is not list:
+            return None
+        data = _fetch(number, tree[0])
+    except (ResponseSyntaxError, IndexError, KeyError, TypeError, ValueError, LocalProtocolError):
+        return None
+    if data.extensions or _has_extensions(data.body) or _has_extensions(data.bodystructure):
+        return None
+    return data
 
 
 def _fetch(number: int, att: list[Any]) -> FetchData:

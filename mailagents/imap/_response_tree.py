@@ -16,12 +16,13 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from mailagents.imap._frame import Frame, Streamed
 
-__all__ = ["ResponseSyntaxError", "read_tree", "text_tree"]
+__all__ = ["ResponseSyntaxError", "fast_tree", "read_tree", "text_tree"]
 
 # RFC 9051 §9: a quoted string (escapes "\" quoted-specials; the unrolled form is the
 # fast one), a paren, an atom-like run (atoms, numbers, NIL, flags, sequence sets,
@@ -135,3 +136,98 @@ def read_tree(
 def text_tree(text: str, *, max_depth: int = 100) -> list[Any]:
     """The tree of a piece of one line (response code arguments)."""
     return _build([text], (), max_depth, 100_000)
+
+
+# -- the fast path: the same tree built by the json module's C scanner ---------------
+#
+# A FETCH line is mostly quoted strings, NIL, numbers and parentheses. Rewritten as
+# JSON with a handful of C-level string operations (no Python code per token), it is
+# read by ``json.loads`` several times faster than by the loop above. The rewrite:
+# quoted strings are set aside (RFC 9051 quoted strings whose only escapes are \" and
+# \\ are valid JSON strings as they are); in what remains every "(", ")" and SP is
+# written with a quote on each side, so that every atom ends up quoted and the empty
+# atoms between two delimiters become "" (removed); then ")(" needs its comma and the
+# quoted atom NIL becomes null. Literals become {"L":0} objects, replaced by the
+# literal itself through ``object_hook`` (called in document order). Numbers stay text
+# (the callers accept digits as text), and whatever does not fit (an odd quote, NIL in
+# another case, a control character, ")(" inside an atom) makes it return None: the
+# caller then uses the loop above, which is the reference.
+
+_JSON_STRINGS = re.compile(r'("[^"\\\x00-\x1f]*(?:\\["\\][^"\\\x00-\x1f]*)*")')
+_loads = json.loads
+
+
+def fast_tree(
+    frame: Frame, first: str, *, max_depth: int = 100, max_items: int = 100_000
+) -> list[Any] | None:
+    """The tree :func:`read_tree` would give, with numbers as text; or ``None`` when
+    the frame is not of the plain kind this path handles."""
+    literals = frame.literals
+    tail: bytes | Streamed | None = None
+    if literals:
+        texts = [first]
+        for line in frame.lines[1:]:
+            texts.append(line.decode("utf-8", "surrogateescape"))
+        for i, literal in enumerate(literals):
+            piece = texts[i]
+            start = piece.rfind("{")
+            if start > 0 and piece[start - 1] == "~":
+                start -= 1
+            # the announcement is an item of its own: after SP or "(" (or alone)
+            if start < 0 or (start > 0 and piece[start - 1] not in " ("):
+                return None
+            m = _LITERAL.fullmatch(piece, start)
+            if m is None:
+                return None
+            _literal(m.group(), literal)
+            texts[i] = piece[:start]
+        if len(literals) == 1 and texts[1] == ")" and texts[0][-1:] == " " != texts[0][-2:-1]:
+            # the common shape, one literal as the last value (BODY[HEADER] {200}):
+            # read the rest without it and append it, no object_hook needed
+            tail = literals[0]
+            literals = ()
+            text = texts[0][:-1] + ")"
+            if "\x02" in text:
+                return None
+        else:
+            text = "\x02".join(texts)
+            if text.count("\x02") != len(literals):
+                return None
+    else:
+        text = first
+        if "\x02" in text:
+            return None
+    if len(text) > max_items or text.count("(") > max_depth or "\x00" in text or "\x01" in text:
+        return None
+    parts = _JSON_STRINGS.split(text)
+    strings = len(parts) // 2
+    outside = '"\x01"'.join(parts[0::2])
+    if (
+        outside.count('"') != 2 * strings
+        or "][" in outside
+        or outside.upper().count("NIL") != outside.count("NIL")
+    ):
+        return None
+    if "\\" in outside:
+        outside = outside.replace("\\", "\\\\")
+    outside = outside.replace("(", '"["').replace(")", '"]"').replace(" ", '","')
+    if literals:
+        outside = outside.replace("\x02", '"{"L":0}"')
+    outside = ('"' + outside + '"').replace('""', "").replace("][", "],[").replace('"NIL"', "null")
+    pieces = outside.split("\x01")
+    if len(pieces) != strings + 1:
+        return None
+    parts[0::2] = pieces
+    try:
+        if literals:
+            found = iter(literals)
+            value = _loads("".join(parts), object_hook=lambda _: next(found))
+        else:
+            value = _loads("".join(parts))
+    except (ValueError, RecursionError, StopIteration):
+        return None
+    if tail is not None:
+        if type(value) is not list:
+            return None
+        value.append(tail)
+    return [value]

@@ -32,7 +32,13 @@ from mailagents.imap._response_codes import (
     UidValidityCode,
     UnseenCode,
 )
-from mailagents.imap._response_parser import ResponseSyntaxError, parse_response
+from mailagents.imap._response_parser import (
+    ResponseSyntaxError,
+    _fast_fetch,
+    _fetch,
+    parse_response,
+)
+from mailagents.imap._response_tree import read_tree
 from mailagents.imap._response_writer import write_response
 from mailagents.imap._responses import (
     CapabilityData,
@@ -155,9 +161,9 @@ ext_values = st.recursive(
     ext_leaf, lambda inner: st.lists(inner, max_size=3).map(tuple), max_leaves=6
 )
 
-mailboxes = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20).map(
-    lambda m: "INBOX" if m.upper() == "INBOX" else m
-)
+mailboxes = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20
+).map(lambda m: "INBOX" if m.upper() == "INBOX" else m)
 delimiters = st.one_of(st.none(), st.characters(min_codepoint=0x20, max_codepoint=0x7E))
 
 lists = st.builds(
@@ -505,3 +511,65 @@ def test_fetch_like_garbage_parses_or_raises(rest: bytes) -> None:
             parse_response(Frame(lines=(head + rest,)))
         except ResponseSyntaxError:
             pass
+
+
+def _reference(frame: Frame) -> FetchData | str:
+    """FETCH through the token loop only (the reference the fast path must equal)."""
+    first = frame.lines[0].decode("utf-8", "surrogateescape")
+    head, _, rest = first.partition(" FETCH ")
+    try:
+        tree = read_tree(frame, rest)
+        if len(tree) != 1 or not isinstance(tree[0], list):
+            return "error"
+        return _fetch(int(head[2:]), tree[0])
+    except Exception:
+        return "error"
+
+
+def _fast(frame: Frame) -> FetchData | None:
+    first = frame.lines[0].decode("utf-8", "surrogateescape")
+    head, _, rest = first.partition(" FETCH ")
+    return _fast_fetch(int(head[2:]), frame, rest, 100, 100_000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fetches)
+def test_fast_path_equals_reference(response: FetchData) -> None:
+    frame = write_response(response)
+    fast = _fast(frame)
+    if fast is not None:
+        assert fast == _reference(frame) == response
+
+
+@settings(max_examples=300, deadline=None)
+@given(structural, st.lists(st.binary(max_size=5), max_size=2))
+def test_fast_path_equals_reference_on_garbage(rest: bytes, literals: list[bytes]) -> None:
+    lines = [b"* 1 FETCH (" + rest]
+    for i, literal in enumerate(literals):
+        lines[-1] += b" {%d}" % len(literal)
+        lines.append(b" x%d" % i)
+    lines[-1] += b")"
+    frame = Frame(lines=tuple(lines), literals=tuple(literals))
+    fast = _fast(frame)
+    if fast is not None:
+        assert fast == _reference(frame)
+    try:
+        parse_response(frame)
+    except ResponseSyntaxError:
+        pass
+
+
+def test_fast_path_is_taken_for_plain_fetch() -> None:
+    frame = Frame(
+        lines=(
+            b'* 3 FETCH (UID 7 FLAGS (\\Seen) ENVELOPE (NIL "s" NIL NIL NIL NIL NIL NIL '
+            b"NIL NIL) BODY[HEADER] {2}",
+            b")",
+        ),
+        literals=(b"h\n",),
+    )
+    assert _fast(frame) is not None
+    assert _fast(frame) == _reference(frame) == parse_response(frame)
+    # a case variant of NIL, an extension item: the reference path
+    assert _fast(Frame(lines=(b"* 3 FETCH (UID 7 X nil)",))) is None
+    assert _fast(Frame(lines=(b"* 3 FETCH (UID 7 XEXT 5)",))) is None
