@@ -18,12 +18,24 @@ from pathlib import Path
 
 import pytest
 
-from mailagents.store import DELETED, FLAGGED, SEEN, Store
+from mailagents.store import DELETED, FLAGGED, SEEN, Folder, Store
 from tests.store.test_crash import expected_message, open_store
 
 TIME_BUDGET = 20.0  # seconds per format
 MIN_KILLS = 8  # see tests/store/test_crash.py for why only a floor
 COUNT = 30
+
+
+def compact(folder: Folder) -> None:
+    """Rewrite the folder's side file whole (what a grown journal gets now and then)."""
+    core = getattr(folder, "_core", None)
+    if core is not None:  # Maildir: the MODSEQ journal, written anew and renamed over
+        with core.uidlist.lock(), core.mutex:
+            core.state.refresh()
+            core.state.start(core.uidlist.uidvalidity)
+            core.state.compact()
+    else:  # mbox: the index, written anew and renamed over (with the mbox itself)
+        folder.sync()  # type: ignore[attr-defined]
 
 
 def shuffle_forever(kind: str, path: str, seed: int) -> None:
@@ -44,8 +56,10 @@ def shuffle_forever(kind: str, path: str, seed: int) -> None:
             elif action < 0.9:
                 src.set_flags(batch, [rng.choice([SEEN, FLAGGED, "Work", "$Label1"])], "add")
                 src.set_flags(batch[:1], [SEEN, FLAGGED], "remove")
-            else:
+            elif action < 0.95:
                 src.claim_recent()
+            else:
+                compact(src)
 
 
 def snapshot(store: Store) -> dict[str, tuple[int, int, list[int]]]:
