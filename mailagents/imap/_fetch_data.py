@@ -1,11 +1,11 @@
 """The data of one FETCH response (RFC 9051 §7.5.2, ``msg-att`` in §9).
 
-:class:`FetchData` has a field per data item a server sends; an item the response did
+``FetchData`` has a field per data item a server sends; an item the response did
 not carry is ``None`` (or ``()``). Body octets (``BODY[section]<origin>``,
 ``BINARY[part]``, ``RFC822``, ``RFC822.HEADER``, ``RFC822.TEXT``) are
-:class:`BodySection` entries in wire order, their octets ``bytes`` or the ``Streamed``
+``BodySection`` entries in wire order, their octets ``bytes`` or the ``Streamed``
 placeholder of a literal passed on as chunks. ENVELOPE and BODY/BODYSTRUCTURE are the
-classes of :mod:`mailagents.imap._body_model`. Items this library does not know are
+classes of ``mailagents.imap._body_model``. Items this library does not know are
 kept in ``extensions`` as read (RFC 9051 §7.5.2 allows extension items).
 
 Pure data, no I/O.
@@ -29,7 +29,7 @@ ExtValue: TypeAlias = "str | int | bytes | Streamed | tuple[ExtValue, ...] | Non
 octets, ``NIL`` (``None``) or a parenthesised list."""
 
 SectionName: TypeAlias = Literal["BODY", "BINARY", "RFC822", "RFC822.HEADER", "RFC822.TEXT"]
-"""Which item a :class:`BodySection` is."""
+"""Which item a ``BodySection`` is."""
 
 _MAX32 = 4294967295
 _WHOLE = Section()

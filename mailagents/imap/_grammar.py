@@ -1,15 +1,15 @@
 """The IMAP grammar's primitives both ways (RFC 9051 §4 and the formal syntax of §9).
 
-:class:`Reader` is a cursor over one :class:`~mailagents.imap._frame.Frame`: it reads
+``Reader`` is a cursor over one ``Frame``: it reads
 atoms, numbers, strings, mailbox names, flags, sequence sets and dates, and passes from
 a line into the literal announced at its end and on into the next line without the
 caller noticing (RFC 9051 §4.3: the literal's octets are part of the same logical
-line). :class:`Writer` builds a frame and picks each string's form: an atom where the
+line). ``Writer`` builds a frame and picks each string's form: an atom where the
 grammar allows one, a quoted string for short text, a literal otherwise; text holding
 CR or LF is *always* sent as a literal, so a value can never smuggle in a command of
 its own.
 
-Both sides raise :class:`GrammarError` on bad input or on a value they cannot write;
+Both sides raise ``GrammarError`` on bad input or on a value they cannot write;
 the command and response parsers turn it into a BAD reply or a protocol error.
 
 Pure functions over bytes, no I/O.
@@ -80,7 +80,7 @@ class GrammarError(Exception):
 
 
 class WriterError(GrammarError, LocalProtocolError):
-    """A value the :class:`Writer` cannot put on the wire (an atom with a space, a
+    """A value the ``Writer`` cannot put on the wire (an atom with a space, a
     string with NUL where no literal8 is allowed, a naive datetime): our own caller's
     mistake, so it is also a ``LocalProtocolError``."""
 
@@ -93,7 +93,7 @@ class Reader:
     """A cursor over a frame (RFC 9051 §9 primitives).
 
     Every method reads one item at the cursor and moves past it, or raises
-    :class:`GrammarError` without a usable position afterwards (a frame that fails is
+    ``GrammarError`` without a usable position afterwards (a frame that fails is
     refused as a whole). ``utf8`` is set once UTF8=ACCEPT is enabled (RFC 6855, RFC 9051
     §6.3.1): mailbox names are then UTF-8, not modified UTF-7.
     """

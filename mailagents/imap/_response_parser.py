@@ -1,13 +1,13 @@
 """Server responses from frames (RFC 9051 §7, formal syntax in §9, and the extensions
 of issue 14).
 
-:func:`parse_response` reads one :class:`~mailagents.imap._frame.Frame` (one whole
+``parse_response`` reads one ``Frame`` (one whole
 response, its literals included) into one of the classes of
-:mod:`mailagents.imap._responses`. Status responses are read with a regex on their
+``mailagents.imap._responses``. Status responses are read with a regex on their
 line (their text is free); every data response is first turned into a tree of values
-by :mod:`mailagents.imap._response_tree` (one regex per line, an explicit stack) and
+by ``mailagents.imap._response_tree`` (one regex per line, an explicit stack) and
 then interpreted. Whatever the input, the parser returns a response or raises
-:class:`ResponseSyntaxError`; an untagged response it does not know is kept as
+``ResponseSyntaxError``; an untagged response it does not know is kept as
 ``UntaggedData`` (RFC 9051 §7 allows extensions).
 
 Pure functions, no I/O.
@@ -633,7 +633,7 @@ def _has_extensions(body: Body | None) -> bool:
 def _fast_fetch(
     number: int, frame: Frame, rest: str, max_depth: int, max_items: int
 ) -> FetchData | None:
-    """FETCH through :func:`fast_tree`, or ``None`` to take the reference path: when
+    """FETCH through ``fast_tree``, or ``None`` to take the reference path: when
     the fast tree cannot be had, when it does not read (the reference path then gives
     the error), or when the response has extension data, whose numbers the fast tree
     cannot tell from strings."""

@@ -160,7 +160,7 @@ _loads = json.loads
 def fast_tree(
     frame: Frame, first: str, *, max_depth: int = 100, max_items: int = 100_000
 ) -> list[Any] | None:
-    """The tree :func:`read_tree` would give, with numbers as text; or ``None`` when
+    """The tree ``read_tree`` would give, with numbers as text; or ``None`` when
     the frame is not of the plain kind this path handles."""
     literals = frame.literals
     tail: bytes | Streamed | None = None

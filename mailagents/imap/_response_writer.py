@@ -1,7 +1,7 @@
-"""Server responses to frames: the inverse of :mod:`mailagents.imap._response_parser`.
+"""Server responses to frames: the inverse of ``mailagents.imap._response_parser``.
 
-:func:`write_response` builds the :class:`~mailagents.imap._frame.Frame` of one
-response with the grammar's :class:`~mailagents.imap._grammar.Writer`. A server never
+``write_response`` builds the ``Frame`` of one
+response with the grammar's ``Writer``. A server never
 waits for a continuation, so its literals are plain ``{n}`` (RFC 9051 §4.3: the
 synchronising form only constrains the client); body octets holding NUL go as literal8
 (``~{n}``, RFC 3516 §4.3, for BINARY). Text goes out as UTF-8; 8-bit strings are

@@ -1,11 +1,11 @@
 """Server responses as data (RFC 9051 §7 and the extensions of issue 14).
 
 One class per kind of response. Status responses, tagged and untagged, are one class,
-:class:`StatusResponse` (``tag`` ``None`` for ``*``); ``+`` is :class:`Continuation`;
+``StatusResponse`` (``tag`` ``None`` for ``*``); ``+`` is ``Continuation``;
 every untagged data response has a ``...Data`` class, and a response this library does
-not know is kept as :class:`UntaggedData` rather than refused (RFC 9051 §7: clients
+not know is kept as ``UntaggedData`` rather than refused (RFC 9051 §7: clients
 must ignore, not choke on, responses they do not understand). The response codes live
-in :mod:`mailagents.imap._response_codes`, FETCH in :mod:`mailagents.imap._fetch_data`.
+in ``mailagents.imap._response_codes``, FETCH in ``mailagents.imap._fetch_data``.
 
 Pure data, no I/O.
 """
