@@ -461,7 +461,7 @@ class ModseqState:
             salvaged = self.salvaged
             self._reset(uidvalidity)
             if not new_folder:
-                floor = max(salvaged, self._max_seen.get(uidvalidity, 0), clock_floor())
+                floor = max(salvaged, self.restart_floor(uidvalidity))
                 log.warning(
                     "%s: MODSEQ state started afresh above %d (journal missing or damaged)",
                     self.path,
@@ -472,6 +472,11 @@ class ModseqState:
             self._pending = ["!"]  # marker: a full rewrite is needed
         else:
             self._pending = []
+
+    def restart_floor(self, uidvalidity: int) -> int:
+        """Where a state started afresh under ``uidvalidity`` would start: above every
+        MODSEQ that may have been handed out (see the module docs)."""
+        return max(self.salvaged, self._max_seen.get(uidvalidity, 0), clock_floor())
 
     def next_modseq(self) -> int:
         """A new MODSEQ (above every one handed out)."""

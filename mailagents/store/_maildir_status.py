@@ -60,7 +60,10 @@ def peek_status(core: _Core) -> FolderStatus:
         by_base = ul.by_base
         names = kw.names
         uidnext = ul.next_uid
-        highest = max(st.highest, 1) if usable else 1
+        # A journal missing or of another UIDVALIDITY: the next sync starts it above
+        # this floor, so reporting the floor now is never ahead of it, nor behind
+        # anything reported before.
+        highest = max(st.highest, 1) if usable else st.restart_floor(uidvalidity)
     messages = unseen = deleted = recent = size = 0
     for base, (directory, name) in _listing(core).items():
         _, info = split_name(name)

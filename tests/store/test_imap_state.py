@@ -67,8 +67,13 @@ def test_highestmodseq_never_goes_backwards(store: Store, damage: str) -> None:
     else:
         path.write_bytes(b"\x00\xff not a state file at all\n")
     store = reopen(store)
+    peek = store.status("INBOX")  # STATUS before any SELECT: not behind either
+    if peek.uidvalidity == uidvalidity:
+        assert peek.highestmodseq > highest
     with store.folder("INBOX") as inbox:
         assert_monotonic(inbox, uidvalidity, highest)
+        if peek.uidvalidity == inbox.status().uidvalidity:
+            assert inbox.status().highestmodseq >= peek.highestmodseq
         # Later changes go on from there, and survive a reopen.
         before = inbox.status().highestmodseq
         (changed,), _ = inbox.set_flags([inbox.messages()[0].uid], [SEEN], "add")
