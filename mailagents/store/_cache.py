@@ -36,7 +36,8 @@ open until then.
 Bounds. The file stays under ``max_size`` octets: when an append would pass it, or
 when dead records (superseded or dropped) pass ``dead_fraction`` of the file, the
 live records are rewritten into a new file, and if they alone pass three quarters of
-the bound, the entries of the lowest UIDs (the oldest messages) are left out. Queued
+the bound, the entries of the lowest UIDs (the oldest messages) are left out; an entry
+larger than a quarter of the bound is never written (it is computed each time). Queued
 writes are bounded too (``max_pending``; past it new entries are not queued, and will
 be computed again).
 

@@ -430,3 +430,32 @@ def test_header_only_file(tmp_path: Path) -> None:
     (tmp_path / "cache").write_bytes(encode_header(UIDVALIDITY))
     assert (tmp_path / "cache").stat().st_size == HEADER_SIZE
     assert assert_never_wrong(tmp_path, 2) == 0
+
+
+def test_threads_share_one_handle(tmp_path: Path) -> None:
+    """Executor threads computing, reading and dropping at once, with the background
+    writer flushing meanwhile: every entry served is right, and all are on disk after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with FolderCache(tmp_path / "cache", UIDVALIDITY, max_size=1 << 20) as shared:
+
+        def work(seed: int) -> None:
+            rng = random.Random(seed)
+            for _ in range(60):
+                uid = rng.randrange(1, 40)
+                got = shared.structure(uid, lambda u=uid: open_bytes(mime_message(u)))
+                assert got == entry(uid)
+                if rng.random() < 0.05:
+                    shared.drop([rng.randrange(40, 50)])
+                if rng.random() < 0.05:
+                    shared.compact()
+
+        with ThreadPoolExecutor(8) as pool:
+            for future in [pool.submit(work, seed) for seed in range(8)]:
+                future.result()
+        shared.flush()
+        uids = shared.cached_uids()
+    with cache(tmp_path) as reader:
+        assert reader.cached_uids() == uids
+        for uid in uids:
+            assert reader.get(uid) == entry(uid)
