@@ -3,11 +3,15 @@ Maildir folder (a file of ours; other programs leave it alone).
 
 An append-only journal, changed only under the folder's uidlist dotlock::
 
-    mailagents-modseq 1 V<uidvalidity> H<highestmodseq> E<forgotten> R<first-recent>
+    mailagents-modseq 1 C<crc> V<uidvalidity> H<highestmodseq> E<forgotten> R<first-recent>
     m <uid> <modseq> <created-modseq> <internaldate> <crlf-size> <info> <extra>
     x <uid> <modseq>
     r <first-recent>
     z <uid> <minutes>
+
+``C`` is the CRC-32 of the rest of the first line, so that a first line cut short or
+changed anywhere is known as damaged (journals written before it have no ``C`` and
+must have ``V``, ``H`` and ``E``).
 
 ``R`` and ``r`` (the last one wins, and it only grows) are the \\Recent watermark: the
 messages with this UID or above have not been claimed by an IMAP session yet (RFC 3501
@@ -38,7 +42,10 @@ fsynced change, and no folder changes a million times a second, so a counter sta
 an earlier instant stays below the clock. The expunge log then starts empty with ``E``
 at the restart point, so that clients asking about an earlier MODSEQ are told that the
 log is incomplete (``Changes.expunged_complete``). Only a folder whose uidlist we create
-ourselves starts at 1.
+ourselves starts at 1. What is not detected: a journal cut short after an intact
+first line (records lost at line boundaries, by hand or by a failing disk: a crash only
+ever loses the unfinished last append, whose MODSEQ nobody was told). Such a journal
+reads as a shorter history, and the MODSEQs given next can repeat lost ones.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -338,7 +346,18 @@ class ModseqState:
         if len(parts) < 2 or parts[0] != _MAGIC or parts[1] != "1":
             log.warning("%s: bad header %r, starting afresh", self.path, line)
             return False
-        for field in parts[2:]:
+        fields = parts[2:]
+        if fields and fields[0].startswith("C"):
+            rest = " ".join(fields[1:])
+            if fields[0][1:] != str(zlib.crc32(rest.encode("ascii", "replace"))):
+                log.warning("%s: header %r fails its check, starting afresh", self.path, line)
+                return False
+            fields = fields[1:]
+        keys = {field[:1] for field in fields if field[1:].isdigit()}
+        if not {"V", "H", "E"} <= keys:  # every writer writes them: a header cut short
+            log.warning("%s: incomplete header %r, starting afresh", self.path, line)
+            return False
+        for field in fields:
             key, value = field[:1], field[1:]
             if not value.isdigit():
                 continue
@@ -546,10 +565,8 @@ class ModseqState:
             dropped = ordered[: len(ordered) - EXPUNGE_LOG]
             self.forgotten = max(self.forgotten, max(m for _, m in dropped))
             self._expunged = dict(ordered[len(dropped) :])
-        lines = [
-            f"{_MAGIC} 1 V{self.uidvalidity} H{self.highest} E{self.forgotten}"
-            f" R{self.first_recent}\n"
-        ]
+        fields = f"V{self.uidvalidity} H{self.highest} E{self.forgotten} R{self.first_recent}"
+        lines = [f"{_MAGIC} 1 C{zlib.crc32(fields.encode())} {fields}\n"]
         for uid in sorted(self.entries):
             lines.append(_m_line(uid, self.entries[uid]))
         for uid, minutes in sorted(self.tzoffs.items()):

@@ -703,7 +703,7 @@ def test_modseq_state_file(store: MaildirStore, root: Path) -> None:
         highest = inbox.status().highestmodseq
         assert highest == changed.modseq
     lines = (root / "mailagents-modseq").read_text().splitlines()
-    assert lines[0].startswith("mailagents-modseq 1 V")
+    assert lines[0].startswith("mailagents-modseq 1 C")
     assert lines[-1].startswith(f"m {uid} ")
     with MaildirStore(root).folder("INBOX") as inbox:
         assert inbox.status().highestmodseq == highest
