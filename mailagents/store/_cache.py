@@ -72,7 +72,6 @@ from mailagents.store._cache_format import (
     encode_record,
     record_at,
 )
-from mailagents.store._cache_subject import base_subject, sent_date
 from mailagents.store._locking import FileLock
 
 __all__ = ["CachedMessage", "FolderCache", "build_entry"]
@@ -103,15 +102,7 @@ def build_entry(
     for name, value in header_fields(bytes(head[: root.body_start])):
         if name == "references":
             references = unfold(value)
-    envelope = root.envelope
-    return CachedMessage(
-        uid=uid,
-        size=part_map.crlf_size,
-        part_map=part_map,
-        references=references,
-        base_subject=base_subject(envelope[1] if envelope else None),
-        sent_date=sent_date(envelope[0] if envelope else None),
-    )
+    return CachedMessage.of(uid, part_map, references)
 
 
 def _open_existing(path: str) -> int:
@@ -186,10 +177,15 @@ class FolderCache:
     ) -> CachedMessage:
         """The entry of ``uid``, computed from ``open_message()`` (a stream of the
         message's CRLF octets, read once, sequentially) and queued for writing on a
-        miss."""
+        miss. Unlike :meth:`get`, whose entries read their part map on first use, the
+        entry returned has a part map that reads (one that does not is recomputed)."""
         found = self.get(uid, size)
         if found is not None:
-            return found
+            try:
+                found.part_map  # noqa: B018 - read now, so that FETCH gets one that reads
+                return found
+            except CacheFormatError as exc:
+                log.warning("cache %s: UID %d recomputed: %s", self.path, uid, exc)
         with open_message() as stream:
             entry = build_entry(uid, _read_stream(stream), self.limits)
         self.put(entry)

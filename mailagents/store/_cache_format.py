@@ -14,11 +14,13 @@ latest record of a UID wins.
 Entry payload: varints and length-prefixed UTF-8 (a text is 0 for absent, else its
 length + 1, then the octets)::
 
-    size  part-map-length part-map  references  base-subject  date
+    size  10 field*10  references  base-subject  date  part-map
 
-``size`` is the message's CRLF size (checked against the caller's at every read),
-``part-map`` what ``PartMap.to_bytes`` wrote, ``date`` 0 when absent, else 1, the
-UTC POSIX seconds + 2**40 and the zone's offset in minutes + 2**20.
+``size`` is the message's CRLF size (checked against the caller's at every read), the
+fields those of ``ENVELOPE_FIELDS`` in order, ``date`` 0 when absent, else 1, the UTC
+POSIX seconds + 2**40 and the zone's offset in minutes + 2**20, and ``part-map``, to
+the record's end, what ``PartMap.to_bytes`` wrote (last, so that SEARCH and SORT read
+the fields without decoding it).
 
 Pure computation, no I/O.
 """
@@ -28,9 +30,10 @@ from __future__ import annotations
 import datetime
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailagents.imap._mime import ENVELOPE_FIELDS, PartMap, PartMapError
+from mailagents.store._cache_subject import base_subject, sent_date
 
 __all__ = [
     "DROP",
@@ -48,7 +51,9 @@ __all__ = [
 ]
 
 MAGIC = b"MACACHE\x01"
-VERSION = 1
+VERSION = 0x0100 + PartMap.VERSION
+"""The file format's version: ours in the high octet, ``PartMap.VERSION`` in the low
+one (a library whose part maps differ starts the file afresh)."""
 FILE_HEADER = struct.Struct(">8sII")
 HEADER_SIZE = FILE_HEADER.size + 4
 RECORD_HEAD = struct.Struct(">2sBBIII")
@@ -71,19 +76,55 @@ class CacheFormatError(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CachedMessage:
-    """What the cache keeps of one message: the part map (offsets, ``Content-*``
-    fields, and the root's ENVELOPE fields, from which ENVELOPE, BODYSTRUCTURE and
-    every ``BODY[section]`` span follow), and what SEARCH and SORT need beyond it:
-    ``references`` (unfolded, for THREAD=REFERENCES), the RFC 5256 base subject, and
-    the parsed Date (``None`` when absent or unreadable)."""
+    """What the cache keeps of one message: the header fields SEARCH, SORT and
+    ENVELOPE use (``fields``, the unfolded values of ``ENVELOPE_FIELDS`` of the
+    message; ``references``, for THREAD=REFERENCES), the RFC 5256 base subject, the
+    parsed Date (``None`` when absent or unreadable), and the MIME part map
+    (offsets and ``Content-*`` fields, from which BODYSTRUCTURE and every
+    ``BODY[section]`` span follow). The part map is kept serialised and read on first
+    use of :attr:`part_map`, so that SEARCH and SORT over many messages do not pay
+    for it."""
 
     uid: int
     size: int
     """The message's CRLF size (RFC822.SIZE)."""
-    part_map: PartMap
+    fields: tuple[str | None, ...]
     references: str | None
     base_subject: str
     sent_date: datetime.datetime | None
+    part_map_bytes: bytes = field(repr=False)
+    """What ``PartMap.to_bytes`` wrote."""
+    _memo: dict[str, PartMap] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, uid: int, part_map: PartMap, references: str | None) -> CachedMessage:
+        """The entry of a message whose part map and References value are known."""
+        envelope = part_map.root.envelope or (None,) * len(ENVELOPE_FIELDS)
+        entry = cls(
+            uid=uid,
+            size=part_map.crlf_size,
+            fields=envelope,
+            references=references,
+            base_subject=base_subject(envelope[1]),
+            sent_date=sent_date(envelope[0]),
+            part_map_bytes=part_map.to_bytes(),
+        )
+        entry._memo["map"] = part_map
+        return entry
+
+    @property
+    def part_map(self) -> PartMap:
+        """The part map (read back once, then kept). :class:`CacheFormatError` if the
+        stored form does not read back, which a record that passed its CRC under this
+        file version never does."""
+        found = self._memo.get("map")
+        if found is None:
+            try:
+                found = PartMap.from_bytes(self.part_map_bytes)
+            except PartMapError as exc:
+                raise CacheFormatError(f"cached part map: {exc}") from exc
+            self._memo["map"] = found
+        return found
 
     def header(self, name: str) -> str | None:
         """The unfolded value of ``References`` or of one of the ENVELOPE fields
@@ -93,9 +134,7 @@ class CachedMessage:
         key = name.lower()
         if key == "references":
             return self.references
-        envelope = self.part_map.root.envelope
-        index = _INDEX[key]
-        return envelope[index] if envelope else None
+        return self.fields[_INDEX[key]]
 
 
 def encode_header(uidvalidity: int) -> bytes:
@@ -198,9 +237,9 @@ def encode_entry(message: CachedMessage) -> bytes:
     """The payload of an entry record."""
     out = bytearray()
     _put(out, message.size)
-    part_map = message.part_map.to_bytes()
-    _put(out, len(part_map))
-    out += part_map
+    _put(out, len(message.fields))
+    for text in message.fields:
+        _put_text(out, text)
     _put_text(out, message.references)
     _put_text(out, message.base_subject)
     date = message.sent_date
@@ -211,17 +250,18 @@ def encode_entry(message: CachedMessage) -> bytes:
         out.append(1)
         _put(out, int(date.timestamp()) + _DATE_BIAS)
         _put(out, int(offset.total_seconds()) // 60 + _ZONE_BIAS)
+    out += message.part_map_bytes
     return bytes(out)
 
 
 def decode_entry(uid: int, payload: bytes) -> CachedMessage:
-    """Read back :func:`encode_entry`; :class:`CacheFormatError` if not valid."""
+    """Read back :func:`encode_entry`; :class:`CacheFormatError` if not valid. The part
+    map is checked for its magic and version only (it is read on first use)."""
     cur = _Reader(payload)
     size = cur.number()
-    try:
-        part_map = PartMap.from_bytes(cur.raw(cur.number()))
-    except PartMapError as exc:
-        raise CacheFormatError(f"cached part map: {exc}") from exc
+    if cur.number() != len(ENVELOPE_FIELDS):
+        raise CacheFormatError("cache entry fields of the wrong length")
+    fields = tuple(cur.text() for _ in ENVELOPE_FIELDS)
     references = cur.text()
     subject = cur.text()
     date: datetime.datetime | None = None
@@ -234,13 +274,15 @@ def decode_entry(uid: int, payload: bytes) -> CachedMessage:
             date = datetime.datetime.fromtimestamp(seconds, zone)
         except (ValueError, OverflowError, OSError) as exc:
             raise CacheFormatError("cached date out of range") from exc
-    if flag > 1 or subject is None or cur.pos != len(payload) or size != part_map.crlf_size:
+    part_map = payload[cur.pos :]
+    if flag > 1 or subject is None or part_map[:4] != b"MPM" + bytes([PartMap.VERSION]):
         raise CacheFormatError("cache entry not valid")
     return CachedMessage(
         uid=uid,
         size=size,
-        part_map=part_map,
+        fields=fields,
         references=references,
         base_subject=subject,
         sent_date=date,
+        part_map_bytes=part_map,
     )

@@ -112,10 +112,30 @@ def test_entry_round_trip(index: int) -> None:
 def test_entry_damage_is_an_error() -> None:
     payload = encode_entry(entry(3))
     for cut in range(len(payload)):
-        with pytest.raises(CacheFormatError):
-            decode_entry(3, payload[:cut])
+        with pytest.raises(CacheFormatError):  # the part map is read on first use
+            decode_entry(3, payload[:cut]).part_map  # noqa: B018
     with pytest.raises(CacheFormatError):
-        decode_entry(3, payload + b"\x00")
+        decode_entry(3, payload + b"\x00").part_map  # noqa: B018
+    assert decode_entry(3, payload).part_map == entry(3).part_map
+
+
+def test_structure_recomputes_a_part_map_that_does_not_read(tmp_path: Path) -> None:
+    good = entry(3)
+    bad = CachedMessage(
+        uid=3,
+        size=good.size,
+        fields=good.fields,
+        references=good.references,
+        base_subject=good.base_subject,
+        sent_date=good.sent_date,
+        part_map_bytes=good.part_map_bytes[:-1],
+    )
+    with cache(tmp_path) as one:
+        one.put(bad)
+        one.flush()
+    with cache(tmp_path) as two:
+        got = two.structure(3, lambda: open_bytes(mime_message(3)), good.size)
+        assert got == good and got.part_map == good.part_map
 
 
 def test_record_framing() -> None:
