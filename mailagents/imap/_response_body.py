@@ -216,7 +216,13 @@ def body_of(value: Any) -> Body:
         if type(lines) is not int:
             lines = number_of(lines, 2**63 - 1)
         i = 8
-    elif media_upper == "MESSAGE" and subtype.upper() in ("RFC822", "GLOBAL"):
+    elif media_upper == "MESSAGE" and (
+        subtype.upper() == "RFC822"
+        # Dovecot 2.3 describes MESSAGE/GLOBAL (RFC 6532) as a basic part, with no
+        # envelope, body or line count: read it as one rather than fail on a real
+        # server's answer (RFC 9051 §9 gives it the message form).
+        or (subtype.upper() == "GLOBAL" and n >= 10 and type(value[7]) is list)
+    ):
         if n < 10:
             raise ResponseSyntaxError("a message body part without envelope, body, lines")
         envelope = envelope_of(value[7])

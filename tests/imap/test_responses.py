@@ -781,3 +781,27 @@ def test_fetch_section_lookup() -> None:
     assert value.section(Section(text="TEXT")) == b"t"
     assert value.section(name="RFC822") is None
     assert value.section(Section(part=(9,))) is None
+
+
+def test_message_global_as_dovecot_describes_it() -> None:
+    # Dovecot 2.3 writes MESSAGE/GLOBAL as a basic part (no envelope, body, lines): a
+    # client must read a real server's answer (regression: it was refused).
+    line = b'* 1 FETCH (BODYSTRUCTURE ("message" "global" NIL NIL NIL "8bit" 120 NIL NIL NIL NIL))'
+    value = parse_response(one(line))
+    assert isinstance(value, FetchData)
+    body = value.bodystructure
+    assert isinstance(body, SinglePartBody)
+    assert (body.type, body.subtype, body.size, body.envelope, body.lines) == (
+        "message", "global", 120, None, None,
+    )  # fmt: skip
+    assert body.extended
+    # The RFC 9051 form still reads as a message.
+    full = (
+        b'* 1 FETCH (BODYSTRUCTURE ("message" "global" NIL NIL NIL "8bit" 120 '
+        b'(NIL "s" NIL NIL NIL NIL NIL NIL NIL NIL) ("text" "plain" NIL NIL NIL "8bit" 3 1) 4))'
+    )
+    inner = parse_response(one(full))
+    assert isinstance(inner, FetchData)
+    assert isinstance(inner.bodystructure, SinglePartBody)
+    assert inner.bodystructure.envelope is not None
+    assert inner.bodystructure.lines == 4
