@@ -122,3 +122,49 @@ def test_sigkill_during_cache_writes(tmp_path: Path) -> None:
     with open_cache(str(tmp_path)) as cache:
         assert cache.get(1000) == entry(1000)
         assert flushed <= cache.cached_uids()
+
+
+def hold_lock(path: str, locked_fd: int, release_fd: int) -> None:
+    """Child: hold the writers' lock of the cache at ``path`` until told to let go."""
+    import fcntl
+
+    fd = os.open(os.path.join(path, "cache.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(locked_fd, b"locked\n")
+    os.read(release_fd, 1)
+    os.close(fd)
+
+
+def test_puts_and_gets_never_wait_for_another_writer(tmp_path: Path) -> None:
+    """While another process holds the writers' lock, put and get return at once (the
+    background writer waits, not them); the entry reaches the file once it is free."""
+    ctx = multiprocessing.get_context("fork")
+    locked_r, locked_w = os.pipe()
+    release_r, release_w = os.pipe()
+    child = ctx.Process(target=hold_lock, args=(str(tmp_path), locked_w, release_r))
+    child.start()
+    try:
+        assert os.read(locked_r, 7) == b"locked\n"
+        with FolderCache(tmp_path / "cache", UIDVALIDITY) as cache:
+            cache.put(entry(1))
+            assert cache.get(1) == entry(1)
+            assert cache.get(2) is None
+            time.sleep(0.2)  # the background writer has tried by now, and waits
+            with open_cache(str(tmp_path)) as fresh:
+                assert fresh.get(1) is None  # not on disk while the lock is held
+            assert child.is_alive()
+            os.write(release_w, b"x")
+            child.join(10)
+            deadline = time.monotonic() + 30
+            while True:
+                with open_cache(str(tmp_path)) as fresh:
+                    if fresh.get(1) == entry(1):
+                        break
+                assert time.monotonic() < deadline, "never written once the lock was free"
+                time.sleep(0.02)
+    finally:
+        if child.is_alive():
+            os.write(release_w, b"x")
+        child.join(10)
+        for fd in (locked_r, locked_w, release_r, release_w):
+            os.close(fd)
