@@ -49,6 +49,10 @@ class ServerConfig:
     """Allow legacy mechanisms (CRAM-MD5) in ``auth_mechanisms``."""
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     """Capability names announced as they are (see ``DEFAULT_EXTENSIONS``)."""
+    enable_extensions: tuple[str, ...] = ()
+    """Further capabilities of ``extensions`` that ENABLE turns on (RFC 5161 §3.1) and
+    the application implements itself (it reads ``ServerConnection.enabled``); the core
+    tracks CONDSTORE, QRESYNC, IMAP4rev2 and UTF8=ACCEPT on its own."""
     literal_plus: bool = True
     """Announce ``LITERAL+`` (RFC 7888); when false, ``LITERAL-`` (non-synchronising
     literals up to 4096 octets)."""
@@ -100,6 +104,10 @@ class ServerConfig:
             if not name or not name.isascii() or any(c in name for c in ' ()[]{}"\\\r\n\x00'):
                 raise LocalProtocolError(f"invalid capability or mechanism name {name!r}")
         self._check_server_id()
+        offered = {e.upper() for e in self.extensions}
+        for name in self.enable_extensions:
+            if name.upper() not in offered:
+                raise LocalProtocolError(f"enable_extensions: {name!r} is not in extensions")
 
     def _check_server_id(self) -> None:
         if self.server_id is None:
@@ -128,7 +136,8 @@ class ServerConfig:
         offered = {e.upper() for e in self.extensions}
         if "UTF8=ONLY" in offered:
             offered.add("UTF8=ACCEPT")  # RFC 6855 §6: UTF8=ONLY implies UTF8=ACCEPT
-        return frozenset(offered & _ENABLEABLE)
+        extra = {e.upper() for e in self.enable_extensions}
+        return frozenset((offered & _ENABLEABLE) | extra)
 
     @property
     def utf8_only(self) -> bool:

@@ -18,9 +18,12 @@ rules allow at each point:
   to the same rule here (RFC 5256 does not say; holding back is always allowed).
 - RFC 9051 §5.3: any other untagged response (EXISTS, a FETCH of new flags) may be sent
   even while no command is in progress.
-- RFC 9051 §7.4.1 (EXISTS) never reduces the count: new messages are counted after the
-  messages still shown, so EXISTS comes first and the expunges then renumber from the
-  end of the view backwards, each number valid at the moment it is sent.
+- Where expunges may be told they come first, in ascending order, each number valid
+  at the moment it is sent (RFC 9051 §6.4.3's example: ``* 3 EXPUNGE`` twice for
+  messages 3 and 4), then one EXISTS counting the new messages (RFC 2177's example:
+  ``* 2 EXPUNGE`` then ``* 3 EXISTS``), then the flag changes by their numbers as they
+  stand. Where expunges may not be told, the expunged messages keep their numbers and
+  EXISTS counts them too, so it never goes down (RFC 9051 §7.4.1).
 - RFC 7162 §3.1: once a CONDSTORE enabling command was issued, every untagged FETCH
   of new flags carries MODSEQ; §3.2.4: with QRESYNC it carries UID too.
 """
@@ -225,6 +228,17 @@ class SelectedMailbox:
         is the verb in progress (``None`` while no command is), ``uid`` its UID form.
         See the module text for the rules and their order."""
         out: list[Update] = []
+        if self._expunged and may_expunge(command, uid=uid):
+            gone = self._expunged
+            if self.qresync:
+                out.append(Vanished(uids=SequenceSet.from_numbers(gone)))
+            else:
+                # Ascending, each number as it stands once the earlier ones are gone
+                # (RFC 9051 §7.5.1: "* 3 EXPUNGE" three times for messages 3, 4, 5).
+                seqs = [i + 1 for i, u in enumerate(self._uids) if u in gone]
+                out.extend(Expunge(seq=s - n) for n, s in enumerate(seqs))
+            self._uids = array("I", (u for u in self._uids if u not in gone))
+            self._expunged = set()
         if self._new:
             self._uids.extend(self._new)
             self._new = array("I")
@@ -244,13 +258,4 @@ class SelectedMailbox:
                     )
                 )
             self._flags.clear()
-        if self._expunged and may_expunge(command, uid=uid):
-            gone = self._expunged
-            if self.qresync:
-                out.append(Vanished(uids=SequenceSet.from_numbers(gone)))
-            else:
-                seqs = sorted((i + 1 for i, u in enumerate(self._uids) if u in gone), reverse=True)
-                out.extend(Expunge(seq=s) for s in seqs)
-            self._uids = array("I", (u for u in self._uids if u not in gone))
-            self._expunged = set()
         return out

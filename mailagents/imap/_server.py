@@ -398,10 +398,12 @@ class ServerConnection(SessionRules):
 
     def _do_enable(self, command: Enable) -> None:
         allowed = self.config.enableable()
+        # ENABLED names each as the capability list spells it (RFC 9051 §8: IMAP4rev2).
+        spelled = {e.upper(): e for e in self.config.extensions}
         new: list[str] = []
         for name in command.capabilities:
             if name in allowed and name not in self._enabled:
-                new.append(name)
+                new.append(spelled.get(name, name))
                 self._enabled.add(name)
         if "QRESYNC" in self._enabled and "CONDSTORE" not in self._enabled:
             self._enabled.add("CONDSTORE")  # RFC 7162 §3.2.3: ENABLE QRESYNC enables it too
@@ -412,9 +414,9 @@ class ServerConnection(SessionRules):
 
     def _do_idle(self, command: object) -> None:
         self._transition("IDLE")
+        self._flush_updates("IDLE")  # what is pending first, as RFC 2177's example shows
         self._line(b"+ idling\r\n")
         self._reader.expect_done()
-        self._flush_updates("IDLE")
         assert self._tag is not None
         self._events.append(IdleStarted(tag=self._tag))
 

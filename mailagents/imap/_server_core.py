@@ -60,6 +60,7 @@ _MOVES: dict[State, Moves[State]] = compile_moves(TRANSITIONS)
 _PRE_LOGIN = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATING})
 # Mechanisms that carry the password itself: only over TLS unless allowed.
 PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
+_LITERALS = frozenset({"LITERAL+", "LITERAL-"})
 
 
 def verb_of(command: Command) -> str:
@@ -286,8 +287,11 @@ class ServerCore:
         """The capability list as it stands now (it changes with TLS and login,
         RFC 9051 §6.2.1, §6.2.2)."""
         cfg = self.config
-        caps = list(cfg.extensions)
-        caps.append("LITERAL+" if cfg.literal_plus else "LITERAL-")
+        literal = "LITERAL+" if cfg.literal_plus else "LITERAL-"
+        # The literal capability where the extensions name one, else after them.
+        caps = [literal if e.upper() in _LITERALS else e for e in cfg.extensions]
+        if literal not in caps:
+            caps.append(literal)
         if self._state in (State.GREETING, *_PRE_LOGIN):
             if cfg.tls_available and not self._tls:
                 caps.append("STARTTLS")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from mailagents._protocol import LocalProtocolError
 from mailagents.imap._commands import Append, Command, Examine, Search, Select
 from mailagents.imap._events import Untagged
+from mailagents.imap._frame import Frame
 from mailagents.imap._response_writer import write_response
 from mailagents.imap._server_auth import Authorization
 from mailagents.imap._server_core import view_response
@@ -24,6 +25,13 @@ from mailagents.imap._server_rules import (
 )
 
 __all__ = ["SessionRules"]
+
+
+def _same_exists(frame: Frame, count: int) -> bool:
+    """``* n EXISTS`` that repeats the count the client knows: harmless (RFC 2177's
+    example sends one after an EXPUNGE), so the application may send it."""
+    words = frame.lines[0].split(b" ")
+    return len(words) == 3 and words[2].upper() == b"EXISTS" and words[1] == b"%d" % count
 
 
 class SessionRules(Authorization):
@@ -80,7 +88,8 @@ class SessionRules(Authorization):
         ):
             self._modseq_told = True
         name = view_response(frame)
-        if self._mailbox is not None and name is not None:
+        view = self._mailbox
+        if view is not None and name is not None and not _same_exists(frame, view.exists):
             raise LocalProtocolError(
                 f"{name} of the selected mailbox: tell the SelectedMailbox view and call refresh()"
             )

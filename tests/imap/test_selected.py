@@ -62,11 +62,13 @@ def test_exists_may_go_out_while_no_command_is_in_progress() -> None:
     assert view.exists == 3 and view.seq(5) == 2
 
 
-def test_exists_first_then_expunges_from_the_end() -> None:
+def test_expunges_ascending_then_exists() -> None:
+    # RFC 9051 §6.4.3: each number as it stands once the earlier ones are gone; RFC
+    # 2177's example: the expunges, then the EXISTS that counts the new message.
     view = SelectedMailbox([1, 2, 3, 4, 5])
     view.expunged([2, 4])
     view.appended([9])
-    assert view.updates("NOOP") == [Exists(count=6), Expunge(seq=4), Expunge(seq=2)]
+    assert view.updates("NOOP") == [Expunge(seq=2), Expunge(seq=3), Exists(count=4)]
     assert [view.uid(s) for s in range(1, view.exists + 1)] == [1, 3, 5, 9]
 
 
@@ -77,6 +79,18 @@ def test_qresync_sends_vanished_and_uids_in_fetch() -> None:
     assert view.updates("FETCH") == [FlagsUpdate(seq=4, flags=("\\Seen",), uid=4, modseq=77)]
     assert view.updates("NOOP") == [Vanished(uids=SequenceSet.from_numbers([2, 3, 5]))]
     assert view.exists == 2
+
+
+def test_rfc_9051_expunge_example() -> None:
+    # RFC 9051 §6.4.3: messages 3, 4, 7 and 11 expunged.
+    view = SelectedMailbox(range(1, 12))
+    view.expunged([3, 4, 7, 11])
+    assert view.updates("EXPUNGE") == [
+        Expunge(seq=3),
+        Expunge(seq=3),
+        Expunge(seq=5),
+        Expunge(seq=8),
+    ]
 
 
 def test_condstore_modseq_without_uid() -> None:
@@ -139,7 +153,7 @@ def test_a_million_messages_fit() -> None:
     assert view.exists == 1_000_000 and view.seq(999_999) == 999_999
     assert view._uids.itemsize * len(view._uids) <= 4_000_000
     view.expunged([2, 500_000])
-    assert view.updates("NOOP") == [Expunge(seq=500_000), Expunge(seq=2)]
+    assert view.updates("NOOP") == [Expunge(seq=2), Expunge(seq=499_999)]
     assert view.uid(2) == 3
 
 

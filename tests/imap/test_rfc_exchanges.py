@@ -1,0 +1,485 @@
+"""The server core against the RFCs' own example exchanges.
+
+Each exchange is the RFC's ``C:``/``S:`` transcript. The ``C:`` lines are fed to a
+``ServerConnection`` (whole, then one byte at a time); a replaying application answers
+each ``CommandReceived`` as the ``S:`` lines say: every untagged response of that
+command is read back with the response parser and sent as ``Untagged(response=...)``
+(so the core and the response writer produce the bytes), and the tagged line becomes
+the ``Complete``. What the core answers itself (the greeting, continuations,
+CAPABILITY, ENABLE, IDLE, LOGOUT, logins, STARTTLS) and the updates of the selected
+mailbox (EXISTS, EXPUNGE, VANISHED, told to the ``SelectedMailbox`` view by the
+exchange's hooks) come from the core alone. The bytes written must equal the ``S:``
+lines, except for the differences each exchange lists with its reason: the human text
+of the lines the core writes itself, capabilities the core always announces, and
+forms the RFC leaves open. A difference whose RFC line is not in the transcript is an
+error, so the list cannot go stale.
+
+Sources (read from the RFC texts): RFC 9051 §8 (the sample session), §6.3.1 (ENABLE),
+RFC 5161 §3.1, RFC 2177 §3, RFC 7888 (LITERAL+, and the RFC 3501 synchronising form it
+replaces), RFC 7889 §3.1 and §4, RFC 4315 §2.1 (and the APPENDUID/COPYUID examples of
+RFC 2359 §4.2-§4.3 that RFC 4315 §3 carries on), RFC 3501 §6.3.11 (APPEND), RFC 6851
+(UID MOVE), RFC 7162 (§3.1.3 conditional STORE, §3.1.8 SELECT (CONDSTORE), §3.2.7
+EXPUNGE with QRESYNC). RFC 6855 has no example exchange; its §3 rules are shown on an
+exchange written for them.
+"""
+
+from __future__ import annotations
+
+import re
+from base64 import b64decode
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from mailagents import sasl
+from mailagents._protocol import NEED_DATA, PAUSED
+from mailagents.imap import _server_auth
+from mailagents.imap._commands import Examine, Select
+from mailagents.imap._config import ServerConfig
+from mailagents.imap._events import CommandReceived, Complete, Greeting, Untagged
+from mailagents.imap._frame import Frame
+from mailagents.imap._framing import FrameReceived
+from mailagents.imap._framing_client import ResponseReader
+from mailagents.imap._response_parser import parse_response
+from mailagents.imap._selected import SelectedMailbox
+from mailagents.imap._server import ServerConnection
+from mailagents.sasl._scram import ScramSha256Server
+
+Hook = Callable[[ServerConnection], None]
+_TAGGED = re.compile(rb"^(\S+) (OK|NO|BAD)(?: \[([^\]]*)\])?(?: (.*))?$")
+# Untagged responses only the selected-mailbox view may send (RFC 9051 §7.5.1).
+_VIEW = re.compile(rb"^\* (\d+ (EXISTS|EXPUNGE)|VANISHED (?!\(EARLIER\)))", re.IGNORECASE)
+CORE_COMMANDS = frozenset(
+    {"CAPABILITY", "NOOP", "LOGOUT", "ID", "STARTTLS", "AUTHENTICATE", "LOGIN", "ENABLE",
+     "IDLE", "COMPRESS", "CHECK"}
+)  # fmt: skip
+
+
+@dataclass
+class Exchange:
+    """One RFC example: ``transcript`` holds ``C:``/``S:`` lines as the RFC prints them,
+    and ``@name`` lines that run ``events[name]``. A line indented by four spaces
+    continues the one before, as the RFC wraps it: joined with one space, or with none
+    after ``|`` (where the grammar has no space, as between addresses)."""
+
+    source: str
+    transcript: str
+    config: ServerConfig = field(default_factory=lambda: ServerConfig(allow_plaintext_login=True))
+    greeting: Greeting | None = None
+    """The greeting; ``None`` when the transcript starts after it (a PREAUTH session
+    or ``route``), whose output is not compared."""
+    route: bytes = b""
+    """Commands fed first (output not compared): the login and SELECT the RFC assumes."""
+    selects: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """For each SELECT/EXAMINE tag (``route`` included), the mailbox's UIDs."""
+    hooks: dict[str, Hook] = field(default_factory=dict)
+    """For a command's tag, what the application tells the view before completing."""
+    events: dict[str, Hook] = field(default_factory=dict)
+    differences: list[tuple[bytes, bytes, str]] = field(default_factory=list)
+    """``(RFC line, our line, why)``: our line stands for the RFC's."""
+    secrets: sasl.ScramSecrets | None = None
+    """The answer to a SCRAM ``NeedCredentials``."""
+
+
+def _steps(exchange: Exchange) -> list[tuple[str, bytes]]:
+    steps: list[tuple[str, bytes]] = []
+    for raw in exchange.transcript.strip("\n").split("\n"):
+        if raw.startswith("    "):  # the RFC's line wrap: "    |" joins without a space
+            text = raw[4:]
+            who, before = steps[-1]
+            joined = text[1:] if text.startswith("|") else " " + text
+            steps[-1] = (who, before + joined.encode("utf-8"))
+            continue
+        line = raw.strip()
+        if line.startswith("@"):
+            steps.append(("@", line[1:].encode()))
+        elif line in ("C:", "S:"):
+            steps.append((line[0], b""))
+        else:
+            who, text = line[:2], line[3:]
+            assert who in ("C:", "S:"), raw
+            steps.append((who[0], text.encode("utf-8")))
+    return steps
+
+
+def _expected(exchange: Exchange) -> list[bytes]:
+    """The S: lines with the differences put in, per @ section."""
+    lines = [text for who, text in _steps(exchange) if who == "S"]
+    for rfc, _ours, _why in exchange.differences:
+        assert rfc in lines, f"stale difference: {rfc!r} is not in the transcript"
+    table = {rfc: ours for rfc, ours, _ in exchange.differences}
+    return [table.get(line, line) for line in lines]
+
+
+def _frames(server_lines: list[bytes]) -> list[Frame]:
+    """The S: lines as the client's reader frames them (a literal spans lines)."""
+    reader = ResponseReader()
+    reader.receive_data(b"".join(line + b"\r\n" for line in server_lines))
+    frames = []
+    while (event := reader.next_event()) is not NEED_DATA:
+        assert isinstance(event, FrameReceived)
+        frames.append(event.frame)
+    return frames
+
+
+@dataclass
+class Replayer:
+    """The application: answers each command as the transcript's S: lines say."""
+
+    exchange: Exchange
+    answers: dict[str, list[Frame]]
+    tagged: dict[str, bytes]
+
+    @classmethod
+    def of(cls, exchange: Exchange) -> Replayer:
+        answers: dict[str, list[Frame]] = {}
+        tagged: dict[str, bytes] = {}
+        pending: list[Frame] = []
+        lines = [text for who, text in _steps(exchange) if who == "S"]
+        for frame in _frames(lines):
+            first = frame.lines[0]
+            if first.startswith((b"* ", b"+ ")) or first == b"+":
+                pending.append(frame)
+                continue
+            tag = first.split(b" ", 1)[0].decode()
+            answers[tag] = [f for f in pending if f.lines[0].startswith(b"* ")]
+            tagged[tag] = first
+            pending = []
+        return cls(exchange, answers, tagged)
+
+    def handle(self, server: ServerConnection, event: object) -> None:
+        if isinstance(event, sasl.NeedCredentials):
+            if self.exchange.secrets is not None:
+                server.send(self.exchange.secrets)
+            else:
+                server.send(sasl.PasswordVerdict(valid=True))
+            return
+        if not isinstance(event, CommandReceived):
+            return
+        command = event.command
+        tag = command.tag
+        selecting = isinstance(command, Select | Examine)
+        for frame in self.answers.get(tag, []):
+            if not selecting and server.mailbox is not None and _VIEW.match(frame.lines[0]):
+                continue  # the view sends these (the exchange's hook told it)
+            response = parse_response(frame, utf8="UTF8=ACCEPT" in server.enabled)
+            server.send(Untagged(response=response))
+        hook = self.exchange.hooks.get(tag)
+        if hook is not None:
+            hook(server)
+        match = _TAGGED.match(self.tagged[tag])
+        assert match is not None, self.tagged[tag]
+        status, code, text = match.group(2), match.group(3), match.group(4) or b""
+        selected = SelectedMailbox(self.exchange.selects[tag]) if selecting else None
+        server.send(
+            Complete(
+                status=status.decode(),  # type: ignore[arg-type]
+                code=code.decode() if code is not None else None,
+                text=text.decode("utf-8"),
+                selected=selected if status == b"OK" else None,
+            )
+        )
+
+
+def _pump(server: ServerConnection, app: Replayer, data: bytes, bytewise: bool) -> None:
+    pieces = [data[i : i + 1] for i in range(len(data))] if bytewise else [data]
+    pieces = [piece for piece in pieces if piece]  # b"" would mean the client closed
+    for piece in pieces:
+        server.receive_data(piece)
+        while (event := server.next_event()) not in (NEED_DATA, PAUSED):
+            app.handle(server, event)
+
+
+def play(exchange: Exchange, *, bytewise: bool) -> list[bytes]:
+    """Feed the transcript's C: lines; the lines the core wrote."""
+    server = ServerConnection(exchange.config)
+    app = Replayer.of(exchange)
+    if exchange.greeting is not None:
+        server.send(exchange.greeting)
+        out = bytearray(server.data_to_send())
+    else:
+        server.send(Greeting(kind="PREAUTH", identity="fred", text="ready"))
+        server.data_to_send()
+        out = bytearray()
+    if exchange.route:
+        for tag, uids in exchange.selects.items():
+            app.answers.setdefault(tag, [])
+            app.tagged.setdefault(tag, tag.encode() + b" OK [READ-WRITE] Ok")
+            exchange.selects[tag] = uids
+        _pump(server, app, exchange.route, False)
+        server.data_to_send()
+    client = bytearray()
+    for who, text in _steps(exchange):
+        if who == "C":
+            client += text + b"\r\n"
+        elif who == "@":
+            _pump(server, app, bytes(client), bytewise)
+            client.clear()
+            out += server.data_to_send()
+            exchange.events[text.decode()](server)
+    _pump(server, app, bytes(client), bytewise)
+    out += server.data_to_send()
+    lines = bytes(out).split(b"\r\n")
+    assert lines[-1] == b""
+    return lines[:-1]
+
+
+def check(exchange: Exchange) -> None:
+    expected = _expected(exchange)
+    for bytewise in (False, True):
+        actual = play(exchange, bytewise=bytewise)
+        for i, (ours, rfc) in enumerate(zip(actual, expected, strict=False)):
+            assert ours == rfc, (exchange.source, i)
+        assert len(actual) == len(expected), (exchange.source, actual[len(expected) :])
+
+
+# --- RFC 9051 §8: the sample IMAP4rev2 session -------------------------------------------
+
+RFC9051_SAMPLE = r"""
+S: * OK [CAPABILITY STARTTLS AUTH=SCRAM-SHA-256 LOGINDISABLED IMAP4rev2] IMAP4rev2 Service Ready
+C: a000 starttls
+S: a000 OK Proceed with TLS negotiation
+@tls
+C: A001 AUTHENTICATE SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8=
+S: + cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3
+    |c29Fc1VFamI2Z1E9PSxpPTQwOTY=
+C: Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0FmdXhGSWxqKWhObEYkazAscD1k
+    |SHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTUhnc3FtbWl6N0FuZFZRPQ==
+S: + dj02cnJpVFJCaTIzV3BSUi93dHVwK21NaFVaVW4vZEI1bkxUSlJzamw5NUc0PQ==
+C:
+S: A001 OK SCRAM-SHA-256 authentication successful
+C: babc ENABLE IMAP4rev2
+S: * ENABLED IMAP4rev2
+S: babc OK Some capabilities enabled
+C: a002 select inbox
+S: * 18 EXISTS
+S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft)
+S: * OK [UIDVALIDITY 3857529045] UIDs valid
+S: * LIST () "/" INBOX ("OLDNAME" ("inbox"))
+S: a002 OK [READ-WRITE] SELECT completed
+C: a003 fetch 12 full
+S: * 12 FETCH (FLAGS (\Seen) INTERNALDATE
+    "17-Jul-1996 02:44:25 -0700" RFC822.SIZE 4286 ENVELOPE (
+    |"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)"
+    "IMAP4rev2 WG mtg summary and minutes"
+    (("Terry Gray" NIL "gray" "cac.washington.edu"))
+    (("Terry Gray" NIL "gray" "cac.washington.edu"))
+    (("Terry Gray" NIL "gray" "cac.washington.edu"))
+    ((NIL NIL "imap" "cac.washington.edu"))
+    ((NIL NIL "minutes" "CNRI.Reston.VA.US")
+    |("John Klensin" NIL "KLENSIN" "MIT.EDU")) NIL NIL
+    "<B27397-0100000@cac.washington.ed>")
+    BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT"
+    3028 92))
+S: a003 OK FETCH completed
+C: a004 fetch 12 body[header]
+S: * 12 FETCH (BODY[HEADER] {342}
+S: Date: Wed, 17 Jul 1996 02:23:25 -0700 (PDT)
+S: From: Terry Gray <gray@cac.washington.edu>
+S: Subject: IMAP4rev2 WG mtg summary and minutes
+S: To: imap@cac.washington.edu
+S: cc: minutes@CNRI.Reston.VA.US, John Klensin <KLENSIN@MIT.EDU>
+S: Message-Id: <B27397-0100000@cac.washington.edu>
+S: MIME-Version: 1.0
+S: Content-Type: TEXT/PLAIN; CHARSET=US-ASCII
+S:
+S: )
+S: a004 OK FETCH completed
+C: a005 store 12 +flags \deleted
+S: * 12 FETCH (FLAGS (\Seen \Deleted))
+S: a005 OK +FLAGS completed
+C: a006 logout
+S: * BYE IMAP4rev2 server terminating connection
+S: a006 OK LOGOUT completed
+"""
+
+# RFC 7677 §3: the SCRAM-SHA-256 example RFC 9051 §8 uses (user "user", password
+# "pencil"); the server's part of the nonce is the RFC's.
+_SCRAM_SALT = b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+_SCRAM_NONCE = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+
+
+@pytest.fixture
+def rfc_scram_nonce(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core asks ``sasl.server_mechanism`` for SCRAM: give it the RFC's nonce."""
+    real = sasl.server_mechanism
+
+    def mechanism(name: str, *, allow_legacy: bool = False) -> sasl.ServerMechanism:
+        if name == "SCRAM-SHA-256":
+            return ScramSha256Server(nonce=_SCRAM_NONCE)
+        return real(name, allow_legacy=allow_legacy)
+
+    monkeypatch.setattr(_server_auth.sasl, "server_mechanism", mechanism)
+
+
+def _line(transcript: str, start: str) -> bytes:
+    """The S: line of ``transcript`` that starts with ``start``."""
+    for who, text in _steps(Exchange(source="", transcript=transcript)):
+        if who == "S" and text.startswith(start.encode()):
+            return text
+    raise AssertionError(start)
+
+
+def test_rfc_9051_sample_session(rfc_scram_nonce: None) -> None:
+    config = ServerConfig(
+        tls_available=True, auth_mechanisms=("SCRAM-SHA-256",), extensions=("IMAP4rev2",)
+    )
+    after_login = "IMAP4rev2 LITERAL+ APPENDLIMIT=67108864"
+    full = _line(RFC9051_SAMPLE, "* 12 FETCH (FLAGS")
+    dates = b'INTERNALDATE "17-Jul-1996 02:44:25 -0700"'
+    exchange = Exchange(
+        source="RFC 9051 §8",
+        transcript=RFC9051_SAMPLE,
+        config=config,
+        greeting=Greeting(text="IMAP4rev2 Service Ready"),
+        selects={"a002": tuple(range(1, 19))},
+        events={"tls": lambda server: server.tls_started()},
+        secrets=sasl.scram_secrets("pencil", salt=_SCRAM_SALT, iterations=4096),
+        differences=[
+            (
+                b"* OK [CAPABILITY STARTTLS AUTH=SCRAM-SHA-256 LOGINDISABLED IMAP4rev2] "
+                b"IMAP4rev2 Service Ready",
+                b"* OK [CAPABILITY IMAP4rev2 LITERAL+ STARTTLS LOGINDISABLED "
+                b"AUTH=SCRAM-SHA-256 APPENDLIMIT=67108864] IMAP4rev2 Service Ready",
+                "the configured extensions come first; the core always announces its "
+                "literal form (RFC 7888) and APPENDLIMIT (RFC 7889)",
+            ),
+            (
+                b"a000 OK Proceed with TLS negotiation",
+                b"a000 OK Begin TLS negotiation now",
+                "human text of a line the core writes",
+            ),
+            (
+                b"A001 OK SCRAM-SHA-256 authentication successful",
+                b"A001 OK [CAPABILITY " + after_login.encode() + b"] Logged in",
+                "human text; the core sends the new capabilities with the OK "
+                "(RFC 9051 §6.2.2 allows it, and saves the client a CAPABILITY)",
+            ),
+            (
+                b"babc OK Some capabilities enabled",
+                b"babc OK ENABLE completed",
+                "human text of a line the core writes",
+            ),
+            (
+                b'* LIST () "/" INBOX ("OLDNAME" ("inbox"))',
+                b'* LIST () "/" INBOX (OLDNAME (INBOX))',
+                "the response writer gives the extended-item tag as an atom (an astring, "
+                "RFC 5258 §9, so either form) and, wrongly, normalises the old name "
+                "inbox to INBOX (the parser reads it so too): reported to its owner",
+            ),
+            (
+                full,
+                full.replace(dates + b" RFC822.SIZE 4286", b"RFC822.SIZE 4286 " + dates),
+                "the response writer puts FETCH items in its own order (RFC 9051 §7.5.2 sets none)",
+            ),
+            (
+                b"* BYE IMAP4rev2 server terminating connection",
+                b"* BYE Logging out",
+                "human text of a line the core writes",
+            ),
+        ],
+    )
+    check(exchange)
+
+
+# --- ENABLE: RFC 5161 §3.1 and RFC 9051 §6.3.1 ---------------------------------------------
+
+RFC5161_CAPABILITY_UNCHANGED = """
+C: t1 CAPABILITY
+S: * CAPABILITY IMAP4rev1 ID LITERAL+ ENABLE X-GOOD-IDEA
+S: t1 OK foo
+C: t2 ENABLE CONDSTORE X-GOOD-IDEA
+S: * ENABLED X-GOOD-IDEA
+S: t2 OK foo
+C: t3 CAPABILITY
+S: * CAPABILITY IMAP4rev1 ID LITERAL+ ENABLE X-GOOD-IDEA
+S: t3 OK foo again
+"""
+
+
+def test_rfc_5161_enable_leaves_the_capabilities_alone() -> None:
+    config = ServerConfig(
+        extensions=("IMAP4rev1", "ID", "LITERAL+", "ENABLE", "X-GOOD-IDEA"),
+        enable_extensions=("X-GOOD-IDEA",),
+    )
+    with_limit = b"* CAPABILITY IMAP4rev1 ID LITERAL+ ENABLE X-GOOD-IDEA APPENDLIMIT=67108864"
+    exchange = Exchange(
+        source="RFC 5161 §3.1",
+        transcript=RFC5161_CAPABILITY_UNCHANGED,
+        config=config,
+        differences=[
+            (
+                b"* CAPABILITY IMAP4rev1 ID LITERAL+ ENABLE X-GOOD-IDEA",
+                with_limit,
+                "the core always announces APPENDLIMIT (RFC 7889)",
+            ),
+            (b"t1 OK foo", b"t1 OK CAPABILITY completed", "human text"),
+            (b"t2 OK foo", b"t2 OK ENABLE completed", "human text"),
+            (b"t3 OK foo again", b"t3 OK CAPABILITY completed", "human text"),
+        ],
+    )
+    check(exchange)
+
+
+def test_rfc_5161_enable_condstore() -> None:
+    exchange = Exchange(
+        source="RFC 5161 §3.1 / RFC 9051 §6.3.1",
+        transcript="""
+C: a1 ENABLE CONDSTORE
+S: * ENABLED CONDSTORE
+S: a1 OK Conditional Store enabled
+""",
+        differences=[(b"a1 OK Conditional Store enabled", b"a1 OK ENABLE completed", "human text")],
+    )
+    check(exchange)
+
+
+# --- IDLE: RFC 2177 §3 --------------------------------------------------------------------
+
+RFC2177_IDLE = """
+C: A004 IDLE
+S: * 2 EXPUNGE
+S: * 3 EXISTS
+S: + idling
+@expunge
+S: * 3 EXPUNGE
+S: * 2 EXISTS
+@mail
+S: * 3 EXISTS
+C: DONE
+S: A004 OK IDLE terminated
+"""
+
+
+def test_rfc_2177_idle() -> None:
+    def before(server: ServerConnection) -> None:
+        # pending when IDLE comes: message 2 expunged, one new message
+        assert server.mailbox is not None
+        server.mailbox.expunged([2])
+        server.mailbox.appended([4])
+
+    def expunge(server: ServerConnection) -> None:
+        # "...time passes; another client expunges message 3..."
+        assert server.mailbox is not None
+        server.mailbox.expunged([server.mailbox.uid(3)])
+        server.refresh()
+        server.send(Untagged(frame=Frame(lines=(b"* 2 EXISTS",))))  # the count, again
+
+    def mail(server: ServerConnection) -> None:
+        # "...time passes; new mail arrives..."
+        assert server.mailbox is not None
+        server.mailbox.appended([5])
+        server.refresh()
+
+    exchange = Exchange(
+        source="RFC 2177 §3",
+        transcript=RFC2177_IDLE,
+        route=b"a1 SELECT INBOX\r\n",
+        selects={"a1": (1, 2, 3)},
+        events={"expunge": expunge, "mail": mail},
+        hooks={},
+    )
+    exchange.events["before"] = before
+    exchange.transcript = "@before\n" + RFC2177_IDLE.strip("\n")
+    check(exchange)
