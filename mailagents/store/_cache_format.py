@@ -94,7 +94,7 @@ class CachedMessage:
     sent_date: datetime.datetime | None
     part_map_bytes: bytes = field(repr=False)
     """What ``PartMap.to_bytes`` wrote."""
-    _memo: dict[str, PartMap] = field(default_factory=dict, compare=False, repr=False)
+    _memo: dict[str, PartMap] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
     def of(cls, uid: int, part_map: PartMap, references: str | None) -> CachedMessage:
