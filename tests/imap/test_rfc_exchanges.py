@@ -31,12 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailagents import sasl
 from mailagents._protocol import NEED_DATA, PAUSED
 from mailagents.imap import _server_auth
 from mailagents.imap._commands import Examine, Select
-from mailagents.imap._config import ServerConfig
+from mailagents.imap._config import DEFAULT_EXTENSIONS, ServerConfig
 from mailagents.imap._events import CommandReceived, Complete, Greeting, Untagged
 from mailagents.imap._frame import Frame
 from mailagents.imap._framing import FrameReceived
@@ -125,16 +127,12 @@ def _frames(server_lines: list[bytes]) -> list[Frame]:
 
 @dataclass
 class Replayer:
-    """The application: answers each command as the transcript's S: lines say."""
+    """The application: answers each command as the transcript's S: lines say (a tag
+    used twice, as in RFC 2359's example, is answered in transcript order)."""
 
-    exchange: Exchange
-    answers: dict[str, list[Frame]]
-    tagged: dict[str, bytes]
-
-    @classmethod
-    def of(cls, exchange: Exchange) -> Replayer:
-        answers: dict[str, list[Frame]] = {}
-        tagged: dict[str, bytes] = {}
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.answers: dict[str, list[tuple[list[Frame], bytes]]] = {}
         pending: list[Frame] = []
         lines = [text for who, text in _steps(exchange) if who == "S"]
         for frame in _frames(lines):
@@ -143,10 +141,9 @@ class Replayer:
                 pending.append(frame)
                 continue
             tag = first.split(b" ", 1)[0].decode()
-            answers[tag] = [f for f in pending if f.lines[0].startswith(b"* ")]
-            tagged[tag] = first
+            untagged = [f for f in pending if f.lines[0].startswith(b"* ")]
+            self.answers.setdefault(tag, []).append((untagged, first))
             pending = []
-        return cls(exchange, answers, tagged)
 
     def handle(self, server: ServerConnection, event: object) -> None:
         if isinstance(event, sasl.NeedCredentials):
@@ -160,7 +157,14 @@ class Replayer:
         command = event.command
         tag = command.tag
         selecting = isinstance(command, Select | Examine)
-        for frame in self.answers.get(tag, []):
+        queue = self.answers.get(tag)
+        if queue:
+            frames, tagged = queue.pop(0)
+        else:  # a command of the route: the least the core needs
+            frames, tagged = [], tag.encode() + b" OK [READ-WRITE] Ok"
+            if selecting and "CONDSTORE" in server.enabled:  # RFC 7162 §3.1.2
+                frames = [Frame(lines=(b"* OK [HIGHESTMODSEQ 1] Ok",))]
+        for frame in frames:
             if not selecting and server.mailbox is not None and _VIEW.match(frame.lines[0]):
                 continue  # the view sends these (the exchange's hook told it)
             response = parse_response(frame, utf8="UTF8=ACCEPT" in server.enabled)
@@ -168,8 +172,8 @@ class Replayer:
         hook = self.exchange.hooks.get(tag)
         if hook is not None:
             hook(server)
-        match = _TAGGED.match(self.tagged[tag])
-        assert match is not None, self.tagged[tag]
+        match = _TAGGED.match(tagged)
+        assert match is not None, tagged
         status, code, text = match.group(2), match.group(3), match.group(4) or b""
         selected = SelectedMailbox(self.exchange.selects[tag]) if selecting else None
         server.send(
@@ -182,8 +186,17 @@ class Replayer:
         )
 
 
-def _pump(server: ServerConnection, app: Replayer, data: bytes, bytewise: bool) -> None:
-    pieces = [data[i : i + 1] for i in range(len(data))] if bytewise else [data]
+def _pump(
+    server: ServerConnection, app: Replayer, data: bytes, bytewise: bool, sizes: list[int]
+) -> None:
+    if sizes:  # cut as ``sizes`` says, round and round
+        pieces, at, i = [], 0, 0
+        while at < len(data):
+            pieces.append(data[at : at + sizes[i % len(sizes)]])
+            at += sizes[i % len(sizes)]
+            i += 1
+    else:
+        pieces = [data[i : i + 1] for i in range(len(data))] if bytewise else [data]
     pieces = [piece for piece in pieces if piece]  # b"" would mean the client closed
     for piece in pieces:
         server.receive_data(piece)
@@ -191,10 +204,10 @@ def _pump(server: ServerConnection, app: Replayer, data: bytes, bytewise: bool) 
             app.handle(server, event)
 
 
-def play(exchange: Exchange, *, bytewise: bool) -> list[bytes]:
+def play(exchange: Exchange, *, bytewise: bool, sizes: list[int] | None = None) -> list[bytes]:
     """Feed the transcript's C: lines; the lines the core wrote."""
     server = ServerConnection(exchange.config)
-    app = Replayer.of(exchange)
+    app = Replayer(exchange)
     if exchange.greeting is not None:
         server.send(exchange.greeting)
         out = bytearray(server.data_to_send())
@@ -203,22 +216,18 @@ def play(exchange: Exchange, *, bytewise: bool) -> list[bytes]:
         server.data_to_send()
         out = bytearray()
     if exchange.route:
-        for tag, uids in exchange.selects.items():
-            app.answers.setdefault(tag, [])
-            app.tagged.setdefault(tag, tag.encode() + b" OK [READ-WRITE] Ok")
-            exchange.selects[tag] = uids
-        _pump(server, app, exchange.route, False)
+        _pump(server, app, exchange.route, False, [])
         server.data_to_send()
     client = bytearray()
     for who, text in _steps(exchange):
         if who == "C":
             client += text + b"\r\n"
         elif who == "@":
-            _pump(server, app, bytes(client), bytewise)
+            _pump(server, app, bytes(client), bytewise, sizes or [])
             client.clear()
             out += server.data_to_send()
             exchange.events[text.decode()](server)
-    _pump(server, app, bytes(client), bytewise)
+    _pump(server, app, bytes(client), bytewise, sizes or [])
     out += server.data_to_send()
     lines = bytes(out).split(b"\r\n")
     assert lines[-1] == b""
@@ -483,3 +492,344 @@ def test_rfc_2177_idle() -> None:
     exchange.events["before"] = before
     exchange.transcript = "@before\n" + RFC2177_IDLE.strip("\n")
     check(exchange)
+
+
+# --- LITERAL+ (RFC 7888) and the synchronising form it replaces (RFC 3501) ----------------
+
+RFC7888_LOGIN = """
+C: A001 LOGIN {11+}
+C: FRED FOOBAR {7+}
+C: fat man
+S: A001 OK LOGIN completed
+"""
+
+RFC3501_LOGIN = """
+C: A001 LOGIN {11}
+S: + Ready for additional command text
+C: FRED FOOBAR {7}
+S: + Ready for additional command text
+C: fat man
+S: A001 OK LOGIN completed
+"""
+
+_LOGGED_IN = (
+    b"A001 OK LOGIN completed",
+    b"A001 OK [CAPABILITY "
+    + " ".join(DEFAULT_EXTENSIONS).encode()
+    + b" %s APPENDLIMIT=67108864] Logged in",
+    "the core sends the new capabilities with the OK (RFC 9051 §6.2.2); human text",
+)
+
+
+@pytest.mark.parametrize("literal_plus", [True, False])
+def test_rfc_7888_non_synchronising_literals(literal_plus: bool) -> None:
+    # LITERAL- (RFC 7888 §5) takes the same example: both literals are under 4096.
+    config = ServerConfig(allow_plaintext_login=True, literal_plus=literal_plus)
+    literal = b"LITERAL+" if literal_plus else b"LITERAL-"
+    exchange = Exchange(
+        source="RFC 7888",
+        transcript=RFC7888_LOGIN,
+        config=config,
+        greeting=Greeting(),
+        differences=[(_LOGGED_IN[0], _LOGGED_IN[1] % literal, _LOGGED_IN[2])],
+    )
+    check_after_greeting(exchange)
+
+
+def check_after_greeting(exchange: Exchange) -> None:
+    """``check`` for a session in the not-authenticated state (the greeting's own line
+    is left out of the comparison)."""
+    expected = _expected(exchange)
+    for bytewise in (False, True):
+        actual = play(exchange, bytewise=bytewise)[1:]
+        assert actual == expected, exchange.source
+
+
+def test_rfc_3501_synchronising_literals() -> None:
+    exchange = Exchange(
+        source="RFC 3501 (the synchronising form RFC 7888 improves on)",
+        transcript=RFC3501_LOGIN,
+        greeting=Greeting(),
+        differences=[
+            (
+                b"+ Ready for additional command text",
+                b"+ Ready for literal data",
+                "human text of the continuation the core writes",
+            ),
+            (_LOGGED_IN[0], _LOGGED_IN[1] % b"LITERAL+", _LOGGED_IN[2]),
+        ],
+    )
+    check_after_greeting(exchange)
+
+
+# --- APPENDLIMIT (RFC 7889) ---------------------------------------------------------------
+
+
+def test_rfc_7889_status_appendlimit() -> None:
+    # RFC 7889 §3.1's example is the command and the STATUS line; the tagged OK is ours.
+    exchange = Exchange(
+        source="RFC 7889 §3.1",
+        transcript="""
+C: t1 STATUS INBOX (APPENDLIMIT)
+S: * STATUS INBOX (APPENDLIMIT 257890)
+S: t1 OK STATUS completed
+""",
+    )
+    check(exchange)
+
+
+def test_rfc_7889_toobig() -> None:
+    # RFC 7889 §4: "the server SHALL reject the APPEND command with a tagged TOOBIG
+    # response code" -- before the client sends the octets (a synchronising literal).
+    config = ServerConfig(max_append=257890)
+    exchange = Exchange(
+        source="RFC 7889 §4",
+        transcript="""
+C: t2 APPEND INBOX {257891}
+S: t2 NO [TOOBIG] Literal too big
+C: t3 NOOP
+S: t3 OK NOOP completed
+""",
+        config=config,
+    )
+    check(exchange)
+
+
+# --- UIDPLUS (RFC 4315) and APPEND (RFC 3501 §6.3.11) --------------------------------------
+
+RFC3501_APPEND = """
+C: A003 APPEND saved-messages (\\Seen) {310}
+S: + Ready for literal data
+C: Date: Mon, 7 Feb 1994 21:52:25 -0800 (PST)
+C: From: Fred Foobar <foobar@Blurdybloop.COM>
+C: Subject: afternoon meeting
+C: To: mooch@owatagu.siam.edu
+C: Message-Id: <B27397-0100000@Blurdybloop.COM>
+C: MIME-Version: 1.0
+C: Content-Type: TEXT/PLAIN; CHARSET=US-ASCII
+C:
+C: Hello Joe, do you think we can meet at 3:30 tomorrow?
+C:
+S: A003 OK APPEND completed
+"""
+
+
+def test_rfc_3501_append() -> None:
+    check(Exchange(source="RFC 3501 §6.3.11", transcript=RFC3501_APPEND))
+
+
+def test_rfc_4315_appenduid() -> None:
+    # RFC 2359 §4.2 / RFC 4315 §3: the same APPEND, completed with APPENDUID.
+    transcript = RFC3501_APPEND.replace(
+        "S: A003 OK APPEND completed", "S: A003 OK [APPENDUID 38505 3955] APPEND completed"
+    )
+    check(Exchange(source="RFC 4315 §3", transcript=transcript))
+
+
+def test_rfc_4315_appenduid_into_the_selected_mailbox() -> None:
+    # The same APPEND into the mailbox that is selected: the APPENDUID tells the view,
+    # whose EXISTS precedes the tagged OK (RFC 9051 §6.3.12).
+    transcript = RFC3501_APPEND.replace(
+        "S: A003 OK APPEND completed",
+        "S: * 3 EXISTS\nS: A003 OK [APPENDUID 38505 3955] APPEND completed",
+    )
+    exchange = Exchange(
+        source="RFC 4315 §3, into the selected mailbox",
+        transcript=transcript,
+        route=b"s SELECT saved-messages\r\n",
+        selects={"s": (3001, 3002)},
+    )
+    check(exchange)
+
+
+def test_rfc_4315_copyuid() -> None:
+    exchange = Exchange(
+        source="RFC 2359 §4.3 / RFC 4315 §3",
+        transcript="""
+C: A003 COPY 2:4 MEETING
+S: A003 OK [COPYUID 38505 304,319:320 3956:3958] Done
+C: A003 UID COPY 305:310 MEETING
+S: A003 OK Done
+""",
+        route=b"s SELECT INBOX\r\n",
+        selects={"s": (300, 304, 319, 320, 400)},
+    )
+    check(exchange)
+
+
+def test_rfc_4315_uid_expunge() -> None:
+    def expunge(server: ServerConnection) -> None:
+        assert server.mailbox is not None
+        server.mailbox.expunged([3000, 3001, 3002])
+
+    exchange = Exchange(
+        source="RFC 4315 §2.1",
+        transcript="""
+C: A003 UID EXPUNGE 3000:3002
+S: * 3 EXPUNGE
+S: * 3 EXPUNGE
+S: * 3 EXPUNGE
+S: A003 OK UID EXPUNGE completed
+""",
+        route=b"s SELECT INBOX\r\n",
+        selects={"s": (1000, 2000, 3000, 3001, 3002, 4000)},
+        hooks={"A003": expunge},
+    )
+    check(exchange)
+
+
+# --- MOVE (RFC 6851) ------------------------------------------------------------------------
+
+
+def test_rfc_6851_uid_move() -> None:
+    uids = (*range(1, 22), *range(42, 70), 70)  # UID 42 is message 22
+
+    def moved(server: ServerConnection) -> None:
+        assert server.mailbox is not None
+        server.mailbox.expunged(range(42, 70))
+
+    exchange = Exchange(
+        source="RFC 6851",
+        transcript="""
+C: a UID MOVE 42:69 foo
+S: * OK [COPYUID 432432 42:69 1202:1229]
+S: * 22 EXPUNGE
+S: a OK Done
+""",
+        route=b"s SELECT INBOX\r\n",
+        selects={"s": uids},
+        hooks={"a": moved},
+    )
+    # The RFC shows the first EXPUNGE; 42:69 is 28 messages here, each "* 22 EXPUNGE"
+    # once the one before is gone.
+    expected = _expected(exchange)
+    expected[2:2] = [b"* 22 EXPUNGE"] * 27
+    for bytewise in (False, True):
+        assert play(exchange, bytewise=bytewise) == expected
+
+
+# --- CONDSTORE and QRESYNC (RFC 7162) ---------------------------------------------------------
+
+
+def test_rfc_7162_select_condstore() -> None:
+    # §3.1.8: SELECT (CONDSTORE) is a CONDSTORE enabling command, and the answer carries
+    # HIGHESTMODSEQ (§3.1.2.1); without it the core refuses the OK.
+    exchange = Exchange(
+        source="RFC 7162 §3.1.8",
+        transcript="""
+C: A142 SELECT INBOX (CONDSTORE)
+S: * 172 EXISTS
+S: * 1 RECENT
+S: * OK [UNSEEN 12] Message 12 is first unseen
+S: * OK [UIDVALIDITY 3857529045] UIDs valid
+S: * OK [UIDNEXT 4392] Predicted next UID
+S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)
+S: * OK [PERMANENTFLAGS (\\Deleted \\Seen \\*)] Limited
+S: * OK [HIGHESTMODSEQ 715194045007]
+S: A142 OK [READ-WRITE] SELECT completed
+""",
+        selects={"A142": tuple(range(1, 173))},
+    )
+    check(exchange)
+
+
+def test_rfc_7162_conditional_store_then_modseq_in_updates() -> None:
+    def changed(server: ServerConnection) -> None:
+        # Another session changes message 3: the update carries MODSEQ (§3.1), as the
+        # STORE with UNCHANGEDSINCE was a CONDSTORE enabling command.
+        assert server.mailbox is not None
+        server.mailbox.flags_changed(7, ["\\Seen"], modseq=12121231777)
+
+    exchange = Exchange(
+        source="RFC 7162 §3.1.3",
+        transcript="""
+C: a103 UID STORE 6,4,8 (UNCHANGEDSINCE 12121230045) +FLAGS.SILENT (\\Deleted)
+S: * 1 FETCH (UID 4 MODSEQ (12121231000))
+S: * 2 FETCH (UID 6 MODSEQ (12121230852))
+S: * 4 FETCH (UID 8 MODSEQ (12121230956))
+S: a103 OK Conditional Store completed
+@changed
+C: n NOOP
+S: * 3 FETCH (FLAGS (\\Seen) MODSEQ (12121231777))
+S: n OK NOOP completed
+""",
+        route=b"s SELECT INBOX\r\n",
+        selects={"s": (4, 6, 7, 8)},
+        events={"changed": changed},
+    )
+    check(exchange)
+
+
+def test_rfc_7162_expunge_with_qresync() -> None:
+    def expunge(server: ServerConnection) -> None:
+        assert server.mailbox is not None
+        server.mailbox.expunged([405, 407, 410, 425])
+
+    exchange = Exchange(
+        source="RFC 7162 §3.2.7",
+        transcript="""
+C: A202 EXPUNGE
+S: * VANISHED 405,407,410,425
+S: A202 OK [HIGHESTMODSEQ 20010715194045319] expunged
+""",
+        route=b"e ENABLE QRESYNC\r\ns SELECT INBOX\r\n",
+        selects={"s": tuple(range(400, 431))},
+        hooks={"A202": expunge},
+    )
+    check(exchange)
+
+
+def test_rfc_7162_qresync_parameter_needs_enable() -> None:
+    # §3.2.3 (restated in §3.2.5): the QRESYNC parameter without ENABLE QRESYNC is BAD.
+    exchange = Exchange(
+        source="RFC 7162 §3.2.3",
+        transcript="""
+C: A142 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))
+S: A142 BAD QRESYNC not enabled
+""",
+    )
+    check(exchange)
+
+
+# --- UTF8=ACCEPT (RFC 6855 §3): no example in the RFC; its rules on one exchange ----------
+
+
+def _rfc_6855_exchange() -> Exchange:
+    config = ServerConfig(
+        allow_plaintext_login=True, extensions=(*DEFAULT_EXTENSIONS, "UTF8=ACCEPT")
+    )
+    exchange = Exchange(
+        source="RFC 6855 §3",
+        transcript="""
+C: a LIST "" *
+S: * LIST () "/" Entw&APw-rfe
+S: a OK LIST completed
+C: b SELECT "Entwürfe"
+S: b BAD 8-bit text needs ENABLE UTF8=ACCEPT
+C: e ENABLE UTF8=ACCEPT
+S: * ENABLED UTF8=ACCEPT
+S: e OK ENABLE completed
+C: c LIST "" *
+S: * LIST () "/" "Entwürfe"
+S: c OK LIST completed
+C: d SELECT "Entwürfe"
+S: * 0 EXISTS
+S: d OK [READ-WRITE] SELECT completed
+C: f SEARCH CHARSET UTF-8 ALL
+S: f BAD No CHARSET in SEARCH after ENABLE UTF8=ACCEPT
+""",
+        config=config,
+        selects={"d": ()},
+    )
+    return exchange
+
+
+def test_rfc_6855_utf8_accept_rules() -> None:
+    check(_rfc_6855_exchange())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=8))
+def test_any_cut_of_the_input_gives_the_same_bytes(sizes: list[int]) -> None:
+    exchange = _rfc_6855_exchange()
+    assert play(exchange, bytewise=False, sizes=sizes) == _expected(exchange)
