@@ -60,7 +60,9 @@ class CommandReceived:
     What a command changes in the selected mailbox (messages an EXPUNGE or MOVE
     removed, an APPEND or COPY into it) is told to the view (``ServerConnection.mailbox``),
     not sent as responses: the core sends the EXISTS, EXPUNGE or VANISHED before the
-    tagged response where RFC 9051 §7.5.1 allows them."""
+    tagged response where RFC 9051 §7.5.1 allows them. An APPEND into the selected
+    mailbox may instead be completed with ``code="APPENDUID v uid-set"`` (RFC 4315 §3),
+    which tells the view; an OK with neither is refused (``LocalProtocolError``)."""
 
     command: Command
 

@@ -8,8 +8,11 @@ feed received bytes with :meth:`ServerConnection.receive_data`, take events with
 ``CommandReceived`` with ``Untagged`` responses and one ``Complete``, and write what
 :meth:`ServerConnection.data_to_send` returns. The core owns the session rules: tags,
 literal framing and limits, which command is valid in which state, STARTTLS, logins,
-IDLE, and when changes of the selected mailbox may be told
-(:class:`~mailagents.imap._selected.SelectedMailbox`).
+IDLE, when changes of the selected mailbox may be told
+(:class:`~mailagents.imap._selected.SelectedMailbox`), and what the client enabled
+changes (CONDSTORE by any CONDSTORE enabling command, IMAP4rev2 and UTF8=ACCEPT:
+:mod:`mailagents.imap._server_session`). Untagged answers may be response objects,
+which the core writes for the session.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from mailagents.imap._frame import Frame
 from mailagents.imap._framing import FrameReceived
 from mailagents.imap._framing_client import ResponseReader
 from mailagents.imap._response_parser import parse_response
+from mailagents.imap._responses import ESearchData, Response, SearchData
 from mailagents.imap._selected import SelectedMailbox
 from mailagents.imap._server import ServerConnection
 from mailagents.sasl._scram import ScramSha256Server
@@ -82,6 +83,8 @@ class Exchange:
     """``(RFC line, our line, why)``: our line stands for the RFC's."""
     secrets: sasl.ScramSecrets | None = None
     """The answer to a SCRAM ``NeedCredentials``."""
+    rewrite: Callable[[Response], Response] | None = None
+    """How the application words a response before sending it (to show a conversion)."""
 
 
 def _steps(exchange: Exchange) -> list[tuple[str, bytes]]:
@@ -168,6 +171,8 @@ class Replayer:
             if not selecting and server.mailbox is not None and _VIEW.match(frame.lines[0]):
                 continue  # the view sends these (the exchange's hook told it)
             response = parse_response(frame, utf8="UTF8=ACCEPT" in server.enabled)
+            if self.exchange.rewrite is not None:
+                response = self.exchange.rewrite(response)
             server.send(Untagged(response=response))
         hook = self.exchange.hooks.get(tag)
         if hook is not None:
@@ -787,6 +792,44 @@ def test_rfc_7162_qresync_parameter_needs_enable() -> None:
 C: A142 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))
 S: A142 BAD QRESYNC not enabled
 """,
+    )
+    check(exchange)
+
+
+# --- SEARCH in an IMAP4rev2 session (RFC 9051 §6.4.4) -------------------------------------
+
+
+def _as_rev1_search(response: Response) -> Response:
+    """An application that answers SEARCH the IMAP4rev1 way (``* SEARCH n ...``)."""
+    if isinstance(response, ESearchData):
+        found = response.all.iter_numbers(2**32 - 1) if response.all else ()
+        return SearchData(numbers=tuple(found))
+    return response
+
+
+def test_rfc_9051_search_answered_as_esearch() -> None:
+    exchange = Exchange(
+        source="RFC 9051 §6.4.4",
+        transcript="""
+C: A284 SEARCH TEXT "string not in mailbox"
+S: * ESEARCH (TAG "A284")
+S: A284 OK SEARCH completed
+C: A285 SEARCH CHARSET UTF-8 TEXT {12}
+S: + Ready for literal text
+C: отпуск
+S: * ESEARCH (TAG "A285") ALL 43
+S: A285 OK SEARCH completed
+""",
+        route=b"e ENABLE IMAP4rev2\r\ns SELECT INBOX\r\n",
+        selects={"s": tuple(range(1, 50))},
+        rewrite=_as_rev1_search,  # the core turns * SEARCH into ESEARCH for rev2
+        differences=[
+            (
+                b"+ Ready for literal text",
+                b"+ Ready for literal data",
+                "human text of the continuation the core writes",
+            )
+        ],
     )
     check(exchange)
 
