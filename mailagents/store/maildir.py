@@ -47,6 +47,7 @@ from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
+from mailagents.store._hub import NotifyingWriter, notified, notify
 from mailagents.store._maildir_append import (
     _MaildirAppendWriter,
     append_batch,
@@ -254,9 +255,10 @@ class MaildirFolder(Folder):
         if assign_uid and self._deliver_only:
             raise StoreError("a handle open for delivery only gives no UIDs")
         checked = frozenset(check_keyword(f) for f in flags)
-        return self._core.store.limited(
+        writer = self._core.store.limited(
             _MaildirAppendWriter(self._core, checked, internaldate, assign_uid), self.name
         )
+        return NotifyingWriter(writer, self._core.path)  # the hub hears of the commit
 
     def append_batch(self, messages: Sequence[bytes]) -> list[AppendResult | Exception]:
         """Deliver several messages (the fast MDA path: no flags, no UID assigned now)
@@ -270,8 +272,11 @@ class MaildirFolder(Folder):
         message renamed before it gets that error, as
         :meth:`~mailagents.store.AppendWriter.commit` would report it)."""
         self._check_open(reading=False)
-        return self._core.store.limited_batch(
-            self.name, messages, lambda batch: append_batch(self._core, batch)
+        return notified(
+            self._core.store.limited_batch(
+                self.name, messages, lambda batch: append_batch(self._core, batch)
+            ),
+            self._core.path,
         )
 
     def set_flags(
@@ -290,6 +295,8 @@ class MaildirFolder(Folder):
         self._check_open()
         wanted = frozenset(check_keyword(f) for f in flags)
         result, failed = change_flags(self._core, uids, wanted, mode, unchanged_since)
+        if result:
+            notify(self._core.path)
         for done in result:
             if done.uid in self._infos:
                 self._infos[done.uid] = done
@@ -339,6 +346,7 @@ class MaildirFolder(Folder):
             if any(zones.values()):
                 dst.record_zones({uid: m for uid, m in zones.items() if m})
             uidvalidity = dst.uidlist.uidvalidity
+        notify(dst.path)
         return CopyResult({uid: assigned[base] for uid, base in copied}, uidvalidity=uidvalidity)
 
     def _copy_generic(self, uids: Collection[int], target: Folder) -> CopyResult:
@@ -418,6 +426,7 @@ class MaildirFolder(Folder):
                 if core.fsync:
                     fsync_dir(core.cur)
                 core._maybe_compact_uidlist()
+                notify(core.path)
         for uid in removed:
             self._infos.pop(uid, None)
         self._sorted = None

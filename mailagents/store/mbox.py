@@ -56,6 +56,7 @@ from typing import BinaryIO
 
 from mailagents.store._fileio import fsync_dir
 from mailagents.store._groupcommit import GroupCommit
+from mailagents.store._hub import notify
 from mailagents.store._locking import FileLock
 from mailagents.store._mbox_append import (
     CHUNK,
@@ -311,6 +312,7 @@ class MboxFolder(Folder):
             uids = append_spooled(state, fd, self._index, items, fsync=self._store.fsync)
             uidvalidity, uidnext, highest = self._snap_meta
             self._snap_meta = (uidvalidity, max(uidnext, state.uidnext), highest)
+            notify(self._path)  # wake the sessions watching this folder
             return uids
 
     def set_flags(
@@ -347,6 +349,7 @@ class MboxFolder(Folder):
                 lines.append(f"F {uid} {modseq}{''.join(' ' + f for f in sorted(new))}\n")
             if lines:
                 append_records(state, self._index, lines, self._store.fsync)
+                notify(self._path)
             for uid in done:
                 if uid in self._snap:
                     self._snap[uid] = state.msgs[uid]
@@ -450,6 +453,7 @@ class MboxFolder(Folder):
             fsync=self._store.fsync,
             touch=lock.touch if lock is not None else lambda: None,
         )
+        notify(self._path)
 
     # --- changes -------------------------------------------------------------------------
 
