@@ -28,7 +28,6 @@ from mailagents.imap._commands import (
     Authenticate,
     Close,
     Compress,
-    Enable,
     Examine,
     Login,
     Select,
@@ -63,8 +62,6 @@ from mailagents.imap._framing import (
     LiteralStart,
     RawLine,
 )
-from mailagents.imap._response_writer import write_response
-from mailagents.imap._responses import IdData
 from mailagents.imap._selected import SelectedMailbox
 from mailagents.imap._server_core import (
     ServerEvent,
@@ -376,12 +373,6 @@ class ServerConnection(SessionRules):
     def _do_check(self, command: object) -> None:
         self._done("CHECK completed")
 
-    def _do_id(self, command: object) -> None:
-        # RFC 2971 §3.2: the server's own fields (config.server_id), or NIL.
-        frame = write_response(IdData(params=self.config.server_id), utf8=self._utf8)
-        self._write_frame(frame)
-        self._done("ID completed")
-
     def _do_logout(self, command: object) -> None:
         self._line(status_line(None, "BYE", "Logging out"))
         self._status("OK", "LOGOUT completed")
@@ -398,22 +389,6 @@ class ServerConnection(SessionRules):
 
     def _do_authenticate(self, command: Authenticate) -> None:
         self._cmd_authenticate(command)
-
-    def _do_enable(self, command: Enable) -> None:
-        allowed = self.config.enableable()
-        # ENABLED names each as the capability list spells it (RFC 9051 §8: IMAP4rev2).
-        spelled = {e.upper(): e for e in self.config.extensions}
-        new: list[str] = []
-        for name in command.capabilities:
-            if name in allowed and name not in self._enabled:
-                new.append(spelled.get(name, name))
-                self._enabled.add(name)
-        if "QRESYNC" in self._enabled and "CONDSTORE" not in self._enabled:
-            self._enabled.add("CONDSTORE")  # RFC 7162 §3.2.3: ENABLE QRESYNC enables it too
-        if self._enabled & {"IMAP4REV2", "UTF8=ACCEPT"}:
-            self._utf8 = True  # RFC 9051 §6.3.1, RFC 6855 §3
-        self._line(("* ENABLED " + " ".join(new)).rstrip().encode() + b"\r\n")
-        self._done("ENABLE completed")
 
     def _do_idle(self, command: object) -> None:
         self._transition("IDLE")

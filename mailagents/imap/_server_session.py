@@ -9,10 +9,11 @@ selected mailbox.
 from __future__ import annotations
 
 from mailagents._protocol import LocalProtocolError
-from mailagents.imap._commands import Append, Command, Examine, Search, Select
+from mailagents.imap._commands import Append, Command, Enable, Examine, Search, Select
 from mailagents.imap._events import Untagged
 from mailagents.imap._frame import Frame
 from mailagents.imap._response_writer import write_response
+from mailagents.imap._responses import IdData
 from mailagents.imap._server_auth import Authorization
 from mailagents.imap._server_core import view_response
 from mailagents.imap._server_rules import (
@@ -36,6 +37,10 @@ def _same_exists(frame: Frame, count: int) -> bool:
 
 class SessionRules(Authorization):
     """The enabled-extension rules of ``ServerConnection`` (see the module)."""
+
+    def _done(self, text: str, code: str | None = None) -> None:  # pragma: no cover
+        """Complete the command in progress with OK (``ServerConnection`` defines it)."""
+        raise NotImplementedError
 
     def _admit(self, command: Command, verb: str) -> bool:
         """Refuse a command the session rules out, else note what it turns on."""
@@ -110,3 +115,25 @@ class SessionRules(Authorization):
                 "an APPEND into the selected mailbox: complete it with code='APPENDUID v uid'"
                 " or call mailbox.appended() first"
             )
+
+    def _do_id(self, command: object) -> None:
+        # RFC 2971 §3.2: the server's own fields (config.server_id), or NIL.
+        frame = write_response(IdData(params=self.config.server_id), utf8=self._utf8)
+        self._write_frame(frame)
+        self._done("ID completed")
+
+    def _do_enable(self, command: Enable) -> None:
+        allowed = self.config.enableable()
+        # ENABLED names each as the capability list spells it (RFC 9051 §8: IMAP4rev2).
+        spelled = {e.upper(): e for e in self.config.extensions}
+        new: list[str] = []
+        for name in command.capabilities:
+            if name in allowed and name not in self._enabled:
+                new.append(spelled.get(name, name))
+                self._enabled.add(name)
+        if "QRESYNC" in self._enabled and "CONDSTORE" not in self._enabled:
+            self._enabled.add("CONDSTORE")  # RFC 7162 §3.2.3: ENABLE QRESYNC enables it too
+        if self._enabled & {"IMAP4REV2", "UTF8=ACCEPT"}:
+            self._utf8 = True  # RFC 9051 §6.3.1, RFC 6855 §3
+        self._line(("* ENABLED " + " ".join(new)).rstrip().encode() + b"\r\n")
+        self._done("ENABLE completed")
