@@ -362,3 +362,32 @@ def test_utf8_only_refuses_mailbox_commands_until_enabled() -> None:
     result, server = both(b"e ENABLE UTF8=ACCEPT\r\ns SELECT INBOX\r\n", route=LOGIN, config=config)
     assert result.lines[0] == b"* ENABLED UTF8=ACCEPT"
     assert server.state is State.SELECTED
+
+
+def test_enable_extensions_must_be_announced() -> None:
+    with pytest.raises(LocalProtocolError, match="not in extensions"):
+        ServerConfig(enable_extensions=("X-GOOD-IDEA",))
+    config = ServerConfig(
+        allow_plaintext_login=True,
+        extensions=(*DEFAULT_EXTENSIONS, "X-GOOD-IDEA"),
+        enable_extensions=("x-good-idea",),
+    )
+    result, server = both(b"e ENABLE X-GOOD-IDEA\r\n", route=LOGIN, config=config)
+    assert result.lines[0] == b"* ENABLED X-GOOD-IDEA" and "X-GOOD-IDEA" in server.enabled
+
+
+def test_modseq_key_inside_and() -> None:
+    _, server = both(b"f SEARCH (ALL MODSEQ 5)\r\n", route=SELECT)
+    assert "CONDSTORE" in server.enabled
+
+
+def test_utf8_only_implies_utf8_accept_is_enableable() -> None:
+    config = ServerConfig(extensions=("IMAP4rev1", "UTF8=ONLY"))
+    assert "UTF8=ACCEPT" in config.enableable() and config.utf8_only
+    assert not ServerConfig().utf8_only
+
+
+def test_literal_capability_keeps_its_place() -> None:
+    config = ServerConfig(extensions=("IMAP4rev1", "LITERAL+", "IDLE"), literal_plus=False)
+    server = ServerConnection(config)
+    assert server.capabilities()[:3] == ["IMAP4rev1", "LITERAL-", "IDLE"]
