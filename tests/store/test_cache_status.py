@@ -115,3 +115,29 @@ def test_clear_and_bad_settle(tmp_path: Path) -> None:
         assert cache.get() is None
     with pytest.raises(ValueError):
         StatusCache(tmp_path / "s", [], settle=-1)
+
+
+def test_mbox_sources(tmp_path: Path) -> None:
+    """The same over mbox: the mbox file and its side index are the sources."""
+    from mailagents.store.mbox import MboxStore
+
+    root = tmp_path / "mail"
+    store = MboxStore(root)
+    store.create_folder("Work")
+    cache = StatusCache(
+        root / ".Work.mailagents-status", [root / "Work", root / ".Work.mailagents-index"]
+    )
+    rng = random.Random(8)
+    with store, store.folder("Work") as work:
+        for step in range(60):
+            op = rng.randrange(4)
+            if op == 0:
+                work.append_bytes(msg(step))
+            elif op == 1 and work.messages():
+                uid = rng.choice(work.messages()).uid
+                work.set_flags([uid], [rng.choice([SEEN, DELETED])], "add")
+            elif op == 2:
+                work.expunge()
+            else:
+                work.claim_recent()
+            assert cache.cached(lambda: store.status("Work")) == store.status("Work"), step
