@@ -17,8 +17,7 @@ Over a network, the asyncio client does the same in a few lines::
 
 from __future__ import annotations
 
-from mailagents.imap import _commands as commands
-from mailagents.imap._seqset import SequenceSet
+from mailagents.imap import SequenceSet, commands
 from mailagents.imap.client import ClientConnection, Completed, Greeting, Update
 
 # What the server says, in order; each piece is fed when the client is ready for it.

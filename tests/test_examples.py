@@ -26,3 +26,13 @@ def test_pop3_in_memory(capsys: pytest.CaptureFixture[str]) -> None:
         "\r\r\n", "\r\n"
     )
     assert "deleted at QUIT: ['0000000100000001']" in out
+
+
+def test_imap_client(capsys: pytest.CaptureFixture[str]) -> None:
+    runpy.run_path(str(EXAMPLES / "imap_client.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    # The password holds CR LF: it went out as a literal, never inside the line.
+    assert "C: b'A0001 LOGIN fred {10}\\r\\n'" in out
+    # COPYUID's UIDs stay ranges.
+    assert "source=SequenceSet(ranges=((4380, 4381),)" in out
+    assert "closed: True" in out

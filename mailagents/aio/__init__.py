@@ -21,13 +21,41 @@ protocol decision of its own: those live in the cores (:mod:`mailagents.smtp`).
 - :class:`POP3Client`: a POP3 client (implicit TLS or STLS, verified by default; login
   by SCRAM, PLAIN or USER/PASS; streamed RETR; :meth:`POP3Client.fetch`, fetchmail's
   "keep" mode by unique id), with typed errors carrying the server's response.
+- :class:`IMAPClient`: an IMAP4rev2/rev1 client (implicit TLS or STARTTLS, verified by
+  default; LOGIN or SASL with SASL-IR; SELECT with CONDSTORE/QRESYNC; FETCH into parsed
+  structures, big literals streamed to a file; SEARCH/ESEARCH, STORE, COPY/MOVE with
+  COPYUID, APPEND with APPENDUID; IDLE as an async iterator; COMPRESS=DEFLATE), with
+  typed errors carrying the server's response code.
+- What long sessions need (an IMAP server): :class:`FolderWatcher` wakes a session when
+  a folder changes (the stores' change hub, inotify or one poll per folder),
+  :class:`StateTimeouts` gives each session state its own idle deadline, and
+  :class:`DeflateCodec` is RFC 4978's COMPRESS=DEFLATE for the codec hook.
 - :func:`make_self_signed` (and ``mailagents.aio.tls``): a certificate for demos and
   tests, and the usual server and client ``ssl.SSLContext`` objects.
 """
 
+from mailagents.aio._codec import Codec, CodecError, DeflateCodec
+from mailagents.aio._deadlines import StateTimeouts
 from mailagents.aio._limits import ListenerLimits
 from mailagents.aio._smtp_tls import TLSOutcome, TLSPolicy
 from mailagents.aio._throttle import AuthThrottle
+from mailagents.aio._watching import FolderWatch, FolderWatcher, folder_watcher
+from mailagents.aio.imap_client import (
+    IMAPAuthenticationError,
+    IMAPClient,
+    IMAPCommandError,
+    IMAPConnecting,
+    IMAPConnectionClosed,
+    IMAPError,
+    IMAPIdle,
+    IMAPProtocolError,
+    IMAPTimeout,
+    IMAPTimeouts,
+    IMAPTLSError,
+    SearchResult,
+    SelectResult,
+    UpdateHandler,
+)
 from mailagents.aio.pop3 import POP3Handler, POP3Server, POP3Session, serve_pop3
 from mailagents.aio.pop3_client import (
     FetchResult,
@@ -66,6 +94,27 @@ from mailagents.aio.tls import (
 )
 
 __all__ = [
+    "Codec",
+    "CodecError",
+    "DeflateCodec",
+    "FolderWatch",
+    "FolderWatcher",
+    "IMAPAuthenticationError",
+    "IMAPClient",
+    "IMAPCommandError",
+    "IMAPConnecting",
+    "IMAPConnectionClosed",
+    "IMAPError",
+    "IMAPIdle",
+    "IMAPProtocolError",
+    "IMAPTLSError",
+    "IMAPTimeout",
+    "IMAPTimeouts",
+    "SearchResult",
+    "SelectResult",
+    "StateTimeouts",
+    "UpdateHandler",
+    "folder_watcher",
     "AuthThrottle",
     "ListenerLimits",
     "ClientTimeouts",

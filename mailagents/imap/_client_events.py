@@ -70,7 +70,7 @@ class Completed:
 
     @property
     def ok(self) -> bool:
-        """Whether the command succeeded (``OK``, and no :attr:`error`)."""
+        """Whether the command succeeded (``OK``, and no ``error``)."""
         return self.response.status == "OK" and self.error is None
 
 

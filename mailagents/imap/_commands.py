@@ -204,11 +204,12 @@ class Enable:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QResync:
-    """The ``QRESYNC`` SELECT/EXAMINE parameter (RFC 7162 §3.2.5)::
+    """The ``QRESYNC`` SELECT/EXAMINE parameter (RFC 7162 §3.2.5); ``known_uids`` and
+    ``seq_match`` are the optional parts of its grammar::
 
-    "QRESYNC" SP "(" uidvalidity SP mod-sequence-value [SP known-uids]
-                [SP seq-match-data] ")"
-    seq-match-data = "(" known-sequence-set SP known-uid-set ")"
+        "QRESYNC" SP "(" uidvalidity SP mod-sequence-value [SP known-uids]
+                    [SP seq-match-data] ")"
+        seq-match-data = "(" known-sequence-set SP known-uid-set ")"
     """
 
     uidvalidity: int

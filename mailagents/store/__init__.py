@@ -1,9 +1,12 @@
 """Mail stores: Maildir and mbox behind one mailbox model (see :doc:`/stores`).
 
 This layer touches the disk; its methods block. Async code calls them through the
-store's own executor (:meth:`Store.run`).
+store's own executor (:meth:`Store.run`). Every write through any store object tells
+the process's change hub (:data:`HUB`), so sessions watching a folder learn of it
+at once (:func:`subscribe`).
 """
 
+from mailagents.store._hub import HUB, ChangeHub, Subscription, folder_key, notify, subscribe
 from mailagents.store._limits import Limits, MessageTooBigError, QuotaExceededError
 from mailagents.store._model import (
     ANSWERED,
@@ -38,6 +41,12 @@ from mailagents.store.maildir import MaildirFolder, MaildirStore
 from mailagents.store.mbox import MboxFolder, MboxStore
 
 __all__ = [
+    "HUB",
+    "ChangeHub",
+    "Subscription",
+    "folder_key",
+    "notify",
+    "subscribe",
     "ANSWERED",
     "DELETED",
     "DRAFT",
