@@ -59,6 +59,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from mailagents.imap._mime import MimeLimits, MimeScanner, header_fields, unfold
+from mailagents.store._cache_flusher import flusher as _flusher
 from mailagents.store._cache_format import (
     DROP,
     ENTRY,
@@ -80,7 +81,6 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _COMPACT_MIN = 64 << 10
-_FLUSH_DELAY = 0.02
 
 
 def build_entry(
@@ -462,62 +462,3 @@ class FolderCache:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-class _Flusher:
-    """The process's one writer thread: flushes the caches that have queued writes,
-    a moment after the first one was queued (so writes come in batches)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._dirty: dict[int, FolderCache] = {}
-        self._thread: threading.Thread | None = None
-
-    def schedule(self, cache: FolderCache) -> None:
-        with self._cond:
-            self._dirty[id(cache)] = cache
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="mailagents-cache-writer", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-
-    def forget(self, cache: FolderCache) -> None:
-        with self._cond:
-            self._dirty.pop(id(cache), None)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._dirty:
-                    self._cond.wait()
-            threading.Event().wait(_FLUSH_DELAY)
-            with self._cond:
-                dirty, self._dirty = self._dirty, {}
-            for cache in dirty.values():
-                try:
-                    if not cache._closed:
-                        cache.flush()
-                except Exception:  # a cache is never worth a crash: it is recomputed
-                    log.exception("cache %s: write failed", cache.path)
-
-
-_state: list[_Flusher] = []
-_state_lock = threading.Lock()
-
-
-def _flusher() -> _Flusher:
-    with _state_lock:
-        if not _state:
-            _state.append(_Flusher())
-        return _state[0]
-
-
-def _after_fork() -> None:  # the writer thread did not survive the fork
-    global _state_lock
-    _state.clear()
-    _state_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork)
