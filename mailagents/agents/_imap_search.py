@@ -1,0 +1,128 @@
+"""SEARCH evaluation for the IMAP server (RFC 9051 §6.4.4) over a store's folder.
+
+The session builds a :class:`SearchView` of the selected mailbox and calls
+:func:`search` with the parsed criteria (the tree of ``mailagents.imap._search``);
+the answer is the matching UIDs, ascending. :func:`search_result` turns them into
+what the responses need: the numbers of ``* SEARCH`` (sequence numbers, or UIDs for
+UID SEARCH), ESEARCH's ``MIN``/``MAX``/``COUNT``/``ALL`` (RFC 4731 §3.1), the highest
+``MODSEQ`` of the matches (RFC 7162 §3.1.5) and the UID set that ``SAVE`` keeps for
+``$`` (RFC 5182 §2.1).
+
+Cheap keys first: flags, sizes, dates, sets and MODSEQ are decided from the
+``MessageInfo`` alone; headers are read only for the messages still possible, and
+bodies last (streamed in chunks, never the whole message in memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from mailagents.imap._mime import PartMap
+from mailagents.imap._search import SearchKey
+from mailagents.imap._seqset import SequenceSet
+from mailagents.store._model import Folder, MessageInfo
+
+__all__ = ["SearchResult", "SearchView", "has_modseq_key", "search", "search_result"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchView:
+    """What a search looks at: the selected mailbox as the session sees it.
+
+    ``messages``
+        The messages of the mailbox in sequence-number order: message sequence number
+        ``n`` is ``messages[n - 1]``. ``*`` in a bare sequence set is ``len(messages)``,
+        in a ``UID`` set the UID of the last message (RFC 9051 §6.4.4, §9 ``seq-number``).
+    ``folder``
+        The store's folder, read with ``open_message(uid, start, length)`` for headers
+        (when ``header`` is not given) and bodies.
+    ``saved``
+        The SEARCHRES saved result (RFC 5182) as a set of UIDs, ``None`` when nothing
+        was saved (``$`` then matches nothing, RFC 5182 §2.1); expunged UIDs may stay
+        in it, they match nothing.
+    ``charset``
+        The search's charset, already checked by the session (only ``UTF-8`` and
+        ``US-ASCII`` reach here); text values are compared as Unicode.
+    ``recent``
+        The UIDs this session sees as ``\\Recent`` (IMAP4rev1's ``RECENT``, ``NEW``,
+        ``OLD``; session state, not a stored flag). Empty in IMAP4rev2.
+    ``part_map``
+        Optional: the part map of a message by UID (cache-backed); without it, the
+        part map is computed by scanning the message when a BODY or TEXT key needs it.
+    ``header``
+        Optional: the header block of a message by UID, with its blank line
+        (cache-backed); without it, the header is read from ``folder`` up to the end of
+        the header.
+    """
+
+    messages: Sequence[MessageInfo]
+    folder: Folder
+    saved: SequenceSet | None = None
+    charset: str = "UTF-8"
+    recent: Collection[int] = field(default_factory=frozenset)
+    part_map: Callable[[int], PartMap] | None = None
+    header: Callable[[int], bytes] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchResult:
+    """The matches of one search, as the responses need them.
+
+    ``numbers`` are what ``* SEARCH`` lists, ascending: message sequence numbers, or
+    UIDs when ``uid`` (UID SEARCH). ``uids`` are the matches' UIDs, ascending (what
+    ``SAVE`` keeps). ``modseq`` is the highest mod-sequence of the matches (RFC 7162
+    §3.1.5), ``None`` when nothing matched.
+    """
+
+    numbers: tuple[int, ...]
+    uids: tuple[int, ...]
+    uid: bool
+    modseq: int | None
+
+    @property
+    def min(self) -> int | None:
+        """ESEARCH ``MIN`` (RFC 4731 §3.1), ``None`` when nothing matched."""
+        return self.numbers[0] if self.numbers else None
+
+    @property
+    def max(self) -> int | None:
+        """ESEARCH ``MAX``, ``None`` when nothing matched."""
+        return self.numbers[-1] if self.numbers else None
+
+    @property
+    def count(self) -> int:
+        """ESEARCH ``COUNT``."""
+        return len(self.numbers)
+
+    @property
+    def all(self) -> SequenceSet | None:
+        """ESEARCH ``ALL``: the numbers as a compressed set (``1:3,7``), ``None`` when
+        nothing matched (RFC 4731 §3.1: ALL is then left out)."""
+        return SequenceSet.from_numbers(self.numbers) if self.numbers else None
+
+    def saved(
+        self, *, min: bool = False, max: bool = False, all: bool = False, count: bool = False
+    ) -> SequenceSet | None:
+        """The UID set ``SAVE`` keeps for ``$`` given the other RETURN options
+        (RFC 5182 §2.4: with only MIN and/or MAX, just those messages; else all
+        matches); ``None`` for an empty result."""
+        raise NotImplementedError
+
+
+def search(keys: tuple[SearchKey, ...], view: SearchView) -> list[int]:
+    """The UIDs of the messages of ``view`` matching every key of ``keys`` (the
+    command's top level, ANDed), ascending."""
+    raise NotImplementedError
+
+
+def search_result(uids: Sequence[int], view: SearchView, *, uid: bool) -> SearchResult:
+    """:class:`SearchResult` of the matching ``uids`` (from :func:`search`): sequence
+    numbers taken from ``view.messages`` unless ``uid``."""
+    raise NotImplementedError
+
+
+def has_modseq_key(keys: tuple[SearchKey, ...]) -> bool:
+    """Whether the criteria hold a MODSEQ key anywhere (RFC 7162 §3.1.5: only then does
+    the SEARCH response carry ``(MODSEQ n)``)."""
+    raise NotImplementedError
