@@ -488,20 +488,21 @@ class Writer:
             raise WriterError(f"mailbox name cannot be encoded: {name!r}") from exc
         self.astring(data)
 
-    def flag(self, flag: str) -> None:
-        """One ``flag`` (``flag-perm`` ``\\*`` included)."""
+    def flag(self, flag: str, *, perm: bool = False) -> None:
+        """One ``flag``; with ``perm`` also ``\\*`` (``flag-perm``: only PERMANENTFLAGS
+        may name it, RFC 9051 §9, so a STORE of ``\\*`` is refused here)."""
         data = flag.encode("utf-8", "surrogateescape")
-        if not _FLAG_PERM.fullmatch(data):
+        if not (_FLAG_PERM if perm else _FLAG).fullmatch(data):
             raise WriterError(f"not a flag: {flag!r}")
         self._buf += data
 
-    def flag_list(self, flags: Iterable[str]) -> None:
-        """A ``flag-list``: ``(\\Seen \\Deleted)``."""
+    def flag_list(self, flags: Iterable[str], *, perm: bool = False) -> None:
+        """A ``flag-list``: ``(\\Seen \\Deleted)``; ``perm`` as for :meth:`flag`."""
         self._buf += b"("
         for i, flag in enumerate(flags):
             if i:
                 self._buf += b" "
-            self.flag(flag)
+            self.flag(flag, perm=perm)
         self._buf += b")"
 
     def sequence_set(self, s: SequenceSet) -> None:

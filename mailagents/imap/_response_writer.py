@@ -111,7 +111,7 @@ def _code(w: Writer, code: Code) -> None:
         w.number(code.modseq)
     elif isinstance(code, PermanentFlagsCode):
         w.sp()
-        w.flag_list(code.flags)
+        w.flag_list(code.flags, perm=True)
     elif isinstance(code, CapabilityCode):
         for capability in code.capabilities:
             w.sp()

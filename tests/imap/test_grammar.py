@@ -477,3 +477,14 @@ def test_reader_raises_only_grammar_error(lines: list[bytes], method: str) -> No
         r.end()
     except GrammarError:
         pass
+
+
+def test_writer_names_backslash_star_only_as_a_permanent_flag() -> None:
+    # RFC 9051 §9: "\*" is flag-perm (PERMANENTFLAGS), never a flag to STORE or APPEND;
+    # the writer refused nothing, so a STORE of \* went out and could not be read back.
+    w = Writer()
+    with pytest.raises(WriterError):
+        w.flag_list(["\\Seen", "\\*"])
+    w = Writer()
+    w.flag_list(["\\Seen", "\\*"], perm=True)
+    assert w.frame().lines == (b"(\\Seen \\*)",)
