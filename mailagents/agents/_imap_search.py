@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from mailagents.agents._imap_search_eval import Candidate, Context, compile_keys, evaluate
 from mailagents.imap._mime import PartMap
-from mailagents.imap._search import SearchKey
+from mailagents.imap._search import And, ModSeqKey, Not, Or, SearchKey
 from mailagents.imap._seqset import SequenceSet
 from mailagents.store._model import Folder, MessageInfo
 
@@ -107,22 +108,62 @@ class SearchResult:
         """The UID set ``SAVE`` keeps for ``$`` given the other RETURN options
         (RFC 5182 §2.4: with only MIN and/or MAX, just those messages; else all
         matches); ``None`` for an empty result."""
-        raise NotImplementedError
+        if not self.uids:
+            return None
+        if (min or max) and not (all or count):
+            picked = {self.uids[0]} if min else set()
+            if max:
+                picked.add(self.uids[-1])
+            return SequenceSet.from_numbers(picked)
+        return SequenceSet.from_numbers(self.uids)
 
 
 def search(keys: tuple[SearchKey, ...], view: SearchView) -> list[int]:
     """The UIDs of the messages of ``view`` matching every key of ``keys`` (the
-    command's top level, ANDed), ascending."""
-    raise NotImplementedError
+    command's top level, ANDed), ascending.
+
+    The tree is evaluated message by message with an explicit stack (no recursion),
+    ``AND`` and ``OR`` short-circuit, and the operands of each are tried cheapest
+    first: flags, sizes, internal dates, sets and MODSEQ, then header keys, then BODY
+    and TEXT, so a message's content is read only when the cheap keys leave it
+    possible. All BODY/TEXT needles of the search are looked for in one pass over a
+    message's text."""
+    if not view.messages:
+        return []
+    plan = compile_keys(keys)
+    context = Context(view, plan.needles)
+    matches = []
+    for index, info in enumerate(view.messages):
+        if evaluate(plan.root, Candidate(context, info, index + 1)):
+            matches.append(info.uid)
+    matches.sort()
+    return matches
 
 
 def search_result(uids: Sequence[int], view: SearchView, *, uid: bool) -> SearchResult:
     """:class:`SearchResult` of the matching ``uids`` (from :func:`search`): sequence
-    numbers taken from ``view.messages`` unless ``uid``."""
-    raise NotImplementedError
+    numbers taken from ``view.messages`` unless ``uid``. UIDs no longer in ``view``
+    are left out."""
+    wanted = set(uids)
+    found = [(n, m) for n, m in enumerate(view.messages, 1) if m.uid in wanted]
+    kept = tuple(sorted(m.uid for _, m in found))
+    numbers = kept if uid else tuple(sorted(n for n, _ in found))
+    modseq = max((m.modseq for _, m in found), default=None)
+    return SearchResult(numbers=numbers, uids=kept, uid=uid, modseq=modseq)
 
 
 def has_modseq_key(keys: tuple[SearchKey, ...]) -> bool:
     """Whether the criteria hold a MODSEQ key anywhere (RFC 7162 §3.1.5: only then does
     the SEARCH response carry ``(MODSEQ n)``)."""
-    raise NotImplementedError
+    stack: list[SearchKey] = list(keys)
+    while stack:
+        key = stack.pop()
+        if isinstance(key, ModSeqKey):
+            return True
+        if isinstance(key, Not):
+            stack.append(key.key)
+        elif isinstance(key, Or):
+            stack += (key.left, key.right)
+        elif isinstance(key, And):
+            stack.extend(key.keys)
+    return False
