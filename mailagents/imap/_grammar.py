@@ -476,10 +476,10 @@ class Writer:
         self._literals.append(data)
         self._buf = bytearray()
 
-    def mailbox(self, name: str) -> None:
+    def mailbox(self, name: str, *, fold_inbox: bool = True) -> None:
         """A ``mailbox``: modified UTF-7 (RFC 9051 §5.1.3) unless ``utf8``, ``INBOX`` in
-        its canonical case."""
-        if name.upper() == "INBOX":
+        its canonical case unless ``fold_inbox`` is false (OLDNAME)."""
+        if fold_inbox and name.upper() == "INBOX":
             self._buf += b"INBOX"
             return
         try:

@@ -325,11 +325,12 @@ def _ext_items(tree: list[Any]) -> tuple[ExtValue, ...]:
     return tuple(_ext(v) for v in tree)
 
 
-def mailbox_of(value: Any, utf8: bool) -> str:
+def mailbox_of(value: Any, utf8: bool, *, fold_inbox: bool = True) -> str:
     """A ``mailbox`` from the tree: modified UTF-7 decoded unless ``utf8``
-    (RFC 9051 §5.1.3, RFC 6855 §3); ``INBOX`` in any case is ``"INBOX"``."""
+    (RFC 9051 §5.1.3, RFC 6855 §3); ``INBOX`` in any case is ``"INBOX"``, unless
+    ``fold_inbox`` is false (OLDNAME names the spelling the client used)."""
     raw = value if type(value) is bytes else string_of(value).encode("utf-8", "surrogateescape")
-    if raw.upper() == b"INBOX":
+    if fold_inbox and raw.upper() == b"INBOX":
         return "INBOX"
     try:
         if utf8 or not raw.isascii():
@@ -369,7 +370,8 @@ def _list(tree: list[Any], utf8: bool, lsub: bool = False) -> Response:
             if tag == "CHILDINFO" and child_info is None and type(value) is list:
                 child_info = _atoms(value)
             elif tag == "OLDNAME" and old_name is None and type(value) is list:
-                old_name = mailbox_of(_one(value), utf8)
+                # RFC 9051 §8's example: ("OLDNAME" ("inbox")) keeps its spelling.
+                old_name = mailbox_of(_one(value), utf8, fold_inbox=False)
             else:
                 extended.append((tag, _ext(value)))
     return ListData(

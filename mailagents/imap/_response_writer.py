@@ -262,7 +262,7 @@ def _list(w: Writer, r: ListData) -> None:
             if not first:
                 w.sp()
             w.raw(b"OLDNAME (")
-            w.mailbox(r.old_name)
+            w.mailbox(r.old_name, fold_inbox=False)
             w.close()
             first = False
         items.extend(r.extended)

@@ -805,3 +805,13 @@ def test_message_global_as_dovecot_describes_it() -> None:
     assert isinstance(inner.bodystructure, SinglePartBody)
     assert inner.bodystructure.envelope is not None
     assert inner.bodystructure.lines == 4
+
+
+def test_oldname_keeps_the_spelling_the_client_used() -> None:
+    # RFC 9051 §8: after RENAME of "inbox" spelled so, the server's LIST says
+    # ("OLDNAME" ("inbox")); folding it to INBOX (as a mailbox name is) lost it.
+    line = b'* LIST () "/" "INBOX" ("OLDNAME" ("inbox"))'
+    value = parse_response(one(line))
+    assert isinstance(value, ListData)
+    assert (value.mailbox, value.old_name) == ("INBOX", "inbox")
+    assert write_response(value).lines == (b'* LIST () "/" INBOX (OLDNAME (inbox))',)
