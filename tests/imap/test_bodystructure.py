@@ -30,6 +30,8 @@ from mailagents.imap._mime import MimeLimits, scan_message
 from mailagents.imap._response_parser import parse_response
 from mailagents.imap._response_writer import write_response
 
+from .mime_corpus import MESSAGES
+
 
 def quote(text: str | None) -> str:
     if text is None:
@@ -85,39 +87,11 @@ def render(body: Body) -> str:
 
 CASES: dict[str, tuple[bytes, str]] = {
     "simple": (
-        b"Date: Mon, 7 Dec 2026 12:00:00 +0000\r\n"
-        b"From: Alice Example <alice@example.test>\r\n"
-        b'To: bob@example.test, "Carol, C." <carol@example.test>\r\n'
-        b"Cc: dave@example.test\r\n"
-        b"Subject: Hello\r\n"
-        b"Message-ID: <1@example.test>\r\n"
-        b"In-Reply-To: <0@example.test>\r\n"
-        b"Bcc: eve@example.test\r\n"
-        b"Reply-To: list@example.test\r\n"
-        b"Sender: sec@example.test\r\n"
-        b"\r\n"
-        b"line one\r\n"
-        b"line two\r\n",
+        MESSAGES["simple"],
         ('("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 20 2 NIL NIL NIL NIL)'),
     ),
     "alt": (
-        b"From: a@example.test\r\n"
-        b"MIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/alternative; boundary="XX"\r\n'
-        b"\r\n"
-        b"preamble\r\n"
-        b"--XX\r\n"
-        b"Content-Type: text/plain; charset=UTF-8\r\n"
-        b"Content-Transfer-Encoding: quoted-printable\r\n"
-        b"\r\n"
-        b"h=C3=A9llo\r\n"
-        b"--XX\r\n"
-        b'Content-Type: text/html; charset="utf-8"\r\n'
-        b"\r\n"
-        b"<p>hi</p>\r\n"
-        b"\r\n"
-        b"--XX--\r\n"
-        b"epilogue\r\n",
+        MESSAGES["alt"],
         (
             '(("text" "plain" ("charset" "UTF-8") NIL NIL "quoted-printable" 10 0 NIL NIL NI'
             'L NIL)("text" "html" ("charset" "utf-8") NIL NIL "7bit" 11 1 NIL NIL NIL NIL) "'
@@ -125,24 +99,7 @@ CASES: dict[str, tuple[bytes, str]] = {
         ),
     ),
     "mixed": (
-        b"From: a@example.test\r\n"
-        b"Content-Type: Multipart/Mixed; Boundary=b1\r\n"
-        b"\r\n"
-        b"--b1\r\n"
-        b"\r\n"
-        b"no header part\r\n"
-        b"--b1\r\n"
-        b'Content-Type: application/octet-stream; name="f.bin"\r\n'
-        b"Content-Transfer-Encoding: base64\r\n"
-        b'Content-Disposition: attachment; filename="f.bin"; size=3\r\n'
-        b"Content-ID: <c1@x>\r\n"
-        b"Content-Description: a file\r\n"
-        b"Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\r\n"
-        b"Content-Language: en, de\r\n"
-        b"Content-Location: http://example.test/f\r\n"
-        b"\r\n"
-        b"AQID\r\n"
-        b"--b1--\r\n",
+        MESSAGES["mixed"],
         (
             '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 14 0 NIL NIL NIL NIL)("a'
             'pplication" "octet-stream" ("name" "f.bin") "<c1@x>" "a file" "base64" 4 "Q2hlY'
@@ -151,37 +108,7 @@ CASES: dict[str, tuple[bytes, str]] = {
         ),
     ),
     "nested": (
-        b"From: a@example.test\r\n"
-        b"Content-Type: multipart/mixed; boundary=outer\r\n"
-        b"\r\n"
-        b"--outer\r\n"
-        b"Content-Type: multipart/alternative; boundary=inner\r\n"
-        b"\r\n"
-        b"--inner\r\n"
-        b"Content-Type: text/plain\r\n"
-        b"\r\n"
-        b"plain\r\n"
-        b"--inner\r\n"
-        b'Content-Type: multipart/related; boundary="in2"; type="text/'
-        b'html"\r\n'
-        b"\r\n"
-        b"--in2\r\n"
-        b"Content-Type: text/html\r\n"
-        b"\r\n"
-        b"<b>x</b>\r\n"
-        b"--in2\r\n"
-        b"Content-Type: image/png\r\n"
-        b"Content-Transfer-Encoding: base64\r\n"
-        b"\r\n"
-        b"iVBORw0K\r\n"
-        b"--in2--\r\n"
-        b"--inner--\r\n"
-        b"--outer\r\n"
-        b"Content-Type: text/plain; charset=iso-8859-1\r\n"
-        b"Content-Transfer-Encoding: 8bit\r\n"
-        b"\r\n"
-        b"\xe9t\xe9\r\n"
-        b"--outer--\r\n",
+        MESSAGES["nested"],
         (
             '((("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 5 0 NIL NIL NIL NIL)(("'
             'text" "html" ("charset" "us-ascii") NIL NIL "7bit" 8 0 NIL NIL NIL NIL)("image"'
@@ -192,34 +119,7 @@ CASES: dict[str, tuple[bytes, str]] = {
         ),
     ),
     "rfc822": (
-        b"From: a@example.test\r\n"
-        b"Subject: fwd\r\n"
-        b"Content-Type: multipart/mixed; boundary=zz\r\n"
-        b"\r\n"
-        b"--zz\r\n"
-        b"Content-Type: text/plain\r\n"
-        b"\r\n"
-        b"see below\r\n"
-        b"--zz\r\n"
-        b"Content-Type: message/rfc822\r\n"
-        b"\r\n"
-        b"From: inner@example.test\r\n"
-        b"To: x@example.test\r\n"
-        b"Subject: inner\r\n"
-        b"Date: Tue, 1 Dec 2026 00:00:00 +0100\r\n"
-        b"Content-Type: multipart/alternative; boundary=yy\r\n"
-        b"\r\n"
-        b"--yy\r\n"
-        b"Content-Type: text/plain\r\n"
-        b"\r\n"
-        b"inner text\r\n"
-        b"--yy\r\n"
-        b"Content-Type: text/html\r\n"
-        b"\r\n"
-        b"<i>inner</i>\r\n"
-        b"--yy--\r\n"
-        b"\r\n"
-        b"--zz--\r\n",
+        MESSAGES["rfc822"],
         (
             '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 9 0 NIL NIL NIL NIL)("me'
             'ssage" "rfc822" NIL NIL NIL "7bit" 253 ("Tue, 1 Dec 2026 00:00:00 +0100" "inner'
@@ -232,25 +132,7 @@ CASES: dict[str, tuple[bytes, str]] = {
         ),
     ),
     "digest": (
-        b"From: a@example.test\r\n"
-        b"Content-Type: multipart/digest; boundary=d\r\n"
-        b"\r\n"
-        b"--d\r\n"
-        b"\r\n"
-        b"From: one@example.test\r\n"
-        b"Subject: one\r\n"
-        b"\r\n"
-        b"body one\r\n"
-        b"--d\r\n"
-        b"Content-Type: text/plain\r\n"
-        b"\r\n"
-        b"not a message\r\n"
-        b"--d\r\n"
-        b"\r\n"
-        b"From: two@example.test\r\n"
-        b"\r\n"
-        b"body two\r\n"
-        b"--d--\r\n",
+        MESSAGES["digest"],
         (
             '(("message" "rfc822" NIL NIL NIL "7bit" 48 (NIL "one" ((NIL NIL "one" "example.'
             'test")) ((NIL NIL "one" "example.test")) ((NIL NIL "one" "example.test")) NIL N'
@@ -264,24 +146,7 @@ CASES: dict[str, tuple[bytes, str]] = {
         ),
     ),
     "rfc2231": (
-        b"From: a@example.test\r\n"
-        b"Content-Type: multipart/mixed; boundary=q\r\n"
-        b"\r\n"
-        b"--q\r\n"
-        b"Content-Type: application/x-stuff;\r\n"
-        b" title*0*=us-ascii'en'This%20is%20even%20more%20;\r\n"
-        b" title*1*=%2A%2A%2Afun%2A%2A%2A%20;\r\n"
-        b' title*2="isn\'t it!"\r\n'
-        b"Content-Disposition: attachment; filename*=UTF-8''%C3%A9t%C3"
-        b"%A9.txt\r\n"
-        b"\r\n"
-        b"data\r\n"
-        b"--q\r\n"
-        b"Content-Type: text/plain; name*=iso-8859-1''%E9t%E9; CHARSET"
-        b"=US-ASCII\r\n"
-        b"\r\n"
-        b"x\r\n"
-        b"--q--\r\n",
+        MESSAGES["rfc2231"],
         (
             '(("application" "x-stuff" ("title*" "us-ascii\'en\'This%20is%20even%20more%20%2'
             'A%2A%2Afun%2A%2A%2A%20isn\'t it!") NIL NIL "7bit" 4 NIL ("attachment" ("filenam'
@@ -291,17 +156,7 @@ CASES: dict[str, tuple[bytes, str]] = {
         ),
     ),
     "no_close": (
-        b"Content-Type: multipart/mixed; boundary=nc\r\n"
-        b"\r\n"
-        b"--nc\r\n"
-        b"Content-Type: text/plain\r\n"
-        b"\r\n"
-        b"one\r\n"
-        b"--nc\r\n"
-        b"Content-Type: text/plain\r\n"
-        b"\r\n"
-        b"two\r\n"
-        b"more",
+        MESSAGES["no_close"],
         (
             '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 3 0 NIL NIL NIL NIL)("te'
             'xt" "plain" ("charset" "us-ascii") NIL NIL "7bit" 9 1 NIL NIL NIL NIL) "mixed" '
@@ -309,21 +164,15 @@ CASES: dict[str, tuple[bytes, str]] = {
         ),
     ),
     "bad_ct": (
-        b"Content-Type: text\r\n\r\nbody\r\n",
+        MESSAGES["bad_ct"],
         ('("text" "" ("charset" "us-ascii") NIL NIL "7bit" 6 1 NIL NIL NIL NIL)'),
     ),
     "bad_ct2": (
-        b"Content-Type: foo bar; x=\r\nContent-Transfer-Encoding: X-Weird\r\n\r\nbody\r\n",
+        MESSAGES["bad_ct2"],
         ('("" "" NIL NIL NIL "X-Weird" 6 NIL NIL NIL NIL)'),
     ),
     "top_rfc822": (
-        b"From: a@example.test\r\n"
-        b"Content-Type: message/rfc822\r\n"
-        b"\r\n"
-        b"From: b@example.test\r\n"
-        b"Subject: embedded\r\n"
-        b"\r\n"
-        b"hello\r\n",
+        MESSAGES["top_rfc822"],
         (
             '("message" "rfc822" NIL NIL NIL "7bit" 50 (NIL "embedded" ((NIL NIL "b" "exampl'
             'e.test")) ((NIL NIL "b" "example.test")) ((NIL NIL "b" "example.test")) NIL NIL'
@@ -332,97 +181,64 @@ CASES: dict[str, tuple[bytes, str]] = {
         ),
     ),
     "params_case": (
-        b'Content-Type: TEXT/Plain; CharSet="ISO-8859-1"; Format=Flowe'
-        b"d\r\n"
-        b"Content-Transfer-Encoding: QUOTED-PRINTABLE\r\n"
-        b"Content-Disposition: INLINE\r\n"
-        b"\r\n"
-        b"x=\r\n"
-        b"y\r\n",
+        MESSAGES["params_case"],
         (
             '("TEXT" "Plain" ("CharSet" "ISO-8859-1" "Format" "Flowed") NIL NIL "QUOTED-PRIN'
             'TABLE" 7 2 NIL ("INLINE" NIL) NIL NIL)'
         ),
     ),
     "mp_noboundary": (
-        b"Content-Type: multipart/mixed\r\n\r\n--x\r\n\r\nhi\r\n--x--\r\n",
+        MESSAGES["mp_noboundary"],
         (
             '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "mi'
             'xed" NIL NIL NIL NIL)'
         ),
     ),
     "cte_only": (
-        b"Content-Transfer-Encoding: base64\r\nContent-ID: <a>\r\n\r\naGk=\r\n",
+        MESSAGES["cte_only"],
         ('("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 1 NIL NIL NIL NIL)'),
     ),
     "ct_comment": (
-        b'Content-Type: text/plain (comment); charset="x\\"y"; name="a '
-        b'b"; e=\r\n'
-        b"Content-Type: text/html\r\n"
-        b"Content-Disposition: Attachment\r\n"
-        b"Content-Language: EN\r\n"
-        b"Content-Location:\r\n"
-        b" http://x/\r\n"
-        b"  y\r\n"
-        b"\r\n"
-        b"body\r\n",
+        MESSAGES["ct_comment"],
         (
             '("text" "plain" ("charset" "x\\"y" "name" "a b" "e" "") NIL NIL "7bit" 6 1 NIL '
             '("Attachment" NIL) ("EN") " http://x/  y")'
         ),
     ),
     "md5_lang": (
-        b"Content-Type: text/plain\r\n"
-        b"Content-MD5:  abc \r\n"
-        b"Content-Language: en-US , fr\r\n"
-        b"Content-Description: \xc3\xa9 desc\r\n"
-        b"Content-ID:  <x> \r\n"
-        b"\r\n"
-        b"x\r\n",
+        MESSAGES["md5_lang"],
         (
             '("text" "plain" ("charset" "us-ascii") "<x> " "é desc" "7bit" 3 1 "abc " NIL ("'
             'en-US" "fr") NIL)'
         ),
     ),
     "params_2231": (
-        b'Content-Type: application/x; a*1="one"; a*0="zero"; b*0*=utf'
-        b"-8''%41; b*2=x; c*=''x; Name=\"N\"\r\n"
-        b"\r\n"
-        b"x\r\n",
+        MESSAGES["params_2231"],
         (
             '("application" "x" ("Name" "N" "a" "zeroone" "b*0*" "utf-8\'\'%41" "b*2" "x" "c'
             '*" "\'\'x") NIL NIL "7bit" 3 NIL NIL NIL NIL)'
         ),
     ),
     "empty_ct": (
-        b"Content-Type: \r\n\r\nx\r\n",
+        MESSAGES["empty_ct"],
         ('("" "" NIL NIL NIL "7bit" 3 NIL NIL NIL NIL)'),
     ),
     "text_no_charset": (
-        b"Content-Type: text/plain; format=flowed; delsp=yes\r\n"
-        b"Content-Transfer-Encoding: base64 (comment)\r\n"
-        b"\r\n"
-        b"eA==\r\n",
+        MESSAGES["text_no_charset"],
         (
             '("text" "plain" ("format" "flowed" "delsp" "yes" "charset" "us-ascii") NIL NIL '
             '"base64" 6 1 NIL NIL NIL NIL)'
         ),
     ),
     "disp_params": (
-        b"Content-Type: image/gif\r\n"
-        b"Content-Disposition: inline;\r\n"
-        b' filename="a.gif"; creation-date="Wed, 12 Feb 1997 16:29:51 '
-        b'-0500"\r\n'
-        b"Content-Language: (c) en\r\n"
-        b"\r\n"
-        b"GIF\r\n",
+        MESSAGES["disp_params"],
         (
             '("image" "gif" NIL NIL NIL "7bit" 5 NIL ("inline" ("filename" "a.gif" "creation'
             '-date" "Wed, 12 Feb 1997 16:29:51 -0500")) ("en") NIL)'
         ),
     ),
     "bare_lf": (
-        b"From: a@example.test\nSubject: bare\n  folded\n\nline\n\nthree\n",
+        MESSAGES["bare_lf"],
         ('("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 15 3 NIL NIL NIL NIL)'),
     ),
 }
