@@ -28,19 +28,45 @@ kept in a :class:`FetchCache`, or scanned once from the message.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mailagents.imap._binary import UnknownEncoding
-from mailagents.imap._fetch_data import FetchData
-from mailagents.imap._fetch_items import FetchItem
-from mailagents.imap._mime import PartMap
+from mailagents.agents._imap_fetch_read import (
+    MessageReader,
+    closing_chunks,
+    exactly,
+    read_header,
+    window,
+)
+from mailagents.imap._binary import UnknownEncoding, binary_size, iter_binary
+from mailagents.imap._body_model import Body, Envelope
+from mailagents.imap._bodystructure import body_structure
+from mailagents.imap._envelope import envelope_from_fields, envelope_from_header
+from mailagents.imap._fetch_data import BodySection, FetchData, SectionName
+from mailagents.imap._fetch_items import (
+    FetchAttribute,
+    FetchBinarySize,
+    FetchBody,
+    FetchItem,
+    FetchMacro,
+    Section,
+    expand_macro,
+)
+from mailagents.imap._frame import Streamed
+from mailagents.imap._mime import MimeScanner, PartMap, scan_message
+from mailagents.imap._sections import iter_section, locate_section, section_octets
 from mailagents.store._model import Folder, MessageInfo
 
-__all__ = ["FetchCache", "FetchPlan", "plan_fetch"]
+__all__ = ["FetchCache", "FetchPlan", "Producer", "message_part_map", "plan_fetch"]
 
 Producer = Callable[[], Iterator[bytes]]
 """Called once when its literal is sent: the literal's octets, in chunks."""
+
+_SEEN = "\\Seen"
+_WHOLE = Section()
+_HEADER = Section(text="HEADER")
+_TEXT = Section(text="TEXT")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,17 +76,19 @@ class FetchPlan:
     ``data`` is the response (``* seq FETCH (...)``); its body items larger than
     ``inline_max`` hold ``Streamed`` placeholders (``Streamed.index`` numbers them
     from 0 in this plan, in the order they appear in ``data.sections``), and
-    ``literals[i]`` produces the octets of placeholder ``i`` (exactly ``size`` octets,
-    in chunks of at most 64 KiB).
+    ``literals[i]`` produces the octets of placeholder ``i`` (exactly its ``size``
+    octets, in chunks of at most 64 KiB; a message cut short under us is an
+    ``OSError`` from the producer). A streamed ``BINARY`` literal is a literal8
+    (``Streamed.binary``), which RFC 3516 §4.3's grammar allows for any content.
 
     ``sets_seen``: a non-PEEK body item (``BODY[...]``, ``BINARY[...]``, RFC822,
     RFC822.TEXT) on a read-write mailbox, for a message without ``\\Seen`` (RFC 9051
     §6.4.5): the session stores ``\\Seen``; ``data.flags`` already shows it (FLAGS is
     added to the response even when not asked for, as the RFC wants).
 
-    ``error``: a BINARY item whose part has a transfer encoding that cannot be undone
-    (RFC 3516 §4.3): the session answers the command ``NO [UNKNOWN-CTE]`` instead of
-    sending ``data``.
+    ``error``: a BINARY or BINARY.SIZE item whose part has a transfer encoding that
+    cannot be undone (RFC 3516 §4.3): the session answers the command
+    ``NO [UNKNOWN-CTE]`` instead of sending ``data``.
     """
 
     data: FetchData
@@ -69,19 +97,254 @@ class FetchPlan:
     error: UnknownEncoding | None = None
 
 
+class _Entry:
+    __slots__ = ("body", "bodystructure", "envelope", "header", "part_map")
+
+    def __init__(self) -> None:
+        self.part_map: PartMap | None = None
+        self.header: bytes | None = None
+        self.envelope: Envelope | None = None
+        self.body: Body | None = None
+        self.bodystructure: Body | None = None
+
+
 class FetchCache:
     """What a session keeps of the messages it fetched, so that a second FETCH of the
-    same message does not scan it again: a small LRU of part maps, ENVELOPEs, BODY and
-    BODYSTRUCTURE keyed by ``(folder name, UIDVALIDITY, UID)`` (a UID's message never
-    changes within one UIDVALIDITY, RFC 9051 §2.3.1.1). One per session; not
-    thread-safe."""
+    same message does not scan it again: a small LRU of part maps, headers,
+    ENVELOPEs, BODY and BODYSTRUCTURE keyed by ``(folder name, UIDVALIDITY, UID)`` (a
+    UID's message never changes within one UIDVALIDITY, RFC 9051 §2.3.1.1). One per
+    session (folder names are a user's own); not thread-safe. Headers longer than
+    ``max_header`` octets are not kept."""
 
-    def __init__(self, max_entries: int = 64) -> None:
+    def __init__(self, max_entries: int = 64, *, max_header: int = 16384) -> None:
+        if max_entries < 1:
+            raise ValueError("FetchCache: max_entries must be at least 1")
         self.max_entries = max_entries
+        self.max_header = max_header
+        self._entries: OrderedDict[tuple[str, int, int], _Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _entry(self, key: tuple[str, int, int]) -> _Entry:
+        found = self._entries.get(key)
+        if found is None:
+            found = self._entries[key] = _Entry()
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        return found
+
+    def part_map(self, folder_name: str, uidvalidity: int, uid: int) -> PartMap | None:
+        """The kept part map of a message, ``None`` when there is none."""
+        found = self._entries.get((folder_name, uidvalidity, uid))
+        return None if found is None else found.part_map
+
+    def clear(self) -> None:
+        """Forget everything (for example when the selected mailbox changes)."""
+        self._entries.clear()
+
+
+def message_part_map(folder: Folder, uid: int) -> PartMap:
+    """The part map of message ``uid``, scanned from its CRLF octets in chunks (the
+    message is never held whole)."""
+    scanner = MimeScanner()
+    with folder.open_message(uid) as stream:
+        while chunk := stream.read(1 << 20):
+            scanner.feed(chunk)
+    return scanner.close()
+
+
+def _flag_order(flag: str) -> tuple[bool, str]:
+    return (not flag.startswith("\\"), flag.lower())
+
+
+def _slice_size(total: int, partial: tuple[int, int] | None) -> int:
+    if partial is None:
+        return total
+    origin, count = partial
+    return max(0, min(count, total - origin))
+
+
+class _Planner:
+    """The state of one :func:`plan_fetch` call."""
+
+    def __init__(
+        self,
+        message: MessageInfo,
+        folder: Folder,
+        *,
+        inline_max: int,
+        part_map: PartMap | None,
+        entry: _Entry | None,
+        max_header: int,
+    ) -> None:
+        self.message = message
+        self.folder = folder
+        self.inline_max = inline_max
+        self.entry = entry if entry is not None else _Entry()
+        if part_map is not None:
+            self.entry.part_map = part_map
+        self.max_header = max_header
+        self.literals: list[Producer] = []
+        self.error: UnknownEncoding | None = None
+
+    # -- what a message is made of, computed once -------------------------------------
+
+    def part_map(self) -> PartMap:
+        entry = self.entry
+        if entry.part_map is None:
+            entry.part_map = message_part_map(self.folder, self.message.uid)
+        return entry.part_map
+
+    def header(self) -> bytes:
+        """The top-level header with its blank line."""
+        entry = self.entry
+        if entry.header is not None:
+            return entry.header
+        header: bytes | None = None
+        if entry.part_map is not None:
+            end = entry.part_map.root.body_start_crlf
+            header = b"".join(window(self.folder, self.message.uid, 0, end))
+        else:
+            header = read_header(self.folder, self.message.uid)
+            if header is None:  # a huge header: the part map says where it ends
+                end = self.part_map().root.body_start_crlf
+                header = b"".join(window(self.folder, self.message.uid, 0, end))
+        if len(header) <= self.max_header:
+            entry.header = header
+        return header
+
+    def envelope(self) -> Envelope:
+        entry = self.entry
+        if entry.envelope is None:
+            if entry.part_map is not None and entry.part_map.root.envelope:
+                entry.envelope = envelope_from_fields(entry.part_map.root.envelope)
+            else:
+                entry.envelope = envelope_from_header(self.header())
+        return entry.envelope
+
+    def body(self, *, extended: bool) -> Body:
+        entry = self.entry
+        if extended:
+            if entry.bodystructure is None:
+                entry.bodystructure = body_structure(self.part_map(), extended=True)
+            return entry.bodystructure
+        if entry.body is None:
+            entry.body = body_structure(self.part_map(), extended=False)
+        return entry.body
+
+    # -- literals ---------------------------------------------------------------------
+
+    def literal(self, size: int, produce: Producer, *, binary: bool = False) -> bytes | Streamed:
+        """Inline octets, or a placeholder with its producer."""
+        if size <= self.inline_max:
+            return b"".join(exactly(produce(), size))
+        index = len(self.literals)
+        self.literals.append(lambda: exactly(produce(), size))
+        return Streamed(size=size, binary=binary, index=index)
+
+    def _window(self, start: int, length: int) -> bytes | Streamed:
+        folder, uid = self.folder, self.message.uid
+        return self.literal(length, lambda: window(folder, uid, start, length))
+
+    def _memory(self, data: bytes, partial: tuple[int, int] | None) -> bytes | Streamed:
+        if partial is not None:
+            data = data[partial[0] : partial[0] + partial[1]]
+        return self.literal(len(data), lambda: iter((data,)))
+
+    def body_section(self, section: Section, partial: tuple[int, int] | None) -> bytes | Streamed:
+        """``BODY[section]<partial>``: an absent section is an empty string, as in
+        Dovecot; a partial beyond the end too (RFC 9051 §6.4.5)."""
+        size = self.message.size
+        if section == _WHOLE:
+            start = 0 if partial is None else min(partial[0], size)
+            return self._window(start, _slice_size(size, partial))
+        if not section.part and self.entry.part_map is None:
+            if section.text == "TEXT":
+                header_size = len(self.header())
+                total = max(0, size - header_size)
+                start = header_size + (0 if partial is None else min(partial[0], total))
+                return self._window(start, _slice_size(total, partial))
+            header = self.header()
+            if section.text == "HEADER":
+                return self._memory(header, partial)
+            # HEADER.FIELDS[.NOT]: the header's own part map filters it.
+            filtered = section_octets(scan_message(header), section, _bytes_reader(header))
+            return self._memory(filtered or b"", partial)
+        part_map = self.part_map()
+        span = locate_section(part_map, section)
+        if span is None:
+            return b""
+        folder, uid = self.folder, self.message.uid
+        if span.fields is not None:
+            with MessageReader(folder, uid, end=span.end) as reader:
+                filtered = section_octets(part_map, section, reader)
+            return self._memory(filtered or b"", partial)
+        total = span.end_crlf - span.start_crlf
+        if not part_map.has_bare_lf:
+            start = span.start + (0 if partial is None else min(partial[0], total))
+            return self._window(start, _slice_size(total, partial))
+
+        def produce() -> Iterator[bytes]:  # pragma: no cover - CRLF part maps only
+            reader = MessageReader(folder, uid, end=span.end)
+            chunks = iter_section(part_map, section, reader, partial=partial)
+            return closing_chunks(chunks or iter(()), reader)
+
+        return self.literal(_slice_size(total, partial), produce)
+
+    def binary_section(
+        self, part: tuple[int, ...], partial: tuple[int, int] | None
+    ) -> bytes | Streamed | None:
+        """``BINARY[part]<partial>`` (RFC 3516 §4.2); ``None`` with ``self.error`` set
+        for an unknown transfer encoding."""
+        if not part:
+            size = self.message.size
+            start = 0 if partial is None else min(partial[0], size)
+            length = _slice_size(size, partial)
+            folder, uid = self.folder, self.message.uid
+            return self.literal(length, lambda: window(folder, uid, start, length), binary=True)
+        total = self.binary_size(part)
+        if total is None:
+            return None
+        part_map = self.part_map()
+        folder, uid = self.folder, self.message.uid
+
+        def produce() -> Iterator[bytes]:
+            reader = MessageReader(folder, uid)
+            chunks = iter_binary(part_map, part, reader, partial=partial)
+            assert not isinstance(chunks, UnknownEncoding)  # binary_size said so
+            return closing_chunks(chunks or iter(()), reader)
+
+        return self.literal(_slice_size(total, partial), produce, binary=True)
+
+    def binary_size(self, part: tuple[int, ...]) -> int | None:
+        """``BINARY.SIZE[part]``: 0 for a part that does not exist; ``None`` with
+        ``self.error`` set for an unknown transfer encoding."""
+        if not part:
+            return self.message.size
+        part_map = self.part_map()
+        with MessageReader(self.folder, self.message.uid) as reader:
+            size = binary_size(part_map, part, reader)
+        if isinstance(size, UnknownEncoding):
+            self.error = self.error or size
+            return None
+        return size or 0
+
+
+def _bytes_reader(data: bytes) -> Callable[[int, int], bytes]:
+    return lambda start, length: data[start : start + length]
+
+
+def _items(items: tuple[FetchItem, ...] | FetchMacro) -> tuple[FetchItem, ...]:
+    if isinstance(items, str):
+        return expand_macro(items)
+    return items
 
 
 def plan_fetch(
-    items: tuple[FetchItem, ...],
+    items: tuple[FetchItem, ...] | FetchMacro,
     message: MessageInfo,
     seq: int,
     folder: Folder,
@@ -96,19 +359,123 @@ def plan_fetch(
     cache: FetchCache | None = None,
     uidvalidity: int | None = None,
 ) -> FetchPlan:
-    """The :class:`FetchPlan` of ``items`` for ``message`` (sequence number ``seq``)
-    of ``folder``.
+    """The :class:`FetchPlan` of ``items`` (the data items, or a macro: ``ALL``,
+    ``FAST``, ``FULL``) for ``message`` (sequence number ``seq``) of ``folder``.
 
     ``uid_requested``: a UID FETCH (UID is sent even when not asked for, RFC 9051
     §6.4.9); ``modseq``: MODSEQ is sent even when not asked for (CONDSTORE's
-    CHANGEDSINCE, RFC 7162 §3.1.4.1); ``utf8``: UTF8=ACCEPT is enabled (RFC 6855:
-    ENVELOPE strings may then carry UTF-8 as they are). ``read_only``: the mailbox was
+    CHANGEDSINCE, RFC 7162 §3.1.4.1); ``utf8``: UTF8=ACCEPT is enabled (RFC 6855).
+    ENVELOPE strings are sent as the header holds them either way (Dovecot does the
+    same); the flag is kept for a downgrade to come. ``read_only``: the mailbox was
     opened with EXAMINE (no ``\\Seen`` is set); ``recent``: the session holds the
     message as ``\\Recent`` (IMAP4rev1), added to FLAGS. ``part_map`` is the
-    message's part map when the caller has it (the store's folder cache); else one is
-    computed when an item needs it, and kept in ``cache`` when both ``cache`` and
-    ``uidvalidity`` are given.
+    message's part map when the caller has it (the store's folder cache: scanned
+    from the CRLF octets); else one is computed when an item needs it (part numbers,
+    BODY, BODYSTRUCTURE, BINARY of a part), and kept in ``cache`` when both ``cache``
+    and ``uidvalidity`` are given. ``BODY[]``, ``BODY[HEADER]``, ``BODY[TEXT]``,
+    ``HEADER.FIELDS``, ``ENVELOPE``, RFC822* and ``BINARY[]`` need no part map.
+
+    A body item asked for twice is sent once. EMAILID, THREADID and SAVEDATE are not
+    answered (the stores keep no object ids nor save dates; the session should not
+    announce OBJECTID or SAVEDATE).
 
     Store errors (``MessageNotFoundError`` for a message expunged by another
     session, ``OSError``) propagate, from this call or from a producer."""
-    raise NotImplementedError("plan_fetch: implementation follows")
+    del utf8  # see the docstring
+    entry = None
+    if cache is not None and uidvalidity is not None:
+        entry = cache._entry((folder.name, uidvalidity, message.uid))
+    planner = _Planner(
+        message,
+        folder,
+        inline_max=inline_max,
+        part_map=part_map,
+        entry=entry,
+        max_header=cache.max_header if cache is not None else 1 << 62,
+    )
+    fields: dict[str, object] = {}
+    sections: list[BodySection] = []
+    done: set[tuple[SectionName, Section, int | None]] = set()
+    binary_sizes: list[tuple[tuple[int, ...], int]] = []
+    sets_seen = False
+
+    def first(name: SectionName, section: Section, origin: int | None) -> bool:
+        key = (name, section, origin)
+        if key in done:
+            return False
+        done.add(key)
+        return True
+
+    for item in _items(items):
+        if isinstance(item, FetchBody):
+            partial = item.partial
+            origin = None if partial is None else partial[0]
+            sets_seen = sets_seen or not item.peek
+            name: SectionName = "BINARY" if item.binary else "BODY"
+            if not first(name, item.section, origin):
+                continue
+            value: bytes | Streamed | None
+            if item.binary:
+                value = planner.binary_section(item.section.part, partial)
+            else:
+                value = planner.body_section(item.section, partial)
+            if value is not None:
+                sections.append(
+                    BodySection(name=name, section=item.section, origin=origin, data=value)
+                )
+        elif isinstance(item, FetchBinarySize):
+            size = planner.binary_size(item.part)
+            if size is not None and all(p != item.part for p, _ in binary_sizes):
+                binary_sizes.append((item.part, size))
+        elif item.name in _RFC822:
+            rev1: SectionName = item.name  # type: ignore[assignment]
+            sets_seen = sets_seen or rev1 != "RFC822.HEADER"
+            if first(rev1, _WHOLE, None):
+                value = planner.body_section(_RFC822[item.name], None)
+                sections.append(BodySection(name=rev1, data=value))
+        else:
+            _attribute(item, planner, fields)
+    sets_seen = sets_seen and not read_only and _SEEN not in message.flags
+    if sets_seen or "flags" in fields:
+        flags = set(message.flags) | ({_SEEN} if sets_seen else set())
+        ordered = sorted(flags, key=_flag_order)
+        fields["flags"] = ("\\Recent", *ordered) if recent else tuple(ordered)
+    if uid_requested:
+        fields["uid"] = message.uid
+    if modseq:
+        fields["modseq"] = message.modseq
+    if planner.error is not None:
+        return FetchPlan(data=FetchData(number=seq), error=planner.error)
+    data = FetchData(
+        number=seq,
+        sections=tuple(sections),
+        binary_sizes=tuple(binary_sizes),
+        **fields,  # type: ignore[arg-type]
+    )
+    return FetchPlan(data=data, literals=planner.literals, sets_seen=sets_seen)
+
+
+_RFC822: dict[str, Section] = {"RFC822": _WHOLE, "RFC822.HEADER": _HEADER, "RFC822.TEXT": _TEXT}
+
+
+def _attribute(item: FetchAttribute, planner: _Planner, fields: dict[str, object]) -> None:
+    """A FETCH attribute into ``fields`` (the keyword arguments of ``FetchData``)."""
+    message = planner.message
+    name = item.name
+    if name == "FLAGS":
+        fields["flags"] = ()  # filled in by plan_fetch, with \\Seen when it sets it
+    elif name == "UID":
+        fields["uid"] = message.uid
+    elif name == "INTERNALDATE":
+        fields["internaldate"] = message.internaldate
+    elif name == "RFC822.SIZE":
+        fields["rfc822_size"] = message.size
+    elif name == "MODSEQ":
+        fields["modseq"] = message.modseq
+    elif name == "ENVELOPE":
+        fields["envelope"] = planner.envelope()
+    elif name == "BODY":
+        fields["body"] = planner.body(extended=False)
+    elif name == "BODYSTRUCTURE":
+        fields["bodystructure"] = planner.body(extended=True)
+    # EMAILID, THREADID, SAVEDATE: not answered (see plan_fetch).
