@@ -26,6 +26,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Literal, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
+    from mailagents.store._cache import FolderCache
+    from mailagents.store._cache_format import CachedMessage
     from mailagents.store._limits import Limits
 
 __all__ = [
@@ -384,6 +386,31 @@ class Folder(abc.ABC):
     def deliver_only(self) -> bool:
         """The handle was opened for delivery only (see :meth:`Store.folder`)."""
         return False
+
+    def message_cache(self) -> FolderCache | None:
+        """The folder's persistent message cache (``FolderCache``, see
+        :doc:`/stores`), opened on first use under the folder's UIDVALIDITY; ``None``
+        when the folder keeps none (the base class, a delivery handle)."""
+        return None
+
+    def cached(self, uid: int) -> CachedMessage:
+        """What IMAP FETCH, SEARCH and SORT need of message ``uid`` without reading it
+        again (``CachedMessage``: the MIME part map behind BODYSTRUCTURE and every
+        ``BODY[section]`` span, the ENVELOPE fields, References, the base subject and
+        the sent date). :class:`MessageNotFoundError` if there is no such message.
+
+        It is ``info = self.info(uid)``, then, when :meth:`message_cache` gives a
+        cache, ``cache.structure(uid, lambda: self.open_message(uid), info.size)``
+        (the entry from the cache, or computed from the message and queued for
+        writing), else ``build_entry`` over :meth:`open_message`'s stream."""
+        info = self.info(uid)
+        cache = self.message_cache()
+        if cache is not None:
+            return cache.structure(uid, lambda: self.open_message(uid), info.size)
+        from mailagents.store._cache import build_entry
+
+        with self.open_message(uid) as stream:
+            return build_entry(uid, iter(functools.partial(stream.read, 1 << 20), b""))
 
     def keywords(self) -> frozenset[str]:
         """The keywords in use in this folder (not the system flags): what IMAP FLAGS

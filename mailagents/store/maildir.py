@@ -25,6 +25,9 @@ On disk, under the store's root (the user's Maildir, which is also ``INBOX``):
   the folder consistent and unchanged for a while, used by the next open only if
   nothing it depends on changed since (checked by a stamp and a CRC).
   Deleting it is always safe.
+* ``mailagents-cache`` in each folder (with ``mailagents-cache.lock``): the message
+  cache (:meth:`MaildirFolder.message_cache`), what FETCH, SEARCH and SORT need of a
+  message without reading it again. Deleting it is always safe.
 * ``subscriptions`` in the root: Dovecot's format version 2 (a ``V<TAB>2`` header and
   an empty line, then one folder per line, levels in modified UTF-7 separated by TABs);
   version 1 files (one name per line) are read too.
@@ -47,6 +50,8 @@ from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
+from mailagents.store._cache import FolderCache
+from mailagents.store._cache_slot import CacheSlot
 from mailagents.store._hub import NotifyingWriter, notified, notify
 from mailagents.store._maildir_append import (
     _MaildirAppendWriter,
@@ -106,6 +111,9 @@ from mailagents.store._ranged import check_range
 
 __all__ = ["MaildirFolder", "MaildirStore"]
 
+CACHE_FILE = "mailagents-cache"
+"""The message cache's file in each folder directory."""
+
 
 class MaildirFolder(Folder):
     """An open Maildir folder (see :class:`~mailagents.store.Folder`).
@@ -127,6 +135,7 @@ class MaildirFolder(Folder):
         self._highest = 1
         self._closed = False
         self._deliver_only = deliver_only
+        self._cache = CacheSlot(os.path.join(path, CACHE_FILE), enabled=not deliver_only)
         if deliver_only:
             # Written now if missing, so that a delivery's answer never waits for it.
             self._uidvalidity = self._core.delivery_uidvalidity()
@@ -189,6 +198,13 @@ class MaildirFolder(Folder):
             core.keywords.refresh()
             used = sum(1 for name in core.keywords.names if name is not None)
         return used < MAX_KEYWORDS
+
+    def message_cache(self) -> FolderCache | None:
+        """The folder's message cache, ``mailagents-cache`` in its directory, opened
+        on first use (see :meth:`mailagents.store.Folder.message_cache`); a new one
+        when the UIDVALIDITY changed; ``None`` on a delivery handle."""
+        self._check_open(reading=False)
+        return self._cache.get(self._uidvalidity)
 
     def claim_recent(self) -> list[int]:
         """Claim ``\\Recent`` for this session (see
@@ -430,6 +446,7 @@ class MaildirFolder(Folder):
         for uid in removed:
             self._infos.pop(uid, None)
         self._sorted = None
+        self._cache.drop(removed)
         return removed
 
     def refresh(self) -> Changes:
@@ -466,6 +483,7 @@ class MaildirFolder(Folder):
         self._uidvalidity = uidvalidity
         self._uidnext = uidnext
         self._highest = max(highest, 1)
+        self._cache.refreshed(uidvalidity, infos, expunged)
         return Changes(
             uidvalidity=uidvalidity,
             highestmodseq=self._highest,
@@ -509,10 +527,11 @@ class MaildirFolder(Folder):
         )
 
     def close(self) -> None:
-        """Release the handle."""
+        """Release the handle (and write what its message cache has queued)."""
         self._closed = True
         self._infos = {}
         self._sorted = None
+        self._cache.close()
 
 
 class MaildirStore(Store):

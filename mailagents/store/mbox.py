@@ -8,6 +8,9 @@ Layout under the store's root (file names are the folder names in UTF-8)::
     Archive.sbd/2026               folder "Archive/2026" (Thunderbird's layout, so a
                                    folder can have both messages and children)
     .Archive.mailagents-index      the side index of "Archive" (UIDs, flags, MODSEQs)
+    .Archive.mailagents-cache      its message cache (with ``.lock``), see
+                                   :meth:`MboxFolder.message_cache`
+    .Archive.mailagents-status     its STATUS numbers, kept by :meth:`MboxStore.status`
     Archive.lock                   the dotlock while someone writes "Archive"
     .mailagents-subscriptions      subscribed names, one a line
     .mailagents-special-use        ``<attribute> <folder>`` lines (RFC 6154)
@@ -54,6 +57,8 @@ from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
+from mailagents.store._cache import FolderCache
+from mailagents.store._cache_slot import CacheSlot, move_cache_files, remove_cache_files
 from mailagents.store._fileio import fsync_dir
 from mailagents.store._groupcommit import GroupCommit
 from mailagents.store._hub import notify
@@ -72,6 +77,7 @@ from mailagents.store._mbox_reconcile import reconcile, remove_stale_tmp
 from mailagents.store._mbox_rewrite import export, rewrite
 from mailagents.store._mbox_status import peek_status, status_of
 from mailagents.store._mbox_tree import (
+    INDEX_SUFFIX,
     META_LOCK,
     children_dir,
     find_folders,
@@ -109,6 +115,18 @@ from mailagents.store._ranged import check_range, skip, windowed
 __all__ = ["MboxFolder", "MboxStore"]
 
 _UIDVALIDITY = ".mailagents-uidvalidity"
+CACHE_SUFFIX = ".mailagents-cache"
+"""The suffix of a folder's message cache, ``.NAME.mailagents-cache`` beside its side
+index."""
+STATUS_SUFFIX = ".mailagents-status"
+"""The suffix of a folder's kept STATUS numbers, ``.NAME.mailagents-status``."""
+
+
+def side_file(index_path: str, suffix: str) -> str:
+    """The side file of a folder named by ``suffix`` instead of its index's."""
+    return index_path.removesuffix(INDEX_SUFFIX) + suffix
+
+
 _COPY_BATCH = 64
 
 
@@ -126,6 +144,7 @@ class MboxFolder(Folder):
         index_path: str,
         *,
         is_inbox: bool,
+        deliver_only: bool = False,
     ) -> None:
         self.name = name
         self._store = store
@@ -141,6 +160,7 @@ class MboxFolder(Folder):
         self._snap_meta = (0, 1, 1)
         self._closed = False
         self._lock: MboxLock | None = None
+        self._cache = CacheSlot(side_file(index_path, CACHE_SUFFIX), enabled=not deliver_only)
         with self._locked():
             remove_stale_tmp(self._path)
         self._take_snapshot()
@@ -250,6 +270,16 @@ class MboxFolder(Folder):
                 state.first_recent = max(mine) + 1
                 append_records(state, self._index, [state.v_record()], self._store.fsync)
             return sorted(mine)
+
+    def message_cache(self) -> FolderCache | None:
+        """The folder's message cache, ``.NAME.mailagents-cache`` beside the side index,
+        opened on first use (see :meth:`mailagents.store.Folder.message_cache`); a new
+        one when the UIDVALIDITY changed; ``None`` on a handle opened with
+        ``deliver_only``."""
+        with self._mutex:
+            self._check_open()
+            uidvalidity = self._snap_meta[0]
+        return self._cache.get(uidvalidity)
 
     def messages(self) -> list[MessageInfo]:
         """The snapshot's messages by ascending UID (from the index; no body is read)."""
@@ -416,6 +446,7 @@ class MboxFolder(Folder):
                     self._rewrite(fd, set(gone))
                 for uid in mapping:
                     self._snap.pop(uid, None)
+        self._cache.drop(list(mapping))
         return mapping
 
     def expunge(self, uids: Collection[int] | None = None) -> list[int]:
@@ -434,6 +465,7 @@ class MboxFolder(Folder):
                 self._rewrite(fd, set(gone))
             for uid in gone:
                 self._snap.pop(uid, None)
+        self._cache.drop(gone)
         return gone
 
     def sync(self) -> None:
@@ -461,7 +493,10 @@ class MboxFolder(Folder):
         """Re-read the index (and the mbox if another program changed it) and report
         what changed since this handle's last refresh."""
         with self._locked():
-            return self._take_snapshot()
+            changes = self._take_snapshot()
+            uids = list(self._snap)
+        self._cache.refreshed(changes.uidvalidity, uids, changes.expunged)
+        return changes
 
     def changes_since(self, modseq: int) -> Changes:
         """What the snapshot holds above ``modseq``: messages that appeared after it
@@ -501,6 +536,7 @@ class MboxFolder(Folder):
             self._closed = True
             self._snap = {}
             self._state = IndexState()
+        self._cache.close()
 
     def _export_all(self, path: str, index_path: str) -> None:
         """Copy every message, with UIDs and flags, into a new mbox at ``path`` (which
@@ -626,15 +662,21 @@ class MboxStore(Store):
             return folder.status()
 
     def folder(self, name: str, *, deliver_only: bool = False) -> MboxFolder:
-        """Open a folder (INBOX is created when missing). ``deliver_only`` is accepted
-        for the interface's sake: an mbox handle changes nothing readers would see."""
+        """Open a folder (INBOX is created when missing). ``deliver_only``: an mbox
+        handle changes nothing readers would see, so such a handle is an ordinary one,
+        except that it opens no message cache."""
         levels = self._levels(name)
         path = self._file(levels)
         is_inbox = levels == ["INBOX"]
         if not is_inbox and not os.path.isfile(path):
             raise FolderNotFoundError(name)
         return MboxFolder(
-            self, self.separator.join(levels), path, self._index(levels), is_inbox=is_inbox
+            self,
+            self.separator.join(levels),
+            path,
+            self._index(levels),
+            is_inbox=is_inbox,
+            deliver_only=deliver_only,
         )
 
     def _make_parents(self, levels: list[str]) -> None:
@@ -655,8 +697,17 @@ class MboxStore(Store):
         self._make_parents(levels)
         if not make_file(self._file(levels), fsync=self.fsync):
             raise FolderExistsError(name)
+        self._clear_side_caches(levels)
         if special_use is not None:
             self._lists.set_special_use(self.separator.join(levels), special_use)
+
+    def _clear_side_caches(self, levels: list[str]) -> None:
+        """Remove a folder's message cache and kept STATUS numbers (a new file where
+        an old one of that name may have left them)."""
+        index = self._index(levels)
+        remove_cache_files(side_file(index, CACHE_SUFFIX))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(side_file(index, STATUS_SUFFIX))
 
     def set_special_use(self, name: str, attribute: str | None) -> None:
         """Give folder ``name`` a special-use attribute, or take it away (``None``;
@@ -698,9 +749,10 @@ class MboxStore(Store):
         try:
             os.unlink(path)
             index = self._index(levels)
-            for p in (index, index + ".new"):
+            for p in (index, index + ".new", side_file(index, STATUS_SUFFIX)):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(p)
+            remove_cache_files(side_file(index, CACHE_SUFFIX))
         finally:
             lock.release()
         if self.fsync:
@@ -722,6 +774,7 @@ class MboxStore(Store):
             if os.path.lexists(new_path):
                 raise FolderExistsError(new)
             self._make_parents(new_levels)
+            self._clear_side_caches(new_levels)
             inbox = self.folder("INBOX")
             try:
                 inbox._export_all(new_path, self._index(new_levels))
@@ -750,6 +803,12 @@ class MboxStore(Store):
                     os.rename(old_index, new_index)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(old_index + ".new")
+                move_cache_files(
+                    side_file(old_index, CACHE_SUFFIX), side_file(new_index, CACHE_SUFFIX)
+                )
+                for status in (old_index, new_index):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(side_file(status, STATUS_SUFFIX))
             finally:
                 lock.release()
         if has_children:
