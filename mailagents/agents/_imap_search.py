@@ -106,7 +106,7 @@ class SearchResult:
         self, *, min: bool = False, max: bool = False, all: bool = False, count: bool = False
     ) -> SequenceSet | None:
         """The UID set ``SAVE`` keeps for ``$`` given the other RETURN options
-        (RFC 5182 §2.4: with only MIN and/or MAX, just those messages; else all
+        (RFC 5182 §2.1: with only MIN and/or MAX, just those messages; else all
         matches); ``None`` for an empty result."""
         if not self.uids:
             return None

@@ -32,7 +32,9 @@ from mailagents.imap._mime import MimeScanner, PartMap, header_fields, parse_con
 
 __all__ = [
     "HEADER_MAX",
+    "PART_END",
     "NeedleScanner",
+    "TextDecoder",
     "decode_words",
     "header_values",
     "read_header",
@@ -43,6 +45,10 @@ __all__ = [
 HEADER_MAX = 262_144
 """The most octets of a header block read for HEADER, FROM, SENTON...; fields past it
 are not seen (Dovecot's parser has a limit of its kind too)."""
+
+PART_END = "\x00"
+"""Yielded by :func:`text_chunks` at the end of each part: a search value never holds
+NUL, so no match runs from one part into the next."""
 
 _CHUNK = 65_536
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
@@ -62,12 +68,10 @@ def _decode_word(match: re.Match[str]) -> str:
             data = base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=True)
         else:
             data = quopri.decodestring(raw, header=True)
-        codec = codecs.lookup(charset).name
-    except (binascii.Error, ValueError, LookupError):
+        codecs.lookup(charset)
+        return data.decode(_text_codec(charset).name, "replace")
+    except (binascii.Error, UnicodeError, ValueError, LookupError, TypeError):
         return match.group(0)
-    if codec == "ascii":
-        codec = "utf-8"
-    return data.decode(codec, "replace")
 
 
 def decode_words(value: str) -> str:
@@ -118,23 +122,45 @@ def scan_part_map(open_message: Opener) -> PartMap:
     return scanner.close()
 
 
-def _charset_decoder(content_type: str | None) -> codecs.IncrementalDecoder:
-    parsed = parse_content_type(content_type)
-    charset = "utf-8"
-    if parsed is not None:
-        charset = next((v for k, v in parsed[2] if k.lower() == "charset"), "utf-8")
+def _text_codec(charset: str) -> codecs.CodecInfo:
+    """The codec of a MIME charset name: unknown names, ``US-ASCII`` and codecs that
+    are not text encodings (``base64``, ``rot13``...) read as UTF-8."""
     try:
         info = codecs.lookup(charset.strip())
     except LookupError:
-        info = codecs.lookup("utf-8")
-    if info.name == "ascii":
-        info = codecs.lookup("utf-8")
-    return info.incrementaldecoder("replace")
+        return codecs.lookup("utf-8")
+    if info.name == "ascii" or not getattr(info, "_is_text_encoding", True):
+        return codecs.lookup("utf-8")
+    return info
+
+
+class TextDecoder:
+    """A part's charset, decoded incrementally with bad octets replaced; a codec that
+    fails anyway (UTF-16 without a byte-order mark) gives way to UTF-8 for the rest."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self, content_type: str | None) -> None:
+        parsed = parse_content_type(content_type)
+        charset = "utf-8"
+        if parsed is not None:
+            charset = next((v for k, v in parsed[2] if k.lower() == "charset"), "utf-8")
+        self._decoder = _text_codec(charset).incrementaldecoder("replace")
+
+    def decode(self, data: bytes, final: bool = False) -> str:
+        """Decode the next octets (``final`` at the end of the part)."""
+        try:
+            text = self._decoder.decode(data, final)
+        except (UnicodeError, ValueError, TypeError):
+            self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            text = self._decoder.decode(data, final)
+        return text if isinstance(text, str) else ""
 
 
 def text_chunks(part_map: PartMap, open_message: Opener) -> Iterator[str]:
     """The decoded text of every text part of the message (nested messages' parts
-    included), in chunks of bounded size, in the order of the parts."""
+    included), in chunks of bounded size, in the order of the parts, each part ended
+    by ``PART_END``."""
     for node in part_map.parts:
         if node.children or node.is_multipart or node.is_message:
             continue
@@ -145,7 +171,7 @@ def text_chunks(part_map: PartMap, open_message: Opener) -> Iterator[str]:
         decoder = binary_decoder(node.field("content-transfer-encoding"))
         if isinstance(decoder, UnknownEncoding):
             continue
-        charset = _charset_decoder(node.field("content-type"))
+        charset = TextDecoder(node.field("content-type"))
         length = node.end - node.body_start
         if length <= 0:
             continue
@@ -155,8 +181,7 @@ def text_chunks(part_map: PartMap, open_message: Opener) -> Iterator[str]:
                 if text:
                     yield text
         text = charset.decode(decoder.close(), final=True)
-        if text:
-            yield text
+        yield text + PART_END
 
 
 class NeedleScanner:

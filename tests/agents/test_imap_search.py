@@ -301,7 +301,7 @@ def test_uid_search_numbers_and_esearch(folder: Folder) -> None:
 def test_esearch_all_compressed() -> None:
     r = SearchResult(numbers=(1, 2, 3, 5, 7, 8), uids=(10, 20, 30, 50, 70, 80), uid=False, modseq=9)
     assert str(r.all) == "1:3,5,7:8"
-    # RFC 5182 §2.4: SAVE with MIN and/or MAX alone keeps those; with ALL or COUNT, all.
+    # RFC 5182 §2.1: SAVE with MIN and/or MAX alone keeps those; with ALL or COUNT, all.
     assert str(r.saved(min=True)) == "10"
     assert str(r.saved(max=True)) == "80"
     assert str(r.saved(min=True, max=True)) == "10,80"
