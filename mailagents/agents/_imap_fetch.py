@@ -54,8 +54,9 @@ from mailagents.imap._fetch_items import (
     expand_macro,
 )
 from mailagents.imap._frame import Streamed
-from mailagents.imap._mime import MimeScanner, PartMap, scan_message
+from mailagents.imap._mime import ENVELOPE_FIELDS, MimeScanner, PartMap, scan_message
 from mailagents.imap._sections import iter_section, locate_section, section_octets
+from mailagents.store._cache import FolderCache
 from mailagents.store._model import Folder, MessageInfo
 
 __all__ = ["FetchCache", "FetchPlan", "Producer", "message_part_map", "plan_fetch"]
@@ -179,7 +180,9 @@ class _Planner:
         part_map: PartMap | None,
         entry: _Entry | None,
         max_header: int,
+        folder_cache: FolderCache | None = None,
     ) -> None:
+        self.folder_cache = folder_cache
         self.message = message
         self.folder = folder
         self.inline_max = inline_max
@@ -195,7 +198,14 @@ class _Planner:
     def part_map(self) -> PartMap:
         entry = self.entry
         if entry.part_map is None:
-            entry.part_map = message_part_map(self.folder, self.message.uid)
+            folder, uid = self.folder, self.message.uid
+            if self.folder_cache is not None:
+                cached = self.folder_cache.structure(
+                    uid, lambda: folder.open_message(uid), size=self.message.size
+                )
+                entry.part_map = cached.part_map
+            else:
+                entry.part_map = message_part_map(folder, uid)
         return entry.part_map
 
     def header(self) -> bytes:
@@ -219,8 +229,13 @@ class _Planner:
     def envelope(self) -> Envelope:
         entry = self.entry
         if entry.envelope is None:
+            cached = None
+            if entry.part_map is None and self.folder_cache is not None:
+                cached = self.folder_cache.get(self.message.uid, self.message.size)
             if entry.part_map is not None and entry.part_map.root.envelope:
                 entry.envelope = envelope_from_fields(entry.part_map.root.envelope)
+            elif cached is not None and len(cached.fields) == len(ENVELOPE_FIELDS):
+                entry.envelope = envelope_from_fields(cached.fields)
             else:
                 entry.envelope = envelope_from_header(self.header())
         return entry.envelope
@@ -358,6 +373,7 @@ def plan_fetch(
     recent: bool = False,
     cache: FetchCache | None = None,
     uidvalidity: int | None = None,
+    folder_cache: FolderCache | None = None,
 ) -> FetchPlan:
     """The :class:`FetchPlan` of ``items`` (the data items, or a macro: ``ALL``,
     ``FAST``, ``FULL``) for ``message`` (sequence number ``seq``) of ``folder``.
@@ -392,6 +408,7 @@ def plan_fetch(
         part_map=part_map,
         entry=entry,
         max_header=cache.max_header if cache is not None else 1 << 62,
+        folder_cache=folder_cache,
     )
     fields: dict[str, object] = {}
     sections: list[BodySection] = []

@@ -27,7 +27,7 @@ CHUNK = 65_536
 """The largest chunk a literal producer yields."""
 
 _HEADER_LIMIT = 256 * 1024
-_HEADER_STEP = 8192
+_HEADER_STEP = 2048  # the first read; each next one twice as long, up to CHUNK
 
 
 class MessageReader:
@@ -127,8 +127,10 @@ def read_header(folder: Folder, uid: int, limit: int = _HEADER_LIMIT) -> bytes |
     is longer than ``limit`` octets (the caller then scans the message)."""
     with folder.open_message(uid, 0, limit + 1) as stream:
         buf = bytearray()
+        step = _HEADER_STEP
         while len(buf) <= limit:
-            data = stream.read(_HEADER_STEP)
+            data = stream.read(step)
+            step = min(2 * step, CHUNK)
             if not data:
                 return bytes(buf)
             seek_from = max(0, len(buf) - 3)

@@ -640,3 +640,55 @@ def test_any_section_equals_the_core_in_memory(
         plan = fetch(folder, infos[name], item, inline_max=inline_max)
         assert plan.data.sections[0].section == section
     assert octets(plan) == expected
+
+
+def test_store_folder_cache(box: tuple[Folder, dict[str, MessageInfo]], tmp_path: Path) -> None:
+    from mailagents.store._cache import FolderCache
+
+    folder, infos = box
+    info = infos["nested"]
+    path = tmp_path / "fetch.cache"
+    with FolderCache(path, 5, background=False) as store_cache:
+        first = fetch(folder, info, "BODYSTRUCTURE", body("3.1"), folder_cache=store_cache)
+        store_cache.flush()
+    assert octets(first) == b"inner one"
+    counting = Counting(folder)
+    try:
+        with FolderCache(path, 5, background=False) as store_cache:
+            plan = fetch(folder, info, "BODYSTRUCTURE", "ENVELOPE", folder_cache=store_cache)
+            assert counting.opens == 0
+            assert plan.data.bodystructure == first.data.bodystructure
+            assert plan.data.envelope == fetch(folder, info, "ENVELOPE").data.envelope
+            counting.read = 0
+            plan = fetch(folder, info, body("3.1"), folder_cache=store_cache)
+            assert octets(plan) == b"inner one"
+            assert counting.read == len(b"inner one")
+            # ENVELOPE alone from the cached header fields.
+            counting.read = 0
+            fetch(folder, info, "ENVELOPE", folder_cache=store_cache)
+            assert counting.read == 0
+    finally:
+        counting.close()
+
+
+@pytest.mark.parametrize("kind", ["maildir", "mbox"])
+def test_headers_of_any_length(tmp_path: Path, kind: str) -> None:
+    from mailagents.agents._imap_fetch_read import read_header
+
+    folder = make_folder(tmp_path, kind)
+    lengths = [0, 1, 2040, 2043, 2044, 2045, 2046, 6140, 6141, 6142, 300_000]
+    for n in lengths:
+        head = b"Subject: s\r\nX-Pad: " + b"p" * n + b"\r\n\r\n"
+        folder.append_bytes(head + b"body\r\n")
+    folder.append_bytes(b"\r\nno header\r\n")
+    folder.refresh()
+    for info in folder.messages():
+        whole = folder.read_message(info.uid)
+        end = whole.index(b"\r\n\r\n") + 4 if not whole.startswith(b"\r\n") else 2
+        assert read_header(folder, info.uid) == (whole[:end] if end < 256 * 1024 else None)
+        plan = fetch(folder, info, body("HEADER"), body("TEXT"), "ENVELOPE")
+        assert octets(plan, 0) == whole[:end]
+        assert octets(plan, 1) == whole[end:]
+        assert plan.data.envelope is not None
+        assert plan.data.envelope.subject == (None if end == 2 else "s")
+    assert read_header(folder, folder.messages()[0].uid, limit=10) is None
