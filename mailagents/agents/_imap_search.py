@@ -22,6 +22,7 @@ from mailagents.agents._imap_search_eval import Candidate, Context, compile_keys
 from mailagents.imap._mime import PartMap
 from mailagents.imap._search import And, ModSeqKey, Not, Or, SearchKey
 from mailagents.imap._seqset import SequenceSet
+from mailagents.store._cache import FolderCache
 from mailagents.store._model import Folder, MessageInfo
 
 __all__ = ["SearchResult", "SearchView", "has_modseq_key", "search", "search_result"]
@@ -52,9 +53,17 @@ class SearchView:
         Optional: the part map of a message by UID (cache-backed); without it, the
         part map is computed by scanning the message when a BODY or TEXT key needs it.
     ``header``
-        Optional: the header block of a message by UID, with its blank line
-        (cache-backed); without it, the header is read from ``folder`` up to the end of
-        the header.
+        Optional: the header block of a message by UID, with its blank line; without
+        it, the header is read from ``folder`` up to the end of the header (at most
+        ``HEADER_MAX`` octets).
+    ``cache``
+        Optional: the folder's ``FolderCache`` (``mailagents.store._cache``). When
+        given, FROM, TO, CC, BCC, SUBJECT, the SENT* keys and HEADER of an ENVELOPE
+        field (Date, Subject, From, Sender, Reply-To, To, Cc, Bcc, In-Reply-To,
+        Message-ID) are answered from a message's cache entry without reading the
+        message (a miss reads the header, as without a cache), and BODY/TEXT take the
+        part map from ``FolderCache.structure``, which computes and queues the
+        entry on a miss. ``part_map``, when given too, comes first.
     """
 
     messages: Sequence[MessageInfo]
@@ -64,6 +73,7 @@ class SearchView:
     recent: Collection[int] = field(default_factory=frozenset)
     part_map: Callable[[int], PartMap] | None = None
     header: Callable[[int], bytes] | None = None
+    cache: FolderCache | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from mailagents.agents._imap_search_text import (
     NeedleScanner,
+    decode_words,
     header_values,
     read_header,
     scan_part_map,
     text_chunks,
 )
-from mailagents.imap._mime import PartMap
+from mailagents.imap._mime import ADDRESS_FIELDS, ENVELOPE_FIELDS, PartMap
 from mailagents.imap._search import (
     And,
     DateKey,
@@ -56,6 +57,7 @@ from mailagents.imap._search import (
     SizeKey,
     TextKey,
 )
+from mailagents.store._cache_format import CachedMessage
 from mailagents.store._model import MessageInfo
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ __all__ = ["Candidate", "Context", "Node", "Plan", "compile_keys", "evaluate"]
 
 _LEAF, _AND, _OR, _NOT = range(4)
 _CHEAP, _HEADER, _BODY = range(3)
+
+_ENVELOPE_INDEX = {name: i for i, name in enumerate(ENVELOPE_FIELDS)}
 
 _FLAG_OF = {
     "ANSWERED": "\\answered",
@@ -95,7 +99,18 @@ class Candidate:
     """One message under evaluation; its flags (folded), header block, parsed
     ``Date:``, part map and text matches are computed on first use."""
 
-    __slots__ = ("_date", "_dated", "_flags", "_found", "_header", "context", "info", "seq")
+    __slots__ = (
+        "_date",
+        "_dated",
+        "_entry",
+        "_flags",
+        "_found",
+        "_header",
+        "_looked_up",
+        "context",
+        "info",
+        "seq",
+    )
 
     def __init__(self, context: Context, info: MessageInfo, seq: int) -> None:
         self.context = context
@@ -106,6 +121,8 @@ class Candidate:
         self._date: datetime.date | None = None
         self._dated = False
         self._found: set[str] | None = None
+        self._entry: CachedMessage | None = None
+        self._looked_up = False
 
     def _open(self, start: int, length: int | None) -> BinaryIO:
         return self.context.view.folder.open_message(self.info.uid, start, length)
@@ -128,25 +145,57 @@ class Candidate:
                 self._header = read_header(self._open)
         return self._header
 
+    def _cached(self) -> CachedMessage | None:
+        if not self._looked_up:
+            self._looked_up = True
+            cache = self.context.view.cache
+            if cache is not None:
+                self._entry = cache.get(self.info.uid, self.info.size)
+        return self._entry
+
+    def field_values(self, name: str) -> list[str]:
+        """The decoded values of the header fields called ``name`` (any case): from
+        the cache entry for an ENVELOPE field when there is one (every value of a
+        repeated address field, the last of another), else from the header block."""
+        key = name.lower()
+        index = _ENVELOPE_INDEX.get(key)
+        if index is not None:
+            entry = self._cached()
+            if entry is not None:
+                raw = entry.fields[index]
+                if raw is None:
+                    return []
+                values = raw.split("\n") if key in ADDRESS_FIELDS else [raw]
+                return [decode_words(v) for v in values]
+        return [value for _, value in header_values(self.header, key)]
+
     @property
     def sent_date(self) -> datetime.date | None:
-        """The calendar date of the first ``Date:`` field, ``None`` when missing or
-        unparsable."""
+        """The calendar date of the ``Date:`` field (its last one, as the cache keeps
+        it), in the zone it is written in; ``None`` when missing or unparsable."""
         if not self._dated:
             self._dated = True
-            for _, value in header_values(self.header, "date"):
-                try:
-                    self._date = email.utils.parsedate_to_datetime(value).date()
-                except (TypeError, ValueError, IndexError, OverflowError):
-                    self._date = None
-                break
+            entry = self._cached()
+            if entry is not None:
+                self._date = None if entry.sent_date is None else entry.sent_date.date()
+            else:
+                values = self.field_values("date")
+                if values:
+                    try:
+                        self._date = email.utils.parsedate_to_datetime(values[-1]).date()
+                    except (TypeError, ValueError, IndexError, OverflowError):
+                        self._date = None
         return self._date
 
     def part_map(self) -> PartMap:
-        """The message's part map (the view's accessor, else a scan)."""
-        accessor = self.context.view.part_map
-        if accessor is not None:
-            return accessor(self.info.uid)
+        """The message's part map (the view's accessor, else the cache, else a scan)."""
+        view = self.context.view
+        uid = self.info.uid
+        if view.part_map is not None:
+            return view.part_map(uid)
+        if view.cache is not None:
+            entry = view.cache.structure(uid, lambda: self._open(0, None), self.info.size)
+            return entry.part_map
         return scan_part_map(self._open)
 
     def body_has(self, needle: str) -> bool:
@@ -229,7 +278,7 @@ def _header_test(field: str, value: str) -> Test:
     needle = value.casefold()
 
     def test(c: Candidate) -> bool:
-        return any(needle in v.casefold() for _, v in header_values(c.header, field))
+        return any(needle in v.casefold() for v in c.field_values(field))
 
     return test
 

@@ -25,6 +25,7 @@ from mailagents.imap._mime import scan_message
 from mailagents.imap._search import SearchKey
 from mailagents.imap.commands import Search
 from mailagents.store import Folder, MaildirStore, MboxStore, Store
+from mailagents.store._cache import FolderCache
 
 UTC = datetime.UTC
 EST = datetime.timezone(datetime.timedelta(hours=-5))
@@ -225,6 +226,47 @@ CASES: list[tuple[str, list[int]]] = [
 @pytest.mark.parametrize(("text", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_rfc9051_keys(folder: Folder, text: str, expected: list[int]) -> None:
     assert seqs(folder, text) == expected
+
+
+@pytest.fixture(params=["cold", "warm"])
+def cache(request: pytest.FixtureRequest, folder: Folder, tmp_path: Path) -> Iterator[FolderCache]:
+    """A folder cache, empty ("cold": every lookup a miss) or holding every message."""
+    with FolderCache(tmp_path / "cache", folder.status().uidvalidity, background=False) as c:
+        if request.param == "warm":
+            for m in folder.messages():
+                c.structure(m.uid, lambda uid=m.uid: folder.open_message(uid), m.size)
+            c.flush()
+            assert c.cached_uids() == {m.uid for m in folder.messages()}
+        yield c
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_rfc9051_keys_with_cache(
+    folder: Folder, cache: FolderCache, text: str, expected: list[int]
+) -> None:
+    assert seqs(folder, text, cache=cache) == expected
+
+
+def test_cached_fields_answer_without_reading(folder: Folder, tmp_path: Path) -> None:
+    messages = folder.messages()
+    with FolderCache(tmp_path / "c", folder.status().uidvalidity, background=False) as cache:
+        for m in messages:
+            cache.structure(m.uid, lambda uid=m.uid: folder.open_message(uid), m.size)
+        cache.flush()
+        opened: list[int] = []
+
+        class Spy:
+            def open_message(self, uid: int, start: int = 0, length: int | None = None) -> object:
+                opened.append(uid)
+                return folder.open_message(uid, start, length)
+
+        view = SearchView(messages=messages, folder=Spy(), cache=cache)  # type: ignore[arg-type]
+        got = search(keys_of("OR FROM alice OR TO dave OR SENTON 9-Dec-2026 BCC hidden"), view)
+        assert got == [messages[0].uid, messages[1].uid, messages[3].uid]
+        assert opened == []
+        # HEADER of a field the cache does not keep reads the header.
+        assert search(keys_of("HEADER X-Custom two"), view) == [messages[2].uid]
+        assert set(opened) == {m.uid for m in messages}
 
 
 def test_size_keys(folder: Folder) -> None:
