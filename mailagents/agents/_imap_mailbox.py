@@ -24,6 +24,7 @@ from mailagents.imap import commands as c
 from mailagents.imap import responses as r
 from mailagents.imap._events import Complete
 from mailagents.imap._fetch_items import FetchItem, expand_macro
+from mailagents.imap._mime import PartMap
 from mailagents.imap._response_codes import (
     CopyUidCode,
     HighestModSeqCode,
@@ -47,6 +48,7 @@ from mailagents.store import (
     QuotaExceededError,
     Store,
 )
+from mailagents.store._cache import FolderCache
 
 __all__ = ["OpenMailbox", "stream_literal"]
 
@@ -112,6 +114,8 @@ class OpenMailbox:
         self.saved: SequenceSet | None = None
         """The SEARCHRES saved result, as UIDs."""
         self.cache = FetchCache()
+        self.folder_cache: FolderCache | None = None
+        """The folder's persistent message cache, when it keeps one."""
         self.uidvalidity = 0
         self._gone: set[int] = set()
 
@@ -131,6 +135,7 @@ class OpenMailbox:
             self.recent.update(await store.run(folder.claim_recent))
         self.infos = {m.uid: m for m in messages}
         self.uidvalidity = status.uidvalidity
+        self.folder_cache = await store.run(folder.message_cache)
         flags = tuple(sorted(SYSTEM_FLAGS)) + tuple(sorted(keywords))
         await session.send(r.FlagsData(flags=flags))
         await session.send(r.ExistsData(count=len(messages)))
@@ -175,6 +180,10 @@ class OpenMailbox:
                         number=seq, uid=info.uid, flags=self._flags(info), modseq=info.modseq
                     )
                 )
+
+    def _part_map(self, uid: int) -> PartMap:
+        """The part map from the folder's cache (called in the executor)."""
+        return self.folder.cached(uid).part_map
 
     def _flags(self, info: MessageInfo) -> tuple[str, ...]:
         flags = sorted(info.flags)
@@ -265,6 +274,7 @@ class OpenMailbox:
                     recent=info.uid in self.recent,
                     cache=self.cache,
                     uidvalidity=self.uidvalidity,
+                    folder_cache=self.folder_cache,
                 )
             except MessageNotFoundError:
                 issued = True
@@ -341,6 +351,7 @@ class OpenMailbox:
             saved=self.saved,
             charset=charset,
             recent=frozenset(self.recent),
+            part_map=self._part_map if self.folder_cache is not None else None,
         )
         uids = await self.store.run(search, command.criteria, view)
         result = search_result(uids, view, uid=command.uid)

@@ -43,10 +43,10 @@ class Users:
         return sasl.NoSuchUser()
 
 
-@pytest.fixture(params=["maildir", "mbox"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+def make_store(kind: str, tmp_path: Path) -> Iterator[Store]:
+    """A Maildir or mbox store whose INBOX holds three messages, the first seen."""
     made: Store
-    if request.param == "maildir":
+    if kind == "maildir":
         made = MaildirStore(tmp_path / "Maildir", fsync=False)
     else:
         made = MboxStore(tmp_path / "mail", inbox=tmp_path / "inbox", fsync=False)
@@ -55,6 +55,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
             inbox.append_bytes(message(n), flags=("\\Seen",) if n == 1 else ())
     yield made
     made.close()
+
+
+@pytest.fixture(params=["maildir", "mbox"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield from make_store(request.param, tmp_path)
 
 
 def serve(store: Store, client: Callable[[int], T], **config: Any) -> T:

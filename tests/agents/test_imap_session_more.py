@@ -1,0 +1,172 @@
+"""The store-backed IMAP session, continued: FETCH through the fetch helper (streamed
+bodies, \\Seen, EXPUNGEISSUED), an IMAP4rev2 session, LIST-EXTENDED and LIST-STATUS,
+PERMANENTFLAGS, APPEND with LITERAL+ to a missing mailbox."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailagents.store import Store
+from tests.agents.test_imap_session import login, make_store, message, serve, untagged
+
+BIG = b"Subject: big\r\n\r\n" + b"0123456789abcdef" * 40_000 + b"\r\n"  # 640 KB
+
+
+@pytest.fixture(params=["maildir", "mbox"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield from make_store(request.param, tmp_path)
+
+
+def _add_big(store: Store) -> None:
+    with store.folder("INBOX") as inbox:
+        inbox.append_bytes(BIG)
+
+
+def test_fetch_items_bodies_and_seen(store: Store) -> None:
+    _add_big(store)
+
+    def client(port: int) -> tuple[Any, ...]:
+        imap = login(port)
+        imap.select("INBOX")
+        typ, flags = imap.fetch("1:3", "(UID FLAGS RFC822.SIZE)")
+        assert typ == "OK" and len(flags) == 3
+        typ, peek = imap.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK"
+        typ, seen = imap.fetch("2", "(FLAGS)")
+        typ, body = imap.fetch("2", "(BODY[TEXT])")
+        typ, after = imap.fetch("2", "(FLAGS)")
+        typ, big = imap.uid("FETCH", "4", "(BODY.PEEK[])")
+        typ, part = imap.fetch("4", "(BODY.PEEK[]<0.10>)")
+        typ, structure = imap.fetch("1", "(BODYSTRUCTURE ENVELOPE)")
+        imap.logout()
+        return flags, peek, seen, body, after, big, part, structure
+
+    flags, peek, seen, body, after, big, part, structure = serve(store, client)
+    assert re.match(rb"1 \(UID 1 FLAGS \(.*\\Seen.*\) RFC822.SIZE \d+\)", flags[0])
+    assert peek[0][1].strip() == b"Subject: message 2"
+    assert b"\\Seen" not in seen[0]
+    assert body[0][1] == b"Body 2\r\n"
+    assert b"\\Seen" in after[0]
+    assert big[0][1] == BIG and b"UID 4" in big[0][0]
+    assert part[0][1] == BIG[:10]
+    assert b"BODYSTRUCTURE" in structure[0] and b"ENVELOPE" in structure[0]
+
+
+def test_examine_fetch_sets_no_seen(store: Store) -> None:
+    def client(port: int) -> Any:
+        imap = login(port)
+        imap.select("INBOX", readonly=True)
+        imap.fetch("2", "(BODY[])")
+        imap.logout()
+
+    serve(store, client)
+    with store.folder("INBOX") as inbox:
+        assert "\\Seen" not in inbox.info(2).flags
+
+
+def test_fetch_of_a_message_expunged_elsewhere_is_expungeissued(store: Store) -> None:
+    def client(port: int) -> tuple[Any, Any, Any]:
+        imap = login(port)
+        imap.select("INBOX")
+        with store.folder("INBOX") as other:
+            other.set_flags([2], ["\\Deleted"], "add")
+            other.expunge([2])
+        typ, data = imap.fetch("2", "(BODY[])")
+        expunges_during_fetch = untagged(imap, "EXPUNGE")
+        imap.noop()
+        later = untagged(imap, "EXPUNGE")
+        imap.logout()
+        return (typ, data), expunges_during_fetch, later
+
+    (typ, data), during, later = serve(store, client)
+    assert typ == "NO" and b"EXPUNGEISSUED" in data[0]
+    assert during == [] and later == [b"2"]
+
+
+def test_imap4rev2_session_gets_esearch_and_no_recent(store: Store) -> None:
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            f = s.makefile("rwb")
+            f.readline()
+            f.write(
+                b"a LOGIN user secret\r\nb ENABLE IMAP4rev2\r\nc SELECT INBOX\r\n"
+                b"d SEARCH UNSEEN\r\ne STATUS INBOX (MESSAGES RECENT)\r\nf LOGOUT\r\n"
+            )
+            f.flush()
+            return f.read()
+
+    out = serve(store, client)
+    assert b"* ENABLED IMAP4rev2" in out
+    assert b"RECENT" not in out.split(b"c OK")[0].split(b"b OK")[1]
+    assert b'* ESEARCH (TAG "d") ALL 2:3' in out
+    assert re.search(rb"\* STATUS INBOX \(MESSAGES 3\)", out)
+
+
+def test_list_extended_status_special_use_and_nonexistent(store: Store) -> None:
+    store.create_folder("Sent", special_use="\\Sent")
+    store.create_folder("Gone")
+    store.subscribe("Gone")
+    store.subscribe("INBOX")
+    store.delete_folder("Gone")
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            f = s.makefile("rwb")
+            f.readline()
+            f.write(
+                b'a LOGIN user secret\r\nb LIST (SUBSCRIBED) "" "*"\r\n'
+                b'c LIST "" "*" RETURN (STATUS (MESSAGES UIDNEXT) SUBSCRIBED)\r\n'
+                b'd LIST (SPECIAL-USE) "" "*"\r\ne LIST "" ""\r\nf LOGOUT\r\n'
+            )
+            f.flush()
+            return f.read()
+
+    out = serve(store, client)
+    b = out.split(b"b OK")[0]
+    assert re.search(rb'\* LIST \([^)]*\\NonExistent[^)]*\) "/" Gone', b)
+    assert re.search(rb'\* LIST \([^)]*\\Subscribed[^)]*\) "/" INBOX', b)
+    assert b'"/" Sent' not in b
+    c = out.split(b"b OK")[1].split(b"c OK")[0]
+    assert re.search(rb"\* STATUS INBOX \(MESSAGES 3 UIDNEXT 4\)", c)
+    assert re.search(rb'\* LIST \([^)]*\\Sent[^)]*\) "/" Sent', c)
+    d = out.split(b"c OK")[1].split(b"d OK")[0]
+    assert b'"/" Sent' in d and b"INBOX" not in d
+    assert b'* LIST (\\Noselect) "/" ""' in out
+
+
+def test_append_literal_plus_to_a_missing_mailbox_is_trycreate(store: Store) -> None:
+    body = message(5)
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            f = s.makefile("rwb")
+            f.readline()
+            f.write(b"a LOGIN user secret\r\n")
+            f.write(b"b APPEND Nowhere {%d+}\r\n" % len(body) + body + b"\r\n")
+            f.write(b"c APPEND INBOX (\\Seen) {%d+}\r\n" % len(body) + body + b"\r\n")
+            f.write(b"d LOGOUT\r\n")
+            f.flush()
+            return f.read()
+
+    out = serve(store, client)
+    assert b"b NO [TRYCREATE]" in out
+    assert re.search(rb"c OK \[APPENDUID \d+ 4\]", out)
+
+
+def test_status_of_deleted_size_highestmodseq_appendlimit(store: Store) -> None:
+    def client(port: int) -> Any:
+        imap = login(port)
+        imap.select("INBOX")
+        imap.store("1", "+FLAGS.SILENT", "(\\Deleted)")
+        typ, data = imap.status("INBOX", "(DELETED SIZE HIGHESTMODSEQ APPENDLIMIT)")
+        imap.logout()
+        return data
+
+    data = serve(store, client)
+    assert re.search(rb"DELETED 1 SIZE \d+ HIGHESTMODSEQ \d+ APPENDLIMIT NIL", data[0])
