@@ -23,7 +23,7 @@ from typing import IO, Any, Protocol
 from mailagents import sasl
 from mailagents.agents._imap_mailbox import OpenMailbox, rev2
 from mailagents.aio._watching import FolderWatch, folder_watcher
-from mailagents.aio.imap import IMAPHandler, IMAPSession
+from mailagents.aio.imap import IMAPHandler, IMAPServer, IMAPSession
 from mailagents.imap import commands as c
 from mailagents.imap import responses as r
 from mailagents.imap._config import DEFAULT_EXTENSIONS, ServerConfig
@@ -43,7 +43,7 @@ from mailagents.store import (
     StoreResolver,
 )
 
-__all__ = ["IMAP_EXTENSIONS", "StoreIMAPHandler", "imap_config"]
+__all__ = ["IMAP_EXTENSIONS", "StoreIMAPHandler", "imap_config", "store_imap_server"]
 
 log = logging.getLogger(__name__)
 
@@ -554,3 +554,19 @@ def _append_spool(folder: Any, spool: IO[bytes], flags: list[str], date: Any) ->
     except BaseException:
         writer.abort()
         raise
+
+
+def store_imap_server(
+    users: Credentials,
+    stores: StoreResolver | Callable[[str], Awaitable[Store]],
+    *,
+    config: ServerConfig | None = None,
+    watch: bool = True,
+    **options: Any,
+) -> IMAPServer:
+    """An ``IMAPServer`` serving each user's store with a :class:`StoreIMAPHandler`
+    (``options`` are ``IMAPServer``'s: ``ssl_context``, ``implicit_tls``,
+    ``state_timeouts``, ``limits``...); ``config`` defaults to :func:`imap_config`.
+    Start it with ``await server.start(host, port)``."""
+    handler = StoreIMAPHandler(users, stores, watch=watch)
+    return IMAPServer(handler, config if config is not None else imap_config(), **options)

@@ -4,6 +4,7 @@ PERMANENTFLAGS, APPEND with LITERAL+ to a missing mailbox."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from collections.abc import Iterator
@@ -12,8 +13,11 @@ from typing import Any
 
 import pytest
 
+from mailagents.agents._imap_session import store_imap_server
+from mailagents.aio import IMAPClient
+from mailagents.aio.tls import make_self_signed
 from mailagents.store import Store
-from tests.agents.test_imap_session import login, make_store, message, serve, untagged
+from tests.agents.test_imap_session import Users, login, make_store, message, serve, untagged
 
 BIG = b"Subject: big\r\n\r\n" + b"0123456789abcdef" * 40_000 + b"\r\n"  # 640 KB
 
@@ -170,3 +174,28 @@ def test_status_of_deleted_size_highestmodseq_appendlimit(store: Store) -> None:
 
     data = serve(store, client)
     assert re.search(rb"DELETED 1 SIZE \d+ HIGHESTMODSEQ \d+ APPENDLIMIT NIL", data[0])
+
+
+def test_store_imap_server_over_implicit_tls_with_our_client(store: Store) -> None:
+    cert = make_self_signed(["localhost"])
+
+    async def main() -> tuple[int, list[str]]:
+        async def stores(identity: str) -> Store:
+            return store
+
+        server = store_imap_server(
+            Users(), stores, ssl_context=cert.server_context(), implicit_tls=True
+        )
+        async with server:
+            client = IMAPClient.connect(
+                "localhost", server.port, implicit_tls=True, ssl_context=cert.client_context()
+            )
+            async with client as one:
+                await one.login("user", "secret")
+                box = await one.select("INBOX")
+                listed = [e.mailbox for e in await one.list("", "*") if hasattr(e, "flags")]
+                await one.logout()
+                return box.exists, listed
+
+    exists, listed = asyncio.run(asyncio.wait_for(main(), 30))
+    assert exists == 3 and "INBOX" in listed

@@ -280,3 +280,34 @@ def test_constructor_checks(cert: SelfSignedCertificate) -> None:
     assert server.config.tls_available and "COMPRESS=DEFLATE" in server.config.extensions
     assert server.sessions_of("user") == 0
     assert isinstance(cert.server_context(), ssl.SSLContext)
+
+
+def test_deadline_in_idle_is_a_bye() -> None:
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            f = s.makefile("rwb")
+            f.readline()
+            f.write(b"a LOGIN user secret\r\nb IDLE\r\n")
+            f.flush()
+            assert f.readline().startswith(b"a OK")
+            assert f.readline().startswith(b"+")
+            return f.read()
+
+    timeouts = StateTimeouts(idle=0.2, after_login=60.0)
+    out = run(served(Memory(), client, state_timeouts=timeouts))
+    assert out.startswith(b"* BYE")
+
+
+def test_server_close_ends_sessions_with_bye() -> None:
+    async def main() -> bytes:
+        async with await serve_imap(Memory(), PLAIN, limits=QUICK) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            await reader.readline()
+            writer.write(b"a LOGIN user secret\r\n")
+            assert (await reader.readline()).startswith(b"a OK")
+            await server.close(0.5)
+            out = await reader.read()
+            writer.close()
+            return out
+
+    assert run(main()).startswith(b"* BYE")
