@@ -352,7 +352,7 @@ def test_partial_beyond_the_end_is_empty_and_echoes_origin(
     plan = fetch(folder, infos["plain"], body("", (len(PLAIN), 10)))
     assert octets(plan) == b""
     wire = write_response(plan.data).to_bytes()
-    assert wire == b'* 1 FETCH (BODY[]<%d> "")\r\n' % len(PLAIN) or b"{0}" in wire
+    assert wire == b"* 1 FETCH (BODY[]<%d> {0}\r\n)\r\n" % len(PLAIN)
 
 
 def test_duplicate_items_sent_once(box: tuple[Folder, dict[str, MessageInfo]]) -> None:
@@ -692,3 +692,34 @@ def test_headers_of_any_length(tmp_path: Path, kind: str) -> None:
         assert plan.data.envelope is not None
         assert plan.data.envelope.subject == (None if end == 2 else "s")
     assert read_header(folder, folder.messages()[0].uid, limit=10) is None
+
+
+def test_exactly_cuts_and_refuses_short_streams() -> None:
+    from mailagents.agents._imap_fetch_read import exactly
+
+    assert list(exactly(iter([b"abc", b"def", b"ghi"]), 5)) == [b"abc", b"de"]
+    big_chunk = b"x" * (3 * 65536 + 1)
+    assert [len(c) for c in exactly(iter([big_chunk]), len(big_chunk))] == [65536] * 3 + [1]
+    with pytest.raises(OSError):
+        list(exactly(iter([b"abc"]), 4))
+
+
+def test_message_reader_reopens_only_on_a_jump(
+    box: tuple[Folder, dict[str, MessageInfo]],
+) -> None:
+    from mailagents.agents._imap_fetch_read import MessageReader, window
+
+    folder, infos = box
+    uid = infos["nested"].uid
+    counting = Counting(folder)
+    try:
+        with MessageReader(folder, uid, end=40) as read:
+            assert read(0, 10) + read(10, 10) == NESTED[:20]
+            assert counting.opens == 1
+            assert read(30, 20) == NESTED[30:50]  # past ``end``: the window grows
+            assert read(5, 0) == b""
+            assert counting.opens == 2
+        assert list(window(folder, uid, 3, 0)) == []
+        assert b"".join(window(folder, uid, len(NESTED) - 4, 100)) == NESTED[-4:]
+    finally:
+        counting.close()
