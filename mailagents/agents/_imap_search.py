@@ -151,7 +151,7 @@ def search(keys: tuple[SearchKey, ...], view: SearchView) -> list[int]:
 
 
 def search_result(uids: Sequence[int], view: SearchView, *, uid: bool) -> SearchResult:
-    """:class:`SearchResult` of the matching ``uids`` (from :func:`search`): sequence
+    """The ``SearchResult`` of the matching ``uids`` (from ``search``): sequence
     numbers taken from ``view.messages`` unless ``uid``. UIDs no longer in ``view``
     are left out."""
     wanted = set(uids)

@@ -155,8 +155,10 @@ class Candidate:
 
     def field_values(self, name: str) -> list[str]:
         """The decoded values of the header fields called ``name`` (any case): from
-        the cache entry for an ENVELOPE field when there is one (every value of a
-        repeated address field, the last of another), else from the header block."""
+        the cache entry for an ENVELOPE field when there is one, else from the header
+        block. Of a repeated ENVELOPE field, every value counts for an address field,
+        the last for another (as ENVELOPE and the cache have them); of any other
+        field, every value."""
         key = name.lower()
         index = _ENVELOPE_INDEX.get(key)
         if index is not None:
@@ -167,7 +169,10 @@ class Candidate:
                     return []
                 values = raw.split("\n") if key in ADDRESS_FIELDS else [raw]
                 return [decode_words(v) for v in values]
-        return [value for _, value in header_values(self.header, key)]
+        values = [value for _, value in header_values(self.header, key)]
+        if index is not None and key not in ADDRESS_FIELDS:
+            return values[-1:]  # as ENVELOPE and the cache take it
+        return values
 
     @property
     def sent_date(self) -> datetime.date | None:

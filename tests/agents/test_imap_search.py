@@ -74,6 +74,8 @@ M3 = (
     b"  subject line\r\n"
     b"X-Custom: one\r\n"
     b"\ttwo\r\n"
+    b"X-Custom: three\r\n"
+    b"Subject: second subject\r\n"
     b"Date: not a date at all\r\n"
     b"Content-Type: text/plain; charset=iso-8859-1\r\n"
     b"Content-Transfer-Encoding: 8bit\r\n"
@@ -184,9 +186,12 @@ CASES: list[tuple[str, list[int]]] = [
     ("CC carol", [3]),
     ("BCC hidden", [4]),
     ('SUBJECT "crème brûlée"', [2]),  # adjacent encoded-words joined
-    ('SUBJECT "folded  subject"', [3]),  # unfolded: CRLF removed, blanks kept
+    ('SUBJECT "second subject"', [3]),  # of two Subject fields, the last counts
+    ("SUBJECT folded", []),
+    ("HEADER X-Custom three", [3]),  # of another repeated field, every one
     ("SUBJECT inner", []),  # the nested message's header is not the message's
     ("HEADER X-Custom one", [3]),
+    ('HEADER X-Custom "one  two"', []),  # the folding whitespace is kept
     ('HEADER x-custom "one\ttwo"', [3]),
     ('HEADER Message-ID ""', [1]),  # empty string: the field is present
     ('HEADER X-Absent ""', []),
