@@ -108,6 +108,13 @@ class _Entry:
         self.body: Body | None = None
         self.bodystructure: Body | None = None
 
+    @property
+    def holds_anything(self) -> bool:
+        return any(
+            x is not None
+            for x in (self.part_map, self.header, self.envelope, self.body, self.bodystructure)
+        )
+
 
 class FetchCache:
     """What a session keeps of the messages it fetched, so that a second FETCH of the
@@ -127,15 +134,20 @@ class FetchCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _entry(self, key: tuple[str, int, int]) -> _Entry:
+    def _get(self, key: tuple[str, int, int]) -> _Entry | None:
         found = self._entries.get(key)
-        if found is None:
-            found = self._entries[key] = _Entry()
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        else:
+        if found is not None:
             self._entries.move_to_end(key)
         return found
+
+    def _put(self, key: tuple[str, int, int], entry: _Entry) -> None:
+        """Keep ``entry`` if it holds anything (a FETCH of FLAGS alone does not push
+        out the messages whose structure was computed)."""
+        if key in self._entries or not entry.holds_anything:
+            return
+        self._entries[key] = entry
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
     def part_map(self, folder_name: str, uidvalidity: int, uid: int) -> PartMap | None:
         """The kept part map of a message, ``None`` when there is none."""
@@ -399,8 +411,10 @@ def plan_fetch(
     session, ``OSError``) propagate, from this call or from a producer."""
     del utf8  # see the docstring
     entry = None
+    key = None
     if cache is not None and uidvalidity is not None:
-        entry = cache._entry((folder.name, uidvalidity, message.uid))
+        key = (folder.name, uidvalidity, message.uid)
+        entry = cache._get(key)
     planner = _Planner(
         message,
         folder,
@@ -461,6 +475,8 @@ def plan_fetch(
         fields["uid"] = message.uid
     if modseq:
         fields["modseq"] = message.modseq
+    if cache is not None and key is not None:
+        cache._put(key, planner.entry)
     if planner.error is not None:
         return FetchPlan(data=FetchData(number=seq), error=planner.error)
     data = FetchData(

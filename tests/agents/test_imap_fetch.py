@@ -511,9 +511,15 @@ def test_cache_avoids_a_second_scan(box: tuple[Folder, dict[str, MessageInfo]]) 
     # Another UIDVALIDITY is another message.
     fetch(folder, info, "BODYSTRUCTURE", cache=cache, uidvalidity=8)
     assert counting.opens > opened
+    assert len(cache) == 2
+    # FLAGS alone keeps nothing, and pushes nothing out.
     for uid in range(100, 110):
         fetch(folder, info, "FLAGS", cache=cache, uidvalidity=uid)
+    assert len(cache) == 2
+    for uid in range(100, 110):
+        fetch(folder, info, "ENVELOPE", cache=cache, uidvalidity=uid)
     assert len(cache) == 4
+    assert cache.part_map(folder.name, 7, info.uid) is None  # the oldest went first
     cache.clear()
     assert len(cache) == 0
     with pytest.raises(ValueError):
