@@ -28,10 +28,10 @@ kept in a :class:`FetchCache`, or scanned once from the message.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from mailagents.agents._imap_fetch_cache import FetchCache, FetchEntry
 from mailagents.agents._imap_fetch_read import (
     MessageReader,
     closing_chunks,
@@ -98,67 +98,6 @@ class FetchPlan:
     error: UnknownEncoding | None = None
 
 
-class _Entry:
-    __slots__ = ("body", "bodystructure", "envelope", "header", "part_map")
-
-    def __init__(self) -> None:
-        self.part_map: PartMap | None = None
-        self.header: bytes | None = None
-        self.envelope: Envelope | None = None
-        self.body: Body | None = None
-        self.bodystructure: Body | None = None
-
-    @property
-    def holds_anything(self) -> bool:
-        return any(
-            x is not None
-            for x in (self.part_map, self.header, self.envelope, self.body, self.bodystructure)
-        )
-
-
-class FetchCache:
-    """What a session keeps of the messages it fetched, so that a second FETCH of the
-    same message does not scan it again: a small LRU of part maps, headers,
-    ENVELOPEs, BODY and BODYSTRUCTURE keyed by ``(folder name, UIDVALIDITY, UID)`` (a
-    UID's message never changes within one UIDVALIDITY, RFC 9051 §2.3.1.1). One per
-    session (folder names are a user's own); not thread-safe. Headers longer than
-    ``max_header`` octets are not kept."""
-
-    def __init__(self, max_entries: int = 64, *, max_header: int = 16384) -> None:
-        if max_entries < 1:
-            raise ValueError("FetchCache: max_entries must be at least 1")
-        self.max_entries = max_entries
-        self.max_header = max_header
-        self._entries: OrderedDict[tuple[str, int, int], _Entry] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def _get(self, key: tuple[str, int, int]) -> _Entry | None:
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
-
-    def _put(self, key: tuple[str, int, int], entry: _Entry) -> None:
-        """Keep ``entry`` if it holds anything (a FETCH of FLAGS alone does not push
-        out the messages whose structure was computed)."""
-        if key in self._entries or not entry.holds_anything:
-            return
-        self._entries[key] = entry
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def part_map(self, folder_name: str, uidvalidity: int, uid: int) -> PartMap | None:
-        """The kept part map of a message, ``None`` when there is none."""
-        found = self._entries.get((folder_name, uidvalidity, uid))
-        return None if found is None else found.part_map
-
-    def clear(self) -> None:
-        """Forget everything (for example when the selected mailbox changes)."""
-        self._entries.clear()
-
-
 def message_part_map(folder: Folder, uid: int) -> PartMap:
     """The part map of message ``uid``, scanned from its CRLF octets in chunks (the
     message is never held whole)."""
@@ -190,7 +129,7 @@ class _Planner:
         *,
         inline_max: int,
         part_map: PartMap | None,
-        entry: _Entry | None,
+        entry: FetchEntry | None,
         max_header: int,
         folder_cache: FolderCache | None = None,
     ) -> None:
@@ -198,7 +137,7 @@ class _Planner:
         self.message = message
         self.folder = folder
         self.inline_max = inline_max
-        self.entry = entry if entry is not None else _Entry()
+        self.entry = entry if entry is not None else FetchEntry()
         if part_map is not None:
             self.entry.part_map = part_map
         self.max_header = max_header
@@ -414,7 +353,7 @@ def plan_fetch(
     key = None
     if cache is not None and uidvalidity is not None:
         key = (folder.name, uidvalidity, message.uid)
-        entry = cache._get(key)
+        entry = cache.get(key)
     planner = _Planner(
         message,
         folder,
@@ -476,7 +415,7 @@ def plan_fetch(
     if modseq:
         fields["modseq"] = message.modseq
     if cache is not None and key is not None:
-        cache._put(key, planner.entry)
+        cache.put(key, planner.entry)
     if planner.error is not None:
         return FetchPlan(data=FetchData(number=seq), error=planner.error)
     data = FetchData(
