@@ -15,7 +15,7 @@ The items: FLAGS, INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY, BODYSTRUCTURE, UID,
 §6.4.5), ``BINARY[part]<partial>``, ``BINARY.PEEK`` and ``BINARY.SIZE`` (RFC 3516),
 MODSEQ (RFC 7162 §3.1.4), and IMAP4rev1's RFC822, RFC822.HEADER and RFC822.TEXT
 (RFC 3501 §6.4.5). Macros (ALL, FAST, FULL) are expanded by the caller with
-``mailagents.imap.commands.expand_macro`` (or by :func:`expand_items`).
+``mailagents.imap.commands.expand_macro``, or passed to :func:`plan_fetch` as they are.
 
 Reads seek: a section or a partial range reads only its octets through
 ``folder.open_message(uid, start, length)`` (CRLF octets and offsets, as the stores

@@ -11,7 +11,7 @@ __all__ = ["FetchCache", "FetchEntry"]
 
 
 class FetchEntry:
-    """What :class:`FetchCache` keeps of one message (each ``None`` until computed)."""
+    """What ``FetchCache`` keeps of one message (each ``None`` until computed)."""
 
     __slots__ = ("body", "bodystructure", "envelope", "header", "part_map")
 
