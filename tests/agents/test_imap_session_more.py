@@ -199,3 +199,44 @@ def test_store_imap_server_over_implicit_tls_with_our_client(store: Store) -> No
 
     exists, listed = asyncio.run(asyncio.wait_for(main(), 30))
     assert exists == 3 and "INBOX" in listed
+
+
+def test_permanentflags_drop_the_wildcard_once_keywords_are_full(tmp_path: Path) -> None:
+    made = next(make_store("maildir", tmp_path))
+    with made.folder("INBOX") as inbox:
+        inbox.set_flags([1], [f"$k{i}" for i in range(26)], "add")
+        assert not inbox.can_create_keywords()
+
+    def client(port: int) -> bytes:
+        imap = login(port)
+        imap.select("INBOX")
+        ok = b" ".join(untagged(imap, "OK"))
+        imap.logout()
+        return ok
+
+    ok = serve(made, client)
+    permanent = re.search(rb"\[PERMANENTFLAGS \(([^)]*)\)\]", ok)
+    assert permanent is not None and b"$k25" in permanent.group(1)
+    assert b"\\*" not in permanent.group(1)
+    made.close()
+
+
+def test_saved_result_in_fetch_and_modified_utf7_names(store: Store) -> None:
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            f = s.makefile("rwb")
+            f.readline()
+            f.write(
+                b"a LOGIN user secret\r\nb CREATE &AOk-t&AOk-\r\nc SELECT INBOX\r\n"
+                b"d SEARCH RETURN (SAVE) UNSEEN\r\ne FETCH $ (UID)\r\n"
+                b'f LIST "" "*"\r\ng LOGOUT\r\n'
+            )
+            f.flush()
+            return f.read()
+
+    out = serve(store, client)
+    assert b"b OK" in out
+    assert b"* 2 FETCH (UID 2)" in out and b"* 3 FETCH (UID 3)" in out
+    assert b"* 1 FETCH" not in out
+    assert b'"/" &AOk-t&AOk-' in out
+    assert "été" in [info.name for info in store.folders()]
