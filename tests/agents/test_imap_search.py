@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +20,18 @@ from mailagents.agents._imap_search import (
     search,
     search_result,
 )
-from mailagents.agents._imap_search_text import NeedleScanner, decode_words, read_header
+from mailagents.agents._imap_search_text import (
+    HEADER_MAX,
+    NeedleScanner,
+    TextDecoder,
+    decode_words,
+    read_header,
+)
 from mailagents.imap import Frame, SequenceSet, parse_command
 from mailagents.imap._mime import scan_message
-from mailagents.imap._search import SearchKey
+from mailagents.imap._search import And, FlagKey, ModSeqKey, Not, Or, SearchKey
 from mailagents.imap.commands import Search
-from mailagents.store import Folder, MaildirStore, MboxStore, Store
+from mailagents.store import Folder, MaildirStore, MboxStore, MessageInfo, Store
 from mailagents.store._cache import FolderCache
 
 UTC = datetime.UTC
@@ -421,3 +428,81 @@ def test_needle_scanner_across_chunks() -> None:
     for ch in "zzabzabc":
         done = s2.feed(ch)
     assert done and s2.found == {"abc"}
+
+
+def test_deep_nesting_without_recursion(folder: Folder) -> None:
+    """A tree far deeper than the interpreter's recursion limit evaluates (the parser
+    bounds nesting; the evaluator does not rely on it)."""
+    key: SearchKey = FlagKey(name="SEEN")
+    for i in range(20_000):
+        key = Not(key=key) if i % 2 else Or(left=key, right=FlagKey(name="DRAFT"))
+    view = view_of(folder)
+    expected = []
+    for m in view.messages:
+        value = "\\Seen" in m.flags
+        for i in range(20_000):
+            value = (not value) if i % 2 else (value or "\\Draft" in m.flags)
+        if value:
+            expected.append(m.uid)
+    # NOT (x OR DRAFT) twice is x AND NOT DRAFT: message 1 only.
+    assert search((key,), view) == expected == [view.messages[0].uid]
+    assert has_modseq_key((And(keys=(key, ModSeqKey(modseq=1))),))
+    assert not has_modseq_key((key,))
+
+
+def test_text_decoder_falls_back_to_utf8() -> None:
+    decoder = TextDecoder("text/plain; charset=utf-16")
+    assert decoder.decode(b"\x00\x00ab") == "\x00\x00ab"  # no BOM: UTF-8 from here on
+    assert TextDecoder("text/plain; charset=base64").decode(b"caf\xc3\xa9") == "café"
+    assert TextDecoder("text/plain; charset=no-such").decode(b"\xff", final=True) == "\ufffd"
+    assert TextDecoder("text/plain; charset=iso-8859-1").decode(b"\xe9") == "é"
+
+
+class MemoryFolder:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def open_message(self, uid: int, start: int = 0, length: int | None = None) -> io.BytesIO:
+        end = len(self.data) if length is None else start + length
+        return io.BytesIO(self.data[start:end])
+
+
+def one(data: bytes, text: str, **kw: object) -> bool:
+    info = MessageInfo(
+        uid=7, flags=frozenset(), internaldate=CORPUS[0][2], size=len(data), modseq=1
+    )
+    view = SearchView(messages=[info], folder=MemoryFolder(data), **kw)  # type: ignore[arg-type]
+    return search(keys_of(text), view) == [7]
+
+
+def test_edge_messages() -> None:
+    # No header at all: the body starts at once.
+    assert one(b"\r\nFrom: not a header\r\n", "TEXT header")
+    assert not one(b"\r\nFrom: not a header\r\n", "FROM header")
+    # A header without an end, and one longer than the bound.
+    assert one(b"Subject: open ended", "SUBJECT ended")
+    long = b"X-Pad: " + b"x" * (HEADER_MAX + 10) + b"\r\nSubject: late\r\n\r\nbody\r\n"
+    assert not one(long, "SUBJECT late")
+    # A transfer encoding nobody knows: the part is not searched.
+    uu = b"MIME-Version: 1.0\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nsecret\r\n"
+    assert not one(uu, "BODY secret")
+    assert one(uu, "TEXT uuencode")
+    # A needle across a chunk boundary, and parts never joined by a match.
+    big = b"Subject: s\r\n\r\n" + b"a" * (65_536 - 20) + b" needle-across-the-chunk\r\n"
+    assert one(big, "BODY needle-across-the-chunk")
+    two = (
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\n\r\nfirst half\r\n--b\r\n\r\nsecond\r\n--b--\r\n"
+    )
+    assert one(two, "BODY second") and one(two, "BODY half")
+    # The CRLF before a boundary belongs to the boundary: the parts' texts are
+    # "first half" and "second", and no match runs from one into the other.
+    assert not one(two, "BODY halfsecond")
+
+
+def test_empty_criteria_and_single_list() -> None:
+    data = b"Subject: x\r\n\r\n"
+    info = MessageInfo(uid=3, flags=frozenset(), internaldate=CORPUS[0][2], size=14, modseq=1)
+    view = SearchView(messages=[info], folder=MemoryFolder(data))  # type: ignore[arg-type]
+    assert search((), view) == [3]
+    assert search((And(keys=(FlagKey(name="ALL"),)),), view) == [3]

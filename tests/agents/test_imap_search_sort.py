@@ -158,3 +158,18 @@ def test_sort_equals_reference(
         b = next(p for p in numbered if p[1].uid == got[i + 1])
         assert before(a, b)
     assert sorted(got) == sorted(m.uid for m in messages)
+
+
+def test_sort_through_the_header_accessor(folder: Folder) -> None:
+    asked: list[int] = []
+
+    def header(uid: int) -> bytes:
+        asked.append(uid)
+        return folder.read_message(uid).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+
+    view = SearchView(messages=folder.messages(), folder=folder, header=header)
+    assert sorted_numbers(view, "FROM") == [4, 2, 3, 1]
+    assert sorted(asked) == sorted(m.uid for m in folder.messages())
+    asked.clear()
+    assert sorted_numbers(view, "REVERSE ARRIVAL SIZE") == [4, 1, 3, 2]
+    assert asked == []  # neither key needs a header
