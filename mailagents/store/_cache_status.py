@@ -17,6 +17,10 @@ handles alike), so a source that changed just now is never trusted.
 The file (``PATH``) is one line, written to a temporary file and renamed (no fsync: a
 lost file is computed again): ``mailagents-status 1 <crc32> <key numbers...> <status
 numbers...>``. Anything that does not read back is a miss.
+
+Numbers computed without STATUS SIZE (which before a Maildir folder's first SELECT
+reads every message file that has no ``W=`` in its name) are stored with ``-1`` for
+SIZE, and answer only a later STATUS that does not ask for SIZE either.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ _FIELDS = (
     "recent",
 )
 _PER_SOURCE = 6
+_NO_SIZE = -1
 _MAX_FILE = 4096
 
 
@@ -83,12 +88,13 @@ class StatusCache:
                 return False
         return True
 
-    def get(self) -> FolderStatus | None:
+    def get(self, *, size: bool = True) -> FolderStatus | None:
         """The stored numbers, if the sources are as they were when they were
-        computed; ``None`` otherwise."""
-        return self._read(self._key())
+        computed (and, with ``size``, if SIZE was computed too); ``None`` otherwise.
+        Without ``size``, the SIZE figure may be 0."""
+        return self._read(self._key(), size=size)
 
-    def _read(self, key: tuple[int, ...]) -> FolderStatus | None:
+    def _read(self, key: tuple[int, ...], *, size: bool) -> FolderStatus | None:
         try:
             with open(self.path, "rb") as f:
                 raw = f.read(_MAX_FILE + 1)
@@ -107,26 +113,33 @@ class StatusCache:
             return None
         if crc != zlib.crc32(body) or numbers[: len(key)] != key:
             return None
-        values = numbers[len(key) :]
-        if min(values) < 0:
+        found = dict(zip(_FIELDS, numbers[len(key) :], strict=True))
+        if found["size"] == _NO_SIZE and not size:
+            found["size"] = 0
+        if min(found.values()) < 0:
             return None
-        return FolderStatus(**dict(zip(_FIELDS, values, strict=True)))
+        return FolderStatus(**found)
 
-    def cached(self, compute: Callable[[], FolderStatus]) -> FolderStatus:
+    def cached(self, compute: Callable[[], FolderStatus], *, size: bool = True) -> FolderStatus:
         """The stored numbers when they still hold, else ``compute()``'s, stored for
         next time when nothing changed while they were computed and the sources have
-        settled."""
+        settled. ``size=False``: the caller does not want SIZE, and ``compute`` does
+        not compute it (its SIZE figure is not stored; the SIZE of what is returned
+        may be 0)."""
         before = self._key()
-        found = self._read(before)
+        found = self._read(before, size=size)
         if found is not None:
             return found
         status = compute()
         if self._key() == before and self._settled(before):
-            self._write(before, status)
+            self._write(before, status, size=size)
         return status
 
-    def _write(self, key: tuple[int, ...], status: FolderStatus) -> None:
-        numbers = (*key, *(getattr(status, name) for name in _FIELDS))
+    def _write(self, key: tuple[int, ...], status: FolderStatus, *, size: bool) -> None:
+        values = [getattr(status, name) for name in _FIELDS]
+        if not size:
+            values[_FIELDS.index("size")] = _NO_SIZE
+        numbers = (*key, *values)
         body = " ".join(str(n) for n in numbers).encode()
         line = b"%s %s %d %s\n" % (_MAGIC.encode(), _VERSION.encode(), zlib.crc32(body), body)
         tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"

@@ -132,9 +132,7 @@ def unique_names(count: int) -> list[str]:
     names: list[str] = []
     for i in range(count):
         secs, usecs = divmod(time.time_ns() // 1000, 1_000_000)
-        names.append(
-            f"{secs}.M{usecs}P{pid}Q{first + i}R{randomness[16 * i : 16 * i + 16]}.{host}"
-        )
+        names.append(f"{secs}.M{usecs}P{pid}Q{first + i}R{randomness[16 * i : 16 * i + 16]}.{host}")
     return names
 
 

@@ -42,10 +42,11 @@ def _listing(core: _Core) -> dict[str, tuple[str, str]]:
     return files
 
 
-def peek_status(core: _Core) -> FolderStatus:
+def peek_status(core: _Core, *, size: bool = True) -> FolderStatus:
     """The folder's STATUS numbers, from the side files and a listing (see the module
     docs); writes nothing, unless the folder has no uidlist at all (then an empty one
-    is made, as a delivery does, so that UIDVALIDITY is stable)."""
+    is made, as a delivery does, so that UIDVALIDITY is stable). ``size=False``: SIZE
+    is not computed (0), so no message file is read."""
     uidvalidity = core.delivery_uidvalidity()
     with core.mutex:
         ul, st, kw = core.uidlist, core.state, core.keywords
@@ -64,7 +65,7 @@ def peek_status(core: _Core) -> FolderStatus:
         # this floor, so reporting the floor now is never ahead of it, nor behind
         # anything reported before.
         highest = max(st.highest, 1) if usable else st.restart_floor(uidvalidity)
-    messages = unseen = deleted = recent = size = 0
+    messages = unseen = deleted = recent = octets_total = 0
     for base, (directory, name) in _listing(core).items():
         _, info = split_name(name)
         flags = parse_info(info, names)
@@ -72,7 +73,9 @@ def peek_status(core: _Core) -> FolderStatus:
         entry = entries.get(rec.uid) if rec is not None else None
         if rec is None or rec.uid >= first_recent:
             recent += 1  # not numbered yet, or not claimed by a session
-        if entry is not None:
+        if not size:
+            octets = 0  # no file read
+        elif entry is not None:
             octets = entry.size
         else:
             sized = name_size(base, "W")
@@ -83,7 +86,7 @@ def peek_status(core: _Core) -> FolderStatus:
                 continue  # gone meanwhile
             octets = sized
         messages += 1
-        size += octets
+        octets_total += octets
         if SEEN not in flags:
             unseen += 1
         if DELETED in flags:
@@ -95,7 +98,7 @@ def peek_status(core: _Core) -> FolderStatus:
         highestmodseq=highest,
         unseen=unseen,
         deleted=deleted,
-        size=size,
+        size=octets_total,
         recent=recent,
     )
 

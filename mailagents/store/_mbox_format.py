@@ -100,8 +100,13 @@ def parse_from_date(line: bytes) -> datetime.datetime | None:
         tz = datetime.timezone(-delta if sign == b"-" else delta)
     try:
         return datetime.datetime(
-            int(year), _MONTHS.index(mon.decode()) + 1, int(day), int(hh), int(mm),
-            int(ss or 0), tzinfo=tz,
+            int(year),
+            _MONTHS.index(mon.decode()) + 1,
+            int(day),
+            int(hh),
+            int(mm),
+            int(ss or 0),
+            tzinfo=tz,
         )
     except ValueError:
         return None
@@ -240,11 +245,7 @@ class InputTransformer:
                 self._skip_cont = True
             else:
                 self._skip_cont = False
-                if (
-                    complete
-                    and self.return_path is None
-                    and header_name(line) == b"return-path"
-                ):
+                if complete and self.return_path is None and header_name(line) == b"return-path":
                     self.return_path = return_path_sender(line)
         self._skip = skip
         if not skip and _FROM_LINE.match(line):
@@ -417,9 +418,14 @@ class _Msg:
             size -= 2  # the empty line before the separator is the format's
         flags, _old = flags_from_headers(self.filt.hidden)
         return Scanned(
-            offset=self.offset, length=end - self.offset, from_len=self.from_len,
-            crc=head_crc(bytes(self.head[: end - self.offset])), size=size,
-            quoted=self.filt.quoted, flags=flags, date=self.date,
+            offset=self.offset,
+            length=end - self.offset,
+            from_len=self.from_len,
+            crc=head_crc(bytes(self.head[: end - self.offset])),
+            size=size,
+            quoted=self.filt.quoted,
+            flags=flags,
+            date=self.date,
         )
 
 

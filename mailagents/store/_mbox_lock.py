@@ -39,6 +39,8 @@ from mailagents.store._locking import (
 log = logging.getLogger(__name__)
 
 _OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)
+
+
 def _flock_struct(ltype: int) -> bytes:
     # struct flock: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
     return struct.pack("hhqqi4x", ltype, os.SEEK_SET, 0, 0, 0)
@@ -166,9 +168,7 @@ class MboxLock:
 
     def _create_dotlock(self, content: bytes) -> bool:
         try:
-            fd = os.open(
-                self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
-            )
+            fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except FileExistsError:
             break_stale_dotlock(self.lock_path, self.stale_after, bare_pid=True)
             return False

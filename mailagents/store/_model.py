@@ -612,11 +612,16 @@ class Store(abc.ABC):
         is, and such a handle only appends, without UIDs). A format with nothing to
         spare the readers opens an ordinary handle."""
 
-    def status(self, name: str) -> FolderStatus:
+    def status(self, name: str, items: Collection[str] | None = None) -> FolderStatus:
         """A folder's STATUS numbers without opening it for reading (no sync, no change
         on disk that a mail client could see; see the formats' own docs for what is
-        counted). :class:`FolderNotFoundError` if it does not exist. The base class
-        opens the folder."""
+        counted). :class:`FolderNotFoundError` if it does not exist.
+
+        ``items``: the STATUS items wanted (``MESSAGES``, ``SIZE``... as in RFC 9051
+        §6.3.11, any case), ``None`` for all. A store may leave out the work of the
+        others: the figure of an item not asked for may be 0 (a Maildir skips SIZE,
+        which may read message files, when it is not asked for). The base class opens
+        the folder."""
         with self.folder(name) as folder:
             return folder.status()
 

@@ -28,6 +28,8 @@ On disk, under the store's root (the user's Maildir, which is also ``INBOX``):
 * ``mailagents-cache`` in each folder (with ``mailagents-cache.lock``): the message
   cache (:meth:`MaildirFolder.message_cache`), what FETCH, SEARCH and SORT need of a
   message without reading it again. Deleting it is always safe.
+* ``mailagents-status`` in each folder: its STATUS numbers with the identity of the
+  files they came from (:meth:`MaildirStore.status`). Deleting it is always safe.
 * ``subscriptions`` in the root: Dovecot's format version 2 (a ``V<TAB>2`` header and
   an empty line, then one folder per line, levels in modified UTF-7 separated by TABs);
   version 1 files (one name per line) are read too.
@@ -52,6 +54,7 @@ from typing import BinaryIO
 
 from mailagents.store._cache import FolderCache
 from mailagents.store._cache_slot import CacheSlot
+from mailagents.store._cache_status import StatusCache
 from mailagents.store._hub import NotifyingWriter, notified, notify
 from mailagents.store._maildir_append import (
     _MaildirAppendWriter,
@@ -113,6 +116,13 @@ __all__ = ["MaildirFolder", "MaildirStore"]
 
 CACHE_FILE = "mailagents-cache"
 """The message cache's file in each folder directory."""
+STATUS_FILE = "mailagents-status"
+"""The kept STATUS numbers' file in each folder directory."""
+
+
+def wants_size(items: Collection[str] | None) -> bool:
+    """Whether a STATUS of ``items`` (``None``: all) asks for SIZE."""
+    return items is None or any(item.upper() == "SIZE" for item in items)
 
 
 class MaildirFolder(Folder):
@@ -632,16 +642,33 @@ class MaildirStore(Store):
         _ensure_subdirs(path)
         return MaildirFolder(self, path, api_name(levels), deliver_only=deliver_only)
 
-    def status(self, name: str) -> FolderStatus:
+    def status(self, name: str, items: Collection[str] | None = None) -> FolderStatus:
         """A folder's STATUS numbers without opening it: from ``dovecot-uidlist``,
         ``mailagents-modseq`` and a listing of ``new/`` and ``cur/``, with no sync and
         ``new/`` left as it is (files not numbered yet count in MESSAGES, UNSEEN, SIZE
-        and RECENT; UIDNEXT and HIGHESTMODSEQ are those of the last sync)."""
+        and RECENT; UIDNEXT and HIGHESTMODSEQ are those of the last sync).
+
+        Kept in ``mailagents-status`` while ``new/``, ``cur/``, ``dovecot-uidlist``,
+        ``mailagents-modseq`` and ``dovecot-keywords`` are unchanged (``StatusCache``),
+        so that a STATUS of an unchanged folder costs a few ``stat`` calls. Without
+        ``SIZE`` in ``items`` (``None``: every item), SIZE is 0 and no message file is
+        read (before a folder's first SELECT, SIZE reads each file without ``W=``
+        in its name)."""
         levels = folder_levels(name)
         path = self._path(levels)
         if not os.path.isdir(path):
             raise FolderNotFoundError(name)
-        return peek_status(self._core(path))
+        core = self._core(path)
+        size = wants_size(items)
+        sources = [
+            core.new,
+            core.cur,
+            core.uidlist.path,
+            core.state.path,
+            core.keywords.path,
+        ]
+        cache = StatusCache(os.path.join(path, STATUS_FILE), sources)
+        return cache.cached(lambda: peek_status(core, size=size), size=size)
 
     def create_folder(self, name: str, *, special_use: str | None = None) -> None:
         """Create a folder (with its missing parents): ``.Name/`` with ``tmp/``,

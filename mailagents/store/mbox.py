@@ -59,6 +59,7 @@ from typing import BinaryIO
 
 from mailagents.store._cache import FolderCache
 from mailagents.store._cache_slot import CacheSlot, move_cache_files, remove_cache_files
+from mailagents.store._cache_status import StatusCache
 from mailagents.store._fileio import fsync_dir
 from mailagents.store._groupcommit import GroupCommit
 from mailagents.store._hub import notify
@@ -647,19 +648,28 @@ class MboxStore(Store):
             )
         return result
 
-    def status(self, name: str) -> FolderStatus:
+    def status(self, name: str, items: Collection[str] | None = None) -> FolderStatus:
         """A folder's STATUS numbers from its side index, read without the locks and
         without a rescan, when the index describes the mbox as it is; otherwise the
-        folder is opened (which brings the index up to date)."""
+        folder is opened (which brings the index up to date). Kept in
+        ``.NAME.mailagents-status`` while the mbox and its index are unchanged
+        (``StatusCache``), so that a STATUS of an unchanged folder does not read the
+        index. ``items`` is accepted for the interface's sake: every figure, SIZE
+        included, comes from the index."""
         levels = self._levels(name)
         path = self._file(levels)
         if levels != ["INBOX"] and not os.path.isfile(path):
             raise FolderNotFoundError(name)
-        found = peek_status(path, self._index(levels))
-        if found is not None:
-            return found
-        with self.folder(name) as folder:
-            return folder.status()
+        index = self._index(levels)
+
+        def compute() -> FolderStatus:
+            found = peek_status(path, index)
+            if found is not None:
+                return found
+            with self.folder(name) as folder:
+                return folder.status()
+
+        return StatusCache(side_file(index, STATUS_SUFFIX), [path, index]).cached(compute)
 
     def folder(self, name: str, *, deliver_only: bool = False) -> MboxFolder:
         """Open a folder (INBOX is created when missing). ``deliver_only``: an mbox

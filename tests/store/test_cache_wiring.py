@@ -2,19 +2,25 @@
 ``message_cache`` (lazily opened, never on a delivery handle, a new one for a new
 UIDVALIDITY), entries dropped on expunge and compacted away when other programs
 expunged, closed with the handle, the cache files moved and removed with mbox folders,
-and never listed as folders."""
+and never listed as folders; the STATUS numbers kept behind ``Store.status`` (and a
+STATUS without SIZE that reads no message file)."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
 
-from mailagents.store import Folder, MessageNotFoundError, Store
+from mailagents.store import Folder, MessageNotFoundError, Store, _cache_status, _maildir_status
+from mailagents.store import maildir as maildir_module
+from mailagents.store import mbox as mbox_module
 from mailagents.store._cache import FolderCache, build_entry
 from mailagents.store._cache_slot import CacheSlot
+from mailagents.store.maildir import MaildirStore
+from mailagents.store.mbox import MboxStore
 from tests.store.conftest import make_message, store_kind, store_root
 
 
@@ -184,3 +190,116 @@ def test_slot_opens_a_new_cache_for_a_new_uidvalidity(tmp_path: Path) -> None:
     slot.close()
     assert slot.get(8) is None
     assert CacheSlot(str(tmp_path / "other"), enabled=False).get(3) is None
+
+
+# -- the STATUS cache behind Store.status -------------------------------------------
+
+
+class _Later:
+    """``time`` for ``_cache_status`` as if every source had settled long ago."""
+
+    @staticmethod
+    def time_ns() -> int:
+        return time.time_ns() + 3_600 * 10**9
+
+
+def _status_file(store: Store, name: str) -> Path:
+    cache = _cache_path(store, name)
+    return cache.with_name(cache.name.replace("mailagents-cache", "mailagents-status"))
+
+
+def _settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_cache_status, "time", _Later)
+
+
+def test_status_is_kept_and_follows_changes(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill(store, "Box", 3)
+    _settled(monkeypatch)
+    first = store.status("Box")
+    assert first.messages == 3 and first.size > 0
+    assert _status_file(store, "Box").exists()
+    module = maildir_module if store_kind(store) == "maildir" else mbox_module
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("STATUS computed again although nothing changed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(module, "peek_status", refuse)
+        assert store.status("Box") == first
+        assert store.status("Box", ["MESSAGES"]) == first
+    with store.folder("Box") as folder:
+        folder.append_bytes(make_message("one more"))
+        uid = folder.messages()[0].uid
+        folder.set_flags([uid], ["\\Seen"], "add")
+    second = store.status("Box")
+    assert second.messages == 4 and second.unseen == first.unseen  # 1 new, 1 seen
+    assert second.size > first.size
+    with store.folder("Box") as folder:
+        folder.set_flags([uid], ["\\Deleted"], "add")
+        folder.expunge()
+        expected = folder.status()
+    third = store.status("Box")
+    assert (third.messages, third.unseen, third.size) == (
+        expected.messages,
+        expected.unseen,
+        expected.size,
+    )
+
+
+def test_status_without_size_never_answers_size(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(store, "Box", 2)
+    _settled(monkeypatch)
+    full = store.status("Box")
+    _status_file(store, "Box").unlink()
+    partial = store.status("Box", ["MESSAGES", "unseen"])
+    assert partial.messages == full.messages and partial.unseen == full.unseen
+    assert store.status("Box", ["messages"]).messages == full.messages
+    assert store.status("Box", ["MESSAGES", "SIZE"]).size == full.size
+    assert store.status("Box").size == full.size
+    assert store.status("Box", ["MESSAGES"]).messages == full.messages
+
+
+def test_maildir_status_without_size_reads_no_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MaildirStore(tmp_path / "md", fsync=False)
+    try:
+        store.create_folder("Box")
+        new = tmp_path / "md" / ".Box" / "new"
+        for i in range(3):  # delivered by another program: no W= in the names
+            (new / f"1700000000.M{i}P1.other").write_bytes(b"Subject: x\n\nbody\n")
+
+        def refuse(path: str) -> int:
+            raise AssertionError(f"read {path}")
+
+        monkeypatch.setattr(_maildir_status, "crlf_size_of", refuse)
+        status = store.status("Box", ["MESSAGES", "UNSEEN", "RECENT"])
+        assert (status.messages, status.unseen, status.recent) == (3, 3, 3)
+        with pytest.raises(AssertionError):
+            store.status("Box", ["SIZE"])
+        monkeypatch.undo()
+        assert store.status("Box", ["SIZE"]).size == 3 * len(b"Subject: x\r\n\r\nbody\r\n")
+    finally:
+        store.close()
+
+
+def test_status_files_go_with_mbox_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MboxStore(tmp_path / "mb", fsync=False)
+    try:
+        _settled(monkeypatch)
+        store.create_folder("Work")
+        with store.folder("Work") as folder:
+            folder.append_bytes(make_message("kept"))
+        assert store.status("Work").messages == 1
+        assert (tmp_path / "mb" / ".Work.mailagents-status").exists()
+        store.rename_folder("Work", "Done")
+        assert not (tmp_path / "mb" / ".Work.mailagents-status").exists()
+        assert store.status("Done").messages == 1
+        store.delete_folder("Done")
+        assert not list((tmp_path / "mb").glob(".Done.*"))
+        store.create_folder("Done")
+        assert store.status("Done").messages == 0
+    finally:
+        store.close()
