@@ -178,6 +178,14 @@ class StoreIMAPHandler(IMAPHandler):
         if box is not None:
             await box.sync()
 
+    async def on_idle(self, session: IMAPSession, idling: bool) -> None:
+        """IDLE began: what changed since the last command goes out at once (the
+        watch tells the rest as it happens)."""
+        box = self.mailbox(session)
+        if idling and box is not None:
+            await box.sync()
+            session.core.refresh()
+
     async def on_close(self, session: IMAPSession) -> None:
         """Release the selected folder, the watch and the spool files."""
         await self._unselect(session, expunge=False)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mailagents.agents._imap_session import store_imap_server
+from mailagents.agents._imap_session import imap_config, store_imap_server
 from mailagents.aio import IMAPClient
 from mailagents.aio.tls import make_self_signed
 from mailagents.store import Store
@@ -240,3 +240,34 @@ def test_saved_result_in_fetch_and_modified_utf7_names(store: Store) -> None:
     assert b"* 1 FETCH" not in out
     assert b'"/" &AOk-t&AOk-' in out
     assert "été" in [info.name for info in store.folders()]
+
+
+def test_idle_tells_what_changed_unwatched_since_the_last_command(store: Store) -> None:
+    async def main() -> bytes:
+        async def stores(identity: str) -> Store:
+            return store
+
+        server = store_imap_server(
+            Users(), stores, config=imap_config(allow_plaintext_login=True), watch=False
+        )
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            await reader.readline()
+            writer.write(b"a LOGIN user secret\r\nb SELECT INBOX\r\n")
+            while not (await reader.readline()).startswith(b"b OK"):
+                pass
+            await asyncio.to_thread(_append_one, store)
+            writer.write(b"c IDLE\r\n")
+            lines = [await reader.readline(), await reader.readline()]
+            writer.write(b"DONE\r\nd LOGOUT\r\n")
+            await reader.read()
+            writer.close()
+            return b"".join(lines)
+
+    out = asyncio.run(asyncio.wait_for(main(), 30))
+    assert b"* 4 EXISTS" in out
+
+
+def _append_one(store: Store) -> None:
+    with store.folder("INBOX") as inbox:
+        inbox.append_bytes(message(4))
