@@ -153,6 +153,11 @@ def seqs(folder: Folder, text: str, **kw: object) -> list[int]:
 
 
 CASES: list[tuple[str, list[int]]] = [
+    # RFC 9051 §6.4.4's own examples
+    ('FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"', [2]),
+    ('TEXT "string not in mailbox"', []),
+    ('DELETED FROM "SMITH" SINCE 1-Oct-2013', []),
+    ("UNDELETED 1:100", [1, 2, 4]),
     # RFC 9051 §6.4.4, key by key
     ("ALL", [1, 2, 3, 4]),
     ("1:2", [1, 2]),
