@@ -271,3 +271,26 @@ def test_idle_tells_what_changed_unwatched_since_the_last_command(store: Store) 
 def _append_one(store: Store) -> None:
     with store.folder("INBOX") as inbox:
         inbox.append_bytes(message(4))
+
+
+def test_compress_then_a_streamed_body_with_our_client(store: Store) -> None:
+    _add_big(store)
+
+    async def main() -> bytes:
+        async def stores(identity: str) -> Store:
+            return store
+
+        server = store_imap_server(Users(), stores, config=imap_config(allow_plaintext_login=True))
+        async with server:
+            client = IMAPClient.connect("127.0.0.1", server.port, starttls=False)
+            async with client as one:
+                await one.login("user", "secret", allow_plaintext=True)
+                await one.compress()
+                await one.select("INBOX")
+                chunks: list[bytes] = []
+                kept = await one.fetch_message(4, chunks.append)
+                await one.logout()
+                inline = [s.data for f in kept for s in f.sections if isinstance(s.data, bytes)]
+                return b"".join(chunks) + b"".join(inline)
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == BIG
