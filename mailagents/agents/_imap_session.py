@@ -495,7 +495,12 @@ class StoreIMAPHandler(IMAPHandler):
         if spool is None:
             return
         store = await self.store_of(session)
-        await store.run(spool.write, event.data)
+        try:
+            await store.run(spool.write, event.data)
+        except OSError:
+            log.exception("%s: APPEND spool failed", session.peer)
+            self._spools(session).pop(event.index, None)
+            spool.close()  # the command is then refused: never a cut message kept
 
     async def cmd_append(self, session: IMAPSession, command: c.Append) -> Complete:
         """APPEND (RFC 9051 §6.3.12; MULTIAPPEND's several messages in turn) with

@@ -294,3 +294,30 @@ def test_compress_then_a_streamed_body_with_our_client(store: Store) -> None:
                 return b"".join(chunks) + b"".join(inline)
 
     assert asyncio.run(asyncio.wait_for(main(), 30)) == BIG
+
+
+def test_a_spool_failure_refuses_the_append(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    class Full:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", Full)
+
+    def client(port: int) -> Any:
+        imap = login(port)
+        answer = imap.append("INBOX", None, None, message(8))
+        imap.logout()
+        return answer
+
+    typ, _ = serve(store, client)
+    assert typ == "NO"
+    with store.folder("INBOX") as inbox:
+        assert len(inbox.messages()) == 3
