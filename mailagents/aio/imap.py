@@ -22,7 +22,8 @@ the application decides in an :class:`IMAPHandler` subclass::
         await asyncio.Event().wait()
 
 The store-backed handler, answering every command from a ``mailagents.store`` per
-user, is ``mailagents.agents._imap_handler.StoreIMAPHandler``.
+user, is ``mailagents.agents._imap_session.StoreIMAPHandler`` (with
+``store_imap_server``).
 """
 
 from __future__ import annotations
