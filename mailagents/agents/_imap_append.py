@@ -1,0 +1,148 @@
+"""APPEND for the store-backed IMAP handler (RFC 9051 §6.3.12, MULTIAPPEND's several
+messages in turn, APPENDUID of RFC 4315 §3): refused before the octets come when the
+mailbox is missing or a limit would be passed (``confirm_append``), spooled as the
+octets arrive (the flags and date come with the command, after them), then appended
+into the folder from the spool, in the store's executor."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from typing import IO, Any
+
+from mailagents.agents._imap_folders import FolderCommands, normal_name
+from mailagents.aio.imap import IMAPSession
+from mailagents.imap import commands as c
+from mailagents.imap._events import AppendChunk, AppendRequested, AppendStart, Complete, Continue
+from mailagents.imap._frame import Streamed
+from mailagents.imap._seqset import SequenceSet
+from mailagents.store import (
+    FolderNotFoundError,
+    MessageTooBigError,
+    QuotaExceededError,
+    StoreError,
+)
+
+__all__ = ["AppendCommands"]
+
+log = logging.getLogger("mailagents.agents._imap_session")
+
+_SPOOL_MEMORY = 1024 * 1024
+
+
+class AppendCommands(FolderCommands):
+    """APPEND, streamed through a spool file per message (see the module text)."""
+
+    async def on_append_requested(
+        self, session: IMAPSession, event: AppendRequested
+    ) -> Continue | Complete:
+        """Refuse before the octets come: a missing mailbox (``TRYCREATE``), a message
+        over the APPENDLIMIT (``TOOBIG``, RFC 7889) or the quota (``OVERQUOTA``)."""
+        if event.mailbox is None:
+            return Continue()
+        name = normal_name(event.mailbox)
+        store = await self.store_of(session)
+        try:
+            await store.run(store.status, name)
+            limit = store.append_limit(name)
+            if limit is not None and event.size > limit:
+                return Complete(status="NO", code="TOOBIG", text="Message too big")
+            await store.run(store.check_room, name, event.size)
+        except FolderNotFoundError:
+            return Complete(status="NO", code="TRYCREATE", text="No such mailbox")
+        except QuotaExceededError:
+            return Complete(status="NO", code="OVERQUOTA", text="Over quota")
+        except StoreError:
+            return Complete(status="NO", code="CANNOT", text="Cannot append there")
+        return Continue()
+
+    def _spools(self, session: IMAPSession) -> dict[int, IO[bytes]]:
+        spools: dict[int, IO[bytes]] = session.data.setdefault("imap.spools", {})
+        return spools
+
+    async def on_append_start(self, session: IMAPSession, event: AppendStart) -> None:
+        """Spool the message (flags and date come with the command, after it)."""
+        spools = self._spools(session)
+        old = spools.pop(event.index, None)
+        if old is not None:
+            old.close()
+        spools[event.index] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115
+
+    async def on_append_chunk(self, session: IMAPSession, event: AppendChunk) -> None:
+        """Write to the spool (in the executor once it is on disk)."""
+        spool = self._spools(session).get(event.index)
+        if spool is None:
+            return
+        store = await self.store_of(session)
+        try:
+            await store.run(spool.write, event.data)
+        except OSError:
+            log.exception("%s: APPEND spool failed", session.peer)
+            self._spools(session).pop(event.index, None)
+            spool.close()  # the command is then refused: never a cut message kept
+
+    async def cmd_append(self, session: IMAPSession, command: c.Append) -> Complete:
+        """APPEND (RFC 9051 §6.3.12; MULTIAPPEND's several messages in turn) with
+        APPENDUID (RFC 4315 §3)."""
+        spools = self._spools(session)
+        try:
+            return await self._append(session, command, spools)
+        finally:
+            for spool in spools.values():
+                spool.close()
+            spools.clear()
+
+    async def _append(
+        self, session: IMAPSession, command: c.Append, spools: dict[int, IO[bytes]]
+    ) -> Complete:
+        name = normal_name(command.mailbox)
+        store = await self.store_of(session)
+        try:
+            folder = await store.run(store.folder, name)
+        except FolderNotFoundError:
+            return Complete(status="NO", code="TRYCREATE", text="No such mailbox")
+        uids: list[int] = []
+        uidvalidity = 0
+        try:
+            for message in command.messages:
+                data = message.data
+                flags = [f for f in message.flags if f.upper() != "\\RECENT"]
+                if isinstance(data, Streamed):
+                    spool = spools.get(data.index)
+                    if spool is None:
+                        return Complete(status="NO", text="Message lost")
+                    result = await store.run(_append_spool, folder, spool, flags,
+                                             message.internal_date)  # fmt: skip
+                else:
+                    result = await store.run(
+                        folder.append_bytes, data, flags=flags, internaldate=message.internal_date
+                    )
+                uidvalidity = result.uidvalidity
+                if result.uid is not None:
+                    uids.append(result.uid)
+        except MessageTooBigError:
+            return Complete(status="NO", code="TOOBIG", text="Message too big")
+        except QuotaExceededError:
+            return Complete(status="NO", code="OVERQUOTA", text="Over quota")
+        except ValueError as exc:
+            return Complete(status="BAD", text=f"Invalid flag or date: {exc}"[:200])
+        finally:
+            await store.run(folder.close)
+        box = self.mailbox(session)
+        if box is not None and box.name == name:
+            await box.sync()
+        if uids and len(uids) == len(command.messages):
+            return Complete(code=f"APPENDUID {uidvalidity} {SequenceSet.from_numbers(uids)}")
+        return Complete()
+
+
+def _append_spool(folder: Any, spool: IO[bytes], flags: list[str], date: Any) -> Any:
+    spool.seek(0)
+    writer = folder.append(flags=flags, internaldate=date)
+    try:
+        while chunk := spool.read(65536):
+            writer.write(chunk)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
