@@ -139,6 +139,12 @@ class OpenMailbox:
         flags = tuple(sorted(SYSTEM_FLAGS)) + tuple(sorted(keywords))
         await session.send(r.FlagsData(flags=flags))
         await session.send(r.ExistsData(count=len(messages)))
+        if not self.rev1:
+            # RFC 9051 §6.3.2: a LIST response with the mailbox name and its attributes.
+            listed = await store.run(store.folders)
+            found = next((i for i in listed if i.name == self.name), None)
+            attributes = tuple(sorted(found.attributes)) if found is not None else ()
+            await session.send(r.ListData(flags=attributes, delimiter="/", mailbox=self.name))
         if self.rev1:
             await session.send(r.RecentData(count=len(self.recent)))
             unseen = next((n for n, m in enumerate(messages, 1) if SEEN not in m.flags), None)

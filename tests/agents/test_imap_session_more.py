@@ -109,6 +109,7 @@ def test_imap4rev2_session_gets_esearch_and_no_recent(store: Store) -> None:
     assert b"* ENABLED IMAP4rev2" in out
     assert b"RECENT" not in out.split(b"c OK")[0].split(b"b OK")[1]
     assert b'* ESEARCH (TAG "d") ALL 2:3' in out
+    assert re.search(rb'\* LIST \([^)]*\) "/" INBOX\r\n', out.split(b"c OK")[0])
     assert re.search(rb"\* STATUS INBOX \(MESSAGES 3\)", out)
 
 
