@@ -117,6 +117,8 @@ class OpenMailbox:
         self.folder_cache: FolderCache | None = None
         """The folder's persistent message cache, when it keeps one."""
         self.uidvalidity = 0
+        self.session: IMAPSession | None = None
+        """The session, once SELECT began (for the RECENT updates of IMAP4rev1)."""
         self._gone: set[int] = set()
 
     # --- SELECT / EXAMINE ----------------------------------------------------------
@@ -127,6 +129,7 @@ class OpenMailbox:
         HIGHESTMODSEQ, then with QRESYNC the VANISHED (EARLIER) and FETCH of what changed
         since the client's MODSEQ."""
         store, folder = self.store, self.folder
+        self.session = session
         messages = await store.run(folder.messages)
         status = await store.run(folder.status)
         keywords = await store.run(folder.keywords)
@@ -205,8 +208,10 @@ class OpenMailbox:
         if view is None:
             return
         changes: Changes = await self.store.run(self.folder.refresh)
+        claimed: list[int] = []
         if self.rev1 and not self.read_only and changes.added:
-            self.recent.update(await self.store.run(self.folder.claim_recent))
+            claimed = await self.store.run(self.folder.claim_recent)
+            self.recent.update(claimed)
         for uid in [u for u in self._gone if view.seq(u) is None]:
             self._gone.discard(uid)
             self.infos.pop(uid, None)
@@ -225,6 +230,12 @@ class OpenMailbox:
                 continue  # told already (this session's own STORE)
             if info.uid <= view.highest_uid:
                 view.flags_changed(info.uid, self._flags(info), info.modseq)
+        if claimed and self.session is not None:
+            # RFC 3501 §7.3.2: RECENT again when new messages came, after their EXISTS
+            # (the view's updates that may go out now go first).
+            self.session.core.refresh()
+            recent = len(self.recent & self.infos.keys())
+            await self.session.send(r.RecentData(count=recent))
 
     def _resolve(self, numbers: SequenceSet, uid: bool) -> list[tuple[int, int]]:
         view = self.view

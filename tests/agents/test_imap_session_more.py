@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -322,3 +323,19 @@ def test_a_spool_failure_refuses_the_append(store: Store, monkeypatch: pytest.Mo
     assert typ == "NO"
     with store.folder("INBOX") as inbox:
         assert len(inbox.messages()) == 3
+
+
+def test_rev1_session_gets_recent_with_new_messages(store: Store) -> None:
+    def client(port: int) -> tuple[Any, Any]:
+        imap = login(port)
+        imap.select("INBOX")
+        _append_one(store)
+        imap.noop()
+        time.sleep(0.1)  # the folder watch's wake-up may come after the NOOP's answer
+        imap.noop()
+        recent, exists = untagged(imap, "RECENT"), untagged(imap, "EXISTS")
+        imap.logout()
+        return recent, exists
+
+    recent, exists = serve(store, client)
+    assert recent[-1] == b"4" and exists[-1] == b"4"
