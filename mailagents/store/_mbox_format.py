@@ -44,6 +44,14 @@ LOOKAHEAD = 4096
 
 _FROM_LINE = re.compile(rb">*From ")
 _QUOTED_LINE = re.compile(rb">+From ")
+# What DiskLineFilter unquotes: a line whose first LOOKAHEAD + 1 octets (one piece of
+# readline) hold ">+From ", so at most LOOKAHEAD - 4 ">" in all.
+_QUOTED_AT_BOL = re.compile(rb"(?m)^>(>{0,%d}From )" % (LOOKAHEAD - 5))
+_QUOTED_AFTER_LF = re.compile(rb"(?<=\n)>(>{0,%d}From )" % (LOOKAHEAD - 5))
+BODY_BLOCK = 1 << 16
+"""How much of a message body :class:`MessageStream` converts at once (at least
+``LOOKAHEAD + 1``, so that a block cut inside a line holds all of its start that
+decides whether it is quoted)."""
 _HEADER_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
 HIDDEN_HEADERS = frozenset(
     {b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase"}
@@ -299,6 +307,29 @@ class PreadLines:
         self.pos += len(line)
         return line
 
+    def read_block(self, n: int) -> bytes:
+        """Up to ``n`` raw bytes that end with a line's ``\\n``, unless the region ends
+        first or no line ends within ``n`` bytes (then ``n`` bytes); ``b""`` at the
+        end. What follows the last line end is kept for the next call."""
+        avail = len(self._buf) - self._bpos
+        if avail < n and self._file_pos < self.end:
+            more = os.pread(self.fd, min(n - avail, self.end - self._file_pos), self._file_pos)
+            if more:
+                self._file_pos += len(more)
+                self._buf = self._buf[self._bpos :] + more
+                self._bpos = 0
+            else:
+                self.end = self._file_pos
+        stop = min(len(self._buf), self._bpos + n)
+        if stop < len(self._buf) or self._file_pos < self.end:  # more follows
+            nl = self._buf.rfind(b"\n", self._bpos, stop)
+            if nl >= 0:
+                stop = nl + 1
+        piece = self._buf[self._bpos : stop]
+        self._bpos = stop
+        self.pos += len(piece)
+        return piece
+
     def read(self, n: int) -> bytes:
         """Up to ``n`` raw bytes."""
         if self._bpos < len(self._buf):
@@ -309,6 +340,18 @@ class PreadLines:
             self._file_pos += len(piece)
         self.pos += len(piece)
         return piece
+
+
+def unquote_body(data: bytes, *, bol: bool, quoted: bool) -> bytes:
+    """Stored body bytes (any run of whole or partial lines; ``bol``: ``data`` starts
+    a line) as message bytes: one ``>`` taken from each ``^>+From `` line when
+    ``quoted`` (mboxrd), LF made CRLF. What :class:`DiskLineFilter` does line by line
+    past the header, done on a whole block: a line cut by the end of ``data`` must
+    not be a quoted line's start (:meth:`PreadLines.read_block` ends blocks at line
+    ends)."""
+    if quoted and b">From " in data:
+        data = (_QUOTED_AT_BOL if bol else _QUOTED_AFTER_LF).sub(rb"\1", data)
+    return data.replace(b"\n", b"\r\n")
 
 
 class DiskLineFilter:
@@ -526,6 +569,20 @@ class MessageStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _next_piece(self) -> bytes:
+        """The next raw piece and its message bytes: line by line through the header
+        (hidden headers), then in blocks of whole lines."""
+        filt = self._filter
+        if filt.in_headers:
+            piece = self._lines.readline(LOOKAHEAD + 1)
+            return filt.feed(piece) if piece else b""
+        block = self._lines.read_block(max(BODY_BLOCK, LOOKAHEAD + 1))
+        if not block:
+            return b""
+        out = unquote_body(block, bol=filt.bol, quoted=filt.quoted)
+        filt.bol = block.endswith(b"\n")
+        return out
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")
         filled = 0
@@ -533,11 +590,10 @@ class MessageStream(io.RawIOBase):
             if self._ppos >= len(self._pending):
                 if self._remaining <= 0 or self._ref is None:
                     break
-                piece = self._lines.readline(LOOKAHEAD + 1)
-                if not piece:
+                out = self._next_piece()
+                if not out and self._lines.pos >= self._lines.end:
                     self._remaining = 0
                     break
-                out = self._filter.feed(piece)
                 if len(out) > self._remaining:
                     out = out[: self._remaining]
                 self._remaining -= len(out)
