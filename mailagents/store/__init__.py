@@ -3,9 +3,15 @@
 This layer touches the disk; its methods block. Async code calls them through the
 store's own executor (:meth:`Store.run`). Every write through any store object tells
 the process's change hub (:data:`HUB`), so sessions watching a folder learn of it
-at once (:func:`subscribe`).
+at once (:func:`subscribe`). Each folder keeps a message cache for IMAP FETCH, SEARCH
+and SORT (:class:`FolderCache`, :meth:`Folder.cached`), and each store its folders'
+STATUS numbers (:class:`StatusCache`).
 """
 
+from mailagents.store._cache import FolderCache, build_entry
+from mailagents.store._cache_format import CachedMessage, CacheFormatError
+from mailagents.store._cache_status import StatusCache
+from mailagents.store._cache_subject import base_subject, sent_date
 from mailagents.store._hub import HUB, ChangeHub, Subscription, folder_key, notify, subscribe
 from mailagents.store._limits import Limits, MessageTooBigError, QuotaExceededError
 from mailagents.store._model import (
@@ -56,10 +62,13 @@ __all__ = [
     "SYSTEM_FLAGS",
     "AppendResult",
     "AppendWriter",
+    "CacheFormatError",
+    "CachedMessage",
     "Changes",
     "CopyResult",
     "FlagMode",
     "Folder",
+    "FolderCache",
     "FolderExistsError",
     "FolderInfo",
     "FolderNotFoundError",
@@ -77,11 +86,15 @@ __all__ = [
     "MessageTooBigError",
     "QuotaExceededError",
     "SessionLock",
+    "StatusCache",
     "Store",
     "StoreResolver",
     "StoreError",
     "apply_flags",
+    "base_subject",
+    "build_entry",
     "check_keyword",
     "safe_name",
     "same_flags",
+    "sent_date",
 ]

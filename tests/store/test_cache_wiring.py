@@ -303,3 +303,20 @@ def test_status_files_go_with_mbox_folders(tmp_path: Path, monkeypatch: pytest.M
         assert store.status("Done").messages == 0
     finally:
         store.close()
+
+
+def test_cache_names_are_exported() -> None:
+    import mailagents.store as store_package
+
+    for name in (
+        "FolderCache",
+        "CachedMessage",
+        "CacheFormatError",
+        "StatusCache",
+        "build_entry",
+        "base_subject",
+        "sent_date",
+    ):
+        assert name in store_package.__all__
+        assert getattr(store_package, name).__doc__
+    assert store_package.FolderCache is FolderCache
