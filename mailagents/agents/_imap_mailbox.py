@@ -13,6 +13,7 @@ fetch of such a message gets ``NO [EXPUNGEISSUED]`` (RFC 5530 §3).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -298,11 +299,16 @@ class OpenMailbox:
                 continue
             if plan.error is not None:
                 return Complete(status="NO", code="UNKNOWN-CTE", text=str(plan.error))
+            data = plan.data
             if plan.sets_seen and not self.read_only:
                 changed, _ = await self.store.run(self.folder.set_flags, [uid], [SEEN], "add")
                 for new in changed:
                     self.infos[new.uid] = new
-            await session.send(plan.data, [stream_literal(self.store, p) for p in plan.literals])
+                    if data.modseq is not None and new.uid == uid:
+                        # RFC 7162 §3.1.4.1: the MODSEQ sent is the one of the change
+                        # this FETCH made, not the one read before it.
+                        data = dataclasses.replace(data, modseq=new.modseq)
+            await session.send(data, [stream_literal(self.store, p) for p in plan.literals])
         if issued:
             return Complete(status="NO", code="EXPUNGEISSUED", text="Some messages were expunged")
         return Complete()
@@ -369,6 +375,7 @@ class OpenMailbox:
             charset=charset,
             recent=frozenset(self.recent),
             part_map=self._part_map if self.folder_cache is not None else None,
+            cache=self.folder_cache,
         )
         uids = await self.store.run(search, command.criteria, view)
         result = search_result(uids, view, uid=command.uid)

@@ -63,6 +63,24 @@ def test_fetch_items_bodies_and_seen(store: Store) -> None:
     assert b"BODYSTRUCTURE" in structure[0] and b"ENVELOPE" in structure[0]
 
 
+def test_modseq_of_a_fetch_that_sets_seen_is_the_new_one(store: Store) -> None:
+    # Regression: BODY[] set \Seen but the FETCH response carried the MODSEQ read
+    # before that change, so a CONDSTORE client missed it (RFC 7162 §3.1.4.1).
+    def client(port: int) -> Any:
+        imap = login(port)
+        imap.select("INBOX")
+        typ, data = imap.fetch("2", "(MODSEQ BODY[TEXT])")
+        typ, later = imap.fetch("2", "(MODSEQ)")
+        imap.logout()
+        return data, later
+
+    data, later = serve(store, client)
+    seen = re.search(rb"MODSEQ \((\d+)\)", data[0][0])
+    now = re.search(rb"MODSEQ \((\d+)\)", later[0])
+    assert seen is not None and now is not None
+    assert seen.group(1) == now.group(1)
+
+
 def test_examine_fetch_sets_no_seen(store: Store) -> None:
     def client(port: int) -> Any:
         imap = login(port)
