@@ -305,8 +305,8 @@ class OpenMailbox:
                 for new in changed:
                     self.infos[new.uid] = new
                     if data.modseq is not None and new.uid == uid:
-                        # RFC 7162 §3.1.4.1: the MODSEQ sent is the one of the change
-                        # this FETCH made, not the one read before it.
+                        # RFC 7162: a FETCH that implicitly set \\Seen reports the
+                        # mod-sequence of that change, not the one read before it.
                         data = dataclasses.replace(data, modseq=new.modseq)
             await session.send(data, [stream_literal(self.store, p) for p in plan.literals])
         if issued:

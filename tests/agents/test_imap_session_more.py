@@ -65,7 +65,7 @@ def test_fetch_items_bodies_and_seen(store: Store) -> None:
 
 def test_modseq_of_a_fetch_that_sets_seen_is_the_new_one(store: Store) -> None:
     # Regression: BODY[] set \Seen but the FETCH response carried the MODSEQ read
-    # before that change, so a CONDSTORE client missed it (RFC 7162 §3.1.4.1).
+    # before that change, so a CONDSTORE client missed it (RFC 7162).
     def client(port: int) -> Any:
         imap = login(port)
         imap.select("INBOX")
