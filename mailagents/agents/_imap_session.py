@@ -57,11 +57,13 @@ IMAP_EXTENSIONS: tuple[str, ...] = (
 
 
 def imap_config(**options: Any) -> ServerConfig:
-    """A ``ServerConfig`` for :class:`StoreIMAPHandler`: its extensions, and
+    """A ``ServerConfig`` for :class:`StoreIMAPHandler`: its extensions,
     ``confirm_append`` so that an APPEND into a missing mailbox or over a limit is
-    refused before the message comes (RFC 9051 §6.3.12)."""
+    refused before the message comes (RFC 9051 §6.3.12), and ``poll_commands`` so that
+    NOOP and CHECK read the store's changes first (RFC 9051 §6.1.2)."""
     options.setdefault("extensions", tuple(dict.fromkeys(IMAP_EXTENSIONS)))
     options.setdefault("confirm_append", True)
+    options.setdefault("poll_commands", True)
     return ServerConfig(**options)
 
 
@@ -187,6 +189,14 @@ class StoreIMAPHandler(AppendCommands):
         return Complete(code=answer.code, selected=box.view)
 
     cmd_examine = cmd_select
+
+    async def cmd_noop(self, session: IMAPSession, command: c.Noop | c.Check) -> Complete:
+        """NOOP and CHECK in the selected state (``poll_commands``): the folder was read
+        again before the dispatch, so what changed goes out with the OK (RFC 9051
+        §6.1.2: a client polls for new mail and expunges with NOOP)."""
+        return Complete()
+
+    cmd_check = cmd_noop
 
     async def cmd_close(self, session: IMAPSession, command: c.Close) -> Complete:
         """CLOSE (RFC 9051 §6.4.1): expunge quietly, unselect."""

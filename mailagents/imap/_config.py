@@ -80,6 +80,11 @@ class ServerConfig:
     pairs such as ``(("name", "mailagents"), ("version", "1.0"))``; ``None`` answers
     ``* ID NIL``. At most 30 pairs, each field name at most 30 octets and named once,
     each value at most 1024 octets (RFC 2971 §3.3)."""
+    poll_commands: bool = False
+    """Give NOOP and CHECK in the selected state to the application as
+    ``CommandReceived`` (answer with ``Complete()``) instead of answering them at once,
+    so that it can read the store's changes first: NOOP is how a client polls for
+    them (RFC 9051 §6.1.2). Off, the core answers with what it was already told."""
     confirm_append: bool = False
     """Ask the application (``AppendRequested``) before answering ``+`` to a
     synchronising APPEND message literal, so that it can refuse before the octets

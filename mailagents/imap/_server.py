@@ -345,6 +345,12 @@ class ServerConnection(SessionRules):
             return
         self._command, self._tag = command, command.tag
         handler = getattr(self, f"_do_{verb.lower()}", None)
+        if (
+            verb in ("NOOP", "CHECK")
+            and self.config.poll_commands
+            and self._state is State.SELECTED
+        ):
+            handler = None  # the application looks at the store, then completes
         if handler is None:
             if isinstance(command, (Select, Examine)) and not self._select(command):
                 return

@@ -288,6 +288,38 @@ def test_idle_tells_what_changed_unwatched_since_the_last_command(store: Store) 
     assert b"* 4 EXISTS" in out
 
 
+def test_noop_polls_the_store_without_a_watch(store: Store) -> None:
+    # Regression: the core answered NOOP itself, so with no folder watch (or a change
+    # the poll had not yet seen) a client polling with NOOP never heard of new mail.
+    async def main() -> bytes:
+        async def stores(identity: str) -> Store:
+            return store
+
+        server = store_imap_server(
+            Users(), stores, config=imap_config(allow_plaintext_login=True), watch=False
+        )
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            await reader.readline()
+            writer.write(b"a LOGIN user secret\r\nb SELECT INBOX\r\n")
+            while not (await reader.readline()).startswith(b"b OK"):
+                pass
+            await asyncio.to_thread(_append_one, store)
+            writer.write(b"c NOOP\r\n")
+            lines = []
+            while not (line := await reader.readline()).startswith(b"c "):
+                lines.append(line)
+            lines.append(line)
+            writer.write(b"d LOGOUT\r\n")
+            await reader.read()
+            writer.close()
+            return b"".join(lines)
+
+    out = asyncio.run(asyncio.wait_for(main(), 30))
+    assert b"* 4 EXISTS" in out
+    assert b"c OK" in out
+
+
 def _append_one(store: Store) -> None:
     with store.folder("INBOX") as inbox:
         inbox.append_bytes(message(4))

@@ -776,3 +776,48 @@ def test_unsolicited_untagged_and_the_view_guard() -> None:
     assert server.state is State.LOGOUT
     with pytest.raises(LocalProtocolError):
         server.send(alert)
+
+
+class PollingApp(App):
+    """Reads "the store" when NOOP or CHECK reaches it: message 2 was expunged and a
+    new message 6 came meanwhile."""
+
+    def handle(self, server: ServerConnection, event: object) -> None:
+        if isinstance(event, CommandReceived) and type(event.command).__name__ in (
+            "Noop",
+            "Check",
+        ):
+            self.log.append(event)
+            assert server.mailbox is not None
+            server.mailbox.expunged([2])
+            server.mailbox.appended([6])
+            server.send(Complete())
+            return
+        super().handle(server, event)
+
+
+@pytest.mark.parametrize("verb", [b"NOOP", b"CHECK"])
+def test_poll_commands_let_the_application_read_the_store_first(verb: bytes) -> None:
+    # RFC 9051 §6.1.2: NOOP is how a client polls. With poll_commands the core hands
+    # NOOP/CHECK in the selected state to the application, which tells the view what
+    # changed; the updates go out before the OK.
+    config = ServerConfig(allow_plaintext_login=True, tls_available=True, poll_commands=True)
+    app = PollingApp()
+    result, _ = both(b"a2 " + verb + b"\r\n", route=SELECT, config=config, app=app)
+    assert result.lines[-1].startswith(b"a2 OK")
+    assert b"* 2 EXPUNGE" in result.lines and b"* 5 EXISTS" in result.lines
+    assert isinstance(app.log[-1], CommandReceived)
+    # Without it the core answers by itself: the application is not asked.
+    plain = App()
+    result, _ = both(b"a2 " + verb + b"\r\n", route=SELECT, app=plain)
+    assert result.lines == [b"a2 OK " + verb + b" completed"]
+    assert not any(
+        isinstance(e, CommandReceived) and type(e.command).__name__ in ("Noop", "Check")
+        for e in plain.log
+    )
+
+
+def test_poll_commands_before_select_are_answered_by_the_core() -> None:
+    config = ServerConfig(allow_plaintext_login=True, tls_available=True, poll_commands=True)
+    result, _ = both(b"a1 NOOP\r\n", route=LOGIN, config=config, app=PollingApp())
+    assert result.lines == [b"a1 OK NOOP completed"]
