@@ -268,7 +268,8 @@ class IMAPConnection(StreamSession):
             return await self._start_tls()
         elif isinstance(event, CompressionStarted):
             self._flush()  # the OK leaves uncompressed (RFC 4978 §3)
-            self.install_codec(DeflateCodec())
+            # What the client sent right after the command is compressed already.
+            self.install_codec(DeflateCodec(), core.compression_started())
         elif isinstance(event, ConnectionClosed):
             self._flush()
             return False

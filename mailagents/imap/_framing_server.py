@@ -163,6 +163,14 @@ class CommandReader:
         """A synchronising literal was announced and awaits ``go_ahead``/``refuse``."""
         return self._mode is _Mode.WAIT
 
+    def take_buffered(self) -> bytes:
+        """Take out the octets received and not yet read, between two commands (after
+        COMPRESS's OK, RFC 4978 §3: the start of the compressed stream, which the
+        adapter decodes and feeds back)."""
+        data = bytes(self._buf.buffer)
+        self._buf.clear()
+        return data
+
     def clear(self) -> None:
         """Drop everything buffered and any partial command (STARTTLS, RFC 9051 §6.2.1:
         nothing received before the TLS negotiation counts)."""

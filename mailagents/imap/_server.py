@@ -149,6 +149,8 @@ class ServerConnection(SessionRules):
             return
         if self._tls_pending:
             raise LocalProtocolError("receive_data() before tls_started() after STARTTLS")
+        if self._compress_pending:
+            raise LocalProtocolError("receive_data() before compression_started() after COMPRESS")
         if self._closed:
             return
         self._reader.receive_data(data)
@@ -179,7 +181,8 @@ class ServerConnection(SessionRules):
                 return PAUSED
             if self._closed:
                 return NEED_DATA
-            event = NEED_DATA if self._tls_pending else self._reader.next_event()
+            pending = self._tls_pending or self._compress_pending
+            event = NEED_DATA if pending else self._reader.next_event()
             if event is NEED_DATA:
                 if self._eof:
                     self._end("connection closed by the client")
@@ -225,6 +228,16 @@ class ServerConnection(SessionRules):
             self._flush_updates(verb_of(command), uid=bool(getattr(command, "uid", False)))
         else:
             self._flush_updates(None)
+
+    def compression_started(self) -> bytes:
+        """The adapter put DEFLATE between the transport and the core after
+        ``CompressionStarted``: returns the octets received after the COMPRESS command
+        (already compressed, RFC 4978 §3), for the adapter to decode and feed back with
+        :meth:`receive_data`. Until this call no input is read."""
+        if not self._compress_pending:
+            raise LocalProtocolError("compression_started() without an accepted COMPRESS")
+        self._compress_pending = False
+        return self._reader.take_buffered()
 
     def tls_started(self) -> None:
         """The TLS handshake after STARTTLS completed: the session starts afresh
@@ -415,6 +428,7 @@ class ServerConnection(SessionRules):
             self._reject(command.tag, "NO", "Compression already active", "COMPRESSIONACTIVE")
         else:
             self._compressed = True
+            self._compress_pending = True  # nothing more is read until the codec is in
             self._done("DEFLATE active")
             self._events.append(CompressionStarted())
 

@@ -146,6 +146,7 @@ class ServerCore:
         self._tls = cfg.tls_active
         self._tls_pending = False
         self._compressed = False
+        self._compress_pending = False  # COMPRESS accepted, the codec not yet in
         self._utf8 = False
         self._enabled: set[str] = set()
         self._identity: str | None = None
@@ -260,6 +261,7 @@ class ServerCore:
         self._mailbox = None
         self._selected_name = None
         self._tls_pending = False
+        self._compress_pending = False
         self._reader.clear()
         if not self._closed:
             self._closed = True

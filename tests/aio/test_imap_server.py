@@ -229,6 +229,35 @@ def test_compress_deflate() -> None:
     assert b"c OK NOOP completed" in run(served(Memory(), client))
 
 
+def test_compress_with_compressed_octets_in_the_same_write() -> None:
+    # Regression: compressed octets sent right behind COMPRESS (in the same segment)
+    # stayed in the core's buffer as plaintext and were answered as a bad command.
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            f = s.makefile("rwb")
+            f.readline()
+            f.write(b"a LOGIN user secret\r\n")
+            f.flush()
+            assert f.readline().startswith(b"a OK")
+            out = zlib.compressobj(6, zlib.DEFLATED, -15)
+            s.sendall(
+                b"b COMPRESS DEFLATE\r\n"
+                + out.compress(b"c NOOP\r\n")
+                + out.flush(zlib.Z_SYNC_FLUSH)
+            )
+            line = b""
+            while not line.endswith(b"\r\n"):
+                line += s.recv(1)
+            assert line.startswith(b"b OK"), line
+            back = zlib.decompressobj(-15)
+            got = b""
+            while b"c " not in got:
+                got += back.decompress(s.recv(4096))
+            return got
+
+    assert b"c OK NOOP completed" in run(served(Memory(), client))
+
+
 def test_append_is_streamed_in_chunks() -> None:
     handler = Memory()
     message = b"Subject: x\r\n\r\n" + b"y" * 300_000 + b"\r\n"

@@ -592,12 +592,22 @@ def test_compress_when_offered() -> None:
     cfg = ServerConfig(
         allow_plaintext_login=True, extensions=(*DEFAULT_EXTENSIONS, "COMPRESS=DEFLATE")
     )
-    result, _ = both(b"z COMPRESS DEFLATE\r\nz2 COMPRESS DEFLATE\r\n", route=LOGIN, config=cfg)
-    assert result.lines == [
-        b"z OK DEFLATE active",
-        b"z2 NO [COMPRESSIONACTIVE] Compression already active",
-    ]
+    server = new(cfg)
+    run(server, LOGIN)
+    # RFC 4978 §3: what follows the command is compressed already; the core reads
+    # nothing more until the adapter's codec is in, and hands those octets back.
+    result = run(server, b"z COMPRESS DEFLATE\r\n<compressed octets>")
+    assert result.lines == [b"z OK DEFLATE active"]
     assert CompressionStarted() in result.events
+    assert server.next_event() is NEED_DATA
+    with pytest.raises(LocalProtocolError):
+        server.receive_data(b"more")
+    assert server.compression_started() == b"<compressed octets>"
+    with pytest.raises(LocalProtocolError):
+        server.compression_started()
+    # The adapter feeds back what its codec decoded.
+    result = run(server, b"z2 COMPRESS DEFLATE\r\n")
+    assert result.lines == [b"z2 NO [COMPRESSIONACTIVE] Compression already active"]
 
 
 def test_untagged_answers_go_out_in_order() -> None:
