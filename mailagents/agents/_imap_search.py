@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from mailagents.agents._imap_search_eval import Candidate, Context, compile_keys, evaluate
 from mailagents.imap._mime import PartMap
-from mailagents.imap._search import And, ModSeqKey, Not, Or, SearchKey
+from mailagents.imap._search import SearchKey, has_modseq_key
 from mailagents.imap._seqset import SequenceSet
 from mailagents.store._cache import FolderCache
 from mailagents.store._model import Folder, MessageInfo
@@ -160,20 +160,3 @@ def search_result(uids: Sequence[int], view: SearchView, *, uid: bool) -> Search
     numbers = kept if uid else tuple(sorted(n for n, _ in found))
     modseq = max((m.modseq for _, m in found), default=None)
     return SearchResult(numbers=numbers, uids=kept, uid=uid, modseq=modseq)
-
-
-def has_modseq_key(keys: tuple[SearchKey, ...]) -> bool:
-    """Whether the criteria hold a MODSEQ key anywhere (RFC 7162 §3.1.5: only then does
-    the SEARCH response carry ``(MODSEQ n)``)."""
-    stack: list[SearchKey] = list(keys)
-    while stack:
-        key = stack.pop()
-        if isinstance(key, ModSeqKey):
-            return True
-        if isinstance(key, Not):
-            stack.append(key.key)
-        elif isinstance(key, Or):
-            stack += (key.left, key.right)
-        elif isinstance(key, And):
-            stack.extend(key.keys)
-    return False

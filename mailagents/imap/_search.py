@@ -36,6 +36,7 @@ from mailagents.imap._seqset import SequenceSet
 
 __all__ = [
     "FLAG_KEYS",
+    "has_modseq_key",
     "SORT_KEYS",
     "And",
     "DateKey",
@@ -265,6 +266,24 @@ def search_depth(keys: tuple[SearchKey, ...]) -> int:
         elif isinstance(key, And):
             stack.extend((k, depth + 1) for k in key.keys)
     return deepest
+
+
+def has_modseq_key(keys: tuple[SearchKey, ...]) -> bool:
+    """Whether the criteria hold a MODSEQ key anywhere (RFC 7162 §3.1.5: only then does
+    the SEARCH response carry ``(MODSEQ n)``, and such a SEARCH turns CONDSTORE on).
+    Iterative, so any tree can be searched."""
+    stack: list[SearchKey] = list(keys)
+    while stack:
+        key = stack.pop()
+        if isinstance(key, ModSeqKey):
+            return True
+        if isinstance(key, Not):
+            stack.append(key.key)
+        elif isinstance(key, Or):
+            stack += (key.left, key.right)
+        elif isinstance(key, And):
+            stack.extend(key.keys)
+    return False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

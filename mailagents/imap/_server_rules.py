@@ -15,7 +15,7 @@ from mailagents.imap._commands import Command, Examine, Fetch, Search, Select, S
 from mailagents.imap._fetch_items import FetchAttribute
 from mailagents.imap._frame import Frame
 from mailagents.imap._responses import ESearchData, Response, SearchData
-from mailagents.imap._search import And, ModSeqKey, Not, Or, SearchKey
+from mailagents.imap._search import has_modseq_key
 from mailagents.imap._seqset import SequenceSet
 
 __all__ = [
@@ -38,21 +38,6 @@ are refused ``NO [CANNOT]`` until ``ENABLE UTF8=ACCEPT`` (RFC 6855 §6: "any com
 that might require UTF-8 support")."""
 
 
-def _has_modseq_key(keys: tuple[SearchKey, ...]) -> bool:
-    stack: list[SearchKey] = list(keys)
-    while stack:
-        key = stack.pop()
-        if isinstance(key, ModSeqKey):
-            return True
-        if isinstance(key, Not):
-            stack.append(key.key)
-        elif isinstance(key, Or):
-            stack += (key.left, key.right)
-        elif isinstance(key, And):
-            stack += key.keys
-    return False
-
-
 def condstore_enabling(command: Command) -> bool:
     """Whether ``command`` is a "CONDSTORE enabling command" (RFC 7162 §3.1): SELECT or
     EXAMINE with ``CONDSTORE`` (§3.1.8), STATUS ``HIGHESTMODSEQ`` (§3.1.7), FETCH with
@@ -73,7 +58,7 @@ def condstore_enabling(command: Command) -> bool:
     if isinstance(command, Store):
         return command.unchangedsince is not None
     if isinstance(command, Search):
-        return _has_modseq_key(command.criteria)
+        return has_modseq_key(command.criteria)
     return False
 
 

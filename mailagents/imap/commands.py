@@ -87,6 +87,7 @@ from mailagents.imap._search import (
     SizeKey,
     SortCriterion,
     TextKey,
+    has_modseq_key,
     search_depth,
 )
 
@@ -157,5 +158,6 @@ __all__ = [
     "Unselect",
     "Unsubscribe",
     "expand_macro",
+    "has_modseq_key",
     "search_depth",
 ]
