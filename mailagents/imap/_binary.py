@@ -25,7 +25,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mailagents.imap._mime import PartMap, _skip_cfws, _token
+from mailagents.imap._mime import PartMap
+from mailagents.imap._mime_headers import read_token, skip_cfws
 from mailagents.imap._sections import Reader, iter_crlf, locate_part
 
 __all__ = [
@@ -174,7 +175,7 @@ def binary_decoder(encoding: str | None) -> BinaryDecoder | UnknownEncoding:
     """The decoder for a ``Content-Transfer-Encoding`` value (``None``: ``7bit``)."""
     token = "7bit"
     if encoding is not None:
-        token = _token(encoding, _skip_cfws(encoding, 0))[0] or "7bit"
+        token = read_token(encoding, skip_cfws(encoding, 0))[0] or "7bit"
     name = token.lower()
     if name in _IDENTITY:
         return IdentityDecoder()

@@ -38,12 +38,11 @@ from mailagents.imap._mime import (
     MIME_FIELDS,
     MimePart,
     PartMap,
-    _skip_cfws,
-    _token,
     merge_rfc2231,
     parse_content_type,
     parse_params,
 )
+from mailagents.imap._mime_headers import read_token, skip_cfws
 
 __all__ = ["body_structure", "empty_text_part", "parse_disposition", "parse_language"]
 
@@ -68,8 +67,8 @@ def parse_disposition(value: str | None) -> tuple[str, Parameters] | None:
     """``body-fld-dsp`` from a ``Content-Disposition`` value (RFC 2183)."""
     if value is None:
         return None
-    i = _skip_cfws(value, 0)
-    kind, i = _token(value, i)
+    i = skip_cfws(value, 0)
+    kind, i = read_token(value, i)
     if not kind:
         return None
     return kind, tuple(merge_rfc2231(parse_params(value, i)))
@@ -82,11 +81,11 @@ def parse_language(value: str | None) -> tuple[str, ...] | None:
     tags: list[str] = []
     i = 0
     while i < len(value):
-        i = _skip_cfws(value, i)
-        tag, i = _token(value, i)
+        i = skip_cfws(value, i)
+        tag, i = read_token(value, i)
         if tag:
             tags.append(tag)
-        i = _skip_cfws(value, i)
+        i = skip_cfws(value, i)
         if i < len(value) and value[i] != ",":
             i = value.find(",", i)
             if i < 0:
@@ -98,7 +97,7 @@ def parse_language(value: str | None) -> tuple[str, ...] | None:
 def _encoding(value: str | None) -> str:
     if value is None:
         return "7bit"
-    token, _ = _token(value, _skip_cfws(value, 0))
+    token, _ = read_token(value, skip_cfws(value, 0))
     return token or "7bit"
 
 
