@@ -60,6 +60,7 @@ from mailagents.imap._mime_headers import (
     parse_params,
     unfold,
 )
+from mailagents.imap._varint import VarintReader, put_number, put_text
 
 __all__ = [
     "ADDRESS_FIELDS",
@@ -277,12 +278,12 @@ class PartMap:
         """A compact form for a cache (read back by :meth:`from_bytes`)."""
         out = bytearray(b"MPM")
         out.append(self.VERSION)
-        _put(out, self.size)
-        _put(out, self.crlf_size)
-        _put(out, len(self.parts))
+        put_number(out, self.size)
+        put_number(out, self.crlf_size)
+        put_number(out, len(self.parts))
         for part in self.parts:
-            _put(out, part.parent + 1)
-            _put(out, part.flags)
+            put_number(out, part.parent + 1)
+            put_number(out, part.flags)
             for value in (
                 part.header_start,
                 part.body_start - part.header_start,
@@ -293,17 +294,17 @@ class PartMap:
                 part.header_lines,
                 part.body_lines,
             ):
-                _put(out, value)
+                put_number(out, value)
             for text in part.mime:
-                _put_text(out, text)
-            _put(out, len(part.envelope))
+                put_text(out, text)
+            put_number(out, len(part.envelope))
             for text in part.envelope:
-                _put_text(out, text)
-        _put(out, len(self.checkpoints))
+                put_text(out, text)
+        put_number(out, len(self.checkpoints))
         previous = (0, 0)
         for point in self.checkpoints:
-            _put(out, point[0] - previous[0])
-            _put(out, point[1] - previous[1])
+            put_number(out, point[0] - previous[0])
+            put_number(out, point[1] - previous[1])
             previous = point
         return bytes(out)
 
@@ -314,20 +315,20 @@ class PartMap:
             raise PartMapError("not a serialised PartMap")
         if data[3] != cls.VERSION:
             raise PartMapError(f"PartMap version {data[3]} is not {cls.VERSION}")
-        cur = _Cursor(data, 4)
-        size, crlf_size, count = cur.int(), cur.int(), cur.int()
+        cur = VarintReader(data, 4, error=PartMapError, what="PartMap")
+        size, crlf_size, count = cur.number(), cur.number(), cur.number()
         if not 1 <= count <= cls.MAX_LOAD_PARTS or crlf_size < size:
             raise PartMapError("PartMap counts out of range")
         parts: list[MimePart] = []
         children: list[list[int]] = []
         for index in range(count):
-            parent = cur.int() - 1
+            parent = cur.number() - 1
             if (index == 0) != (parent == -1) or parent >= index:
                 raise PartMapError("PartMap parent out of order")
-            flags = cur.int()
-            hs, hl, bl, hsc, hlc, blc, hlines, blines = (cur.int() for _ in range(8))
+            flags = cur.number()
+            hs, hl, bl, hsc, hlc, blc, hlines, blines = (cur.number() for _ in range(8))
             mime = tuple(cur.text() for _ in MIME_FIELDS)
-            env_count = cur.int()
+            env_count = cur.number()
             if env_count not in (0, len(ENVELOPE_FIELDS)):
                 raise PartMapError("PartMap envelope of the wrong length")
             envelope = tuple(cur.text() for _ in range(env_count))
@@ -367,8 +368,8 @@ class PartMap:
             children.append([])
         points: list[tuple[int, int]] = []
         previous = (0, 0)
-        for _ in range(cur.int()):
-            point = (previous[0] + cur.int(), previous[1] + cur.int())
+        for _ in range(cur.number()):
+            point = (previous[0] + cur.number(), previous[1] + cur.number())
             if point[1] - point[0] < previous[1] - previous[0] or point[0] <= previous[0]:
                 raise PartMapError("PartMap checkpoints out of order")
             if point[0] > size or point[1] > crlf_size:
@@ -404,53 +405,6 @@ def _replace_children(part: MimePart, kids: tuple[int, ...]) -> MimePart:
         mime=part.mime,
         envelope=part.envelope,
     )
-
-
-def _put(out: bytearray, n: int) -> None:
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-
-
-def _put_text(out: bytearray, text: str | None) -> None:
-    if text is None:
-        _put(out, 0)
-        return
-    raw = text.encode("utf-8", "surrogateescape")
-    _put(out, len(raw) + 1)
-    out += raw
-
-
-class _Cursor:
-    def __init__(self, data: bytes, pos: int) -> None:
-        self.data, self.pos = data, pos
-
-    def int(self) -> int:
-        n = shift = 0
-        while True:
-            if self.pos >= len(self.data) or shift > 63:
-                raise PartMapError("PartMap truncated")
-            byte = self.data[self.pos]
-            self.pos += 1
-            n |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return n
-            shift += 7
-
-    def text(self) -> str | None:
-        n = self.int()
-        if n == 0:
-            return None
-        end = self.pos + n - 1
-        if end > len(self.data) or n - 1 > 1 << 20:
-            raise PartMapError("PartMap truncated")
-        raw = self.data[self.pos : end]
-        self.pos = end
-        return raw.decode("utf-8", "surrogateescape")
-
-    def done(self) -> bool:
-        return self.pos == len(self.data)
 
 
 def mime_flags(mime: tuple[str | None, ...], *, in_digest: bool) -> tuple[int, bytes | None]:

@@ -33,6 +33,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from mailagents.imap._mime import ENVELOPE_FIELDS, PartMap, PartMapError
+from mailagents.imap._varint import VarintReader, put_number, put_text
 from mailagents.store._cache_subject import base_subject, sent_date
 
 __all__ = [
@@ -183,73 +184,23 @@ def record_at(data: bytes | memoryview, pos: int) -> tuple[int, int, int, int, i
     return kind, uid, uidvalidity, pos + RECORD_HEAD.size, end
 
 
-def _put(out: bytearray, n: int) -> None:
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-
-
-def _put_text(out: bytearray, text: str | None) -> None:
-    if text is None:
-        out.append(0)
-        return
-    raw = text.encode("utf-8", "surrogatepass")
-    _put(out, len(raw) + 1)
-    out += raw
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def number(self) -> int:
-        n = shift = 0
-        while True:
-            if self.pos >= len(self.data) or shift > 63:
-                raise CacheFormatError("cache entry cut short")
-            byte = self.data[self.pos]
-            self.pos += 1
-            n |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return n
-            shift += 7
-
-    def raw(self, count: int) -> bytes:
-        if count > len(self.data) - self.pos:
-            raise CacheFormatError("cache entry cut short")
-        chunk = self.data[self.pos : self.pos + count]
-        self.pos += count
-        return chunk
-
-    def text(self) -> str | None:
-        n = self.number()
-        if n == 0:
-            return None
-        try:
-            return self.raw(n - 1).decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError as exc:
-            raise CacheFormatError("cache text not UTF-8") from exc
-
-
 def encode_entry(message: CachedMessage) -> bytes:
     """The payload of an entry record."""
     out = bytearray()
-    _put(out, message.size)
-    _put(out, len(message.fields))
+    put_number(out, message.size)
+    put_number(out, len(message.fields))
     for text in message.fields:
-        _put_text(out, text)
-    _put_text(out, message.references)
-    _put_text(out, message.base_subject)
+        put_text(out, text, "surrogatepass")
+    put_text(out, message.references, "surrogatepass")
+    put_text(out, message.base_subject, "surrogatepass")
     date = message.sent_date
     if date is None:
         out.append(0)
     else:
         offset = date.utcoffset() or datetime.timedelta()
         out.append(1)
-        _put(out, int(date.timestamp()) + _DATE_BIAS)
-        _put(out, int(offset.total_seconds()) // 60 + _ZONE_BIAS)
+        put_number(out, int(date.timestamp()) + _DATE_BIAS)
+        put_number(out, int(offset.total_seconds()) // 60 + _ZONE_BIAS)
     out += message.part_map_bytes
     return bytes(out)
 
@@ -257,13 +208,13 @@ def encode_entry(message: CachedMessage) -> bytes:
 def decode_entry(uid: int, payload: bytes) -> CachedMessage:
     """Read back :func:`encode_entry`; :class:`CacheFormatError` if not valid. The part
     map is checked for its magic and version only (it is read on first use)."""
-    cur = _Reader(payload)
+    cur = VarintReader(payload, error=CacheFormatError, what="cache entry")
     size = cur.number()
     if cur.number() != len(ENVELOPE_FIELDS):
         raise CacheFormatError("cache entry fields of the wrong length")
-    fields = tuple(cur.text() for _ in ENVELOPE_FIELDS)
-    references = cur.text()
-    subject = cur.text()
+    fields = tuple(cur.text("surrogatepass") for _ in ENVELOPE_FIELDS)
+    references = cur.text("surrogatepass")
+    subject = cur.text("surrogatepass")
     date: datetime.datetime | None = None
     flag = cur.number()
     if flag:
