@@ -19,14 +19,14 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self, TypeVar
 
 from mailagents.aio._limits import ListenerLimits
 from mailagents.aio._listener import Listener
 from mailagents.aio._session import StreamSession
 from mailagents.aio._throttle import AuthThrottle
 
-__all__ = ["ListeningServer", "server_limits"]
+__all__ = ["ListeningServer", "server_limits", "tls_config"]
 
 
 def server_limits(
@@ -45,6 +45,32 @@ def server_limits(
     if max_connections is not None:
         limits = dataclasses.replace(limits, max_connections=max_connections)
     return limits
+
+
+class _TLSConfig(Protocol):
+    @property
+    def tls_available(self) -> bool: ...
+    @property
+    def tls_active(self) -> bool: ...
+
+
+_C = TypeVar("_C", bound=_TLSConfig)
+
+
+def tls_config(config: _C, ssl_context: ssl.SSLContext | None, implicit_tls: bool) -> _C:
+    """A POP3 or IMAP core's configuration made to match the server's TLS: with
+    ``implicit_tls`` the session starts encrypted (port 995/993, RFC 8314), else TLS is
+    offered by STLS/STARTTLS; a configuration that offers TLS without an
+    ``ssl_context`` (or ``implicit_tls`` without one) is a :class:`ValueError`."""
+    if implicit_tls and ssl_context is None:
+        raise ValueError("implicit_tls needs an ssl_context")
+    if ssl_context is None:
+        if config.tls_available or config.tls_active:
+            raise ValueError("config offers TLS: pass an ssl_context")
+        return config
+    if implicit_tls:
+        return dataclasses.replace(config, tls_active=True, tls_available=False)  # type: ignore[type-var]
+    return dataclasses.replace(config, tls_available=True, tls_active=False)  # type: ignore[type-var]
 
 
 class ListeningServer:

@@ -37,7 +37,7 @@ from mailagents.aio._deadlines import StateTimeouts
 from mailagents.aio._imap_server import IMAPConnection
 from mailagents.aio._imap_server_handler import IMAPHandler, IMAPSession
 from mailagents.aio._limits import ListenerLimits
-from mailagents.aio._server import ListeningServer, server_limits
+from mailagents.aio._server import ListeningServer, server_limits, tls_config
 from mailagents.aio._throttle import AuthThrottle
 from mailagents.imap._config import ServerConfig
 
@@ -75,19 +75,12 @@ class IMAPServer(ListeningServer):
         limits: ListenerLimits | None = None,
         throttle: AuthThrottle | None = None,
     ) -> None:
-        if implicit_tls and ssl_context is None:
-            raise ValueError("implicit_tls needs an ssl_context")
         if limits is None:
             limits = ListenerLimits(idle_timeout=IDLE_TIMEOUT, command_timeout=IDLE_TIMEOUT)
         limits = server_limits(limits, None, max_connections)
-        config = config if config is not None else ServerConfig()
-        if ssl_context is None and (config.tls_available or config.tls_active):
-            raise ValueError("config offers TLS: pass an ssl_context")
-        if ssl_context is not None:
-            if implicit_tls:
-                config = dataclasses.replace(config, tls_active=True, tls_available=False)
-            else:
-                config = dataclasses.replace(config, tls_available=True, tls_active=False)
+        config = tls_config(
+            config if config is not None else ServerConfig(), ssl_context, implicit_tls
+        )
         if compress and not any(e.upper() == "COMPRESS=DEFLATE" for e in config.extensions):
             config = dataclasses.replace(
                 config, extensions=(*config.extensions, "COMPRESS=DEFLATE")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import secrets
@@ -40,7 +39,7 @@ from typing import Any, TypeVar
 from mailagents import sasl
 from mailagents.aio._limits import ListenerLimits
 from mailagents.aio._listener import Listener, Refusal
-from mailagents.aio._server import ListeningServer, server_limits
+from mailagents.aio._server import ListeningServer, server_limits, tls_config
 from mailagents.aio._session import StreamSession
 from mailagents.aio._throttle import AuthThrottle
 from mailagents.pop3 import (
@@ -439,19 +438,12 @@ class POP3Server(ListeningServer):
         limits: ListenerLimits | None = None,
         throttle: AuthThrottle | None = None,
     ) -> None:
-        if implicit_tls and ssl_context is None:
-            raise ValueError("implicit_tls needs an ssl_context")
         if limits is None:
             limits = ListenerLimits(idle_timeout=IDLE_TIMEOUT, command_timeout=IDLE_TIMEOUT)
         limits = server_limits(limits, idle_timeout, max_connections)
-        config = config if config is not None else ServerConfig()
-        if ssl_context is None and (config.tls_available or config.tls_active):
-            raise ValueError("config offers TLS: pass an ssl_context")
-        if ssl_context is not None:
-            if implicit_tls:
-                config = dataclasses.replace(config, tls_active=True, tls_available=False)
-            else:
-                config = dataclasses.replace(config, tls_available=True, tls_active=False)
+        config = tls_config(
+            config if config is not None else ServerConfig(), ssl_context, implicit_tls
+        )
         self.handler = handler
         """The :class:`POP3Handler` that decides for every session."""
         self.config = config
