@@ -55,6 +55,8 @@ IMAP_EXTENSIONS: tuple[str, ...] = (
 )
 """What the store-backed server announces besides the core's own capabilities."""
 
+_GONE = "Selected mailbox was deleted or renamed, closing connection"
+
 
 def imap_config(**options: Any) -> ServerConfig:
     """A ``ServerConfig`` for :class:`StoreIMAPHandler`: its extensions,
@@ -110,14 +112,13 @@ class StoreIMAPHandler(AppendCommands):
         """The selected folder changed: tell the view."""
         box = self.mailbox(session)
         if box is not None:
-            await box.sync()
+            await self._sync(session, box)
 
     async def on_idle(self, session: IMAPSession, idling: bool) -> None:
         """IDLE began: what changed since the last command goes out at once (the
         watch tells the rest as it happens)."""
         box = self.mailbox(session)
-        if idling and box is not None:
-            await box.sync()
+        if idling and box is not None and await self._sync(session, box):
             session.core.refresh()
 
     async def on_close(self, session: IMAPSession) -> None:
@@ -129,8 +130,9 @@ class StoreIMAPHandler(AppendCommands):
     async def on_command(self, session: IMAPSession, command: c.Command) -> Complete:
         """Dispatch to ``cmd_<verb>``; store errors become NO with a response code."""
         box = self.mailbox(session)
-        if box is not None and not isinstance(command, (c.Select, c.Examine)):
-            await box.sync()
+        selecting = isinstance(command, (c.Select, c.Examine))
+        if box is not None and not selecting and not await self._sync(session, box):
+            return Complete(status="NO", text=_GONE)  # not sent: the session ended
         method = getattr(self, "cmd_" + type(command).__name__.lower(), None)
         if method is None:
             return Complete(status="BAD", text="Command not implemented")
@@ -150,6 +152,20 @@ class StoreIMAPHandler(AppendCommands):
             log.warning("%s: %r failed: %s", session.peer, command, exc)
             return Complete(status="NO", code="CANNOT", text="Cannot do that")
         return answer
+
+    async def _sync(self, session: IMAPSession, box: OpenMailbox) -> bool:
+        """Read the selected folder's changes; False when the folder is gone (deleted
+        or renamed by another session or program): the session then ends with
+        ``* BYE``, as RFC 2180 §3 allows (the client can neither be told that every
+        message went nor go on in a mailbox that no longer exists; a BYE closes the
+        connection at once, RFC 9051 §7.1.5)."""
+        try:
+            await box.sync()
+        except FolderNotFoundError:
+            log.info("%s: the selected folder %r is gone", session.peer, box.name)
+            session.end(_GONE)
+            return False
+        return True
 
     # --- SELECT and the selected state -------------------------------------------------
 

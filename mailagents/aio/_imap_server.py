@@ -306,6 +306,9 @@ class IMAPConnection(StreamSession):
         finally:
             if paused:
                 self.resume_clock()
+        if core.state is State.LOGOUT:  # the handler ended the session (IMAPSession.end)
+            self._flush()
+            return False
         try:
             core.send(decision)
         except LocalProtocolError:

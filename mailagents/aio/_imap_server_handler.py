@@ -75,6 +75,13 @@ class IMAPSession:
         from the loop's thread."""
         self._connection.wake()
 
+    def end(self, text: str) -> None:
+        """End the session now with ``* BYE text`` (RFC 9051 §7.1.5: the server closes
+        the connection at once), for instance when the selected mailbox was deleted or
+        renamed away by another program (RFC 2180 §3). What the core had queued goes
+        out first; the command in progress gets no tagged answer."""
+        self.core.shutdown(text)
+
     async def send(
         self, response: Response | Frame, literals: Sequence[AsyncIterable[bytes]] = ()
     ) -> None:

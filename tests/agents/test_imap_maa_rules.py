@@ -1,0 +1,198 @@
+"""The store-backed IMAP server's remaining rules (mailagents/agents/_imap_session.py,
+_imap_folders.py, _imap_append.py; mailagents/aio/_imap_server.py): a selected
+mailbox that disappears ends the session with ``* BYE``; OLDNAME; UTF8=ACCEPT.
+
+Every test talks to the server over 127.0.0.1 (port 0) with a small line client, so
+that it sees the exact octets (a BYE, a tagged reply that must not come, the end of
+the connection)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailagents.store import MaildirStore, MboxStore, Store
+from tests.agents.test_imap_session import make_store, serve
+
+DEADLINE = 15.0
+
+
+class Wire:
+    """A line client for the tests: ``command`` sends one tagged command and returns
+    every line up to its tagged reply (or the end of the connection)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        self.buf = b""
+        self.n = 0
+        self.greeting = self.line()
+
+    def line(self) -> bytes:
+        """One line (with its CRLF), or b"" at the end of the connection."""
+        end = time.monotonic() + DEADLINE
+        while b"\r\n" not in self.buf:
+            if time.monotonic() > end:
+                raise TimeoutError(self.buf)
+            data = self.sock.recv(65536)
+            if not data:
+                rest, self.buf = self.buf, b""
+                return rest
+            self.buf += data
+        head, _, self.buf = self.buf.partition(b"\r\n")
+        return head + b"\r\n"
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def command(self, text: str | bytes) -> list[bytes]:
+        self.n += 1
+        tag = f"t{self.n}".encode()
+        raw = text.encode() if isinstance(text, str) else text
+        self.send(tag + b" " + raw + b"\r\n")
+        return self.until(tag)
+
+    def until(self, tag: bytes) -> list[bytes]:
+        """Lines up to the one tagged ``tag``, or to the end of the connection."""
+        lines = []
+        while True:
+            line = self.line()
+            if not line:
+                return lines
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                return lines
+
+    def closed(self) -> bool:
+        """The server closed the connection (nothing more comes)."""
+        return self.line() == b""
+
+    def login(self) -> None:
+        assert self.command("LOGIN user secret")[-1].startswith(b"t1 OK")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def tagged(lines: list[bytes]) -> bytes:
+    return lines[-1] if lines else b""
+
+
+def _store(kind: str, tmp_path: Path) -> Any:
+    gen = make_store(kind, tmp_path)
+    made = next(gen)
+    made.create_folder("Work")
+    with made.folder("Work") as work:
+        work.append_bytes(b"Subject: w\r\n\r\nwork\r\n")
+    return gen, made
+
+
+@pytest.fixture(params=["maildir", "mbox"])
+def work_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    gen, made = _store(request.param, tmp_path)
+    yield made
+    for _ in gen:
+        pass
+
+
+def _remove_by_hand(store: Store) -> None:
+    """What another program does: rm -rf the Maildir folder, or remove the mbox file."""
+    if isinstance(store, MaildirStore):
+        shutil.rmtree(Path(store.root) / ".Work")
+    else:
+        assert isinstance(store, MboxStore)
+        os.unlink(Path(store.root) / "Work")
+
+
+# --- 3. the selected mailbox goes away ------------------------------------------------
+
+
+def test_selected_folder_removed_by_hand_ends_the_session_with_bye(work_store: Store) -> None:
+    def client(port: int) -> tuple[list[bytes], bool]:
+        wire = Wire(port)
+        wire.login()
+        assert tagged(wire.command("SELECT Work")).startswith(b"t2 OK")
+        _remove_by_hand(work_store)
+        lines = wire.command("FETCH 1 (FLAGS)")
+        gone = wire.closed()
+        wire.close()
+        return lines, gone
+
+    lines, gone = serve(work_store, client)
+    assert any(line.startswith(b"* BYE ") for line in lines), lines
+    # No tagged answer (in particular no NO [SERVERBUG]) and the connection is closed.
+    assert not any(line.startswith(b"t3 ") for line in lines), lines
+    assert gone
+
+
+@pytest.mark.parametrize("how", ["DELETE Work", "RENAME Work Elsewhere"])
+def test_selected_folder_deleted_or_renamed_by_another_session_is_bye(
+    work_store: Store, how: str
+) -> None:
+    def client(port: int) -> tuple[list[bytes], list[bytes], bool]:
+        one, two = Wire(port), Wire(port)
+        one.login()
+        two.login()
+        assert tagged(one.command("SELECT Work")).startswith(b"t2 OK")
+        done = two.command(how)
+        lines = one.command("NOOP")
+        gone = one.closed()
+        assert tagged(two.command('LIST "" *')).startswith(b"t3 OK")  # two goes on
+        one.close()
+        two.close()
+        return done, lines, gone
+
+    done, lines, gone = serve(work_store, client)
+    assert tagged(done).startswith(b"t2 OK"), done
+    assert any(line.startswith(b"* BYE ") for line in lines), lines
+    assert not any(line.startswith(b"t3 ") for line in lines), lines
+    assert gone
+
+
+def test_selected_folder_deleted_while_idle_is_bye(work_store: Store) -> None:
+    """IDLE: the watch wakes the session, which says BYE without waiting for a
+    command (Maildir: the directory watch; mbox: the file's poll)."""
+
+    def client(port: int) -> tuple[bytes, bool]:
+        one, two = Wire(port), Wire(port)
+        one.login()
+        two.login()
+        assert tagged(one.command("SELECT Work")).startswith(b"t2 OK")
+        one.send(b"t3 IDLE\r\n")
+        assert one.line().startswith(b"+ ")
+        assert tagged(two.command("DELETE Work")).startswith(b"t2 OK")
+        line = one.line()
+        while line and not line.startswith(b"* BYE"):
+            line = one.line()
+        gone = one.closed()
+        one.close()
+        two.close()
+        return line, gone
+
+    line, gone = serve(work_store, client)
+    assert line.startswith(b"* BYE "), line
+    assert gone
+
+
+def test_other_folder_deleted_by_another_session_changes_nothing(work_store: Store) -> None:
+    """Only the selected folder's disappearance ends a session."""
+
+    def client(port: int) -> tuple[list[bytes], list[bytes]]:
+        one, two = Wire(port), Wire(port)
+        one.login()
+        two.login()
+        assert tagged(one.command("SELECT INBOX")).startswith(b"t2 OK")
+        assert tagged(two.command("DELETE Work")).startswith(b"t2 OK")
+        noop = one.command("NOOP")
+        fetch = one.command("FETCH 1 (FLAGS)")
+        one.close()
+        two.close()
+        return noop, fetch
+
+    noop, fetch = serve(work_store, client)
+    assert tagged(noop).startswith(b"t3 OK") and tagged(fetch).startswith(b"t4 OK")
