@@ -1,0 +1,291 @@
+"""Helpers for tests/interop/test_imap_sync_clients.py: our store-backed IMAP server in
+a thread of its own (its own event loop), a quickly made account, and the two sides'
+state (the server's store and a client's local Maildir) as comparable dictionaries."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import email.parser
+import email.policy
+import os
+import re
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailagents import sasl
+from mailagents._mutf7 import decode_mutf7
+from mailagents.agents._imap_session import StoreIMAPHandler, imap_config
+from mailagents.aio import ListenerLimits
+from mailagents.aio.imap import IMAPServer
+from mailagents.store import Store
+
+USER = "user"
+PASSWORD = "secret"
+SECRETS = sasl.scram_secrets(PASSWORD)
+QUICK = ListenerLimits(auth_failure_delay=0.01, max_auth_failure_delay=0.01)
+
+# Flags as a Maildir info part ("2,FS") names them (the maildir(5) letters).
+LETTERS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
+SYSTEM = frozenset(LETTERS.values())
+
+State = dict[str, dict[str, frozenset[str]]]
+"""Folder name → Message-ID → system flags."""
+
+
+class Users:
+    async def answer_async(self, request: sasl.NeedCredentials) -> sasl.CredentialsAnswer:
+        if request.authcid == USER:
+            if request.password is None:
+                return SECRETS
+            return sasl.PasswordVerdict(valid=request.password == PASSWORD)
+        return sasl.NoSuchUser()
+
+
+@contextlib.contextmanager
+def server_thread(
+    store: Store, *, ssl_context: ssl.SSLContext | None = None, timeout: float = 30.0
+) -> Iterator[int]:
+    """Serve ``store`` (user ``user``, password ``secret``, plain LOGIN allowed) on
+    127.0.0.1, port 0, from a thread with its own event loop; yields the port and
+    stops the server (and the thread) on the way out."""
+    loop = asyncio.new_event_loop()
+    started: concurrent.futures.Future[int] = concurrent.futures.Future()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        async def stores(identity: str) -> Store:
+            return store
+
+        handler = StoreIMAPHandler(Users(), stores)
+        options: dict[str, object] = {}
+        if ssl_context is not None:
+            options = {"ssl_context": ssl_context, "implicit_tls": True}
+        config = imap_config(allow_plaintext_login=True)
+        try:
+            async with IMAPServer(handler, config, limits=QUICK, **options) as server:  # type: ignore[arg-type]
+                started.set_result(server.port)
+                await stop.wait()
+        except BaseException as error:
+            if not started.done():
+                started.set_exception(error)
+            raise
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(main())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="imap-sync-server", daemon=True)
+    thread.start()
+    try:
+        yield started.result(timeout)
+    finally:
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout)
+        assert not thread.is_alive(), "the IMAP server thread did not stop"
+
+
+def message(folder: str, n: int, *, tag: str = "") -> bytes:
+    """A small message whose Message-ID names its folder and number."""
+    mid = message_id(folder, n, tag=tag)
+    return (
+        f"From: sender{n}@example.test\r\nTo: user@example.test\r\n"
+        f"Subject: {folder} message {n}{tag}\r\nMessage-ID: {mid}\r\n"
+        f"Date: Mon, 07 Dec 2026 12:00:00 +0000\r\n\r\n"
+        f"Body of message {n} in {folder}{tag}.\r\n"
+    ).encode()
+
+
+def message_id(folder: str, n: int, *, tag: str = "") -> str:
+    safe = re.sub(r"[^A-Za-z0-9]", "-", folder.encode("ascii", "backslashreplace").decode())
+    return f"<{safe}.{n}{tag}@example.test>"
+
+
+def flags_for(n: int) -> frozenset[str]:
+    """The flags message ``n`` starts with: most seen, some flagged or answered, a few
+    deleted (but not expunged: the clients must carry \\Deleted as a flag)."""
+    flags = set()
+    if n % 3:
+        flags.add("\\Seen")
+    if n % 7 == 0:
+        flags.add("\\Flagged")
+    if n % 11 == 0:
+        flags.add("\\Answered")
+    if n % 97 == 0:
+        flags.add("\\Deleted")
+    return frozenset(flags)
+
+
+@dataclass(frozen=True)
+class Account:
+    folders: dict[str, int]
+    """Folder name → messages made in it."""
+    expunged: int
+    """Messages expunged (in all folders) after they were made."""
+
+
+def populate(store: Store, folders: dict[str, int]) -> Account:
+    """Fill ``store``: ``folders`` maps each name to its message count; each folder
+    loses every 50th message to an expunge afterwards (so that its UIDs have gaps)."""
+    expunged = 0
+    for name, count in folders.items():
+        if name != "INBOX":
+            store.create_folder(name)
+            store.subscribe(name)
+        with store.folder(name) as folder:
+            uids = []
+            for n in range(1, count + 1):
+                flags = flags_for(n)
+                if n % 50 == 0:
+                    flags = flags | {"\\Deleted"}
+                uids.append(folder.append_bytes(message(name, n), flags=flags).uid)
+            gone = folder.expunge([uid for n, uid in enumerate(uids, 1) if n % 50 == 0])
+            expunged += len(gone)
+    return Account(folders=dict(folders), expunged=expunged)
+
+
+def expected(account: Account) -> State:
+    """The state ``populate`` made."""
+    return {
+        name: {message_id(name, n): flags_for(n) for n in range(1, count + 1) if n % 50}
+        for name, count in account.folders.items()
+    }
+
+
+_PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+
+
+def _mid(data: bytes) -> str:
+    header = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    value = _PARSER.parsebytes(header).get("Message-ID")
+    assert value is not None, header
+    return str(value).strip()
+
+
+def server_state(store: Store) -> State:
+    """Each folder of ``store``: Message-ID → system flags (keywords left out)."""
+    state: State = {}
+    for info in store.list_folders():
+        if "\\Noselect" in info.attributes or "\\NonExistent" in info.attributes:
+            continue
+        with store.folder(info.name) as folder:
+            folder.refresh()
+            box: dict[str, frozenset[str]] = {}
+            for meta in folder.messages():
+                mid = _mid(folder.read_message(meta.uid))
+                assert mid not in box, f"{mid} twice in {info.name} on the server"
+                box[mid] = frozenset(meta.flags & SYSTEM)
+            state[info.name] = box
+    return state
+
+
+def server_uids(store: Store) -> dict[str, dict[int, tuple[frozenset[str], int]]]:
+    """Each folder: UID → (flags, MODSEQ); two equal results mean nothing changed."""
+    out: dict[str, dict[int, tuple[frozenset[str], int]]] = {}
+    for info in store.list_folders():
+        if "\\Noselect" in info.attributes or "\\NonExistent" in info.attributes:
+            continue
+        with store.folder(info.name) as folder:
+            folder.refresh()
+            out[info.name] = {m.uid: (m.flags, m.modseq) for m in folder.messages()}
+    return out
+
+
+def maildir_flags(filename: str) -> frozenset[str]:
+    """The flags in a Maildir file name's info part (``...:2,FS``)."""
+    if ":2," not in filename:
+        return frozenset()
+    letters = filename.rsplit(":2,", 1)[1]
+    return frozenset(LETTERS[c] for c in letters if c in LETTERS)
+
+
+def is_maildir(path: Path) -> bool:
+    return all((path / sub).is_dir() for sub in ("cur", "new", "tmp"))
+
+
+def maildir_folder(path: Path) -> dict[str, frozenset[str]]:
+    """One local Maildir folder: Message-ID → flags."""
+    box: dict[str, frozenset[str]] = {}
+    for sub in ("new", "cur"):
+        for entry in os.scandir(path / sub):
+            if entry.name.startswith("."):
+                continue
+            with open(entry.path, "rb") as f:
+                mid = _mid(f.read(4096))
+            assert mid not in box, f"{mid} twice in {path}"
+            box[mid] = maildir_flags(entry.name)
+    return box
+
+
+def maildir_files(root: Path) -> dict[str, tuple[int, str]]:
+    """Every message file under ``root`` (relative path → (inode, name)), to tell
+    that a run moved, renamed or wrote nothing."""
+    out: dict[str, tuple[int, str]] = {}
+    for dirpath, _dirs, files in os.walk(root):
+        if os.path.basename(dirpath) not in ("cur", "new"):
+            continue
+        for name in files:
+            path = os.path.join(dirpath, name)
+            out[os.path.relpath(path, root)] = (os.stat(path).st_ino, name)
+    return out
+
+
+def find_message(folder: Path, mid: str) -> Path:
+    """The file of message ``mid`` in a local Maildir folder."""
+    for sub in ("cur", "new"):
+        for entry in os.scandir(folder / sub):
+            with open(entry.path, "rb") as f:
+                if _mid(f.read(4096)) == mid:
+                    return Path(entry.path)
+    raise KeyError(mid)
+
+
+def set_local_flags(path: Path, flags: frozenset[str]) -> Path:
+    """Rename a local message file so that its info part says ``flags`` (moving it
+    to cur/ as a mail reader does); returns the new path."""
+    letters = "".join(sorted(k for k, v in LETTERS.items() if v in flags))
+    base = path.name.split(":2,", 1)[0]
+    new = path.parent.parent / "cur" / f"{base}:2,{letters}"
+    os.rename(path, new)
+    return new
+
+
+_local_counter = 0
+
+
+def add_local(folder: Path, data: bytes, flags: frozenset[str] = frozenset()) -> Path:
+    """Deliver a message into a local Maildir folder as a mail reader would."""
+    global _local_counter
+    _local_counter += 1
+    name = f"1700000000.M{_local_counter}P{os.getpid()}.testhost"
+    tmp = folder / "tmp" / name
+    tmp.write_bytes(data)
+    letters = "".join(sorted(k for k, v in LETTERS.items() if v in flags))
+    target = folder / "cur" / f"{name}:2,{letters}"
+    os.rename(tmp, target)
+    return target
+
+
+def local_state(root: Path, *, mutf7_names: bool = False) -> State:
+    """Each Maildir folder under ``root`` (nested as directories, ``Archive/2024``):
+    Message-ID → flags; ``mutf7_names`` when the client names the folders in
+    modified UTF-7 (mbsync does)."""
+    state: State = {}
+    for dirpath, dirs, _files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in ("cur", "new", "tmp") and not d.startswith(".")]
+        path = Path(dirpath)
+        if path == root or not is_maildir(path):
+            continue
+        name = path.relative_to(root).as_posix()
+        if mutf7_names:
+            name = decode_mutf7(name)
+        state[name] = maildir_folder(path)
+    return state

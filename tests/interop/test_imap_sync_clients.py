@@ -1,0 +1,329 @@
+"""Two-way sync by real clients, mbsync (isync) and offlineimap3, against our IMAP
+server (StoreIMAPHandler over a Maildir store and over an mbox store) on 127.0.0.1:
+a 2,000-message account with a nested folder and a non-ASCII one, flags and
+deletions; synced, synced again (nothing may change), then changed on both sides and
+synced once more (both sides merged)."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mailagents._mutf7 import encode_mutf7
+from mailagents.aio.tls import make_self_signed
+from mailagents.store import MaildirStore, MboxStore, Store
+
+from ._imap_sync_server import (
+    PASSWORD,
+    USER,
+    State,
+    add_local,
+    expected,
+    find_message,
+    local_state,
+    maildir_files,
+    message,
+    message_id,
+    populate,
+    server_state,
+    server_thread,
+    server_uids,
+    set_local_flags,
+)
+from .peers import require_binary
+
+pytestmark = pytest.mark.interop
+
+FOLDERS = {"INBOX": 1100, "Archive": 300, "Archive/2024": 400, "Entwürfe": 200}
+"""2,000 messages (40 of them expunged on the server before the first sync)."""
+RUN_TIMEOUT = 180.0
+
+
+def make_store(kind: str, tmp_path: Path) -> Store:
+    if kind == "maildir":
+        return MaildirStore(tmp_path / "server" / "Maildir", fsync=False)
+    return MboxStore(tmp_path / "server" / "mail", inbox=tmp_path / "server" / "inbox", fsync=False)
+
+
+@pytest.fixture(params=["maildir", "mbox"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    made = make_store(request.param, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def diff(got: State, want: State) -> list[str]:
+    """What differs, briefly (for assertion messages)."""
+    out = []
+    for name in sorted(set(got) | set(want)):
+        if name not in got or name not in want:
+            out.append(f"folder {name!r} only in {'got' if name in got else 'want'}")
+            continue
+        g, w = got[name], want[name]
+        for mid in sorted(set(g) | set(w)):
+            if g.get(mid) != w.get(mid):
+                out.append(f"{name}: {mid}: got {g.get(mid)}, want {w.get(mid)}")
+    return out[:20]
+
+
+def assert_state(got: State, want: State, side: str) -> None:
+    assert got == want, f"{side}: " + "; ".join(diff(got, want))
+
+
+@dataclass
+class Client:
+    """A sync client's configuration, written afresh for each run (the server's port
+    changes), and how it ran."""
+
+    base: Path
+    tls: Path | None = None
+    """The certificate to trust (the server then speaks implicit TLS)."""
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def local(self) -> Path:
+        return self.base / "local"
+
+    def mutf7(self) -> bool:
+        return False
+
+    def command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def run(self, store: Store) -> str:
+        ssl_context = None
+        if self.tls is not None:
+            ssl_context = CERT.server_context()
+        with server_thread(store, ssl_context=ssl_context) as port:
+            done = subprocess.run(
+                self.command(port),
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+                cwd=self.base,
+                env={**os.environ, "HOME": str(self.base)},
+            )
+        output = done.stdout + done.stderr
+        self.outputs.append(output)
+        assert done.returncode == 0, output[-4000:]
+        return output
+
+    def folder(self, name: str) -> Path:
+        if self.mutf7():
+            name = encode_mutf7(name)
+        return self.local / name
+
+
+CERT = make_self_signed(["localhost"])
+
+
+class Mbsync(Client):
+    def mutf7(self) -> bool:
+        return True
+
+    def command(self, port: int) -> list[str]:
+        self.local.mkdir(exist_ok=True)
+        if self.tls is not None:
+            transport = f"SSLType IMAPS\nCertificateFile {self.tls}\n"
+        else:
+            transport = "SSLType None\n"
+        # Sections are separated by blank lines (mbsync(1)).
+        rc = self.base / "mbsyncrc"
+        rc.write_text(
+            f"IMAPAccount server\nHost localhost\nPort {port}\nUser {USER}\nPass {PASSWORD}\n"
+            f"{transport}AuthMechs LOGIN\n\n"
+            "IMAPStore server-far\nAccount server\n\n"
+            f"MaildirStore server-near\nPath {self.local}/\nInbox {self.local}/INBOX\n"
+            "SubFolders Verbatim\n\n"
+            "Channel everything\nFar :server-far:\nNear :server-near:\nPatterns *\n"
+            "Create Both\nExpunge Both\nRemove None\nSync All\nSyncState *\n"
+        )
+        return ["mbsync", "-V", "-c", str(rc), "-a"]
+
+
+class OfflineIMAP(Client):
+    def command(self, port: int) -> list[str]:
+        self.local.mkdir(exist_ok=True)
+        if self.tls is not None:
+            transport = f"ssl = yes\nsslcacertfile = {self.tls}\n"
+        else:
+            transport = "ssl = no\nstarttls = no\n"
+        rc = self.base / "offlineimaprc"
+        rc.write_text(
+            f"[general]\naccounts = server\nmetadata = {self.base / 'meta'}\n"
+            "maxsyncaccounts = 1\nui = basic\n\n"
+            "[Account server]\nlocalrepository = near\nremoterepository = far\n"
+            "utf8foldernames = yes\n\n"
+            f"[Repository near]\ntype = Maildir\nlocalfolders = {self.local}\nsep = /\n\n"
+            f"[Repository far]\ntype = IMAP\nremotehost = localhost\nremoteport = {port}\n"
+            f"remoteuser = {USER}\nremotepass = {PASSWORD}\n{transport}maxconnections = 1\n"
+        )
+        return ["offlineimap", "-c", str(rc), "-o", "-u", "basic"]
+
+
+def without_deleted(state: State) -> State:
+    return {
+        name: {mid: flags for mid, flags in box.items() if "\\Deleted" not in flags}
+        for name, box in state.items()
+    }
+
+
+def change_server(client: Client, store: Store) -> None:
+    """Through IMAP (imaplib): a new message in INBOX, \\Flagged set on one message and
+    \\Seen cleared on another in Archive, one message expunged in Entwürfe."""
+    if client.tls is None:
+        with server_thread(store) as port:
+            imap = imaplib.IMAP4("localhost", port, timeout=30)
+            _change_server(imap)
+    else:
+        with server_thread(store, ssl_context=CERT.server_context()) as port:
+            context = CERT.client_context()
+            imap = imaplib.IMAP4_SSL("localhost", port, ssl_context=context, timeout=30)
+            _change_server(imap)
+
+
+def _change_server(imap: imaplib.IMAP4) -> None:
+    try:
+        assert imap.login(USER, PASSWORD)[0] == "OK"
+        typ, _ = imap.append("INBOX", "(\\Seen)", None, message("INBOX", 1, tag=".far"))
+        assert typ == "OK"
+        assert imap.select("Archive")[0] == "OK"
+        for number, command, flag in (("2", "+FLAGS", "\\Flagged"), ("4", "-FLAGS", "\\Seen")):
+            typ, data = imap.uid(
+                "SEARCH", "HEADER", "Message-ID", message_id("Archive", int(number))
+            )
+            assert typ == "OK" and data[0], data
+            assert imap.uid("STORE", data[0].decode(), command, flag)[0] == "OK"
+        assert imap.select(encode_mutf7("Entwürfe"))[0] == "OK"
+        typ, data = imap.uid("SEARCH", "HEADER", "Message-ID", message_id("Entwürfe", 5))
+        assert typ == "OK" and data[0], data
+        uid = data[0].decode()
+        assert imap.uid("STORE", uid, "+FLAGS.SILENT", "\\Deleted")[0] == "OK"
+        assert imap.uid("EXPUNGE", uid)[0] == "OK"
+    except BaseException:
+        imap.shutdown()
+        raise
+    imap.logout()
+
+
+def apply_server_change(state: State) -> None:
+    state["INBOX"][message_id("INBOX", 1, tag=".far")] = frozenset({"\\Seen"})
+    state["Archive"][message_id("Archive", 2)] |= {"\\Flagged"}
+    state["Archive"][message_id("Archive", 4)] -= {"\\Seen"}
+    del state["Entwürfe"][message_id("Entwürfe", 5)]
+
+
+def change_local(client: Client) -> None:
+    """In the local Maildir, as a mail reader would: a new message in Archive/2024,
+    \\Answered added to one message and \\Seen dropped from another in INBOX by
+    renaming their files, one message of Archive/2024 deleted (its file removed)."""
+    add_local(
+        client.folder("Archive/2024"),
+        message("Archive/2024", 1, tag=".near"),
+        frozenset({"\\Seen", "\\Flagged"}),
+    )
+    inbox = client.folder("INBOX")
+    one = find_message(inbox, message_id("INBOX", 2))
+    set_local_flags(one, frozenset({"\\Seen", "\\Answered"}))
+    two = find_message(inbox, message_id("INBOX", 4))
+    set_local_flags(two, frozenset())
+    os.unlink(find_message(client.folder("Archive/2024"), message_id("Archive/2024", 8)))
+
+
+def apply_local_change(state: State) -> None:
+    state["Archive/2024"][message_id("Archive/2024", 1, tag=".near")] = frozenset(
+        {"\\Seen", "\\Flagged"}
+    )
+    state["INBOX"][message_id("INBOX", 2)] = frozenset({"\\Seen", "\\Answered"})
+    state["INBOX"][message_id("INBOX", 4)] = frozenset()
+    del state["Archive/2024"][message_id("Archive/2024", 8)]
+
+
+def sync_twice_then_merge(client: Client, store: Store, folders: dict[str, int]) -> None:
+    account = populate(store, folders)
+    want = expected(account)
+    assert sum(len(box) for box in want.values()) == sum(folders.values()) - account.expunged
+
+    # 1. The first sync: the local side gets every message, with its flags.
+    client.run(store)
+    want = without_deleted(want) if isinstance(client, Mbsync) else want
+    assert_state(server_state(store), want, "server after the first sync")
+    assert_state(local_state(client.local, mutf7_names=client.mutf7()), want, "local side")
+
+    # 2. Again: nothing changes on either side (UIDs, flags and MODSEQs on the
+    # server; every message file's name and inode on the local side).
+    server_before = server_uids(store)
+    local_before = maildir_files(client.local)
+    output = client.run(store)
+    assert server_uids(store) == server_before, output[-2000:]
+    assert maildir_files(client.local) == local_before, output[-2000:]
+
+    # 3. A change on each side, then a sync merges them.
+    change_server(client, store)
+    change_local(client)
+    apply_server_change(want)
+    apply_local_change(want)
+    client.run(store)
+    if isinstance(client, OfflineIMAP):
+        # offlineimap deletes on the server with STORE +FLAGS (\Deleted) and a plain
+        # EXPUNGE, which also removes the messages that had \Deleted already in that
+        # folder (RFC 9051 §6.4.3); their local copies go in the next run.
+        local_want = {name: dict(box) for name, box in want.items()}
+        want["Archive/2024"] = without_deleted(want)["Archive/2024"]
+        assert_state(server_state(store), want, "server after the merge")
+        local = local_state(client.local, mutf7_names=client.mutf7())
+        assert_state(local, local_want, "local side after the merge")
+        client.run(store)
+    assert_state(server_state(store), want, "server after the merge")
+    assert_state(local_state(client.local, mutf7_names=client.mutf7()), want, "local side")
+
+
+@pytest.fixture
+def mbsync() -> None:
+    require_binary("mbsync")
+
+
+@pytest.fixture
+def offlineimap() -> None:
+    require_binary("offlineimap")
+
+
+SMALL = {"INBOX": 60, "Archive": 20, "Archive/2024": 20, "Entwürfe": 10}
+
+
+@pytest.mark.usefixtures("mbsync")
+def test_mbsync_syncs_both_ways(store: Store, tmp_path: Path) -> None:
+    sync_twice_then_merge(Mbsync(tmp_path), store, FOLDERS)
+
+
+@pytest.mark.usefixtures("offlineimap")
+def test_offlineimap_syncs_both_ways(store: Store, tmp_path: Path) -> None:
+    sync_twice_then_merge(OfflineIMAP(tmp_path), store, FOLDERS)
+
+
+@pytest.mark.usefixtures("mbsync")
+def test_mbsync_over_implicit_tls(tmp_path: Path) -> None:
+    cert, _key = CERT.write(tmp_path / "tls")
+    made = make_store("maildir", tmp_path)
+    try:
+        sync_twice_then_merge(Mbsync(tmp_path, tls=cert), made, SMALL)
+    finally:
+        made.close()
+
+
+@pytest.mark.usefixtures("offlineimap")
+def test_offlineimap_over_implicit_tls(tmp_path: Path) -> None:
+    cert, _key = CERT.write(tmp_path / "tls")
+    made = make_store("maildir", tmp_path)
+    try:
+        sync_twice_then_merge(OfflineIMAP(tmp_path, tls=cert), made, SMALL)
+    finally:
+        made.close()
