@@ -372,7 +372,7 @@ def serve_ours(maildir: Path, port: int) -> None:
                 allow_plaintext=True,
             )
             async with maa:
-                await maa.serve(HOST, port, None)
+                await maa.serve(HOST, port, None, None, None)
                 print("ready", flush=True)
                 await stop.wait()
             users.close()

@@ -1,15 +1,16 @@
 """The command line: ``python -m mailagents``.
 
 ``python -m mailagents [--host H] [--submission-port P] [--submissions-port P]
-[--pop3-port P] [--pop3s-port P] [--dir DIR] [--user ADDRESS] [--max-size N]`` runs the
-demo, the first whole chain on loopback: an MSA (:class:`mailagents.agents.MSA`) with
-STARTTLS (port 10587) and implicit TLS (port 10465) that delivers into Maildirs under
-``DIR`` (``./demo-mail`` by default), and a POP3 MAA (:class:`mailagents.agents.MAA`)
-serving the same Maildirs with STLS (port 10110) and implicit TLS (port 10995); a
-self-signed certificate in ``DIR/tls/`` and one user with a new random password at each
-start. It prints the ports, the user, the password, an smtplib one-liner to submit a
-message and a poplib one-liner to read it back, then a line for each message delivered.
-Stop it with Ctrl-C (SIGINT) or SIGTERM.
+[--pop3-port P] [--pop3s-port P] [--imap-port P] [--imaps-port P] [--dir DIR]
+[--user ADDRESS] [--max-size N]`` runs the demo, the first whole chain on loopback: an
+MSA (:class:`mailagents.agents.MSA`) with STARTTLS (port 10587) and implicit TLS (port
+10465) that delivers into Maildirs under ``DIR`` (``./demo-mail`` by default), and an
+MAA (:class:`mailagents.agents.MAA`) serving the same Maildirs over POP3 with STLS
+(port 10110) and implicit TLS (port 10995) and over IMAP with STARTTLS (port 10143) and
+implicit TLS (port 10993); a self-signed certificate in ``DIR/tls/`` and one user with a
+new random password at each start. It prints the ports, the user, the password, an
+smtplib one-liner to submit a message and poplib and imaplib one-liners to read it
+back, then a line for each message delivered. Stop it with Ctrl-C (SIGINT) or SIGTERM.
 
 ``python -m mailagents smtp-sink [--host H] [--port P] [--lmtp] [--max-size N]`` runs
 a plain SMTP (or LMTP) server on loopback that accepts every recipient and prints each
@@ -61,6 +62,7 @@ __all__ = [
     "parse_passwd_args",
     "parse_sink_args",
     "passwd",
+    "imaplib_one_liner",
     "poplib_one_liner",
     "smtplib_one_liner",
 ]
@@ -75,6 +77,10 @@ DEMO_POP3_PORT = 10110
 """The demo's POP3 (STLS) port: a free high port instead of 110."""
 DEMO_POP3S_PORT = 10995
 """The demo's POP3S (implicit TLS) port: a free high port instead of 995."""
+DEMO_IMAP_PORT = 10143
+"""The demo's IMAP (STARTTLS) port: a free high port instead of 143."""
+DEMO_IMAPS_PORT = 10993
+"""The demo's IMAPS (implicit TLS) port: a free high port instead of 993."""
 
 BODY_LINES = 10
 """How many lines of each message body the demo prints."""
@@ -178,8 +184,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the demo's command line (``python -m mailagents [options]``)."""
     parser = argparse.ArgumentParser(
         prog="python -m mailagents",
-        description="mailagents demo: an MSA (RFC 6409) and a POP3 server (RFC 1939) on "
-        "loopback over the same Maildirs, with a self-signed certificate and one user. "
+        description="mailagents demo: an MSA (RFC 6409) and a POP3 (RFC 1939) and IMAP "
+        "(RFC 9051) server on loopback over the same Maildirs, with a self-signed "
+        "certificate and one user. "
         "Other commands: "
         "'python -m mailagents smtp-sink --help', 'python -m mailagents passwd --help', "
         "'python -m mailagents deliver --help', 'python -m mailagents lmtp --help'.",
@@ -215,6 +222,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="port of POP3 with implicit TLS (default: %(default)s; 0: any free port)",
     )
     parser.add_argument(
+        "--imap-port",
+        type=int,
+        default=DEMO_IMAP_PORT,
+        metavar="P",
+        help="port of IMAP with STARTTLS (default: %(default)s; 0: any free port)",
+    )
+    parser.add_argument(
+        "--imaps-port",
+        type=int,
+        default=DEMO_IMAPS_PORT,
+        metavar="P",
+        help="port of IMAP with implicit TLS (default: %(default)s; 0: any free port)",
+    )
+    parser.add_argument(
         "--dir",
         default="demo-mail",
         help="folder of the certificate, the password file and the Maildirs "
@@ -225,7 +246,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     _add_max_size(parser)
     args = parser.parse_args(argv)
-    for option in ("submission_port", "submissions_port", "pop3_port", "pop3s_port"):
+    for option in (
+        "submission_port",
+        "submissions_port",
+        "pop3_port",
+        "pop3s_port",
+        "imap_port",
+        "imaps_port",
+    ):
         if not 0 <= getattr(args, option) <= 65535:
             parser.error(f"--{option.replace('_', '-')} must be between 0 and 65535")
     _check_max_size(parser, args)
@@ -260,6 +288,21 @@ def poplib_one_liner(host: str, port: int, user: str, password: str) -> str:
         "[print(b'\\n'.join(p.retr(i + 1)[1]).decode(), '\\n' + '-' * 40) "
         "for i in range(p.stat()[0])]; "
         'p.quit()"'
+    )
+
+
+def imaplib_one_liner(host: str, port: int, user: str, password: str) -> str:
+    """A shell command that reads the user's INBOX with imaplib: STARTTLS (certificate
+    not verified: the demo's is self-signed), login, print each message (BODY.PEEK, so
+    nothing is marked seen), log out."""
+    return (
+        'python3 -c "import imaplib, ssl; '
+        f"m = imaplib.IMAP4('{host}', {port}); "
+        "m.starttls(ssl._create_unverified_context()); "
+        f"m.login('{user}', '{password}'); m.select('INBOX', readonly=True); "
+        "[print(m.fetch(n, '(BODY.PEEK[])')[1][0][1].decode(), '\\n' + '-' * 40) "
+        "for n in m.search(None, 'ALL')[1][0].split()]; "
+        'm.logout()"'
     )
 
 
@@ -324,16 +367,20 @@ async def _serve_demo(args: argparse.Namespace) -> None:
     try:
         async with msa, maa:
             await msa.serve(args.host, args.submission_port, args.submissions_port)
-            await maa.serve(args.host, args.pop3_port, args.pop3s_port)
+            await maa.serve(
+                args.host, args.pop3_port, args.pop3s_port, args.imap_port, args.imaps_port
+            )
             host = f"[{args.host}]" if ":" in args.host else args.host
             maildir = os.path.join(folder, "<address>", "Maildir", "")
             print(
-                f"mailagents demo: an MSA (RFC 6409) and a POP3 MAA (RFC 1939) on {host}, "
+                f"mailagents demo: an MSA (RFC 6409) and an MAA (POP3 and IMAP) on {host}, "
                 "Ctrl-C to stop\n"
                 f"  submission:  {host}:{msa.submission_port} (STARTTLS, then AUTH)\n"
                 f"  submissions: {host}:{msa.submissions_port} (implicit TLS)\n"
                 f"  pop3:        {host}:{maa.pop3_port} (STLS, then USER/PASS or AUTH)\n"
                 f"  pop3s:       {host}:{maa.pop3s_port} (implicit TLS)\n"
+                f"  imap:        {host}:{maa.imap_port} (STARTTLS, then LOGIN or AUTHENTICATE)\n"
+                f"  imaps:       {host}:{maa.imaps_port} (implicit TLS)\n"
                 f"  user:        {args.user}\n"
                 f"  password:    {password} (a new one at each start)\n"
                 f"  Maildirs:    {maildir} (for any address @{domain})\n"
@@ -341,7 +388,9 @@ async def _serve_demo(args: argparse.Namespace) -> None:
                 "Submit a message (paste into a shell):\n"
                 f"  {smtplib_one_liner(args.host, msa.submission_port, args.user, password)}\n"
                 "Read it back with POP3:\n"
-                f"  {poplib_one_liner(args.host, maa.pop3_port, args.user, password)}",
+                f"  {poplib_one_liner(args.host, maa.pop3_port, args.user, password)}\n"
+                "Or with IMAP:\n"
+                f"  {imaplib_one_liner(args.host, maa.imap_port, args.user, password)}",
                 flush=True,
             )
             await stop.wait()

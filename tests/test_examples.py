@@ -36,3 +36,12 @@ def test_imap_client(capsys: pytest.CaptureFixture[str]) -> None:
     # COPYUID's UIDs stay ranges.
     assert "source=SequenceSet(ranges=((4380, 4381),)" in out
     assert "closed: True" in out
+
+
+def test_imap_server(capsys: pytest.CaptureFixture[str]) -> None:
+    runpy.run_path(str(EXAMPLES / "imap_server.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "SELECT INBOX: ('OK', [b'1'])" in out
+    assert "b'Subject: Hello\\r\\n\\r\\n'" in out
+    # The fetch of BODY[...] (not BODY.PEEK) set \Seen in the store.
+    assert "flags now: b'1 (FLAGS (\\\\Recent \\\\Seen))'" in out

@@ -3,6 +3,7 @@ the passwd sub-command."""
 
 from __future__ import annotations
 
+import imaplib
 import os
 import poplib
 import re
@@ -20,6 +21,7 @@ import pytest
 from mailagents import __version__
 from mailagents.__main__ import (
     describe,
+    imaplib_one_liner,
     parse_args,
     parse_sink_args,
     poplib_one_liner,
@@ -37,6 +39,10 @@ DEMO_PORTS = (
     "--pop3-port",
     "0",
     "--pop3s-port",
+    "0",
+    "--imap-port",
+    "0",
+    "--imaps-port",
     "0",
 )
 
@@ -99,6 +105,8 @@ def demo_settings(output: str) -> dict[str, str]:
         ("submissions", r"submissions: +127\.0\.0\.1:(\d+) "),
         ("pop3", r"pop3: +127\.0\.0\.1:(\d+) "),
         ("pop3s", r"pop3s: +127\.0\.0\.1:(\d+) "),
+        ("imap", r"imap: +127\.0\.0\.1:(\d+) "),
+        ("imaps", r"imaps: +127\.0\.0\.1:(\d+) "),
         ("user", r"user: +(\S+)"),
         ("password", r"password: +(\S+)"),
     ):
@@ -169,6 +177,37 @@ def test_demo_msa_delivers_into_maildir(tmp_path: Path) -> None:
         assert subjects == {b"via 587", b"via 465"}
         assert output.count(f"from <{user}> into {maildir}{os.sep}") == 2, output
         assert password not in (tmp_path / "users").read_text()
+
+        # Read both back over IMAP (STARTTLS, then implicit TLS), and with the printed
+        # imaplib one-liner; nothing is deleted there.
+        imap = imaplib.IMAP4("127.0.0.1", int(settings["imap"]), timeout=5)
+        try:
+            assert "LOGINDISABLED" in imap.capabilities  # no clear-text password
+            with pytest.raises(imaplib.IMAP4.error):
+                imap.login(user, password)
+            imap.starttls(unverified())
+            imap.login(user, password)
+            imap.select("INBOX")
+            numbers = imap.search(None, "ALL")[1][0].split()
+            assert len(numbers) == 2
+            headers = [
+                imap.fetch(n, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1]  # type: ignore[index]
+                for n in numbers
+            ]
+            assert {h.strip() for h in headers} == {b"Subject: via 587", b"Subject: via 465"}
+        finally:
+            imap.logout()
+        with imaplib.IMAP4_SSL(
+            "127.0.0.1", int(settings["imaps"]), ssl_context=unverified(), timeout=5
+        ) as imaps:
+            imaps.login(user, password)
+            assert imaps.status("INBOX", "(MESSAGES)")[1][0].endswith(b"(MESSAGES 2)")
+        imap_line = output.split("Or with IMAP:\n", 1)[1].splitlines()[0].strip()
+        assert imap_line.startswith('python3 -c "import imaplib, ssl;'), imap_line
+        read = subprocess.run(
+            imap_line, shell=True, capture_output=True, text=True, timeout=60, check=True
+        )
+        assert "Subject: via 587" in read.stdout and "Subject: via 465" in read.stdout
 
         # The whole chain: read both messages back over POP3 (STLS, then implicit TLS).
         pop = poplib.POP3("127.0.0.1", int(settings["pop3"]), timeout=5)
@@ -246,12 +285,14 @@ def test_parse_args() -> None:
     args = parse_args([])
     assert (args.host, args.submission_port, args.submissions_port) == ("127.0.0.1", 10587, 10465)
     assert (args.pop3_port, args.pop3s_port) == (10110, 10995)
+    assert (args.imap_port, args.imaps_port) == (10143, 10993)
     assert (args.dir, args.user) == ("demo-mail", "demo@example.test")
     args = parse_args(["--submission-port", "0", "--submissions-port", "0", "--dir", "x"])
     assert (args.submission_port, args.submissions_port, args.dir) == (0, 0, "x")
     for bad in (
         ["--submission-port", "70000"],
         ["--pop3-port", "-1"],
+        ["--imaps-port", "65536"],
         ["--max-size", "0"],
         ["--user", "nobody"],
         ["--user", "it's@example.test"],
@@ -262,6 +303,12 @@ def test_parse_args() -> None:
 
 def test_poplib_one_liner_is_python() -> None:
     command = poplib_one_liner("127.0.0.1", 10110, "demo@example.test", "pw-1_x")
+    assert command.startswith('python3 -c "') and command.endswith('"')
+    compile(command[len('python3 -c "') : -1], "<one-liner>", "exec")
+
+
+def test_imaplib_one_liner_is_python() -> None:
+    command = imaplib_one_liner("127.0.0.1", 10143, "demo@example.test", "pw-1_x")
     assert command.startswith('python3 -c "') and command.endswith('"')
     compile(command[len('python3 -c "') : -1], "<one-liner>", "exec")
 

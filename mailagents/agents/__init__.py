@@ -16,12 +16,22 @@ adapters, with policy hooks (plain callables) where a user decides.
   :class:`~mailagents.queue.Queue`, and :class:`Outbound`, the loop that delivers from
   it (local domains to an MDA, others by MX lookup over SMTP) with retries and
   delivery status notifications; :class:`QueueDelivery` lets the MSA submit into it.
-- :class:`MAA`: the POP3 access agent (RFC 1939) on ports 110 (STLS) and 995
-  (implicit TLS) over the users' Maildir or mbox stores (:class:`StoreMaildrop` is the
-  store side of one session); given the same path template as the MSA's
-  :class:`MaildirDelivery`, it serves the mail the MSA delivered.
+- :class:`MAA`: the access agent over the users' Maildir or mbox stores: POP3
+  (RFC 1939) on ports 110 (STLS) and 995 (implicit TLS), IMAP (RFC 9051, IMAP4rev1
+  too) on ports 143 (STARTTLS) and 993 (implicit TLS); given the same path template as
+  the MSA's :class:`MaildirDelivery`, it serves the mail the MSA delivered.
+  :class:`StoreMaildrop` is the store side of one POP3 session;
+  :class:`StoreIMAPHandler` (with :func:`store_imap_server` and :func:`imap_config`)
+  answers every IMAP command from a user's store, usable on its own with an
+  :class:`~mailagents.aio.IMAPServer`.
 """
 
+from mailagents.agents._imap_session import (
+    IMAP_EXTENSIONS,
+    StoreIMAPHandler,
+    imap_config,
+    store_imap_server,
+)
 from mailagents.agents._recipients import LocalRecipients, LocalTarget
 from mailagents.agents._writer import WriterError
 from mailagents.agents.lmtp import CheckRecipient, LMTPServer
@@ -54,6 +64,7 @@ from mailagents.agents.mta import (
 )
 
 __all__ = [
+    "IMAP_EXTENSIONS",
     "MAA",
     "MAA_MECHANISMS",
     "CheckRecipient",
@@ -77,8 +88,11 @@ __all__ = [
     "MaildirDelivery",
     "MaildropMessage",
     "SendersPolicy",
+    "StoreIMAPHandler",
     "StoreMaildrop",
     "Submission",
     "WriterError",
+    "imap_config",
+    "store_imap_server",
     "uidl",
 ]

@@ -1,14 +1,18 @@
-"""The mail access agent for POP3 (MAA, RFC 1939): POP3 over the users' stores, on
-ports 110 (STLS, RFC 2595) and 995 (implicit TLS, RFC 8314).
+"""The mail access agent (MAA): POP3 (RFC 1939) and IMAP (RFC 9051, IMAP4rev1 too)
+over the users' stores, on ports 110 (STLS, RFC 2595), 995 (implicit TLS, RFC 8314),
+143 (STARTTLS) and 993 (implicit TLS).
 
-:class:`MAA` is a short composition: two :class:`~mailagents.aio.POP3Server` listeners
-around one handler that answers logins from a :class:`~mailagents.userdb.UserStore`
-and serves each user's INBOX through a :class:`StoreMaildrop`::
+:class:`MAA` is a short composition: up to four listeners (two
+:class:`~mailagents.aio.POP3Server`, two :class:`~mailagents.aio.IMAPServer`) that
+answer logins from one :class:`~mailagents.userdb.UserStore` and count failed logins
+together. POP3 serves each user's INBOX through a :class:`StoreMaildrop`; IMAP serves
+every folder of the same store through a
+:class:`~mailagents.agents.StoreIMAPHandler`::
 
     users = PasswordFile("users")
     async with MAA("mail.example.test", users,
                    ssl_context=server_context("cert.pem", "key.pem")) as maa:
-        await maa.serve(pop3_port=110, pop3s_port=995)
+        await maa.serve()  # 110, 995, 143 and 993
         await asyncio.Event().wait()
 
 Given the same path template, an :class:`~mailagents.agents.MSA` (through
@@ -33,6 +37,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from mailagents import sasl
+from mailagents.agents._imap_session import StoreIMAPHandler
+from mailagents.agents._imap_session import imap_config as default_imap_config
 from mailagents.agents._lifecycle import (
     AsyncClosing,
     bound_port,
@@ -40,6 +46,8 @@ from mailagents.agents._lifecycle import (
     start_pair,
 )
 from mailagents.aio import POP3Handler, POP3Server, POP3Session
+from mailagents.aio.imap import IMAPServer
+from mailagents.imap import ServerConfig as IMAPConfig
 from mailagents.pop3 import (
     Accept,
     Maildrop,
@@ -511,14 +519,18 @@ async def _seen_after(
 
 
 class MAA(AsyncClosing):
-    """A POP3 mail access agent (RFC 1939) over the users' stores, composed of two
-    :class:`~mailagents.aio.POP3Server` listeners.
+    """A mail access agent over the users' stores: POP3 (RFC 1939) and IMAP
+    (RFC 9051 and RFC 3501), composed of two :class:`~mailagents.aio.POP3Server` and
+    two :class:`~mailagents.aio.IMAPServer` listeners (see :meth:`serve`).
 
     ``hostname`` names the server (greeting, sign-off); ``users`` answers USER/PASS,
     AUTH (``mechanisms``) and, with ``allow_apop``, APOP
-    (:meth:`~mailagents.userdb.UserStore.answer_async`); passwords are accepted only
-    over TLS unless ``allow_plaintext``. ``ssl_context`` serves STLS on the POP3 port
-    and implicit TLS on the POP3S port.
+    (:meth:`~mailagents.userdb.UserStore.answer_async`), and IMAP's LOGIN and
+    AUTHENTICATE with the same mechanisms; passwords are accepted only over TLS unless
+    ``allow_plaintext`` (IMAP announces LOGINDISABLED before TLS). ``ssl_context``
+    serves STLS on the POP3 port, STARTTLS on the IMAP port and implicit TLS on the
+    POP3S and IMAPS ports. All listeners count failed logins together, so that a
+    password guesser gets no second allowance on another port.
 
     ``mailboxes`` says where each user's mail is: a path template with the rules of
     :class:`~mailagents.agents.MaildirDelivery` (``{user}`` is the identity, ``{local}``
@@ -548,7 +560,15 @@ class MAA(AsyncClosing):
     sets the host name, the mechanisms, plaintext and APOP in it; its ``login_delay``
     is enforced per user with ``-ERR [LOGIN-DELAY]``); ``server_options`` are more
     keyword arguments for each :class:`~mailagents.aio.POP3Server` (``idle_timeout``,
-    ``limits``, ``max_connections``). Both listeners share one failed-login throttle.
+    ``limits``, ``max_connections``).
+
+    IMAP sessions see every folder of the user's store, served by the store-backed
+    :class:`~mailagents.agents.StoreIMAPHandler` (changes made by other sessions and
+    other programs announced, IDLE). ``imap_config``, if given, is the base
+    :class:`mailagents.imap.ServerConfig` (default :func:`~mailagents.agents.imap_config`;
+    the MAA sets the mechanisms and plaintext in it); ``imap_options`` are more keyword
+    arguments for each :class:`~mailagents.aio.IMAPServer` (``state_timeouts``,
+    ``limits``, ``max_connections``, ``max_sessions_per_user``, ``compress``).
 
     Call :meth:`serve`, then :meth:`close`; or use ``async with`` (which closes).
     """
@@ -572,6 +592,8 @@ class MAA(AsyncClosing):
         fsync: bool = True,
         config: ServerConfig | None = None,
         server_options: Mapping[str, Any] | None = None,
+        imap_config: IMAPConfig | None = None,
+        imap_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.hostname = hostname
         """The server's name."""
@@ -614,6 +636,21 @@ class MAA(AsyncClosing):
         """The POP3 listener (STLS, port 110) once :meth:`serve` has run."""
         self.pop3s: POP3Server | None = None
         """The POP3S listener (implicit TLS, port 995) once :meth:`serve` has run."""
+        self.imap_config = dataclasses.replace(
+            imap_config if imap_config is not None else default_imap_config(),
+            auth_mechanisms=tuple(mechanisms),
+            allow_plaintext_login=allow_plaintext,
+        )
+        """The :class:`mailagents.imap.ServerConfig` of the IMAP listeners (STARTTLS or
+        implicit TLS is set by each)."""
+        self.imap_options: dict[str, Any] = dict(imap_options or {})
+        """More keyword arguments for each :class:`~mailagents.aio.IMAPServer`."""
+        self.imap_handler = StoreIMAPHandler(users, resolver)
+        """The :class:`~mailagents.agents.StoreIMAPHandler` both IMAP listeners share."""
+        self.imap: IMAPServer | None = None
+        """The IMAP listener (STARTTLS, port 143) once :meth:`serve` has run."""
+        self.imaps: IMAPServer | None = None
+        """The IMAPS listener (implicit TLS, port 993) once :meth:`serve` has run."""
         self._last_login: dict[str, float] = {}
 
     # ----------------------------------------------------------------- mailboxes
@@ -658,11 +695,15 @@ class MAA(AsyncClosing):
         host: str | Sequence[str] = "127.0.0.1",
         pop3_port: int | None = 110,
         pop3s_port: int | None = 995,
+        imap_port: int | None = 143,
+        imaps_port: int | None = 993,
     ) -> None:
         """Listen on ``host`` (one or several addresses): POP3 with STLS on
-        ``pop3_port`` and implicit TLS on ``pop3s_port``. ``0`` takes a free port (see
-        :attr:`pop3_port`), ``None`` skips that listener."""
-        if self.pop3 is not None or self.pop3s is not None:
+        ``pop3_port``, implicit TLS on ``pop3s_port``, IMAP with STARTTLS on
+        ``imap_port`` and implicit TLS on ``imaps_port``. ``0`` takes a free port (see
+        :attr:`pop3_port` and the others), ``None`` skips that listener. If one cannot
+        start, those already started are closed before the error propagates."""
+        if any(x is not None for x in (self.pop3, self.pop3s, self.imap, self.imaps)):
             raise RuntimeError("the MAA is already serving")
 
         def make(implicit_tls: bool, options: Mapping[str, Any]) -> POP3Server:
@@ -681,6 +722,28 @@ class MAA(AsyncClosing):
                 self.pop3 = server
 
         await start_pair(self, make, keep, host, pop3_port, pop3s_port, self.server_options)
+        # One failed-login throttle for all four listeners.
+        imap_options = dict(self.imap_options)
+        pop3 = self.pop3 or self.pop3s
+        if pop3 is not None:
+            imap_options.setdefault("throttle", pop3.throttle)
+
+        def make_imap(implicit_tls: bool, options: Mapping[str, Any]) -> IMAPServer:
+            return IMAPServer(
+                self.imap_handler,
+                self.imap_config,
+                ssl_context=self.ssl_context,
+                implicit_tls=implicit_tls,
+                **options,
+            )
+
+        def keep_imap(implicit_tls: bool, server: IMAPServer) -> None:
+            if implicit_tls:
+                self.imaps = server
+            else:
+                self.imap = server
+
+        await start_pair(self, make_imap, keep_imap, host, imap_port, imaps_port, imap_options)
 
     @property
     def pop3_port(self) -> int:
@@ -692,12 +755,23 @@ class MAA(AsyncClosing):
         """The bound port of the POP3S (implicit TLS) listener."""
         return bound_port(self.pop3s, "POP3S")
 
+    @property
+    def imap_port(self) -> int:
+        """The bound port of the IMAP (STARTTLS) listener."""
+        return bound_port(self.imap, "IMAP")
+
+    @property
+    def imaps_port(self) -> int:
+        """The bound port of the IMAPS (implicit TLS) listener."""
+        return bound_port(self.imaps, "IMAPS")
+
     async def close(self) -> None:
-        """Stop both listeners (sessions end as :meth:`POP3Server.close
-        <mailagents.aio.POP3Server.close>` says, nothing deleted for those cut short)
-        and close the stores opened from the template."""
-        servers = (self.pop3, self.pop3s)
-        self.pop3 = self.pop3s = None
+        """Stop every listener (POP3 sessions end as :meth:`POP3Server.close
+        <mailagents.aio.POP3Server.close>` says, nothing deleted for those cut short;
+        IMAP sessions get ``* BYE`` after the command in progress) and close the stores
+        opened from the template."""
+        servers = (self.pop3, self.pop3s, self.imap, self.imaps)
+        self.pop3 = self.pop3s = self.imap = self.imaps = None
         await close_listeners(*servers)
         if self._own_resolver:
             with contextlib.suppress(Exception):

@@ -6,13 +6,19 @@ protocol decision of its own: those live in the cores (:mod:`mailagents.smtp`).
 
 - :class:`SMTPServer` (and :func:`serve_smtp`): an SMTP or LMTP server; the application
   subclasses :class:`SMTPHandler`, and each call gets the connection's :class:`Session`.
-  It runs on the protocol-neutral listener that the POP3 server shares too (and an
-  IMAP server would): connection limits, deadlines, back-pressure, the failed-login
+  It runs on the protocol-neutral listener that the POP3 and IMAP servers share:
+  connection limits, deadlines, back-pressure, the failed-login
   throttle and graceful shutdown, all set in one :class:`ListenerLimits`.
 - :class:`POP3Server` (and :func:`serve_pop3`): a POP3 server on the same listener;
   the application subclasses :class:`POP3Handler` (credentials, the maildrop at login,
   each message streamed, the deletions at QUIT), and each call gets the connection's
   :class:`POP3Session`.
+- :class:`IMAPServer` (and :func:`serve_imap`): an IMAP4rev2/rev1 server on the same
+  listener (STARTTLS or implicit TLS, per-state deadlines, sessions per user, COMPRESS,
+  IDLE woken by folder changes); the application subclasses :class:`IMAPHandler`
+  (credentials, each command of the authenticated and selected states), and each call
+  gets the connection's :class:`IMAPSession`. The store-backed handler is
+  :class:`mailagents.agents.StoreIMAPHandler`.
 - :class:`SMTPClient`: an SMTP or LMTP client (STARTTLS, AUTH, pipelining, BDAT,
   per-recipient results), with typed errors carrying the server's reply; it streams a
   spooled :class:`mailagents.delivery.Message`, binds a source address, and follows a
@@ -40,6 +46,7 @@ from mailagents.aio._limits import ListenerLimits
 from mailagents.aio._smtp_tls import TLSOutcome, TLSPolicy
 from mailagents.aio._throttle import AuthThrottle
 from mailagents.aio._watching import FolderWatch, FolderWatcher, folder_watcher
+from mailagents.aio.imap import IMAPHandler, IMAPServer, IMAPSession, serve_imap
 from mailagents.aio.imap_client import (
     IMAPAuthenticationError,
     IMAPClient,
@@ -101,6 +108,9 @@ __all__ = [
     "FolderWatcher",
     "IMAPAuthenticationError",
     "IMAPClient",
+    "IMAPHandler",
+    "IMAPServer",
+    "IMAPSession",
     "IMAPCommandError",
     "IMAPConnecting",
     "IMAPConnectionClosed",
@@ -152,6 +162,7 @@ __all__ = [
     "Session",
     "client_context",
     "make_self_signed",
+    "serve_imap",
     "serve_pop3",
     "serve_smtp",
     "server_context",

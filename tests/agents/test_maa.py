@@ -300,7 +300,7 @@ def run_with_maa(
 
     async def main() -> T:
         async with maa:
-            await maa.serve("127.0.0.1", 0, 0)
+            await maa.serve("127.0.0.1", 0, 0, None, None)
             result = await asyncio.to_thread(client, maa)
         assert maa.pop3 is None and maa.pop3s is None
         return result
@@ -772,10 +772,10 @@ def test_serve_twice_and_one_listener_only(
     async def main() -> None:
         async with MAA("h", users, str(mail / "{user}"), ssl_context=cert.server_context(),
                        fsync=False) as maa:
-            await maa.serve("127.0.0.1", None, 0)
+            await maa.serve("127.0.0.1", None, 0, None, None)
             assert maa.pop3 is None and maa.pop3s_port > 0
             with pytest.raises(RuntimeError):
-                await maa.serve("127.0.0.1", None, 0)
+                await maa.serve("127.0.0.1", None, 0, None, None)
 
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
 
@@ -839,7 +839,7 @@ def test_serve_on_a_busy_port_closes_what_it_started(
             port = taken.getsockname()[1]
             maa = MAA("h", users, str(mail / "{user}"), ssl_context=cert.server_context())
             with pytest.raises(OSError):
-                await maa.serve("127.0.0.1", 0, port)
+                await maa.serve("127.0.0.1", 0, port, None, None)
             assert maa.pop3 is None and maa.pop3s is None
 
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))

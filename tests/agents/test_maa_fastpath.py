@@ -184,7 +184,7 @@ def test_read_ahead_gives_the_same_bytes_in_any_order(
                   mailbox_format=kind, fsync=False, allow_plaintext=True, server_options=FAST,
                   read_ahead=2000)
         async with maa:
-            await maa.serve("127.0.0.1", 0, None)
+            await maa.serve("127.0.0.1", 0, None, None, None)
 
             def client() -> None:
                 pop = poplib.POP3("127.0.0.1", maa.pop3_port, timeout=5)
@@ -230,7 +230,7 @@ def test_read_ahead_of_a_message_removed_meanwhile(
         maa = MAA("pop.test", users, str(tmp_path / "{user}"), ssl_context=cert.server_context(),
                   fsync=False, allow_plaintext=True, server_options=FAST)
         async with maa:
-            await maa.serve("127.0.0.1", 0, None)
+            await maa.serve("127.0.0.1", 0, None, None, None)
 
             def client() -> None:
                 pop = poplib.POP3("127.0.0.1", maa.pop3_port, timeout=5)
@@ -275,7 +275,7 @@ def test_a_session_ending_during_a_read_ahead_closes_everything(
         maa = MAA("pop.test", users, str(tmp_path / "{user}"), ssl_context=cert.server_context(),
                   fsync=False, allow_plaintext=True, server_options=FAST)
         async with maa:
-            await maa.serve("127.0.0.1", 0, None)
+            await maa.serve("127.0.0.1", 0, None, None, None)
 
             def client() -> None:
                 pop = poplib.POP3("127.0.0.1", maa.pop3_port, timeout=5)
@@ -327,7 +327,7 @@ def test_in_order_retrieval_reads_ahead_all_but_the_first(
                   fsync=False, allow_plaintext=True, server_options=FAST,
                   read_ahead=read_ahead)
         async with maa:
-            await maa.serve("127.0.0.1", 0, None)
+            await maa.serve("127.0.0.1", 0, None, None, None)
 
             def client() -> None:
                 pop = poplib.POP3("127.0.0.1", maa.pop3_port, timeout=5)

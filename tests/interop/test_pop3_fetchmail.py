@@ -92,7 +92,7 @@ class Server:
     def __enter__(self) -> Server:
         self.thread.__enter__()
         try:
-            self.thread.run(self.maa.serve("127.0.0.1", 0, 0))
+            self.thread.run(self.maa.serve("127.0.0.1", 0, 0, None, None))
         except BaseException:
             self.thread.__exit__(None, None, None)
             raise

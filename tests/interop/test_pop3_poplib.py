@@ -39,7 +39,7 @@ def maa(tmp_path: Path, cert: SelfSignedCertificate) -> Iterator[MAA]:
             store.folder("INBOX") as inbox:
         inbox.append_bytes(MESSAGE)
     with LoopThread() as loop:
-        loop.run(server.serve("127.0.0.1", 0, None))
+        loop.run(server.serve("127.0.0.1", 0, None, None, None))
         try:
             yield server
         finally:
