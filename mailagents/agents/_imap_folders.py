@@ -6,6 +6,7 @@ base of ``StoreIMAPHandler``. Store work runs in the store's executor."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -16,7 +17,7 @@ from mailagents.imap import responses as r
 from mailagents.imap._events import Complete
 from mailagents.store import SPECIAL_USE, FolderInfo, Store, StoreResolver
 
-__all__ = ["FolderCommands", "check_name", "normal_name"]
+__all__ = ["FolderCommands", "check_name", "denormalized", "normal_name"]
 
 _STATUS_RECENT = "RECENT"
 # Levels a mailbox name may not have: they would be read as Maildir's own directories
@@ -25,12 +26,22 @@ _RESERVED = frozenset({"cur", "new", "tmp", ".", ".."})
 
 
 def normal_name(name: str) -> str:
-    """INBOX in any case is INBOX (RFC 9051 §5.1); a trailing separator is dropped."""
+    """INBOX in any case is INBOX (RFC 9051 §5.1); a trailing separator is dropped;
+    the name in Unicode Normalization Form C, as Net-Unicode wants it (RFC 9051 §5.1:
+    a server may take a denormalized name and convert it, and then in every command,
+    so that SELECT opens what CREATE made under the same name)."""
+    name = unicodedata.normalize("NFC", name)
     if name.upper() == "INBOX":
         return "INBOX"
     if name.upper().startswith("INBOX/"):
         name = "INBOX" + name[5:]
     return name.rstrip("/") if len(name) > 1 else name
+
+
+def denormalized(supplied: str) -> bool:
+    """The client's name is not in NFC: the server tells it the name it uses, with
+    OLDNAME (RFC 9051 §6.3.9.7)."""
+    return unicodedata.normalize("NFC", supplied) != supplied
 
 
 def check_name(name: str) -> str | None:
@@ -107,7 +118,20 @@ class FolderCommands(IMAPHandler):
         store = await self.store_of(session)
         special = uses[0].title() if uses else None
         await store.run(lambda: store.create_folder(name, special_use=special))
+        if rev2(session) and denormalized(command.mailbox):
+            # RFC 9051 §6.3.4: the name was normalized; OLDNAME is the supplied one.
+            attributes = await self._attributes(store, name)
+            await session.send(
+                r.ListData(flags=attributes, delimiter="/", mailbox=name, old_name=command.mailbox)
+            )
         return Complete()
+
+    async def _attributes(self, store: Store, name: str) -> tuple[str, ...]:
+        """The mailbox's LIST attributes now (``\\Subscribed`` included, RFC 9051
+        §6.3.6), or none if the store does not list it."""
+        listed: list[FolderInfo] = await store.run(store.list_folders)
+        found = next((i for i in listed if i.name == name), None)
+        return tuple(sorted(found.attributes)) if found is not None else ()
 
     async def cmd_delete(self, session: IMAPSession, command: c.Delete) -> Complete:
         """DELETE (RFC 9051 §6.3.5): never INBOX."""
@@ -118,6 +142,16 @@ class FolderCommands(IMAPHandler):
         if box is not None and box.name == name:
             return Complete(status="NO", code="INUSE", text="Mailbox is selected")
         await self._run(session, (await self.store_of(session)).delete_folder, name)
+        if rev2(session) and denormalized(command.mailbox):
+            # RFC 9051 §6.3.5: the normalized name, \NonExistent, the supplied OLDNAME.
+            await session.send(
+                r.ListData(
+                    flags=("\\NonExistent",),
+                    delimiter="/",
+                    mailbox=name,
+                    old_name=command.mailbox,
+                )
+            )
         return Complete()
 
     async def cmd_rename(self, session: IMAPSession, command: c.Rename) -> Complete:
@@ -131,6 +165,14 @@ class FolderCommands(IMAPHandler):
             return Complete(status="NO", code="ALREADYEXISTS", text="INBOX exists")
         store = await self.store_of(session)
         await store.run(store.rename_folder, old, new)
+        if rev2(session) and old != "INBOX":
+            # RFC 9051 §6.3.6 and §6.3.9.7: the new name with the supplied existing name
+            # as OLDNAME, so that the client can follow the mailbox (a SHOULD when a
+            # name was normalized, allowed always). INBOX stays: nothing is announced.
+            attributes = await self._attributes(store, new)
+            await session.send(
+                r.ListData(flags=attributes, delimiter="/", mailbox=new, old_name=command.mailbox)
+            )
         return Complete()
 
     async def cmd_subscribe(self, session: IMAPSession, command: c.Subscribe) -> Complete:

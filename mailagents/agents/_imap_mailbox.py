@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -145,10 +146,19 @@ class OpenMailbox:
         await session.send(r.ExistsData(count=len(messages)))
         if not self.rev1:
             # RFC 9051 §6.3.2: a LIST response with the mailbox name and its attributes.
-            listed = await store.run(store.folders)
+            # With OLDNAME when the client's name was not the normalized one (§6.3.9.7).
+            listed = await store.run(store.list_folders)
             found = next((i for i in listed if i.name == self.name), None)
             attributes = tuple(sorted(found.attributes)) if found is not None else ()
-            await session.send(r.ListData(flags=attributes, delimiter="/", mailbox=self.name))
+            supplied = command.mailbox
+            await session.send(
+                r.ListData(
+                    flags=attributes,
+                    delimiter="/",
+                    mailbox=self.name,
+                    old_name=supplied if _nfc(supplied) != supplied else None,
+                )
+            )
         if self.rev1:
             await session.send(r.RecentData(count=len(self.recent)))
             unseen = next((n for n, m in enumerate(messages, 1) if SEEN not in m.flags), None)
@@ -479,6 +489,10 @@ class OpenMailbox:
                 await self.store.run(self.folder.expunge)
         finally:
             await self.store.run(self.folder.close)
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
 
 
 def _ok(code: Any) -> r.StatusResponse:

@@ -196,3 +196,114 @@ def test_other_folder_deleted_by_another_session_changes_nothing(work_store: Sto
 
     noop, fetch = serve(work_store, client)
     assert tagged(noop).startswith(b"t3 OK") and tagged(fetch).startswith(b"t4 OK")
+
+
+# --- 1. OLDNAME (RFC 9051 §6.3.4, §6.3.5, §6.3.6, §6.3.2, §6.3.9.7) --------------------
+
+NFD = "Cafe\u0301"  # "Café" with a combining accent: not in NFC
+NFC = "Caf\u00e9"
+
+
+def rev2_wire(port: int) -> Wire:
+    wire = Wire(port)
+    wire.login()
+    assert tagged(wire.command("ENABLE IMAP4rev2")).startswith(b"t2 OK")
+    return wire
+
+
+def lists(lines: list[bytes]) -> list[bytes]:
+    return [line for line in lines if line.startswith(b"* LIST ")]
+
+
+def q(name: str) -> bytes:
+    return b'"' + name.encode() + b'"'
+
+
+def test_rename_in_rev2_sends_list_of_the_new_name_with_oldname(work_store: Store) -> None:
+    def client(port: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        wire = rev2_wire(port)
+        assert tagged(wire.command("SUBSCRIBE Work")).startswith(b"t3 OK")
+        renamed = wire.command("RENAME Work Play")
+        listed = wire.command('LIST "" Play RETURN (SUBSCRIBED)')
+        selected = wire.command("SELECT Play")
+        wire.close()
+        return renamed, listed, selected
+
+    renamed, listed, selected = serve(work_store, client)
+    assert tagged(renamed).startswith(b"t4 OK")
+    (line,) = lists(renamed)
+    assert line.endswith(b' "/" Play (OLDNAME (Work))\r\n'), line
+    # The attributes are the mailbox's own, as LIST tells them.
+    (plain,) = lists(listed)
+    assert b"\\Subscribed" in plain  # the store moved the subscription along
+    assert line.split(b' "/" ')[0] == plain.split(b' "/" ')[0]
+    # SELECT's LIST response: accurate attributes too (RFC 9051 §6.3.2).
+    (chosen,) = lists(selected)
+    assert chosen.split(b' "/" ')[0] == plain.split(b' "/" ')[0]
+
+
+def test_rename_in_rev1_and_rename_of_inbox_send_no_list(work_store: Store) -> None:
+    def client(port: int) -> tuple[list[bytes], list[bytes]]:
+        rev1 = Wire(port)
+        rev1.login()
+        plain = rev1.command("RENAME Work Play")
+        rev1.close()
+        wire = rev2_wire(port)
+        inbox = wire.command("RENAME INBOX Old")
+        wire.close()
+        return plain, inbox
+
+    plain, inbox = serve(work_store, client)
+    assert tagged(plain).startswith(b"t2 OK") and not lists(plain)
+    assert tagged(inbox).startswith(b"t3 OK") and not lists(inbox)  # RFC 9051 §6.3.6
+
+
+def test_denormalized_names_are_converted_to_nfc_with_oldname(work_store: Store) -> None:
+    def client(port: int) -> dict[str, list[bytes]]:
+        wire = rev2_wire(port)
+        out = {
+            "create": wire.command(b"CREATE " + q(NFD)),
+            "select_nfd": wire.command(b"SELECT " + q(NFD)),
+            "select_nfc": wire.command(b"SELECT " + q(NFC)),
+            "unselect": wire.command("UNSELECT"),
+            "list": wire.command('LIST "" *'),
+            "delete": wire.command(b"DELETE " + q(NFD)),
+            "after": wire.command('LIST "" *'),
+        }
+        wire.close()
+        return out
+
+    out = serve(work_store, client)
+    assert tagged(out["create"]).startswith(b"t3 OK")
+    (line,) = lists(out["create"])
+    assert line.endswith(b' "/" ' + q(NFC) + b" (OLDNAME (" + q(NFD) + b"))\r\n"), line
+    # SELECT opens what CREATE made under the same name, and says which name it is.
+    assert tagged(out["select_nfd"]).startswith(b"t4 OK")
+    (line,) = lists(out["select_nfd"])
+    assert line.endswith(b' "/" ' + q(NFC) + b" (OLDNAME (" + q(NFD) + b"))\r\n"), line
+    (line,) = lists(out["select_nfc"])
+    assert line.endswith(b' "/" ' + q(NFC) + b"\r\n"), line
+    names = [line.rsplit(b' "/" ', 1)[1] for line in lists(out["list"])]
+    assert q(NFC) + b"\r\n" in names and not any(NFD.encode() in n for n in names)
+    assert tagged(out["delete"]).startswith(b"t8 OK")
+    (line,) = lists(out["delete"])
+    assert line.startswith(b"* LIST (\\NonExistent) ") and b"(OLDNAME (" + q(NFD) in line
+    assert not any(NFC.encode() in n for n in lists(out["after"]))
+
+
+def test_rev1_names_are_normalized_too_without_oldname(work_store: Store) -> None:
+    def client(port: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        wire = Wire(port)
+        wire.login()
+        # "Cafe" + U+0301 in modified UTF-7 (RFC 3501 §5.1.3).
+        create = wire.command("CREATE Cafe&AwE-")
+        select = wire.command("SELECT Cafe&AwE-")
+        listed = wire.command('LIST "" Caf*')
+        wire.close()
+        return create, select, listed
+
+    create, select, listed = serve(work_store, client)
+    assert tagged(create).startswith(b"t2 OK") and not lists(create)
+    assert tagged(select).startswith(b"t3 OK")
+    (line,) = lists(listed)
+    assert line.endswith(b' "/" Caf&AOk-\r\n'), line
