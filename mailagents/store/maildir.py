@@ -72,6 +72,7 @@ from mailagents.store._maildir_names import (
     file_name,
     folder_levels,
     keyword_letters_needed,
+    name_size,
     parse_info,
     split_flags,
     split_name,
@@ -262,7 +263,7 @@ class MaildirFolder(Folder):
                     raise MessageNotFoundError(uid) from None
                 name = found
                 continue
-            return open_crlf(fd, start, length)
+            return open_crlf(fd, start, length, crlf_size=name_size(base, "W"))
         raise MessageNotFoundError(uid)
 
     def append(
