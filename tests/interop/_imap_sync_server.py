@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import email.parser
 import email.policy
+import hashlib
 import os
 import re
 import ssl
@@ -35,6 +36,8 @@ SYSTEM = frozenset(LETTERS.values())
 
 State = dict[str, dict[str, frozenset[str]]]
 """Folder name → Message-ID → system flags."""
+Contents = dict[str, dict[str, str]]
+"""Folder name → Message-ID → SHA-256 of the message's :func:`content`."""
 
 
 class Users:
@@ -94,14 +97,52 @@ def server_thread(
 
 
 def message(folder: str, n: int, *, tag: str = "") -> bytes:
-    """A small message whose Message-ID names its folder and number."""
+    """A small message whose Message-ID names its folder and number; some numbers get
+    awkward contents, which must arrive unchanged (but for line ends): a 200 KB
+    attachment, body lines starting with "From " and ">From " (mbox quoting), 8-bit
+    UTF-8 in the header and body, LF line ends, no line end after the last line."""
     mid = message_id(folder, n, tag=tag)
-    return (
+    kind = n % 100
+    header = (
         f"From: sender{n}@example.test\r\nTo: user@example.test\r\n"
         f"Subject: {folder} message {n}{tag}\r\nMessage-ID: {mid}\r\n"
-        f"Date: Mon, 07 Dec 2026 12:00:00 +0000\r\n\r\n"
-        f"Body of message {n} in {folder}{tag}.\r\n"
-    ).encode()
+        f"Date: Mon, 07 Dec 2026 12:00:00 +0000\r\n"
+    )
+    body = f"Body of message {n} in {folder}{tag}.\r\n"
+    if n % 250 == 3 and not tag:
+        line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\r\n"
+        header += 'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n'
+        body = (
+            f"--b\r\nContent-Type: text/plain\r\n\r\n{body}--b\r\n"
+            "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + line * 2600
+            + "--b--\r\n"
+        )
+    elif kind == 6:
+        body += "From the start of a line.\r\n>From quoted once.\r\n>>From twice.\r\nFrom\r\n"
+    elif kind == 9:
+        header = header.replace("Subject: ", "Subject: Grüße ")
+        header += "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+        body += "Schöne Grüße, ½ €.\r\n"
+    data = (header + "\r\n" + body).encode()
+    if kind == 12:
+        data = data.replace(b"\r\n", b"\n")
+    elif kind == 15:
+        data += b"No line end after this line."
+    return data
+
+
+def content(data: bytes) -> bytes:
+    """A message as both sides must agree on it: LF line ends, without the headers a
+    client may add to find the messages it uploaded (X-TUID, X-OfflineIMAP)."""
+    data = data.replace(b"\r\n", b"\n")
+    head, sep, body = data.partition(b"\n\n")
+    lines = [
+        line
+        for line in head.split(b"\n")
+        if not line.lower().startswith((b"x-tuid:", b"x-offlineimap:"))
+    ]
+    return b"\n".join(lines) + sep + body
 
 
 def message_id(folder: str, n: int, *, tag: str = "") -> str:
@@ -160,6 +201,14 @@ def expected(account: Account) -> State:
     }
 
 
+def expected_contents(account: Account) -> Contents:
+    """The digests of the messages ``populate`` made."""
+    return {
+        name: {message_id(name, n): digest(message(name, n)) for n in range(1, count + 1) if n % 50}
+        for name, count in account.folders.items()
+    }
+
+
 _PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 
 
@@ -170,8 +219,13 @@ def _mid(data: bytes) -> str:
     return str(value).strip()
 
 
-def server_state(store: Store) -> State:
-    """Each folder of ``store``: Message-ID → system flags (keywords left out)."""
+def digest(data: bytes) -> str:
+    return hashlib.sha256(content(data)).hexdigest()
+
+
+def server_state(store: Store, contents: Contents | None = None) -> State:
+    """Each folder of ``store``: Message-ID → system flags (keywords left out); and
+    into ``contents`` if given, each message's digest."""
     state: State = {}
     for info in store.list_folders():
         if "\\Noselect" in info.attributes or "\\NonExistent" in info.attributes:
@@ -179,11 +233,17 @@ def server_state(store: Store) -> State:
         with store.folder(info.name) as folder:
             folder.refresh()
             box: dict[str, frozenset[str]] = {}
+            digests = {}
             for meta in folder.messages():
-                mid = _mid(folder.read_message(meta.uid))
+                data = folder.read_message(meta.uid)
+                assert len(data) == meta.size, f"{info.name} UID {meta.uid}: size"
+                mid = _mid(data)
                 assert mid not in box, f"{mid} twice in {info.name} on the server"
                 box[mid] = frozenset(meta.flags & SYSTEM)
+                digests[mid] = digest(data)
             state[info.name] = box
+            if contents is not None:
+                contents[info.name] = digests
     return state
 
 
@@ -211,17 +271,20 @@ def is_maildir(path: Path) -> bool:
     return all((path / sub).is_dir() for sub in ("cur", "new", "tmp"))
 
 
-def maildir_folder(path: Path) -> dict[str, frozenset[str]]:
-    """One local Maildir folder: Message-ID → flags."""
+def maildir_folder(path: Path, digests: dict[str, str] | None = None) -> dict[str, frozenset[str]]:
+    """One local Maildir folder: Message-ID → flags (and → digest into ``digests``)."""
     box: dict[str, frozenset[str]] = {}
     for sub in ("new", "cur"):
         for entry in os.scandir(path / sub):
             if entry.name.startswith("."):
                 continue
             with open(entry.path, "rb") as f:
-                mid = _mid(f.read(4096))
+                data = f.read()
+            mid = _mid(data)
             assert mid not in box, f"{mid} twice in {path}"
             box[mid] = maildir_flags(entry.name)
+            if digests is not None:
+                digests[mid] = digest(data)
     return box
 
 
@@ -274,7 +337,9 @@ def add_local(folder: Path, data: bytes, flags: frozenset[str] = frozenset()) ->
     return target
 
 
-def local_state(root: Path, *, mutf7_names: bool = False) -> State:
+def local_state(
+    root: Path, *, mutf7_names: bool = False, contents: Contents | None = None
+) -> State:
     """Each Maildir folder under ``root`` (nested as directories, ``Archive/2024``):
     Message-ID → flags; ``mutf7_names`` when the client names the folders in
     modified UTF-7 (mbsync does)."""
@@ -287,5 +352,8 @@ def local_state(root: Path, *, mutf7_names: bool = False) -> State:
         name = path.relative_to(root).as_posix()
         if mutf7_names:
             name = decode_mutf7(name)
-        state[name] = maildir_folder(path)
+        digests: dict[str, str] = {}
+        state[name] = maildir_folder(path, digests)
+        if contents is not None:
+            contents[name] = digests
     return state

@@ -22,9 +22,11 @@ from mailagents.store import MaildirStore, MboxStore, Store
 from ._imap_sync_server import (
     PASSWORD,
     USER,
+    Contents,
     State,
     add_local,
     expected,
+    expected_contents,
     find_message,
     local_state,
     maildir_files,
@@ -43,6 +45,7 @@ pytestmark = pytest.mark.interop
 FOLDERS = {"INBOX": 1100, "Archive": 300, "Archive/2024": 400, "Entwürfe": 200}
 """2,000 messages (40 of them expunged on the server before the first sync)."""
 RUN_TIMEOUT = 180.0
+NOT_MAILBOX = frozenset({"\\Noselect", "\\NonExistent"})
 
 
 def make_store(kind: str, tmp_path: Path) -> Store:
@@ -145,6 +148,7 @@ class Mbsync(Client):
             "SubFolders Verbatim\n\n"
             "Channel everything\nFar :server-far:\nNear :server-near:\nPatterns *\n"
             "Create Both\nExpunge Both\nRemove None\nSync All\nSyncState *\n"
+            "CopyArrivalDate yes\n"
         )
         return ["mbsync", "-V", "-c", str(rc), "-a"]
 
@@ -164,7 +168,7 @@ class OfflineIMAP(Client):
             "utf8foldernames = yes\n\n"
             f"[Repository near]\ntype = Maildir\nlocalfolders = {self.local}\nsep = /\n\n"
             f"[Repository far]\ntype = IMAP\nremotehost = localhost\nremoteport = {port}\n"
-            f"remoteuser = {USER}\nremotepass = {PASSWORD}\n{transport}maxconnections = 1\n"
+            f"remoteuser = {USER}\nremotepass = {PASSWORD}\n{transport}maxconnections = 2\n"
         )
         return ["offlineimap", "-c", str(rc), "-o", "-u", "basic"]
 
@@ -178,7 +182,8 @@ def without_deleted(state: State) -> State:
 
 def change_server(client: Client, store: Store) -> None:
     """Through IMAP (imaplib): a new message in INBOX, \\Flagged set on one message and
-    \\Seen cleared on another in Archive, one message expunged in Entwürfe."""
+    \\Seen cleared on another in Archive, one message expunged in Entwürfe, a new
+    folder Lists/python with a message."""
     if client.tls is None:
         with server_thread(store) as port:
             imap = imaplib.IMAP4("localhost", port, timeout=30)
@@ -208,6 +213,9 @@ def _change_server(imap: imaplib.IMAP4) -> None:
         uid = data[0].decode()
         assert imap.uid("STORE", uid, "+FLAGS.SILENT", "\\Deleted")[0] == "OK"
         assert imap.uid("EXPUNGE", uid)[0] == "OK"
+        assert imap.create("Lists/python")[0] == "OK"
+        new = message("Lists/python", 1, tag=".far")
+        assert imap.append("Lists/python", "(\\Flagged)", None, new)[0] == "OK"
     except BaseException:
         imap.shutdown()
         raise
@@ -219,12 +227,14 @@ def apply_server_change(state: State) -> None:
     state["Archive"][message_id("Archive", 2)] |= {"\\Flagged"}
     state["Archive"][message_id("Archive", 4)] -= {"\\Seen"}
     del state["Entwürfe"][message_id("Entwürfe", 5)]
+    state["Lists/python"] = {message_id("Lists/python", 1, tag=".far"): frozenset({"\\Flagged"})}
 
 
 def change_local(client: Client) -> None:
     """In the local Maildir, as a mail reader would: a new message in Archive/2024,
     \\Answered added to one message and \\Seen dropped from another in INBOX by
-    renaming their files, one message of Archive/2024 deleted (its file removed)."""
+    renaming their files, one message of Archive/2024 deleted (its file removed), a
+    new folder Projects with a message."""
     add_local(
         client.folder("Archive/2024"),
         message("Archive/2024", 1, tag=".near"),
@@ -236,6 +246,10 @@ def change_local(client: Client) -> None:
     two = find_message(inbox, message_id("INBOX", 4))
     set_local_flags(two, frozenset())
     os.unlink(find_message(client.folder("Archive/2024"), message_id("Archive/2024", 8)))
+    projects = client.folder("Projects")
+    for sub in ("cur", "new", "tmp"):
+        (projects / sub).mkdir(parents=True)
+    add_local(projects, message("Projects", 1, tag=".near"), frozenset({"\\Seen"}))
 
 
 def apply_local_change(state: State) -> None:
@@ -245,18 +259,55 @@ def apply_local_change(state: State) -> None:
     state["INBOX"][message_id("INBOX", 2)] = frozenset({"\\Seen", "\\Answered"})
     state["INBOX"][message_id("INBOX", 4)] = frozenset()
     del state["Archive/2024"][message_id("Archive/2024", 8)]
+    state["Projects"] = {message_id("Projects", 1, tag=".near"): frozenset({"\\Seen"})}
+
+
+def drop_foreign(store: Store) -> dict[str, frozenset[str]]:
+    """Two messages written into the server's Maildir INBOX by another program (as
+    Dovecot's LDA or a hand ``mv`` would: LF line ends, no size in the name), one in
+    new/, one in cur/ with flags; returns them as Message-ID → flags."""
+    if not isinstance(store, MaildirStore):
+        return {}
+    root = Path(store.root)
+    one, two = message("INBOX", 1, tag=".foreign"), message("INBOX", 2, tag=".foreign")
+    (root / "new" / "1765000000.foreign1.otherhost").write_bytes(one.replace(b"\r\n", b"\n"))
+    (root / "cur" / "1765000001.foreign2.otherhost:2,FS").write_bytes(two.replace(b"\r\n", b"\n"))
+    return {
+        message_id("INBOX", 1, tag=".foreign"): frozenset(),
+        message_id("INBOX", 2, tag=".foreign"): frozenset({"\\Flagged", "\\Seen"}),
+    }
+
+
+def check_sides(client: Client, store: Store, want: State, when: str) -> None:
+    """Both sides hold ``want`` (Message-IDs and flags), and the same contents."""
+    server_contents: Contents = {}
+    local_contents: Contents = {}
+    assert_state(server_state(store, server_contents), want, f"server {when}")
+    local = local_state(client.local, mutf7_names=client.mutf7(), contents=local_contents)
+    assert_state(local, want, f"local side {when}")
+    for name, digests in server_contents.items():
+        for mid, value in digests.items():
+            assert local_contents[name][mid] == value, f"{name} {mid}: contents differ ({when})"
 
 
 def sync_twice_then_merge(client: Client, store: Store, folders: dict[str, int]) -> None:
     account = populate(store, folders)
     want = expected(account)
+    made = expected_contents(account)
     assert sum(len(box) for box in want.values()) == sum(folders.values()) - account.expunged
+    want["INBOX"].update(drop_foreign(store))
 
-    # 1. The first sync: the local side gets every message, with its flags.
+    # 1. The first sync: the local side gets every message, with its flags and its
+    # contents unchanged (but for line ends).
     client.run(store)
     want = without_deleted(want) if isinstance(client, Mbsync) else want
-    assert_state(server_state(store), want, "server after the first sync")
-    assert_state(local_state(client.local, mutf7_names=client.mutf7()), want, "local side")
+    check_sides(client, store, want, "after the first sync")
+    server_contents: Contents = {}
+    server_state(store, server_contents)
+    for name, digests in made.items():
+        for mid, value in digests.items():
+            if mid in want[name]:
+                assert server_contents[name][mid] == value, f"{name} {mid} changed"
 
     # 2. Again: nothing changes on either side (UIDs, flags and MODSEQs on the
     # server; every message file's name and inode on the local side).
@@ -271,10 +322,15 @@ def sync_twice_then_merge(client: Client, store: Store, folders: dict[str, int])
     change_local(client)
     apply_server_change(want)
     apply_local_change(want)
+    # CREATE Lists/python makes the parent too (RFC 9051 §6.3.4: SHOULD): a Maildir
+    # store as a folder of its own (empty, selectable: synced as such), an mbox store
+    # as a directory (\\Noselect: not a mailbox to sync).
+    if any(f.name == "Lists" and not f.attributes & NOT_MAILBOX for f in store.list_folders()):
+        want["Lists"] = {}
     client.run(store)
     if isinstance(client, OfflineIMAP):
-        # offlineimap deletes on the server with STORE +FLAGS (\Deleted) and a plain
-        # EXPUNGE, which also removes the messages that had \Deleted already in that
+        # offlineimap deletes on the server with STORE +FLAGS (\\Deleted) and a plain
+        # EXPUNGE, which also removes the messages that had \\Deleted already in that
         # folder (RFC 9051 §6.4.3); their local copies go in the next run.
         local_want = {name: dict(box) for name, box in want.items()}
         want["Archive/2024"] = without_deleted(want)["Archive/2024"]
@@ -282,8 +338,7 @@ def sync_twice_then_merge(client: Client, store: Store, folders: dict[str, int])
         local = local_state(client.local, mutf7_names=client.mutf7())
         assert_state(local, local_want, "local side after the merge")
         client.run(store)
-    assert_state(server_state(store), want, "server after the merge")
-    assert_state(local_state(client.local, mutf7_names=client.mutf7()), want, "local side")
+    check_sides(client, store, want, "after the merge")
 
 
 @pytest.fixture
