@@ -204,10 +204,10 @@ class _Parser:
 
     def list_mailbox(self) -> str:
         """``list-mailbox = 1*list-char / string`` (RFC 9051 §9), decoded like a
-        mailbox name."""
+        mailbox name. ``~`` is a list-char (a literal8 is no ``string``)."""
         r = self.r
         c = r.peek()
-        if c == ord('"') or c == ord("{") or c == ord("~"):
+        if c == ord('"') or c == ord("{"):
             value = r.string()
             if isinstance(value, Streamed):
                 raise _Error("a streamed literal as a mailbox pattern")
@@ -493,7 +493,8 @@ class _Parser:
     def append(self, tag: str) -> Command:
         """RFC 3502 §6.3.11 (MULTIAPPEND): ``append = "APPEND" SP mailbox 1*append-message``,
         ``append-message = append-opts SP append-data``, ``append-opts = [SP flag-list]
-        [SP date-time]``, ``append-data = literal / literal8`` (RFC 3516 §4.4)."""
+        [SP date-time]``, ``append-data = literal / literal8`` (RFC 3516 §4.4)
+        ``/ utf8-literal``, ``utf8-literal = "UTF8" SP "(" literal8 ")"`` (RFC 6855 §4)."""
         r = self.r
         mailbox = self._one_mailbox()
         messages: list[AppendMessage] = []
@@ -509,11 +510,17 @@ class _Parser:
             if r.peek() == ord('"'):
                 date = r.date_time()
                 r.sp()
-            if r.peek() not in (ord("{"), ord("~")):
-                raise _Error("APPEND takes the message as a literal")
+            utf8 = r.accept(b"UTF8 (")
+            allowed = (ord("~"),) if utf8 else (ord("{"), ord("~"))
+            if r.peek() not in allowed:
+                raise _Error("APPEND takes the message as a literal (UTF8 as a literal8)")
             data = r.string()
+            if utf8:
+                r.expect(b")")
             messages.append(
-                AppendMessage(flags=flags, internal_date=date, data=data, binary=r.last_literal8)
+                AppendMessage(
+                    flags=flags, internal_date=date, data=data, binary=r.last_literal8, utf8=utf8
+                )
             )
             if r.at_end():
                 return Append(tag=tag, mailbox=mailbox, messages=tuple(messages))
