@@ -7,7 +7,9 @@ into the folder from the spool, in the store's executor."""
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from mailagents.agents._imap_folders import FolderCommands, normal_name
@@ -23,11 +25,39 @@ from mailagents.store import (
     StoreError,
 )
 
-__all__ = ["AppendCommands"]
+__all__ = ["AppendCommands", "eight_bit_header"]
 
 log = logging.getLogger("mailagents.agents._imap_session")
 
 _SPOOL_MEMORY = 1024 * 1024
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+
+
+def eight_bit_header(chunks: Iterable[bytes]) -> bool:
+    """Whether the message whose octets come in ``chunks`` has an octet above 0x7F in
+    its header (up to the first empty line; a message without one is all header)."""
+    tail = b"\n"  # so that a message beginning with an empty line has no header
+    for chunk in chunks:
+        block = tail + chunk
+        end = _HEADER_END.search(block)
+        head = block if end is None else block[: end.start()]
+        if _EIGHT_BIT.search(head):
+            return True
+        if end is not None:
+            return False
+        tail = block[-3:]  # an empty line cut between two chunks is still found
+    return False
+
+
+def _spool_chunks(spool: IO[bytes]) -> Iterator[bytes]:
+    spool.seek(0)
+    while chunk := spool.read(65536):
+        yield chunk
+
+
+def _spool_eight_bit(spool: IO[bytes]) -> bool:
+    return eight_bit_header(_spool_chunks(spool))
 
 
 class AppendCommands(FolderCommands):
@@ -92,9 +122,40 @@ class AppendCommands(FolderCommands):
                 spool.close()
             spools.clear()
 
+    async def _utf8_refusal(
+        self, session: IMAPSession, command: c.Append, spools: dict[int, IO[bytes]]
+    ) -> Complete | None:
+        """RFC 6855 §4 (and RFC 9755 §4): with UTF8=ACCEPT announced but not enabled
+        (nor IMAP4rev2, which includes it), a message with 8-bit octets in its header
+        is refused with NO; the UTF8 data extension needs UTF8=ACCEPT announced."""
+        offered = {e.upper() for e in session.core.config.extensions}
+        accept = bool(offered & {"UTF8=ACCEPT", "UTF8=ONLY"})
+        if not accept:
+            if any(m.utf8 for m in command.messages):
+                return Complete(status="BAD", text="UTF8 APPEND data needs UTF8=ACCEPT")
+            return None
+        if session.core.enabled & {"UTF8=ACCEPT", "IMAP4REV2"}:
+            return None
+        store = await self.store_of(session)
+        for message in command.messages:
+            data = message.data
+            if isinstance(data, Streamed):
+                spool = spools.get(data.index)
+                if spool is None:
+                    continue  # answered "Message lost" below
+                eight = await store.run(_spool_eight_bit, spool)
+            else:
+                eight = eight_bit_header((data,))
+            if eight:
+                return Complete(status="NO", text="8-bit header fields need ENABLE UTF8=ACCEPT")
+        return None
+
     async def _append(
         self, session: IMAPSession, command: c.Append, spools: dict[int, IO[bytes]]
     ) -> Complete:
+        refused = await self._utf8_refusal(session, command, spools)
+        if refused is not None:
+            return refused
         name = normal_name(command.mailbox)
         store = await self.store_of(session)
         try:

@@ -45,8 +45,13 @@ def denormalized(supplied: str) -> bool:
 
 
 def check_name(name: str) -> str | None:
-    """Why ``name`` cannot be a mailbox (``NO [CANNOT]``), or ``None``."""
-    if not name or any(ch in name for ch in "%*\x00\r\n"):
+    """Why ``name`` cannot be a new mailbox (``NO [CANNOT]``), or ``None``: no list
+    wildcard, no control character (U+0000-U+001F, U+007F-U+009F), no line or
+    paragraph separator (RFC 9755 §3, Net-Unicode of RFC 5198), no empty level and
+    none that Maildir keeps for itself or that leaves the store."""
+    if not name or any(ch in name for ch in "%*\u2028\u2029"):
+        return "Invalid mailbox name"
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in name):
         return "Invalid mailbox name"
     levels = name.split("/")
     if any(not level or level in _RESERVED for level in levels):

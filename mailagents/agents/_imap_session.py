@@ -52,6 +52,7 @@ IMAP_EXTENSIONS: tuple[str, ...] = (
     "SEARCHRES",  # RFC 5182
     "STATUS=SIZE",  # RFC 8438
     "UIDPLUS",
+    "UTF8=ACCEPT",  # RFC 6855 (RFC 9755): the core's ENABLE, the APPEND rule here
 )
 """What the store-backed server announces besides the core's own capabilities."""
 

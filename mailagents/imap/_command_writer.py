@@ -359,7 +359,11 @@ def _append(w: Writer, c: Append) -> None:
         if message.internal_date is not None:
             w.date_time(message.internal_date)
             w.sp()
+        if message.utf8:
+            w.raw(b"UTF8 (")  # RFC 6855 §4
         w.literal(message.data, binary=message.binary)
+        if message.utf8:
+            w.close()
 
 
 def _expunge(w: Writer, c: Expunge) -> None:

@@ -395,14 +395,19 @@ class AppendMessage:
     """One message of an APPEND (several with MULTIAPPEND, RFC 3502): its ``flags``,
     ``internal_date`` (aware) and octets; ``binary`` when sent as ``literal8``
     (``~{n}``, RFC 3516 §4.4), ``data`` a ``Streamed`` when the octets went out as
-    chunk events."""
+    chunk events. ``utf8``: sent with RFC 6855's UTF8 data extension,
+    ``UTF8 (~{n}...)``, which is always a ``literal8`` (RFC 6855 §4; RFC 9755 drops
+    the form, a server still takes it)."""
 
     flags: tuple[str, ...] = ()
     internal_date: datetime.datetime | None = None
     data: bytes | Streamed
     binary: bool = False
+    utf8: bool = False
 
     def __post_init__(self) -> None:
+        if self.utf8 and not self.binary:
+            raise LocalProtocolError("the UTF8 data extension takes a literal8 (binary=True)")
         if self.internal_date is not None and self.internal_date.utcoffset() is None:
             raise LocalProtocolError("AppendMessage.internal_date must be timezone-aware")
         if isinstance(self.data, Streamed):
