@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime
 import email.parser
 import email.policy
 import hashlib
@@ -33,9 +34,13 @@ QUICK = ListenerLimits(auth_failure_delay=0.01, max_auth_failure_delay=0.01)
 # Flags as a Maildir info part ("2,FS") names them (the maildir(5) letters).
 LETTERS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
 SYSTEM = frozenset(LETTERS.values())
+KEYWORDS = {"a": "$Forwarded", "b": "Work"}
+"""The keywords some messages carry, and the letters offlineimap is told to give them
+in the local Maildir (its customflag_a...; mbsync 1.4 does not sync keywords)."""
+LETTERS.update(KEYWORDS)
 
 State = dict[str, dict[str, frozenset[str]]]
-"""Folder name → Message-ID → system flags."""
+"""Folder name → Message-ID → flags (system flags and keywords)."""
 Contents = dict[str, dict[str, str]]
 """Folder name → Message-ID → SHA-256 of the message's :func:`content`."""
 
@@ -151,9 +156,16 @@ def message_id(folder: str, n: int, *, tag: str = "") -> str:
 
 
 def flags_for(n: int) -> frozenset[str]:
-    """The flags message ``n`` starts with: most seen, some flagged or answered, a few
-    deleted (but not expunged: the clients must carry \\Deleted as a flag)."""
+    """The flags message ``n`` starts with: most seen, some flagged, answered or draft,
+    some with keywords, a few deleted (but not expunged: the clients must carry
+    \\Deleted as a flag)."""
     flags = set()
+    if n % 19 == 0:
+        flags.add("\\Draft")
+    if n % 13 == 0:
+        flags.add("Work")
+    if n % 17 == 0:
+        flags.add("$Forwarded")
     if n % 3:
         flags.add("\\Seen")
     if n % 7 == 0:
@@ -163,6 +175,16 @@ def flags_for(n: int) -> frozenset[str]:
     if n % 97 == 0:
         flags.add("\\Deleted")
     return frozenset(flags)
+
+
+ARRIVAL = datetime.datetime(
+    2024, 3, 1, 12, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=1))
+)
+
+
+def arrival(n: int) -> datetime.datetime:
+    """Message ``n``'s INTERNALDATE (whole seconds, in +01:00)."""
+    return ARRIVAL + datetime.timedelta(minutes=n, seconds=n % 60)
 
 
 @dataclass(frozen=True)
@@ -187,7 +209,9 @@ def populate(store: Store, folders: dict[str, int]) -> Account:
                 flags = flags_for(n)
                 if n % 50 == 0:
                     flags = flags | {"\\Deleted"}
-                uids.append(folder.append_bytes(message(name, n), flags=flags).uid)
+                data = message(name, n)
+                when = arrival(n)
+                uids.append(folder.append_bytes(data, flags=flags, internaldate=when).uid)
             gone = folder.expunge([uid for n, uid in enumerate(uids, 1) if n % 50 == 0])
             expunged += len(gone)
     return Account(folders=dict(folders), expunged=expunged)
@@ -224,7 +248,7 @@ def digest(data: bytes) -> str:
 
 
 def server_state(store: Store, contents: Contents | None = None) -> State:
-    """Each folder of ``store``: Message-ID → system flags (keywords left out); and
+    """Each folder of ``store``: Message-ID → flags; and
     into ``contents`` if given, each message's digest."""
     state: State = {}
     for info in store.list_folders():
@@ -239,7 +263,7 @@ def server_state(store: Store, contents: Contents | None = None) -> State:
                 assert len(data) == meta.size, f"{info.name} UID {meta.uid}: size"
                 mid = _mid(data)
                 assert mid not in box, f"{mid} twice in {info.name} on the server"
-                box[mid] = frozenset(meta.flags & SYSTEM)
+                box[mid] = frozenset(meta.flags - {"\\Recent"})
                 digests[mid] = digest(data)
             state[info.name] = box
             if contents is not None:
@@ -315,6 +339,7 @@ def set_local_flags(path: Path, flags: frozenset[str]) -> Path:
     """Rename a local message file so that its info part says ``flags`` (moving it
     to cur/ as a mail reader does); returns the new path."""
     letters = "".join(sorted(k for k, v in LETTERS.items() if v in flags))
+    assert len(letters) == len(flags), flags
     base = path.name.split(":2,", 1)[0]
     new = path.parent.parent / "cur" / f"{base}:2,{letters}"
     os.rename(path, new)
@@ -357,3 +382,53 @@ def local_state(
         if contents is not None:
             contents[name] = digests
     return state
+
+
+Dates = dict[str, dict[str, float]]
+"""Folder name → Message-ID → a time stamp (INTERNALDATE or a file's mtime)."""
+
+
+def server_dates(store: Store) -> Dates:
+    """Each message's INTERNALDATE on the server."""
+    out: Dates = {}
+    for info in store.list_folders():
+        if "\\Noselect" in info.attributes or "\\NonExistent" in info.attributes:
+            continue
+        with store.folder(info.name) as folder:
+            folder.refresh()
+            out[info.name] = {
+                _mid(folder.read_message(m.uid)): m.internaldate.timestamp()
+                for m in folder.messages()
+            }
+    return out
+
+
+def local_dates(root: Path, *, mutf7_names: bool = False) -> Dates:
+    """Each local message file's mtime (where the clients keep INTERNALDATE)."""
+    out: Dates = {}
+    for dirpath, dirs, _files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in ("cur", "new", "tmp") and not d.startswith(".")]
+        path = Path(dirpath)
+        if path == root or not is_maildir(path):
+            continue
+        name = path.relative_to(root).as_posix()
+        box = out.setdefault(decode_mutf7(name) if mutf7_names else name, {})
+        for sub in ("cur", "new"):
+            for entry in os.scandir(path / sub):
+                with open(entry.path, "rb") as f:
+                    box[_mid(f.read(4096))] = entry.stat().st_mtime
+    return out
+
+
+def change_flags_behind(store: Store, mid: str, add: str) -> None:
+    """As another program would (a mail reader on the server's Maildir): add flag
+    letter ``add`` to the info part of INBOX message ``mid``'s file in cur/."""
+    root = Path(store.root)  # type: ignore[attr-defined]
+    for entry in os.scandir(root / "cur"):
+        with open(entry.path, "rb") as f:
+            if _mid(f.read(4096)) != mid:
+                continue
+        base, _, info = entry.name.partition(":2,")
+        os.rename(entry.path, root / "cur" / f"{base}:2,{''.join(sorted(set(info + add)))}")
+        return
+    raise KeyError(mid)

@@ -20,19 +20,24 @@ from mailagents.aio.tls import make_self_signed
 from mailagents.store import MaildirStore, MboxStore, Store
 
 from ._imap_sync_server import (
+    KEYWORDS,
     PASSWORD,
+    SYSTEM,
     USER,
     Contents,
     State,
     add_local,
+    change_flags_behind,
     expected,
     expected_contents,
     find_message,
+    local_dates,
     local_state,
     maildir_files,
     message,
     message_id,
     populate,
+    server_dates,
     server_state,
     server_thread,
     server_uids,
@@ -45,6 +50,7 @@ pytestmark = pytest.mark.interop
 FOLDERS = {"INBOX": 1100, "Archive": 300, "Archive/2024": 400, "Entwürfe": 200}
 """2,000 messages (40 of them expunged on the server before the first sync)."""
 RUN_TIMEOUT = 180.0
+LOCAL_ARRIVAL = 1577934245.0  # 2020-01-02 03:04:05 UTC
 NOT_MAILBOX = frozenset({"\\Noselect", "\\NonExistent"})
 
 
@@ -98,6 +104,14 @@ class Client:
     def mutf7(self) -> bool:
         return False
 
+    keywords = False
+    """Whether the client syncs keywords from the server (offlineimap through its
+    customflag_x; not back: a local letter goes up as ``STORE +FLAGS ()``, its
+    combine_flags_and_keywords maps one way only)."""
+    dates = False
+    """Whether the client keeps INTERNALDATE as the local files' mtime, both ways
+    (mbsync with CopyArrivalDate; offlineimap only uploads the mtime as the date)."""
+
     def command(self, port: int) -> list[str]:
         raise NotImplementedError
 
@@ -129,6 +143,8 @@ CERT = make_self_signed(["localhost"])
 
 
 class Mbsync(Client):
+    dates = True
+
     def mutf7(self) -> bool:
         return True
 
@@ -154,6 +170,8 @@ class Mbsync(Client):
 
 
 class OfflineIMAP(Client):
+    keywords = True
+
     def command(self, port: int) -> list[str]:
         self.local.mkdir(exist_ok=True)
         if self.tls is not None:
@@ -166,11 +184,30 @@ class OfflineIMAP(Client):
             "maxsyncaccounts = 1\nui = basic\n\n"
             "[Account server]\nlocalrepository = near\nremoterepository = far\n"
             "utf8foldernames = yes\n\n"
-            f"[Repository near]\ntype = Maildir\nlocalfolders = {self.local}\nsep = /\n\n"
+            f"[Repository near]\ntype = Maildir\nlocalfolders = {self.local}\nsep = /\n"
+            + "".join(f"customflag_{k} = {v}\n" for k, v in KEYWORDS.items())
+            + "\n"
             f"[Repository far]\ntype = IMAP\nremotehost = localhost\nremoteport = {port}\n"
             f"remoteuser = {USER}\nremotepass = {PASSWORD}\n{transport}maxconnections = 2\n"
         )
         return ["offlineimap", "-c", str(rc), "-o", "-u", "basic"]
+
+
+def without_keywords(state: State) -> State:
+    return {
+        name: {mid: flags & SYSTEM for mid, flags in box.items()} for name, box in state.items()
+    }
+
+
+def check_dates(client: Client, store: Store) -> None:
+    """Each local file's mtime is its message's INTERNALDATE on the server."""
+    server = server_dates(store)
+    local = local_dates(client.local, mutf7_names=client.mutf7())
+    assert set(server) == set(local)
+    for name, dates in server.items():
+        assert set(dates) == set(local[name]), name
+        wrong = [mid for mid, when in dates.items() if abs(local[name][mid] - when) > 1]
+        assert not wrong, f"{name}: INTERNALDATE is not the local mtime for {wrong[:5]}"
 
 
 def without_deleted(state: State) -> State:
@@ -187,21 +224,24 @@ def change_server(client: Client, store: Store) -> None:
     if client.tls is None:
         with server_thread(store) as port:
             imap = imaplib.IMAP4("localhost", port, timeout=30)
-            _change_server(imap)
+            _change_server(imap, client.keywords)
     else:
         with server_thread(store, ssl_context=CERT.server_context()) as port:
             context = CERT.client_context()
             imap = imaplib.IMAP4_SSL("localhost", port, ssl_context=context, timeout=30)
-            _change_server(imap)
+            _change_server(imap, client.keywords)
 
 
-def _change_server(imap: imaplib.IMAP4) -> None:
+def _change_server(imap: imaplib.IMAP4, keywords: bool) -> None:
     try:
         assert imap.login(USER, PASSWORD)[0] == "OK"
         typ, _ = imap.append("INBOX", "(\\Seen)", None, message("INBOX", 1, tag=".far"))
         assert typ == "OK"
         assert imap.select("Archive")[0] == "OK"
-        for number, command, flag in (("2", "+FLAGS", "\\Flagged"), ("4", "-FLAGS", "\\Seen")):
+        changes = [("2", "+FLAGS", "\\Flagged"), ("4", "-FLAGS", "\\Seen")]
+        if keywords:
+            changes += [("6", "+FLAGS", "$Forwarded"), ("13", "-FLAGS", "Work")]
+        for number, command, flag in changes:
             typ, data = imap.uid(
                 "SEARCH", "HEADER", "Message-ID", message_id("Archive", int(number))
             )
@@ -222,10 +262,13 @@ def _change_server(imap: imaplib.IMAP4) -> None:
     imap.logout()
 
 
-def apply_server_change(state: State) -> None:
+def apply_server_change(state: State, keywords: bool) -> None:
     state["INBOX"][message_id("INBOX", 1, tag=".far")] = frozenset({"\\Seen"})
     state["Archive"][message_id("Archive", 2)] |= {"\\Flagged"}
     state["Archive"][message_id("Archive", 4)] -= {"\\Seen"}
+    if keywords:
+        state["Archive"][message_id("Archive", 6)] |= {"$Forwarded"}
+        state["Archive"][message_id("Archive", 13)] -= {"Work"}
     del state["Entwürfe"][message_id("Entwürfe", 5)]
     state["Lists/python"] = {message_id("Lists/python", 1, tag=".far"): frozenset({"\\Flagged"})}
 
@@ -235,11 +278,12 @@ def change_local(client: Client) -> None:
     \\Answered added to one message and \\Seen dropped from another in INBOX by
     renaming their files, one message of Archive/2024 deleted (its file removed), a
     new folder Projects with a message."""
-    add_local(
+    new = add_local(
         client.folder("Archive/2024"),
         message("Archive/2024", 1, tag=".near"),
         frozenset({"\\Seen", "\\Flagged"}),
     )
+    os.utime(new, (LOCAL_ARRIVAL, LOCAL_ARRIVAL))
     inbox = client.folder("INBOX")
     one = find_message(inbox, message_id("INBOX", 2))
     set_local_flags(one, frozenset({"\\Seen", "\\Answered"}))
@@ -284,7 +328,7 @@ def check_sides(client: Client, store: Store, want: State, when: str) -> None:
     local_contents: Contents = {}
     assert_state(server_state(store, server_contents), want, f"server {when}")
     local = local_state(client.local, mutf7_names=client.mutf7(), contents=local_contents)
-    assert_state(local, want, f"local side {when}")
+    assert_state(local, want if client.keywords else without_keywords(want), f"local {when}")
     for name, digests in server_contents.items():
         for mid, value in digests.items():
             assert local_contents[name][mid] == value, f"{name} {mid}: contents differ ({when})"
@@ -302,6 +346,8 @@ def sync_twice_then_merge(client: Client, store: Store, folders: dict[str, int])
     client.run(store)
     want = without_deleted(want) if isinstance(client, Mbsync) else want
     check_sides(client, store, want, "after the first sync")
+    if client.dates:
+        check_dates(client, store)
     server_contents: Contents = {}
     server_state(store, server_contents)
     for name, digests in made.items():
@@ -320,8 +366,11 @@ def sync_twice_then_merge(client: Client, store: Store, folders: dict[str, int])
     # 3. A change on each side, then a sync merges them.
     change_server(client, store)
     change_local(client)
-    apply_server_change(want)
+    apply_server_change(want, client.keywords)
     apply_local_change(want)
+    if isinstance(store, MaildirStore):
+        change_flags_behind(store, message_id("INBOX", 10), "F")
+        want["INBOX"][message_id("INBOX", 10)] |= {"\\Flagged"}
     # CREATE Lists/python makes the parent too (RFC 9051 §6.3.4: SHOULD): a Maildir
     # store as a folder of its own (empty, selectable: synced as such), an mbox store
     # as a directory (\\Noselect: not a mailbox to sync).
@@ -339,6 +388,8 @@ def sync_twice_then_merge(client: Client, store: Store, folders: dict[str, int])
         assert_state(local, local_want, "local side after the merge")
         client.run(store)
     check_sides(client, store, want, "after the merge")
+    uploaded = server_dates(store)["Archive/2024"][message_id("Archive/2024", 1, tag=".near")]
+    assert uploaded == LOCAL_ARRIVAL
 
 
 @pytest.fixture
