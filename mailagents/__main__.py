@@ -28,6 +28,10 @@ lmtp`` runs an LMTP server in front of the same MDA (see ``mailagents._cli_mda``
 
 ``python -m mailagents queue [--queue DIR] list|show ID|retry [ID...]|delete ID...``
 looks at and acts on the MTA's outbound queue (see ``mailagents._cli_queue``).
+
+``python -m mailagents fetch --config FILE [--daemon]`` fetches mail from remote POP3
+and IMAP accounts, as fetchmail does (:class:`mailagents.agents.MRA`; see
+``mailagents._cli_fetch``).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailagents import __version__, _cli_mda, _cli_queue
+from mailagents import __version__, _cli_fetch, _cli_mda, _cli_queue
 from mailagents.agents import MAA, MSA, MaildirDelivery, Submission
 from mailagents.aio import Session, SMTPHandler, make_self_signed, serve_smtp, server_context
 from mailagents.delivery import RecipientResult
@@ -189,7 +193,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "certificate and one user. "
         "Other commands: "
         "'python -m mailagents smtp-sink --help', 'python -m mailagents passwd --help', "
-        "'python -m mailagents deliver --help', 'python -m mailagents lmtp --help'.",
+        "'python -m mailagents deliver --help', 'python -m mailagents lmtp --help', "
+        "'python -m mailagents fetch --help'.",
     )
     parser.add_argument("--version", action="version", version=f"mailagents {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -507,6 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cli_mda.lmtp(arguments[1:])
     if arguments[:1] == ["queue"]:
         return _cli_queue.main(arguments[1:])
+    if arguments[:1] == ["fetch"]:
+        return _cli_fetch.main(arguments[1:])
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     if arguments[:1] == ["smtp-sink"]:

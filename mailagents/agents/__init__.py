@@ -24,6 +24,11 @@ adapters, with policy hooks (plain callables) where a user decides.
   :class:`StoreIMAPHandler` (with :func:`store_imap_server` and :func:`imap_config`)
   answers every IMAP command from a user's store, usable on its own with an
   :class:`~mailagents.aio.IMAPServer`.
+- :class:`MRA` (:mod:`mailagents.agents.mra`): the retrieval agent, fetchmail's job:
+  polls remote POP3 and IMAP :class:`Account` objects and hands each new message to a
+  delivery callable (an MDA, :class:`MaildirDelivery`, or :class:`SMTPForward` over
+  SMTP or LMTP), remembering what it fetched, removing remote copies only once they
+  are safe here.
 """
 
 from mailagents.agents._imap_session import (
@@ -43,6 +48,14 @@ from mailagents.agents.maa import (
     uidl,
 )
 from mailagents.agents.mda import MDA, MaildirDelivery
+from mailagents.agents.mra import (
+    MRA,
+    Account,
+    FetchReport,
+    Skipped,
+    SMTPForward,
+    StateError,
+)
 from mailagents.agents.msa import (
     MECHANISMS,
     MSA,
@@ -65,6 +78,12 @@ from mailagents.agents.mta import (
 
 __all__ = [
     "IMAP_EXTENSIONS",
+    "MRA",
+    "Account",
+    "FetchReport",
+    "SMTPForward",
+    "Skipped",
+    "StateError",
     "MAA",
     "MAA_MECHANISMS",
     "CheckRecipient",
