@@ -56,11 +56,17 @@ class Users:
 
 @contextlib.contextmanager
 def server_thread(
-    store: Store, *, ssl_context: ssl.SSLContext | None = None, timeout: float = 30.0
+    store: Store,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    starttls: bool = False,
+    timeout: float = 30.0,
 ) -> Iterator[int]:
-    """Serve ``store`` (user ``user``, password ``secret``, plain LOGIN allowed) on
-    127.0.0.1, port 0, from a thread with its own event loop; yields the port and
-    stops the server (and the thread) on the way out."""
+    """Serve ``store`` (user ``user``, password ``secret``) on 127.0.0.1, port 0, from
+    a thread with its own event loop; yields the port and stops the server (and the
+    thread) on the way out. Without ``ssl_context`` plain LOGIN is allowed; with it
+    the sessions start in TLS, or with ``starttls`` offer STARTTLS and refuse logins
+    before it (LOGINDISABLED)."""
     loop = asyncio.new_event_loop()
     started: concurrent.futures.Future[int] = concurrent.futures.Future()
     stop = asyncio.Event()
@@ -72,8 +78,8 @@ def server_thread(
         handler = StoreIMAPHandler(Users(), stores)
         options: dict[str, object] = {}
         if ssl_context is not None:
-            options = {"ssl_context": ssl_context, "implicit_tls": True}
-        config = imap_config(allow_plaintext_login=True)
+            options = {"ssl_context": ssl_context, "implicit_tls": not starttls}
+        config = imap_config(allow_plaintext_login=ssl_context is None)
         try:
             async with IMAPServer(handler, config, limits=QUICK, **options) as server:  # type: ignore[arg-type]
                 started.set_result(server.port)

@@ -94,7 +94,9 @@ class Client:
 
     base: Path
     tls: Path | None = None
-    """The certificate to trust (the server then speaks implicit TLS)."""
+    """The certificate to trust (the server then speaks TLS)."""
+    starttls: bool = False
+    """TLS by STARTTLS (else from the start, implicit TLS)."""
     outputs: list[str] = field(default_factory=list)
 
     @property
@@ -119,7 +121,7 @@ class Client:
         ssl_context = None
         if self.tls is not None:
             ssl_context = CERT.server_context()
-        with server_thread(store, ssl_context=ssl_context) as port:
+        with server_thread(store, ssl_context=ssl_context, starttls=self.starttls) as port:
             done = subprocess.run(
                 self.command(port),
                 capture_output=True,
@@ -151,7 +153,8 @@ class Mbsync(Client):
     def command(self, port: int) -> list[str]:
         self.local.mkdir(exist_ok=True)
         if self.tls is not None:
-            transport = f"SSLType IMAPS\nCertificateFile {self.tls}\n"
+            kind = "STARTTLS" if self.starttls else "IMAPS"
+            transport = f"SSLType {kind}\nCertificateFile {self.tls}\n"
         else:
             transport = "SSLType None\n"
         # Sections are separated by blank lines (mbsync(1)).
@@ -174,7 +177,9 @@ class OfflineIMAP(Client):
 
     def command(self, port: int) -> list[str]:
         self.local.mkdir(exist_ok=True)
-        if self.tls is not None:
+        if self.tls is not None and self.starttls:
+            transport = f"ssl = no\nstarttls = yes\nsslcacertfile = {self.tls}\n"
+        elif self.tls is not None:
             transport = f"ssl = yes\nsslcacertfile = {self.tls}\n"
         else:
             transport = "ssl = no\nstarttls = no\n"
@@ -226,9 +231,16 @@ def change_server(client: Client, store: Store) -> None:
             imap = imaplib.IMAP4("localhost", port, timeout=30)
             _change_server(imap, client.keywords)
     else:
-        with server_thread(store, ssl_context=CERT.server_context()) as port:
-            context = CERT.client_context()
-            imap = imaplib.IMAP4_SSL("localhost", port, ssl_context=context, timeout=30)
+        context = CERT.client_context()
+        with server_thread(
+            store, ssl_context=CERT.server_context(), starttls=client.starttls
+        ) as port:
+            if client.starttls:
+                imap = imaplib.IMAP4("localhost", port, timeout=30)
+                assert "LOGINDISABLED" in imap.capabilities
+                assert imap.starttls(context)[0] == "OK"
+            else:
+                imap = imaplib.IMAP4_SSL("localhost", port, ssl_context=context, timeout=30)
             _change_server(imap, client.keywords)
 
 
@@ -415,21 +427,23 @@ def test_offlineimap_syncs_both_ways(store: Store, tmp_path: Path) -> None:
     sync_twice_then_merge(OfflineIMAP(tmp_path), store, FOLDERS)
 
 
+@pytest.mark.parametrize("starttls", [False, True], ids=["implicit", "starttls"])
 @pytest.mark.usefixtures("mbsync")
-def test_mbsync_over_implicit_tls(tmp_path: Path) -> None:
+def test_mbsync_over_tls(tmp_path: Path, starttls: bool) -> None:
     cert, _key = CERT.write(tmp_path / "tls")
     made = make_store("maildir", tmp_path)
     try:
-        sync_twice_then_merge(Mbsync(tmp_path, tls=cert), made, SMALL)
+        sync_twice_then_merge(Mbsync(tmp_path, tls=cert, starttls=starttls), made, SMALL)
     finally:
         made.close()
 
 
+@pytest.mark.parametrize("starttls", [False, True], ids=["implicit", "starttls"])
 @pytest.mark.usefixtures("offlineimap")
-def test_offlineimap_over_implicit_tls(tmp_path: Path) -> None:
+def test_offlineimap_over_tls(tmp_path: Path, starttls: bool) -> None:
     cert, _key = CERT.write(tmp_path / "tls")
     made = make_store("maildir", tmp_path)
     try:
-        sync_twice_then_merge(OfflineIMAP(tmp_path, tls=cert), made, SMALL)
+        sync_twice_then_merge(OfflineIMAP(tmp_path, tls=cert, starttls=starttls), made, SMALL)
     finally:
         made.close()
