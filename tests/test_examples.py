@@ -45,3 +45,45 @@ def test_imap_server(capsys: pytest.CaptureFixture[str]) -> None:
     assert "b'Subject: Hello\\r\\n\\r\\n'" in out
     # The fetch of BODY[...] (not BODY.PEEK) set \Seen in the store.
     assert "flags now: b'1 (FLAGS (\\\\Recent \\\\Seen))'" in out
+
+
+def test_mra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import asyncio
+    import threading
+
+    from mailagents.agents import MAA
+    from mailagents.aio import make_self_signed
+    from mailagents.store import MaildirStore
+    from mailagents.userdb import PasswordFile
+
+    users = PasswordFile(tmp_path / "users", scrypt_n=2**8)
+    users.set_password("alice", "secret")
+    remote = MaildirStore(tmp_path / "remote" / "Maildir", fsync=False)
+    with remote, remote.folder("INBOX") as inbox:
+        inbox.append_bytes(b"Message-ID: <1@remote.test>\r\nSubject: hi\r\n\r\nHello.\r\n")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    maa = MAA("h", users, str(tmp_path / "remote" / "Maildir"), allow_plaintext=True,
+              ssl_context=make_self_signed(["localhost"]).server_context(), fsync=False)
+    asyncio.run_coroutine_threadsafe(maa.serve("127.0.0.1", None, None, 0, None), loop).result(20)
+    try:
+        monkeypatch.chdir(tmp_path)
+        for name, value in (("IMAP_HOST", "127.0.0.1"), ("IMAP_PORT", str(maa.imap_port)),
+                            ("IMAP_USER", "alice"), ("IMAP_PASSWORD", "secret"),
+                            ("IMAP_TLS", "none")):
+            monkeypatch.setenv(name, value)
+        runpy.run_path(str(EXAMPLES / "mra.py"), run_name="__main__")
+        runpy.run_path(str(EXAMPLES / "mra.py"), run_name="__main__")
+    finally:
+        asyncio.run_coroutine_threadsafe(maa.close(), loop).result(20)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        users.close()
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["work: 1 new, error: None", "work: 0 new, error: None"]
+    local = tmp_path / "mail" / "alice@example.test" / "Maildir" / "new"
+    [delivered] = list(local.iterdir())
+    assert delivered.read_bytes().endswith(b"\n\nHello.\n")  # Maildir stores LF
