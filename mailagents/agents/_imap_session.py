@@ -52,19 +52,27 @@ IMAP_EXTENSIONS: tuple[str, ...] = (
     "SEARCHRES",  # RFC 5182
     "STATUS=SIZE",  # RFC 8438
     "UIDPLUS",
-    "UTF8=ACCEPT",  # RFC 6855 (RFC 9755): the core's ENABLE, the APPEND rule here
 )
-"""What the store-backed server announces besides the core's own capabilities."""
+"""What the store-backed server announces besides the core's own capabilities
+(``UTF8=ACCEPT`` too with ``imap_config(utf8_accept=True)``)."""
 
 _GONE = "Selected mailbox was deleted or renamed, closing connection"
 
 
-def imap_config(**options: Any) -> ServerConfig:
+def imap_config(*, utf8_accept: bool = False, **options: Any) -> ServerConfig:
     """A ``ServerConfig`` for :class:`StoreIMAPHandler`: its extensions,
     ``confirm_append`` so that an APPEND into a missing mailbox or over a limit is
     refused before the message comes (RFC 9051 §6.3.12), and ``poll_commands`` so that
-    NOOP and CHECK read the store's changes first (RFC 9051 §6.1.2)."""
-    options.setdefault("extensions", tuple(dict.fromkeys(IMAP_EXTENSIONS)))
+    NOOP and CHECK read the store's changes first (RFC 9051 §6.1.2).
+
+    ``utf8_accept`` announces ``UTF8=ACCEPT`` (RFC 6855, RFC 9755): clients that
+    ENABLE it get UTF-8 mailbox names and strings; but a client that does not (mbsync
+    1.4, and any IMAP4rev1 client that never heard of it) then has every APPEND of a
+    message with 8-bit octets in its header refused with NO (RFC 9755 §4), where
+    without the announcement it is stored as it comes. Off by default for that reason;
+    IMAP4rev2 clients have all of it either way."""
+    extensions = (*IMAP_EXTENSIONS, "UTF8=ACCEPT") if utf8_accept else IMAP_EXTENSIONS
+    options.setdefault("extensions", tuple(dict.fromkeys(extensions)))
     options.setdefault("confirm_append", True)
     options.setdefault("poll_commands", True)
     return ServerConfig(**options)

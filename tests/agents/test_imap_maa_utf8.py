@@ -5,7 +5,10 @@ the announcement, ENABLE, UTF-8 mailbox names and quoted strings, the APPEND rul
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ from hypothesis import strategies as st
 
 from mailagents._protocol import LocalProtocolError
 from mailagents.agents._imap_append import eight_bit_header
-from mailagents.agents._imap_session import IMAP_EXTENSIONS
+from mailagents.agents._imap_session import IMAP_EXTENSIONS, imap_config
 from mailagents.imap import commands as c
 from mailagents.imap._command_parser import CommandSyntaxError, parse_command
 from mailagents.imap._command_writer import write_command
@@ -85,7 +88,7 @@ def test_utf8_accept_is_announced_and_enabled(store: Store) -> None:
         wire.close()
         return lines
 
-    lines = serve(store, client)
+    lines = serve(store, client, utf8_accept=True)
     caps = next(line for line in lines if line.startswith(b"* CAPABILITY "))
     assert b" UTF8=ACCEPT" in caps
     assert b"* ENABLED UTF8=ACCEPT\r\n" in lines
@@ -104,7 +107,7 @@ def test_utf8_mailbox_names_after_enable_and_mutf7_before(store: Store) -> None:
         legacy.close()
         return create, listed, bad, old
 
-    create, listed, bad, old = serve(store, client)
+    create, listed, bad, old = serve(store, client, utf8_accept=True)
     assert tagged(create).startswith(b"t3 OK"), create
     assert lists(listed) == ['* LIST (\\HasNoChildren) "/" "Übersicht"\r\n'.encode()]
     assert tagged(bad).startswith(b"t5 BAD"), bad
@@ -120,7 +123,7 @@ def test_search_with_charset_after_enable_is_bad(store: Store) -> None:
         wire.close()
         return with_charset, without
 
-    with_charset, without = serve(store, client)
+    with_charset, without = serve(store, client, utf8_accept=True)
     assert tagged(with_charset).startswith(b"t4 BAD")  # RFC 6855 §3
     assert b"* SEARCH 2\r\n" in without
 
@@ -135,7 +138,7 @@ def test_names_outside_net_unicode_are_refused(store: Store, name: str) -> None:
         wire.close()
         return lines
 
-    lines = serve(store, client)
+    lines = serve(store, client, utf8_accept=True)
     assert re.match(rb"t3 (NO \[CANNOT\]|BAD) ", tagged(lines)), lines
 
 
@@ -151,7 +154,7 @@ def test_append_utf8_data_extension_after_enable(store: Store, plus: bool) -> No
         wire.close()
         return lines, got
 
-    lines, got = serve(store, client)
+    lines, got = serve(store, client, utf8_accept=True)
     assert re.match(rb"t3 OK \[APPENDUID \d+ 4\]", tagged(lines)), lines
     assert "Subject: Grüße".encode() in got
 
@@ -168,7 +171,7 @@ def test_append_of_8bit_header_without_enable_is_no(store: Store) -> None:
         wire.close()
         return refused, taken, status
 
-    refused, taken, status = serve(store, client)
+    refused, taken, status = serve(store, client, utf8_accept=True)
     assert tagged(refused).startswith(b"t2 NO "), refused
     assert tagged(taken).startswith(b"t3 OK"), taken
     assert any(b"(MESSAGES 4)" in line for line in status), status
@@ -187,11 +190,10 @@ def test_append_of_8bit_header_in_rev2_is_taken(store: Store) -> None:
     assert "Subject: Grüße".encode() in got
 
 
-def test_without_the_announcement_8bit_headers_are_taken_and_utf8_data_is_bad(
-    store: Store,
-) -> None:
-    """A server configured without UTF8=ACCEPT keeps the old behaviour: raw 8-bit
-    headers are stored as they come; the UTF8 data extension is not known."""
+def test_by_default_8bit_headers_are_taken_and_utf8_data_is_bad(store: Store) -> None:
+    """Without ``utf8_accept`` (the default) UTF8=ACCEPT is not announced: raw 8-bit
+    headers are stored as they come (mbsync and other IMAP4rev1 clients upload such
+    messages without ENABLE); the UTF8 data extension is not known."""
 
     def client(port: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
         wire = logged_in(port)
@@ -201,11 +203,17 @@ def test_without_the_announcement_8bit_headers_are_taken_and_utf8_data_is_bad(
         wire.close()
         return caps, taken, refused
 
-    extensions = tuple(e for e in dict.fromkeys(IMAP_EXTENSIONS) if e != "UTF8=ACCEPT")
-    caps, taken, refused = serve(store, client, extensions=extensions)
+    caps, taken, refused = serve(store, client)
     assert not any(b"UTF8=ACCEPT" in line for line in caps)
     assert tagged(taken).startswith(b"t3 OK"), taken
     assert tagged(refused).startswith(b"t4 BAD"), refused
+
+
+def test_imap_config_utf8_accept() -> None:
+    assert "UTF8=ACCEPT" not in IMAP_EXTENSIONS
+    assert "UTF8=ACCEPT" not in imap_config().extensions
+    assert "UTF8=ACCEPT" in imap_config(utf8_accept=True).extensions
+    assert "UTF8=ACCEPT" in imap_config(utf8_accept=True).enableable()
 
 
 # --- the header scan and the core's grammar ------------------------------------------
@@ -268,3 +276,51 @@ def test_core_refuses_a_malformed_utf8_data_extension(lines: tuple[bytes, bytes]
 def test_append_message_model_checks_utf8_needs_literal8() -> None:
     with pytest.raises(LocalProtocolError):
         c.AppendMessage(data=b"abc", utf8=True)
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("mbsync") is None, reason="mbsync (isync) not installed")
+@pytest.mark.parametrize("utf8_accept", [False, True])
+def test_mbsync_uploads_8bit_headers_unless_utf8_accept_is_announced(
+    store: Store, tmp_path: Path, utf8_accept: bool
+) -> None:
+    """Why ``utf8_accept`` is off by default: mbsync (1.4) never ENABLEs UTF8=ACCEPT,
+    so with the announcement its upload of a message with a raw UTF-8 header is
+    refused (RFC 9755 §4); without it the message is stored."""
+    local = tmp_path / "local"
+    for sub in ("cur", "new", "tmp"):
+        (local / "INBOX" / sub).mkdir(parents=True)
+    (local / "INBOX" / "new" / "1.eight.host").write_bytes(UTF8_MESSAGE.replace(b"\r\n", b"\n"))
+    (local / "INBOX" / "new" / "2.plain.host").write_bytes(ASCII_HEADER.replace(b"\r\n", b"\n"))
+    rc = tmp_path / "mbsyncrc"
+
+    def client(port: int) -> subprocess.CompletedProcess[str]:
+        rc.write_text(
+            f"IMAPAccount server\nHost 127.0.0.1\nPort {port}\nUser user\nPass secret\n"
+            "SSLType None\nAuthMechs LOGIN\n\nIMAPStore far\nAccount server\n\n"
+            f"MaildirStore near\nPath {local}/\nInbox {local}/INBOX\n\n"
+            "Channel c\nFar :far:\nNear :near:\nPatterns INBOX\nSync Push\n"
+            "SyncState *\n"
+        )
+        return subprocess.run(
+            ["mbsync", "-c", str(rc), "-a"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "HOME": str(tmp_path)},
+        )
+
+    done = serve(store, client, utf8_accept=utf8_accept)
+    output = done.stdout + done.stderr
+    with store.folder("INBOX") as inbox:
+        texts = []
+        for info in inbox.messages():
+            with inbox.open_message(info.uid) as stream:
+                texts.append(stream.read())
+    eight = [t for t in texts if "Subject: Grüße".encode() in t]
+    plain = [t for t in texts if b"Subject: hi\r\n" in t]
+    assert len(plain) == 1, output  # the ASCII header is uploaded either way
+    if utf8_accept:
+        assert not eight and "8-bit header fields need ENABLE UTF8=ACCEPT" in output
+    else:
+        assert len(eight) == 1, output
