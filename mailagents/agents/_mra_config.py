@@ -48,6 +48,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mailagents.agents._config_keys import (
+    ConfigError,
+    host_port,
+    join,
+    no_unknown,
+    optional,
+    path,
+    required_str,
+    str_list,
+)
 from mailagents.agents._mra_handoff import SMTPForward
 from mailagents.agents._recipients import LocalRecipients
 from mailagents.agents.mda import MDA, MaildirDelivery
@@ -55,16 +65,6 @@ from mailagents.agents.mra import Account
 from mailagents.delivery import Deliver
 
 __all__ = ["ConfigError", "FetchConfig", "load_fetch_config", "parse_fetch_config"]
-
-
-class ConfigError(ValueError):
-    """A configuration error; ``key`` is the path of the key at fault (``""`` for the
-    file as a whole)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
-        self.key = key
-        """Where: ``account[0].port``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,27 +105,35 @@ def load_fetch_config(path: str | os.PathLike[str]) -> FetchConfig:
     return parse_fetch_config(data, base=os.path.dirname(path))
 
 
-def parse_fetch_config(data: Mapping[str, Any], *, base: str = ".") -> FetchConfig:
-    """Check the parsed TOML ``data``; relative paths are from ``base``."""
-    _no_unknown(data, _TOP_KEYS, "")
+def parse_fetch_config(
+    data: Mapping[str, Any],
+    *,
+    base: str = ".",
+    where: str = "",
+    default: Deliver | None = None,
+) -> FetchConfig:
+    """Check the parsed TOML ``data``; relative paths are from ``base``. ``where`` is
+    the key path of ``data`` in a larger file (``"fetch"``), ``default`` the
+    destination of accounts without their own when ``data`` names none."""
+    no_unknown(data, _TOP_KEYS, where)
     closers: list[Callable[[], None]] = []
     try:
-        default: Deliver | None = None
         if "destination" in data:
-            default = _destination(data["destination"], "destination", base, closers)
+            default = _destination(data["destination"], join(where, "destination"), base,
+                                   closers)
         raw = data.get("account", [])
         if not isinstance(raw, list) or not raw:
-            raise ConfigError("account", "give at least one [[account]] table")
+            raise ConfigError(join(where, "account"), "give at least one [[account]] table")
         accounts: list[Account] = []
         names: set[str] = set()
         for index, table in enumerate(raw):
-            key = f"account[{index}]"
+            key = join(where, f"account[{index}]")
             account = _account(table, key, base, default, closers)
             if account.name in names:
                 raise ConfigError(f"{key}.name", f"{account.name!r} is used twice")
             names.add(account.name)
             accounts.append(account)
-        state_dir = _path(data.get("state_dir", "fetch-state"), "state_dir", base)
+        state_dir = path(data.get("state_dir", "fetch-state"), join(where, "state_dir"), base)
     except BaseException:
         for close in closers:
             close()
@@ -133,52 +141,12 @@ def parse_fetch_config(data: Mapping[str, Any], *, base: str = ".") -> FetchConf
     return FetchConfig(accounts=tuple(accounts), state_dir=state_dir, closers=tuple(closers))
 
 
-def _no_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
-    for name in table:
-        if name not in known:
-            raise ConfigError(f"{where}.{name}" if where else name, "unknown key")
-
-
-def _path(value: Any, key: str, base: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, "must be a path (a non-empty string)")
-    return os.path.join(base, os.path.expanduser(value))
-
-
-def _str(table: Mapping[str, Any], name: str, key: str, default: str | None = None) -> str:
-    value = table.get(name, default)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key}.{name}", "required, a non-empty string")
-    return value
-
-
-def _opt(table: Mapping[str, Any], name: str, key: str, kind: type, what: str) -> Any:
-    value = table.get(name)
-    if value is None:
-        return None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{key}.{name}", f"must be {what}")
-    return value
-
-
-def _host_port(value: Any, key: str) -> tuple[str, int]:
-    if not isinstance(value, str) or ":" not in value:
-        raise ConfigError(key, "must be 'host:port'")
-    host, _, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(key, "must be 'host:port' with a port from 1 to 65535")
-    return host, int(port)
-
-
 def _destination(
     table: Any, key: str, base: str, closers: list[Callable[[], None]]
 ) -> Deliver:
     if not isinstance(table, Mapping):
         raise ConfigError(key, "must be a table")
-    _no_unknown(table, {"maildir", "smtp", "lmtp", "starttls", "mda"}, key)
+    no_unknown(table, {"maildir", "smtp", "lmtp", "starttls", "mda"}, key)
     kinds = [k for k in ("maildir", "smtp", "lmtp", "mda") if k in table]
     if len(kinds) != 1:
         raise ConfigError(key, "give exactly one of maildir, smtp, lmtp or mda")
@@ -187,35 +155,31 @@ def _destination(
     if starttls is not None and (kind not in ("smtp", "lmtp") or not isinstance(starttls, bool)):
         raise ConfigError(f"{key}.starttls", "true or false, with smtp or lmtp only")
     if kind == "maildir":
-        delivery = MaildirDelivery(_path(table["maildir"], f"{key}.maildir", base))
+        delivery = MaildirDelivery(path(table["maildir"], f"{key}.maildir", base))
         closers.append(delivery.close)
         return delivery
     if kind in ("smtp", "lmtp"):
-        host, port = _host_port(table[kind], f"{key}.{kind}")
+        host, port = host_port(table[kind], f"{key}.{kind}")
         return SMTPForward(host, port, lmtp=kind == "lmtp", starttls=starttls)
     mda = table["mda"]
     where = f"{key}.mda"
     if not isinstance(mda, Mapping):
         raise ConfigError(where, "must be a table")
-    _no_unknown(mda, {"users", "aliases", "domains", "mailboxes", "format"}, where)
-    domains = mda.get("domains")
-    if not isinstance(domains, list) or not domains or not all(
-        isinstance(d, str) and d for d in domains
-    ):
-        raise ConfigError(f"{where}.domains", "a list of domain names")
+    no_unknown(mda, {"users", "aliases", "domains", "mailboxes", "format"}, where)
+    domains = str_list(mda, "domains", where, "domain names")
     fmt = mda.get("format", "maildir")
     if fmt not in ("maildir", "mbox"):
         raise ConfigError(f"{where}.format", "'maildir' or 'mbox'")
     aliases = mda.get("aliases")
     try:
         recipients = LocalRecipients(
-            _path(mda.get("users"), f"{where}.users", base),
-            _path(aliases, f"{where}.aliases", base) if aliases is not None else None,
+            path(mda.get("users"), f"{where}.users", base),
+            path(aliases, f"{where}.aliases", base) if aliases is not None else None,
             local_domains=domains,
         )
     except (OSError, ValueError) as exc:
         raise ConfigError(where, str(exc)) from exc
-    made = MDA(_path(mda.get("mailboxes", "mail/{user}/Maildir"), f"{where}.mailboxes", base),
+    made = MDA(path(mda.get("mailboxes", "mail/{user}/Maildir"), f"{where}.mailboxes", base),
                recipients, format=fmt)
     closers.append(made.close)
     return made
@@ -227,9 +191,9 @@ def _password(table: Mapping[str, Any], key: str, base: str) -> str | Callable[[
         raise ConfigError(key, "give one of password, password_file or password_env")
     name = given[0]
     if name == "password":
-        return _str(table, "password", key)
+        return required_str(table, "password", key)
     if name == "password_env":
-        variable = _str(table, "password_env", key)
+        variable = required_str(table, "password_env", key)
 
         def from_env() -> str:
             value = os.environ.get(variable)
@@ -238,10 +202,10 @@ def _password(table: Mapping[str, Any], key: str, base: str) -> str | Callable[[
             return value
 
         return from_env
-    path = _path(table["password_file"], f"{key}.password_file", base)
+    source = path(table["password_file"], f"{key}.password_file", base)
 
     def from_file() -> str:
-        with open(path, encoding="utf-8") as f:
+        with open(source, encoding="utf-8") as f:
             return f.readline().rstrip("\r\n")
 
     return from_file
@@ -253,48 +217,40 @@ def _account(
 ) -> Account:
     if not isinstance(table, Mapping):
         raise ConfigError(key, "must be a table")
-    _no_unknown(table, _ACCOUNT_KEYS, key)
+    no_unknown(table, _ACCOUNT_KEYS, key)
     deliver = default
     if "destination" in table:
         deliver = _destination(table["destination"], f"{key}.destination", base, closers)
     if deliver is None:
         raise ConfigError(f"{key}.destination", "no destination here nor at the top")
-    recipients = table.get("recipients")
-    if not isinstance(recipients, list) or not recipients or not all(
-        isinstance(r, str) for r in recipients
-    ):
-        raise ConfigError(f"{key}.recipients", "a list of local addresses")
-    folders = table.get("folders", ["INBOX"])
-    if not isinstance(folders, list) or not folders or not all(
-        isinstance(f, str) and f for f in folders
-    ):
-        raise ConfigError(f"{key}.folders", "a list of folder names")
-    port = _opt(table, "port", key, int, "a port number")
+    recipients = str_list(table, "recipients", key, "local addresses")
+    folders = str_list(table, "folders", key, "folder names", ["INBOX"])
+    port = optional(table, "port", key, int, "a port number")
     if port is not None and not 0 < port < 65536:
         raise ConfigError(f"{key}.port", "from 1 to 65535")
     ca_file = table.get("ca_file")
     options: dict[str, Any] = {
-        "name": _str(table, "name", key),
-        "protocol": _str(table, "protocol", key),
-        "host": _str(table, "host", key),
-        "user": _str(table, "user", key),
+        "name": required_str(table, "name", key),
+        "protocol": required_str(table, "protocol", key),
+        "host": required_str(table, "host", key),
+        "user": required_str(table, "user", key),
         "password": _password(table, key, base),
         "recipients": tuple(recipients),
         "port": port,
-        "tls": _str(table, "tls", key, "implicit"),
-        "verify": _opt(table, "verify", key, bool, "true or false") is not False,
-        "ca_file": _path(ca_file, f"{key}.ca_file", base) if ca_file is not None else None,
-        "mechanism": _opt(table, "mechanism", key, str, "a mechanism name"),
+        "tls": required_str(table, "tls", key, "implicit"),
+        "verify": optional(table, "verify", key, bool, "true or false") is not False,
+        "ca_file": path(ca_file, f"{key}.ca_file", base) if ca_file is not None else None,
+        "mechanism": optional(table, "mechanism", key, str, "a mechanism name"),
         "folders": tuple(folders),
-        "after": _str(table, "after", key, "keep"),
-        "move_to": _opt(table, "move_to", key, str, "a folder name"),
-        "max_size": _opt(table, "max_size", key, int, "a number of octets"),
-        "max_messages": _opt(table, "max_messages", key, int, "a number"),
-        "idle": _opt(table, "idle", key, bool, "true or false") is not False,
+        "after": required_str(table, "after", key, "keep"),
+        "move_to": optional(table, "move_to", key, str, "a folder name"),
+        "max_size": optional(table, "max_size", key, int, "a number of octets"),
+        "max_messages": optional(table, "max_messages", key, int, "a number"),
+        "idle": optional(table, "idle", key, bool, "true or false") is not False,
         "deliver": deliver,
     }
     for name in ("interval", "timeout"):
-        value = _opt(table, name, key, float, "a number of seconds")
+        value = optional(table, name, key, float, "a number of seconds")
         if value is not None:
             options[name] = value
     try:
