@@ -61,6 +61,7 @@ from mailagents.userdb import UserStore
 
 __all__ = [
     "MECHANISMS",
+    "CheckMail",
     "Deliver",
     "MSA",
     "SendersPolicy",
@@ -88,6 +89,13 @@ its addresses, or a mapping from identity to addresses. An address ``@domain`` s
 for every address of that domain."""
 
 
+CheckMail = Callable[[Session, MailFrom], Awaitable[Reply | None]]
+"""The MAIL-time check of an :class:`MSA`, called with the session (its ``identity``
+is the authenticated user, ``peer`` the client) and the ``MAIL FROM`` event once the
+sender is known to be the user's own: ``None`` accepts the transaction, a reply (4xx
+or 5xx) refuses it. A per-user sending rate limit is one (``examples/msa_rate_limit.py``)."""
+
+
 def _reply(code: int, enhanced: str, text: str) -> Reject:
     return Reject(reply=Reply(code=code, enhanced=enhanced, lines=(text,)))
 
@@ -101,6 +109,7 @@ _HEADER_TOO_LONG = _reply(550, "5.6.0", "The header section is too long")
 _NO_RELAY = _reply(550, "5.7.1", "Relaying denied: not a local recipient")
 _NOT_DELIVERED = _reply(451, "4.3.0", "Delivery failed, try again later")
 _AUTH_FIRST = _reply(530, "5.7.0", "Authentication required")
+_CHECK_FAILED = _reply(451, "4.3.0", "Sender check failed, try again later")
 
 
 class _Handler(SpoolingHandler):
@@ -124,6 +133,18 @@ class _Handler(SpoolingHandler):
         if mailbox is not None and not _headers.owns(owned, _headers.mailbox_key(mailbox)):
             log.info("%s (%s) may not send as %s", session.peer, session.identity, mailbox)
             return _NOT_YOUR_SENDER
+        check = self.msa.check_mail
+        if check is not None:
+            try:
+                reply = await check(session, event)
+                refusal = None if reply is None else Reject(reply=reply)
+            except Exception:  # a broken hook (or a 2xx "refusal"): try again later
+                log.exception("check_mail failed for %s (%s)", session.peer, session.identity)
+                return _CHECK_FAILED
+            if refusal is not None:
+                log.info("%s (%s): MAIL refused: %d %s", session.peer, session.identity,
+                         refusal.reply.code, " ".join(refusal.reply.lines))
+                return refusal
         return Accept()
 
     async def on_rcpt(self, session: Session, event: RcptTo) -> Accept | Reject:
@@ -223,6 +244,10 @@ class MSA(AsyncClosing):
       after DATA). Without it, or for an identity a mapping does not list, an identity
       owns itself when it is an address (``alice@example.test``). Addresses compare
       case-insensitively.
+    * ``check_mail``: an async callable (see :data:`CheckMail`) called at each
+      ``MAIL FROM`` after the sender check, with the session and the event: ``None``
+      accepts, a reply refuses the transaction with it (a per-user sending rate limit
+      answers 451 4.7.0, say). If it raises (or returns a 2xx reply): 451 4.3.0.
     * ``deliver``: an async callable (see :data:`~mailagents.delivery.Deliver`) called
       with each :data:`Submission`, which returns one
       :class:`~mailagents.delivery.RecipientResult` per recipient. SMTP has one reply
@@ -262,6 +287,7 @@ class MSA(AsyncClosing):
         local_domains: Collection[str],
         ssl_context: ssl.SSLContext,
         senders: SendersPolicy | None = None,
+        check_mail: CheckMail | None = None,
         relay: bool = False,
         show_auth_user: bool = False,
         mechanisms: Sequence[str] = MECHANISMS,
@@ -294,6 +320,8 @@ class MSA(AsyncClosing):
         """The domains whose recipients are accepted (lower case)."""
         self.senders = senders
         """The ``senders`` policy, or ``None`` (each identity owns itself)."""
+        self.check_mail = check_mail
+        """The MAIL-time check (see :data:`CheckMail`), or ``None``."""
         self.relay = relay
         """Accept any recipient (``deliver`` sends mail onward)."""
         self.show_auth_user = show_auth_user
