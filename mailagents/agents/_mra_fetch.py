@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from mailagents.agents._mra_state import AccountMemory, digest
-from mailagents.aio.imap_client import IMAPClient
+from mailagents.aio.imap_client import IMAPClient, IMAPCommandError
 from mailagents.aio.pop3_client import POP3Client
 from mailagents.delivery import Message, MessageSpool
 from mailagents.imap import SequenceSet
@@ -251,14 +251,20 @@ async def fetch_imap(
     """One pass over a logged-in IMAP session, folder by folder (see the module
     text); the per-run limit counts across folders."""
     counts = _Pass()
-    error: str | None = None
+    errors: list[str] = []
     try:
         for folder in folders:
-            await _fetch_folder(client, name, memory, hand_off, folder, after, move_to,
-                                limits, counts)
+            try:
+                await _fetch_folder(client, name, memory, hand_off, folder, after, move_to,
+                                    limits, counts)
+            except IMAPCommandError as exc:
+                # A NO or BAD (a folder missing, a MOVE into one): the session goes on,
+                # and so do the other folders; what this one fetched is remembered.
+                log.warning("%s: folder %s: %s", name, folder, exc)
+                errors.append(f"{folder}: {exc}")
     except DeliveryRefused as exc:
-        error = f"destination: {exc}"
-    return counts.report(name, error)
+        errors.append(f"destination: {exc}")
+    return counts.report(name, "; ".join(errors) or None)
 
 
 async def _fetch_folder(
@@ -293,7 +299,19 @@ async def _fetch_folder(
                 sizes[item.uid] = item.rfc822_size
     new = sorted(u for u in sizes if u not in remembered.uids)
     digests = await _digests(client, new)
+    if recognise:
+        # Recognised before anything is fetched: once the new UIDVALIDITY is saved, the
+        # old digests are gone, and a pass stopped early must not lose the rest.
+        for uid in new:
+            known = digests.get(uid)
+            if known is not None and known in recognise:
+                remembered.uids.add(uid)  # fetched before the UIDVALIDITY change
+                remembered.digests[uid] = known
+                counts.recognised += 1
+        new = [u for u in new if u not in remembered.uids]
     done_before = [u for u in sorted(sizes) if u in remembered.uids]
+    if after not in ("delete", "move"):
+        done_before.clear()
     pending: list[int] = []
 
     async def commit() -> None:
@@ -309,13 +327,6 @@ async def _fetch_folder(
         for uid in new:
             size = sizes[uid]
             known = digests.get(uid)
-            if known is not None and known in recognise:
-                remembered.uids.add(uid)  # fetched before the UIDVALIDITY change
-                remembered.digests[uid] = known
-                counts.recognised += 1
-                if after in ("delete", "move"):
-                    done_before.append(uid)
-                continue
             reason = _too_large(size, limits)
             if reason is not None:
                 log.warning("%s: %s UID %d left on the server: %s", name, folder, uid, reason)

@@ -137,6 +137,9 @@ class Account:
             raise ValueError(f"{self.name}: a POP3 account can only keep or delete")
         if (self.after == "move") != (self.move_to is not None):
             raise ValueError(f"{self.name}: move_to goes with after='move', and only with it")
+        if self.move_to is not None and self.move_to in self.folders:
+            # Moved messages get new UIDs there: each would be fetched a second time.
+            raise ValueError(f"{self.name}: move_to may not be one of the folders fetched")
         if not self.recipients:
             raise ValueError(f"{self.name}: at least one recipient")
         for address in self.recipients:
