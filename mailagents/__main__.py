@@ -29,6 +29,11 @@ lmtp`` runs an LMTP server in front of the same MDA (see ``mailagents._cli_mda``
 ``python -m mailagents queue [--queue DIR] list|show ID|retry [ID...]|delete ID...``
 looks at and acts on the MTA's outbound queue (see ``mailagents._cli_queue``).
 
+``python -m mailagents serve --config FILE`` runs any set of agents from one TOML file,
+``python -m mailagents check-config FILE`` checks such a file (see
+``mailagents._cli_serve`` and docs/configuration.rst); ``python -m mailagents demo`` is
+the demo.
+
 ``python -m mailagents fetch --config FILE [--daemon]`` fetches mail from remote POP3
 and IMAP accounts, as fetchmail does (:class:`mailagents.agents.MRA`; see
 ``mailagents._cli_fetch``).
@@ -50,7 +55,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailagents import __version__, _cli_fetch, _cli_mda, _cli_queue
+from mailagents import __version__, _cli_fetch, _cli_mda, _cli_queue, _cli_serve
 from mailagents.agents import MAA, MSA, MaildirDelivery, Submission
 from mailagents.aio import Session, SMTPHandler, make_self_signed, serve_smtp, server_context
 from mailagents.delivery import RecipientResult
@@ -514,6 +519,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cli_queue.main(arguments[1:])
     if arguments[:1] == ["fetch"]:
         return _cli_fetch.main(arguments[1:])
+    if arguments[:1] == ["serve"]:
+        return _cli_serve.serve(arguments[1:])
+    if arguments[:1] == ["check-config"]:
+        return _cli_serve.check_config(arguments[1:])
+    if arguments[:1] == ["demo"]:
+        arguments = arguments[1:]
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     if arguments[:1] == ["smtp-sink"]:
