@@ -340,6 +340,12 @@ class MRA(AsyncClosing):
             failed = [r for r in results if not r.delivered]
             text = "; ".join(f"{r.recipient.path}: {r.reply.code}" for r in failed)
             permanent = bool(failed) and all(r.status == "permanent" for r in failed)
+            if permanent and any(r.delivered for r in results):
+                # Delivered to some, refused for good for the others: the message is
+                # here, and fetching it again would only give the first ones a copy
+                # more at every pass.
+                log.warning("%s: message %s refused for good for %s", account.name, id, text)
+                return
             raise DeliveryRefused(text or "no result per recipient", permanent=permanent)
 
         return hand_off
