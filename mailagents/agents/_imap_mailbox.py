@@ -314,10 +314,19 @@ class OpenMailbox:
                 changed, _ = await self.store.run(self.folder.set_flags, [uid], [SEEN], "add")
                 for new in changed:
                     self.infos[new.uid] = new
-                    if data.modseq is not None and new.uid == uid:
-                        # RFC 7162: a FETCH that implicitly set \\Seen reports the
-                        # mod-sequence of that change, not the one read before it.
+                    if self.view is not None:
+                        # The FLAGS of this response are the news: an update read
+                        # before it is stale.
+                        self.view.restate_flags(new.uid, self._flags(new), new.modseq, told=True)
+                    if new.uid != uid:
+                        continue
+                    if data.modseq is not None or condstore(session):
+                        # RFC 7162 §3.2.4: a FETCH that implicitly set \\Seen reports
+                        # the mod-sequence of that change, not the one read before it
+                        # (and once QRESYNC is on, the UID too).
                         data = dataclasses.replace(data, modseq=new.modseq)
+                    if data.uid is None and self.view is not None and self.view.qresync:
+                        data = dataclasses.replace(data, uid=uid)
             await session.send(data, [stream_literal(self.store, p) for p in plan.literals])
         if issued:
             return Complete(status="NO", code="EXPUNGEISSUED", text="Some messages were expunged")
@@ -345,9 +354,18 @@ class OpenMailbox:
             return Complete(status="BAD", text=f"Invalid flag: {exc}"[:200].replace("\n", " "))
         for info in changed:
             self.infos[info.uid] = info
+            if self.view is not None:
+                # A flag update of another program's change, read before this STORE, is
+                # stale now: the FETCH below tells the new flags, or (.SILENT) the
+                # update must carry them.
+                told = not command.silent
+                self.view.restate_flags(info.uid, self._flags(info), info.modseq, told=told)
         touched = {info.uid for info in changed}
         refused = set(failed)
         modseqs = command.unchangedsince is not None or condstore(session)
+        # RFC 7162 §3.2.4: once QRESYNC is on, every untagged FETCH a STORE causes
+        # carries UID (and MODSEQ), the UID form or not.
+        with_uid = command.uid or (self.view is not None and self.view.qresync)
         for seq, uid in targets:
             now = self.infos.get(uid)
             if now is None or uid in refused:
@@ -358,7 +376,7 @@ class OpenMailbox:
                 r.FetchData(
                     number=seq,
                     flags=None if command.silent else self._flags(now),
-                    uid=uid if command.uid else None,
+                    uid=uid if with_uid else None,
                     modseq=now.modseq if modseqs else None,
                 )
             )

@@ -216,6 +216,19 @@ class SelectedMailbox:
             return  # expunged and told already
         self._flags[uid] = (tuple(flags), modseq)
 
+    def restate_flags(
+        self, uid: int, flags: Iterable[str], modseq: int | None = None, *, told: bool
+    ) -> None:
+        """The application itself just changed the flags of ``uid`` (a STORE): a flag
+        update still waiting for it was read before and is stale. It is dropped when
+        the client was ``told`` the new flags already, else it carries the new ones,
+        so that the client never ends on flags older than what it was told."""
+        if uid in self._flags:
+            if told:
+                del self._flags[uid]
+            else:
+                self._flags[uid] = (tuple(flags), modseq)
+
     @property
     def pending(self) -> bool:
         """Changes wait to be told."""

@@ -102,6 +102,16 @@ def test_condstore_modseq_without_uid() -> None:
     assert plain.updates(None) == [FlagsUpdate(seq=2, flags=("\\Flagged",))]
 
 
+def test_restate_flags_replaces_or_drops_a_stale_update() -> None:
+    view = SelectedMailbox([1, 2, 3], condstore=True)
+    view.flags_changed(1, ["\\Deleted"], modseq=5)
+    view.flags_changed(2, ["\\Deleted"], modseq=5)
+    view.restate_flags(1, ["\\Seen"], 6, told=False)  # a .SILENT STORE: the new flags
+    view.restate_flags(2, ["\\Seen"], 6, told=True)  # the STORE's own FETCH told them
+    view.restate_flags(3, ["\\Seen"], 6, told=False)  # nothing was waiting: nothing to say
+    assert view.updates("STORE") == [FlagsUpdate(seq=1, flags=("\\Seen",), modseq=6)]
+
+
 def test_flags_of_expunged_and_unknown_messages() -> None:
     view = SelectedMailbox([1, 2, 3])
     view.expunged([2])
