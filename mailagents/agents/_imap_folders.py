@@ -226,7 +226,12 @@ class FolderCommands(IMAPHandler):
         for item in items:
             key = item.upper()
             if key == "APPENDLIMIT":
-                out.append((key, store.append_limit(name)))
+                # RFC 7889: NIL would say "no limit", but the core announces
+                # APPENDLIMIT=max_append and refuses bigger messages; the folder's own
+                # limit may be lower.
+                limit = store.append_limit(name)
+                cap = session.core.config.max_append
+                out.append((key, cap if limit is None else min(limit, cap)))
             elif key == _STATUS_RECENT and rev2(session):
                 continue
             elif key in values:

@@ -25,7 +25,7 @@ from mailagents.aio import ListenerLimits
 from mailagents.aio._watching import folder_watcher
 from mailagents.aio.imap import IMAPServer
 from mailagents.aio.tls import make_self_signed
-from mailagents.store import MaildirStore, MboxStore, Store
+from mailagents.store import Limits, MaildirStore, MboxStore, Store
 from tests.agents.test_imap_maa_rules import Wire, tagged
 from tests.agents.test_imap_session import Users, make_store, serve
 
@@ -345,3 +345,30 @@ def test_malformed_modified_utf7_is_bad(store: Store, name: str) -> None:
         return answer
 
     assert re.match(rb"t2 BAD ", serve(store, client))
+
+
+# --- STATUS APPENDLIMIT ------------------------------------------------------------
+
+
+def test_status_appendlimit_is_the_announced_limit_or_the_folders_lower_one(
+    tmp_path: Path,
+) -> None:
+    """RFC 7889: APPENDLIMIT=n is announced (the core's max_append) and bigger
+    messages are refused, so STATUS tells that number, never NIL ("no limit"); a
+    store limit below it wins."""
+    made = MaildirStore(tmp_path / "Maildir", fsync=False)
+    made.set_limits(Limits(append_limit=1000), folder="INBOX")
+    plain = MaildirStore(tmp_path / "Plain", fsync=False)
+
+    def client(port: int) -> list[bytes]:
+        wire = logged_in(port)
+        lines = wire.command("STATUS INBOX (APPENDLIMIT)")
+        wire.close()
+        return lines
+
+    small = serve(made, client, max_append=5000)
+    big = serve(plain, client, max_append=5000)
+    assert b"* STATUS INBOX (APPENDLIMIT 1000)\r\n" in small, small
+    assert b"* STATUS INBOX (APPENDLIMIT 5000)\r\n" in big, big
+    made.close()
+    plain.close()

@@ -193,7 +193,8 @@ def test_status_of_deleted_size_highestmodseq_appendlimit(store: Store) -> None:
         return data
 
     data = serve(store, client)
-    assert re.search(rb"DELETED 1 SIZE \d+ HIGHESTMODSEQ \d+ APPENDLIMIT NIL", data[0])
+    # APPENDLIMIT: the announced APPENDLIMIT=67108864 (RFC 7889), not NIL ("no limit").
+    assert re.search(rb"DELETED 1 SIZE \d+ HIGHESTMODSEQ \d+ APPENDLIMIT 67108864\)", data[0])
 
 
 def test_store_imap_server_over_implicit_tls_with_our_client(store: Store) -> None:
