@@ -5,6 +5,7 @@ state (the server's store and a client's local Maildir) as comparable dictionari
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import datetime
@@ -13,11 +14,14 @@ import email.policy
 import hashlib
 import os
 import re
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mailagents import sasl
 from mailagents._mutf7 import decode_mutf7
@@ -438,3 +442,139 @@ def change_flags_behind(store: Store, mid: str, add: str) -> None:
         os.rename(entry.path, root / "cur" / f"{base}:2,{''.join(sorted(set(info + add)))}")
         return
     raise KeyError(mid)
+
+
+_UNTAGGED = re.compile(rb"\* (\d+) (EXISTS|EXPUNGE|FETCH|RECENT)\b(.*)")
+_UID = re.compile(rb"\bUID (\d+)")
+_FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
+
+
+class Observer:
+    """A mail reader left in IDLE on INBOX (plain sockets, no TLS) while a sync
+    client works: it applies every EXISTS, EXPUNGE and FETCH it is told to its view
+    of the mailbox (sequence number → UID, flags) and, at :meth:`finish`, checks that
+    view against a fresh FETCH 1:* (the RFC 9051 §7.4 and §7.5 rules: sequence
+    numbers and UIDs agree, UIDs ascend) and returns it."""
+
+    def __init__(self, port: int, timeout: float = 30.0) -> None:
+        self.errors: list[str] = []
+        self.view: list[list[Any]] = []
+        self.told: collections.Counter[str] = collections.Counter()
+        """How many EXISTS, EXPUNGE and FETCH responses came during IDLE."""
+        self._idling = False
+        self._sock = socket.create_connection(("127.0.0.1", port), timeout)
+        self._buffer = b""
+        self._line()  # the greeting
+        self._command(b"a1", f"LOGIN {USER} {PASSWORD}".encode())
+        self._command(b"a2", b"SELECT INBOX")
+        self._command(b"a3", b"FETCH 1:* (UID FLAGS)")
+        self._check_view("after SELECT")
+        self._sock.sendall(b"a4 IDLE\r\n")
+        while not (line := self._line()).startswith(b"+"):
+            self._apply(line)
+        self._idling = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._idle, name="imap-observer", daemon=True)
+        self._thread.start()
+
+    def _line(self) -> bytes:
+        """The next line (a timeout loses nothing: what came stays in the buffer)."""
+        while b"\r\n" not in self._buffer:
+            data = self._sock.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed the observer's connection")
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\r\n", 1)
+        return line
+
+    def _command(self, tag: bytes, command: bytes) -> None:
+        self._sock.sendall(tag + b" " + command + b"\r\n")
+        while not (line := self._line()).startswith(tag + b" "):
+            self._apply(line)
+        assert line.startswith(tag + b" OK"), line
+
+    def _apply(self, line: bytes) -> None:
+        match = _UNTAGGED.match(line)
+        if match is None:
+            return
+        n, kind, rest = int(match[1]), match[2], match[3]
+        if self._idling:
+            self.told[kind.decode()] += 1
+        if kind == b"EXISTS":
+            if n < len(self.view):
+                self.errors.append(f"EXISTS {n} below {len(self.view)} without EXPUNGE")
+            self.view += [[None, None] for _ in range(n - len(self.view))]
+        elif kind == b"EXPUNGE":
+            if not 1 <= n <= len(self.view):
+                self.errors.append(f"EXPUNGE {n} of {len(self.view)} messages")
+            else:
+                del self.view[n - 1]
+        elif kind == b"FETCH":
+            if not 1 <= n <= len(self.view):
+                self.errors.append(f"FETCH {n} of {len(self.view)} messages")
+                return
+            entry = self.view[n - 1]
+            if (uid := _UID.search(rest)) is not None:
+                if entry[0] is not None and entry[0] != int(uid[1]):
+                    self.errors.append(f"message {n} was UID {entry[0]}, now UID {uid[1]!r}")
+                entry[0] = int(uid[1])
+            if (flags := _FLAGS.search(rest)) is not None:
+                entry[1] = frozenset(f.decode() for f in flags[1].split()) - {"\\Recent"}
+
+    def _check_view(self, when: str) -> None:
+        uids = [entry[0] for entry in self.view]
+        if None in uids:
+            self.errors.append(f"{when}: a message without its UID after FETCH 1:*")
+        elif uids != sorted(set(uids)):
+            self.errors.append(f"{when}: UIDs do not ascend: {uids[:20]}")
+
+    def _idle(self) -> None:
+        self._sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                line = self._line()
+            except TimeoutError:
+                continue
+            except (OSError, ValueError) as error:
+                self.errors.append(f"observer: {error!r}")
+                return
+            self._apply(line)
+
+    def snapshot(self) -> list[tuple[Any, Any]]:
+        return [(uid, flags) for uid, flags in self.view]
+
+    def finish(self, quiet: float = 2.0, limit: float = 20.0) -> dict[int, frozenset[str]]:
+        """Wait until the view has not changed for ``quiet`` seconds (at most
+        ``limit``), end IDLE, refresh (NOOP, FETCH 1:*) and check that nothing was left
+        untold: the refreshed view is the one IDLE had built. Returns it as UID →
+        flags."""
+        deadline = time.monotonic() + limit
+        last, since = self.snapshot(), time.monotonic()
+        while time.monotonic() - since < quiet and time.monotonic() < deadline:
+            time.sleep(0.1)
+            if (now := self.snapshot()) != last:
+                last, since = now, time.monotonic()
+        self._stop.set()
+        self._thread.join(10)
+        assert not self._thread.is_alive()
+        told = self.snapshot()
+        self._idling = False
+        self._sock.settimeout(30)
+        self._sock.sendall(b"DONE\r\n")
+        while not (line := self._line()).startswith(b"a4 "):
+            self._apply(line)
+        assert line.startswith(b"a4 OK"), line
+        self._command(b"a5", b"NOOP")
+        self._command(b"a6", b"FETCH 1:* (UID FLAGS)")
+        self._check_view("after the sync")
+        # A message told by EXISTS alone has no UID or flags yet (the client FETCHes
+        # them): only what IDLE told must agree.
+        now = self.snapshot()
+        lost = [(a, b) for a, b in zip(told, now, strict=False) if a != (None, None) and a != b]
+        if lost or len(told) != len(now):
+            self.errors.append(
+                f"IDLE left changes untold ({len(told)} then {len(self.view)} messages): {lost[:5]}"
+            )
+        self._sock.sendall(b"a7 LOGOUT\r\n")
+        self._sock.close()
+        return {entry[0]: entry[1] for entry in self.view}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import imaplib
 import os
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from ._imap_sync_server import (
     SYSTEM,
     USER,
     Contents,
+    Observer,
     State,
     add_local,
     change_flags_behind,
@@ -98,6 +100,8 @@ class Client:
     starttls: bool = False
     """TLS by STARTTLS (else from the start, implicit TLS)."""
     outputs: list[str] = field(default_factory=list)
+    told: list[Counter[str]] = field(default_factory=list)
+    """Per run without TLS: what the reader in IDLE on INBOX was told."""
 
     @property
     def local(self) -> Path:
@@ -122,17 +126,29 @@ class Client:
         if self.tls is not None:
             ssl_context = CERT.server_context()
         with server_thread(store, ssl_context=ssl_context, starttls=self.starttls) as port:
-            done = subprocess.run(
-                self.command(port),
-                capture_output=True,
-                text=True,
-                timeout=RUN_TIMEOUT,
-                cwd=self.base,
-                env={**os.environ, "HOME": str(self.base)},
-            )
+            # Without TLS, a reader in IDLE on INBOX watches the sync.
+            observer = Observer(port) if self.tls is None else None
+            try:
+                done = subprocess.run(
+                    self.command(port),
+                    capture_output=True,
+                    text=True,
+                    timeout=RUN_TIMEOUT,
+                    cwd=self.base,
+                    env={**os.environ, "HOME": str(self.base)},
+                )
+            finally:
+                view = observer.finish() if observer is not None else None
         output = done.stdout + done.stderr
         self.outputs.append(output)
         assert done.returncode == 0, output[-4000:]
+        if observer is not None:
+            assert not observer.errors, observer.errors[:10]
+            self.told.append(observer.told)
+            inbox = {
+                uid: flags - {"\\Recent"} for uid, (flags, _) in server_uids(store)["INBOX"].items()
+            }
+            assert view == inbox, "the IDLE reader's view of INBOX is not the store's"
         return output
 
     def folder(self, name: str) -> Path:
@@ -286,7 +302,8 @@ def apply_server_change(state: State, keywords: bool) -> None:
 
 
 def change_local(client: Client) -> None:
-    """In the local Maildir, as a mail reader would: a new message in Archive/2024,
+    """In the local Maildir, as a mail reader would: a new message in Archive/2024
+    (its file's mtime the date to upload) and one in INBOX,
     \\Answered added to one message and \\Seen dropped from another in INBOX by
     renaming their files, one message of Archive/2024 deleted (its file removed), a
     new folder Projects with a message."""
@@ -297,6 +314,7 @@ def change_local(client: Client) -> None:
     )
     os.utime(new, (LOCAL_ARRIVAL, LOCAL_ARRIVAL))
     inbox = client.folder("INBOX")
+    add_local(inbox, message("INBOX", 1, tag=".near"))
     one = find_message(inbox, message_id("INBOX", 2))
     set_local_flags(one, frozenset({"\\Seen", "\\Answered"}))
     two = find_message(inbox, message_id("INBOX", 4))
@@ -314,6 +332,7 @@ def apply_local_change(state: State) -> None:
     )
     state["INBOX"][message_id("INBOX", 2)] = frozenset({"\\Seen", "\\Answered"})
     state["INBOX"][message_id("INBOX", 4)] = frozenset()
+    state["INBOX"][message_id("INBOX", 1, tag=".near")] = frozenset()
     del state["Archive/2024"][message_id("Archive/2024", 8)]
     state["Projects"] = {message_id("Projects", 1, tag=".near"): frozenset({"\\Seen"})}
 
@@ -358,6 +377,10 @@ def sync_twice_then_merge(client: Client, store: Store, folders: dict[str, int])
     client.run(store)
     want = without_deleted(want) if isinstance(client, Mbsync) else want
     check_sides(client, store, want, "after the first sync")
+    if isinstance(client, Mbsync) and client.tls is None:
+        # mbsync expunged INBOX's \\Deleted messages: the reader in IDLE heard of each.
+        deleted = sum("\\Deleted" in flags for flags in expected(account)["INBOX"].values())
+        assert deleted and client.told[0]["EXPUNGE"] == deleted, client.told
     if client.dates:
         check_dates(client, store)
     server_contents: Contents = {}
@@ -400,6 +423,9 @@ def sync_twice_then_merge(client: Client, store: Store, folders: dict[str, int])
         assert_state(local, local_want, "local side after the merge")
         client.run(store)
     check_sides(client, store, want, "after the merge")
+    if client.tls is None:
+        # The flags the client set in INBOX, and its new message, were told in IDLE.
+        assert client.told[2]["FETCH"] >= 2 and client.told[2]["EXISTS"] >= 1, client.told
     uploaded = server_dates(store)["Archive/2024"][message_id("Archive/2024", 1, tag=".near")]
     assert uploaded == LOCAL_ARRIVAL
 
