@@ -56,11 +56,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailagents import __version__, _cli_fetch, _cli_mda, _cli_queue, _cli_serve
-from mailagents.agents import MAA, MSA, MaildirDelivery, Submission
+from mailagents._cli_demo import write_clients
+from mailagents._serve_config import LocalSection, MAASection, MSASection, MTASection, ServeConfig
 from mailagents.aio import Session, SMTPHandler, make_self_signed, serve_smtp, server_context
-from mailagents.delivery import RecipientResult
+from mailagents.delivery import Handoff, RecipientResult
 from mailagents.smtp import Accept, Envelope, LMTPReplies, Reject, ServerConfig
-from mailagents.store import StoreResolver
 from mailagents.userdb import PasswordFile
 
 __all__ = [
@@ -90,6 +90,8 @@ DEMO_IMAP_PORT = 10143
 """The demo's IMAP (STARTTLS) port: a free high port instead of 143."""
 DEMO_IMAPS_PORT = 10993
 """The demo's IMAPS (implicit TLS) port: a free high port instead of 993."""
+DEMO_MTA_PORT = 10025
+"""The demo's MTA (SMTP) port: a free high port instead of 25."""
 
 BODY_LINES = 10
 """How many lines of each message body the demo prints."""
@@ -218,6 +220,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="port of submission with implicit TLS (default: %(default)s; 0: any free port)",
     )
     parser.add_argument(
+        "--mta-port",
+        type=int,
+        default=DEMO_MTA_PORT,
+        metavar="P",
+        help="port of the MTA's SMTP (default: %(default)s; 0: any free port)",
+    )
+    parser.add_argument(
         "--pop3-port",
         type=int,
         default=DEMO_POP3_PORT,
@@ -259,6 +268,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for option in (
         "submission_port",
         "submissions_port",
+        "mta_port",
         "pop3_port",
         "pop3s_port",
         "imap_port",
@@ -342,73 +352,96 @@ def _stop_on_signals() -> asyncio.Event:
 async def _serve_demo(args: argparse.Namespace) -> None:
     folder = Path(args.dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    context, cert = await asyncio.to_thread(_demo_tls, folder / "tls")
+    _context, cert = await asyncio.to_thread(_demo_tls, folder / "tls")
     password = secrets.token_urlsafe(12)
-    users = PasswordFile(folder / "users")
-    await asyncio.to_thread(users.set_password, args.user, password)
-    # One resolver from an address to its Maildir for both agents: one executor, one
-    # store object per Maildir.
-    stores = StoreResolver(folder / "{user}" / "Maildir")
-    maildirs = MaildirDelivery(stores)
+    with PasswordFile(folder / "users") as users:
+        await asyncio.to_thread(users.set_password, args.user, password)
+    domain = args.user.rpartition("@")[2]
+    # postmaster must reach someone in the local domain (RFC 5321 §4.5.1).
+    (folder / "aliases").write_text(f"postmaster: {args.user}\n", encoding="utf-8")
+    hosts = (args.host,)
+    config = ServeConfig(
+        path="<demo>",
+        base=str(folder),
+        hostname="localhost",
+        log_level="warning",
+        tls=(str(cert), str(cert.with_name("key.pem"))),
+        passwords=str(folder / "users"),
+        local=LocalSection(domains=(domain,), users=None, aliases=str(folder / "aliases"),
+                           mailboxes=str(folder / "{user}" / "Maildir"), format="maildir",
+                           delimiter="+"),
+        queue=str(folder / "queue"),
+        # The MSA takes local recipients only: the demo never sends mail out.
+        msa=MSASection(host=hosts, submission=args.submission_port,
+                       submissions=args.submissions_port, relay=False,
+                       max_message_size=args.max_size),
+        mta=MTASection(host=hosts, port=args.mta_port, relay_domains=(), relay_networks=(),
+                       nameservers=None, dns_port=53, outbound_port=25, auth=False,
+                       max_message_size=args.max_size),
+        lmtp=None,
+        maa=MAASection(host=hosts, pop3=args.pop3_port, pop3s=args.pop3s_port,
+                       imap=args.imap_port, imaps=args.imaps_port, allow_plaintext=False),
+        fetch=None,
+    )
 
-    async def deliver(submission: Submission) -> Sequence[RecipientResult]:
-        results = await maildirs(submission)
-        where = ", ".join(
-            os.path.join(r.location, "new", "") for r in results if r.location is not None
+    def delivered(handoff: Handoff, results: Sequence[RecipientResult]) -> None:
+        mda, stores = agents.mda, agents.stores
+        assert mda is not None and stores is not None
+        places = []
+        for result in results:
+            mailbox = result.recipient.path.mailbox
+            if result.delivered and mailbox is not None:
+                for target in mda.recipients.resolve(mailbox) or ():
+                    places.append(os.path.join(stores.path(target.identity), "new", ""))
+        where = ", ".join(dict.fromkeys(places))
+        print(f"mailagents demo: delivered {handoff.id} from {handoff.envelope.mail_from}"
+              f" into {where}", flush=True)
+
+    agents = _cli_serve.Agents(config, observe=delivered)
+    stop = _stop_on_signals()
+    try:
+        await agents.start()
+        msa, mta, maa = agents.msa, agents.mta, agents.maa
+        assert msa is not None and mta is not None and maa is not None
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        maildir = os.path.join(folder, args.user, "Maildir", "")
+        clients = await asyncio.to_thread(
+            write_clients, folder, host=args.host, user=args.user, password=password,
+            cert=cert, submission_port=msa.submission_port, mta_port=mta.port,
+            imaps_port=maa.imaps_port,
         )
         print(
-            f"mailagents demo: delivered {submission.id} from {submission.envelope.mail_from}"
-            f" into {where}",
+            f"mailagents demo: an MSA (RFC 6409), an MTA for {domain}, and an MAA (POP3 and "
+            f"IMAP) on {host}, Ctrl-C to stop\n"
+            f"  submission:  {host}:{msa.submission_port} (STARTTLS, then AUTH)\n"
+            f"  submissions: {host}:{msa.submissions_port} (implicit TLS)\n"
+            f"  smtp (MTA):  {host}:{mta.port} (mail for @{domain} from anywhere)\n"
+            f"  pop3:        {host}:{maa.pop3_port} (STLS, then USER/PASS or AUTH)\n"
+            f"  pop3s:       {host}:{maa.pop3s_port} (implicit TLS)\n"
+            f"  imap:        {host}:{maa.imap_port} (STARTTLS, then LOGIN or AUTHENTICATE)\n"
+            f"  imaps:       {host}:{maa.imaps_port} (implicit TLS)\n"
+            f"  user:        {args.user}\n"
+            f"  password:    {password} (a new one at each start)\n"
+            f"  Maildir:     {maildir}\n"
+            f"  certificate: {cert} (self-signed)\n"
+            "Submit a message (paste into a shell):\n"
+            f"  {smtplib_one_liner(args.host, msa.submission_port, args.user, password)}\n"
+            "Read it back with POP3:\n"
+            f"  {poplib_one_liner(args.host, maa.pop3_port, args.user, password)}\n"
+            "Or with IMAP:\n"
+            f"  {imaplib_one_liner(args.host, maa.imap_port, args.user, password)}\n"
+            "With other programs:\n"
+            f"  {clients.swaks_submission}\n"
+            f"  {clients.swaks_mta}\n"
+            f"  {clients.snail}\n"
+            f"  {clients.fetchmail}\n"
+            f"  {clients.mbsync}",
             flush=True,
         )
-        return results
-
-    domain = args.user.rpartition("@")[2]
-    stop = _stop_on_signals()
-    maa = MAA("localhost", users, stores, ssl_context=context)
-    msa = MSA(
-        "localhost",
-        users,
-        deliver,
-        local_domains={domain},
-        ssl_context=context,
-        max_message_size=args.max_size,
-    )
-    try:
-        async with msa, maa:
-            await msa.serve(args.host, args.submission_port, args.submissions_port)
-            await maa.serve(
-                args.host, args.pop3_port, args.pop3s_port, args.imap_port, args.imaps_port
-            )
-            host = f"[{args.host}]" if ":" in args.host else args.host
-            maildir = os.path.join(folder, "<address>", "Maildir", "")
-            print(
-                f"mailagents demo: an MSA (RFC 6409) and an MAA (POP3 and IMAP) on {host}, "
-                "Ctrl-C to stop\n"
-                f"  submission:  {host}:{msa.submission_port} (STARTTLS, then AUTH)\n"
-                f"  submissions: {host}:{msa.submissions_port} (implicit TLS)\n"
-                f"  pop3:        {host}:{maa.pop3_port} (STLS, then USER/PASS or AUTH)\n"
-                f"  pop3s:       {host}:{maa.pop3s_port} (implicit TLS)\n"
-                f"  imap:        {host}:{maa.imap_port} (STARTTLS, then LOGIN or AUTHENTICATE)\n"
-                f"  imaps:       {host}:{maa.imaps_port} (implicit TLS)\n"
-                f"  user:        {args.user}\n"
-                f"  password:    {password} (a new one at each start)\n"
-                f"  Maildirs:    {maildir} (for any address @{domain})\n"
-                f"  certificate: {cert} (self-signed)\n"
-                "Submit a message (paste into a shell):\n"
-                f"  {smtplib_one_liner(args.host, msa.submission_port, args.user, password)}\n"
-                "Read it back with POP3:\n"
-                f"  {poplib_one_liner(args.host, maa.pop3_port, args.user, password)}\n"
-                "Or with IMAP:\n"
-                f"  {imaplib_one_liner(args.host, maa.imap_port, args.user, password)}",
-                flush=True,
-            )
-            await stop.wait()
-            print("mailagents demo: stopping", flush=True)
+        await stop.wait()
+        print("mailagents demo: stopping", flush=True)
     finally:
-        await asyncio.to_thread(maildirs.close)
-        await asyncio.to_thread(stores.close)
-        users.close()
+        await agents.close()
 
 
 def parse_passwd_args(argv: Sequence[str]) -> argparse.Namespace:

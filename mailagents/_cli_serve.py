@@ -27,13 +27,13 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mailagents._serve_config import ConfigError, ServeConfig, load_serve_config, local_recipients
 from mailagents.agents import MAA, MDA, MRA, MSA, MTA, LMTPServer
 from mailagents.agents._mra_config import FetchConfig, parse_fetch_config
-from mailagents.delivery import Deliver
+from mailagents.delivery import Deliver, Handoff, RecipientResult
 from mailagents.dns import MXResolver, ResolverConfig
 from mailagents.store import StoreResolver
 from mailagents.userdb import PasswordFile
@@ -52,13 +52,36 @@ def _where(hosts: Sequence[str], port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+Observer = Callable[[Handoff, Sequence[RecipientResult]], object]
+"""Told of each local delivery the MDA made (the demo prints them)."""
+
+
+class _Observed:
+    """The MDA, with ``observe`` told of each delivery (its RCPT check passed on)."""
+
+    def __init__(self, mda: MDA, observe: Observer) -> None:
+        self.mda = mda
+        self.observe = observe
+        self.check_recipient = mda.check_recipient
+
+    async def __call__(self, handoff: Handoff) -> list[RecipientResult]:
+        results = await self.mda(handoff)
+        try:
+            self.observe(handoff, results)
+        except Exception:
+            log.exception("the delivery observer failed")
+        return results
+
+
 class Agents:
     """The agents a :class:`~mailagents._serve_config.ServeConfig` describes, built
-    but not started (see the module text)."""
+    but not started (see the module text). ``observe`` is told of each local
+    delivery."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, *, observe: Observer | None = None) -> None:
         self.config = config
         """What was configured."""
+        self.observe = observe
         self.users = PasswordFile(config.passwords) if config.passwords else None
         """The password file, if any."""
         self.stores: StoreResolver | None = None
@@ -88,6 +111,9 @@ class Agents:
         if local is not None:
             self.stores = StoreResolver(local.mailboxes, format=local.format)
             self.mda = MDA(self.stores, local_recipients(local, config.passwords))
+        local_delivery: Deliver | None = self.mda
+        if self.mda is not None and self.observe is not None:
+            local_delivery = _Observed(self.mda, self.observe)
         if config.mta is not None:
             assert local is not None and self.mda is not None
             section = config.mta
@@ -99,7 +125,7 @@ class Agents:
                 config.hostname,
                 local_domains=local.domains,
                 queue=config.queue,
-                deliver=self.mda,
+                deliver=local_delivery,
                 relay_domains=section.relay_domains,
                 relay_networks=section.relay_networks,
                 users=self.users if section.auth else None,
@@ -110,7 +136,8 @@ class Agents:
             )
         if config.msa is not None:
             assert local is not None and self.users is not None and context is not None
-            deliver: Deliver = self.mta.delivery if self.mta is not None else self.mda  # type: ignore[assignment]
+            deliver = self.mta.delivery if self.mta is not None else local_delivery
+            assert deliver is not None
             self.msa = MSA(
                 config.hostname,
                 self.users,
@@ -122,14 +149,15 @@ class Agents:
             )
         if config.lmtp is not None:
             assert self.mda is not None
-            self.lmtp = LMTPServer(config.hostname, self.mda)
+            assert local_delivery is not None
+            self.lmtp = LMTPServer(config.hostname, local_delivery)
         if config.maa is not None:
             assert self.users is not None and context is not None and self.stores is not None
             self.maa = MAA(config.hostname, self.users, self.stores, ssl_context=context,
                            allow_plaintext=config.maa.allow_plaintext)
         if config.fetch is not None:
             self.fetch = parse_fetch_config(config.fetch.table, base=config.base,
-                                            where="fetch", default=self.mda)
+                                            where="fetch", default=local_delivery)
             self.mra = MRA(self.fetch.accounts, state_dir=self.fetch.state_dir)
 
     # --- running -----------------------------------------------------------------------

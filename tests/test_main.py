@@ -36,6 +36,8 @@ DEMO_PORTS = (
     "0",
     "--submissions-port",
     "0",
+    "--mta-port",
+    "0",
     "--pop3-port",
     "0",
     "--pop3s-port",
@@ -103,6 +105,7 @@ def demo_settings(output: str) -> dict[str, str]:
     for key, pattern in (
         ("submission", r"submission: +127\.0\.0\.1:(\d+) "),
         ("submissions", r"submissions: +127\.0\.0\.1:(\d+) "),
+        ("mta", r"smtp \(MTA\): +127\.0\.0\.1:(\d+) "),
         ("pop3", r"pop3: +127\.0\.0\.1:(\d+) "),
         ("pop3s", r"pop3s: +127\.0\.0\.1:(\d+) "),
         ("imap", r"imap: +127\.0\.0\.1:(\d+) "),
@@ -158,23 +161,30 @@ def test_demo_msa_delivers_into_maildir(tmp_path: Path) -> None:
         ) as smtp:
             smtp.login(user, password)
             smtp.sendmail(user, [user], f"From: {user}\r\nSubject: via 465\r\n\r\nHi.\r\n")
+        # The MTA takes mail for the demo's domain from anyone, without AUTH, and
+        # refuses to relay elsewhere.
+        with smtplib.SMTP("127.0.0.1", int(settings["mta"]), timeout=5) as smtp:
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                smtp.sendmail("x@elsewhere.test", ["y@elsewhere.test"], "Subject: no\r\n\r\n.")
+            smtp.sendmail("x@elsewhere.test", [user], "Subject: via 25\r\n\r\nHi.\r\n")
 
         output = "".join(lines)
         maildir = tmp_path / user / "Maildir" / "new"
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and output.count("mailagents demo: delivered") < 2:
+        while time.monotonic() < deadline and output.count("mailagents demo: delivered") < 3:
             time.sleep(0.05)
             output = "".join(lines)
         files = sorted(maildir.iterdir())
-        assert len(files) == 2
+        assert len(files) == 3
         subjects = set()
         for path in files:
             content = path.read_bytes()
-            assert b"with ESMTPSA" in content and b"Message-ID: <" in content
             subject = re.search(rb"Subject: (via \d+)", content)
             assert subject
             subjects.add(subject.group(1))
-        assert subjects == {b"via 587", b"via 465"}
+            if subject.group(1) != b"via 25":  # submitted: authenticated, a Message-ID
+                assert b"with ESMTPSA" in content and b"Message-ID: <" in content
+        assert subjects == {b"via 587", b"via 465", b"via 25"}
         assert output.count(f"from <{user}> into {maildir}{os.sep}") == 2, output
         assert password not in (tmp_path / "users").read_text()
 
@@ -189,19 +199,21 @@ def test_demo_msa_delivers_into_maildir(tmp_path: Path) -> None:
             imap.login(user, password)
             imap.select("INBOX")
             numbers = imap.search(None, "ALL")[1][0].split()
-            assert len(numbers) == 2
+            assert len(numbers) == 3
             headers = [
                 imap.fetch(n, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1]  # type: ignore[index]
                 for n in numbers
             ]
-            assert {h.strip() for h in headers} == {b"Subject: via 587", b"Subject: via 465"}
+            assert {h.strip() for h in headers} == {
+                b"Subject: via 587", b"Subject: via 465", b"Subject: via 25"
+            }
         finally:
             imap.logout()
         with imaplib.IMAP4_SSL(
             "127.0.0.1", int(settings["imaps"]), ssl_context=unverified(), timeout=5
         ) as imaps:
             imaps.login(user, password)
-            assert imaps.status("INBOX", "(MESSAGES)")[1][0].endswith(b"(MESSAGES 2)")
+            assert imaps.status("INBOX", "(MESSAGES)")[1][0].endswith(b"(MESSAGES 3)")
         imap_line = output.split("Or with IMAP:\n", 1)[1].splitlines()[0].strip()
         assert imap_line.startswith('python3 -c "import imaplib, ssl;'), imap_line
         read = subprocess.run(
@@ -217,10 +229,10 @@ def test_demo_msa_delivers_into_maildir(tmp_path: Path) -> None:
             pop.stls(context=unverified())
             pop.user(user)
             pop.pass_(password)
-            assert pop.stat()[0] == 2
+            assert pop.stat()[0] == 3
             fetched = {
                 re.search(rb"Subject: (via \d+)", b"\r\n".join(pop.retr(n)[1])).group(1)  # type: ignore[union-attr]
-                for n in (1, 2)
+                for n in (1, 2, 3)
             }
             assert fetched == subjects
             uidls = [line.split()[1] for line in pop.uidl()[1]]
@@ -231,7 +243,7 @@ def test_demo_msa_delivers_into_maildir(tmp_path: Path) -> None:
         try:
             pops.user(user)
             pops.pass_(password)
-            assert pops.stat()[0] == 1  # the one deleted at QUIT is gone
+            assert pops.stat()[0] == 2  # the one deleted at QUIT is gone
             assert [line.split()[1] for line in pops.uidl()[1]] == uidls[1:]
         finally:
             pops.quit()
