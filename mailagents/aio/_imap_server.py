@@ -55,6 +55,9 @@ _REFUSALS: dict[Refusal, str] = {
     "address": "Too many connections from your address, try again later",
     "shutdown": "Service shutting down",
 }
+_GATHER = 64 * 1024
+"""Untagged responses are written once this many octets are pending (or with the
+command's tagged answer)."""
 _SERVERBUG = Complete(status="NO", code="SERVERBUG", text="Internal error")
 
 
@@ -144,10 +147,18 @@ class IMAPConnection(StreamSession):
             async for chunk in literal:
                 if chunk:
                     core.send(LiteralData(data=chunk))
-                    self._flush()
-                    if not await self.drain():
-                        raise ConnectionError("the client is gone")
-        self._flush()
+                    await self._gathered()
+        await self._gathered()
+
+    async def _gathered(self) -> None:
+        """Write what the core holds once it is worth a write of its own (smaller
+        untagged responses wait for the next ones, the tagged answer at the latest:
+        one write for a FETCH of fifty headers instead of fifty), then wait while the
+        client does not read; ``ConnectionError`` when it is gone."""
+        core = self.core
+        assert core is not None
+        if core.pending >= _GATHER:
+            self._flush()
         if not await self.drain():
             raise ConnectionError("the client is gone")
 

@@ -158,6 +158,12 @@ class ServerConnection(SessionRules):
             self._bye("Too much input while busy")
             self._fail("input over max_buffer while paused")
 
+    @property
+    def pending(self) -> int:
+        """How many octets :meth:`data_to_send` would give now (an adapter may gather
+        small responses into fewer writes)."""
+        return len(self._out)
+
     def data_to_send(self) -> bytes:
         """The bytes to write to the client now."""
         out = bytes(self._out)
