@@ -359,10 +359,16 @@ _FETCH = re.compile(rb"\* \d+ FETCH ", re.I)
 class Session:
     """One IMAP connection: commands in, responses (literals joined in) out."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        times: dict[str, list[float]],
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.tags = 0
+        self.times = times
 
     async def response(self) -> bytes:
         """One response line with its literals."""
@@ -377,11 +383,15 @@ class Session:
                 return b"".join(parts)
             parts.append(await self.reader.readexactly(int(literal.group(1))))
 
-    async def command(self, text: bytes, literal: bytes | None = None) -> list[bytes]:
+    async def command(
+        self, text: bytes, literal: bytes | None = None, label: str = ""
+    ) -> list[bytes]:
         """Send ``text`` (and ``literal`` after the server's go-ahead); the untagged
-        responses, then the tagged one last. Anything but OK raises."""
+        responses, then the tagged one last. Anything but OK raises. Its time goes
+        to ``times`` under ``label`` (default: the command's name)."""
         self.tags += 1
         tag = b"a%d" % self.tags
+        began = time.perf_counter()
         if literal is None:
             self.writer.write(tag + b" " + text + b"\r\n")
         else:
@@ -397,14 +407,19 @@ class Session:
             if line.startswith(tag + b" "):
                 if not line.startswith(tag + b" OK"):
                     raise AssertionError(f"{text[:60]!r}: {line!r}")
+                verb = label or b" ".join(text.split()[: 2 if text.startswith(b"UID") else 1])
+                key = verb if isinstance(verb, str) else verb.decode()
+                self.times.setdefault(key, []).append(time.perf_counter() - began)
                 return got
 
 
-async def one_session(port: int, name: str, rng: random.Random) -> None:
-    """The workload, once (see the module text)."""
+async def one_session(
+    port: int, name: str, rng: random.Random, times: dict[str, list[float]]
+) -> None:
+    """The workload, once (see the module text); each command's time in ``times``."""
     reader, writer = await asyncio.open_connection(HOST, port, limit=1 << 20)
     try:
-        imap = Session(reader, writer)
+        imap = Session(reader, writer, times)
         greeting = await imap.response()
         assert greeting.startswith(b"* OK"), greeting
         await imap.command(b"LOGIN %s %s" % (name.encode(), PASSWORD.encode()))
@@ -413,13 +428,14 @@ async def one_session(port: int, name: str, rng: random.Random) -> None:
         first = rng.randrange(1, max(2, exists - WINDOW + 2))
         last = min(exists, first + WINDOW - 1)
         got = await imap.command(
-            b"FETCH %d:%d (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])" % (first, last)
+            b"FETCH %d:%d (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])" % (first, last),
+            label="FETCH 50 headers",
         )
         fetched = sum(1 for line in got if _FETCH.match(line))
         if fetched != last - first + 1:
             raise AssertionError(f"{fetched} FETCH responses for {first}:{last}")
         number = rng.randrange(first, last + 1)
-        got = await imap.command(b"FETCH %d BODY[]" % number)
+        got = await imap.command(b"FETCH %d BODY[]" % number, label="FETCH body")
         if not any(len(line) > 2_000 for line in got[:-1]):
             raise AssertionError(f"no body for message {number}: {got[0][:200]!r}")
         sign = rng.choice((b"+", b"-"))
@@ -445,24 +461,26 @@ async def load(port: int, clients: int, seconds: float, rounds: int) -> dict[str
     deadline = start + seconds
     done = [0] * clients
     latencies: list[float] = []
+    times: dict[str, list[float]] = {}
 
     async def client(i: int) -> None:
         rng = random.Random(i)
         while done[i] < rounds and time.perf_counter() < deadline:
             began = time.perf_counter()
-            await asyncio.wait_for(one_session(port, user(i), rng), 60)
+            await asyncio.wait_for(one_session(port, user(i), rng, times), 60)
             latencies.append(time.perf_counter() - began)
             done[i] += 1
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     elapsed = time.perf_counter() - start
     latencies.sort()
-    times = os.times()
+    cpu = os.times()
     return {
         "sessions": sum(done),
         "seconds": elapsed,
         "median": latencies[len(latencies) // 2] if latencies else 0.0,
-        "client_cpu": times.user + times.system,
+        "client_cpu": cpu.user + cpu.system,
+        "commands": {verb: sorted(t)[len(t) // 2] for verb, t in times.items()},
     }
 
 
@@ -507,6 +525,9 @@ def measure(label: str, port: int, pid: int, args: argparse.Namespace) -> dict[s
         f"({sessions:,} sessions in {run['seconds']:.1f} s)",
         flush=True,
     )
+    print(" " * 10 + "median ms: " + ", ".join(
+        f"{verb} {seconds * 1e3:.1f}" for verb, seconds in run["commands"].items()
+    ), flush=True)
     return figures
 
 
