@@ -269,11 +269,15 @@ class MRA(AsyncClosing):
         on_report: Callable[[FetchReport], object] | None,
     ) -> None:
         failures = 0
+
+        def succeeded() -> None:
+            nonlocal failures
+            failures = 0
+
         while not stop.is_set():
             try:
                 if account.protocol == "imap" and account.idle:
-                    await self._idle_session(account, on_report)
-                    failures = 0
+                    await self._idle_session(account, on_report, succeeded)
                     wait = account.interval  # the server offers no IDLE: poll
                 else:
                     report = await self.fetch(account)
@@ -284,8 +288,9 @@ class MRA(AsyncClosing):
                 raise
             except Exception as exc:
                 failures += 1
-                log.warning("%s: %s", account.name, _describe(exc))
-                _tell(on_report, FetchReport(account=account.name, error=_describe(exc)))
+                if not isinstance(exc, _PassFailed):  # else its report was given
+                    log.warning("%s: %s", account.name, _describe(exc))
+                    _tell(on_report, FetchReport(account=account.name, error=_describe(exc)))
                 wait = self._wait(failures, account)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
@@ -297,11 +302,15 @@ class MRA(AsyncClosing):
         return float(min(longest, first * 2.0 ** min(failures - 1, 30)))
 
     async def _idle_session(
-        self, account: Account, on_report: Callable[[FetchReport], object] | None
+        self,
+        account: Account,
+        on_report: Callable[[FetchReport], object] | None,
+        succeeded: Callable[[], None],
     ) -> None:
         """Passes over one IMAP session, waiting in IDLE between them; returns when
         the server offers no IDLE (the caller polls) and raises when the session
-        breaks."""
+        breaks. ``succeeded`` is called after each pass without error (the back-off
+        starts afresh when a long session breaks)."""
         async with await self._imap_connect(account) as client:
             while True:
                 lock = self._locks.setdefault(account.name, asyncio.Lock())
@@ -309,7 +318,8 @@ class MRA(AsyncClosing):
                     report = await self._imap_pass(account, client)
                 _tell(on_report, report)
                 if report.error is not None:
-                    raise RuntimeError(report.error)
+                    raise _PassFailed(report.error)
+                succeeded()
                 if not client.has("IDLE"):
                     return
                 if report.left:
@@ -424,6 +434,10 @@ async def _wait_in_idle(client: IMAPClient, longest: float) -> None:
                 async for response in news:
                     if isinstance(response, ExistsData | RecentData):
                         return
+
+
+class _PassFailed(Exception):
+    """A pass in an IDLE session stopped early (its report says why)."""
 
 
 def _tell(on_report: Callable[[FetchReport], object] | None, report: FetchReport) -> None:
