@@ -34,6 +34,9 @@ looks at and acts on the MTA's outbound queue (see ``mailagents._cli_queue``).
 ``mailagents._cli_serve`` and docs/configuration.rst); ``python -m mailagents demo`` is
 the demo.
 
+``python -m mailagents sendmail [-t] [-i] [-f SENDER] [RECIPIENT ...]`` puts the
+message on standard input into the MTA's queue (see ``mailagents._cli_sendmail``).
+
 ``python -m mailagents fetch --config FILE [--daemon]`` fetches mail from remote POP3
 and IMAP accounts, as fetchmail does (:class:`mailagents.agents.MRA`; see
 ``mailagents._cli_fetch``).
@@ -55,7 +58,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailagents import __version__, _cli_fetch, _cli_mda, _cli_queue, _cli_serve
+from mailagents import __version__, _cli_fetch, _cli_mda, _cli_queue, _cli_sendmail, _cli_serve
 from mailagents._cli_demo import write_clients
 from mailagents._serve_config import LocalSection, MAASection, MSASection, MTASection, ServeConfig
 from mailagents.aio import Session, SMTPHandler, make_self_signed, serve_smtp, server_context
@@ -552,6 +555,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cli_queue.main(arguments[1:])
     if arguments[:1] == ["fetch"]:
         return _cli_fetch.main(arguments[1:])
+    if arguments[:1] == ["sendmail"]:
+        return _cli_sendmail.main(arguments[1:])
     if arguments[:1] == ["serve"]:
         return _cli_serve.serve(arguments[1:])
     if arguments[:1] == ["check-config"]:
