@@ -58,11 +58,12 @@ from mailagents.agents._config_keys import (
     required_str,
     str_list,
 )
-from mailagents.agents._mra_handoff import SMTPForward
+from mailagents.agents._mra_handoff import SMTPForward, recipient
 from mailagents.agents._recipients import LocalRecipients
 from mailagents.agents.mda import MDA, MaildirDelivery
 from mailagents.agents.mra import Account
 from mailagents.delivery import Deliver
+from mailagents.smtp import AddressError
 
 __all__ = ["ConfigError", "FetchConfig", "load_fetch_config", "parse_fetch_config"]
 
@@ -253,8 +254,41 @@ def _account(
         value = optional(table, name, key, float, "a number of seconds")
         if value is not None:
             options[name] = value
+    _check(options, key)
     try:
         return Account(**options)
     except ValueError as exc:
         text = str(exc).removeprefix(f"{options['name']}: ")
         raise ConfigError(key, text) from exc
+
+
+_CHOICES = {
+    "protocol": ("imap", "pop3"),
+    "tls": ("implicit", "starttls", "none"),
+    "after": ("keep", "seen", "delete", "move"),
+}
+
+
+def _check(options: Mapping[str, Any], key: str) -> None:
+    """What :class:`Account` would refuse, refused with the key at fault."""
+    for name, choices in _CHOICES.items():
+        if options[name] not in choices:
+            raise ConfigError(f"{key}.{name}", "one of " + ", ".join(f"'{c}'" for c in choices))
+    if options["protocol"] == "pop3" and options["after"] not in ("keep", "delete"):
+        raise ConfigError(f"{key}.after", "a POP3 account can only keep or delete")
+    move_to = options["move_to"]
+    if (options["after"] == "move") != (move_to is not None):
+        raise ConfigError(f"{key}.move_to", "goes with after = 'move', and only with it")
+    if move_to is not None and move_to in options["folders"]:
+        raise ConfigError(f"{key}.move_to", "may not be one of the folders fetched")
+    for name in ("max_size", "max_messages"):
+        if options[name] is not None and options[name] < 1:
+            raise ConfigError(f"{key}.{name}", "must be at least 1")
+    for name in ("interval", "timeout"):
+        if options.get(name, 1.0) <= 0:
+            raise ConfigError(f"{key}.{name}", "must be positive")
+    for address in options["recipients"]:
+        try:
+            recipient(address)
+        except AddressError as exc:
+            raise ConfigError(f"{key}.recipients", f"{address!r}: {exc}") from exc
