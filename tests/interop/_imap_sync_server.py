@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mailagents import sasl
-from mailagents._mutf7 import decode_mutf7
+from mailagents._mutf7 import decode_mutf7, encode_mutf7
 from mailagents.agents._imap_session import StoreIMAPHandler, imap_config
 from mailagents.aio import ListenerLimits
 from mailagents.aio.imap import IMAPServer
@@ -578,3 +578,123 @@ class Observer:
         self._sock.sendall(b"a7 LOGOUT\r\n")
         self._sock.close()
         return {entry[0]: entry[1] for entry in self.view}
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A folder as a QRESYNC client last saw it (RFC 7162 §3.2.5)."""
+
+    uidvalidity: int
+    highestmodseq: int
+    messages: dict[int, frozenset[str]]
+
+
+def marks(store: Store) -> dict[str, Mark]:
+    """Every folder's mark, read from the store."""
+    out = {}
+    for name, messages in server_uids(store).items():
+        status = store.status(name)
+        flags = {uid: fl - {"\\Recent"} for uid, (fl, _modseq) in messages.items()}
+        out[name] = Mark(status.uidvalidity, status.highestmodseq, flags)
+    return out
+
+
+def _uid_set(text: str) -> set[int]:
+    out: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition(":")
+        low, high = sorted((int(first), int(last or first)))
+        out.update(range(low, high + 1))
+    return out
+
+
+_VANISHED = re.compile(rb"\* VANISHED \(EARLIER\) ([0-9:,]+)$")
+_MODSEQ = re.compile(rb"\bMODSEQ \((\d+)\)")
+_HIGHEST = re.compile(rb"\[HIGHESTMODSEQ (\d+)\]")
+
+
+def qresync_check(port: int, before: dict[str, Mark]) -> list[str]:
+    """Select each folder of ``before`` as a QRESYNC client that last saw it so
+    (``SELECT name (QRESYNC (uidvalidity modseq))``) and check what the server says
+    changed against a full ``UID FETCH 1:*`` afterwards: every expunged UID in
+    VANISHED (EARLIER) and none that still exists; every message new or with other
+    flags in the FETCH responses, with a MODSEQ above the mark; nothing above the
+    mark left out; HIGHESTMODSEQ not below any MODSEQ."""
+    errors: list[str] = []
+    with socket.create_connection(("127.0.0.1", port), 30) as sock:
+        buffer = b""
+
+        def command(tag: str, text: str) -> list[bytes]:
+            nonlocal buffer
+            sock.sendall(f"{tag} {text}\r\n".encode())
+            lines = []
+            while True:
+                while b"\r\n" not in buffer:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise ConnectionError("the server closed the connection")
+                    buffer += data
+                line, buffer = buffer.split(b"\r\n", 1)
+                if line.startswith(tag.encode() + b" "):
+                    assert line.startswith(tag.encode() + b" OK"), (text, line)
+                    return lines
+                lines.append(line)
+
+        while b"\r\n" not in buffer:
+            buffer += sock.recv(65536)
+        buffer = buffer.split(b"\r\n", 1)[1]
+        command("q1", f"LOGIN {USER} {PASSWORD}")
+        command("q2", "ENABLE QRESYNC")
+        for n, (name, mark) in enumerate(before.items()):
+            mailbox = encode_mutf7(name)
+            told = command(
+                f"s{n}", f'SELECT "{mailbox}" (QRESYNC ({mark.uidvalidity} {mark.highestmodseq}))'
+            )
+            vanished: set[int] = set()
+            fetched: dict[int, tuple[frozenset[str], int]] = {}
+            highest = 0
+            for line in told:
+                if (match := _VANISHED.match(line)) is not None:
+                    vanished |= _uid_set(match[1].decode())
+                elif (match := _HIGHEST.search(line)) is not None:
+                    highest = int(match[1])
+                elif (uid := _UID.search(line)) is not None and b" FETCH " in line:
+                    flags, modseq = _FLAGS.search(line), _MODSEQ.search(line)
+                    assert flags is not None and modseq is not None, line
+                    words = frozenset(f.decode() for f in flags[1].split()) - {"\\Recent"}
+                    fetched[int(uid[1])] = (words, int(modseq[1]))
+            current: dict[int, tuple[frozenset[str], int]] = {}
+            for line in command(f"f{n}", "UID FETCH 1:* (FLAGS MODSEQ)"):
+                uid, flags, modseq = _UID.search(line), _FLAGS.search(line), _MODSEQ.search(line)
+                if uid is None or flags is None or modseq is None:
+                    continue
+                words = frozenset(f.decode() for f in flags[1].split()) - {"\\Recent"}
+                current[int(uid[1])] = (words, int(modseq[1]))
+            expunged = set(mark.messages) - set(current)
+            changed = {
+                uid for uid, (flags, _) in current.items() if mark.messages.get(uid) != flags
+            }
+            above = {uid for uid, (_, modseq) in current.items() if modseq > mark.highestmodseq}
+            where = f"{name} since MODSEQ {mark.highestmodseq}"
+            if not expunged <= vanished:
+                errors.append(f"{where}: VANISHED misses {sorted(expunged - vanished)[:10]}")
+            if vanished & set(current):
+                errors.append(
+                    f"{where}: VANISHED has live UIDs {sorted(vanished & set(current))[:10]}"
+                )
+            if not changed <= above:
+                errors.append(
+                    f"{where}: changed without a new MODSEQ: {sorted(changed - above)[:10]}"
+                )
+            if set(fetched) != above:
+                errors.append(
+                    f"{where}: FETCH told {sorted(fetched)[:10]}, "
+                    f"MODSEQ above the mark: {sorted(above)[:10]}"
+                )
+            for uid, value in fetched.items():
+                if current.get(uid) != value:
+                    errors.append(f"{where}: UID {uid} told {value}, is {current.get(uid)}")
+            if current and highest < max(modseq for _, modseq in current.values()):
+                errors.append(f"{where}: HIGHESTMODSEQ {highest} below a message's MODSEQ")
+        command("q9", "LOGOUT")
+    return errors

@@ -36,9 +36,11 @@ from ._imap_sync_server import (
     local_dates,
     local_state,
     maildir_files,
+    marks,
     message,
     message_id,
     populate,
+    qresync_check,
     server_dates,
     server_state,
     server_thread,
@@ -125,8 +127,11 @@ class Client:
         ssl_context = None
         if self.tls is not None:
             ssl_context = CERT.server_context()
+        before = marks(store)
+        resynced: list[str] = []
         with server_thread(store, ssl_context=ssl_context, starttls=self.starttls) as port:
-            # Without TLS, a reader in IDLE on INBOX watches the sync.
+            # Without TLS, a reader in IDLE on INBOX watches the sync, and a QRESYNC
+            # client asks afterwards what changed.
             observer = Observer(port) if self.tls is None else None
             try:
                 done = subprocess.run(
@@ -139,6 +144,8 @@ class Client:
                 )
             finally:
                 view = observer.finish() if observer is not None else None
+            if observer is not None and done.returncode == 0:
+                resynced = qresync_check(port, before)
         output = done.stdout + done.stderr
         self.outputs.append(output)
         assert done.returncode == 0, output[-4000:]
@@ -149,6 +156,7 @@ class Client:
                 uid: flags - {"\\Recent"} for uid, (flags, _) in server_uids(store)["INBOX"].items()
             }
             assert view == inbox, "the IDLE reader's view of INBOX is not the store's"
+            assert not resynced, resynced
         return output
 
     def folder(self, name: str) -> Path:
