@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from mailagents.agents._imap_fetch import FetchCache, plan_fetch
+from mailagents.agents._imap_fetch import FetchCache, FetchPlan, plan_fetch
 from mailagents.agents._imap_search import SearchView, has_modseq_key, search, search_result
 from mailagents.aio.imap import IMAPSession
 from mailagents.imap import commands as c
@@ -84,6 +84,50 @@ async def stream_literal(
         close = getattr(chunks, "close", None)
         if close is not None:
             await store.run(close)
+
+
+_GROUP_MESSAGES = 64
+_GROUP_OCTETS = 1 << 20
+
+
+def _fetch_groups(
+    wanted: list[tuple[int, MessageInfo, bool]],
+) -> Iterator[list[tuple[int, MessageInfo, bool]]]:
+    """The messages of a FETCH in groups planned by one executor call each: at most
+    64 messages, and about 1 MiB of message octets (what their inline literals could
+    hold in memory at once)."""
+    group: list[tuple[int, MessageInfo, bool]] = []
+    octets = 0
+    for message in wanted:
+        group.append(message)
+        octets += message[1].size
+        if len(group) >= _GROUP_MESSAGES or octets >= _GROUP_OCTETS:
+            yield group
+            group, octets = [], 0
+    if group:
+        yield group
+
+
+def _plan_group(
+    items: tuple[FetchItem, ...],
+    group: list[tuple[int, MessageInfo, bool]],
+    folder: Folder,
+    options: dict[str, Any],
+) -> list[FetchPlan | None]:
+    """The fetch plans of ``group`` (number, metadata, ``\\Recent``), in the executor:
+    ``None`` for a message gone from the store; the list stops at the first plan with
+    an error."""
+    plans: list[FetchPlan | None] = []
+    for seq, info, recent in group:
+        try:
+            plan = plan_fetch(items, info, seq, folder, recent=recent, **options)
+        except MessageNotFoundError:
+            plans.append(None)
+            continue
+        plans.append(plan)
+        if plan.error is not None:
+            break
+    return plans
 
 
 def _is_body_item(item: FetchItem) -> bool:
@@ -278,7 +322,7 @@ class OpenMailbox:
                     r.VanishedData(uids=SequenceSet.from_numbers(gone), earlier=True)
                 )
         issued = False
-        utf8 = "UTF8=ACCEPT" in session.core.enabled or rev2(session)
+        todo: list[tuple[int, MessageInfo, bool]] = []
         for seq, uid in targets:
             info = self.infos.get(uid)
             if since is not None and (info is None or info.modseq <= since):
@@ -288,46 +332,52 @@ class OpenMailbox:
                 issued = issued or any(_is_body_item(i) for i in items)
                 if info is None:
                     continue
-            try:
-                plan = await self.store.run(
-                    plan_fetch,
-                    items,
-                    info,
-                    seq,
-                    self.folder,
-                    uid_requested=command.uid,
-                    modseq=since is not None,
-                    utf8=utf8,
-                    read_only=self.read_only,
-                    recent=info.uid in self.recent,
-                    cache=self.cache,
-                    uidvalidity=self.uidvalidity,
-                    folder_cache=self.folder_cache,
-                )
-            except MessageNotFoundError:
-                issued = True
-                continue
-            if plan.error is not None:
-                return Complete(status="NO", code="UNKNOWN-CTE", text=str(plan.error))
-            data = plan.data
-            if plan.sets_seen and not self.read_only:
-                changed, _ = await self.store.run(self.folder.set_flags, [uid], [SEEN], "add")
+            todo.append((seq, info, uid in self.recent))
+        options = {
+            "uid_requested": command.uid,
+            "modseq": since is not None,
+            "utf8": "UTF8=ACCEPT" in session.core.enabled or rev2(session),
+            "read_only": self.read_only,
+            "cache": self.cache,
+            "uidvalidity": self.uidvalidity,
+            "folder_cache": self.folder_cache,
+        }
+        for group in _fetch_groups(todo):
+            # One executor call plans a group of messages (a FETCH of 50 headers was 50).
+            plans = await self.store.run(_plan_group, items, group, self.folder, options)
+            failure = plans[-1] if plans and plans[-1] is not None else None
+            error = failure.error if failure is not None else None
+            if error is not None:
+                plans.pop()  # it stopped there: what came before is answered
+            # zip: the plans may stop short of the group (at an error)
+            done = list(zip(group, plans, strict=False))
+            seen = [info.uid for (_, info, _), p in done if p is not None and p.sets_seen]
+            news: dict[int, MessageInfo] = {}
+            if seen and not self.read_only:
+                changed, _ = await self.store.run(self.folder.set_flags, seen, [SEEN], "add")
                 for new in changed:
-                    self.infos[new.uid] = new
+                    self.infos[new.uid] = news[new.uid] = new
                     if self.view is not None:
                         # The FLAGS of this response are the news: an update read
                         # before it is stale.
                         self.view.restate_flags(new.uid, self._flags(new), new.modseq, told=True)
-                    if new.uid != uid:
-                        continue
+            for (_, info, _), plan in done:
+                if plan is None:
+                    issued = True
+                    continue
+                data = plan.data
+                now = news.get(info.uid) if plan.sets_seen else None
+                if now is not None:
                     if data.modseq is not None or condstore(session):
                         # RFC 7162 §3.2.4: a FETCH that implicitly set \\Seen reports
                         # the mod-sequence of that change, not the one read before it
                         # (and once QRESYNC is on, the UID too).
-                        data = dataclasses.replace(data, modseq=new.modseq)
+                        data = dataclasses.replace(data, modseq=now.modseq)
                     if data.uid is None and self.view is not None and self.view.qresync:
-                        data = dataclasses.replace(data, uid=uid)
-            await session.send(data, [stream_literal(self.store, p) for p in plan.literals])
+                        data = dataclasses.replace(data, uid=info.uid)
+                await session.send(data, [stream_literal(self.store, p) for p in plan.literals])
+            if error is not None:
+                return Complete(status="NO", code="UNKNOWN-CTE", text=str(error))
         if issued:
             return Complete(status="NO", code="EXPUNGEISSUED", text="Some messages were expunged")
         return Complete()
