@@ -48,10 +48,10 @@ def body_number(data: bytes) -> int:
 
 
 class Remote:
-    """alice's remote Maildir, the one the MAA serves."""
+    """alice's remote Maildir (or another user's), the one the MAA serves."""
 
-    def __init__(self, root: Path) -> None:
-        self.path = root / "remote" / "alice" / "Maildir"
+    def __init__(self, root: Path, user: str = "alice") -> None:
+        self.path = root / "remote" / user / "Maildir"
 
     def store(self) -> MaildirStore:
         return MaildirStore(self.path, fsync=False)
@@ -106,7 +106,8 @@ async def serving(root: Path, **options: Any) -> AsyncIterator[MAA]:
     """Our MAA over ``root/remote/{user}/Maildir`` on 127.0.0.1, POP3 and IMAP without
     TLS (plaintext logins allowed) and with implicit TLS (the self-signed ``CERT``)."""
     users = PasswordFile(root / "users", scrypt_n=2**8)
-    users.set_password("alice", "pw")
+    for user in ("alice", "carol"):
+        users.set_password(user, "pw")
     options.setdefault("allow_plaintext", True)
     try:
         maa = MAA("h", users, str(root / "remote" / "{user}" / "Maildir"),
