@@ -248,3 +248,13 @@ def test_serve_the_whole_set(site: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+def test_demo_is_an_alias_and_every_command_has_help(site: Path) -> None:
+    demo = run_cli("demo", "--help", cwd=site)
+    assert demo.returncode == 0 and "--mta-port" in demo.stdout
+    for command in ("serve", "check-config", "fetch", "sendmail", "queue", "deliver",
+                    "lmtp", "passwd"):
+        result = run_cli(command, "--help", cwd=site)
+        assert result.returncode == 0, (command, result.stderr)
+        assert f"python -m mailagents {command}" in result.stdout, command
