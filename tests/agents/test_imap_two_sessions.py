@@ -575,14 +575,19 @@ class TwoSessions(RuleBasedStateMachine):
         targets &= set(self.store_state())
         s.command(command, ok=("OK", "NO"))
         last: dict[int, frozenset[str]] = {}
+        with_uid: set[int] = set()
         for data, at in zip(s.fetched, s.fetched_uids, strict=True):
             if at not in targets:
                 continue  # another program's change, told now
-            s.check(not uid or data.uid is not None, f"UID STORE told no UID: {data}")
+            if data.uid is not None:
+                with_uid.add(at)
             if data.flags is not None:
                 last[at] = visible(data.flags)
         if not silent:
             s.check(set(last) >= targets, f"STORE told nothing of {sorted(targets - set(last))}")
+            # RFC 9051 §6.4.9: the FETCH of a UID STORE carries UID (an update of
+            # another program's change may come too, without).
+            s.check(not uid or with_uid >= targets, f"UID STORE: no UID for {targets - with_uid}")
         for u in targets:
             # What the client was told last must hold the change (an update of another
             # program's change, sent after the STORE's FETCH, must be as new). After
@@ -667,6 +672,7 @@ class TwoSessions(RuleBasedStateMachine):
           key=st.sampled_from(["ALL", "DELETED", "UNSEEN", "FLAGGED", "KEYWORD Work"]))  # fmt: skip
     def search(self, i: int, uid: bool, key: str) -> None:
         s = self.s[i]
+        knew = {u for u in s.uids if u is not None}
         s.command(f"{'UID ' if uid else ''}SEARCH {key}")
         found = s.searched
         s.check(found is not None, "no SEARCH data")
@@ -674,7 +680,8 @@ class TwoSessions(RuleBasedStateMachine):
         in_store = self.store_state()
         if uid:
             hits = set(found)
-            s.check(hits <= {u for u in s.uids if u is not None} | set(in_store),
+            s.learn()  # the UIDs of messages EXISTS announced during the SEARCH
+            s.check(hits <= knew | {u for u in s.uids if u is not None},
                     f"UID SEARCH found UIDs the client does not know: {found}")  # fmt: skip
         else:
             s.check(all(1 <= n <= len(s.uids) for n in found), f"SEARCH numbers {found}")
