@@ -289,7 +289,10 @@ class OpenMailbox:
             # RFC 3501 §7.3.2: RECENT again when new messages came, after their EXISTS
             # (the view's updates that may go out now go first).
             self.session.core.refresh()
-            recent = len(self.recent & self.infos.keys())
+            # Only the messages the client still knows: an expunge just told has left
+            # the view (its metadata stays in infos until the next sync), and RECENT
+            # must not count more messages than EXISTS and the EXPUNGEs left.
+            recent = sum(1 for uid in self.recent if view.seq(uid) is not None)
             await self.session.send(r.RecentData(count=recent))
 
     def _resolve(self, numbers: SequenceSet, uid: bool) -> list[tuple[int, int]]:

@@ -8,6 +8,7 @@ the connection)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -17,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from mailagents.agents._imap_session import StoreIMAPHandler, imap_config
+from mailagents.aio.imap import IMAPServer
 from mailagents.store import MaildirStore, MboxStore, Store
-from tests.agents.test_imap_session import make_store, serve
+from tests.agents.test_imap_session import QUICK, Users, make_store, serve
 
 DEADLINE = 15.0
 
@@ -307,3 +310,47 @@ def test_rev1_names_are_normalized_too_without_oldname(work_store: Store) -> Non
     assert tagged(select).startswith(b"t3 OK")
     (line,) = lists(listed)
     assert line.endswith(b' "/" Caf&AOk-\r\n'), line
+
+
+# --- RECENT never above what the client knows (RFC 3501 §7.3.2, §7.3.1) ---------------
+
+
+def test_rev1_recent_counts_only_messages_that_remain(work_store: Store) -> None:
+    """Another program expunges two messages and delivers two new ones between two
+    commands of an IMAP4rev1 session (no watch: NOOP finds both at once): the EXPUNGEs
+    go first, then EXISTS, then RECENT, which counts the messages left, never the
+    expunged ones (it said 5 of 3)."""
+
+    def client(port: int) -> list[bytes]:
+        wire = Wire(port)
+        wire.login()
+        assert tagged(wire.command("SELECT INBOX")).startswith(b"t2 OK")  # 3 recent
+        with work_store.folder("INBOX") as inbox:
+            inbox.set_flags([2, 3], ["\\Deleted"], "add")
+            inbox.expunge()
+            inbox.append_bytes(b"Subject: four\r\n\r\n4\r\n")
+            inbox.append_bytes(b"Subject: five\r\n\r\n5\r\n")
+        lines = wire.command("NOOP")
+        wire.close()
+        return lines
+
+    async def main() -> list[bytes]:
+        async def stores(identity: str) -> Store:
+            return work_store
+
+        handler = StoreIMAPHandler(Users(), stores, watch=False)
+        config = imap_config(allow_plaintext_login=True)
+        async with IMAPServer(handler, config, limits=QUICK) as server:
+            return await asyncio.to_thread(client, server.port)
+
+    lines = asyncio.run(asyncio.wait_for(main(), DEADLINE * 2))
+    known = 3
+    for line in lines:
+        words = line.split()
+        if line.endswith(b" EXPUNGE\r\n"):
+            known -= 1
+        elif line.endswith(b" EXISTS\r\n"):
+            known = int(words[1])
+        elif line.endswith(b" RECENT\r\n"):
+            assert int(words[1]) <= known, lines
+    assert known == 3 and b"* 3 RECENT\r\n" in lines, lines
