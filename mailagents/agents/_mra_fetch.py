@@ -247,16 +247,19 @@ async def fetch_imap(
     after: After,
     move_to: str | None,
     limits: Limits,
+    uidnext: dict[str, int] | None = None,
 ) -> FetchReport:
     """One pass over a logged-in IMAP session, folder by folder (see the module
-    text); the per-run limit counts across folders."""
+    text); the per-run limit counts across folders. ``uidnext``, if given, gets each
+    folder's UIDNEXT as its SELECT gave it (what came later is for the next pass)."""
     counts = _Pass()
     errors: list[str] = []
+    marks = uidnext if uidnext is not None else {}
     try:
         for folder in folders:
             try:
                 await _fetch_folder(client, name, memory, hand_off, folder, after, move_to,
-                                    limits, counts)
+                                    limits, counts, marks)
             except IMAPCommandError as exc:
                 # A NO or BAD (a folder missing, a MOVE into one): the session goes on,
                 # and so do the other folders; what this one fetched is remembered.
@@ -277,8 +280,11 @@ async def _fetch_folder(
     move_to: str | None,
     limits: Limits,
     counts: _Pass,
+    marks: dict[str, int],
 ) -> None:
     selected = await client.select(folder, readonly=after == "keep")
+    if selected.uidnext:
+        marks[folder] = selected.uidnext
     uidvalidity = selected.uidvalidity or 0
     remembered = memory.folder(folder)
     recognise: dict[str, int] = {}

@@ -311,11 +311,23 @@ class MRA(AsyncClosing):
         the server offers no IDLE (the caller polls) and raises when the session
         breaks. ``succeeded`` is called after each pass without error (the back-off
         starts afresh when a long session breaks)."""
-        async with await self._imap_connect(account) as client:
+        news = asyncio.Event()
+
+        def heard(response: object) -> None:
+            # A new message told of in the answer to one of the pass's own commands
+            # (a UID EXPUNGE, a STORE) would not be told again in IDLE.
+            if isinstance(response, ExistsData | RecentData):
+                news.set()
+
+        watched = account.folders[0]
+        async with await self._imap_connect(account, on_update=heard) as client:
+            at_once = 0
             while True:
+                news.clear()
+                marks: dict[str, int] = {}
                 lock = self._locks.setdefault(account.name, asyncio.Lock())
                 async with lock:
-                    report = await self._imap_pass(account, client)
+                    report = await self._imap_pass(account, client, marks)
                 _tell(on_report, report)
                 if report.error is not None:
                     raise _PassFailed(report.error)
@@ -324,8 +336,14 @@ class MRA(AsyncClosing):
                     return
                 if report.left:
                     continue  # more to fetch at once
-                if client.selected != account.folders[0]:
-                    await client.select(account.folders[0], readonly=account.after == "keep")
+                if client.selected != watched:
+                    again = await client.select(watched, readonly=account.after == "keep")
+                    if again.uidnext and again.uidnext > marks.get(watched, again.uidnext):
+                        news.set()  # arrived while the other folders were fetched
+                if news.is_set() and at_once < 3:
+                    at_once += 1  # bounded, should a server keep telling of news
+                    continue
+                at_once = 0
                 await _wait_in_idle(client, account.interval)
 
     # --- the passes --------------------------------------------------------------------
@@ -387,7 +405,9 @@ class MRA(AsyncClosing):
             await client.quit()  # commits the DELEs (RFC 1939 §6)
         return report
 
-    async def _imap_connect(self, account: Account) -> IMAPClient:
+    async def _imap_connect(
+        self, account: Account, on_update: Callable[[object], None] | None = None
+    ) -> IMAPClient:
         timeouts = IMAPTimeouts.uniform(account.timeout)
         client = await IMAPClient.connect(
             account.host,
@@ -396,6 +416,7 @@ class MRA(AsyncClosing):
             starttls=account.tls == "starttls",
             ssl_context=account.context(),
             timeouts=timeouts,
+            on_update=on_update,
         )
         try:
             await client.login(
@@ -409,7 +430,9 @@ class MRA(AsyncClosing):
             raise
         return client
 
-    async def _imap_pass(self, account: Account, client: IMAPClient) -> FetchReport:
+    async def _imap_pass(
+        self, account: Account, client: IMAPClient, uidnext: dict[str, int] | None = None
+    ) -> FetchReport:
         memory = await asyncio.to_thread(self._memory, account)
         return await fetch_imap(
             client,
@@ -420,6 +443,7 @@ class MRA(AsyncClosing):
             after=account.after,
             move_to=account.move_to,
             limits=self._limits(account),
+            uidnext=uidnext,
         )
 
     async def close(self) -> None:

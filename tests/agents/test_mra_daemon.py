@@ -235,3 +235,57 @@ def test_stop_ends_every_account(tmp_path: Path) -> None:
             assert task.done()
 
     run(main())
+
+
+@pytest.mark.parametrize("after", ["keep", "delete"])
+def test_a_message_arriving_during_a_pass_is_not_left_until_the_interval(
+        tmp_path: Path, after: str) -> None:
+    """A message delivered while the pass hands the first one off: the server may tell
+    of it in the answer to a command of the pass (the UID EXPUNGE), not in IDLE; the
+    daemon fetches it all the same, without waiting out the interval."""
+    remote = Remote(tmp_path)
+    remote.put(1)
+
+    async def main() -> None:
+        async with serving(tmp_path) as maa, local(tmp_path) as delivery:
+            async def deliver_and_add(handoff: Any) -> Any:
+                if b"m1" in handoff.message.header:
+                    remote.put(2)
+                return await delivery(handoff)
+
+            acct = account(maa, "imap", after=after, interval=600.0)
+            mra = make_mra(tmp_path, [acct], deliver_and_add)
+            reports, stop = Reports(), asyncio.Event()
+            task = asyncio.create_task(mra.run(stop, on_report=reports))
+            await reports.until(lambda r: sum(len(x.fetched) for x in reports.seen) == 2)
+            await stopped(task, stop)
+
+    run(main())
+    assert local_numbers(tmp_path) == [1, 2]
+
+
+def test_a_message_arriving_in_the_watched_folder_while_another_is_fetched(
+        tmp_path: Path) -> None:
+    """IDLE watches the first folder: one that came there while the pass was in the
+    second is fetched at once (the first folder's UIDNEXT grew), not after the
+    interval."""
+    remote = Remote(tmp_path)
+    remote.put(1)
+    remote.put(2, folder="Lists")
+
+    async def main() -> None:
+        async with serving(tmp_path) as maa, local(tmp_path) as delivery:
+            async def deliver_and_add(handoff: Any) -> Any:
+                if b"m2" in handoff.message.header:
+                    remote.put(3)
+                return await delivery(handoff)
+
+            acct = account(maa, "imap", interval=600.0, folders=("INBOX", "Lists"))
+            mra = make_mra(tmp_path, [acct], deliver_and_add)
+            reports, stop = Reports(), asyncio.Event()
+            task = asyncio.create_task(mra.run(stop, on_report=reports))
+            await reports.until(lambda r: sum(len(x.fetched) for x in reports.seen) == 3)
+            await stopped(task, stop)
+
+    run(main())
+    assert local_numbers(tmp_path) == [1, 2, 3]
