@@ -105,7 +105,10 @@ class AppendCommands(FolderCommands):
             return
         store = await self.store_of(session)
         try:
-            await store.run(spool.write, event.data)
+            if spool.tell() + len(event.data) <= _SPOOL_MEMORY:
+                spool.write(event.data)  # still in memory: no disk, no executor
+            else:
+                await store.run(spool.write, event.data)
         except OSError:
             log.exception("%s: APPEND spool failed", session.peer)
             self._spools(session).pop(event.index, None)
@@ -158,8 +161,14 @@ class AppendCommands(FolderCommands):
             return refused
         name = normal_name(command.mailbox)
         store = await self.store_of(session)
+        box = self.mailbox(session)
+        selected = box is not None and box.name == name
         try:
-            folder = await store.run(store.folder, name)
+            # Into the selected mailbox through its own handle (opening another would
+            # read the whole folder again); its sync below tells the view.
+            folder = box.folder if box is not None and selected else await store.run(
+                store.folder, name
+            )
         except FolderNotFoundError:
             return Complete(status="NO", code="TRYCREATE", text="No such mailbox")
         uids: list[int] = []
@@ -188,9 +197,9 @@ class AppendCommands(FolderCommands):
         except ValueError as exc:
             return Complete(status="BAD", text=f"Invalid flag or date: {exc}"[:200])
         finally:
-            await store.run(folder.close)
-        box = self.mailbox(session)
-        if box is not None and box.name == name:
+            if not selected:
+                await store.run(folder.close)
+        if box is not None and selected:
             await box.sync()
         if uids and len(uids) == len(command.messages):
             return Complete(code=f"APPENDUID {uidvalidity} {SequenceSet.from_numbers(uids)}")
