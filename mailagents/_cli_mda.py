@@ -72,20 +72,24 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _recipients(args: argparse.Namespace, named: Sequence[str]) -> LocalRecipients:
-    names = list(named)
+    listed: list[str] = list(named)  # without a users file, each -d names a user
     if args.users is not None:
         with open(args.users, encoding="utf-8") as file:
-            names += parse_users(file.read(), args.users)
+            listed = list(parse_users(file.read(), args.users))
+        if not listed:
+            raise ValueError(f"{args.users}: no users")
+    names = [*named, *listed]
     domains = list(args.domain) or sorted(
         {n.rpartition("@")[2].lower() for n in names if "@" in n}
     ) or ["localhost"]
-    users: str | list[str] = args.users if args.users is not None else list(named)
+    users: str | list[str] = args.users if args.users is not None else listed
     if not names:
         raise ValueError("--users is needed (no -d names a user)")
     if args.aliases is not None:
         return LocalRecipients(users, args.aliases, local_domains=domains)
-    # No aliases file: postmaster is the first user.
-    first = names[0] if "@" in names[0] else f"{names[0]}@{domains[0]}"
+    # No aliases file: postmaster is the first user (of the users file, not a -d
+    # recipient, which may be an address extension or nobody at all).
+    first = listed[0] if "@" in listed[0] else f"{listed[0]}@{domains[0]}"
     return LocalRecipients(users, {"postmaster": [first]}, local_domains=domains)
 
 

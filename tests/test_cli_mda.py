@@ -131,3 +131,27 @@ def test_lmtp_command_serves_until_sigterm(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert len(inbox(tmp_path / "alice@example.test")) == 1
+
+
+def test_users_file_without_aliases_postmaster_is_its_first_user(tmp_path: Path) -> None:
+    """Without --aliases, postmaster is the users file's first user, whatever the -d
+    recipients are: an address extension into a folder, or an unknown user (EX_NOUSER,
+    not a configuration error). It was the first -d recipient, so both gave 78."""
+    users = write(tmp_path / "users", "alice@example.test\nbob@example.test\n")
+    mail = str(tmp_path / "{user}")
+    with MaildirStore(tmp_path / "alice@example.test") as store:
+        store.create_folder("lists")
+    status = _cli_mda.deliver(["-d", "alice+lists@example.test", "--users", users,
+                               "--mail", mail], io.BytesIO(MESSAGE))
+    assert status == 0
+    with MaildirStore(tmp_path / "alice@example.test") as store, store.folder("lists") as box:
+        [copy] = [box.read_message(m.uid) for m in box.messages()]
+    assert copy.startswith(b"Return-Path: <>\r\nDelivered-To: alice@example.test\r\n")
+    assert _cli_mda.deliver(["-d", "nobody@example.test", "--users", users, "--mail", mail],
+                            io.BytesIO(MESSAGE)) == 67
+    assert _cli_mda.deliver(["-d", "postmaster@example.test", "--users", users,
+                             "--mail", mail], io.BytesIO(MESSAGE)) == 0
+    assert len(inbox(tmp_path / "alice@example.test")) == 1
+    empty = write(tmp_path / "empty", "# nobody yet\n")
+    assert _cli_mda.deliver(["-d", "alice@example.test", "--users", empty, "--mail", mail],
+                            io.BytesIO(MESSAGE)) == 78
