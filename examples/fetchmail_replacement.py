@@ -59,7 +59,10 @@ def account(table: dict[str, Any], base: Path) -> Account:
     settings: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
                                 for key, value in table.items()}
     if "password_env" in settings:
-        settings["password"] = os.environ[settings.pop("password_env")]
+        variable = settings.pop("password_env")
+        if variable not in os.environ:
+            raise SystemExit(f"account {table.get('name')!r}: {variable} is not set")
+        settings["password"] = os.environ[variable]
     elif "password_file" in settings:
         password_file = base / settings.pop("password_file")
         settings["password"] = lambda: password_file.read_text().splitlines()[0]

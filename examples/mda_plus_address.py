@@ -13,8 +13,9 @@ made from an address: anyone could fill a mailbox with folders by writing to
 ``alice+lists`` wins), and ``Delivered-To:`` names ``alice@example.test``.
 
 The same table and MDA serve SMTP (the MTA's ``deliver``), LMTP
-(:class:`~mailagents.agents.LMTPServer`) and ``python -m mailagents deliver -d
-alice+lists@example.test``. ``python examples/mda_plus_address.py`` shows it in a
+(:class:`~mailagents.agents.LMTPServer`) and ``python -m mailagents deliver --users
+FILE -d alice+lists@example.test`` (with alice in FILE; without ``--users`` each ``-d``
+names a user of its own). ``python examples/mda_plus_address.py`` shows it in a
 temporary folder: the recipient check, where three messages go, and alice's folders
 afterwards; it stops by itself.
 """

@@ -421,6 +421,14 @@ def test_fetchmail_replacement_once(tmp_path: Path, remote: RemoteServers) -> No
     second = run_example("fetchmail_replacement.py", str(config), cwd=tmp_path, env=env)
     assert sorted(second.stdout.splitlines()) == [
         "home: 0 new, 0 removed (ok)", "work: 0 new, 0 removed (ok)"]
+    # No password: said before anything is fetched.
+    unset = subprocess.run(
+        [sys.executable, str(EXAMPLES / "fetchmail_replacement.py"), str(config)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        env={k: v for k, v in os.environ.items() if k != "HOME_PASSWORD"},
+    )
+    assert (unset.returncode, unset.stdout) == (1, "")
+    assert unset.stderr == "account 'home': HOME_PASSWORD is not set\n"
     # A wrong password: reported, exit status 1.
     failed = subprocess.run(
         [sys.executable, str(EXAMPLES / "fetchmail_replacement.py"), str(config)],
