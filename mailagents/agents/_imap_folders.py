@@ -63,6 +63,7 @@ def _pattern(reference: str, pattern: str) -> re.Pattern[str]:
     """LIST's reference and pattern as a regular expression (RFC 9051 §6.3.9):
     ``*`` matches anything, ``%`` anything but the separator; INBOX in any case."""
     full = reference + pattern if not pattern.startswith("/") else pattern
+    full = unicodedata.normalize("NFC", full)  # as the names are (normal_name)
     out = []
     for ch in full:
         if ch == "*":

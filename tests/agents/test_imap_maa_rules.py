@@ -270,6 +270,7 @@ def test_denormalized_names_are_converted_to_nfc_with_oldname(work_store: Store)
             "select_nfc": wire.command(b"SELECT " + q(NFC)),
             "unselect": wire.command("UNSELECT"),
             "list": wire.command('LIST "" *'),
+            "pattern": wire.command(b'LIST "" ' + q(NFD + "%")),
             "delete": wire.command(b"DELETE " + q(NFD)),
             "after": wire.command('LIST "" *'),
         }
@@ -288,7 +289,9 @@ def test_denormalized_names_are_converted_to_nfc_with_oldname(work_store: Store)
     assert line.endswith(b' "/" ' + q(NFC) + b"\r\n"), line
     names = [line.rsplit(b' "/" ', 1)[1] for line in lists(out["list"])]
     assert q(NFC) + b"\r\n" in names and not any(NFD.encode() in n for n in names)
-    assert tagged(out["delete"]).startswith(b"t8 OK")
+    # A pattern is normalized too (the name matches whichever form the client uses).
+    assert [line.rsplit(b' "/" ', 1)[1] for line in lists(out["pattern"])] == [q(NFC) + b"\r\n"]
+    assert tagged(out["delete"]).startswith(b"t9 OK")
     (line,) = lists(out["delete"])
     assert line.startswith(b"* LIST (\\NonExistent) ") and b"(OLDNAME (" + q(NFD) in line
     assert not any(NFC.encode() in n for n in lists(out["after"]))
