@@ -372,3 +372,19 @@ def test_status_appendlimit_is_the_announced_limit_or_the_folders_lower_one(
     assert b"* STATUS INBOX (APPENDLIMIT 5000)\r\n" in big, big
     made.close()
     plain.close()
+
+
+def test_plaintext_login_when_configured_has_no_logindisabled(store: Store) -> None:
+    cert = make_self_signed(["localhost"])
+
+    def client(port: int) -> tuple[set[bytes], bytes]:
+        wire = Wire(port)
+        caps = _capabilities([wire.greeting])
+        answer = tagged(wire.command("LOGIN user secret"))
+        wire.close()
+        return caps, answer
+
+    config = imap_config(tls_available=True, allow_plaintext_login=True)
+    caps, answer = _served(store, client, config=config, ssl_context=cert.server_context())
+    assert b"STARTTLS" in caps and b"LOGINDISABLED" not in caps and b"AUTH=PLAIN" in caps
+    assert answer.startswith(b"t1 OK")
