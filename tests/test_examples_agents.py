@@ -14,8 +14,10 @@ import signal
 import smtplib
 import subprocess
 import sys
+import textwrap
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -438,6 +440,32 @@ def test_fetchmail_replacement_once(tmp_path: Path, remote: RemoteServers) -> No
     assert failed.returncode == 1, failed.stderr
     assert any(line.startswith("home: 0 new, 0 removed (error: ")
                for line in failed.stdout.splitlines()), failed.stdout
+
+
+def test_fetchmail_replacement_sample_is_what_the_real_command_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The TOML of the docstring is valid for ``python -m mailagents fetch`` too, and
+    the example makes the same accounts of it."""
+    from mailagents import _cli_fetch
+
+    docstring = ast.get_docstring(ast.parse((EXAMPLES / "fetchmail_replacement.py").read_text()))
+    assert docstring is not None
+    sample = textwrap.dedent(docstring.split("::\n\n", 1)[1].split("\n\nRelative", 1)[0])
+    config = tmp_path / "fetch.toml"
+    config.write_text(sample)
+    (tmp_path / "work.password").write_text("work secret\n")
+    monkeypatch.setenv("HOME_PASSWORD", "home secret")
+    assert _cli_fetch.main(["--config", str(config), "--check"]) == 0
+    assert capsys.readouterr().out.endswith(": 2 account(s), configuration valid\n")
+    example = load("fetchmail_replacement.py")
+    tables = tomllib.loads(sample)["account"]
+    home, work = (example["account"](table, tmp_path) for table in tables)
+    assert (home.name, home.protocol, home.tls, home.after, home.secret()) == (
+        "home", "pop3", "implicit", "delete", "home secret")
+    assert (work.tls, work.folders, work.secret()) == (
+        "starttls", ("INBOX", "Lists"), "work secret")
+    assert work.recipients == ("alice@example.test",)
 
 
 def test_fetchmail_replacement_daemon(
