@@ -344,13 +344,16 @@ async def _fetch_folder(
                 continue
             spool = MessageSpool()
             try:
-                for item in await client.fetch_message(uid, spool.write, uid=True):
-                    for section in item.sections:
-                        if isinstance(section.data, bytes):
-                            spool.write(section.data)
+                found = await _fetch_one(client, uid, spool)
             except BaseException:
                 spool.discard()
                 raise
+            if not found:
+                # Expunged by another client since the pass listed it (RFC 2180 §4.1):
+                # nothing to hand off, nothing to remember.
+                spool.discard()
+                log.info("%s: %s UID %d vanished before it was fetched", name, folder, uid)
+                continue
             id = f"{folder}/{uidvalidity}/{uid}"
             if await _give(hand_off, id, spool.finish(), folder, size, counts):
                 remembered.uids.add(uid)
@@ -362,6 +365,26 @@ async def _fetch_folder(
                     await commit()
     finally:
         await _save_then(commit, memory)
+
+
+async def _fetch_one(client: IMAPClient, uid: int, spool: MessageSpool) -> bool:
+    """The whole message ``uid`` into ``spool``; ``False`` when the server has it no
+    more: a FETCH answered OK without the message, or NO [EXPUNGEISSUED]."""
+    try:
+        items = await client.fetch_message(uid, spool.write, uid=True)
+    except IMAPCommandError as exc:
+        if getattr(exc.code, "name", None) == "EXPUNGEISSUED":
+            return False
+        raise
+    found = False
+    for item in items:
+        if item.uid != uid and item.uid is not None:
+            continue
+        for section in item.sections:
+            found = True
+            if isinstance(section.data, bytes):
+                spool.write(section.data)
+    return found
 
 
 async def _digests(client: IMAPClient, uids: list[int]) -> dict[int, str]:

@@ -38,7 +38,8 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = TIMEOUT) -> T:
 
 def message(n: int, *, pad: int = 0, message_id: bool = True) -> bytes:
     head = f"Message-ID: <{n}@remote.test>\r\n" if message_id else ""
-    return f"{head}Subject: m{n}\r\n\r\nbody {n}\r\n{'x' * pad}".encode()
+    padding = ("x" * 70 + "\r\n") * (pad // 72)
+    return f"{head}Subject: m{n}\r\n\r\nbody {n}\r\n{padding}".encode()
 
 
 def body_number(data: bytes) -> int:
@@ -474,3 +475,19 @@ def test_max_messages_counts_across_folders(tmp_path: Path) -> None:
 
     run(main())
     assert local_numbers(tmp_path) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+def test_a_large_message_streams_whole(tmp_path: Path, protocol: str) -> None:
+    remote = Remote(tmp_path)
+    remote.put(1, pad=300_000)
+    remote.put(2)
+
+    async def main() -> None:
+        async with serving(tmp_path) as maa, local(tmp_path) as delivery:
+            report, = await make_mra(tmp_path, [account(maa, protocol)], delivery).run_once()
+            assert report.error is None and len(report.fetched) == 2
+
+    run(main())
+    assert sorted(local_messages(tmp_path), key=len) == [message(2), message(1, pad=300_000)]
+

@@ -418,3 +418,35 @@ def test_remote_store_sanity(tmp_path: Path) -> None:
     assert remote.put(5, 6) == [1, 2]
     with MaildirStore(remote.path) as store, store.folder("INBOX") as box:
         assert [body_number(box.read_message(m.uid)) for m in box.messages()] == [5, 6]
+
+
+@pytest.mark.parametrize("how", ["expunged", "answered-empty"])
+def test_a_message_gone_before_its_fetch(tmp_path: Path, how: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another client expunged message 1 after the pass listed it: our server answers
+    NO [EXPUNGEISSUED], others OK without the message (RFC 2180 §4.1.2); either way
+    nothing is handed off for it (no empty message), and the pass goes on."""
+    remote = Remote(tmp_path)
+    remote.put(1, 2)
+    original = IMAPClient.fetch_message
+
+    async def gone(self: IMAPClient, n: int, sink: Any, **kwargs: Any) -> Any:
+        if n == 1:
+            if how == "answered-empty":
+                return ()
+            with remote.store() as store, store.folder("INBOX") as box:
+                box.set_flags([1], ["\\Deleted"], "add")
+                box.expunge([1])
+        return await original(self, n, sink, **kwargs)
+
+    monkeypatch.setattr(IMAPClient, "fetch_message", gone)
+
+    async def main() -> None:
+        async with serving(tmp_path) as maa, local(tmp_path) as delivery:
+            mra = make_mra(tmp_path, [account(maa, "imap")], delivery)
+            report, = await mra.run_once()
+            assert report.error is None and [f.rsplit("/", 1)[1] for f in report.fetched] == [
+                "2"]
+
+    run(main())
+    assert local_numbers(tmp_path) == [2]
