@@ -263,6 +263,11 @@ class OpenMailbox:
         if view is None:
             return
         changes: Changes = await self.store.run(self.folder.refresh)
+        if changes.uidvalidity != self.uidvalidity:
+            # The folder was replaced (removed and made again by another program): its
+            # UIDs are not the ones this session knows, and they may not change within
+            # a session (RFC 9051 §2.3.1.1). Gone, for the session (it ends with BYE).
+            raise FolderNotFoundError(self.name)
         claimed: list[int] = []
         if self.rev1 and not self.read_only and changes.added:
             claimed = await self.store.run(self.folder.claim_recent)

@@ -182,6 +182,39 @@ def test_selected_folder_deleted_while_idle_is_bye(work_store: Store) -> None:
     assert gone
 
 
+def test_selected_folder_replaced_by_another_program_is_bye(work_store: Store) -> None:
+    """Removed and made again (with other messages) between two commands: a new
+    UIDVALIDITY, the UIDs the session knows mean nothing any more (RFC 9051 §2.3.1.1);
+    the session ends with BYE. It went on with the new folder's messages under the old
+    UIDs (on mbox one of them was never shown)."""
+
+    def client(port: int) -> tuple[list[bytes], bool]:
+        wire = Wire(port)
+        wire.login()
+        assert tagged(wire.command("SELECT Work")).startswith(b"t2 OK")
+        _remove_by_hand(work_store)
+        other: Store
+        if isinstance(work_store, MaildirStore):
+            other = MaildirStore(work_store.root, fsync=False)
+        else:
+            assert isinstance(work_store, MboxStore)
+            other = MboxStore(work_store.root, inbox=work_store.inbox_path, fsync=False)
+        other.create_folder("Work")
+        with other.folder("Work") as work:
+            work.append_bytes(b"Subject: new 1\r\n\r\none\r\n")
+            work.append_bytes(b"Subject: new 2\r\n\r\ntwo\r\n")
+        other.close()
+        lines = wire.command("NOOP")
+        gone = wire.closed()
+        wire.close()
+        return lines, gone
+
+    lines, gone = serve(work_store, client)
+    assert any(line.startswith(b"* BYE ") for line in lines), lines
+    assert not any(line.startswith(b"t3 ") for line in lines), lines
+    assert gone
+
+
 def test_other_folder_deleted_by_another_session_changes_nothing(work_store: Store) -> None:
     """Only the selected folder's disappearance ends a session."""
 
