@@ -31,8 +31,16 @@ from mailagents.smtp import Path as SMTPPath
 from mailagents.store import MaildirStore
 from mailagents.userdb import PasswordFile
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 TIMEOUT = 60.0
+
+
+def example_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """The environment of an example: ours, the checkout first on the path (as for a
+    clone that is not installed), and ``extra``."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
 
 
 def run_example(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None,
@@ -40,7 +48,7 @@ def run_example(name: str, *args: str, cwd: Path, env: dict[str, str] | None = N
     """Run ``python examples/<name> ARGS`` to its end."""
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args], cwd=cwd, capture_output=True,
-        text=True, timeout=TIMEOUT, env={**os.environ, **(env or {})}, check=False,
+        text=True, timeout=TIMEOUT, env=example_env(env), check=False,
     )
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done
@@ -52,7 +60,7 @@ class Running:
     def __init__(self, name: str, *args: str, cwd: Path, env: dict[str, str] | None = None):
         self.process = subprocess.Popen(
             [sys.executable, str(EXAMPLES / name), *args], cwd=cwd, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=example_env(env),
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
@@ -427,7 +435,7 @@ def test_fetchmail_replacement_once(tmp_path: Path, remote: RemoteServers) -> No
     unset = subprocess.run(
         [sys.executable, str(EXAMPLES / "fetchmail_replacement.py"), str(config)],
         cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT, check=False,
-        env={k: v for k, v in os.environ.items() if k != "HOME_PASSWORD"},
+        env={k: v for k, v in example_env(None).items() if k != "HOME_PASSWORD"},
     )
     assert (unset.returncode, unset.stdout) == (1, "")
     assert unset.stderr == "account 'home': HOME_PASSWORD is not set\n"
@@ -435,7 +443,7 @@ def test_fetchmail_replacement_once(tmp_path: Path, remote: RemoteServers) -> No
     failed = subprocess.run(
         [sys.executable, str(EXAMPLES / "fetchmail_replacement.py"), str(config)],
         cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT, check=False,
-        env={**os.environ, "HOME_PASSWORD": "wrong"},
+        env=example_env({"HOME_PASSWORD": "wrong"}),
     )
     assert failed.returncode == 1, failed.stderr
     assert any(line.startswith("home: 0 new, 0 removed (error: ")
