@@ -31,7 +31,7 @@ import contextlib
 import logging
 import os
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -53,10 +53,12 @@ from mailagents.aio.pop3_client import POP3Client, POP3Timeouts
 from mailagents.aio.tls import client_context
 from mailagents.delivery import Deliver, Handoff, Message, all_delivered
 from mailagents.imap.responses import ExistsData, RecentData
+from mailagents.store._locking import FileLock, LockTimeout
 
 __all__ = [
     "MRA",
     "Account",
+    "AccountBusy",
     "After",
     "FetchReport",
     "SMTPForward",
@@ -217,14 +219,33 @@ class MRA(AsyncClosing):
 
     # --- one pass ----------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, account: Account) -> AsyncIterator[None]:
+        """One pass at a time per account, as they share its state file: in this MRA
+        (a lock per account), and across processes (a daemon and a cron job, say) with
+        ``flock`` on ``STATEFILE.lock``; a pass that finds it taken fails at once
+        (:class:`AccountBusy`) rather than fetch the same messages twice."""
+        async with self._locks.setdefault(account.name, asyncio.Lock()):
+            path = self.state_file(account) + ".lock"
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            held = FileLock(path, timeout=0)
+            try:
+                held.acquire()
+            except LockTimeout:
+                raise AccountBusy(f"another pass over {account.name!r} is running "
+                                  f"({path} is locked)") from None
+            try:
+                yield
+            finally:
+                held.release()
+
     async def fetch(self, account: Account | str) -> FetchReport:
         """One pass over ``account``: connect, log in, fetch what is new, act on the
         server, log out. Network and login errors propagate (a pass stopped by the
         destination reports it in ``error``)."""
         if isinstance(account, str):
             account = self.account(account)
-        lock = self._locks.setdefault(account.name, asyncio.Lock())
-        async with lock:  # one pass at a time per account: they share the state file
+        async with self._one_at_a_time(account):
             if account.protocol == "pop3":
                 return await self._pop3_pass(account)
             async with await self._imap_connect(account) as client:
@@ -325,8 +346,7 @@ class MRA(AsyncClosing):
             while True:
                 news.clear()
                 marks: dict[str, int] = {}
-                lock = self._locks.setdefault(account.name, asyncio.Lock())
-                async with lock:
+                async with self._one_at_a_time(account):
                     report = await self._imap_pass(account, client, marks)
                 _tell(on_report, report)
                 if report.error is not None:
@@ -458,6 +478,10 @@ async def _wait_in_idle(client: IMAPClient, longest: float) -> None:
                 async for response in news:
                     if isinstance(response, ExistsData | RecentData):
                         return
+
+
+class AccountBusy(Exception):
+    """Another pass over the account (in this process or another) holds its lock."""
 
 
 class _PassFailed(Exception):

@@ -491,3 +491,24 @@ def test_a_large_message_streams_whole(tmp_path: Path, protocol: str) -> None:
     run(main())
     assert sorted(local_messages(tmp_path), key=len) == [message(2), message(1, pad=300_000)]
 
+
+
+def test_a_folder_with_a_non_ascii_name(tmp_path: Path) -> None:
+    remote = Remote(tmp_path)
+    remote.put(1, folder="Entwürfe")
+    remote.put(2, folder="Archiv/Ärger")
+
+    async def main() -> None:
+        async with serving(tmp_path) as maa, local(tmp_path) as delivery:
+            acct = account(maa, "imap", name="wörk", after="move", move_to="Archiv/Ärger",
+                           folders=("Entwürfe",))
+            mra = make_mra(tmp_path, [acct], delivery)
+            report, = await mra.run_once()
+            assert report.error is None and report.fetched[0].startswith("Entwürfe/")
+            assert list(state_of(mra, "wörk")["folders"]) == ["Entwürfe"]
+            again, = await mra.run_once()
+            assert again.fetched == ()
+
+    run(main())
+    assert local_numbers(tmp_path) == [1]
+    assert remote.numbers("Archiv/Ärger") == [1, 2]

@@ -5,9 +5,12 @@ no longer on the server, and a pass refused on a broken state file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -170,6 +173,76 @@ def test_a_broken_state_file_stops_the_account_only(tmp_path: Path) -> None:
             assert first.error is not None and "StateError" in first.error
             assert first.fetched == ()
             assert second.error is None and len(second.fetched) == 1
+
+    run(main())
+    assert local_numbers(tmp_path) == [1]
+
+
+# --- one pass at a time ---------------------------------------------------------------------
+
+
+def test_a_second_pass_over_a_busy_account_fails_at_once(tmp_path: Path) -> None:
+    """Two MRAs over one state directory: while one is in a pass over an account, the
+    other's pass over it fails (AccountBusy) instead of fetching the same messages."""
+    remote = Remote(tmp_path)
+    remote.put(1)
+
+    async def main() -> None:
+        async with serving(tmp_path) as maa, local(tmp_path) as delivery:
+            entered, release = asyncio.Event(), asyncio.Event()
+
+            async def slow(handoff: Any) -> Any:
+                entered.set()
+                await release.wait()
+                return await delivery(handoff)
+
+            acct = account(maa, "imap")
+            first = asyncio.create_task(make_mra(tmp_path, [acct], slow).run_once())
+            await asyncio.wait_for(entered.wait(), 10)
+            busy, = await make_mra(tmp_path, [acct], delivery).run_once()
+            assert busy.error is not None and "AccountBusy" in busy.error
+            release.set()
+            done, = await first
+            assert done.error is None and len(done.fetched) == 1
+            again, = await make_mra(tmp_path, [acct], delivery).run_once()
+            assert again.error is None and again.fetched == ()
+
+    run(main())
+    assert local_numbers(tmp_path) == [1]
+
+
+def test_a_lock_held_by_another_process(tmp_path: Path) -> None:
+    Remote(tmp_path).put(1)
+    acct_name = "imap-keep"
+
+    async def main() -> None:
+        async with serving(tmp_path) as maa, local(tmp_path) as delivery:
+            mra = make_mra(tmp_path, [account(maa, "imap")], delivery)
+            lock = mra.state_file(acct_name) + ".lock"
+            os.makedirs(os.path.dirname(lock), exist_ok=True)
+            holder = await asyncio.create_subprocess_exec(
+                sys.executable, "-c",
+                "import fcntl, os, sys, time\n"
+                "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+                "print('held', flush=True)\n"
+                "sys.stdin.read()\n",
+                lock, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            try:
+                assert holder.stdout is not None
+                assert await asyncio.wait_for(holder.stdout.readline(), 10) == b"held\n"
+                busy, = await mra.run_once()
+                assert busy.error is not None and "locked" in busy.error
+            finally:
+                assert holder.stdin is not None
+                holder.stdin.close()
+                try:
+                    await asyncio.wait_for(holder.wait(), 10)
+                except TimeoutError:
+                    holder.kill()
+                    await holder.wait()
+            report, = await mra.run_once()
+            assert report.error is None and len(report.fetched) == 1
 
     run(main())
     assert local_numbers(tmp_path) == [1]
