@@ -59,6 +59,7 @@ from mailagents.agents.mra import (
 from mailagents.agents.msa import (
     MECHANISMS,
     MSA,
+    CheckMail,
     Deliver,
     SendersPolicy,
     Submission,
@@ -86,6 +87,7 @@ __all__ = [
     "StateError",
     "MAA",
     "MAA_MECHANISMS",
+    "CheckMail",
     "CheckRecipient",
     "LMTPServer",
     "MDA",

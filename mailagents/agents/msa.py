@@ -244,7 +244,7 @@ class MSA(AsyncClosing):
       after DATA). Without it, or for an identity a mapping does not list, an identity
       owns itself when it is an address (``alice@example.test``). Addresses compare
       case-insensitively.
-    * ``check_mail``: an async callable (``mailagents.agents.msa.CheckMail``) called at each
+    * ``check_mail``: an async callable (:data:`~mailagents.agents.CheckMail`) called at each
       ``MAIL FROM`` after the sender check, with the session and the event: ``None``
       accepts, a reply refuses the transaction with it (a per-user sending rate limit
       answers 451 4.7.0, say). If it raises (or returns a 2xx reply): 451 4.3.0.
@@ -321,7 +321,7 @@ class MSA(AsyncClosing):
         self.senders = senders
         """The ``senders`` policy, or ``None`` (each identity owns itself)."""
         self.check_mail = check_mail
-        """The MAIL-time check (``mailagents.agents.msa.CheckMail``), or ``None``."""
+        """The MAIL-time check (:data:`~mailagents.agents.CheckMail`), or ``None``."""
         self.relay = relay
         """Accept any recipient (``deliver`` sends mail onward)."""
         self.show_auth_user = show_auth_user
