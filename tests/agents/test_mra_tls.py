@@ -141,6 +141,8 @@ class Plain:
                     break
                 self.received.append(line)
                 word = line.split()[0 if pop3 else 1].upper() if line.split() else b""
+                if word in (b"PASS", b"AUTH", b"LOGIN", b"AUTHENTICATE"):
+                    break  # seen what the test looks for
                 if pop3:
                     writer.write(b"+OK\r\nUSER\r\nUIDL\r\nSASL PLAIN\r\n.\r\n" if word == b"CAPA"
                                  else b"+OK\r\n")
