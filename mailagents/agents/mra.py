@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import ssl
@@ -422,7 +423,14 @@ class MRA(AsyncClosing):
                 delete=account.after == "delete",
                 limits=self._limits(account),
             )
-            await client.quit()  # commits the DELEs (RFC 1939 §6)
+            answer = await client.quit()  # commits the DELEs (RFC 1939 §6)
+        if report.removed and (answer is None or not answer.ok):
+            # The UPDATE state failed or went unconfirmed (RFC 1939 §6): the messages are
+            # remembered, and the next pass finds and deletes those still there.
+            said = f"-ERR {answer.text}" if answer is not None else "no answer"
+            log.warning("%s: QUIT: %s; the deletions wait for the next pass", account.name, said)
+            report = dataclasses.replace(report, removed=0, error=(
+                f"QUIT: {said} (the deletions wait for the next pass)"))
         return report
 
     async def _imap_connect(

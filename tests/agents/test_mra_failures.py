@@ -7,6 +7,7 @@ raises after the state was saved, finished by the next pass. Nothing is ever los
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -450,3 +451,90 @@ def test_a_message_gone_before_its_fetch(tmp_path: Path, how: str,
 
     run(main())
     assert local_numbers(tmp_path) == [2]
+
+
+class RefusingUpdate:
+    """A POP3 server whose QUIT fails to remove the messages marked deleted (``-ERR``,
+    RFC 1939 §6) the first ``failures`` times; it keeps its messages in memory."""
+
+    def __init__(self, messages: list[bytes], failures: int = 1) -> None:
+        self.messages = dict(enumerate(messages, 1))
+        self.failures = failures
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> RefusingUpdate:
+        self.server = await asyncio.start_server(self.session, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        deleted: set[int] = set()
+        writer.write(b"+OK ready\r\n")
+        try:
+            for _ in range(100):
+                words = (await asyncio.wait_for(reader.readline(), 10)).split()
+                if not words:
+                    break
+                command, args = words[0].upper(), words[1:]
+                live = {n: m for n, m in self.messages.items() if n not in deleted}
+                if command == b"CAPA":
+                    writer.write(b"+OK\r\nUSER\r\nUIDL\r\n.\r\n")
+                elif command == b"UIDL":
+                    writer.write(b"+OK\r\n" + b"".join(b"%d u%d\r\n" % (n, n) for n in live)
+                                 + b".\r\n")
+                elif command == b"LIST":
+                    writer.write(b"+OK\r\n" + b"".join(b"%d %d\r\n" % (n, len(m))
+                                                       for n, m in live.items()) + b".\r\n")
+                elif command == b"RETR":
+                    writer.write(b"+OK\r\n" + live[int(args[0])] + b".\r\n")
+                elif command == b"DELE":
+                    deleted.add(int(args[0]))
+                    writer.write(b"+OK\r\n")
+                elif command == b"QUIT":
+                    if deleted and self.failures:
+                        self.failures -= 1
+                        writer.write(b"-ERR some deleted messages not removed\r\n")
+                    else:
+                        for n in deleted:
+                            del self.messages[n]
+                        writer.write(b"+OK bye\r\n")
+                    break
+                else:
+                    writer.write(b"+OK\r\n")
+                await writer.drain()
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def test_pop3_quit_that_removes_nothing(tmp_path: Path) -> None:
+    """The server answers QUIT with -ERR (the deletions did not happen): the pass
+    says so, and the next pass (fetching nothing again) deletes them."""
+
+    async def main() -> None:
+        async with RefusingUpdate([message(1), message(2)]) as server, \
+                local(tmp_path) as delivery:
+            acct = account(None, "pop3", port=server.port, after="delete")
+            mra = make_mra(tmp_path, [acct], delivery)
+            first, = await mra.run_once()
+            assert len(first.fetched) == 2 and first.removed == 0
+            assert first.error is not None and "QUIT" in first.error
+            assert sorted(server.messages) == [1, 2]
+            second, = await mra.run_once()
+            assert second.error is None and second.fetched == () and second.removed == 2
+            assert server.messages == {}
+
+    run(main())
+    assert local_numbers(tmp_path) == [1, 2]
