@@ -39,7 +39,8 @@ log = logging.getLogger("mailagents.agents.mra")
 
 After = Literal["keep", "seen", "delete", "move"]
 """What becomes of a remote message once it is handed off and remembered: ``"keep"``
-(left as it was), ``"seen"`` (IMAP: ``\\Seen`` set), ``"delete"`` (POP3 DELE; IMAP
+(left as it was), ``"seen"`` (IMAP: ``\\Seen`` set, and set again at each pass on a
+fetched message that lost it), ``"delete"`` (POP3 DELE; IMAP
 ``\\Deleted`` and expunged), ``"move"`` (IMAP: moved to another folder)."""
 
 HandOff = Callable[[str, Message], Awaitable[None]]
@@ -299,10 +300,13 @@ async def _fetch_folder(
         else:
             remembered.reset(uidvalidity)
     sizes: dict[int, int | None] = {}
+    unseen: set[int] = set()
     if selected.exists:
-        for item in await client.fetch("1:*", "(UID RFC822.SIZE)"):
+        for item in await client.fetch("1:*", "(UID RFC822.SIZE FLAGS)"):
             if isinstance(item, FetchData) and item.uid is not None:
                 sizes[item.uid] = item.rfc822_size
+                if item.flags is not None and "\\seen" not in {f.lower() for f in item.flags}:
+                    unseen.add(item.uid)
     new = sorted(u for u in sizes if u not in remembered.uids)
     digests = await _digests(client, new)
     if recognise:
@@ -315,15 +319,16 @@ async def _fetch_folder(
                 remembered.digests[uid] = known
                 counts.recognised += 1
         new = [u for u in new if u not in remembered.uids]
-    done_before = [u for u in sorted(sizes) if u in remembered.uids]
-    if after not in ("delete", "move"):
-        done_before.clear()
+    # Remembered and still there (delete, move), or still without \Seen (seen): the
+    # action of an earlier pass that did not happen.
+    done_before = [u for u in sorted(sizes) if u in remembered.uids
+                   and (after in ("delete", "move") or (after == "seen" and u in unseen))]
     pending: list[int] = []
 
     async def commit() -> None:
         remembered.keep_only(sizes)
         await _save(memory)
-        acted = [*done_before, *pending] if after in ("delete", "move") else list(pending)
+        acted = [*done_before, *pending]
         if acted:
             counts.removed += await _act(client, acted, after, move_to)
         done_before.clear()

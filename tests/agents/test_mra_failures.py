@@ -538,3 +538,25 @@ def test_pop3_quit_that_removes_nothing(tmp_path: Path) -> None:
 
     run(main())
     assert local_numbers(tmp_path) == [1, 2]
+
+
+def test_imap_seen_fails_after_the_state_was_saved(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The STORE \\Seen breaks once the messages are remembered: the next pass sets
+    \\Seen on the remembered messages still without it, and fetches nothing again."""
+    remote = Remote(tmp_path)
+    remote.put(1, 2)
+    failures = failing_once(IMAPClient, "store", monkeypatch)
+
+    async def main() -> None:
+        async with serving(tmp_path) as maa, local(tmp_path) as delivery:
+            mra = make_mra(tmp_path, [account(maa, "imap", after="seen")], delivery)
+            first, = await mra.run_once()
+            assert first.error is not None and failures == [1]
+            assert not any("\\Seen" in i.flags for i in remote.infos())
+            second, = await mra.run_once()
+            assert second.error is None and second.fetched == ()
+            assert all("\\Seen" in i.flags for i in remote.infos())
+
+    run(main())
+    assert local_numbers(tmp_path) == [1, 2]
