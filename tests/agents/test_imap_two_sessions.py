@@ -223,16 +223,22 @@ class Session:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def drain(self, wait: float = 0.0) -> None:
-        """What the server sent while no command was in progress."""
+    def collect(self, wait: float, verb: str | None, quiet: float = TIMEOUT) -> None:
+        """Apply what arrives within ``wait`` seconds (and at most ``quiet`` seconds
+        after the last frame), as received while ``verb`` was in progress."""
         deadline = time.monotonic() + wait
         while True:
             while (frame := self._frame()) is not None:
-                response = parse_response(frame, utf8=self.rev2)
-                self.log.append("(unsolicited) " + frame.lines[0][:200].decode("utf-8", "replace"))
-                self.apply(response, None, False)
+                line = b" / ".join(frame.lines)[:200].decode("utf-8", "replace")
+                self.log.append(f"({verb or 'unsolicited'}) {line}")
+                self.apply(parse_response(frame, utf8=self.rev2), verb, False)
+                deadline = min(deadline, time.monotonic() + quiet)
             if not self._recv(max(0.0, deadline - time.monotonic())):
                 return
+
+    def drain(self) -> None:
+        """What the server sent while no command was in progress."""
+        self.collect(0.0, None)
 
     def command(
         self, text: str, literal: bytes | None = None, *, ok: tuple[str, ...] = ("OK",)
@@ -600,6 +606,38 @@ class TwoSessions(RuleBasedStateMachine):
             s.flags[u] = new
         self.after(s)
 
+    @rule(i=sessions, pick=picks, flags=flag_sets, uid=st.booleans())
+    def store_unchangedsince(
+        self, i: int, pick: list[int], flags: frozenset[str], uid: bool
+    ) -> None:
+        """RFC 7162 §3.1.3: STORE (UNCHANGEDSINCE m) with the MODSEQ the session was
+        told: refused (MODIFIED) exactly for the messages changed since."""
+        s = self.s[i]
+        known = [(n, u) for n, u in enumerate(s.uids, 1) if u is not None and u in s.modseqs]
+        if not s.condstore or s.read_only or not known:
+            return
+        n, u = known[pick[0] % len(known)]
+        told = s.modseqs[u]
+        before = self.store_state().get(u)
+        if before is None:
+            return  # expunged by another: RFC 2180 lets the server answer either way
+        number = u if uid else n
+        listed = " ".join(sorted(flags))
+        done = s.command(
+            f"{'UID ' if uid else ''}STORE {number} (UNCHANGEDSINCE {told}) +FLAGS ({listed})"
+        )
+        code = done.code
+        refused = numbers_of(code.uids, 0) if isinstance(code, r.ModifiedCode) else set()
+        changed_since = before[1] > told
+        s.check((number in refused) == changed_since,
+                f"UNCHANGEDSINCE {told}, store MODSEQ {before[1]}: MODIFIED {refused}")  # fmt: skip
+        after = self.store_state()[u]
+        if changed_since:
+            s.check(after == before, f"refused STORE changed {u}: {before} -> {after}")
+        else:
+            s.check(flags <= after[0], f"STORE +FLAGS {sorted(flags)} gave {after}")
+        self.after(s)
+
     @rule(i=sessions, pick=picks, uid=st.booleans(), move=st.booleans(),
           into=st.sampled_from(["Other", "INBOX"]))  # fmt: skip
     def copy_or_move(self, i: int, pick: list[int], uid: bool, move: bool, into: str) -> None:
@@ -689,8 +727,10 @@ class TwoSessions(RuleBasedStateMachine):
         flag = {"DELETED": "\\Deleted", "UNSEEN": "\\Seen", "FLAGGED": "\\Flagged",
                 "KEYWORD Work": "Work"}.get(key)  # fmt: skip
         for u in s.uids:
-            if u is None or u not in in_store or u not in s.flags:
-                continue  # expunged by another: either answer is right (RFC 2180 §4.1)
+            if u not in knew or u not in in_store or u not in s.flags:
+                # New during the SEARCH (its EXISTS may follow the result), or expunged
+                # by another: either answer is right (RFC 2180 §4.1).
+                continue
             has = flag is None or (flag in s.flags[u]) != (key == "UNSEEN")
             s.check((u in hits) == has, f"SEARCH {key}: {u} {s.flags[u]} hits {sorted(hits)}")
         self.after(s)
@@ -722,13 +762,7 @@ class TwoSessions(RuleBasedStateMachine):
             self.after(other)
         # The watch wakes the session; whatever came in a moment is applied in order.
         # (no timing is asserted: what did not come yet comes at the next command).
-        deadline = time.monotonic() + 0.3
-        while (left := deadline - time.monotonic()) > 0:
-            if s._frame() is None and not s._recv(left):
-                break
-            while (frame := s._frame()) is not None:
-                s.apply(parse_response(frame, utf8=s.rev2), "IDLE", False)
-            deadline = min(deadline, time.monotonic() + 0.05)
+        s.collect(0.3, "IDLE", quiet=0.05)
         s.send(b"DONE\r\n")
         s.finish(tag, "IDLE", False, ("OK",))
         self.after(s)
@@ -772,7 +806,7 @@ class TwoSessionsMbox(TwoSessions):
 
 
 SETTINGS = settings(
-    max_examples=30,
+    max_examples=50,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
