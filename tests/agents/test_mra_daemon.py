@@ -289,3 +289,24 @@ def test_a_message_arriving_in_the_watched_folder_while_another_is_fetched(
 
     run(main())
     assert local_numbers(tmp_path) == [1, 2, 3]
+
+
+def test_idle_outlasts_the_network_timeout(tmp_path: Path) -> None:
+    """An IDLE longer than the account's per-step timeout is renewed, not an error."""
+    remote = Remote(tmp_path)
+
+    async def main() -> None:
+        async with serving(tmp_path) as maa, local(tmp_path) as delivery:
+            acct = account(maa, "imap", interval=600.0, timeout=0.3)
+            mra = make_mra(tmp_path, [acct], delivery)
+            reports, stop = Reports(), asyncio.Event()
+            task = asyncio.create_task(mra.run(stop, on_report=reports))
+            await reports.until(lambda r: True)
+            await asyncio.sleep(1.0)  # three timeouts' worth in IDLE
+            remote.put(1)
+            await reports.until(lambda r: len(r.fetched) == 1)
+            await stopped(task, stop)
+            assert all(r.error is None for r in reports.seen), reports.seen
+
+    run(main())
+    assert local_numbers(tmp_path) == [1]
