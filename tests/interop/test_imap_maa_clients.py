@@ -474,8 +474,10 @@ class Getmail:
         self.fix.mkdir()
         (self.fix / "sitecustomize.py").write_text(GETMAIL_WAIT_FIX)
 
-    def run(self, port: int, *, tls: bool, read_all: bool, delete: bool) -> tuple[int, str]:
-        """One run; (exit status, output)."""
+    def command(
+        self, port: int, *, tls: bool, read_all: bool, delete: bool
+    ) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment of a run with a fresh rc file."""
         retriever = (
             "type = SimpleIMAPSSLRetriever\n"
             f"ca_certs = {self.cafile}\n"
@@ -507,15 +509,17 @@ class Getmail:
             "received = false\n"
             "verbose = 2\n"
         )
-        done = run_peer(
-            [self.binary, "--getmaildir", str(self.home), "--rcfile", "getmailrc"],
-            {
-                **os.environ,
-                "HOME": str(self.home),
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(self.fix),
-            },
-        )
+        env = {
+            **os.environ,
+            "HOME": str(self.home),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(self.fix),
+        }
+        return [self.binary, "--getmaildir", str(self.home), "--rcfile", "getmailrc"], env
+
+    def run(self, port: int, *, tls: bool, read_all: bool, delete: bool) -> tuple[int, str]:
+        """One run; (exit status, output)."""
+        done = run_peer(*self.command(port, tls=tls, read_all=read_all, delete=delete))
         return done.returncode, short(done.stdout + done.stderr)
 
     def delivered(self) -> list[bytes]:
@@ -574,6 +578,45 @@ def test_getmail6_only_new_then_delete(server: Server, getmail: Getmail, tls: bo
     assert status == 0, log
     assert getmail.delivered() == sorted([*MESSAGES, NEW] * 2), log
     assert server.stored() == []
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a client we started, for certain."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def test_getmail6_idle_fetches_what_arrives(server: Server, cert: SelfSignedCertificate) -> None:
+    """getmail6 --idle: after the first fetch it waits in IDLE on INBOX; a message
+    appended meanwhile wakes it and only that one is fetched."""
+    home = mail_tree()
+    try:
+        getmail = Getmail(home, cert, "Mboxrd")
+        server.deliver(*MESSAGES[:2])
+        argv, env = getmail.command(server.port, tls=False, read_all=False, delete=False)
+        log = home / "log"
+        with open(log, "wb") as log_file:
+            process = subprocess.Popen(
+                [*argv, "--idle", "INBOX"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        try:
+            assert wait_for(lambda: b"2 messages" in log.read_bytes()), short(log.read_bytes())
+            assert getmail.delivered() == sorted(MESSAGES[:2])
+            time.sleep(0.5)  # into IDLE (what arrives before it is fetched all the same)
+            server.deliver(NEW)
+            assert wait_for(lambda: b"1 messages" in log.read_bytes()), short(log.read_bytes())
+            assert wait_for(lambda: len(getmail.delivered()) == 3), short(log.read_bytes())
+            assert getmail.delivered() == sorted([*MESSAGES[:2], NEW])
+            assert process.poll() is None, short(log.read_bytes())  # idling again
+        finally:
+            stop(process)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert [data for data, _ in server.stored()] == [*MESSAGES[:2], NEW]
 
 
 # --------------------------------------------------------------------------- s-nail
@@ -679,3 +722,45 @@ def test_snail_copies_to_a_new_folder_and_reads_it(server: Server, tmp_path: Pat
     output = snail(server, "headers\nquit\n", home=tmp_path, folder="Archive")
     listed = re.findall(r"(?m)^msg[ ]+(\d+):[ ]+(.*?)[ ]*$", output)
     assert listed == [("1", "first"), ("2", "third")], output
+
+
+def test_snail_folders_search_move_and_a_non_ascii_folder(server: Server, tmp_path: Path) -> None:
+    """s-nail lists our folders (the modified UTF-7 name decoded), finds messages with
+    IMAP search specifications, moves one into a new folder and opens a folder whose
+    name is not ASCII."""
+    server.deliver(*(snail_message(n) for n in range(3)))
+
+    def folders() -> None:
+        server.store.create_folder("Entwürfe")
+        server.store.create_folder("Sent Items")
+        with server.store.folder("Entwürfe") as folder:
+            folder.append_bytes(snail_message(1))
+
+    server.in_store(folders)
+    commands = (
+        "folders\n"
+        "from '(subject third)'\n"
+        "from '(or (subject first) (body \"line 1\"))'\n"
+        "move 2 +Archive\n"
+        "folder +Entwürfe\n"
+        "headers\n"
+        "quit\n"
+    )
+    output = snail(server, commands, home=tmp_path)
+    lines = output.splitlines()
+    for name in ("INBOX", "Entwürfe", "Sent Items"):
+        assert name in lines, output
+    listed = re.findall(r"(?m)^msg[ ]+(\d+):[ ]+(.*?)[ ]*$", output)
+    assert listed == [
+        ("3", "third"),  # subject third
+        ("1", "first"),  # first, or "line 1" in the body
+        ("2", "second"),
+        ("1", "second"),  # the headers of Entwürfe
+    ], output
+
+    def archived() -> list[bytes]:
+        with server.store.folder("Archive") as folder:
+            return [folder.read_message(m.uid) for m in folder.messages()]
+
+    assert server.in_store(archived) == [snail_message(1)]
+    assert [data for data, _ in server.stored()] == [snail_message(0), snail_message(2)]
