@@ -90,7 +90,9 @@ class Server:
     a listener offering STARTTLS that also takes passwords in clear text (so that the
     clients can be tried without TLS too), and one with implicit TLS."""
 
-    def __init__(self, root: Path, cert: SelfSignedCertificate, kind: str) -> None:
+    def __init__(
+        self, root: Path, cert: SelfSignedCertificate, kind: str, *, plaintext: bool = True
+    ) -> None:
         root.mkdir()
         self.root = root
         self.kind = kind
@@ -104,6 +106,7 @@ class Server:
         self.thread = LoopThread()
         self.servers: list[IMAPServer] = []
         self.cert = cert
+        self.plaintext = plaintext
 
     async def _start(self) -> None:
         async def stores(identity: str) -> Store:
@@ -119,7 +122,7 @@ class Server:
             server = store_imap_server(
                 self.users,
                 stores,
-                config=imap_config(allow_plaintext_login=not implicit),
+                config=imap_config(allow_plaintext_login=self.plaintext and not implicit),
                 ssl_context=self.cert.server_context(),
                 implicit_tls=implicit,
                 limits=limits,
@@ -764,3 +767,48 @@ def test_snail_folders_search_move_and_a_non_ascii_folder(server: Server, tmp_pa
 
     assert server.in_store(archived) == [snail_message(1)]
     assert [data for data, _ in server.stored()] == [snail_message(0), snail_message(2)]
+
+
+def test_fetchmail_without_tls_sends_no_password_where_login_is_disabled(
+    tmp_path: Path, cert: SelfSignedCertificate, fetchmail: Fetchmail
+) -> None:
+    """Our server's default: LOGINDISABLED before TLS (RFC 9051 §6.2.3); fetchmail told
+    not to use TLS logs in nowhere, sends no password and fetches nothing."""
+    with Server(tmp_path / "strict", cert, "maildir", plaintext=False) as server:
+        server.deliver(MESSAGES[0])
+        status, log = fetchmail.run(server.port, "keep sslproto ''")
+        assert status not in (FM_MAIL, FM_NOMAIL), log
+        assert "LOGINDISABLED" in log, log
+        assert PASSWORD not in log and 'LOGIN "' not in log, log
+        assert fetchmail.delivered() == []
+        # With STARTTLS the same server lets it in.
+        status, log = fetchmail.run(server.port, f"keep sslproto 'tls1.2+' {fetchmail.verified()}")
+        assert status == FM_MAIL, log
+        assert fetchmail.delivered() == [MESSAGES[0]], log
+
+
+def test_fetchmail_idling_while_snail_expunges_then_new_mail(
+    server: Server, fetchmail: Fetchmail, tmp_path: Path
+) -> None:
+    """Two clients at once: fetchmail idles on INBOX while s-nail deletes its first
+    message (EXPUNGE goes out to the idler); a message that arrives next is fetched by
+    fetchmail under its new sequence number."""
+    server.deliver(snail_message(0), snail_message(1))
+    argv, env = fetchmail.command(server.port, "keep idle sslproto ''")
+    log = fetchmail.home / "log"
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: idling(log, 1)), short(log.read_bytes())
+        snail(server, "delete 1\nquit\n", home=tmp_path)
+        assert wait_for(lambda: b"* 1 EXPUNGE" in log.read_bytes()), short(log.read_bytes())
+        assert [data for data, _ in server.stored()] == [snail_message(1)]
+        server.deliver(NEW)
+        assert wait_for(lambda: len(fetchmail.delivered()) == 3), short(log.read_bytes())
+        assert fetchmail.delivered() == [snail_message(0), snail_message(1), NEW]
+        assert process.poll() is None, short(log.read_bytes())
+    finally:
+        stop(process)
+    stored = server.stored()
+    assert [data for data, _ in stored] == [snail_message(1), NEW]
+    assert all("\\Seen" in flags for _, flags in stored), stored
