@@ -16,6 +16,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -380,8 +381,9 @@ def test_fetchmail_idle_fetches_what_arrives_while_idling(
     server: Server, fetchmail: Fetchmail
 ) -> None:
     """fetchmail with "idle" stays logged in, IDLE after each poll; a message appended
-    through the store (the in-process change hub) wakes it and is fetched, and on a
-    Maildir so is one dropped into new/ by another program (the folder poll)."""
+    through the store (the in-process change hub) wakes it and is fetched, and so is
+    one another program delivers (the folder poll): a file renamed into new/, an
+    append to the mbox by another process."""
     server.deliver(MESSAGES[0])
     argv, env = fetchmail.command(server.port, "keep idle sslproto ''")
     log = fetchmail.home / "log"
@@ -399,8 +401,25 @@ def test_fetchmail_idle_fetches_what_arrives_while_idling(
             maildir = server.root / "Maildir"
             (maildir / "tmp" / "1.M1P1.elsewhere").write_bytes(MESSAGES[1])
             os.rename(maildir / "tmp" / "1.M1P1.elsewhere", maildir / "new" / "1.M1P1.elsewhere")
-            assert wait_for(lambda: idling(log, 3)), short(log.read_bytes())
-            expected.append(MESSAGES[1])
+        else:
+            # Another process appends to the mbox (with the store's locks).
+            script = (
+                "import sys\n"
+                "from mailagents.store import MboxStore\n"
+                "store = MboxStore(sys.argv[1], inbox=sys.argv[2], fsync=False)\n"
+                "with store, store.folder('INBOX') as inbox:\n"
+                "    inbox.append_bytes(sys.stdin.buffer.read())\n"
+            )
+            root = server.root
+            package = str(Path(__file__).resolve().parents[2])
+            done = run_peer(
+                [sys.executable, "-c", script, str(root / "mail"), str(root / "inbox")],
+                {**os.environ, "PYTHONPATH": package},
+                MESSAGES[1],
+            )
+            assert done.returncode == 0, done.stderr
+        assert wait_for(lambda: idling(log, 3)), short(log.read_bytes())
+        expected.append(MESSAGES[1])
         assert fetchmail.delivered() == expected, short(log.read_bytes())
         assert process.poll() is None, short(log.read_bytes())  # still there, idling
     finally:
