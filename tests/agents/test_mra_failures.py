@@ -560,3 +560,24 @@ def test_imap_seen_fails_after_the_state_was_saved(tmp_path: Path,
 
     run(main())
     assert local_numbers(tmp_path) == [1, 2]
+
+
+def test_smtp_forward_one_recipient_refused_for_good_at_rcpt(tmp_path: Path) -> None:
+    remote = Remote(tmp_path)
+    remote.put(1)
+    recorder = Recorder({CAROL: PERMANENT})
+
+    async def main() -> None:
+        async with SMTPServer(recorder, ServerConfig(hostname="mx.local.test")) as smtp, \
+                serving(tmp_path) as maa:
+            acct = account(maa, "imap", after="delete", recipients=(CAROL, LOCAL_USER))
+            mra = make_mra(tmp_path, [acct], SMTPForward("127.0.0.1", smtp.port))
+            report, = await mra.run_once()
+            assert report.error is None and len(report.fetched) == 1 and report.removed == 1
+            again, = await mra.run_once()
+            assert again.fetched == ()
+
+    run(main())
+    [(envelope, _)] = recorder.messages
+    assert [str(r.path.mailbox) for r in envelope.recipients] == [LOCAL_USER]
+    assert remote.numbers() == []
