@@ -31,7 +31,7 @@ def big_crlf_message() -> bytes:
     line = b"line %05d of the body\r\n"  # 24 octets
     pad = ((1 << 16) - 1 - len(HEADER) - 24) % 24
     data = HEADER + b"x" * pad + b"\r\n" + b"".join(line % i for i in range(4000))
-    assert data[(1 << 16) - 1:(1 << 16) + 1] == b"\r\n"
+    assert data[(1 << 16) - 1 : (1 << 16) + 1] == b"\r\n"
     return data
 
 
@@ -66,31 +66,40 @@ def names(kind: str, data: bytes) -> str:
 
 
 # (A file with bare LFs as well has a ,W= larger than its size: not Dovecot's CRLF.)
-@pytest.mark.parametrize(("which", "kind"), [
-    ("small", "plain"), ("mixed", "plain"), ("big", "plain"),
-    ("small", "dovecot-crlf"), ("big", "dovecot-crlf"),
-])
+@pytest.mark.parametrize(
+    ("which", "kind"),
+    [
+        ("small", "plain"),
+        ("mixed", "plain"),
+        ("big", "plain"),
+        ("small", "dovecot-crlf"),
+        ("big", "dovecot-crlf"),
+    ],
+)
 def test_store_reads_a_crlf_file_as_it_is(tmp_path: Path, kind: str, which: str) -> None:
     data = MESSAGES[which]
     put_file(tmp_path / "Maildir", names(kind, data), data)
     expected = served(data)
-    with MaildirStore(tmp_path / "Maildir", fsync=False) as store, \
-            store.folder("INBOX") as inbox:
+    with MaildirStore(tmp_path / "Maildir", fsync=False) as store, store.folder("INBOX") as inbox:
         (info,) = inbox.messages()
         assert inbox.read_message(info.uid) == expected
         assert info.size == len(expected)
-        for start, length in ((0, 10), (len(HEADER) - 1, 3), ((1 << 16) - 2, 5),
-                              ((1 << 16) + 7, 100), (len(expected) - 4, 10)):
+        for start, length in (
+            (0, 10),
+            (len(HEADER) - 1, 3),
+            ((1 << 16) - 2, 5),
+            ((1 << 16) + 7, 100),
+            (len(expected) - 4, 10),
+        ):
             with inbox.open_message(info.uid, start, length) as stream:
-                assert stream.read() == expected[start:start + length], (start, length)
+                assert stream.read() == expected[start : start + length], (start, length)
 
 
 def test_store_still_gives_back_a_cr_before_crlf_in_its_own_files(tmp_path: Path) -> None:
     """What our writer stored (CR LF made LF on disk) reads back exactly, a CR before a
     CRLF included (the ,W= size tells our files)."""
     data = b"Subject: x\r\n\r\nab\rc\r\r\nend\r\n"
-    with MaildirStore(tmp_path / "Maildir", fsync=False) as store, \
-            store.folder("INBOX") as inbox:
+    with MaildirStore(tmp_path / "Maildir", fsync=False) as store, store.folder("INBOX") as inbox:
         uid = inbox.append_bytes(data).uid
         assert uid is not None
         inbox.refresh()
