@@ -22,7 +22,7 @@ from mailagents.aio import make_self_signed
 from mailagents.aio.imap_client import IMAPClient
 from mailagents.delivery import Deliver
 from mailagents.imap import ServerConfig as IMAPConfig
-from mailagents.store import MaildirStore, MessageInfo
+from mailagents.store import MaildirStore, MboxStore, MessageInfo, Store
 from mailagents.userdb import PasswordFile
 
 T = TypeVar("T")
@@ -51,10 +51,13 @@ def body_number(data: bytes) -> int:
 class Remote:
     """alice's remote Maildir (or another user's), the one the MAA serves."""
 
-    def __init__(self, root: Path, user: str = "alice") -> None:
+    def __init__(self, root: Path, user: str = "alice", *, mbox: bool = False) -> None:
         self.path = root / "remote" / user / "Maildir"
+        self.mbox = mbox
 
-    def store(self) -> MaildirStore:
+    def store(self) -> Store:
+        if self.mbox:
+            return MboxStore(self.path, fsync=False)
         return MaildirStore(self.path, fsync=False)
 
     def put(self, *numbers: int, folder: str = "INBOX", pad: int = 0,
@@ -512,3 +515,30 @@ def test_a_folder_with_a_non_ascii_name(tmp_path: Path) -> None:
     run(main())
     assert local_numbers(tmp_path) == [1]
     assert remote.numbers("Archiv/Ärger") == [1, 2]
+
+
+@pytest.mark.parametrize(("protocol", "after"), [
+    ("pop3", "keep"), ("pop3", "delete"), ("imap", "keep"), ("imap", "delete"),
+    ("imap", "move")])
+def test_over_an_mbox_store(tmp_path: Path, protocol: str, after: str) -> None:
+    remote = Remote(tmp_path, mbox=True)
+    remote.put(1, 2)
+    remote.create("Archive")
+
+    async def main() -> None:
+        async with serving(tmp_path, mailbox_format="mbox") as maa, \
+                local(tmp_path) as delivery:
+            acct = account(maa, protocol, after=after,
+                           move_to="Archive" if after == "move" else None)
+            mra = make_mra(tmp_path, [acct], delivery)
+            first, = await mra.run_once()
+            assert first.error is None and len(first.fetched) == 2
+            remote.put(3)
+            second, = await mra.run_once()
+            assert second.error is None and len(second.fetched) == 1
+
+    run(main())
+    assert local_numbers(tmp_path) == [1, 2, 3]
+    assert remote.numbers() == ([1, 2, 3] if after == "keep" else [])
+    assert remote.numbers("Archive") == ([1, 2, 3] if after == "move" else [])
+
