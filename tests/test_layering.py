@@ -45,6 +45,11 @@ LAYER: dict[str, int] = {
     "__main__": 5,
     "_cli_mda": 5,
     "_cli_queue": 5,
+    "_cli_fetch": 5,
+    "_cli_sendmail": 5,
+    "_cli_serve": 5,
+    "_cli_demo": 5,
+    "_serve_config": 5,
 }
 
 # Standard library (and third-party) modules that a protocol core must not import:
