@@ -51,6 +51,7 @@ from mailagents.agents.mda import MDA, MaildirDelivery
 from mailagents.agents.mra import (
     MRA,
     Account,
+    AccountBusy,
     FetchReport,
     Skipped,
     SMTPForward,
@@ -81,6 +82,7 @@ __all__ = [
     "IMAP_EXTENSIONS",
     "MRA",
     "Account",
+    "AccountBusy",
     "FetchReport",
     "SMTPForward",
     "Skipped",
