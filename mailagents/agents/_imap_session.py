@@ -14,6 +14,7 @@ updates between commands. Store work runs in the store's executor.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from mailagents.aio.imap import IMAPServer, IMAPSession
 from mailagents.imap import commands as c
 from mailagents.imap._config import DEFAULT_EXTENSIONS, ServerConfig
 from mailagents.imap._events import Complete
+from mailagents.imap._state import State
 from mailagents.store import (
     FolderExistsError,
     FolderNotFoundError,
@@ -78,6 +80,20 @@ def imap_config(*, utf8_accept: bool = False, **options: Any) -> ServerConfig:
     return ServerConfig(**options)
 
 
+WAKE_DELAY = 0.05
+"""Seconds a session between commands waits, once woken by a change of its folder,
+before reading it (see :meth:`StoreIMAPHandler.on_wake`); IDLE is woken at once."""
+
+
+def _wake_due(session: IMAPSession) -> None:
+    """The delayed wake-up of a session between commands (on the loop)."""
+    data = session.data
+    data["imap.wake_timer"] = None
+    if "imap.mailbox" in data:
+        data["imap.wake_due"] = True
+        session.wake()
+
+
 class Credentials(Protocol):
     """What logs users in: ``mailagents.userdb.UserStore`` and the like."""
 
@@ -118,9 +134,25 @@ class StoreIMAPHandler(AppendCommands):
         await self.store_of(session)
 
     async def on_wake(self, session: IMAPSession) -> None:
-        """The selected folder changed: tell the view."""
+        """The selected folder changed: tell the view, in IDLE at once; between
+        commands after :data:`WAKE_DELAY`, and only if no read of the folder began
+        since (the session's own STORE, EXPUNGE or APPEND wakes it too, through the
+        hub and again through inotify, and its next command's read covers it)."""
         box = self.mailbox(session)
-        if box is not None:
+        if box is None:
+            return
+        data = session.data
+        due = data.pop("imap.wake_due", False)
+        if session.core.state is State.IDLE_SELECTED:
+            await self._sync(session, box)
+            return
+        loop = asyncio.get_running_loop()
+        if not due:
+            data["imap.woken"] = loop.time()
+            if data.get("imap.wake_timer") is None:
+                data["imap.wake_timer"] = loop.call_later(WAKE_DELAY, _wake_due, session)
+            return
+        if data.get("imap.synced", float("-inf")) < data["imap.woken"]:
             await self._sync(session, box)
 
     async def on_idle(self, session: IMAPSession, idling: bool) -> None:
@@ -132,6 +164,9 @@ class StoreIMAPHandler(AppendCommands):
 
     async def on_close(self, session: IMAPSession) -> None:
         """Release the selected folder, the watch and the spool files."""
+        timer: asyncio.TimerHandle | None = session.data.pop("imap.wake_timer", None)
+        if timer is not None:
+            timer.cancel()
         await self._unselect(session, expunge=False)
         for spool in session.data.pop("imap.spools", {}).values():
             spool.close()
@@ -168,6 +203,7 @@ class StoreIMAPHandler(AppendCommands):
         ``* BYE``, as RFC 2180 §3 allows (the client can neither be told that every
         message went nor go on in a mailbox that no longer exists; a BYE closes the
         connection at once, RFC 9051 §7.1.5)."""
+        session.data["imap.synced"] = asyncio.get_running_loop().time()
         try:
             await box.sync()
         except FolderNotFoundError:
