@@ -710,7 +710,9 @@ class TwoSessions(RuleBasedStateMachine):
           key=st.sampled_from(["ALL", "DELETED", "UNSEEN", "FLAGGED", "KEYWORD Work"]))  # fmt: skip
     def search(self, i: int, uid: bool, key: str) -> None:
         s = self.s[i]
+        s.drain()
         knew = {u for u in s.uids if u is not None}
+        untold = s.uids.count(None)  # messages EXISTS announced, UIDs not asked yet
         s.command(f"{'UID ' if uid else ''}SEARCH {key}")
         found = s.searched
         s.check(found is not None, "no SEARCH data")
@@ -719,7 +721,9 @@ class TwoSessions(RuleBasedStateMachine):
         if uid:
             hits = set(found)
             s.learn()  # the UIDs of messages EXISTS announced during the SEARCH
-            s.check(hits <= knew | {u for u in s.uids if u is not None},
+            strange = hits - knew - {u for u in s.uids if u is not None}
+            # A message announced but expunged before its UID was asked: above the rest.
+            s.check(len(strange) <= untold and all(h > max(knew, default=0) for h in strange),
                     f"UID SEARCH found UIDs the client does not know: {found}")  # fmt: skip
         else:
             s.check(all(1 <= n <= len(s.uids) for n in found), f"SEARCH numbers {found}")
@@ -806,7 +810,10 @@ class TwoSessionsMbox(TwoSessions):
 
 
 SETTINGS = settings(
-    max_examples=50,
+    # 50 in CI; the longer profiles (HYPOTHESIS_PROFILE=dev or thorough) run theirs.
+    max_examples=max(50, settings.default.max_examples)
+    if settings.default.max_examples > 60
+    else 50,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
