@@ -475,10 +475,9 @@ class TwoSessions(RuleBasedStateMachine):
     @initialize(a_condstore=st.booleans(), b_qresync=st.booleans())
     def start(self, a_condstore: bool, b_qresync: bool) -> None:
         self.server = ServerThread(self.store, watch=self.watch)
-        self.s = [
-            Session("a", self.server.port, rev2=False, condstore=a_condstore, qresync=False),
-            Session("b", self.server.port, rev2=True, condstore=True, qresync=b_qresync),
-        ]
+        port = self.server.port  # each session is closed by teardown once it is made
+        self.s.append(Session("a", port, rev2=False, condstore=a_condstore, qresync=False))
+        self.s.append(Session("b", port, rev2=True, condstore=True, qresync=b_qresync))
 
     def teardown(self) -> None:
         try:
@@ -810,10 +809,10 @@ class TwoSessionsMbox(TwoSessions):
 
 
 SETTINGS = settings(
-    # 50 in CI; the longer profiles (HYPOTHESIS_PROFILE=dev or thorough) run theirs.
-    max_examples=max(50, settings.default.max_examples)
+    # 40 in CI; the longer profiles (HYPOTHESIS_PROFILE=dev or thorough) run theirs.
+    max_examples=max(40, settings.default.max_examples)
     if settings.default.max_examples > 60
-    else 50,
+    else 40,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
