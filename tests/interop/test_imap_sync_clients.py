@@ -1,8 +1,15 @@
 """Two-way sync by real clients, mbsync (isync) and offlineimap3, against our IMAP
 server (StoreIMAPHandler over a Maildir store and over an mbox store) on 127.0.0.1:
-a 2,000-message account with a nested folder and a non-ASCII one, flags and
-deletions; synced, synced again (nothing may change), then changed on both sides and
-synced once more (both sides merged)."""
+a 2,000-message account (INBOX, Archive, Archive/2024, Entwürfe in modified UTF-7;
+flags, keywords, \\Deleted, UID gaps; awkward contents) synced, synced again (nothing
+may change on either side), then changed on both sides (new messages and folders,
+flag changes, deletions, a flag changed behind the server's back) and synced once
+more (both sides merged; contents and INTERNALDATEs kept).
+
+During each plain-text run a reader in IDLE on INBOX checks what it is told (EXISTS,
+EXPUNGE, FETCH) against the mailbox, and afterwards a QRESYNC client checks that
+VANISHED (EARLIER) and the FETCH since its mark report every change the sync client
+made. A smaller account is synced over implicit TLS and over STARTTLS."""
 
 from __future__ import annotations
 
