@@ -150,6 +150,7 @@ class Session:
         self.highestmodseq = 0
         self.read_only = False
         self.selected = False
+        self.selected_at = 0
         # What the command in progress was told, for the rules to check.
         self.fetched: list[r.FetchData] = []
         self.fetched_uids: list[int | None] = []  # the UID of each, as numbered then
@@ -408,6 +409,7 @@ class Session:
             resync = False
             self.command(f"{verb} INBOX")
         self.selected, self.read_only = True, examine
+        self.selected_at = self.highestmodseq  # HIGHESTMODSEQ of this SELECT
         self.high = max([self.high, *old_uids])
         resynced = {f.uid: visible(f.flags) for f in self.fetched if f.uid and f.flags is not None}
         earlier = set(self.vanished_earlier)
@@ -547,7 +549,9 @@ class TwoSessions(RuleBasedStateMachine):
         with self.mda.folder("INBOX") as inbox:
             uids = [m.uid for m in inbox.messages()]
             if uids:
-                inbox.expunge({uids[p % len(uids)] for p in pick})
+                gone = {uids[p % len(uids)] for p in pick}
+                inbox.set_flags(gone, ["\\Deleted"], "add")  # as a client would, first
+                assert set(inbox.expunge(gone)) == gone
 
     @rule(
         i=sessions,
@@ -768,6 +772,47 @@ class TwoSessions(RuleBasedStateMachine):
         s.collect(0.3, "IDLE", quiet=0.05)
         s.send(b"DONE\r\n")
         s.finish(tag, "IDLE", False, ("OK",))
+        self.after(s)
+
+    @rule(i=sessions, expunge=st.booleans())
+    def close_and_select(self, i: int, expunge: bool) -> None:
+        """CLOSE (expunges \\Deleted quietly, RFC 9051 §6.4.1) or UNSELECT (RFC 3691),
+        then SELECT again."""
+        s = self.s[i]
+        s.command("CLOSE" if expunge else "UNSELECT")
+        if expunge and not s.read_only:
+            deleted = [u for u, (f, _) in self.store_state().items() if "\\Deleted" in f]
+            s.check(not deleted, f"\\Deleted messages left after CLOSE: {deleted}")
+        s.high = max([s.high, *(u for u in s.uids if u is not None)])
+        s.uids, s.flags = [], {}
+        s.select()
+        self.after(s)
+
+    @rule(pick=picks)
+    def changedsince_vanished(self, pick: list[int]) -> None:
+        """UID FETCH (CHANGEDSINCE m VANISHED) in the QRESYNC session, m its SELECT's
+        HIGHESTMODSEQ (RFC 7162 §3.2.6): every UID expunged since and every message
+        changed since, nothing older."""
+        s = self.s[1]
+        if not s.qresync or not s.selected_at:
+            return
+        s.drain()
+        since = s.selected_at
+        before = set(self.store_state())
+        knew = {u for u in s.uids if u is not None} | s.gone
+        s.command(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {since} VANISHED)")
+        state = self.store_state()
+        s.check(before == set(state), "the store changed during the command")
+        for uid in knew - set(state):
+            s.check(uid in s.vanished_earlier or uid in s.gone,
+                    f"UID {uid} expunged since {since}, not in VANISHED (EARLIER)")  # fmt: skip
+        s.check(not s.vanished_earlier & set(state), f"VANISHED {s.vanished_earlier} exist")
+        told = {f.uid: f.modseq for f in s.fetched if f.uid is not None}
+        for uid, (_, modseq) in state.items():
+            if uid in knew and modseq > since:
+                s.check(uid in told, f"UID {uid} changed (MODSEQ {modseq} > {since}), no FETCH")
+        for uid, modseq in told.items():
+            s.check(modseq is not None, f"FETCH of {uid} without MODSEQ under CHANGEDSINCE")
         self.after(s)
 
     @rule(i=sessions, examine=st.booleans(), resync=st.booleans())
