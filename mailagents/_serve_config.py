@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import ssl
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from mailagents.agents._config_keys import (
     optional,
     path,
     port,
+    read_toml,
     required_str,
     str_list,
     table_at,
@@ -151,15 +151,8 @@ class ServeConfig:
 
 def load_serve_config(file: str | os.PathLike[str]) -> ServeConfig:
     """Read and check the file (see the module text)."""
-    name = os.path.abspath(os.fspath(file))
-    try:
-        with open(name, "rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"TOML syntax: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError("", exc.strerror or str(exc)) from exc
-    return parse_serve_config(data, base=os.path.dirname(name), path=name)
+    data, base = read_toml(file)
+    return parse_serve_config(data, base=base, path=os.path.abspath(os.fspath(file)))
 
 
 def parse_serve_config(

@@ -4,11 +4,13 @@ port number``): shared by the MRA's configuration and ``python -m mailagents ser
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Collection, Mapping
 from typing import Any
 
 __all__ = [
     "ConfigError",
+    "read_toml",
     "host_port",
     "no_unknown",
     "optional",
@@ -26,6 +28,19 @@ class ConfigError(ValueError):
         super().__init__(f"{key}: {message}" if key else message)
         self.key = key
         """Where: ``account[0].port``."""
+
+
+def read_toml(file: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
+    """The parsed file and its folder (where relative paths start); a syntax error
+    gives tomllib's line and column."""
+    name = os.path.abspath(os.fspath(file))
+    try:
+        with open(name, "rb") as f:
+            return tomllib.load(f), os.path.dirname(name)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"TOML syntax: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {name}: {exc.strerror or exc}") from exc
 
 
 def join(where: str, name: str) -> str:

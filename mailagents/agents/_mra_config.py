@@ -43,7 +43,6 @@ key (``account[1].port: ...``); a TOML syntax error gives tomllib's line and col
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +54,7 @@ from mailagents.agents._config_keys import (
     no_unknown,
     optional,
     path,
+    read_toml,
     required_str,
     str_list,
 )
@@ -95,15 +95,8 @@ _TOP_KEYS = {"state_dir", "destination", "account"}
 
 def load_fetch_config(path: str | os.PathLike[str]) -> FetchConfig:
     """Read and check the file at ``path`` (see the module text)."""
-    path = os.path.abspath(os.fspath(path))
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"{path}: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError("", f"{path}: {exc.strerror or exc}") from exc
-    return parse_fetch_config(data, base=os.path.dirname(path))
+    data, base = read_toml(path)
+    return parse_fetch_config(data, base=base)
 
 
 def parse_fetch_config(
