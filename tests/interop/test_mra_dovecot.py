@@ -11,7 +11,13 @@ one without a Message-ID comes twice, as documented."""
 from __future__ import annotations
 
 import asyncio
+import os
+import queue
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,3 +342,101 @@ def test_starttls_required_when_dovecot_offers_none(tmp_path: Path) -> None:
     finally:
         server.stop()
         shutil.rmtree(tree, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ size limit
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+def test_too_large_left_on_dovecot_and_reported(
+    tmp_path: Path, dovecot: DovecotTLS, cert: SelfSignedCertificate, protocol: str
+) -> None:
+    big = next(m for m in MESSAGES if b"Subject: big" in m)
+    fetcher = Fetcher(tmp_path, dovecot, cert, protocol, "implicit", after="delete",
+                      max_size=len(big) - 1, idle=False)
+    first = fetcher.fetch()
+    assert len(first.fetched) == len(MESSAGES) - 1, first
+    assert [s.size for s in first.skipped] == [len(big)], first
+    assert first.skipped[0].reason.startswith("too large"), first
+    assert fetcher.local() == sorted(m for m in MESSAGES if m != big)
+    again = fetcher.fetch()  # still there, still too large, reported again
+    assert again.fetched == () and len(again.skipped) == 1, again
+    _, flags = server_view(dovecot)
+    assert len(flags) == 1
+    fetcher.fetch(max_size=None)
+    assert fetcher.local() == sorted(MESSAGES)
+
+
+# ---------------------------------------------- the daemon: IMAP IDLE on Dovecot
+
+
+def test_daemon_idles_on_dovecot_and_fetches_what_arrives(
+    tmp_path: Path, dovecot: DovecotTLS, cert: SelfSignedCertificate
+) -> None:
+    """``python -m mailagents fetch --daemon``: Dovecot offers IDLE, so a message
+    appended while the daemon waits is fetched long before the polling interval
+    (600 s); twice, in delete mode; SIGTERM ends it with status 0."""
+    (tmp_path / "ca.pem").write_bytes(cert.cert_pem)
+    config = tmp_path / "fetch.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n\n[destination]\n'
+        f'maildir = "{tmp_path / "local" / "{user}" / "Maildir"}"\n\n'
+        f'[[account]]\nname = "dovecot"\nprotocol = "imap"\nhost = "127.0.0.1"\n'
+        f'port = {dovecot.imaps_port}\ntls = "implicit"\nca_file = "{tmp_path / "ca.pem"}"\n'
+        f'user = "{dovecot.user}"\npassword = "{dovecot.password}"\n'
+        f'recipients = ["{RECIPIENT}"]\nafter = "delete"\ninterval = 600\ntimeout = 30\n'
+    )
+    package = Path(__file__).resolve().parent.parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailagents", "fetch", "--config", str(config), "--daemon"],
+        env={**os.environ, "PYTHONPATH": str(package)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    lines: queue.Queue[bytes] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in process.stdout or ()],
+                              daemon=True)
+    reader.start()
+    seen: list[str] = []
+
+    def next_report(timeout: float = 45.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5).decode(errors="replace").rstrip()
+            except queue.Empty:
+                assert process.poll() is None, seen
+                continue
+            seen.append(line)
+            if line.startswith("dovecot: "):
+                return line
+        raise AssertionError(f"no report in {timeout} s: {seen}")
+
+    def wait_fetched(count: int) -> None:
+        """Reports until one says ``count`` fetched and removed; the others (a pass
+        after the server told of a change, finding nothing) say 0."""
+        while True:
+            report = next_report()
+            assert report.endswith("(ok)"), seen
+            if report.startswith(f"dovecot: {count} fetched, {count} removed"):
+                return
+            assert report.startswith("dovecot: 0 fetched, 0 removed"), seen
+
+    fetcher = Fetcher(tmp_path, dovecot, cert, "imap", "implicit")
+    try:
+        wait_fetched(len(MESSAGES))
+        time.sleep(1.0)  # into IDLE (a message that comes before is fetched anyway)
+        append(dovecot, NEW)
+        wait_fetched(1)
+        time.sleep(1.0)
+        append(dovecot, NO_ID)
+        wait_fetched(1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, seen
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        reader.join(10)
+    assert fetcher.local() == sorted([*MESSAGES, NEW, NO_ID])
+    _, flags = server_view(dovecot)
+    assert flags == []
