@@ -127,10 +127,22 @@ class Limits:
     max_messages: int | None = None
 
 
-def _too_large(size: int | None, limits: Limits) -> str | None:
+def _admit(
+    name: str, folder: str | None, id: str, size: int | None, limits: Limits, counts: _Pass
+) -> bool:
+    """Whether a new message is fetched in this pass: not when it is over ``max_size``
+    (left on the server, reported) or the pass has reached ``max_messages`` (counted
+    as left for the next pass)."""
     if limits.max_size is not None and size is not None and size > limits.max_size:
-        return f"too large ({size} octets, limit {limits.max_size})"
-    return None
+        reason = f"too large ({size} octets, limit {limits.max_size})"
+        where = f"{folder} UID {id}" if folder is not None else f"POP3 message {id}"
+        log.warning("%s: %s left on the server: %s", name, where, reason)
+        counts.skipped.append(Skipped(folder=folder, id=id, size=size, reason=reason))
+        return False
+    if limits.max_messages is not None and len(counts.fetched) >= limits.max_messages:
+        counts.left += 1
+        return False
+    return True
 
 
 async def _give(
@@ -192,13 +204,7 @@ async def fetch_pop3(
             if uid in memory.uidls:
                 continue
             size = sizes.get(number)
-            reason = _too_large(size, limits)
-            if reason is not None:
-                log.warning("%s: POP3 message %s left on the server: %s", name, uid, reason)
-                counts.skipped.append(Skipped(folder=None, id=uid, size=size, reason=reason))
-                continue
-            if limits.max_messages is not None and len(counts.fetched) >= limits.max_messages:
-                counts.left += 1
+            if not _admit(name, None, uid, size, limits, counts):
                 continue
             spool = MessageSpool()
             try:
@@ -338,14 +344,7 @@ async def _fetch_folder(
         for uid in new:
             size = sizes[uid]
             known = digests.get(uid)
-            reason = _too_large(size, limits)
-            if reason is not None:
-                log.warning("%s: %s UID %d left on the server: %s", name, folder, uid, reason)
-                counts.skipped.append(Skipped(folder=folder, id=str(uid), size=size,
-                                              reason=reason))
-                continue
-            if limits.max_messages is not None and len(counts.fetched) >= limits.max_messages:
-                counts.left += 1
+            if not _admit(name, folder, str(uid), size, limits, counts):
                 continue
             spool = MessageSpool()
             try:
