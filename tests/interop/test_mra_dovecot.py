@@ -440,3 +440,45 @@ def test_daemon_idles_on_dovecot_and_fetches_what_arrives(
     assert fetcher.local() == sorted([*MESSAGES, NEW, NO_ID])
     _, flags = server_view(dovecot)
     assert flags == []
+
+
+# ------------------------------------------------------------- SCRAM-SHA-256
+
+
+class DovecotSCRAM(DovecotTLS):
+    """:class:`DovecotTLS` offering SCRAM-SHA-256 (and SCRAM-SHA-1) besides PLAIN."""
+
+    def _config(self) -> Path:
+        conf = super()._config()
+        text = conf.read_text()
+        assert "auth_mechanisms = plain login" in text, "Dovecot template changed"
+        text = text.replace("auth_mechanisms = plain login",
+                            "auth_mechanisms = scram-sha-256 scram-sha-1 plain login")
+        conf.write_text(text)
+        return conf
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+def test_scram_sha_256_chosen_when_dovecot_offers_it(
+    tmp_path: Path, cert: SelfSignedCertificate, protocol: str
+) -> None:
+    """No mechanism configured: the MRA logs in with SCRAM-SHA-256, the strongest that
+    Dovecot offers (its log names the mechanism), over POP3 (SASL) and IMAP."""
+    require_root("Dovecot")
+    tree = mail_tree()
+    maildir = tree / "Maildir"
+    with MaildirStore(maildir) as store, store.folder("INBOX") as inbox:
+        inbox.append_bytes(MESSAGES[0])
+    server = DovecotSCRAM(maildir, cert)
+    try:
+        server.start()
+        fetcher = Fetcher(tmp_path, server, cert, protocol, "implicit", idle=False)
+        report = fetcher.fetch()
+        assert len(report.fetched) == 1, report
+        assert fetcher.local() == [MESSAGES[0]]
+        log = server.log()
+        assert "method=SCRAM-SHA-256" in log, log
+        assert "method=PLAIN" not in log, log
+    finally:
+        server.stop()
+        shutil.rmtree(tree, ignore_errors=True)
