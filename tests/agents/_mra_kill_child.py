@@ -6,7 +6,7 @@ Events sent on the connection, in order: ``("B", account, message_id)`` before a
 message is handed to the destination, ``("H", account, message_id)`` once the
 destination said it is durable, ``("S", account)`` once the account's state file was
 saved, ``("D", account)`` after a removal was asked of the server (POP3 DELE, IMAP
-STORE ``\\Deleted`` or UID EXPUNGE), ``("R", errors)`` at the end of the pass. With
+STORE ``\\Deleted``, UID EXPUNGE or MOVE), ``("R", errors)`` at the end of the pass. With
 ``pause = (kind, n)``, the child sends ``("P",)`` after the n-th event of that kind and
 waits there (its event loop blocked) for the SIGKILL that follows.
 """
@@ -74,6 +74,14 @@ def run_pass(spec: dict[str, Any], conn: Connection) -> None:
         event("D", "imap")
         return done
 
+    original_move = IMAPClient.move
+
+    async def move(self: IMAPClient, *args: Any, **kwargs: Any) -> Any:
+        done = await original_move(self, *args, **kwargs)
+        event("D", "imap")
+        return done
+
+    IMAPClient.move = move  # type: ignore[method-assign]
     IMAPClient.store = store  # type: ignore[method-assign]
     IMAPClient.expunge = expunge  # type: ignore[method-assign]
 

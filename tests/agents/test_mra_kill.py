@@ -86,10 +86,20 @@ class Remote:
         self.rounds = 0
 
     def inbox_count(self, account: str) -> int:
+        return len(self.folder_ids(account, "INBOX"))
+
+    def folder_ids(self, account: str, folder: str) -> list[str]:
+        """The Message-IDs in ``folder`` of ``account`` on the server."""
         path = self.root / "remote" / USERS[account] / "Maildir"
-        with MaildirStore(path, fsync=False) as store, store.folder("INBOX") as inbox:
-            inbox.refresh()
-            return len(inbox.messages())
+        with MaildirStore(path, fsync=False) as store, store.folder(folder) as box:
+            box.refresh()
+            found = [_MESSAGE_ID.search(box.read_message(m.uid)) for m in box.messages()]
+            return [m.group(1).decode() if m else "?" for m in found]
+
+    def create(self, account: str, folder: str) -> None:
+        path = self.root / "remote" / USERS[account] / "Maildir"
+        with MaildirStore(path, fsync=False) as store:
+            store.create_folder(folder)
 
     def refill(self, account: str) -> None:
         """Put a new round of small messages on ``account``."""
@@ -120,15 +130,17 @@ def remote(tmp_path: Path) -> Iterator[Remote]:
             server.users.close()
 
 
-def accounts(remote: Remote, root: Path, max_messages: int | None) -> list[dict[str, Any]]:
+def accounts(remote: Remote, root: Path, max_messages: int | None,
+             imap_after: str = "delete") -> list[dict[str, Any]]:
     common = {"host": "127.0.0.1", "password": "pw", "after": "delete", "timeout": 20.0,
               "max_messages": max_messages}
+    move = {"after": "move", "move_to": "Archive"} if imap_after == "move" else {}
     return [
         {**common, "name": "pop3", "protocol": "pop3", "user": USERS["pop3"],
          "port": remote.maa.pop3_port, "tls": "none", "recipients": (LOCAL["pop3"],)},
         {**common, "name": "imap", "protocol": "imap", "user": USERS["imap"],
          "port": remote.maa.imaps_port, "tls": "implicit", "ca_file": str(root / "ca.pem"),
-         "recipients": (LOCAL["imap"],)},
+         "recipients": (LOCAL["imap"],), **move},
     ]
 
 
@@ -283,12 +295,13 @@ def got_count(root: Path, account: str, message_id: str) -> int:
     return local_ids(root, account)[message_id]
 
 
-def drain(ctx: Any, remote: Remote, root: Path, ledger: Ledger, passes: int = 20) -> None:
+def drain(ctx: Any, remote: Remote, root: Path, ledger: Ledger, imap_after: str,
+          passes: int = 20) -> None:
     """Passes without kills until both accounts are empty on the server."""
     for _ in range(passes):
         if all(remote.inbox_count(a) == 0 for a in USERS):
             return
-        spec = {"accounts": accounts(remote, root, None),
+        spec = {"accounts": accounts(remote, root, None, imap_after),
                 "local": str(root / "local" / "{user}" / "Maildir"),
                 "state_dir": str(root / "state"), "pause": None}
         events, killed, _ = run_child(ctx, spec, None)
@@ -297,24 +310,25 @@ def drain(ctx: Any, remote: Remote, root: Path, ledger: Ledger, passes: int = 20
     raise AssertionError("the server was not emptied by 20 passes without kills")
 
 
-def test_sigkill_at_random_moments_and_windows_loses_nothing(
-    tmp_path: Path, remote: Remote
-) -> None:
-    rng = random.Random(os.environ.get("MRA_KILL_SEED", "17"))
+def kill_loop(root: Path, remote: Remote, goal: int, imap_after: str,
+              seed: str) -> tuple[int, Ledger, dict[str, int]]:
+    """Kill forked passes ``goal`` times, then drain and check; (kills, ledger,
+    duplicates per account)."""
+    rng = random.Random(seed)
     ledger = Ledger()
-    local = str(tmp_path / "local" / "{user}" / "Maildir")
+    local = str(root / "local" / "{user}" / "Maildir")
     typical = 0.3  # seconds a pass takes (updated from the passes that ran to the end)
     kills = 0
     started = time.monotonic()
     with fork_server() as ctx:
-        while kills < KILLS:
+        while kills < goal:
             assert time.monotonic() - started < TIME_BUDGET, (kills, ledger.kills)
             for account in USERS:
                 if remote.inbox_count(account) == 0:
                     remote.refill(account)
             max_messages = rng.choice([None, 3, 5, 8, 30])
-            spec = {"accounts": accounts(remote, tmp_path, max_messages), "local": local,
-                    "state_dir": str(tmp_path / "state"), "pause": None}
+            spec = {"accounts": accounts(remote, root, max_messages, imap_after),
+                    "local": local, "state_dir": str(root / "state"), "pause": None}
             delay: float | None = None
             if rng.random() < 0.5:
                 window = rng.choice(WINDOWS)
@@ -324,24 +338,43 @@ def test_sigkill_at_random_moments_and_windows_loses_nothing(
             else:
                 delay = rng.uniform(0.0, typical * 1.2)
             events, killed, seconds = run_child(ctx, spec, delay)
-            window: str | None = None
+            landed: str | None = None
             if killed:
                 kills += 1
-                window = spec["pause"][0] if spec["pause"] else "random"
+                landed = spec["pause"][0] if spec["pause"] else "random"
             else:
                 typical = 0.7 * typical + 0.3 * seconds
-            ledger.record(events, window)
-        drain(ctx, remote, tmp_path, ledger)
-    duplicates = check(tmp_path, remote, ledger)
-    print(f"\n{kills} kills {dict(ledger.kills)} (random ones after {dict(ledger.landed)}), "
-          f"{ledger.passes} passes, "
-          f"{remote.rounds} rounds of {ROUND}, duplicates {duplicates}, "
-          f"pass errors {len(ledger.errors)}")
+            ledger.record(events, landed)
+        drain(ctx, remote, root, ledger, imap_after)
+    duplicates = check(root, remote, ledger)
+    print(f"\n{imap_after}: {kills} kills {dict(ledger.kills)} (random ones after "
+          f"{dict(ledger.landed)}), {ledger.passes} passes, {remote.rounds} rounds of "
+          f"{ROUND}, duplicates {duplicates}, pass errors {len(ledger.errors)}")
+    return kills, ledger, duplicates
+
+
+def test_sigkill_at_random_moments_and_windows_loses_nothing(
+    tmp_path: Path, remote: Remote
+) -> None:
+    kills, ledger, duplicates = kill_loop(tmp_path, remote, KILLS, "delete",
+                                          os.environ.get("MRA_KILL_SEED", "17"))
     assert kills >= 100
     for window in (*WINDOWS, "random"):
         assert ledger.kills[window] > 0, ledger.kills
     # A kill just after a durable hand-off always gives a duplicate: they were seen.
     assert ledger.durable_kills and sum(duplicates.values()) > 0
+
+
+def test_sigkill_imap_move_moves_each_message_once(tmp_path: Path, remote: Remote) -> None:
+    """The same with the IMAP account in move mode (MOVE into Archive): besides the
+    local checks, Archive holds every message exactly once."""
+    remote.create("imap", "Archive")
+    kills, ledger, _ = kill_loop(tmp_path, remote, 40, "move",
+                                 os.environ.get("MRA_KILL_SEED", "17"))
+    assert kills >= 40 and ledger.kills["D"] > 0, ledger.kills
+    archived = collections.Counter(remote.folder_ids("imap", "Archive"))
+    assert set(archived) == set(remote.put["imap"])
+    assert set(archived.values()) == {1}, archived.most_common(3)
 
 
 # --------------------------------------------------------- the real command line
