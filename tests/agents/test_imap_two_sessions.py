@@ -319,13 +319,9 @@ class Session:
                 if uid in self.uids:
                     self.uids.remove(uid)
                 else:
-                    # Only a message whose UID the client was not told yet: the tail.
-                    known = [u for u in self.uids if u is not None]
-                    self.check(
-                        None in self.uids and (not known or uid > known[-1]),
-                        f"VANISHED {uid}, a UID the client does not know",
-                    )
-                    self.uids.remove(None)
+                    # A message whose UID the client was not told yet: a slot where
+                    # that UID fits between the known ones (any of a run of such slots).
+                    self.uids.pop(self.slot_for(uid))
                 self.gone.add(uid)
                 self.flags.pop(uid, None)
         elif isinstance(response, r.FetchData):
@@ -376,6 +372,21 @@ class Session:
             elif isinstance(code, r.HighestModSeqCode):
                 self.check(code.modseq >= self.highestmodseq, "HIGHESTMODSEQ went down")
                 self.highestmodseq = code.modseq
+
+    def slot_for(self, uid: int) -> int:
+        """The index of an unknown entry where ``uid`` fits in ascending order."""
+        below = 0
+        for i, known in enumerate(self.uids):
+            if known is not None:
+                if known > uid:
+                    break
+                below = known
+            elif below < uid:
+                after = [u for u in self.uids[i:] if u is not None]
+                if not after or uid < after[0]:
+                    return i
+        self.fail(f"VANISHED {uid}, a UID the client does not know: {self.uids}")
+        raise AssertionError  # not reached
 
     def check_view(self) -> None:
         """The model is consistent: UIDs known, strictly ascending."""
