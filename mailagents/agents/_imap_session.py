@@ -135,7 +135,7 @@ class StoreIMAPHandler(AppendCommands):
 
     async def on_wake(self, session: IMAPSession) -> None:
         """The selected folder changed: tell the view, in IDLE at once; between
-        commands after :data:`WAKE_DELAY`, and only if no read of the folder began
+        commands after ``WAKE_DELAY`` (50 ms), and only if no read of the folder began
         since (the session's own STORE, EXPUNGE or APPEND wakes it too, through the
         hub and again through inotify, and its next command's read covers it)."""
         box = self.mailbox(session)
