@@ -25,14 +25,21 @@ from typing import Any
 
 import pytest
 
-from mailagents.agents import MRA, Account, MaildirDelivery
+from mailagents.agents import MRA, Account, MaildirDelivery, SMTPForward
 from mailagents.agents.mra import FetchReport
 from mailagents.aio import SelfSignedCertificate, make_self_signed
 from mailagents.aio.imap_client import IMAPClient, IMAPTimeouts
 from mailagents.imap.responses import FetchData
 from mailagents.store.maildir import MaildirStore
 
-from .peers import Dovecot, DovecotPOP3, free_ports, mail_tree, require_root
+from .peers import (
+    Dovecot,
+    DovecotPOP3,
+    free_ports,
+    mail_tree,
+    require_root,
+    running_postfix,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -112,16 +119,18 @@ class Fetcher:
     def __init__(self, root: Path, dovecot: DovecotTLS, cert: SelfSignedCertificate,
                  protocol: str, tls: str, **options: Any) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         ca = root / "ca.pem"
         ca.write_bytes(cert.cert_pem)
         if protocol == "pop3":
             port = dovecot.pop3s_port if tls == "implicit" else dovecot.pop3_port
         else:
             port = dovecot.imaps_port if tls == "implicit" else dovecot.imap_port
+        options.setdefault("recipients", (RECIPIENT,))
         self.options: dict[str, Any] = dict(
             name=f"{protocol}-{tls}", protocol=protocol, host="127.0.0.1", port=port,
-            user=dovecot.user, password=dovecot.password, recipients=(RECIPIENT,), tls=tls,
-            ca_file=str(ca), timeout=20.0, **options,
+            user=dovecot.user, password=dovecot.password, tls=tls, ca_file=str(ca),
+            timeout=20.0, **options,
         )
 
     def account(self, **changes: Any) -> Account:
@@ -482,3 +491,51 @@ def test_scram_sha_256_chosen_when_dovecot_offers_it(
     finally:
         server.stop()
         shutil.rmtree(tree, ignore_errors=True)
+
+
+# ------------------------------------------- Dovecot to Postfix: SMTPForward
+
+
+RETURNED = (b"Return-Path: <sender@example.org>\r\nMessage-ID: <bounced@example.test>\r\n"
+            b"From: sender@example.org\r\nSubject: with a Return-Path\r\n\r\nreinjected\r\n")
+
+
+def test_reinjected_into_postfix_over_smtp(
+    tmp_path: Path, dovecot: DovecotTLS, cert: SelfSignedCertificate
+) -> None:
+    """Fetched from Dovecot in delete mode and re-injected into a private Postfix
+    (SMTPForward): each message is in the user's Maildir with the octets Dovecot
+    served, under the envelope sender of its Return-Path field (else the null
+    sender), and gone from Dovecot. A recipient Postfix refuses for good (550 5.1.1)
+    leaves the message on Dovecot, reported."""
+    require_root("Postfix")
+    append(dovecot, RETURNED)
+    with running_postfix() as postfix:
+        forward = SMTPForward("127.0.0.1", postfix.port, starttls=False)
+        fetcher = Fetcher(tmp_path, dovecot, cert, "imap", "implicit", after="delete",
+                          idle=False, recipients=("alice@example.test",), deliver=forward)
+        report = fetcher.fetch()
+        assert len(report.fetched) == len(MESSAGES) + 1 and not report.skipped, report
+        assert report.removed == len(MESSAGES) + 1, report
+        for sent in [*MESSAGES, RETURNED]:
+            message_id = sent.split(b"\r\n", 1)[0] if sent is not RETURNED else b"<bounced@"
+            got = postfix.wait_delivered("alice", message_id, timeout=30)
+            got = got.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            if sent is RETURNED:
+                assert got.startswith(b"Return-Path: <sender@example.org>\r\n"), got[:300]
+                assert got.endswith(sent[sent.index(b"\r\n") + 2:]), got[:300]
+            else:
+                assert got.startswith(b"Return-Path: <>\r\n"), got[:300]
+                assert got.endswith(sent), got[:300]
+        _, flags = server_view(dovecot)
+        assert flags == []
+
+        append(dovecot, NEW)
+        refused = Fetcher(tmp_path / "refused", dovecot, cert, "imap", "implicit",
+                          after="delete", idle=False, deliver=forward,
+                          recipients=("nobody-here@example.test",))
+        report = refused.fetch()
+        assert report.fetched == () and len(report.skipped) == 1, report
+        assert "550" in report.skipped[0].reason, report
+        _, flags = server_view(dovecot)
+        assert len(flags) == 1  # left there
