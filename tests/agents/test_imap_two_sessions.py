@@ -78,6 +78,22 @@ def numbers_of(numbers: SequenceSet, largest: int) -> set[int]:
     return out
 
 
+def unknown_slot(view: list[int | None], uid: int) -> int | None:
+    """The index of an entry of ``view`` whose UID is unknown and where ``uid`` fits
+    in ascending order (the first of a run of such entries), or ``None``."""
+    below = 0
+    for i, known in enumerate(view):
+        if known is not None:
+            if known > uid:
+                return None
+            below = known
+        elif below < uid:
+            after = [u for u in view[i:] if u is not None]
+            if not after or uid < after[0]:
+                return i
+    return None
+
+
 def visible(flags: tuple[str, ...] | frozenset[str] | set[str]) -> frozenset[str]:
     """Flags as the store keeps them (``\\Recent`` is the session's own)."""
     return frozenset(f for f in flags if f != RECENT)
@@ -375,18 +391,11 @@ class Session:
 
     def slot_for(self, uid: int) -> int:
         """The index of an unknown entry where ``uid`` fits in ascending order."""
-        below = 0
-        for i, known in enumerate(self.uids):
-            if known is not None:
-                if known > uid:
-                    break
-                below = known
-            elif below < uid:
-                after = [u for u in self.uids[i:] if u is not None]
-                if not after or uid < after[0]:
-                    return i
-        self.fail(f"VANISHED {uid}, a UID the client does not know: {self.uids}")
-        raise AssertionError  # not reached
+        slot = unknown_slot(self.uids, uid)
+        if slot is None:
+            self.fail(f"VANISHED {uid}, a UID the client does not know: {self.uids}")
+            raise AssertionError  # not reached
+        return slot
 
     def check_view(self) -> None:
         """The model is consistent: UIDs known, strictly ascending."""
@@ -409,6 +418,7 @@ class Session:
     def select(self, *, examine: bool = False, resync: bool = False) -> None:
         self.drain()
         old = {u: f for u, f in self.flags.items() if u in self.uids}
+        old_view = list(self.uids)
         old_uids = [u for u in self.uids if u is not None]
         since = self.highestmodseq
         verb = "EXAMINE" if examine else "SELECT"
@@ -427,7 +437,9 @@ class Session:
         self.learn()
         now = [u for u in self.uids if u is not None]
         for uid in now:
-            self.check(uid in old_uids or uid > max(old_uids, default=0) or not old_uids,
+            # Known before, or new, or announced before without its UID asked.
+            fits = unknown_slot(old_view, uid) is not None
+            self.check(uid in old_uids or uid > max(old_uids, default=0) or fits,
                        f"UID {uid} new after the reselect, below known ones")  # fmt: skip
         if resync:
             # RFC 7162 §3.2.5: every message expunged since, every flag change since.
