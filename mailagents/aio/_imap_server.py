@@ -104,10 +104,14 @@ class IMAPConnection(StreamSession):
 
     async def _ask(self, call: Awaitable[_T], fallback: _T) -> _T:
         """A handler call with the client's clock stopped; its exception is logged and
-        answered with ``fallback``."""
+        answered with ``fallback`` (a ``ConnectionError``, the client gone while the
+        handler wrote to it, only at DEBUG: nothing failed on our side)."""
         paused = self.pause_clock()
         try:
             return await call
+        except ConnectionError as exc:  # the client left while the handler wrote
+            log.debug("IMAP handler %s: %s", getattr(call, "__qualname__", call), exc)
+            return fallback
         except Exception:
             log.exception("IMAP handler %s failed", getattr(call, "__qualname__", call))
             return fallback

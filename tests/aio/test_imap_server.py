@@ -8,6 +8,7 @@ import asyncio
 import imaplib
 import socket
 import ssl
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
@@ -340,3 +341,34 @@ def test_server_close_ends_sessions_with_bye() -> None:
             return out
 
     assert run(main()).startswith(b"* BYE")
+
+
+def test_a_client_gone_during_a_wake_is_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A handler writing to a client that has left gets ConnectionError: logged at
+    DEBUG, not as a failure with a traceback (regression: every disconnect during a
+    wake logged an ERROR)."""
+
+    class Leaving(Memory):
+        async def on_wake(self, session: IMAPSession) -> None:
+            raise ConnectionError("the client is gone")
+
+    handler = Leaving()
+
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            f = s.makefile("rwb")
+            f.readline()
+            f.write(b"a LOGIN user secret\r\nb SELECT INBOX\r\nc IDLE\r\n")
+            f.flush()
+            while not f.readline().startswith(b"+"):
+                pass
+            time.sleep(0.5)  # the wake comes 50 ms into IDLE
+            f.write(b"DONE\r\n")
+            f.flush()
+            assert f.readline().startswith(b"c OK")
+
+    caplog.set_level("DEBUG", logger="mailagents.aio")
+    run(served(handler, client))
+    woken = [r for r in caplog.records if "on_wake" in r.getMessage()]
+    assert woken, "the wake did not happen"
+    assert all(r.levelname == "DEBUG" for r in woken), [r.levelname for r in woken]
