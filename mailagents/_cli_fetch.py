@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from mailagents.agents._mra_config import ConfigError, load_fetch_config
+from mailagents._fetch_config import ConfigError, load_fetch_config
 from mailagents.agents.mra import MRA, FetchReport
 
 __all__ = ["main", "print_report"]

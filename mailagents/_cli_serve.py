@@ -30,9 +30,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mailagents._fetch_config import FetchConfig, parse_fetch_config
 from mailagents._serve_config import ConfigError, ServeConfig, load_serve_config, local_recipients
 from mailagents.agents import MAA, MDA, MRA, MSA, MTA, LMTPServer
-from mailagents.agents._mra_config import FetchConfig, parse_fetch_config
 from mailagents.delivery import Deliver, Handoff, RecipientResult
 from mailagents.dns import MXResolver, ResolverConfig
 from mailagents.store import StoreResolver

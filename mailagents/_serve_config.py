@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mailagents.agents._config_keys import (
+from mailagents._config_keys import (
     ConfigError,
     join,
     no_unknown,

@@ -50,6 +50,8 @@ LAYER: dict[str, int] = {
     "_cli_serve": 5,
     "_cli_demo": 5,
     "_serve_config": 5,
+    "_fetch_config": 5,
+    "_config_keys": 5,
 }
 
 # Standard library (and third-party) modules that a protocol core must not import:

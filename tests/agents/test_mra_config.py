@@ -1,4 +1,4 @@
-"""The MRA's TOML configuration (mailagents/agents/_mra_config.py): every error names
+"""The MRA's TOML configuration (mailagents/_fetch_config.py): every error names
 its key path; the destination kinds (maildir, smtp, lmtp, mda); relative paths from
 the file's folder; passwords from the file, a password file or the environment."""
 
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from mailagents.agents import MDA, MaildirDelivery, SMTPForward
-from mailagents.agents._mra_config import (
+from mailagents._fetch_config import (
     ConfigError,
     FetchConfig,
     load_fetch_config,
     parse_fetch_config,
 )
+from mailagents.agents import MDA, MaildirDelivery, SMTPForward
 
 ACCOUNT = """
 [[account]]

@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mailagents.agents._config_keys import (
+from mailagents._config_keys import (
     ConfigError,
     host_port,
     join,
