@@ -110,7 +110,7 @@ class Agents:
         local = config.local
         if local is not None:
             self.stores = StoreResolver(local.mailboxes, format=local.format)
-            self.mda = MDA(self.stores, local_recipients(local, config.passwords))
+            self.mda = MDA(self.stores, local_recipients(local, self.users or config.passwords))
         local_delivery: Deliver | None = self.mda
         if self.mda is not None and self.observe is not None:
             local_delivery = _Observed(self.mda, self.observe)

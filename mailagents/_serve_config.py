@@ -33,6 +33,7 @@ from mailagents._config_keys import (
 from mailagents.agents._recipients import LocalRecipients
 from mailagents.aio.tls import server_context
 from mailagents.smtp import ServerConfig as SMTPServerConfig
+from mailagents.userdb import PasswordFile, UserStore
 
 __all__ = [
     "ConfigError",
@@ -259,15 +260,26 @@ def _local(data: Mapping[str, Any], base: str, passwords: str | None) -> LocalSe
     return section
 
 
-def local_recipients(section: LocalSection, passwords: str | None) -> LocalRecipients:
-    """The MDA's users and aliases of ``[local]`` (the password file's users when no
-    users file is named). Raises :class:`ConfigError` naming the file in error."""
-    users: str | set[str]
+def local_recipients(section: LocalSection, passwords: str | UserStore | None
+                     ) -> LocalRecipients:
+    """The MDA's users and aliases of ``[local]``. Without a users file, the users are
+    the password file's: give the open :class:`~mailagents.userdb.PasswordFile`, so that
+    a user added with ``python -m mailagents passwd`` is known at once (it reads its file
+    again when it changes), or its path to check the section. Raises
+    :class:`ConfigError` naming the file in error."""
     if section.users is not None:
-        users = section.users
-    else:
-        assert passwords is not None
-        users = _password_users(passwords)
+        return _recipients(section, section.users)
+    if isinstance(passwords, UserStore):
+        return _recipients(section, passwords)
+    assert passwords is not None
+    try:
+        with PasswordFile(passwords) as store:
+            return _recipients(section, store)
+    except OSError as exc:
+        raise ConfigError("users.passwords", f"{exc.filename}: {exc.strerror}") from exc
+
+
+def _recipients(section: LocalSection, users: str | UserStore) -> LocalRecipients:
     try:
         return LocalRecipients(users, section.aliases, local_domains=section.domains,
                                delimiter=section.delimiter)
@@ -275,16 +287,6 @@ def local_recipients(section: LocalSection, passwords: str | None) -> LocalRecip
         raise ConfigError("local", f"{exc.filename}: {exc.strerror}") from exc
     except ValueError as exc:
         raise ConfigError("local", str(exc)) from exc
-
-
-def _password_users(passwords: str) -> set[str]:
-    from mailagents.userdb import PasswordFile
-
-    try:
-        with PasswordFile(passwords) as users:
-            return set(users.users())
-    except OSError as exc:
-        raise ConfigError("users.passwords", f"{exc.filename}: {exc.strerror}") from exc
 
 
 def _queue(data: Mapping[str, Any], base: str) -> str:

@@ -258,3 +258,25 @@ def test_demo_is_an_alias_and_every_command_has_help(site: Path) -> None:
         result = run_cli(command, "--help", cwd=site)
         assert result.returncode == 0, (command, result.stderr)
         assert f"python -m mailagents {command}" in result.stdout, command
+
+
+def test_a_user_added_to_the_password_file_is_local_at_once(site: Path) -> None:
+    """Without a users file, the MDA's users are the password file's, read live: a user
+    that ``passwd`` adds while serving is delivered to without a restart (regression:
+    the users were a copy taken at start, which SIGHUP did not renew either)."""
+    from mailagents._cli_serve import Agents
+    from mailagents.smtp import parse_mailbox
+
+    config = parse_serve_config(base(), base=str(site))
+    agents = Agents(config)
+    try:
+        assert agents.mda is not None
+        carol = parse_mailbox("carol@example.test")
+        assert agents.mda.recipients.resolve(carol) is None
+        users = PasswordFile(site / "users", scrypt_n=2**8)
+        users.set_password("carol@example.test", "secret3")
+        users.close()
+        targets = agents.mda.recipients.resolve(carol)
+        assert targets is not None and targets[0].identity == "carol@example.test"
+    finally:
+        agents._close_sync()
