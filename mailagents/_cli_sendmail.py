@@ -6,12 +6,12 @@ those named on the command line are added), and removes Bcc from what is sent.
 Without ``-i`` (or ``-oi``) a line holding only ``.`` ends the message, as in
 sendmail. ``-f`` is the envelope sender (default: the login name at ``--domain``).
 The message gets a ``Received:`` field naming the local user, and ``Date:`` and
-``Message-ID:`` when it has none (RFC 5322 §3.6 requires Date, §3.6.4 asks for a
-Message-ID). ``--queue DIR`` is the queue (default ``spool/queue``, the serve
-configuration's default); a running MTA takes the message within its poll interval (a
-minute by default). Exit status, from ``sysexits.h``: 0 once the message is durable in
-the queue, 64 for bad arguments or no recipient, 65 for an address in error, 75 when
-the queue cannot be written (try again).
+``Message-ID:`` at the end of its header when it has none, as the MSA adds them (RFC
+5322 §3.6 requires Date, §3.6.4 asks for a Message-ID). ``--queue DIR`` is the queue
+(default ``spool/queue``, the serve configuration's default); a running MTA takes the
+message within its poll interval (a minute by default). Exit status, from
+``sysexits.h``: 0 once the message is durable in the queue, 64 for bad arguments or no
+recipient, 65 for an address in error, 75 when the queue cannot be written (try again).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 
 from mailagents._cli_mda import _lines, _mailbox
+from mailagents.agents._headers import missing_fields, parse_fields
 from mailagents.delivery import MessageSpool
 from mailagents.queue import Queue
 from mailagents.smtp import AddressError, Envelope, Mailbox, Path, Recipient
@@ -119,17 +120,14 @@ def main(argv: Sequence[str], stdin: BinaryIO | None = None) -> int:
     if not mailboxes:
         print("mailagents sendmail: no recipient (name some, or use -t)", file=sys.stderr)
         return EX_USAGE
-    names = {n for n, _ in fields}
-    added = [
+    received = (
         f"Received: by {hostname} (mailagents sendmail, from userid {os.getuid()});\r\n"
         f"\t{email.utils.formatdate(time.time(), localtime=True)}\r\n".encode()
-    ]
-    if b"date" not in names:
-        added.append(f"Date: {email.utils.formatdate(localtime=True)}\r\n".encode())
-    if b"message-id" not in names:
-        added.append(f"Message-ID: {email.utils.make_msgid(domain=hostname)}\r\n".encode())
+    )
+    # Date: and Message-ID: where missing, as the MSA adds them (RFC 6409 §8).
+    missing = missing_fields(parse_fields(header), hostname)
     spool = MessageSpool()
-    for piece in (*added, *(text for _, text in fields), b"\r\n", body):
+    for piece in (received, *(text for _, text in fields), missing, b"\r\n", body):
         spool.write(piece)
     message = spool.finish()
     envelope = Envelope(
