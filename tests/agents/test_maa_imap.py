@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 import pytest
 
 from mailagents.agents import MAA, StoreIMAPHandler, imap_config
-from mailagents.aio import AuthThrottle, SelfSignedCertificate, make_self_signed
+from mailagents.aio import AuthThrottle, SelfSignedCertificate
 from mailagents.store import SEEN, MboxStore
 from mailagents.userdb import PasswordFile
+from tests.agents import test_maa
 from tests.agents.test_maa import (
     ALICE,
     ALICE_PW,
@@ -33,22 +34,11 @@ from tests.agents.test_maa import (
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def cert() -> SelfSignedCertificate:
-    return make_self_signed(["localhost"])
-
-
-@pytest.fixture
-def users(tmp_path: Path) -> PasswordFile:
-    made = PasswordFile(tmp_path / "users", scrypt_n=2**8)
-    made.set_password(ALICE, ALICE_PW)
-    made.set_password(BOB, BOB_PW)
-    return made
-
-
-@pytest.fixture
-def mail(tmp_path: Path) -> Path:
-    return tmp_path / "mail"
+# The MAA's POP3 tests' fixtures: a certificate, a password file with alice and bob,
+# the mail folder.
+cert = test_maa.cert
+users = test_maa.users
+mail = test_maa.mail
 
 
 def run_with_maa(
