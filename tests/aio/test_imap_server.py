@@ -8,7 +8,7 @@ import asyncio
 import imaplib
 import socket
 import ssl
-import time
+import threading
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
@@ -348,8 +348,11 @@ def test_a_client_gone_during_a_wake_is_no_error(caplog: pytest.LogCaptureFixtur
     DEBUG, not as a failure with a traceback (regression: every disconnect during a
     wake logged an ERROR)."""
 
+    woken = threading.Event()
+
     class Leaving(Memory):
         async def on_wake(self, session: IMAPSession) -> None:
+            woken.set()
             raise ConnectionError("the client is gone")
 
     handler = Leaving()
@@ -362,13 +365,13 @@ def test_a_client_gone_during_a_wake_is_no_error(caplog: pytest.LogCaptureFixtur
             f.flush()
             while not f.readline().startswith(b"+"):
                 pass
-            time.sleep(0.5)  # the wake comes 50 ms into IDLE
+            assert woken.wait(20)  # the wake comes 50 ms into IDLE
             f.write(b"DONE\r\n")
             f.flush()
             assert f.readline().startswith(b"c OK")
 
     caplog.set_level("DEBUG", logger="mailagents.aio")
     run(served(handler, client))
-    woken = [r for r in caplog.records if "on_wake" in r.getMessage()]
-    assert woken, "the wake did not happen"
-    assert all(r.levelname == "DEBUG" for r in woken), [r.levelname for r in woken]
+    records = [r for r in caplog.records if "on_wake" in r.getMessage()]
+    assert records, "the wake was not logged"
+    assert all(r.levelname == "DEBUG" for r in records), [r.levelname for r in records]
