@@ -297,12 +297,13 @@ def test_idle_outlasts_the_network_timeout(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with serving(tmp_path) as maa, local(tmp_path) as delivery:
-            acct = account(maa, "imap", interval=600.0, timeout=0.3)
+            # 1 s per network step: a loaded machine still logs in within it.
+            acct = account(maa, "imap", interval=600.0, timeout=1.0)
             mra = make_mra(tmp_path, [acct], delivery)
             reports, stop = Reports(), asyncio.Event()
             task = asyncio.create_task(mra.run(stop, on_report=reports))
             await reports.until(lambda r: True)
-            await asyncio.sleep(1.0)  # three timeouts' worth in IDLE
+            await asyncio.sleep(3.0)  # three timeouts' worth in IDLE
             remote.put(1)
             await reports.until(lambda r: len(r.fetched) == 1)
             await stopped(task, stop)
