@@ -144,7 +144,8 @@ def change_flags(
                     break
         finally:
             st.commit()
-            core._stamp = None
+            core.forget()
+        core.rekey()  # files and infos were kept in step with every rename
         if renamed and core.fsync:
             fsync_dir(core.cur)
     return result, failed

@@ -118,5 +118,5 @@ def claim_recent(core: _Core, uids: list[int]) -> list[int]:
             st.start(core.uidlist.uidvalidity)
             st.claim_recent(max(mine) + 1)
             st.commit()
-            core._stamp = None
+            core.forget()
         return mine

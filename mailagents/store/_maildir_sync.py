@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mailagents.store import _maildir_snapshot
 from mailagents.store._maildir_flags import _INFO_SETTERS, _new_info
 from mailagents.store._maildir_io import crlf_size_of
+from mailagents.store._maildir_listing import DirListing, list_names
 from mailagents.store._maildir_names import name_size, parse_info, sort_key, split_name
 from mailagents.store._maildir_state import Entry, ModseqState
 from mailagents.store._maildir_uidlist import Keywords, UidList, UidRecord
@@ -84,6 +85,13 @@ _Stamp = tuple[tuple[int, ...] | None, ...]
 """What :meth:`_Core._stamp_now` returns: a tuple of ints per directory and file."""
 
 
+def _files_key(stamp: _Stamp) -> _Stamp:
+    """The part of a stamp that inotify does not watch: which directories (device and
+    inode, not their times) and the state files as they are."""
+    cur, new = stamp[0], stamp[1]
+    return (cur[:2] if cur else None, new[:2] if new else None, *stamp[2:])
+
+
 @dataclass(slots=True)
 class _Plan:
     present: dict[int, str]
@@ -116,6 +124,11 @@ class _Core:
         self.uidvalidity = 0
         self._stamp: _Stamp | None = None
         self._tmp_checked_at: float | None = None
+        # cur/ and new/ as inotify keeps them, and the files key (_files_key) when
+        # files and infos were last known to match the disk; see _unchanged.
+        self._cur_listing = DirListing(self.cur)
+        self._new_listing = DirListing(self.new)
+        self._fast_key: _Stamp | None = None
 
     # -- scanning --------------------------------------------------------------------
 
@@ -145,17 +158,59 @@ class _Core:
                 quiet = False
         return tuple(parts), settled, quiet and settled
 
-    def _move_new(self) -> bool:
-        """Move the files of new/ to cur/; returns whether there were any."""
+    def _unchanged(self, stamp: _Stamp) -> bool:
+        """Whether, by inotify, nothing changed in cur/ and new/ since :attr:`files`
+        matched them but what :attr:`files` already says (our own renames and
+        unlinks), and the state files are as they were then."""
+        if self._fast_key is None or self._fast_key != _files_key(stamp):
+            return False
+        new = self._new_listing.changes()
+        if new is None or new[1]:
+            return False
+        cur = self._cur_listing.changes()
+        if cur is None:
+            return False
+        by_base, expunged, files = self.uidlist.by_base, self.state.expunged, self.files
+        for base, name in cur[0].items():
+            rec = by_base.get(base)
+            known = None if rec is None or rec.uid in expunged else files.get(rec.uid)
+            if known != name:
+                return False
+        return True
+
+    def rekey(self) -> None:
+        """After a change of our own under the uidlist lock that left :attr:`files` and
+        :attr:`infos` matching the disk: the next sync may skip the scan."""
+        self._stamp = None
         try:
-            names = os.listdir(self.new)
+            self._fast_key = _files_key(self._stamp_now()[0])
+        except FileNotFoundError:
+            self._fast_key = None
+
+    def forget(self) -> None:
+        """The next sync reads everything (the state files were read or written without
+        bringing :attr:`files` and :attr:`infos` up to date)."""
+        self._stamp = None
+        self._fast_key = None
+
+    def _listed(self, listing: DirListing) -> dict[str, str]:
+        """base name → file name in the listing's directory, now."""
+        try:
+            found = listing.current()
+            if found is None:
+                found = list_names(listing.path)
         except FileNotFoundError:
             self._check_exists()
             raise
+        files, duplicate = found
+        if duplicate:
+            log.warning("%s: two files for one base name; using the first listed", listing.path)
+        return files
+
+    def _move_new(self) -> bool:
+        """Move the files of new/ to cur/; returns whether there were any."""
         moved = False
-        for name in names:
-            if name.startswith("."):
-                continue
+        for name in self._listed(self._new_listing).values():
             moved = True
             target = name if ":" in name else name + ":2,"
             with contextlib.suppress(FileNotFoundError):
@@ -194,24 +249,21 @@ class _Core:
             raise FolderNotFoundError(f"folder directory gone: {self.path}")
 
     def _scan(self) -> tuple[dict[str, str], bool]:
-        """Move new/ to cur/, then list cur/: base name → file name, and whether new/
-        had files."""
+        """Move new/ to cur/, then list cur/ (as inotify keeps it, where it can): base
+        name → file name, and whether new/ had files."""
         moved = self._move_new()
+        return self._listed(self._cur_listing), moved
+
+    def _scan_disk(self) -> dict[str, str]:
+        """cur/ listed from the disk itself, whatever inotify says."""
         try:
-            names = os.listdir(self.cur)
+            files, duplicate = list_names(self.cur)
         except FileNotFoundError:
             self._check_exists()
             raise
-        files: dict[str, str] = {}
-        for name in names:
-            if name.startswith("."):
-                continue
-            base = name.partition(":")[0]
-            if base in files:
-                log.warning("%s: two files for %s; using %s", self.cur, base, files[base])
-                continue
-            files[base] = name
-        return files, moved
+        if duplicate:
+            log.warning("%s: two files for one base name; using the first listed", self.cur)
+        return files
 
     def find(self, base: str) -> str | None:
         """The current file name in cur/ (or new/) of a base name, by rescanning."""
@@ -280,8 +332,9 @@ class _Core:
                 stamp, settled, quiet = self._stamp_now()
             if reader:
                 self._clean_tmp()
-            if settled and stamp == self._stamp:
+            if (settled and stamp == self._stamp) or self._unchanged(stamp):
                 return
+            self._fast_key = None
             # Only a first sync (every parser as new, so that what it reads is a parse
             # from scratch) of a folder that nothing touched for a while uses the
             # snapshot, and only when the stamp it was written for is today's.
@@ -302,6 +355,7 @@ class _Core:
                     self.uidnext = uidnext
                     self._publish(plan.present, kw_changed)
                     self._stamp = stamp if settled else None
+                    self._fast_key = _files_key(stamp)
                     if use_snapshot and not moved and len(plan.present) >= SNAPSHOT_MIN:
                         body = self._snapshot_body(plan.present)
         if consistent:
@@ -316,8 +370,9 @@ class _Core:
         """The sync, with the uidlist lock held: assigns UIDs and MODSEQs."""
         with self.mutex:
             stamp, settled, _ = self._stamp_now()
-            if settled and stamp == self._stamp:
+            if (settled and stamp == self._stamp) or self._unchanged(stamp):
                 return
+            self._fast_key = None
             ul, st = self.uidlist, self.state
             ul.refresh()
             kw_changed = self.keywords.refresh()
@@ -331,7 +386,8 @@ class _Core:
             if plan.missing:
                 # A file being renamed by another program can be missed by one listing:
                 # look again before calling anything expunged.
-                again, _ = self._scan()
+                self._move_new()
+                again = self._scan_disk()
                 for base, name in again.items():
                     files.setdefault(base, name)
                 plan = self._plan(files)
@@ -373,7 +429,7 @@ class _Core:
             self._maybe_compact_uidlist()
             self.uidnext = ul.next_uid
             self._publish(plan.present, kw_changed)
-            self._stamp = None
+            self.rekey()
 
     def _maybe_compact_uidlist(self) -> None:
         ul, st = self.uidlist, self.state
@@ -574,7 +630,7 @@ class _Core:
                 mtime = int(os.stat(path).st_mtime)
                 st.record(uid, Entry(modseq, modseq, mtime, size, info, extra))
             st.commit()
-            self._stamp = None
+            self.forget()
 
     def record_zones(self, zones: dict[int, int]) -> None:
         """Keep the INTERNALDATE time zones (UID → minutes east of UTC) of messages
@@ -586,7 +642,7 @@ class _Core:
             for uid, minutes in zones.items():
                 st.set_tz(uid, minutes)
             st.commit()
-            self._stamp = None
+            self.forget()
 
     def assign(self, bases: list[str]) -> dict[str, int]:
         """Give UIDs to files just made durable in this folder (the caller holds the

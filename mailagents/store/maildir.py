@@ -449,10 +449,11 @@ class MaildirFolder(Folder):
                     core.files.pop(uid, None)
                     core.infos.pop(uid, None)
                 st.commit()
-                core._stamp = None
+                core.forget()
                 if core.fsync:
                     fsync_dir(core.cur)
                 core._maybe_compact_uidlist()
+                core.rekey()  # files and infos lost exactly what was unlinked
                 notify(core.path)
         for uid in removed:
             self._infos.pop(uid, None)
