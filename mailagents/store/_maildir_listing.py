@@ -37,12 +37,12 @@ from mailagents.store._watch_inotify import (
     IN_MOVE_SELF,
     IN_MOVED_FROM,
     IN_MOVED_TO,
+    IN_ONLYDIR,
     IN_Q_OVERFLOW,
     Inotify,
     available,
 )
 
-_IN_ONLYDIR = 0x01000000
 _MASK = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF
 _ADDED = IN_CREATE | IN_MOVED_TO
 _REMOVED = IN_DELETE | IN_MOVED_FROM
@@ -163,7 +163,7 @@ class _Hub:
                 self._broken = True
                 return None
         try:
-            wd = self._inotify.add(listing.path, _MASK | _IN_ONLYDIR)
+            wd = self._inotify.add(listing.path, _MASK | IN_ONLYDIR)
         except OSError as exc:
             if not os.path.isdir(listing.path):
                 raise FileNotFoundError(listing.path) from exc

@@ -193,10 +193,11 @@ class _Core:
         self._stamp = None
         self._fast_key = None
 
-    def _listed(self, listing: DirListing) -> dict[str, str]:
-        """base name → file name in the listing's directory, now."""
+    def _listed(self, listing: DirListing, *, from_disk: bool = False) -> dict[str, str]:
+        """base name → file name in the listing's directory, now (``from_disk``: listed
+        from the disk itself, whatever inotify says)."""
         try:
-            found = listing.current()
+            found = None if from_disk else listing.current()
             if found is None:
                 found = list_names(listing.path)
         except FileNotFoundError:
@@ -253,17 +254,6 @@ class _Core:
         name → file name, and whether new/ had files."""
         moved = self._move_new()
         return self._listed(self._cur_listing), moved
-
-    def _scan_disk(self) -> dict[str, str]:
-        """cur/ listed from the disk itself, whatever inotify says."""
-        try:
-            files, duplicate = list_names(self.cur)
-        except FileNotFoundError:
-            self._check_exists()
-            raise
-        if duplicate:
-            log.warning("%s: two files for one base name; using the first listed", self.cur)
-        return files
 
     def find(self, base: str) -> str | None:
         """The current file name in cur/ (or new/) of a base name, by rescanning."""
@@ -387,7 +377,7 @@ class _Core:
                 # A file being renamed by another program can be missed by one listing:
                 # look again before calling anything expunged.
                 self._move_new()
-                again = self._scan_disk()
+                again = self._listed(self._cur_listing, from_disk=True)
                 for base, name in again.items():
                     files.setdefault(base, name)
                 plan = self._plan(files)

@@ -31,6 +31,7 @@ __all__ = [
     "IN_MOVED_FROM",
     "IN_MOVED_TO",
     "IN_MOVE_SELF",
+    "IN_ONLYDIR",
     "IN_Q_OVERFLOW",
     "Inotify",
     "InotifyEvent",
